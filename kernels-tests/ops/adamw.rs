@@ -1,0 +1,1 @@
+//! Tests for adamw: not yet written.

@@ -1,0 +1,1 @@
+//! Tests for attention: not yet written.

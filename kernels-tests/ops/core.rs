@@ -1,0 +1,127 @@
+//! The core: device, tensors (f32/f16/bf16 storage), the dispatch helper,
+//! binding-limit chunking, and the tape's bookkeeping.
+
+use crate::common::*;
+use engine::ops::axpy::{axpy, AxpyParams};
+use engine::{DType, Gpu, GpuOptions, Tape, Tensor};
+
+#[test]
+fn axpy_params_layout() {
+    crate::assert_params_layout!(AxpyParams, "axpy", "AxpyParams", [n, alpha]);
+}
+
+#[test]
+fn axpy_matches_reference_at_odd_sizes() {
+    let mut rng = Rng::new(1);
+    for n in [1usize, 7, 255, 257, 1000] {
+        let x = rng.vec(n, 2.0);
+        let y = rng.vec(n, 2.0);
+        let ty = upload(&[n], &y);
+        axpy(&ty, -0.75, &upload(&[n], &x)).unwrap();
+        let want: Vec<f64> = x
+            .iter()
+            .zip(&y)
+            .map(|(&a, &b)| b as f64 - 0.75 * a as f64)
+            .collect();
+        assert_close(
+            &format!("axpy n={n}"),
+            &ty.to_vec().unwrap(),
+            &want,
+            1e-6,
+            1e-6,
+        );
+    }
+}
+
+#[test]
+fn half_precision_storage_round_trips() {
+    let gpu = gpu();
+    let mut rng = Rng::new(2);
+    let data = rng.vec(9, 3.0);
+    for dtype in [DType::F16, DType::BF16] {
+        let t = Tensor::from_host(&gpu, &[3, 3], dtype, &data).unwrap();
+        assert_eq!(t.bytes(), 20, "9 packed halves take 5 words");
+        let back = t.to_vec().unwrap();
+        let rtol = if dtype == DType::F16 { 1e-3 } else { 8e-3 };
+        assert_close(dtype.name(), &back, &to_f64(&data), 1e-6, rtol);
+    }
+}
+
+#[test]
+fn ops_chunk_tensors_larger_than_one_binding() {
+    // A second device that pretends storage bindings hold only 4 KiB.
+    let mut opts = GpuOptions::from_env().unwrap();
+    opts.max_binding_override = Some(4096);
+    let small = Gpu::new(&opts).unwrap();
+    assert_eq!(small.max_binding(), 4096);
+    let n = 5000; // 20 KB per tensor: five bindings' worth
+    let mut rng = Rng::new(3);
+    let x = rng.vec(n, 1.0);
+    let y = rng.vec(n, 1.0);
+    let ty = Tensor::from_f32(&small, &[n], &y).unwrap();
+    axpy(&ty, 2.0, &Tensor::from_f32(&small, &[n], &x).unwrap()).unwrap();
+    let want: Vec<f64> = x
+        .iter()
+        .zip(&y)
+        .map(|(&a, &b)| b as f64 + 2.0 * a as f64)
+        .collect();
+    assert_close("chunked axpy", &ty.to_vec().unwrap(), &want, 1e-6, 1e-6);
+}
+
+#[test]
+fn poisoned_tensors_read_back_as_nan() {
+    let t = poisoned(&[5]);
+    assert!(t.to_vec().unwrap().iter().all(|v| v.is_nan()));
+}
+
+#[test]
+fn tape_accumulates_shared_and_aliased_gradients() {
+    let gpu = gpu();
+    let tape = Tape::new(&gpu);
+    let a = tape.param(&upload(&[3], &[1.0, 2.0, 3.0]));
+    // y = identity(a), recorded twice, both passing dy straight through (aliases).
+    let pass = |v: &engine::Var| {
+        let out = v.tensor().deep_copy().unwrap();
+        tape.record("identity", &[v], out, |dy, _| Ok(vec![Some(dy.clone())]))
+    };
+    let b = pass(&a);
+    let c = pass(&a);
+    let sum = tape.record(
+        "add",
+        &[&b, &c],
+        b.tensor().deep_copy().unwrap(),
+        |dy, _| Ok(vec![Some(dy.clone()), Some(dy.clone())]),
+    );
+    let seed = upload(&[3], &[1.0, 10.0, 100.0]);
+    let grads = tape.backward_with(&sum, seed.clone()).unwrap();
+    assert_close(
+        "da",
+        &grads.get(&a).unwrap().to_vec().unwrap(),
+        &[2.0, 20.0, 200.0],
+        0.0,
+        1e-7,
+    );
+    assert_close(
+        "seed untouched",
+        &seed.to_vec().unwrap(),
+        &[1.0, 10.0, 100.0],
+        0.0,
+        0.0,
+    );
+    assert!(tape.is_empty(), "backward consumes the recorded nodes");
+}
+
+#[test]
+fn no_grad_records_nothing() {
+    let gpu = gpu();
+    let tape = Tape::new(&gpu);
+    let a = tape.param(&upload(&[2], &[1.0, 2.0]));
+    {
+        let _g = tape.no_grad();
+        let b = tape.record("identity", &[&a], a.tensor().clone(), |dy, _| {
+            Ok(vec![Some(dy.clone())])
+        });
+        assert!(!b.requires_grad());
+    }
+    assert!(tape.is_empty());
+}

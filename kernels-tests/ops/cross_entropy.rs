@@ -1,0 +1,1 @@
+//! Tests for cross_entropy: not yet written.

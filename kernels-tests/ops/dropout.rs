@@ -1,0 +1,1 @@
+//! Tests for dropout: not yet written.

@@ -1,0 +1,1 @@
+//! Tests for elementwise: not yet written.

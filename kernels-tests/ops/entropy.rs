@@ -1,0 +1,1 @@
+//! Tests for entropy: not yet written.

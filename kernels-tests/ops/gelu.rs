@@ -1,0 +1,1 @@
+//! Tests for gelu: not yet written.

@@ -1,0 +1,1 @@
+//! Tests for grad_clip: not yet written.

@@ -1,0 +1,1 @@
+//! Tests for layernorm: not yet written.

@@ -1,0 +1,1 @@
+//! Tests for reduce: not yet written.

@@ -1,0 +1,1 @@
+//! Tests for rotary: not yet written.

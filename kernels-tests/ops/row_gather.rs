@@ -1,0 +1,1 @@
+//! Tests for row_gather: not yet written.

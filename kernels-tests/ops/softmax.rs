@@ -1,0 +1,1 @@
+//! Tests for softmax: not yet written.

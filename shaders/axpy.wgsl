@@ -1,0 +1,25 @@
+// axpy: y[i] += alpha * x[i] over n elements, in place.
+//
+// Not differentiable: the tape uses it to accumulate gradients, and optimizers
+// to update buffers, so it has no tape entry and no backward.
+//#include common/grid
+
+struct AxpyParams {
+    n: u32,
+    alpha: f32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: AxpyParams;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+
+@compute @workgroup_size(256)
+fn axpy(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let i = linear_group(wg, nwg) * 256u + lid;
+    if (i < p.n) {
+        y[i] = y[i] + p.alpha * x[i];
+    }
+}

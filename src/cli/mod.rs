@@ -1,0 +1,67 @@
+//! Subcommand implementations for the `engine` binary.
+
+use anyhow::Result;
+use engine::device::{describe, list_adapters};
+use engine::{Gpu, GpuOptions};
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// A short run (about a minute on llvmpipe) that still includes matmul at 1024³.
+    #[arg(long)]
+    pub quick: bool,
+    /// One JSON object per line on stdout; the adapter line goes to stderr.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn devices(opts: &GpuOptions) -> Result<()> {
+    let adapters = list_adapters(opts.backends);
+    if adapters.is_empty() {
+        anyhow::bail!(
+            "no adapters found (install Mesa: libegl1-mesa for GL, mesa-vulkan-drivers for Vulkan)"
+        );
+    }
+    for (i, a) in adapters.iter().enumerate() {
+        let info = a.get_info();
+        let l = a.limits();
+        let f = a.features();
+        println!("[{i}] {}", describe(&info));
+        println!("    max buffer            {} bytes", l.max_buffer_size);
+        println!(
+            "    max storage binding   {} bytes",
+            l.max_storage_buffer_binding_size
+        );
+        println!(
+            "    workgroup storage     {} bytes",
+            l.max_compute_workgroup_storage_size
+        );
+        println!(
+            "    invocations/workgroup {}",
+            l.max_compute_invocations_per_workgroup
+        );
+        println!(
+            "    workgroup size        {}x{}x{}",
+            l.max_compute_workgroup_size_x,
+            l.max_compute_workgroup_size_y,
+            l.max_compute_workgroup_size_z
+        );
+        println!(
+            "    storage buffers/stage {}",
+            l.max_storage_buffers_per_shader_stage
+        );
+        println!(
+            "    features              shader-f16={} subgroups={} timestamp-query={}",
+            f.contains(wgpu::Features::SHADER_F16),
+            f.contains(wgpu::Features::SUBGROUP),
+            f.contains(wgpu::Features::TIMESTAMP_QUERY)
+        );
+    }
+    let gpu = Gpu::new(opts)?;
+    println!("selected: {}", gpu.describe());
+    Ok(())
+}
+
+pub fn bench(opts: &GpuOptions, args: &BenchArgs) -> Result<()> {
+    let gpu = Gpu::new(opts)?;
+    engine::bench::run(&gpu, args.quick, args.json)
+}

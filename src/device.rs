@@ -1,0 +1,455 @@
+//! The GPU: adapter choice, device limits, command batching, buffer reuse and
+//! explicit read-back.
+//!
+//! One [`Gpu`] owns one wgpu device and queue. Work is recorded into a single
+//! pending command encoder and submitted in batches ([`Gpu::flush`]), so a
+//! training step is a handful of submits rather than one per kernel. Uploads go
+//! through the same encoder (a staging copy), never `queue.write_buffer`, so
+//! that every write lands in program order relative to the recorded kernels.
+
+use anyhow::{anyhow, bail, Context, Result};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use wgpu::util::DeviceExt;
+
+use crate::kernel::PipelineCache;
+
+/// How to pick and configure the adapter.
+#[derive(Clone, Debug, Default)]
+pub struct GpuOptions {
+    /// Case-insensitive substring of the adapter name (`--device`, `ENGINE_DEVICE`).
+    pub device_filter: Option<String>,
+    /// Restrict to these backends (`--backend`, `WGPU_BACKEND`).
+    pub backends: Option<wgpu::Backends>,
+    /// Pretend the device's max storage binding is this many bytes. Tests use it
+    /// to prove that ops chunk tensors that exceed one binding.
+    pub max_binding_override: Option<u64>,
+}
+
+impl GpuOptions {
+    /// Options from `ENGINE_DEVICE`, `WGPU_BACKEND` and `ENGINE_MAX_BINDING`.
+    pub fn from_env() -> Result<Self> {
+        let backends = match std::env::var("WGPU_BACKEND") {
+            Ok(s) if !s.trim().is_empty() => Some(parse_backends(&s)?),
+            _ => None,
+        };
+        let max_binding_override = match std::env::var("ENGINE_MAX_BINDING") {
+            Ok(s) => Some(
+                s.trim()
+                    .parse()
+                    .with_context(|| format!("ENGINE_MAX_BINDING={s:?}"))?,
+            ),
+            Err(_) => None,
+        };
+        Ok(Self {
+            device_filter: std::env::var("ENGINE_DEVICE")
+                .ok()
+                .filter(|s| !s.is_empty()),
+            backends,
+            max_binding_override,
+        })
+    }
+}
+
+/// Parses `vulkan`, `metal`, `dx12`, `gl` (comma-separated lists allowed).
+pub fn parse_backends(s: &str) -> Result<wgpu::Backends> {
+    let mut out = wgpu::Backends::empty();
+    for part in s.split(',').map(|p| p.trim().to_ascii_lowercase()) {
+        out |= match part.as_str() {
+            "vulkan" | "vk" => wgpu::Backends::VULKAN,
+            "metal" | "mtl" => wgpu::Backends::METAL,
+            "dx12" | "d3d12" => wgpu::Backends::DX12,
+            "gl" | "gles" | "opengl" => wgpu::Backends::GL,
+            other => bail!("unknown backend `{other}` (expected vulkan, metal, dx12 or gl)"),
+        };
+    }
+    Ok(out)
+}
+
+fn type_rank(t: wgpu::DeviceType) -> u32 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu | wgpu::DeviceType::Other => 2,
+        wgpu::DeviceType::Cpu => 3,
+    }
+}
+
+fn backend_rank(b: wgpu::Backend) -> u32 {
+    match b {
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
+        _ => 1,
+    }
+}
+
+fn instance(backends: wgpu::Backends) -> wgpu::Instance {
+    // Mesa's EGL complains on every call when this is unset (headless CI).
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
+    }
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = backends;
+    desc.flags = wgpu::InstanceFlags::empty();
+    wgpu::Instance::new(desc)
+}
+
+/// Every adapter wgpu can see, best first.
+pub fn list_adapters(backends: Option<wgpu::Backends>) -> Vec<wgpu::Adapter> {
+    let inst = instance(backends.unwrap_or(wgpu::Backends::all()));
+    let mut adapters =
+        pollster::block_on(inst.enumerate_adapters(backends.unwrap_or(wgpu::Backends::all())));
+    adapters.sort_by_key(|a| {
+        let i = a.get_info();
+        (type_rank(i.device_type), backend_rank(i.backend))
+    });
+    adapters
+}
+
+/// A device with its queue, pipeline cache, buffer pool and pending commands.
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
+    max_binding: u64,
+    pub(crate) pipelines: PipelineCache,
+    batch: Mutex<Batch>,
+    pool: Mutex<BufferPool>,
+}
+
+struct Batch {
+    encoder: Option<wgpu::CommandEncoder>,
+    commands: usize,
+}
+
+/// Commands recorded before a batch is submitted on its own.
+const MAX_BATCH: usize = 256;
+
+impl Gpu {
+    /// Opens the best adapter allowed by `opts`.
+    pub fn new(opts: &GpuOptions) -> Result<Arc<Gpu>> {
+        let adapters = list_adapters(opts.backends);
+        if adapters.is_empty() {
+            bail!(
+                "no GPU adapter found{}. On a machine without a GPU driver, install Mesa: the GL \
+                 backend works with libegl1-mesa, and `apt-get install mesa-vulkan-drivers` adds \
+                 the faster Vulkan lavapipe",
+                opts.backends
+                    .map(|b| format!(" for backends {b:?}"))
+                    .unwrap_or_default()
+            );
+        }
+        let names: Vec<String> = adapters.iter().map(|a| describe(&a.get_info())).collect();
+        let adapter = match &opts.device_filter {
+            Some(f) => adapters
+                .into_iter()
+                .find(|a| a.get_info().name.to_lowercase().contains(&f.to_lowercase()))
+                .ok_or_else(|| {
+                    anyhow!(
+                        "no adapter name contains `{f}`; available: {}",
+                        names.join("; ")
+                    )
+                })?,
+            None => adapters.into_iter().next().unwrap(),
+        };
+        let info = adapter.get_info();
+        // Ask for everything the adapter offers: the defaults cap storage bindings at 128 MiB.
+        let limits = adapter.limits();
+        let wanted =
+            wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP | wgpu::Features::TIMESTAMP_QUERY;
+        let features = adapter.features() & wanted;
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("engine"),
+            required_features: features,
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .with_context(|| format!("opening device on {}", describe(&info)))?;
+        let hw_binding =
+            u64::from(limits.max_storage_buffer_binding_size).min(limits.max_buffer_size);
+        let max_binding = opts
+            .max_binding_override
+            .map_or(hw_binding, |o| o.min(hw_binding));
+        Ok(Arc::new(Gpu {
+            device,
+            queue,
+            info,
+            limits,
+            features,
+            max_binding,
+            pipelines: PipelineCache::default(),
+            batch: Mutex::new(Batch {
+                encoder: None,
+                commands: 0,
+            }),
+            pool: Mutex::new(BufferPool::default()),
+        }))
+    }
+
+    /// One device per process, configured from the environment. Tests share it,
+    /// so each pipeline compiles once per test binary.
+    pub fn shared() -> Result<Arc<Gpu>> {
+        static SHARED: OnceLock<std::result::Result<Arc<Gpu>, String>> = OnceLock::new();
+        SHARED
+            .get_or_init(|| {
+                GpuOptions::from_env()
+                    .and_then(|o| Gpu::new(&o))
+                    .map_err(|e| format!("{e:#}"))
+            })
+            .clone()
+            .map_err(|e| anyhow!("{e}"))
+    }
+
+    /// True on CPU implementations (llvmpipe, lavapipe, WARP), where register
+    /// blocking beats shared-memory tiling.
+    pub fn is_cpu(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    pub fn has_subgroups(&self) -> bool {
+        self.features.contains(wgpu::Features::SUBGROUP)
+    }
+
+    pub fn has_f16(&self) -> bool {
+        self.features.contains(wgpu::Features::SHADER_F16)
+    }
+
+    /// The largest byte range one storage binding may cover.
+    pub fn max_binding(&self) -> u64 {
+        self.max_binding
+    }
+
+    /// Required alignment of a storage binding's offset.
+    pub fn binding_alignment(&self) -> u64 {
+        u64::from(self.limits.min_storage_buffer_offset_alignment)
+    }
+
+    pub fn describe(&self) -> String {
+        describe(&self.info)
+    }
+
+    /// Runs `f` with the pending encoder, creating it if needed.
+    pub(crate) fn record(&self, f: impl FnOnce(&mut wgpu::CommandEncoder)) {
+        let mut batch = self.batch.lock().unwrap();
+        let enc = batch
+            .encoder
+            .get_or_insert_with(|| self.device.create_command_encoder(&Default::default()));
+        f(enc);
+        batch.commands += 1;
+        if batch.commands >= MAX_BATCH {
+            self.submit(&mut batch);
+        }
+    }
+
+    fn submit(&self, batch: &mut Batch) {
+        if let Some(enc) = batch.encoder.take() {
+            self.queue.submit([enc.finish()]);
+        }
+        batch.commands = 0;
+    }
+
+    /// Submits everything recorded so far (without waiting).
+    pub fn flush(&self) {
+        self.submit(&mut self.batch.lock().unwrap());
+    }
+
+    /// Submits and blocks until the device is idle.
+    pub fn sync(&self) -> Result<()> {
+        self.flush();
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| anyhow!("device poll failed: {e}"))?;
+        Ok(())
+    }
+
+    /// A storage buffer of at least `bytes`, reused from the pool when possible.
+    /// Contents are undefined.
+    pub(crate) fn alloc(&self, bytes: u64) -> Result<wgpu::Buffer> {
+        let cap = size_class(bytes.max(4));
+        if cap > self.limits.max_buffer_size {
+            bail!(
+                "a {bytes}-byte tensor exceeds this adapter's max buffer size of {} bytes",
+                self.limits.max_buffer_size
+            );
+        }
+        if let Some(buf) = self.pool.lock().unwrap().take(cap) {
+            return Ok(buf);
+        }
+        Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: cap,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        }))
+    }
+
+    /// Returns a buffer to the pool. Safe while commands that use it are still
+    /// pending: every later use is recorded after them.
+    pub(crate) fn release(&self, buf: wgpu::Buffer) {
+        self.pool.lock().unwrap().put(buf);
+    }
+
+    /// Records a copy of `data` into `dst` at `offset` (in program order).
+    pub(crate) fn upload(&self, dst: &wgpu::Buffer, offset: u64, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        let mut padded;
+        let bytes = if data.len() % 4 == 0 {
+            data
+        } else {
+            padded = data.to_vec();
+            padded.resize(data.len().next_multiple_of(4), 0);
+            &padded
+        };
+        let staging = self
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: None,
+                contents: bytes,
+                usage: wgpu::BufferUsages::COPY_SRC,
+            });
+        self.record(|enc| enc.copy_buffer_to_buffer(&staging, 0, dst, offset, bytes.len() as u64));
+    }
+
+    /// Records zero-filling of `size` bytes of `dst` from `offset`.
+    pub(crate) fn clear(&self, dst: &wgpu::Buffer, offset: u64, size: u64) {
+        self.record(|enc| enc.clear_buffer(dst, offset, Some(size)));
+    }
+
+    /// Copies `size` bytes (a multiple of 4) back to the host, waiting for all
+    /// pending work first.
+    pub(crate) fn read(&self, src: &wgpu::Buffer, offset: u64, size: u64) -> Result<Vec<u8>> {
+        if size == 0 {
+            return Ok(Vec::new());
+        }
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.record(|enc| enc.copy_buffer_to_buffer(src, offset, &staging, 0, size));
+        self.flush();
+        let slice = staging.slice(..);
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| anyhow!("device poll failed: {e}"))?;
+        rx.recv()?
+            .map_err(|e| anyhow!("mapping read-back buffer failed: {e}"))?;
+        let out = slice
+            .get_mapped_range()
+            .map_err(|e| anyhow!("reading mapped buffer: {e:?}"))?
+            .to_vec();
+        staging.unmap();
+        Ok(out)
+    }
+
+    /// A uniform buffer holding `bytes`, padded to 16 bytes as WGSL requires.
+    pub(crate) fn uniform(&self, bytes: &[u8]) -> wgpu::Buffer {
+        let mut data = bytes.to_vec();
+        data.resize(bytes.len().max(16).next_multiple_of(16), 0);
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: None,
+                contents: &data,
+                usage: wgpu::BufferUsages::UNIFORM,
+            })
+    }
+}
+
+/// `name (backend, type)`, the adapter line printed by the CLI and benches.
+pub fn describe(i: &wgpu::AdapterInfo) -> String {
+    format!(
+        "{} ({:?}, {:?}, driver {} {})",
+        i.name, i.backend, i.device_type, i.driver, i.driver_info
+    )
+}
+
+/// Rounds a request up to a size class (powers of two and their 1.5×), so that
+/// freed buffers are reused across slightly different shapes. Large buffers
+/// round to whole MiB instead, to waste little memory on embeddings.
+fn size_class(bytes: u64) -> u64 {
+    const MIB: u64 = 1 << 20;
+    if bytes <= 256 {
+        return 256;
+    }
+    if bytes > 64 * MIB {
+        return bytes.next_multiple_of(MIB);
+    }
+    let p = bytes.next_power_of_two();
+    if bytes <= p / 4 * 3 {
+        p / 4 * 3
+    } else {
+        p
+    }
+}
+
+/// Free buffers by capacity, capped so that a burst of temporaries does not
+/// pin memory forever.
+#[derive(Default)]
+struct BufferPool {
+    free: HashMap<u64, Vec<wgpu::Buffer>>,
+    bytes: u64,
+}
+
+const POOL_CAP: u64 = 1 << 30;
+
+impl BufferPool {
+    fn take(&mut self, cap: u64) -> Option<wgpu::Buffer> {
+        let buf = self.free.get_mut(&cap)?.pop()?;
+        self.bytes -= cap;
+        Some(buf)
+    }
+
+    fn put(&mut self, buf: wgpu::Buffer) {
+        let cap = buf.size();
+        if self.bytes + cap <= POOL_CAP {
+            self.bytes += cap;
+            self.free.entry(cap).or_default().push(buf);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn size_classes_cover_requests() {
+        for b in [
+            1u64,
+            255,
+            256,
+            257,
+            1000,
+            4096,
+            5000,
+            1 << 20,
+            (1 << 26) + 3,
+            154_389_504,
+        ] {
+            let c = size_class(b);
+            assert!(c >= b && c <= b.max(256) * 2, "{b} -> {c}");
+        }
+    }
+
+    #[test]
+    fn backend_names_parse() {
+        assert_eq!(parse_backends("gl").unwrap(), wgpu::Backends::GL);
+        assert_eq!(
+            parse_backends("vulkan,gl").unwrap(),
+            wgpu::Backends::VULKAN | wgpu::Backends::GL
+        );
+        assert!(parse_backends("cuda").is_err());
+    }
+}

@@ -1,0 +1,230 @@
+//! The one dispatch helper every op goes through.
+//!
+//! A kernel is named by shader stem, entry point and `override` constants
+//! ([`Kernel`]). Its pipeline is compiled once per [`Gpu`] and cached: on
+//! llvmpipe every distinct pipeline costs 40-400 ms of LLVM time. The pipeline
+//! layout is reflected from the shader with naga, so ops only say which buffer
+//! goes to which `@binding`; binding 0 is always the op's uniform params struct.
+
+use anyhow::{anyhow, Context, Result};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::device::Gpu;
+use crate::shader::{self, BindingKind};
+
+/// A compute entry point plus its specialisation constants.
+#[derive(Clone, Copy, Debug)]
+pub struct Kernel<'a> {
+    pub shader: &'static str,
+    pub entry: &'static str,
+    pub constants: &'a [(&'static str, f64)],
+}
+
+impl Kernel<'static> {
+    pub const fn new(shader: &'static str, entry: &'static str) -> Self {
+        Kernel {
+            shader,
+            entry,
+            constants: &[],
+        }
+    }
+}
+
+impl<'a> Kernel<'a> {
+    pub fn with<'b>(self, constants: &'b [(&'static str, f64)]) -> Kernel<'b> {
+        Kernel {
+            shader: self.shader,
+            entry: self.entry,
+            constants,
+        }
+    }
+}
+
+/// One buffer range bound at `binding`.
+#[derive(Clone, Copy)]
+pub struct Bind<'a> {
+    pub binding: u32,
+    pub buffer: &'a wgpu::Buffer,
+    pub offset: u64,
+    pub size: u64,
+}
+
+pub(crate) struct Compiled {
+    pipeline: wgpu::ComputePipeline,
+    layout: wgpu::BindGroupLayout,
+    bindings: Vec<(u32, BindingKind)>,
+}
+
+type Key = (&'static str, &'static str, Vec<(&'static str, u64)>);
+
+#[derive(Default)]
+pub(crate) struct PipelineCache {
+    modules: Mutex<HashMap<&'static str, Arc<(String, wgpu::ShaderModule)>>>,
+    pipelines: Mutex<HashMap<Key, Arc<Compiled>>>,
+}
+
+/// Workgroup counts for `n` groups along one logical axis, folded into y when
+/// `n` exceeds the per-dimension limit. Shaders recover the linear group id
+/// as `wg.x + wg.y * num_workgroups.x` and bound-check it.
+pub fn groups_1d(gpu: &Gpu, n: u32) -> [u32; 3] {
+    let max = gpu.limits.max_compute_workgroups_per_dimension.max(1);
+    if n <= max {
+        [n.max(1), 1, 1]
+    } else {
+        [max, n.div_ceil(max), 1]
+    }
+}
+
+/// Splits `n` 4-byte elements into ranges that each fit one storage binding.
+/// Boundaries are multiples of the binding alignment, so every range binds
+/// with no residual offset. Elementwise ops loop over these.
+pub fn elem_chunks(gpu: &Gpu, n: usize) -> Vec<(usize, usize)> {
+    let align = (gpu.binding_alignment() / 4).max(1) as usize;
+    let step = ((gpu.max_binding() / 4) as usize / align * align).max(align);
+    (0..n.max(1))
+        .step_by(step)
+        .map(|lo| (lo, (lo + step).min(n)))
+        .collect()
+}
+
+impl Gpu {
+    fn compiled(&self, k: &Kernel) -> Result<Arc<Compiled>> {
+        let key: Key = (
+            k.shader,
+            k.entry,
+            k.constants.iter().map(|(n, v)| (*n, v.to_bits())).collect(),
+        );
+        if let Some(c) = self.pipelines.pipelines.lock().unwrap().get(&key) {
+            return Ok(c.clone());
+        }
+        let module = {
+            let mut modules = self.pipelines.modules.lock().unwrap();
+            match modules.get(k.shader) {
+                Some(m) => m.clone(),
+                None => {
+                    let src = shader::joined_source(k.shader)?;
+                    let m = self
+                        .device
+                        .create_shader_module(wgpu::ShaderModuleDescriptor {
+                            label: Some(k.shader),
+                            source: wgpu::ShaderSource::Wgsl(src.clone().into()),
+                        });
+                    let m = Arc::new((src, m));
+                    modules.insert(k.shader, m.clone());
+                    m
+                }
+            }
+        };
+        let bindings = shader::entry_bindings(k.shader, &module.0, k.entry)?;
+        let entries: Vec<_> = bindings
+            .iter()
+            .map(|&(binding, kind)| wgpu::BindGroupLayoutEntry {
+                binding,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: match kind {
+                        BindingKind::Uniform => wgpu::BufferBindingType::Uniform,
+                        BindingKind::StorageRead => {
+                            wgpu::BufferBindingType::Storage { read_only: true }
+                        }
+                        BindingKind::StorageReadWrite => {
+                            wgpu::BufferBindingType::Storage { read_only: false }
+                        }
+                    },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            })
+            .collect();
+        let layout = self
+            .device
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some(k.entry),
+                entries: &entries,
+            });
+        let pipeline_layout = self
+            .device
+            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(k.entry),
+                bind_group_layouts: &[Some(&layout)],
+                immediate_size: 0,
+            });
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(k.entry),
+                layout: Some(&pipeline_layout),
+                module: &module.1,
+                entry_point: Some(k.entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: k.constants,
+                    zero_initialize_workgroup_memory: false,
+                },
+                cache: None,
+            });
+        let compiled = Arc::new(Compiled {
+            pipeline,
+            layout,
+            bindings,
+        });
+        self.pipelines
+            .pipelines
+            .lock()
+            .unwrap()
+            .insert(key, compiled.clone());
+        Ok(compiled)
+    }
+
+    /// Records one dispatch of `kernel` over `groups` workgroups. `params` goes
+    /// to binding 0 as a uniform; `binds` supplies every storage binding the
+    /// entry point uses (extra ones are ignored).
+    pub fn dispatch<P: bytemuck::Pod>(
+        &self,
+        kernel: &Kernel,
+        params: &P,
+        binds: &[Bind],
+        groups: [u32; 3],
+    ) -> Result<()> {
+        let c = self
+            .compiled(kernel)
+            .with_context(|| format!("compiling {}::{}", kernel.shader, kernel.entry))?;
+        if groups.contains(&0) {
+            return Ok(());
+        }
+        let uniform = self.uniform(bytemuck::bytes_of(params));
+        let mut entries = Vec::with_capacity(c.bindings.len());
+        for &(binding, kind) in &c.bindings {
+            let resource = if kind == BindingKind::Uniform {
+                uniform.as_entire_binding()
+            } else {
+                let b = binds.iter().find(|b| b.binding == binding).ok_or_else(|| {
+                    anyhow!(
+                        "{}::{} needs a buffer at @binding({binding})",
+                        kernel.shader,
+                        kernel.entry
+                    )
+                })?;
+                wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: b.buffer,
+                    offset: b.offset,
+                    size: Some(std::num::NonZeroU64::new(b.size.max(4)).unwrap()),
+                })
+            };
+            entries.push(wgpu::BindGroupEntry { binding, resource });
+        }
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &c.layout,
+            entries: &entries,
+        });
+        self.record(|enc| {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+            pass.set_pipeline(&c.pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,17 @@
+//! engine: a GPU compute engine on wgpu for the RLHF workflow.
+//!
+//! Layers, bottom up: [`device`] (adapter, batching, buffers), [`kernel`] (the
+//! one dispatch helper), [`tensor`], [`ops`] (one WGSL kernel file and one Rust
+//! file per op, each with forward and backward), and [`tape`] (autograd).
+
+pub mod bench;
+pub mod device;
+pub mod kernel;
+pub mod ops;
+pub mod shader;
+pub mod tape;
+pub mod tensor;
+
+pub use device::{Gpu, GpuOptions};
+pub use tape::{Grads, Tape, Var};
+pub use tensor::{DType, Tensor};

@@ -1,0 +1,1 @@
+//! adamw: not yet written.

@@ -1,0 +1,1 @@
+//! attention: not yet written.

@@ -1,0 +1,42 @@
+//! axpy: `y += alpha * x`, in place, for f32 tensors of equal element count.
+//!
+//! Inference-only (not differentiable): it takes plain [`Tensor`]s and cannot
+//! join the tape. The tape uses it to accumulate gradients.
+
+use anyhow::{ensure, Result};
+
+use crate::kernel::{elem_chunks, groups_1d, Kernel};
+use crate::tensor::{DType, Tensor};
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct AxpyParams {
+    pub n: u32,
+    pub alpha: f32,
+    pub _pad: [u32; 2],
+}
+
+pub fn axpy(y: &Tensor, alpha: f32, x: &Tensor) -> Result<()> {
+    ensure!(x.numel() == y.numel(), "axpy: {:?} into {:?}", x, y);
+    ensure!(
+        x.dtype() == DType::F32 && y.dtype() == DType::F32,
+        "axpy needs f32 tensors"
+    );
+    let gpu = y.gpu();
+    for (lo, hi) in elem_chunks(gpu, y.numel()) {
+        let n = (hi - lo) as u32;
+        let params = AxpyParams {
+            n,
+            alpha,
+            _pad: [0; 2],
+        };
+        let binds = [x.bind_elems(1, lo, hi).0, y.bind_elems(2, lo, hi).0];
+        gpu.dispatch(
+            &Kernel::new("axpy", "axpy"),
+            &params,
+            &binds,
+            groups_1d(gpu, n.div_ceil(256)),
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,1 @@
+//! cast: not yet written.

@@ -1,0 +1,1 @@
+//! entropy: not yet written.

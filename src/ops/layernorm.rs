@@ -1,0 +1,1 @@
+//! layernorm: not yet written.

@@ -1,0 +1,1 @@
+//! matmul: not yet written.

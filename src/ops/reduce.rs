@@ -1,0 +1,1 @@
+//! reduce: not yet written.

@@ -1,0 +1,1 @@
+//! rotary: not yet written.
