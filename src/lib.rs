@@ -8,6 +8,7 @@ pub mod bench;
 pub mod device;
 pub mod kernel;
 pub mod ops;
+pub mod rng;
 pub mod shader;
 pub mod tape;
 pub mod tensor;

@@ -1,0 +1,148 @@
+//! `engine bench`: kernel timings against the adapter's own ceilings.
+//!
+//! First two kernels measure the ceilings ([`fma_peak`](ceiling) and
+//! `copy_bandwidth`); every op is then reported in GFLOP/s or GB/s and as a
+//! percentage of the matching ceiling. Each figure is the median of at least
+//! five runs after a warm-up; every run gets freshly generated inputs (made
+//! untimed) and is timed through completion (submit, then wait for the device).
+
+mod cases;
+mod ceiling;
+
+use anyhow::Result;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::device::Gpu;
+
+pub use cases::cases;
+
+/// What one run of a case does: floating-point work or memory traffic.
+#[derive(Clone, Copy, Debug)]
+pub enum Work {
+    Flops(f64),
+    Bytes(f64),
+}
+
+/// A prepared run: inputs are already uploaded; calling it records the kernels.
+pub type Run = Box<dyn FnMut() -> Result<()>>;
+
+/// One benchmark: an op at one shape. `prepare` builds fresh inputs.
+pub struct Case {
+    pub op: &'static str,
+    pub shape: String,
+    pub work: Work,
+    pub prepare: Box<dyn Fn(&Arc<Gpu>, u64) -> Result<Run>>,
+}
+
+/// One measured line of the report.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Row {
+    pub op: String,
+    pub shape: String,
+    pub ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gflops: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gbps: Option<f64>,
+    pub pct_of_ceiling: f64,
+}
+
+/// Times one prepared run through completion, in milliseconds.
+pub fn time_run(gpu: &Gpu, run: &mut Run) -> Result<f64> {
+    gpu.sync()?;
+    let t0 = Instant::now();
+    run()?;
+    gpu.sync()?;
+    Ok(t0.elapsed().as_secs_f64() * 1e3)
+}
+
+/// Median time of `runs` runs after one warm-up, each on fresh inputs.
+pub fn median_ms(gpu: &Arc<Gpu>, case: &Case, runs: usize) -> Result<f64> {
+    let mut warm = (case.prepare)(gpu, 0)?;
+    time_run(gpu, &mut warm)?;
+    drop(warm);
+    let mut times = Vec::with_capacity(runs);
+    for seed in 1..=runs as u64 {
+        let mut run = (case.prepare)(gpu, seed)?;
+        times.push(time_run(gpu, &mut run)?);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
+/// The two ceilings, in GFLOP/s and GB/s.
+pub struct Ceilings {
+    pub gflops: f64,
+    pub gbps: f64,
+}
+
+fn row(case: &Case, ms: f64, ceil: &Ceilings) -> Row {
+    let (gflops, gbps, pct) = match case.work {
+        Work::Flops(f) => {
+            let g = f / ms / 1e6;
+            (Some(g), None, 100.0 * g / ceil.gflops)
+        }
+        Work::Bytes(b) => {
+            let g = b / ms / 1e6;
+            (None, Some(g), 100.0 * g / ceil.gbps)
+        }
+    };
+    Row {
+        op: case.op.to_string(),
+        shape: case.shape.clone(),
+        ms,
+        gflops,
+        gbps,
+        pct_of_ceiling: pct,
+    }
+}
+
+/// Runs the ceilings then every case, printing a table or JSON lines.
+pub fn run(gpu: &Arc<Gpu>, quick: bool, json: bool) -> Result<()> {
+    let adapter = format!("adapter: {}", gpu.describe());
+    if json {
+        eprintln!("{adapter}");
+    } else {
+        println!("{adapter}");
+        println!(
+            "{:<22} {:<22} {:>10} {:>14} {:>8}",
+            "op", "shape", "ms", "rate", "% ceil"
+        );
+    }
+    let runs = if quick { 5 } else { 9 };
+    let emit = |r: &Row| {
+        if json {
+            println!("{}", serde_json::to_string(r).unwrap());
+        } else {
+            let rate = match (r.gflops, r.gbps) {
+                (Some(g), _) => format!("{g:.2} GFLOP/s"),
+                (_, Some(b)) => format!("{b:.2} GB/s"),
+                _ => String::new(),
+            };
+            println!(
+                "{:<22} {:<22} {:>10.3} {:>14} {:>7.1}%",
+                r.op, r.shape, r.ms, rate, r.pct_of_ceiling
+            );
+        }
+    };
+    let mut ceil = Ceilings {
+        gflops: 1.0,
+        gbps: 1.0,
+    };
+    for case in ceiling::cases() {
+        let ms = median_ms(gpu, &case, runs)?;
+        let mut r = row(&case, ms, &ceil);
+        match case.work {
+            Work::Flops(_) => ceil.gflops = r.gflops.unwrap(),
+            Work::Bytes(_) => ceil.gbps = r.gbps.unwrap(),
+        }
+        r.pct_of_ceiling = 100.0;
+        emit(&r);
+    }
+    for case in cases(quick) {
+        let ms = median_ms(gpu, &case, runs)?;
+        emit(&row(&case, ms, &ceil));
+    }
+    Ok(())
+}
