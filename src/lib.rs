@@ -7,6 +7,7 @@
 pub mod bench;
 pub mod device;
 pub mod kernel;
+pub mod models;
 pub mod ops;
 pub mod rng;
 pub mod shader;

@@ -1,0 +1,2 @@
+mod checkpoint_io;
+mod config;
