@@ -9,6 +9,7 @@ mod embedding;
 mod entropy;
 mod gelu;
 mod grad_clip;
+mod head_slice;
 mod layernorm;
 mod matmul;
 mod reduce;

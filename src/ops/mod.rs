@@ -14,6 +14,7 @@ pub mod embedding;
 pub mod entropy;
 pub mod gelu;
 pub mod grad_clip;
+pub mod head_slice;
 pub mod layernorm;
 pub mod matmul;
 pub mod reduce;

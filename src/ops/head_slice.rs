@@ -1,0 +1,131 @@
+//! head_slice: take q, k or v out of a fused QKV projection.
+//!
+//! Shapes: x [..., S] viewed as [R, S]; output [..., H, D] viewed as [R, H·D]
+//! with `out[r, h·D + d] = x[r, base + h·head_stride + d]`. The two layouts it
+//! exists for: GPT-2's `c_attn` (`[q | k | v]`, head_stride = D) and GPT-NeoX's
+//! `query_key_value` (per-head `[q k v]`, head_stride = 3D), see
+//! [`QkvLayout`]. Forward saves nothing; backward scatters into a zeroed dx.
+
+use anyhow::{ensure, Result};
+
+use crate::kernel::{groups_1d, Kernel};
+use crate::tape::{Tape, Var};
+use crate::tensor::{DType, Tensor};
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct HeadSliceParams {
+    pub rows: u32,
+    pub row_stride: u32,
+    pub heads: u32,
+    pub head_dim: u32,
+    pub base: u32,
+    pub head_stride: u32,
+    pub _pad: [u32; 2],
+}
+
+/// How a fused QKV projection orders its outputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QkvLayout {
+    /// `[q | k | v]`, each block split into heads (GPT-2 `c_attn`).
+    Blocked,
+    /// Per head `[q, k, v]` (GPT-NeoX `query_key_value`).
+    PerHead,
+}
+
+/// Which third of the projection: 0 = q, 1 = k, 2 = v.
+#[derive(Clone, Copy, Debug)]
+pub struct Slice {
+    pub layout: QkvLayout,
+    pub which: u32,
+    pub heads: usize,
+    pub head_dim: usize,
+}
+
+impl Slice {
+    fn params(&self, rows: usize, row_stride: usize) -> HeadSliceParams {
+        let (h, d) = (self.heads as u32, self.head_dim as u32);
+        let (base, head_stride) = match self.layout {
+            QkvLayout::Blocked => (self.which * h * d, d),
+            QkvLayout::PerHead => (self.which * d, 3 * d),
+        };
+        HeadSliceParams {
+            rows: rows as u32,
+            row_stride: row_stride as u32,
+            heads: h,
+            head_dim: d,
+            base,
+            head_stride,
+            _pad: [0; 2],
+        }
+    }
+}
+
+fn run(entry: &'static str, src: &Tensor, dst: &Tensor, p: &HeadSliceParams) -> Result<()> {
+    let gpu = src.gpu();
+    let n = p.rows * p.heads * p.head_dim;
+    gpu.dispatch(
+        &Kernel::new("head_slice", entry),
+        p,
+        &[src.bind(1), dst.bind(2)],
+        groups_1d(gpu, n.div_ceil(256)),
+    )
+}
+
+fn check(x: &Tensor, s: &Slice) -> Result<(usize, usize)> {
+    let width = 3 * s.heads * s.head_dim;
+    ensure!(
+        x.dtype() == DType::F32 && x.cols() == width,
+        "head_slice: {x:?} is not a fused QKV of width {width}"
+    );
+    Ok((x.rows(), x.cols()))
+}
+
+/// x [..., 3·H·D] → [..., H, D].
+pub fn head_slice_forward(x: &Tensor, s: &Slice) -> Result<Tensor> {
+    let (rows, stride) = check(x, s)?;
+    let mut shape = x.shape()[..x.shape().len() - 1].to_vec();
+    shape.extend([s.heads, s.head_dim]);
+    let out = Tensor::empty(x.gpu(), &shape, DType::F32)?;
+    run("head_slice_forward", x, &out, &s.params(rows, stride))?;
+    Ok(out)
+}
+
+/// dout [..., H, D] → dx shaped like `x_shape`, zero outside the slice.
+pub fn head_slice_backward(dout: &Tensor, x_shape: &[usize], s: &Slice) -> Result<Tensor> {
+    let dx = Tensor::zeros(dout.gpu(), x_shape, DType::F32)?;
+    let (rows, stride) = check(&dx, s)?;
+    run("head_slice_backward", dout, &dx, &s.params(rows, stride))?;
+    Ok(dx)
+}
+
+pub fn head_slice(tape: &Tape, x: &Var, s: Slice) -> Result<Var> {
+    let out = head_slice_forward(x.tensor(), &s)?;
+    let shape = x.shape().to_vec();
+    Ok(tape.record("head_slice", &[x], out, move |dy, _| {
+        Ok(vec![Some(head_slice_backward(dy, &shape, &s)?)])
+    }))
+}
+
+/// q, k and v of a fused projection, each [..., H, D].
+pub fn split_qkv(
+    tape: &Tape,
+    x: &Var,
+    layout: QkvLayout,
+    heads: usize,
+    head_dim: usize,
+) -> Result<[Var; 3]> {
+    let part = |which| {
+        head_slice(
+            tape,
+            x,
+            Slice {
+                layout,
+                which,
+                heads,
+                head_dim,
+            },
+        )
+    };
+    Ok([part(0)?, part(1)?, part(2)?])
+}
