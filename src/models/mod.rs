@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod sampling;
 
 pub use checkpoint::{Checkpoint, HostTensor};
 pub use config::{Activation, Arch, ModelConfig};
