@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod params;
 pub mod sampling;
 
 pub use checkpoint::{Checkpoint, HostTensor};
