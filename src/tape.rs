@@ -183,6 +183,16 @@ impl Tape {
         var
     }
 
+    /// The same values under another shape: a view that shares storage, whose
+    /// backward reshapes the gradient back.
+    pub fn reshape(&self, x: &Var, shape: &[usize]) -> Result<Var> {
+        let out = x.tensor.reshape(shape)?;
+        let in_shape = x.shape().to_vec();
+        Ok(self.record("reshape", &[x], out, move |dy, _| {
+            Ok(vec![Some(dy.reshape(&in_shape)?)])
+        }))
+    }
+
     /// Backpropagates from a scalar (or any-shaped) output seeded with ones.
     pub fn backward(&self, out: &Var) -> Result<Grads> {
         let seed = Tensor::full(&self.gpu, out.shape(), 1.0)?;

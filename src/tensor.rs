@@ -282,6 +282,35 @@ impl Tensor {
         Ok(t)
     }
 
+    /// Copies `n` elements of `src` starting at `src_off` into this tensor at
+    /// `dst_off` (same dtype; 4-byte dtypes only). KV caches append with it.
+    pub fn copy_elems_from(
+        &self,
+        dst_off: usize,
+        src: &Tensor,
+        src_off: usize,
+        n: usize,
+    ) -> Result<()> {
+        if src.dtype != self.dtype || !matches!(self.dtype, DType::F32 | DType::I32) {
+            bail!("copy_elems_from {:?} into {:?}", src, self);
+        }
+        if src_off + n > src.numel() || dst_off + n > self.numel() {
+            bail!("copy_elems_from: range out of bounds ({src_off}+{n} of {:?}, {dst_off}+{n} of {:?})", src, self);
+        }
+        if n > 0 {
+            self.gpu().record(|enc| {
+                enc.copy_buffer_to_buffer(
+                    src.buffer(),
+                    src_off as u64 * 4,
+                    self.buffer(),
+                    dst_off as u64 * 4,
+                    n as u64 * 4,
+                )
+            });
+        }
+        Ok(())
+    }
+
     /// Copies `src`'s contents into this tensor (same dtype and element count).
     pub fn copy_from(&self, src: &Tensor) -> Result<()> {
         if src.dtype != self.dtype || src.numel() != self.numel() {

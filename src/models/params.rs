@@ -26,7 +26,14 @@ pub struct ParamStore {
 impl ParamStore {
     /// Reads `key` from the checkpoint (shape-checked) and stores it under
     /// `name` (usually the same; differs where a checkpoint's prefix does).
-    pub fn load(&mut self, gpu: &Arc<Gpu>, ck: &Checkpoint, key: &str, name: &str, shape: &[usize]) -> Result<()> {
+    pub fn load(
+        &mut self,
+        gpu: &Arc<Gpu>,
+        ck: &Checkpoint,
+        key: &str,
+        name: &str,
+        shape: &[usize],
+    ) -> Result<()> {
         let host = ck.get_shaped(key, shape)?;
         self.insert(name, Tensor::from_f32(gpu, shape, &host.data)?);
         Ok(())
@@ -37,7 +44,11 @@ impl ParamStore {
             Some(&i) => self.params[i].tensor = tensor,
             None => {
                 self.index.insert(name.to_string(), self.params.len());
-                self.params.push(Param { name: name.to_string(), tensor, trainable: true });
+                self.params.push(Param {
+                    name: name.to_string(),
+                    tensor,
+                    trainable: true,
+                });
             }
         }
     }
@@ -74,7 +85,11 @@ impl ParamStore {
             .params
             .iter()
             .map(|p| {
-                let v = if p.trainable { tape.param(&p.tensor) } else { tape.constant(p.tensor.clone()) };
+                let v = if p.trainable {
+                    tape.param(&p.tensor)
+                } else {
+                    tape.constant(p.tensor.clone())
+                };
                 (p.name.clone(), v)
             })
             .collect();
@@ -85,12 +100,20 @@ impl ParamStore {
     pub fn to_host(&self) -> Result<BTreeMap<String, HostTensor>> {
         self.params
             .iter()
-            .map(|p| Ok((p.name.clone(), HostTensor::new(p.tensor.shape(), p.tensor.to_vec()?))))
+            .map(|p| {
+                Ok((
+                    p.name.clone(),
+                    HostTensor::new(p.tensor.shape(), p.tensor.to_vec()?),
+                ))
+            })
             .collect()
     }
 
     pub fn dtype_bytes(&self, dtype: DType) -> u64 {
-        self.params.iter().map(|p| dtype.storage_bytes(p.tensor.numel())).sum()
+        self.params
+            .iter()
+            .map(|p| dtype.storage_bytes(p.tensor.numel()))
+            .sum()
     }
 }
 
@@ -101,11 +124,16 @@ pub struct ParamVars {
 
 impl ParamVars {
     pub fn get(&self, name: &str) -> Result<&Var> {
-        self.vars.get(name).ok_or_else(|| anyhow!("model has no parameter `{name}`"))
+        self.vars
+            .get(name)
+            .ok_or_else(|| anyhow!("model has no parameter `{name}`"))
     }
 
     /// Gradients by parameter name (parameters no gradient reached are left out).
     pub fn grads(&self, grads: &Grads) -> BTreeMap<String, Tensor> {
-        self.vars.iter().filter_map(|(n, v)| grads.get(v).map(|g| (n.clone(), g.clone()))).collect()
+        self.vars
+            .iter()
+            .filter_map(|(n, v)| grads.get(v).map(|g| (n.clone(), g.clone())))
+            .collect()
     }
 }
