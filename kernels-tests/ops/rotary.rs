@@ -1,1 +1,212 @@
-//! Tests for rotary: not yet written.
+//! rotary: GPT-NeoX rotate_half rotary embedding against an f64 reference
+//! that uses transformers' f32 angle formula, partial rotation, left-padded
+//! positions, the strided (fused qkv) read, chunking and the tape.
+
+use crate::common::*;
+use engine::ops::rotary::*;
+use engine::{DType, Gpu, GpuOptions, Tensor};
+use std::sync::Arc;
+
+/// f64 rotation of x [BT, H, D]; `sign` -1 gives the transposed rotation.
+/// Angles are transformers' f32 ones (f32 inv_freq, f32 product); cos/sin and
+/// the rotation itself are in f64. Positions are clamped like the kernel.
+fn reference(
+    x: &[f32],
+    pos: &[i32],
+    h: usize,
+    d: usize,
+    rot_dim: usize,
+    max_pos: usize,
+    sign: f64,
+) -> Vec<f64> {
+    let half = rot_dim / 2;
+    let inv: Vec<f32> = (0..half)
+        .map(|i| 1.0f32 / 10000f32.powf((2 * i) as f32 / rot_dim as f32))
+        .collect();
+    let mut out: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+    for (tok, &p) in pos.iter().enumerate() {
+        let p = p.clamp(0, max_pos as i32 - 1);
+        for hh in 0..h {
+            let base = (tok * h + hh) * d;
+            for i in 0..half {
+                let a = (p as f32 * inv[i]) as f64;
+                let (s, c) = (sign * a.sin(), a.cos());
+                let x1 = x[base + i] as f64;
+                let x2 = x[base + i + half] as f64;
+                out[base + i] = x1 * c - x2 * s;
+                out[base + i + half] = x2 * c + x1 * s;
+            }
+        }
+    }
+    out
+}
+
+/// Left-padded positions: sequence b has `pads[b]` pads (given `pad_pos`)
+/// followed by real tokens at 0, 1, 2...
+fn left_padded(t: usize, pads: &[usize], pad_pos: i32) -> Vec<i32> {
+    pads.iter()
+        .flat_map(|&np| (0..t).map(move |j| if j < np { pad_pos } else { (j - np) as i32 }))
+        .collect()
+}
+
+#[test]
+fn rotary_params_layout() {
+    crate::assert_params_layout!(
+        RotaryParams,
+        "rotary",
+        "RotaryParams",
+        [rows, heads, d, rot_half, x_stride, x_off, out_off, pos_off, max_pos]
+    );
+}
+
+#[test]
+fn rotary_matches_f64_reference() {
+    let gpu = gpu();
+    let mut rng = Rng::new(21);
+    for d in [16usize, 24, 64] {
+        for pct in [0.25, 1.0] {
+            let table = RotaryTable::new(&gpu, d, pct, 10000.0, 64).unwrap();
+            assert_eq!(table.rot_dim, (d as f64 * pct) as usize);
+            for (b, t, h) in [(2usize, 5usize, 3usize), (3, 1, 2)] {
+                let what = format!("D={d} pct={pct} B={b} T={t} H={h}");
+                let n = b * t * h * d;
+                let x = rng.vec(n, 2.0);
+                let pads: Vec<usize> = (0..b).map(|i| i % t.max(1)).collect();
+                // Pads carry out-of-table positions: clamped, never out of bounds.
+                let pad_pos = if d == 24 { -5 } else { 1_000_000 };
+                let pos = left_padded(t, &pads, pad_pos);
+                let tpos = Tensor::from_i32(&gpu, &[b, t], &pos).unwrap();
+                let out = poisoned(&[b, t, h, d]);
+                rotary_forward_into(&out, &upload(&[b, t, h, d], &x), &tpos, &table).unwrap();
+                let want = reference(&x, &pos, h, d, table.rot_dim, 64, 1.0);
+                assert_close(&what, &out.to_vec().unwrap(), &want, 1e-6, 1e-6);
+
+                let dy = rng.vec(n, 2.0);
+                let dx = poisoned(&[b, t, h, d]);
+                rotary_backward_into(&dx, &upload(&[b, t, h, d], &dy), &tpos, &table).unwrap();
+                let want = reference(&dy, &pos, h, d, table.rot_dim, 64, -1.0);
+                assert_close(
+                    &format!("d{what}"),
+                    &dx.to_vec().unwrap(),
+                    &want,
+                    1e-6,
+                    1e-6,
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn rotary_is_accurate_at_long_positions() {
+    // Pythia: D = 64, rotary_pct 0.25 (rot_dim 16), positions up to 2047.
+    let gpu = gpu();
+    let mut rng = Rng::new(22);
+    let table = RotaryTable::new(&gpu, 64, 0.25, 10000.0, 2048).unwrap();
+    assert_eq!(table.rot_dim, 16);
+    let (b, t, h, d) = (1, 40, 2, 64);
+    let pos: Vec<i32> = (0..t as i32).map(|j| 2047 - 51 * j).collect();
+    let x = rng.vec(b * t * h * d, 1.0);
+    let out = rotary_forward(
+        &upload(&[b, t, h, d], &x),
+        &Tensor::from_i32(&gpu, &[b, t], &pos).unwrap(),
+        &table,
+    )
+    .unwrap();
+    let want = reference(&x, &pos, h, d, 16, 2048, 1.0);
+    assert_close("long positions", &out.to_vec().unwrap(), &want, 1e-6, 1e-6);
+    // The f32 angle formula is what transformers uses.
+    let inv = RotaryTable::inv_freq(16, 10000.0);
+    assert_eq!(inv[0], 1.0);
+    assert_eq!(inv[1], 1.0f32 / 10000f32.powf(2.0 / 16.0));
+    assert_eq!(RotaryTable::angle(2047, inv[1]), 2047.0f32 * inv[1]);
+}
+
+#[test]
+fn rotary_reads_q_or_k_out_of_a_fused_layout() {
+    let gpu = gpu();
+    let mut rng = Rng::new(23);
+    let (b, t, h, d) = (2, 3, 2, 24);
+    let table = RotaryTable::new(&gpu, d, 0.25, 10000.0, 8).unwrap();
+    let row = h * d;
+    let fused = rng.vec(b * t * 3 * row, 1.0);
+    let pos = left_padded(t, &[0, 2], 0);
+    let tpos = Tensor::from_i32(&gpu, &[b, t], &pos).unwrap();
+    let tf = upload(&[b, t, 3 * row], &fused);
+    for part in 0..3 {
+        let slice: Vec<f32> = (0..b * t)
+            .flat_map(|tok| fused[tok * 3 * row + part * row..][..row].to_vec())
+            .collect();
+        let out = poisoned(&[b, t, h, d]);
+        rotary_forward_strided(&out, &tf, [b, t, h, d], 3 * row, part * row, &tpos, &table)
+            .unwrap();
+        let want = reference(&slice, &pos, h, d, table.rot_dim, 8, 1.0);
+        assert_close(
+            &format!("part {part}"),
+            &out.to_vec().unwrap(),
+            &want,
+            1e-6,
+            1e-6,
+        );
+    }
+}
+
+#[test]
+fn rotary_chunks_tokens_larger_than_one_binding() {
+    let mut opts = GpuOptions::from_env().unwrap();
+    opts.max_binding_override = Some(4096);
+    let small: Arc<Gpu> = Gpu::new(&opts).unwrap();
+    let mut rng = Rng::new(24);
+    let (b, t, h, d) = (2, 21, 3, 16); // 2016 elements: two+ bindings
+    let table = RotaryTable::new(&small, d, 1.0, 10000.0, 32).unwrap();
+    let x = rng.vec(b * t * h * d, 1.0);
+    let pos = left_padded(t, &[3, 0], 7);
+    let tpos = Tensor::from_i32(&small, &[b, t], &pos).unwrap();
+    let tx = Tensor::from_f32(&small, &[b, t, h, d], &x).unwrap();
+    let out = Tensor::empty(&small, &[b, t, h, d], DType::F32).unwrap();
+    out.poison();
+    rotary_forward_into(&out, &tx, &tpos, &table).unwrap();
+    let want = reference(&x, &pos, h, d, 16, 32, 1.0);
+    assert_close("chunked", &out.to_vec().unwrap(), &want, 1e-6, 1e-6);
+    let dx = rotary_backward(&out, &tpos, &table).unwrap();
+    assert_close(
+        "chunked inverse",
+        &dx.to_vec().unwrap(),
+        &to_f64(&x),
+        1e-6,
+        1e-6,
+    );
+}
+
+#[test]
+fn rotary_rejects_bad_configs() {
+    let gpu = gpu();
+    assert!(
+        RotaryTable::new(&gpu, 10, 0.3, 10000.0, 4).is_err(),
+        "odd rot_dim"
+    );
+    let table = RotaryTable::new(&gpu, 16, 0.25, 10000.0, 4).unwrap();
+    let x = upload(&[1, 2, 1, 8], &[0.0; 16]);
+    let pos = Tensor::from_i32(&gpu, &[1, 2], &[0, 1]).unwrap();
+    assert!(
+        rotary_forward(&x, &pos, &table).is_err(),
+        "head dim mismatch"
+    );
+}
+
+#[test]
+fn rotary_tape_matches_finite_differences() {
+    let gpu = gpu();
+    let mut rng = Rng::new(25);
+    let (b, t, h, d) = (2, 3, 2, 8);
+    let table = RotaryTable::new(&gpu, d, 0.5, 10000.0, 8).unwrap();
+    let pos = left_padded(t, &[1, 0], 0);
+    let tpos = Tensor::from_i32(&gpu, &[b, t], &pos).unwrap();
+    check_grads(
+        "rotary",
+        &[(vec![b, t, h, d], rng.vec(b * t * h * d, 1.0))],
+        1e-2,
+        1e-3,
+        |tape, v| rotary(tape, &v[0], &tpos, &table).unwrap(),
+    );
+}

@@ -1,1 +1,298 @@
-//! rotary: not yet written.
+//! rotary: GPT-NeoX rotary position embedding (`rotate_half` convention, the
+//! pair of dim i is i + rot_dim/2; not the interleaved GPT-J layout).
+//!
+//! Shapes: `x` f32 [B, T, H, D], `positions` i32 [B, T] (left-padded batches
+//! start real tokens at position 0; pads may hold any position: they are
+//! clamped into the table), `out` f32 [B, T, H, D]. Only the first
+//! `rot_dim = int(D · rotary_pct)` dims rotate (Pythia: 0.25), the rest pass
+//! through. Forward saves nothing but the positions tensor and the table;
+//! backward is the transposed rotation `dx = Rᵀ dy`.
+//!
+//! Angles match transformers' float32 `GPTNeoXRotaryEmbedding`:
+//! `inv_freq[i] = 1 / base^((2i as f32) / rot_dim)` computed in f32 (f32
+//! division, f32 `powf`, f32 reciprocal), `angle = (pos as f32) · inv_freq[i]`
+//! rounded once to f32 (torch's K=1 matmul), and cos/sin of that f32 angle.
+//! The cos/sin come from a host table ([`RotaryTable`]) computed in f64 and
+//! rounded to f32, i.e. correctly rounded, where torch's f32 `cos` is within
+//! about an ulp; GPU `sin`/`cos` builtins are not used because they lose
+//! accuracy for large angles (positions up to thousands of radians).
+
+use anyhow::{ensure, Result};
+use std::sync::Arc;
+
+use crate::device::Gpu;
+use crate::kernel::{groups_1d, Kernel};
+use crate::ops::embedding::row_chunks;
+use crate::tape::{Tape, Var};
+use crate::tensor::{DType, Tensor};
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct RotaryParams {
+    pub rows: u32,
+    pub heads: u32,
+    pub d: u32,
+    pub rot_half: u32,
+    pub x_stride: u32,
+    pub x_off: u32,
+    pub out_off: u32,
+    pub pos_off: u32,
+    pub max_pos: u32,
+    pub _pad: [u32; 3],
+}
+
+/// cos/sin of every (position, frequency) for one head size and base.
+#[derive(Clone, Debug)]
+pub struct RotaryTable {
+    pub head_dim: usize,
+    pub rot_dim: usize,
+    pub base: f32,
+    pub max_positions: usize,
+    /// f32 [P, rot_dim]: per position rot_dim/2 cosines then rot_dim/2 sines.
+    pub cos_sin: Tensor,
+}
+
+impl RotaryTable {
+    /// `rot_dim = int(head_dim · rotary_pct)` as transformers computes it;
+    /// positions in `[0, max_positions)` are exact, others are clamped.
+    pub fn new(
+        gpu: &Arc<Gpu>,
+        head_dim: usize,
+        rotary_pct: f64,
+        base: f32,
+        max_positions: usize,
+    ) -> Result<RotaryTable> {
+        let rot_dim = (head_dim as f64 * rotary_pct) as usize;
+        ensure!(
+            rot_dim.is_multiple_of(2) && rot_dim <= head_dim,
+            "rotary: rot_dim {rot_dim} (head_dim {head_dim} x rotary_pct {rotary_pct}) must be even and at most head_dim"
+        );
+        ensure!(
+            max_positions >= 1,
+            "rotary: max_positions must be at least 1"
+        );
+        let inv = Self::inv_freq(rot_dim, base);
+        let half = rot_dim / 2;
+        let mut data = vec![0f32; max_positions * rot_dim];
+        for (pos, row) in data
+            .chunks_mut(rot_dim.max(1))
+            .enumerate()
+            .take(max_positions)
+        {
+            for (i, &f) in inv.iter().enumerate() {
+                let a = Self::angle(pos as i32, f) as f64;
+                row[i] = a.cos() as f32;
+                row[half + i] = a.sin() as f32;
+            }
+        }
+        ensure!(
+            (data.len() * 4) as u64 <= gpu.max_binding(),
+            "rotary: a table of {max_positions} positions x {rot_dim} does not fit one binding"
+        );
+        let cos_sin = Tensor::from_f32(gpu, &[max_positions, rot_dim], &data)?;
+        Ok(RotaryTable {
+            head_dim,
+            rot_dim,
+            base,
+            max_positions,
+            cos_sin,
+        })
+    }
+
+    /// `1 / base^((2i as f32) / rot_dim)` in f32, i < rot_dim/2 (transformers).
+    pub fn inv_freq(rot_dim: usize, base: f32) -> Vec<f32> {
+        (0..rot_dim / 2)
+            .map(|i| 1.0f32 / base.powf((2 * i) as f32 / rot_dim as f32))
+            .collect()
+    }
+
+    /// The f32 angle for a position and an f32 inverse frequency.
+    pub fn angle(pos: i32, inv_freq: f32) -> f32 {
+        pos as f32 * inv_freq
+    }
+}
+
+/// How x is read: a [B, T, H, D] view whose tokens lie `token_stride`
+/// elements apart, starting at element `offset`.
+struct View {
+    shape: [usize; 4],
+    token_stride: usize,
+    offset: usize,
+}
+
+impl View {
+    fn contiguous(shape: [usize; 4]) -> View {
+        View {
+            shape,
+            token_stride: shape[2] * shape[3],
+            offset: 0,
+        }
+    }
+}
+
+/// Runs one entry over the view `v` of `x`; out is contiguous.
+fn run(
+    entry: &'static str,
+    out: &Tensor,
+    x: &Tensor,
+    v: View,
+    positions: &Tensor,
+    table: &RotaryTable,
+) -> Result<()> {
+    let View {
+        shape,
+        token_stride,
+        offset,
+    } = v;
+    let [b, t, h, d] = shape;
+    ensure!(x.dtype() == DType::F32, "rotary: x must be f32");
+    ensure!(
+        positions.dtype() == DType::I32 && positions.numel() == b * t,
+        "rotary: positions must be i32 [B, T] = [{b}, {t}], got {:?} {}",
+        positions.shape(),
+        positions.dtype().name()
+    );
+    ensure!(
+        d == table.head_dim,
+        "rotary: head dim {d} but the table was built for {}",
+        table.head_dim
+    );
+    let bt = b * t;
+    let row = h * d;
+    ensure!(
+        token_stride >= row,
+        "rotary: token stride {token_stride} < H*D = {row}"
+    );
+    ensure!(
+        bt == 0 || offset + (bt - 1) * token_stride + row <= x.numel(),
+        "rotary: x {:?} too small for {shape:?} at stride {token_stride}, offset {offset}",
+        x.shape()
+    );
+    let gpu = x.gpu();
+    ensure!(
+        out.dtype() == DType::F32 && out.numel() == bt * row,
+        "rotary: out {:?} for {shape:?}",
+        out.shape()
+    );
+    let w = d - table.rot_dim / 2;
+    if bt == 0 || h == 0 || w == 0 {
+        return Ok(());
+    }
+    let kernel = Kernel::new("rotary", entry);
+    for (t0, t1) in row_chunks(gpu, bt, token_stride, 1)? {
+        let (x_b, x_off) = x.bind_elems(
+            1,
+            offset + t0 * token_stride,
+            offset + (t1 - 1) * token_stride + row,
+        );
+        let (pos_b, pos_off) = positions.bind_elems(2, t0, t1);
+        let (out_b, out_off) = out.bind_elems(4, t0 * row, t1 * row);
+        let rows = ((t1 - t0) * h) as u32;
+        let params = RotaryParams {
+            rows,
+            heads: h as u32,
+            d: d as u32,
+            rot_half: (table.rot_dim / 2) as u32,
+            x_stride: token_stride as u32,
+            x_off,
+            out_off,
+            pos_off,
+            max_pos: table.max_positions as u32,
+            _pad: [0; 3],
+        };
+        gpu.dispatch(
+            &kernel,
+            &params,
+            &[x_b, pos_b, table.cos_sin.bind(3), out_b],
+            groups_1d(gpu, (rows * w as u32).div_ceil(256)),
+        )?;
+    }
+    Ok(())
+}
+
+fn shape4(x: &Tensor) -> Result<[usize; 4]> {
+    let s = x.shape();
+    ensure!(s.len() == 4, "rotary: expected [B, T, H, D], got {s:?}");
+    Ok([s[0], s[1], s[2], s[3]])
+}
+
+/// Rotates contiguous `x` [B, T, H, D] at `positions` [B, T].
+pub fn rotary_forward(x: &Tensor, positions: &Tensor, table: &RotaryTable) -> Result<Tensor> {
+    let out = Tensor::empty(x.gpu(), &shape4(x)?, DType::F32)?;
+    rotary_forward_into(&out, x, positions, table)?;
+    Ok(out)
+}
+
+/// [`rotary_forward`] into a caller-allocated f32 `out` of x's size.
+pub fn rotary_forward_into(
+    out: &Tensor,
+    x: &Tensor,
+    positions: &Tensor,
+    table: &RotaryTable,
+) -> Result<()> {
+    let s = shape4(x)?;
+    run(
+        "rotary_forward",
+        out,
+        x,
+        View::contiguous(s),
+        positions,
+        table,
+    )
+}
+
+/// Rotates a [B, T, H, D] view of `x` whose tokens lie `token_stride`
+/// elements apart, starting at element `offset` (e.g. q or k inside a fused
+/// [B, T, 3·H·D] projection: stride 3·H·D, offset 0 or H·D), into a
+/// caller-allocated contiguous f32 `out` [B, T, H, D].
+pub fn rotary_forward_strided(
+    out: &Tensor,
+    x: &Tensor,
+    shape: [usize; 4],
+    token_stride: usize,
+    offset: usize,
+    positions: &Tensor,
+    table: &RotaryTable,
+) -> Result<()> {
+    let v = View {
+        shape,
+        token_stride,
+        offset,
+    };
+    run("rotary_forward", out, x, v, positions, table)
+}
+
+/// dx = Rᵀ dy for contiguous `dy` [B, T, H, D].
+pub fn rotary_backward(dy: &Tensor, positions: &Tensor, table: &RotaryTable) -> Result<Tensor> {
+    let dx = Tensor::empty(dy.gpu(), &shape4(dy)?, DType::F32)?;
+    rotary_backward_into(&dx, dy, positions, table)?;
+    Ok(dx)
+}
+
+/// [`rotary_backward`] into a caller-allocated f32 `dx` of dy's size.
+pub fn rotary_backward_into(
+    dx: &Tensor,
+    dy: &Tensor,
+    positions: &Tensor,
+    table: &RotaryTable,
+) -> Result<()> {
+    let s = shape4(dy)?;
+    run(
+        "rotary_backward",
+        dx,
+        dy,
+        View::contiguous(s),
+        positions,
+        table,
+    )
+}
+
+/// Tape version of [`rotary_forward`].
+pub fn rotary(tape: &Tape, x: &Var, positions: &Tensor, table: &RotaryTable) -> Result<Var> {
+    let out = rotary_forward(x.tensor(), positions, table)?;
+    let positions = positions.clone();
+    let table = table.clone();
+    Ok(tape.record("rotary", &[x], out, move |dy, _| {
+        Ok(vec![Some(rotary_backward(dy, &positions, &table)?)])
+    }))
+}

@@ -1,0 +1,76 @@
+// rotary: GPT-NeoX rotary position embedding (rotate_half convention: dim i
+// pairs with i + rot_dim/2, NOT interleaved pairs). Only the first rot_dim of
+// the D dims of each head rotate; the rest pass through.
+//
+// Shapes: x [B, T, H, D] (read with a token stride and element offset, so q/k
+// can later be read straight out of a fused layout; out is always contiguous
+// [B, T, H, D]), positions i32 [B, T], cos_sin f32 [P, rot_dim] (per position
+// rot_dim/2 cosines then rot_dim/2 sines, built on the host by RotaryTable).
+// Positions are clamped to [0, P) so pads with any position never read out of
+// bounds. Forward saves nothing; backward needs only positions and cos_sin.
+//
+// forward:  out1 = x1*cos - x2*sin,  out2 = x2*cos + x1*sin
+// backward: the inverse (transposed) rotation of dy: same with sin negated.
+//
+// One invocation per (token, head, j) with j < D - rot_dim/2: j < rot_dim/2
+// rotates the pair (j, j + rot_dim/2); larger j copies dim j + rot_dim/2.
+// The host chunks tokens so that x and out ranges fit one storage binding.
+//#include common/grid
+
+struct RotaryParams {
+    rows: u32,     // token*head rows in this chunk
+    heads: u32,    // H
+    d: u32,        // D
+    rot_half: u32, // rot_dim / 2
+    x_stride: u32, // elements between consecutive tokens in x
+    x_off: u32,    // element of the chunk's first (token, head 0, dim 0) in the x binding
+    out_off: u32,  // element offset of the chunk in the out binding
+    pos_off: u32,  // element offset of the chunk in the positions binding
+    max_pos: u32,  // P, rows of cos_sin
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: RotaryParams;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> positions: array<i32>;
+@group(0) @binding(3) var<storage, read> cos_sin: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+
+fn rotate(i: u32, sgn: f32) {
+    let w = p.d - p.rot_half;
+    if (i >= p.rows * w) {
+        return;
+    }
+    let row = i / w;
+    let j = i % w;
+    let token = row / p.heads;
+    let xb = p.x_off + token * p.x_stride + (row % p.heads) * p.d;
+    let ob = p.out_off + row * p.d;
+    if (j < p.rot_half) {
+        let pos = u32(clamp(positions[p.pos_off + token], 0, i32(p.max_pos) - 1));
+        let t = pos * 2u * p.rot_half;
+        let c = cos_sin[t + j];
+        let s = sgn * cos_sin[t + p.rot_half + j];
+        let x1 = x[xb + j];
+        let x2 = x[xb + j + p.rot_half];
+        out[ob + j] = x1 * c - x2 * s;
+        out[ob + j + p.rot_half] = x2 * c + x1 * s;
+    } else {
+        let k = j + p.rot_half;
+        out[ob + k] = x[xb + k];
+    }
+}
+
+@compute @workgroup_size(256)
+fn rotary_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+    rotate(linear_group(wg, nwg) * 256u + lid, 1.0);
+}
+
+@compute @workgroup_size(256)
+fn rotary_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+    rotate(linear_group(wg, nwg) * 256u + lid, -1.0);
+}
