@@ -1,0 +1,24 @@
+// Fused cross-entropy / token log-probs, subgroup variant: one subgroup per
+// row, one subgroupMax/subgroupAdd per reduction, no barrier. Shapes and saved
+// tensors as in cross_entropy.wgsl. Needs the SUBGROUP feature (not on GL).
+//#include common/grid
+//#include common/lanes_subgroup
+//#include common/cross_entropy_rows
+
+@compute @workgroup_size(WG)
+fn cross_entropy_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(subgroup_id) sid: u32, @builtin(num_subgroups) nsg: u32) {
+    let r = subgroup_row(linear_group(wg, nwg), sid, nsg);
+    if (r.x < p.rows) {
+        cross_entropy_forward_row(r.x, r.y, r.z);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn cross_entropy_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(subgroup_id) sid: u32, @builtin(num_subgroups) nsg: u32) {
+    let r = subgroup_row(linear_group(wg, nwg), sid, nsg);
+    if (r.x < p.rows) {
+        cross_entropy_backward_row(r.x, r.y, r.z);
+    }
+}
