@@ -255,6 +255,14 @@ impl Tensor {
         Ok(())
     }
 
+    /// Overwrites an i32 tensor's contents.
+    pub fn write_i32(&self, data: &[i32]) -> Result<()> {
+        ensure!(self.dtype == DType::I32, "write_i32 on a {} tensor", self.dtype.name());
+        check_len(&self.shape, data.len())?;
+        self.gpu().upload(self.buffer(), 0, bytemuck::cast_slice(data));
+        Ok(())
+    }
+
     /// Sets every byte to zero (0.0 in every float dtype).
     pub fn zero(&self) {
         self.gpu()

@@ -83,10 +83,18 @@ impl Checkpoint {
                 dir.display()
             );
         }
+        Checkpoint::open_files(shard_names.iter().map(|n| dir.join(n)).collect())
+    }
+
+    /// Opens one named safetensors file (fixtures, adapters).
+    pub fn open_file(path: &Path) -> Result<Checkpoint> {
+        Checkpoint::open_files(vec![path.to_path_buf()])
+    }
+
+    fn open_files(paths: Vec<PathBuf>) -> Result<Checkpoint> {
         let mut files = Vec::new();
         let mut index = HashMap::new();
-        for name in shard_names {
-            let path = dir.join(&name);
+        for path in paths {
             let bytes =
                 std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
             let st = SafeTensors::deserialize(&bytes)
