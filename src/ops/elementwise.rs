@@ -213,7 +213,7 @@ fn check_f32(what: &str, ts: &[&Tensor]) -> Result<()> {
 
 fn check_bcast(a: &Tensor, b: &Tensor, bc: Broadcast) -> Result<()> {
     ensure!(
-        bc.div >= 1 && bc.modulo == b.numel() && a.numel() % (bc.div * bc.modulo) == 0,
+        bc.div >= 1 && bc.modulo == b.numel() && a.numel().is_multiple_of(bc.div * bc.modulo),
         "broadcast {bc:?} of {b:?} over {a:?}"
     );
     Ok(())
@@ -462,13 +462,15 @@ pub fn gt(tape: &Tape, a: &Var, b: &Var) -> Result<Var> {
 /// `f(x)` on the tape.
 pub fn unary(tape: &Tape, op: UnaryOp, x: &Var) -> Result<Var> {
     let y = unary_forward(op, x.tensor())?;
-    let saved = if op.saves_output() {
-        y.clone()
-    } else {
-        x.tensor().clone()
+    // scale needs nothing saved: its backward binds dy in the saved slot.
+    let saved = match op {
+        UnaryOp::Scale { .. } => None,
+        _ if op.saves_output() => Some(y.clone()),
+        _ => Some(x.tensor().clone()),
     };
     Ok(tape.record("unary", &[x], y, move |dy, _| {
-        Ok(vec![Some(unary_backward(op, dy, &saved)?)])
+        let saved = saved.as_ref().unwrap_or(dy);
+        Ok(vec![Some(unary_backward(op, dy, saved)?)])
     }))
 }
 

@@ -329,7 +329,7 @@ fn sum_long_cols(x: &Tensor, rows: usize, m: usize, max_elems: usize) -> Result<
 pub fn sum_broadcast(g: &Tensor, bc: Broadcast) -> Result<Tensor> {
     let n = g.numel();
     ensure!(
-        bc.div >= 1 && bc.modulo >= 1 && n % (bc.div * bc.modulo) == 0,
+        bc.div >= 1 && bc.modulo >= 1 && n.is_multiple_of(bc.div * bc.modulo),
         "sum_broadcast: {bc:?} over {g:?}"
     );
     let outer = n / (bc.div * bc.modulo);
