@@ -1,1 +1,437 @@
-//! Tests for elementwise: not yet written.
+//! elementwise: binary ops with every broadcast pattern, unary ops, their
+//! backward against f64 and finite differences, and chunking on a
+//! small-binding device (including a broadcast operand larger than a binding).
+
+use crate::common::*;
+use engine::ops::elementwise::{self as ew, BinaryOp, Broadcast, EwParams, UnaryOp};
+use engine::{Gpu, GpuOptions, Tape, Tensor};
+use std::sync::Arc;
+
+/// Fills the buffer pool with NaN-poisoned buffers of these element counts,
+/// so the next outputs an op allocates start poisoned.
+pub fn poison_pool(gpu: &Arc<Gpu>, sizes: &[usize]) {
+    let ts: Vec<Tensor> = sizes
+        .iter()
+        .flat_map(|&n| (0..3).map(move |_| n))
+        .map(|n| {
+            let t = Tensor::empty(gpu, &[n], engine::DType::F32).unwrap();
+            t.poison();
+            t
+        })
+        .collect();
+    drop(ts);
+}
+
+const BINARY: [BinaryOp; 7] = [
+    BinaryOp::Add,
+    BinaryOp::Sub,
+    BinaryOp::Mul,
+    BinaryOp::Div,
+    BinaryOp::Maximum,
+    BinaryOp::Minimum,
+    BinaryOp::Gt,
+];
+
+fn bin_ref(op: BinaryOp, x: f64, z: f64) -> f64 {
+    match op {
+        BinaryOp::Add => x + z,
+        BinaryOp::Sub => x - z,
+        BinaryOp::Mul => x * z,
+        BinaryOp::Div => x / z,
+        BinaryOp::Maximum => x.max(z),
+        BinaryOp::Minimum => x.min(z),
+        BinaryOp::Gt => (x > z) as u8 as f64,
+    }
+}
+
+/// (d/da, d/db) of one element, ties split in halves.
+fn bin_grad_ref(op: BinaryOp, x: f64, z: f64) -> (f64, f64) {
+    match op {
+        BinaryOp::Add => (1.0, 1.0),
+        BinaryOp::Sub => (1.0, -1.0),
+        BinaryOp::Mul => (z, x),
+        BinaryOp::Div => (1.0 / z, -x / (z * z)),
+        BinaryOp::Maximum | BinaryOp::Minimum => {
+            let w = if x == z {
+                0.5
+            } else if (x > z) == (op == BinaryOp::Maximum) {
+                1.0
+            } else {
+                0.0
+            };
+            (w, 1.0 - w)
+        }
+        BinaryOp::Gt => unreachable!(),
+    }
+}
+
+/// Inputs for b that keep division well conditioned and create some ties.
+fn operands(rng: &mut Rng, n: usize, m: usize) -> (Vec<f32>, Vec<f32>) {
+    let a: Vec<f32> = rng.vec(n, 2.0);
+    let mut b: Vec<f32> = (0..m)
+        .map(|_| {
+            let v = rng.uniform(0.5, 2.0);
+            if rng.below(2) == 0 {
+                -v
+            } else {
+                v
+            }
+        })
+        .collect();
+    if m > 1 {
+        b[0] = a[0]; // a tie for maximum/minimum
+    }
+    (a, b)
+}
+
+#[test]
+fn params_layout() {
+    crate::assert_params_layout!(
+        EwParams,
+        "elementwise",
+        "EwParams",
+        [n, off, base, div, modulo, b_lo, b_off, alpha, beta]
+    );
+}
+
+#[test]
+fn broadcast_inference() {
+    let bc = |a: &[usize], b: &[usize]| Broadcast::infer(a, b).unwrap();
+    let d = |div, modulo| Broadcast { div, modulo };
+    assert_eq!(bc(&[3, 5], &[3, 5]), d(1, 15));
+    assert_eq!(bc(&[3, 5], &[5]), d(1, 5));
+    assert_eq!(bc(&[3, 5], &[1, 5]), d(1, 5));
+    assert_eq!(bc(&[3, 5], &[3, 1]), d(5, 3));
+    assert_eq!(bc(&[3, 5], &[1]), d(1, 1));
+    assert_eq!(bc(&[3, 5], &[]), d(1, 1));
+    assert_eq!(bc(&[2, 3, 4], &[3, 1]), d(4, 3));
+    assert_eq!(bc(&[2, 3, 4], &[2, 3, 1]), d(4, 6));
+    assert_eq!(
+        bc(&[2, 1, 4], &[2, 1, 4]),
+        d(1, 8),
+        "size-1 dims of a are transparent"
+    );
+    assert_eq!(bc(&[4, 1, 3], &[4, 1, 1]), d(3, 4));
+    assert_eq!(bc(&[4, 1, 3], &[1, 3]), d(1, 3));
+    for (a, b) in [
+        (vec![3, 5], vec![3]),
+        (vec![3, 5], vec![2, 3, 5]),
+        (vec![2, 3, 4], vec![2, 1, 4]),
+    ] {
+        let e = Broadcast::infer(&a, &b).unwrap_err().to_string();
+        assert!(e.contains("cannot broadcast"), "{e}");
+    }
+}
+
+/// (a shape, b shape) pairs covering same-shape, bias, per-row, scalar, middle.
+fn patterns() -> Vec<(Vec<usize>, Vec<usize>)> {
+    vec![
+        (vec![7, 37], vec![7, 37]),
+        (vec![7, 37], vec![37]),
+        (vec![7, 37], vec![7, 1]),
+        (vec![7, 37], vec![1]),
+        (vec![3, 5, 9], vec![5, 1]),
+        (vec![1, 1], vec![1]),
+        (vec![300, 3], vec![300, 1]),
+    ]
+}
+
+#[test]
+fn binary_forward_and_backward_match_reference() {
+    let gpu = gpu();
+    let mut rng = Rng::new(10);
+    for (sa, sb) in patterns() {
+        let bc = Broadcast::infer(&sa, &sb).unwrap();
+        let n: usize = sa.iter().product();
+        let m: usize = sb.iter().product();
+        let (a, b) = operands(&mut rng, n, m);
+        let dy = rng.vec(n, 1.0);
+        let (ta, tb, tdy) = (upload(&sa, &a), upload(&sb, &b), upload(&sa, &dy));
+        let bi = |i: usize| (i / bc.div) % bc.modulo;
+        for op in BINARY {
+            let what = format!("{op:?} {sa:?} by {sb:?}");
+            poison_pool(&gpu, &[n, m]);
+            let y = ew::binary_forward(op, &ta, &tb, bc).unwrap();
+            assert_eq!(y.shape(), &sa[..]);
+            let want: Vec<f64> = (0..n)
+                .map(|i| bin_ref(op, a[i] as f64, b[bi(i)] as f64))
+                .collect();
+            assert_close(&what, &y.to_vec().unwrap(), &want, 0.0, 1.5e-7);
+            if op == BinaryOp::Gt {
+                continue;
+            }
+            poison_pool(&gpu, &[n, m]);
+            let (da, db) = ew::binary_backward(op, &tdy, &ta, &tb, bc, [true, true]).unwrap();
+            let (da, db) = (da.unwrap(), db.unwrap());
+            assert_eq!(db.shape(), &sb[..]);
+            let mut want_da = vec![0.0; n];
+            let mut want_db = vec![0.0; m];
+            for i in 0..n {
+                let (ga, gz) = bin_grad_ref(op, a[i] as f64, b[bi(i)] as f64);
+                want_da[i] = dy[i] as f64 * ga;
+                want_db[bi(i)] += dy[i] as f64 * gz;
+            }
+            assert_close(
+                &format!("{what} da"),
+                &da.to_vec().unwrap(),
+                &want_da,
+                1e-7,
+                2e-7,
+            );
+            // db sums up to n/m terms in f32.
+            assert_close(
+                &format!("{what} db"),
+                &db.to_vec().unwrap(),
+                &want_db,
+                1e-5,
+                1e-5,
+            );
+        }
+    }
+}
+
+fn unary_ops() -> Vec<UnaryOp> {
+    vec![
+        UnaryOp::Scale {
+            alpha: -1.5,
+            beta: 0.25,
+        },
+        UnaryOp::Exp,
+        UnaryOp::Log,
+        UnaryOp::Sigmoid,
+        UnaryOp::Tanh,
+        UnaryOp::Relu,
+        UnaryOp::Square,
+        UnaryOp::Sqrt,
+        UnaryOp::Clamp {
+            min: -0.5,
+            max: 0.75,
+        },
+        UnaryOp::Abs,
+    ]
+}
+
+/// (f, f') in f64.
+fn unary_ref(op: UnaryOp, x: f64) -> (f64, f64) {
+    match op {
+        UnaryOp::Scale { alpha, beta } => (alpha as f64 * x + beta as f64, alpha as f64),
+        UnaryOp::Exp => (x.exp(), x.exp()),
+        UnaryOp::Log => (x.ln(), 1.0 / x),
+        UnaryOp::Sigmoid => {
+            let s = 1.0 / (1.0 + (-x).exp());
+            (s, s * (1.0 - s))
+        }
+        UnaryOp::Tanh => (x.tanh(), 1.0 - x.tanh().powi(2)),
+        UnaryOp::Relu => (x.max(0.0), (x > 0.0) as u8 as f64),
+        UnaryOp::Square => (x * x, 2.0 * x),
+        UnaryOp::Sqrt => (x.sqrt(), 0.5 / x.sqrt()),
+        UnaryOp::Clamp { min, max } => (
+            x.clamp(min as f64, max as f64),
+            (x >= min as f64 && x <= max as f64) as u8 as f64,
+        ),
+        UnaryOp::Abs => (x.abs(), if x == 0.0 { 0.0 } else { x.signum() }),
+    }
+}
+
+fn unary_input(op: UnaryOp, rng: &mut Rng, n: usize) -> Vec<f32> {
+    let mut x: Vec<f32> = match op {
+        UnaryOp::Log | UnaryOp::Sqrt => (0..n).map(|_| rng.uniform(0.05, 4.0)).collect(),
+        UnaryOp::Sigmoid | UnaryOp::Tanh => rng.vec(n, 12.0),
+        _ => rng.vec(n, 3.0),
+    };
+    if matches!(op, UnaryOp::Relu | UnaryOp::Abs) {
+        x[1] = 0.0;
+    }
+    if let UnaryOp::Clamp { min, max } = op {
+        x[1] = min; // boundaries pass the gradient, as in torch
+        x[2] = max;
+    }
+    x
+}
+
+#[test]
+fn unary_forward_and_backward_match_reference() {
+    let gpu = gpu();
+    let mut rng = Rng::new(11);
+    for n in [3usize, 257, 1001] {
+        for op in unary_ops() {
+            let x = unary_input(op, &mut rng, n);
+            let dy = rng.vec(n, 1.0);
+            let tx = upload(&[n], &x);
+            poison_pool(&gpu, &[n]);
+            let y = ew::unary_forward(op, &tx).unwrap();
+            let refs: Vec<(f64, f64)> = x.iter().map(|&v| unary_ref(op, v as f64)).collect();
+            let want: Vec<f64> = refs.iter().map(|r| r.0).collect();
+            // exp/log/tanh/sigmoid are a few ulp off in f32.
+            assert_close(
+                &format!("{op:?} n={n}"),
+                &y.to_vec().unwrap(),
+                &want,
+                1e-7,
+                1e-6,
+            );
+            let saved = if op.saves_output() {
+                y.clone()
+            } else {
+                tx.clone()
+            };
+            poison_pool(&gpu, &[n]);
+            let dx = ew::unary_backward(op, &upload(&[n], &dy), &saved).unwrap();
+            let want: Vec<f64> = refs.iter().zip(&dy).map(|(r, &g)| r.1 * g as f64).collect();
+            assert_close(
+                &format!("{op:?} dx n={n}"),
+                &dx.to_vec().unwrap(),
+                &want,
+                1e-6,
+                2e-6,
+            );
+        }
+    }
+}
+
+#[test]
+fn tape_gradients_match_finite_differences() {
+    let mut rng = Rng::new(12);
+    // Binary ops on a [3, 4] by every broadcast pattern; no near-ties.
+    let a: Vec<f32> = rng.vec(12, 2.0);
+    let b_for = |m: usize, rng: &mut Rng| -> Vec<f32> {
+        (0..m)
+            .map(|i| rng.uniform(0.6, 1.5) * if i % 2 == 0 { 1.0 } else { -1.0 })
+            .collect()
+    };
+    for sb in [vec![3, 4], vec![4], vec![3, 1], vec![1]] {
+        let m: usize = sb.iter().product();
+        let b = b_for(m, &mut rng);
+        for op in &BINARY[..6] {
+            let op = *op;
+            check_grads(
+                &format!("{op:?} [3,4] by {sb:?}"),
+                &[(vec![3, 4], a.clone()), (sb.clone(), b.clone())],
+                1e-3,
+                3e-3,
+                |t, v| ew::binary(t, op, &v[0], &v[1]).unwrap(),
+            );
+        }
+    }
+    for op in unary_ops() {
+        let mut x = unary_input(op, &mut rng, 7);
+        x.iter_mut().for_each(|v| {
+            // keep away from the kinks of relu/abs/clamp
+            if v.abs() < 0.05 || (*v + 0.5).abs() < 0.05 || (*v - 0.75).abs() < 0.05 {
+                *v += 0.2
+            }
+        });
+        if matches!(op, UnaryOp::Sigmoid | UnaryOp::Tanh | UnaryOp::Exp) {
+            x.iter_mut().for_each(|v| *v = v.clamp(-3.0, 3.0));
+        }
+        check_grads(&format!("{op:?}"), &[(vec![7], x)], 1e-3, 3e-3, |t, v| {
+            ew::unary(t, op, &v[0]).unwrap()
+        });
+    }
+}
+
+#[test]
+fn tape_wrappers_and_constants() {
+    let gpu = gpu();
+    let tape = Tape::new(&gpu);
+    let a = tape.param(&upload(&[2, 2], &[1.0, -2.0, 3.0, 0.5]));
+    let b = tape.constant(upload(&[2], &[0.5, 1.0]));
+    let y = ew::add(
+        &tape,
+        &ew::mul(&tape, &a, &b).unwrap(),
+        &ew::neg(&tape, &a).unwrap(),
+    )
+    .unwrap();
+    let y = ew::scale(&tape, &ew::clamp(&tape, &y, -1.0, 1.0).unwrap(), 2.0, 1.0).unwrap();
+    assert_close(
+        "composite",
+        &y.tensor().to_vec().unwrap(),
+        &[0.0, 1.0, -1.0, 1.0],
+        0.0,
+        1e-7,
+    );
+    let flag = ew::gt(&tape, &a, &b).unwrap();
+    assert!(!flag.requires_grad(), "gt is a constant");
+    assert_close(
+        "gt",
+        &flag.tensor().to_vec().unwrap(),
+        &[1.0, 0.0, 1.0, 0.0],
+        0.0,
+        0.0,
+    );
+    let g = tape.backward(&y).unwrap();
+    // y = 2·clamp(a·b - a) + 1: gradient 2(b - 1) where inside (-1, 1).
+    assert_close(
+        "da",
+        &g.get(&a).unwrap().to_vec().unwrap(),
+        &[-1.0, 0.0, 0.0, 0.0],
+        0.0,
+        1e-7,
+    );
+    assert!(g.get(&b).is_none());
+}
+
+#[test]
+fn chunks_on_a_small_binding_device() {
+    // 4 KiB bindings: 1024 floats. Every operand below exceeds that.
+    let mut opts = GpuOptions::from_env().unwrap();
+    opts.max_binding_override = Some(4096);
+    let small = Gpu::new(&opts).unwrap();
+    let mut rng = Rng::new(13);
+    for (sa, sb) in [
+        (vec![2500], vec![2500]),
+        (vec![3, 2000], vec![2000]),
+        (vec![2000, 3], vec![2000, 1]),
+        (vec![2, 1500, 2], vec![1500, 1]),
+        (vec![3000, 2], vec![2]),
+        (vec![2100], vec![1]),
+    ] {
+        let bc = Broadcast::infer(&sa, &sb).unwrap();
+        let n: usize = sa.iter().product();
+        let m: usize = sb.iter().product();
+        let (a, b) = operands(&mut rng, n, m);
+        let dy = rng.vec(n, 1.0);
+        let up = |s: &[usize], d: &[f32]| Tensor::from_f32(&small, s, d).unwrap();
+        let (ta, tb, tdy) = (up(&sa, &a), up(&sb, &b), up(&sa, &dy));
+        let bi = |i: usize| (i / bc.div) % bc.modulo;
+        for op in [BinaryOp::Sub, BinaryOp::Div] {
+            let what = format!("chunked {op:?} {sa:?} by {sb:?}");
+            poison_pool(&small, &[n, m]);
+            let y = ew::binary_forward(op, &ta, &tb, bc).unwrap();
+            let want: Vec<f64> = (0..n)
+                .map(|i| bin_ref(op, a[i] as f64, b[bi(i)] as f64))
+                .collect();
+            assert_close(&what, &y.to_vec().unwrap(), &want, 0.0, 1.5e-7);
+            let (da, db) = ew::binary_backward(op, &tdy, &ta, &tb, bc, [true, true]).unwrap();
+            let mut want_da = vec![0.0; n];
+            let mut want_db = vec![0.0; m];
+            for i in 0..n {
+                let (ga, gz) = bin_grad_ref(op, a[i] as f64, b[bi(i)] as f64);
+                want_da[i] = dy[i] as f64 * ga;
+                want_db[bi(i)] += dy[i] as f64 * gz;
+            }
+            assert_close(
+                &format!("{what} da"),
+                &da.unwrap().to_vec().unwrap(),
+                &want_da,
+                1e-7,
+                2e-7,
+            );
+            assert_close(
+                &format!("{what} db"),
+                &db.unwrap().to_vec().unwrap(),
+                &want_db,
+                1e-5,
+                1e-5,
+            );
+        }
+    }
+    let x = rng.vec(3001, 3.0);
+    let y = ew::unary_forward(
+        UnaryOp::Exp,
+        &Tensor::from_f32(&small, &[3001], &x).unwrap(),
+    )
+    .unwrap();
+    let want: Vec<f64> = x.iter().map(|&v| (v as f64).exp()).collect();
+    assert_close("chunked exp", &y.to_vec().unwrap(), &want, 0.0, 1e-6);
+}

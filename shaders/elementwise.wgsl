@@ -1,0 +1,184 @@
+// elementwise: binary ops with one broadcast operand, and unary ops.
+//
+// Shapes: a, y, dy, da, gb are "full" tensors of N elements; b holds M
+// elements and is read at b[(i / div) % M] for full element i (same shape:
+// div = 1, M = N; bias [C] over [R, C]: div = 1, M = C; per-row scalar [R]
+// over [R, C]: div = C, M = R; scalar: M = 1).
+//
+// Every launch covers one piece of n full elements starting at global index
+// `base`. Full-size operands are bound from the same element, `off` words past
+// their binding's start. b is bound from element `b_lo`, `b_off` words past
+// its binding's start (the whole of b when it fits in one binding).
+//
+// Forward saves nothing itself: the Rust side keeps a and b (binary) or x / y
+// (unary) for backward, as each derivative needs.
+//#include common/grid
+
+struct EwParams {
+    n: u32,
+    off: u32,
+    base: u32,
+    div: u32,
+    modulo: u32,
+    b_lo: u32,
+    b_off: u32,
+    // scale: y = alpha * x + beta; clamp: [alpha, beta].
+    alpha: f32,
+    beta: f32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+// Binary: 0 add, 1 sub, 2 mul, 3 div, 4 maximum, 5 minimum, 6 greater-than (1/0).
+// Unary: 0 scale, 1 exp, 2 log, 3 sigmoid, 4 tanh, 5 relu, 6 square, 7 sqrt,
+// 8 clamp, 9 abs.
+override OP: u32 = 0u;
+
+@group(0) @binding(0) var<uniform> p: EwParams;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read> dy: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+// Unreduced gradient of b (full shape); the Rust side sums it over the broadcast.
+@group(0) @binding(5) var<storage, read_write> gb: array<f32>;
+
+fn elem(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return linear_group(wg, nwg) * 256u + lid;
+}
+
+fn b_index(k: u32) -> u32 {
+    return ((p.base + k) / p.div) % p.modulo - p.b_lo + p.b_off;
+}
+
+fn binary(x: f32, z: f32) -> f32 {
+    switch OP {
+        case 0u: { return x + z; }
+        case 1u: { return x - z; }
+        case 2u: { return x * z; }
+        case 3u: { return x / z; }
+        case 4u: { return max(x, z); }
+        case 5u: { return min(x, z); }
+        default: { return select(0.0, 1.0, x > z); }
+    }
+}
+
+// y = a op b
+@compute @workgroup_size(256)
+fn elementwise_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                       @builtin(local_invocation_index) lid: u32) {
+    let k = elem(wg, nwg, lid);
+    if (k < p.n) {
+        y[p.off + k] = binary(a[p.off + k], b[b_index(k)]);
+    }
+}
+
+// da = dy * d(a op b)/da into y, and gb = dy * d(a op b)/db (unreduced) for
+// mul, div, maximum, minimum (add/sub pass dy through on the Rust side).
+// Ties of maximum/minimum split the gradient in halves, as torch does.
+@compute @workgroup_size(256)
+fn elementwise_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                        @builtin(local_invocation_index) lid: u32) {
+    let k = elem(wg, nwg, lid);
+    if (k >= p.n) {
+        return;
+    }
+    let g = dy[p.off + k];
+    let x = a[p.off + k];
+    let z = b[b_index(k)];
+    var ga = 0.0;
+    var gz = 0.0;
+    switch OP {
+        case 2u: {
+            ga = g * z;
+            gz = g * x;
+        }
+        case 3u: {
+            ga = g / z;
+            gz = -g * x / (z * z);
+        }
+        case 4u, 5u: {
+            let a_wins = select((x < z), (x > z), OP == 4u);
+            let w = select(select(0.0, 1.0, a_wins), 0.5, x == z);
+            ga = g * w;
+            gz = g - ga;
+        }
+        default: {
+            ga = g;
+            gz = g;
+        }
+    }
+    y[p.off + k] = ga;
+    gb[p.off + k] = gz;
+}
+
+// y = alpha * b[(i / div) % M]: expands a reduced tensor back to full shape
+// (the backward of sum/mean reductions).
+@compute @workgroup_size(256)
+fn elementwise_expand(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                      @builtin(local_invocation_index) lid: u32) {
+    let k = elem(wg, nwg, lid);
+    if (k < p.n) {
+        y[p.off + k] = p.alpha * b[b_index(k)];
+    }
+}
+
+fn sigmoid(x: f32) -> f32 {
+    // Both branches stay finite: exp of a non-positive number never overflows.
+    let e = exp(-abs(x));
+    return select(e / (1.0 + e), 1.0 / (1.0 + e), x >= 0.0);
+}
+
+fn unary(x: f32) -> f32 {
+    switch OP {
+        case 0u: { return p.alpha * x + p.beta; }
+        case 1u: { return exp(x); }
+        case 2u: { return log(x); }
+        case 3u: { return sigmoid(x); }
+        // Clamped: some drivers compute tanh as a ratio of exponentials,
+        // which overflows to NaN for large |x|; tanh(15) is 1.0 in f32.
+        case 4u: { return tanh(clamp(x, -15.0, 15.0)); }
+        case 5u: { return max(x, 0.0); }
+        case 6u: { return x * x; }
+        case 7u: { return sqrt(x); }
+        case 8u: { return min(max(x, p.alpha), p.beta); }
+        default: { return abs(x); }
+    }
+}
+
+// y = f(x), x at binding 1.
+@compute @workgroup_size(256)
+fn elementwise_unary_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                             @builtin(local_invocation_index) lid: u32) {
+    let k = elem(wg, nwg, lid);
+    if (k < p.n) {
+        y[p.off + k] = unary(a[p.off + k]);
+    }
+}
+
+// dx = dy * f'(.), written to y. Binding 1 holds what forward saved: y for
+// exp, sigmoid, tanh and sqrt; x for the others (scale ignores it).
+@compute @workgroup_size(256)
+fn elementwise_unary_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                              @builtin(local_invocation_index) lid: u32) {
+    let k = elem(wg, nwg, lid);
+    if (k >= p.n) {
+        return;
+    }
+    let g = dy[p.off + k];
+    let s = a[p.off + k];
+    var d = 0.0;
+    switch OP {
+        case 0u: { d = g * p.alpha; }
+        case 1u: { d = g * s; }
+        case 2u: { d = g / s; }
+        case 3u: { d = g * s * (1.0 - s); }
+        case 4u: { d = g * (1.0 - s * s); }
+        case 5u: { d = select(0.0, g, s > 0.0); }
+        case 6u: { d = 2.0 * g * s; }
+        case 7u: { d = 0.5 * g / s; }
+        case 8u: { d = select(0.0, g, s >= p.alpha && s <= p.beta); }
+        default: { d = g * sign(s); }
+    }
+    y[p.off + k] = d;
+}
