@@ -1,0 +1,165 @@
+// layernorm over the last dim: x [N, C] (N = B·T rows), weight γ [C], bias β [C]
+//   y = (x - mean) · rstd · γ + β,  rstd = 1 / sqrt(var + eps)  (biased var)
+// Forward writes y [N, C] and saves mean [N] and rstd [N] for the backward.
+// Backward, with xh = (x - mean)·rstd and g = dy·γ:
+//   dx = rstd · (g - mean_c(g) - xh · mean_c(g·xh))
+//   dγ = Σ_rows dy·xh,  dβ = Σ_rows dy
+//
+// This file is the CPU-adapter / no-subgroup variant: ONE INVOCATION PER ROW,
+// no barriers (on llvmpipe a barrier costs a coroutine switch per 8 lanes,
+// while 8 rows side by side fill its 8-wide SIMD). `layernorm_subgroup.wgsl`
+// is the GPU variant (one workgroup per row, subgroupAdd).
+//
+// Mean and variance are two-pass (mean first, then Σ(x-mean)²), each summed
+// in four interleaved f32 accumulators, which keeps C up to thousands well
+// inside 1e-6 relative without Welford's per-element division.
+//
+// dγ/dβ need sums over rows, done race-free without atomics in two kernels
+// shared by both variants: `layernorm_backward_weight_partial` (one invocation
+// per column and block of `blk_rows` rows) writes per-block partial sums, and
+// `layernorm_backward_weight` (one invocation per column) adds the blocks.
+//
+// The host splits N into row chunks that fit one storage binding; a chunk's
+// [rows, C] bindings start `x_base` elements before its first row, its [rows]
+// bindings `r_base` elements before.
+//#include common/grid
+
+struct LayerNormParams {
+    rows: u32,
+    cols: u32,
+    eps: f32,
+    x_base: u32,
+    r_base: u32,
+    blk0: u32,
+    blk_rows: u32,
+    nblk: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: LayerNormParams;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<f32>;
+@group(0) @binding(3) var<storage, read> b: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(5) var<storage, read_write> mean_out: array<f32>;
+@group(0) @binding(6) var<storage, read_write> rstd_out: array<f32>;
+@group(0) @binding(7) var<storage, read> dy: array<f32>;
+@group(0) @binding(8) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(9) var<storage, read> mean_in: array<f32>;
+@group(0) @binding(10) var<storage, read> rstd_in: array<f32>;
+@group(0) @binding(11) var<storage, read_write> dw_part: array<f32>;
+@group(0) @binding(12) var<storage, read_write> db_part: array<f32>;
+@group(0) @binding(13) var<storage, read_write> dw: array<f32>;
+@group(0) @binding(14) var<storage, read_write> db: array<f32>;
+
+const ROW_WG: u32 = 32u;
+
+@compute @workgroup_size(32)
+fn layernorm_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                     @builtin(local_invocation_index) lid: u32) {
+    let r = linear_group(wg, nwg) * ROW_WG + lid;
+    if (r >= p.rows) {
+        return;
+    }
+    let n = p.cols;
+    let o = p.x_base + r * n;
+    let n4 = n & ~3u;
+    var s4 = vec4<f32>(0.0);
+    for (var c = 0u; c < n4; c += 4u) {
+        s4 += vec4<f32>(x[o + c], x[o + c + 1u], x[o + c + 2u], x[o + c + 3u]);
+    }
+    var s1 = 0.0;
+    for (var c = n4; c < n; c++) {
+        s1 += x[o + c];
+    }
+    let mean = ((s4.x + s4.y) + (s4.z + s4.w) + s1) / f32(n);
+    var q4 = vec4<f32>(0.0);
+    for (var c = 0u; c < n4; c += 4u) {
+        let d = vec4<f32>(x[o + c], x[o + c + 1u], x[o + c + 2u], x[o + c + 3u]) - mean;
+        q4 += d * d;
+    }
+    var q1 = 0.0;
+    for (var c = n4; c < n; c++) {
+        let d = x[o + c] - mean;
+        q1 += d * d;
+    }
+    let rstd = inverseSqrt(((q4.x + q4.y) + (q4.z + q4.w) + q1) / f32(n) + p.eps);
+    for (var c = 0u; c < n; c++) {
+        y[o + c] = (x[o + c] - mean) * rstd * w[c] + b[c];
+    }
+    mean_out[p.r_base + r] = mean;
+    rstd_out[p.r_base + r] = rstd;
+}
+
+@compute @workgroup_size(32)
+fn layernorm_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                      @builtin(local_invocation_index) lid: u32) {
+    let r = linear_group(wg, nwg) * ROW_WG + lid;
+    if (r >= p.rows) {
+        return;
+    }
+    let n = p.cols;
+    let o = p.x_base + r * n;
+    let mean = mean_in[p.r_base + r];
+    let rstd = rstd_in[p.r_base + r];
+    // Σ g and Σ g·xh, in two accumulators each.
+    var sg = vec2<f32>(0.0);
+    var sgx = vec2<f32>(0.0);
+    let n2 = n & ~1u;
+    for (var c = 0u; c < n2; c += 2u) {
+        let g = vec2<f32>(dy[o + c] * w[c], dy[o + c + 1u] * w[c + 1u]);
+        let xh = (vec2<f32>(x[o + c], x[o + c + 1u]) - mean) * rstd;
+        sg += g;
+        sgx += g * xh;
+    }
+    if (n2 < n) {
+        let g = dy[o + n2] * w[n2];
+        sg.x += g;
+        sgx.x += g * (x[o + n2] - mean) * rstd;
+    }
+    let mg = (sg.x + sg.y) / f32(n);
+    let mgx = (sgx.x + sgx.y) / f32(n);
+    for (var c = 0u; c < n; c++) {
+        let xh = (x[o + c] - mean) * rstd;
+        dx[o + c] = rstd * (dy[o + c] * w[c] - mg - xh * mgx);
+    }
+}
+
+// Grid: x = column tiles of 64, y = row blocks of this chunk.
+@compute @workgroup_size(64)
+fn layernorm_backward_weight_partial(@builtin(workgroup_id) wg: vec3<u32>,
+                                     @builtin(local_invocation_index) lid: u32) {
+    let col = wg.x * 64u + lid;
+    if (col >= p.cols) {
+        return;
+    }
+    let r0 = wg.y * p.blk_rows;
+    let r1 = min(r0 + p.blk_rows, p.rows);
+    var sw = 0.0;
+    var sb = 0.0;
+    for (var r = r0; r < r1; r++) {
+        let i = p.x_base + r * p.cols + col;
+        let g = dy[i];
+        sw += g * (x[i] - mean_in[p.r_base + r]) * rstd_in[p.r_base + r];
+        sb += g;
+    }
+    let out = (p.blk0 + wg.y) * p.cols + col;
+    dw_part[out] = sw;
+    db_part[out] = sb;
+}
+
+@compute @workgroup_size(64)
+fn layernorm_backward_weight(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                             @builtin(local_invocation_index) lid: u32) {
+    let col = linear_group(wg, nwg) * 64u + lid;
+    if (col >= p.cols) {
+        return;
+    }
+    var sw = 0.0;
+    var sb = 0.0;
+    for (var k = 0u; k < p.nblk; k++) {
+        sw += dw_part[k * p.cols + col];
+        sb += db_part[k * p.cols + col];
+    }
+    dw[col] = sw;
+    db[col] = sb;
+}
