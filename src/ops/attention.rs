@@ -1,1 +1,408 @@
-//! attention: not yet written.
+//! attention: scaled dot-product self-attention, causal with a KV-cache
+//! offset, an optional key-padding mask, flash-style (never stores T×T).
+//!
+//! Shapes: `q` [B, Tq, H, D] (i.e. [B, T, C] with C = H·D, heads contiguous
+//! inside a token); `k`, `v` [B, Tcap, H, D], of which the first Tk =
+//! `kv_len` (default Tcap) positions are valid (a KV cache); output
+//! [B, Tq, H, D]. Query i (0-based in Tq) may attend key j iff j < Tk and,
+//! when causal, j ≤ i + (Tk − Tq): Tq == Tk is training, Tq = 1 decoding.
+//! The optional mask is i32 [B, Tm], Tm ≥ Tk (1 = real token, 0 = pad):
+//! masked keys get zero weight, and a query that sees no real key (a
+//! left-pad query) outputs exact zeros and gets zero gradient.
+//!
+//! Forward saves q, k, v, out and the per-row logsumexp [B, H, Tq] (natural
+//! log of Σ exp(scale·q·k); 0 for a row with no key). Backward recomputes the
+//! probabilities from them (FlashAttention-2) in three race-free passes: a
+//! per-row pre-pass D_i = rowsum(dO_i ∘ O_i), dQ per query row, dK/dV per key
+//! row. D must be a multiple of 4 and at most 128 (the naive path takes any D);
+//! the flash pipelines are specialised on D/4 (override `D4`) so that the
+//! per-row arrays unroll into registers: one set of pipelines per head dim.
+//!
+//! Variants: `attention_cpu.wgsl` (one invocation per row, no shared memory:
+//! llvmpipe) and `attention.wgsl` (K/V tiles in shared memory: GPUs), picked
+//! by [`AttnVariant::Auto`]. `attention_naive.wgsl` is the unfused baseline.
+
+use anyhow::{ensure, Result};
+use std::sync::Arc;
+
+use crate::device::Gpu;
+use crate::kernel::{groups_1d, Bind, Kernel};
+use crate::tape::{Tape, Var};
+use crate::tensor::{DType, Tensor};
+
+/// Mirrors `AttnParams` in `shaders/common/attention_params.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct AttnParams {
+    pub batch: u32,
+    pub tq: u32,
+    pub tk: u32,
+    pub heads: u32,
+    pub d: u32,
+    pub kv_stride: u32,
+    pub mask_stride: u32,
+    /// bit 0: causal; bit 1: a key mask is bound.
+    pub flags: u32,
+    pub scale: f32,
+    pub scale_log2: f32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+}
+
+/// Which flash kernel file runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AttnVariant {
+    /// `Cpu` on CPU adapters, `Tiled` elsewhere.
+    #[default]
+    Auto,
+    /// One invocation per row, no shared memory (`attention_cpu.wgsl`).
+    Cpu,
+    /// Shared-memory K/V (Q/dO) tiles per workgroup (`attention.wgsl`).
+    Tiled,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct AttnOptions {
+    /// Query i sees keys j ≤ i + (Tk − Tq); off: every valid key.
+    pub causal: bool,
+    /// Score scale; `None` is 1/sqrt(D).
+    pub scale: Option<f32>,
+    /// Valid cache positions Tk ≤ Tcap (k.shape()[1]); `None` is Tcap.
+    pub kv_len: Option<usize>,
+    pub variant: AttnVariant,
+}
+
+impl Default for AttnOptions {
+    fn default() -> Self {
+        AttnOptions {
+            causal: true,
+            scale: None,
+            kv_len: None,
+            variant: AttnVariant::Auto,
+        }
+    }
+}
+
+const WG: u32 = 64;
+
+fn dims4(what: &str, t: &Tensor) -> Result<[usize; 4]> {
+    ensure!(
+        t.shape().len() == 4 && t.dtype() == DType::F32,
+        "attention: {what} must be f32 [B, T, H, D], got {t:?}"
+    );
+    Ok([t.shape()[0], t.shape()[1], t.shape()[2], t.shape()[3]])
+}
+
+/// Validates shapes and builds the kernel params.
+fn params(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+    opts: &AttnOptions,
+    flash: bool,
+) -> Result<AttnParams> {
+    let [b, tq, h, d] = dims4("q", q)?;
+    let [bk, tcap, hk, dk] = dims4("k", k)?;
+    ensure!(
+        v.shape() == k.shape() && v.dtype() == DType::F32,
+        "attention: v {v:?} vs k {k:?}"
+    );
+    ensure!(
+        bk == b && hk == h && dk == d,
+        "attention: q {q:?} vs k {k:?}"
+    );
+    ensure!(
+        b > 0 && tq > 0 && h > 0 && d > 0,
+        "attention: empty q {q:?}"
+    );
+    let tk = opts.kv_len.unwrap_or(tcap);
+    ensure!(
+        tk >= 1 && tk <= tcap,
+        "attention: kv_len {tk} outside 1..={tcap}"
+    );
+    ensure!(
+        !opts.causal || tq <= tk,
+        "attention: causal needs Tq ({tq}) <= Tk ({tk})"
+    );
+    if flash {
+        ensure!(
+            d % 4 == 0 && d <= 128,
+            "attention: head dim {d} must be a multiple of 4 and at most 128"
+        );
+    }
+    let mut mask_stride = 0;
+    if let Some(m) = mask {
+        ensure!(
+            m.dtype() == DType::I32 && m.shape().len() == 2 && m.shape()[0] == b,
+            "attention: mask must be i32 [B, >= Tk], got {m:?}"
+        );
+        mask_stride = m.shape()[1];
+        ensure!(
+            mask_stride >= tk,
+            "attention: mask {m:?} shorter than Tk = {tk}"
+        );
+    }
+    let gpu = q.gpu();
+    for t in [q, k, v] {
+        ensure!(
+            t.bytes() <= gpu.max_binding(),
+            "attention: {t:?} exceeds one storage binding"
+        );
+    }
+    let scale = opts.scale.unwrap_or(1.0 / (d as f32).sqrt());
+    let u = |x: usize| u32::try_from(x).map_err(|_| anyhow::anyhow!("attention: {x} too large"));
+    Ok(AttnParams {
+        batch: u(b)?,
+        tq: u(tq)?,
+        tk: u(tk)?,
+        heads: u(h)?,
+        d: u(d)?,
+        kv_stride: u(tcap)?,
+        mask_stride: u(mask_stride)?,
+        flags: opts.causal as u32 | (mask.is_some() as u32) << 1,
+        scale,
+        scale_log2: scale * std::f32::consts::LOG2_E,
+        _pad0: 0,
+        _pad1: 0,
+    })
+}
+
+fn stem(gpu: &Gpu, variant: AttnVariant) -> &'static str {
+    match variant {
+        AttnVariant::Cpu => "attention_cpu",
+        AttnVariant::Tiled => "attention",
+        AttnVariant::Auto if gpu.is_cpu() => "attention_cpu",
+        AttnVariant::Auto => "attention",
+    }
+}
+
+/// Workgroups for `rows` rows per (b, h): each workgroup holds consecutive
+/// rows of one (b, h), 8 (`CW`) in the CPU variant and 64 in the tiled one.
+fn row_groups(gpu: &Gpu, stem: &str, p: &AttnParams, rows: u32) -> [u32; 3] {
+    let rows_per_group = if stem == "attention_cpu" { 8 } else { WG };
+    groups_1d(gpu, p.batch * p.heads * rows.div_ceil(rows_per_group))
+}
+
+/// The mask binding, or any buffer when there is none (the kernel skips it).
+fn mask_bind<'a>(mask: Option<&'a Tensor>, fallback: &'a Tensor) -> Bind<'a> {
+    mask.unwrap_or(fallback).bind(4)
+}
+
+fn empty(gpu: &Arc<Gpu>, shape: &[usize]) -> Result<Tensor> {
+    Tensor::empty(gpu, shape, DType::F32)
+}
+
+/// Forward: returns (out [B, Tq, H, D], lse [B, H, Tq]).
+pub fn attention_forward(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+    opts: &AttnOptions,
+) -> Result<(Tensor, Tensor)> {
+    let gpu = q.gpu();
+    let out = empty(gpu, q.shape())?;
+    let lse = empty(gpu, &[q.shape()[0], q.shape()[2], q.shape()[1]])?;
+    attention_forward_into(q, k, v, mask, opts, &out, &lse)?;
+    Ok((out, lse))
+}
+
+/// [`attention_forward`] into caller-allocated `out` and `lse`.
+pub fn attention_forward_into(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+    opts: &AttnOptions,
+    out: &Tensor,
+    lse: &Tensor,
+) -> Result<()> {
+    let p = params(q, k, v, mask, opts, true)?;
+    ensure!(
+        out.shape() == q.shape() && lse.numel() == (p.batch * p.heads * p.tq) as usize,
+        "attention_forward: out {out:?} / lse {lse:?} for q {q:?}"
+    );
+    let gpu = q.gpu();
+    let stem = stem(gpu, opts.variant);
+    let d4 = [("D4", (p.d / 4) as f64)];
+    gpu.dispatch(
+        &Kernel::new(stem, "attention_forward").with(&d4),
+        &p,
+        &[
+            q.bind(1),
+            k.bind(2),
+            v.bind(3),
+            mask_bind(mask, q),
+            out.bind(5),
+            lse.bind(6),
+        ],
+        row_groups(gpu, stem, &p, p.tq),
+    )
+}
+
+/// Backward from the saved forward: returns (dq, dk, dv) shaped like q, k, v.
+/// Cache rows at or past `kv_len` and padded keys get zero gradient.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_backward(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+    out: &Tensor,
+    lse: &Tensor,
+    dout: &Tensor,
+    opts: &AttnOptions,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let gpu = q.gpu();
+    let dq = empty(gpu, q.shape())?;
+    let dk = empty(gpu, k.shape())?;
+    let dv = empty(gpu, v.shape())?;
+    attention_backward_into(q, k, v, mask, out, lse, dout, opts, [&dq, &dk, &dv])?;
+    Ok((dq, dk, dv))
+}
+
+/// [`attention_backward`] into caller-allocated `[dq, dk, dv]`.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_backward_into(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+    out: &Tensor,
+    lse: &Tensor,
+    dout: &Tensor,
+    opts: &AttnOptions,
+    [dq, dk, dv]: [&Tensor; 3],
+) -> Result<()> {
+    let p = params(q, k, v, mask, opts, true)?;
+    ensure!(
+        out.shape() == q.shape() && dout.shape() == q.shape() && dq.shape() == q.shape(),
+        "attention_backward: out {out:?} / dout {dout:?} / dq {dq:?} vs q {q:?}"
+    );
+    ensure!(
+        dk.shape() == k.shape() && dv.shape() == k.shape(),
+        "attention_backward: dk {dk:?} / dv {dv:?} vs k {k:?}"
+    );
+    let rows = (p.batch * p.heads * p.tq) as usize;
+    ensure!(lse.numel() == rows, "attention_backward: lse {lse:?}");
+    let gpu = q.gpu();
+    let stem = stem(gpu, opts.variant);
+    let d4 = [("D4", (p.d / 4) as f64)];
+    let stats = empty(gpu, &[rows, 2])?;
+    gpu.dispatch(
+        &Kernel::new(stem, "attention_backward_prep").with(&d4),
+        &p,
+        &[out.bind(12), lse.bind(6), dout.bind(7), stats.bind(8)],
+        groups_1d(gpu, (rows as u32).div_ceil(WG)),
+    )?;
+    let common = [
+        q.bind(1),
+        k.bind(2),
+        v.bind(3),
+        mask_bind(mask, q),
+        dout.bind(7),
+        stats.bind(8),
+    ];
+    let mut binds = common.to_vec();
+    binds.push(dq.bind(9));
+    gpu.dispatch(
+        &Kernel::new(stem, "attention_backward_dq").with(&d4),
+        &p,
+        &binds,
+        row_groups(gpu, stem, &p, p.tq),
+    )?;
+    let mut binds = common.to_vec();
+    binds.extend([dk.bind(10), dv.bind(11)]);
+    gpu.dispatch(
+        &Kernel::new(stem, "attention_backward_dkv").with(&d4),
+        &p,
+        &binds,
+        row_groups(gpu, stem, &p, p.kv_stride),
+    )
+}
+
+/// Differentiable attention on the tape (gradients for q, k and v; the mask
+/// is data). Output [B, Tq, H, D].
+pub fn attention(
+    tape: &Tape,
+    q: &Var,
+    k: &Var,
+    v: &Var,
+    mask: Option<&Tensor>,
+    opts: &AttnOptions,
+) -> Result<Var> {
+    let (out, lse) = attention_forward(q.tensor(), k.tensor(), v.tensor(), mask, opts)?;
+    let (tq, tk, tv) = (q.tensor().clone(), k.tensor().clone(), v.tensor().clone());
+    let (saved_out, mask, opts) = (out.clone(), mask.cloned(), *opts);
+    Ok(tape.record("attention", &[q, k, v], out, move |dy, needs| {
+        let (dq, dk, dv) =
+            attention_backward(&tq, &tk, &tv, mask.as_ref(), &saved_out, &lse, dy, &opts)?;
+        Ok(vec![
+            Some(dq).filter(|_| needs[0]),
+            Some(dk).filter(|_| needs[1]),
+            Some(dv).filter(|_| needs[2]),
+        ])
+    }))
+}
+
+/// The unfused baseline (benchmarks, reference): scores into a [B, H, Tq, Tk]
+/// buffer, row softmax, then P·V. Forward only; any head dim.
+pub fn attention_naive_forward(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+    opts: &AttnOptions,
+) -> Result<Tensor> {
+    let out = empty(q.gpu(), q.shape())?;
+    attention_naive_forward_into(q, k, v, mask, opts, &out)?;
+    Ok(out)
+}
+
+/// [`attention_naive_forward`] into a caller-allocated `out`.
+pub fn attention_naive_forward_into(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+    opts: &AttnOptions,
+    out: &Tensor,
+) -> Result<()> {
+    let p = params(q, k, v, mask, opts, false)?;
+    ensure!(
+        out.shape() == q.shape(),
+        "attention_naive: out {out:?} vs q {q:?}"
+    );
+    let gpu = q.gpu();
+    let n_scores = p.batch as u64 * p.heads as u64 * p.tq as u64 * p.tk as u64;
+    ensure!(
+        n_scores * 4 <= gpu.max_binding() && n_scores < u32::MAX as u64,
+        "attention_naive_forward: {n_scores} scores exceed one binding"
+    );
+    let scores = empty(gpu, &[n_scores as usize])?;
+    let binds = [
+        q.bind(1),
+        k.bind(2),
+        v.bind(3),
+        mask_bind(mask, q),
+        out.bind(5),
+        scores.bind(12),
+    ];
+    let kernel = |entry| Kernel::new("attention_naive", entry);
+    let rows = p.batch * p.heads * p.tq;
+    let groups = |n: u32| groups_1d(gpu, n.div_ceil(WG));
+    gpu.dispatch(
+        &kernel("attention_naive_scores"),
+        &p,
+        &binds,
+        groups(n_scores as u32),
+    )?;
+    gpu.dispatch(&kernel("attention_naive_softmax"), &p, &binds, groups(rows))?;
+    gpu.dispatch(
+        &kernel("attention_naive_pv"),
+        &p,
+        &binds,
+        groups(rows * p.d),
+    )
+}
