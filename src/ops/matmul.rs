@@ -1,1 +1,388 @@
-//! matmul: not yet written.
+//! matmul: batched `C = op(A)·op(B) (+ bias)`, f32, row-major contiguous.
+//!
+//! Shapes: A is `[batch.., M, K]` (`[batch.., K, M]` when `trans_a`), B is
+//! `[batch.., K, N]` (`[batch.., N, K]` when `trans_b`) or has no batch dims (a
+//! weight shared by every batch), bias is `[N]`; C is `[batch.., M, N]`.
+//!
+//! Forward saves A and B (shared handles, no copies) for the backward:
+//! `dA = dC·op(B)ᵀ`, `dB = op(A)ᵀ·dC` (summed over the batch for a shared B),
+//! `dbias = Σ_rows dC`. Both products run through the same forward kernel with
+//! other transpose flags and operand roles (one mechanism); the bias gradient
+//! is a column-sum entry (`matmul_backward_bias`).
+//!
+//! Two kernels, both always correct: `matmul_cpu.wgsl` (register blocking, no
+//! shared memory; chosen on CPU adapters) and `matmul.wgsl` (shared-memory
+//! tiles; real GPUs). [`MatmulVariant`] forces one.
+//!
+//! Huge operands (an LM head is 154 MB > lavapipe's 128 MiB binding) are split
+//! (`matmul/gemm.rs`) into sub-problems whose bound ranges each fit one
+//! binding: along the batch, or along the dimension that is the oversized
+//! operand's storage row (M for A or C, N for a transposed B, K for B or a
+//! transposed A; K chunks accumulate into C), then its storage column.
+
+use anyhow::{bail, ensure, Result};
+
+mod gemm;
+use gemm::{gemm, MAX_GROUPS};
+
+use crate::kernel::Kernel;
+use crate::tape::{Tape, Var};
+use crate::tensor::{DType, Tensor};
+
+/// Mirrors `MatmulParams` in both shaders. Offsets are residual element
+/// offsets inside the bound ranges; `*_bs` are batch strides (0 = shared).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct MatmulParams {
+    pub m: u32,
+    pub n: u32,
+    pub k: u32,
+    pub batch: u32,
+    pub a_off: u32,
+    pub lda: u32,
+    pub a_bs: u32,
+    pub accumulate: u32,
+    pub b_off: u32,
+    pub ldb: u32,
+    pub b_bs: u32,
+    pub has_bias: u32,
+    pub c_off: u32,
+    pub ldc: u32,
+    pub c_bs: u32,
+    pub bias_off: u32,
+}
+
+/// Which kernel runs the products.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MatmulVariant {
+    /// `Cpu` on CPU adapters (`gpu.is_cpu()`), `Tiled` elsewhere.
+    #[default]
+    Auto,
+    /// Register-blocked, no shared memory (`matmul_cpu.wgsl`).
+    Cpu,
+    /// Shared-memory 64×64 tiles (`matmul.wgsl`).
+    Tiled,
+}
+
+impl MatmulVariant {
+    /// (shader stem, output rows per workgroup, output columns per workgroup).
+    pub(crate) fn kernel(self, gpu: &crate::Gpu) -> (&'static str, usize, usize) {
+        match self {
+            MatmulVariant::Auto if gpu.is_cpu() => MatmulVariant::Cpu.kernel(gpu),
+            MatmulVariant::Cpu => ("matmul_cpu", 16, 64),
+            _ => ("matmul", 64, 64),
+        }
+    }
+}
+
+/// Gradients returned by [`matmul_backward`] (each only when asked for).
+#[derive(Debug, Default)]
+pub struct MatmulGrads {
+    pub da: Option<Tensor>,
+    pub db: Option<Tensor>,
+    pub dbias: Option<Tensor>,
+}
+
+/// Problem sizes of a public call, checked against the tensors.
+struct Dims {
+    batch: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    b_shared: bool,
+    out: Vec<usize>,
+}
+
+fn dims(a: &Tensor, b: &Tensor, bias: Option<&Tensor>, ta: bool, tb: bool) -> Result<Dims> {
+    let (sa, sb) = (a.shape(), b.shape());
+    ensure!(
+        a.dtype() == DType::F32 && b.dtype() == DType::F32,
+        "matmul needs f32 tensors, got {a:?} and {b:?}"
+    );
+    ensure!(
+        sa.len() >= 2 && sb.len() >= 2,
+        "matmul of {a:?} and {b:?}: need matrices"
+    );
+    let (ra, rb) = (sa.len() - 2, sb.len() - 2);
+    let b_shared = rb == 0 && ra > 0;
+    if !b_shared && sa[..ra] != sb[..rb] {
+        bail!("matmul of {a:?} and {b:?}: batch dims differ (B may also have none)");
+    }
+    let (m, ka) = if ta {
+        (sa[ra + 1], sa[ra])
+    } else {
+        (sa[ra], sa[ra + 1])
+    };
+    let (kb, n) = if tb {
+        (sb[rb + 1], sb[rb])
+    } else {
+        (sb[rb], sb[rb + 1])
+    };
+    ensure!(
+        ka == kb,
+        "matmul of {a:?} (trans {ta}) and {b:?} (trans {tb}): inner dims {ka} vs {kb}"
+    );
+    if let Some(t) = bias {
+        ensure!(
+            t.shape() == [n] && t.dtype() == DType::F32,
+            "matmul bias {t:?} for N = {n}"
+        );
+    }
+    let mut out = sa[..ra].to_vec();
+    out.extend([m, n]);
+    Ok(Dims {
+        batch: sa[..ra].iter().product(),
+        m,
+        n,
+        k: ka,
+        b_shared,
+        out,
+    })
+}
+
+/// `C = op(A)·op(B) (+ bias)` with the adapter's default kernel.
+pub fn matmul_forward(
+    a: &Tensor,
+    b: &Tensor,
+    bias: Option<&Tensor>,
+    trans_a: bool,
+    trans_b: bool,
+) -> Result<Tensor> {
+    matmul_forward_with(MatmulVariant::Auto, a, b, bias, trans_a, trans_b)
+}
+
+/// [`matmul_forward`] with a chosen kernel (tests and benchmarks).
+pub fn matmul_forward_with(
+    variant: MatmulVariant,
+    a: &Tensor,
+    b: &Tensor,
+    bias: Option<&Tensor>,
+    trans_a: bool,
+    trans_b: bool,
+) -> Result<Tensor> {
+    let d = dims(a, b, bias, trans_a, trans_b)?;
+    let c = Tensor::empty(a.gpu(), &d.out, DType::F32)?;
+    matmul_into(variant, &c, a, b, bias, trans_a, trans_b, false)?;
+    Ok(c)
+}
+
+/// Writes `C = op(A)·op(B) (+ bias)` into an existing `c`, or adds it to
+/// `c`'s contents when `accumulate` (beta = 1).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_into(
+    variant: MatmulVariant,
+    c: &Tensor,
+    a: &Tensor,
+    b: &Tensor,
+    bias: Option<&Tensor>,
+    trans_a: bool,
+    trans_b: bool,
+    accumulate: bool,
+) -> Result<()> {
+    let d = dims(a, b, bias, trans_a, trans_b)?;
+    ensure!(
+        c.shape() == d.out && c.dtype() == DType::F32,
+        "matmul output {c:?}, expected {:?} f32",
+        d.out
+    );
+    let b_bs = if d.b_shared { 0 } else { d.k * d.n };
+    gemm(
+        variant,
+        (c, a, b),
+        bias,
+        (trans_a, trans_b),
+        (d.m, d.n, d.k, d.batch),
+        (d.m * d.k, b_bs),
+        accumulate,
+        false,
+    )
+}
+
+/// Gradients of `C = op(A)·op(B) + bias` given `dc`; `needs` = [dA, dB, dbias].
+pub fn matmul_backward(
+    dc: &Tensor,
+    a: &Tensor,
+    b: &Tensor,
+    trans_a: bool,
+    trans_b: bool,
+    needs: [bool; 3],
+) -> Result<MatmulGrads> {
+    matmul_backward_with(MatmulVariant::Auto, dc, a, b, trans_a, trans_b, needs)
+}
+
+/// [`matmul_backward`] with a chosen kernel.
+pub fn matmul_backward_with(
+    variant: MatmulVariant,
+    dc: &Tensor,
+    a: &Tensor,
+    b: &Tensor,
+    trans_a: bool,
+    trans_b: bool,
+    needs: [bool; 3],
+) -> Result<MatmulGrads> {
+    let (ta, tb) = (trans_a, trans_b);
+    let d = dims(a, b, None, ta, tb)?;
+    ensure!(
+        dc.shape() == d.out,
+        "matmul dC {dc:?} for output {:?}",
+        d.out
+    );
+    let (m, n, k, batch) = (d.m, d.n, d.k, d.batch);
+    let (a_bs, b_bs, c_bs) = (m * k, if d.b_shared { 0 } else { k * n }, m * n);
+    let gpu = a.gpu();
+    let mut g = MatmulGrads::default();
+    if needs[0] {
+        let da = Tensor::empty(gpu, a.shape(), DType::F32)?;
+        if ta {
+            // dA (stored [K, M]) = op(B)·dCᵀ
+            let ops = (&da, b, dc);
+            gemm(
+                variant,
+                ops,
+                None,
+                (tb, true),
+                (k, m, n, batch),
+                (b_bs, c_bs),
+                false,
+                false,
+            )?;
+        } else {
+            // dA [M, K] = dC·op(B)ᵀ
+            let ops = (&da, dc, b);
+            gemm(
+                variant,
+                ops,
+                None,
+                (false, !tb),
+                (m, k, n, batch),
+                (c_bs, b_bs),
+                false,
+                false,
+            )?;
+        }
+        g.da = Some(da);
+    }
+    if needs[1] {
+        let db = Tensor::empty(gpu, b.shape(), DType::F32)?;
+        let reduce = d.b_shared;
+        if tb {
+            // dB (stored [N, K]) = dCᵀ·op(A)
+            let ops = (&db, dc, a);
+            gemm(
+                variant,
+                ops,
+                None,
+                (true, ta),
+                (n, k, m, batch),
+                (c_bs, a_bs),
+                false,
+                reduce,
+            )?;
+        } else {
+            // dB [K, N] = op(A)ᵀ·dC
+            let ops = (&db, a, dc);
+            gemm(
+                variant,
+                ops,
+                None,
+                (!ta, false),
+                (k, n, m, batch),
+                (a_bs, c_bs),
+                false,
+                reduce,
+            )?;
+        }
+        g.db = Some(db);
+    }
+    if needs[2] {
+        g.dbias = Some(bias_grad(dc)?);
+    }
+    Ok(g)
+}
+
+/// Column sums of `dc` viewed as `[rows, N]`: the bias gradient `[N]`.
+pub fn bias_grad(dc: &Tensor) -> Result<Tensor> {
+    let gpu = dc.gpu();
+    let (rows, n) = (dc.rows(), dc.cols());
+    let out = Tensor::empty(gpu, &[n], DType::F32)?;
+    let align = (gpu.binding_alignment() / 4).max(1) as usize;
+    let room = ((gpu.max_binding() / 4) as usize)
+        .saturating_sub(align)
+        .max(1);
+    let width = room.min(MAX_GROUPS * 64).min(n).max(1);
+    for c0 in (0..n).step_by(width) {
+        let c1 = (c0 + width).min(n);
+        let w = c1 - c0;
+        let height = if room > w { (room - w) / n + 1 } else { 1 };
+        for r0 in (0..rows.max(1)).step_by(height) {
+            let r1 = (r0 + height).min(rows);
+            let (x, x_off) = dc.bind_elems(1, r0 * n + c0, (r1.max(r0 + 1) - 1) * n + c1);
+            let (y, y_off) = out.bind_elems(4, c0, c1);
+            let params = MatmulParams {
+                m: (r1 - r0) as u32,
+                n: w as u32,
+                a_off: x_off,
+                lda: n as u32,
+                c_off: y_off,
+                accumulate: (r0 > 0) as u32,
+                ..Default::default()
+            };
+            let kernel = Kernel::new("matmul", "matmul_backward_bias");
+            gpu.dispatch(&kernel, &params, &[x, y], [w.div_ceil(64) as u32, 1, 1])?;
+        }
+    }
+    Ok(out)
+}
+
+/// Records `C = op(A)·op(B) (+ bias)` on the tape (shapes as in the module
+/// docs). The backward keeps handles to `a` and `b`.
+pub fn matmul(
+    tape: &Tape,
+    a: &Var,
+    b: &Var,
+    bias: Option<&Var>,
+    trans_a: bool,
+    trans_b: bool,
+) -> Result<Var> {
+    let (at, bt) = (a.tensor().clone(), b.tensor().clone());
+    let out = matmul_forward(&at, &bt, bias.map(|v| v.tensor()), trans_a, trans_b)?;
+    let mut inputs = vec![a, b];
+    inputs.extend(bias);
+    Ok(tape.record("matmul", &inputs, out, move |dc, needs| {
+        let want = [needs[0], needs[1], needs.get(2) == Some(&true)];
+        let g = matmul_backward(dc, &at, &bt, trans_a, trans_b, want)?;
+        let mut grads = vec![g.da, g.db];
+        if needs.len() > 2 {
+            grads.push(g.dbias);
+        }
+        Ok(grads)
+    }))
+}
+
+/// A linear layer in GPT-2's Conv1D layout: `y[.., N] = x[.., K]·w[K, N] + b`.
+/// `x` may have any number of leading dims (or none: `[K]` gives `[N]`); `w`
+/// is shared by all rows. Weights stored as `[N, K]` (PyTorch `nn.Linear`, as
+/// in GPT-NeoX) go through `matmul(tape, x, w, bias, false, true)` instead: a
+/// square weight's layout cannot be told from its shape, so `linear` never guesses.
+pub fn linear(tape: &Tape, x: &Var, w: &Var, bias: Option<&Var>) -> Result<Var> {
+    if x.shape().len() >= 2 {
+        return matmul(tape, x, w, bias, false, false);
+    }
+    ensure!(x.shape().len() == 1, "linear input {:?}", x.tensor());
+    let (xt, wt) = (x.tensor().clone(), w.tensor().clone());
+    let x2 = xt.reshape(&[1, xt.numel()])?;
+    let out = matmul_forward(&x2, &wt, bias.map(|v| v.tensor()), false, false)?;
+    let n = out.numel();
+    let out = out.reshape(&[n])?;
+    let mut inputs = vec![x, w];
+    inputs.extend(bias);
+    Ok(tape.record("linear", &inputs, out, move |dy, needs| {
+        let want = [needs[0], needs[1], needs.get(2) == Some(&true)];
+        let g = matmul_backward(&dy.reshape(&[1, n])?, &x2, &wt, false, false, want)?;
+        let mut grads = vec![g.da.map(|t| t.reshape(xt.shape())).transpose()?, g.db];
+        if needs.len() > 2 {
+            grads.push(g.dbias);
+        }
+        Ok(grads)
+    }))
+}
