@@ -1,2 +1,4 @@
 mod checkpoint_io;
 mod config;
+mod heads;
+mod parity;

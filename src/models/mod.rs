@@ -3,8 +3,14 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod generate;
+pub mod gpt2;
+pub mod gpt_neox;
+pub mod layers;
+pub mod lm;
 pub mod params;
 pub mod sampling;
 
 pub use checkpoint::{Checkpoint, HostTensor};
 pub use config::{Activation, Arch, ModelConfig};
+pub use lm::CausalLm;

@@ -1,0 +1,197 @@
+//! `engine generate`, `chat`, `perplexity` and `info`.
+
+use anyhow::{bail, ensure, Context, Result};
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use engine::models::generate::{generate, GenerateConfig};
+use engine::models::layers::Tokens;
+use engine::models::sampling::SamplingConfig;
+use engine::models::CausalLm;
+use engine::{DType, Gpu, Tape};
+
+#[derive(clap::Args)]
+pub struct SamplingArgs {
+    /// Greedy decoding (the default when no sampling flag is given).
+    #[arg(long)]
+    pub greedy: bool,
+    #[arg(long)]
+    pub temperature: Option<f32>,
+    /// 0 means off, as in transformers.
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// 1 means off, as in transformers.
+    #[arg(long)]
+    pub top_p: Option<f32>,
+    #[arg(long, default_value_t = 1.0)]
+    pub repetition_penalty: f32,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 64)]
+    pub max_new_tokens: usize,
+    /// Stop once the generated text contains this (repeatable).
+    #[arg(long = "stop")]
+    pub stop: Vec<String>,
+}
+
+impl SamplingArgs {
+    fn config(&self, model: &CausalLm) -> Result<GenerateConfig> {
+        let sampled = self.temperature.is_some() || self.top_k.is_some() || self.top_p.is_some();
+        ensure!(!(self.greedy && sampled), "--greedy cannot be combined with --temperature/--top-k/--top-p");
+        let sampling = SamplingConfig {
+            greedy: !sampled,
+            temperature: self.temperature.unwrap_or(1.0),
+            top_k: self.top_k.unwrap_or(0),
+            top_p: self.top_p.unwrap_or(1.0),
+            repetition_penalty: self.repetition_penalty,
+        };
+        Ok(GenerateConfig {
+            max_new_tokens: self.max_new_tokens,
+            sampling,
+            eos: model.cfg.eos_token_id,
+            stop_strings: self.stop.clone(),
+            seed: self.seed,
+        })
+    }
+}
+
+#[derive(clap::Args)]
+pub struct GenerateArgs {
+    #[arg(long)]
+    pub model: PathBuf,
+    #[arg(long)]
+    pub prompt: String,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    /// One JSON line: {"prompt_ids", "new_ids", "text"}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn generate_cmd(gpu: &Arc<Gpu>, a: &GenerateArgs) -> Result<()> {
+    let model = CausalLm::load(gpu, &a.model)?;
+    let prompt = model.encode(&a.prompt)?;
+    ensure!(!prompt.is_empty(), "the prompt encodes to no tokens");
+    let out = generate(&model, std::slice::from_ref(&prompt), &a.sampling.config(&model)?)?;
+    let new_ids = &out.new_ids[0];
+    let text = model.decode(new_ids)?;
+    if a.json {
+        let line = serde_json::json!({"prompt_ids": prompt, "new_ids": new_ids, "text": text});
+        println!("{line}");
+    } else {
+        println!("{}{}", a.prompt, text);
+    }
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct ChatArgs {
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Text put before the conversation.
+    #[arg(long, default_value = "")]
+    pub system: String,
+    #[arg(long, default_value = "User: ")]
+    pub user_prefix: String,
+    #[arg(long, default_value = "Assistant:")]
+    pub assistant_prefix: String,
+    #[arg(long, default_value = "\n")]
+    pub separator: String,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+}
+
+/// Interactive chat: each turn is rendered with the template and appended to
+/// the history, and the reply stops at EOS or the next user prefix.
+pub fn chat_cmd(gpu: &Arc<Gpu>, a: &ChatArgs) -> Result<()> {
+    let model = CausalLm::load(gpu, &a.model)?;
+    let mut cfg = a.sampling.config(&model)?;
+    let next_user = format!("{}{}", a.separator, a.user_prefix.trim_end());
+    cfg.stop_strings.push(next_user.clone());
+    let mut history = a.system.clone();
+    let stdin = std::io::stdin();
+    loop {
+        print!("> ");
+        std::io::stdout().flush()?;
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            continue;
+        }
+        history.push_str(&format!("{}{}{}{}", a.user_prefix, line, a.separator, a.assistant_prefix));
+        let mut ids = model.encode(&history)?;
+        let room = model.cfg.n_ctx.saturating_sub(cfg.max_new_tokens);
+        if ids.len() > room {
+            // Keep the most recent turns that fit the context.
+            ids.drain(..ids.len() - room);
+        }
+        let out = generate(&model, &[ids], &cfg)?;
+        let mut reply = model.decode(&out.new_ids[0])?;
+        if let Some(cut) = reply.find(&next_user) {
+            reply.truncate(cut);
+        }
+        println!("{}", reply.trim());
+        history.push_str(&format!("{}{}", reply, a.separator));
+    }
+}
+
+#[derive(clap::Args)]
+pub struct PerplexityArgs {
+    #[arg(long)]
+    pub model: PathBuf,
+    /// A text file, tokenized as the model's tokenizer.json does.
+    #[arg(long)]
+    pub text: PathBuf,
+    /// Keep the first N tokens (default and maximum: the model's context).
+    #[arg(long)]
+    pub max_tokens: Option<usize>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn perplexity_cmd(gpu: &Arc<Gpu>, a: &PerplexityArgs) -> Result<()> {
+    let model = CausalLm::load(gpu, &a.model)?;
+    let text = std::fs::read_to_string(&a.text).with_context(|| format!("reading {}", a.text.display()))?;
+    let mut ids = model.encode(&text)?;
+    let n = a.max_tokens.unwrap_or(model.cfg.n_ctx);
+    if n > model.cfg.n_ctx {
+        bail!("--max-tokens {n} exceeds the model's context of {}", model.cfg.n_ctx);
+    }
+    ids.truncate(n);
+    ensure!(ids.len() >= 2, "{} has fewer than two tokens", a.text.display());
+    let tokens = ids.len();
+    let tape = Tape::new(gpu);
+    let _g = tape.no_grad();
+    let vars = model.vars(&tape);
+    let nll = model.lm_loss(&tape, &vars, &Tokens::new(ids, 1)?, None)?.tensor().item()? as f64;
+    if a.json {
+        println!("{}", serde_json::json!({"tokens": tokens, "mean_nll": nll, "ppl": nll.exp()}));
+    } else {
+        println!("tokens {tokens}  mean NLL {nll:.6}  perplexity {:.4}", nll.exp());
+    }
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct InfoArgs {
+    #[arg(long)]
+    pub model: PathBuf,
+}
+
+pub fn info_cmd(gpu: &Arc<Gpu>, a: &InfoArgs) -> Result<()> {
+    let model = CausalLm::load(gpu, &a.model)?;
+    let c = &model.cfg;
+    println!("architecture   {:?} ({:?} head)", c.arch, model.head);
+    println!("layers {}  hidden {}  heads {} (head dim {})  context {}", c.n_layer, c.hidden, c.n_head, c.head_dim(), c.n_ctx);
+    println!("vocab          {} (tokenizer {})", c.vocab_size, model.sampling_vocab());
+    println!("parameters     {}", model.params.numel());
+    for dtype in [DType::F32, DType::F16, DType::BF16] {
+        let bytes = model.params.dtype_bytes(dtype);
+        println!("memory {:<7} {:.2} MiB", dtype.name(), bytes as f64 / (1 << 20) as f64);
+    }
+    Ok(())
+}

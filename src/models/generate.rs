@@ -1,0 +1,145 @@
+//! Batched generation with a KV cache.
+//!
+//! Prompts of different lengths are left-padded into one batch; positions
+//! count real tokens only and pads are masked out of attention, so every row
+//! gives the tokens it would give alone. One prefill pass fills the cache,
+//! then each step feeds one token per row.
+
+use anyhow::{ensure, Result};
+
+use super::layers::{Fwd, KvCache, Tokens};
+use super::lm::CausalLm;
+use super::sampling::{choose, SamplingConfig};
+use crate::ops::row_gather::row_gather;
+use crate::rng::Rng;
+use crate::tape::{Tape, Var};
+
+#[derive(Clone, Debug)]
+pub struct GenerateConfig {
+    pub max_new_tokens: usize,
+    pub sampling: SamplingConfig,
+    /// Generation of a row stops after this token (which is kept).
+    pub eos: Option<u32>,
+    /// Generation of a row stops once its decoded text contains one of these.
+    pub stop_strings: Vec<String>,
+    pub seed: u64,
+}
+
+impl Default for GenerateConfig {
+    fn default() -> Self {
+        GenerateConfig {
+            max_new_tokens: 32,
+            sampling: SamplingConfig::default(),
+            eos: None,
+            stop_strings: Vec::new(),
+            seed: 0,
+        }
+    }
+}
+
+/// What each row produced.
+#[derive(Clone, Debug)]
+pub struct Generation {
+    /// New tokens per row, including the EOS that ended it (if any).
+    pub new_ids: Vec<Vec<u32>>,
+    /// Whether each row stopped on EOS or a stop string (vs. the length cap).
+    pub finished: Vec<bool>,
+}
+
+/// Logits [B, V] of each row's last position (rows are left-padded, so it is
+/// the last column for every row).
+fn last_logits(model: &CausalLm, f: &Fwd, hidden: &Var) -> Result<Vec<f32>> {
+    let t = f.tokens;
+    let idx: Vec<i32> = (0..t.batch)
+        .map(|b| (b * t.seq + t.seq - 1) as i32)
+        .collect();
+    let flat = f
+        .tape
+        .reshape(hidden, &[t.batch * t.seq, model.cfg.hidden])?;
+    let last = row_gather(f.tape, &flat, &idx)?;
+    model.logits(f, &last)?.tensor().to_vec()
+}
+
+/// Generates continuations of `prompts` (token ids).
+pub fn generate(
+    model: &CausalLm,
+    prompts: &[Vec<i32>],
+    cfg: &GenerateConfig,
+) -> Result<Generation> {
+    cfg.sampling.validate()?;
+    ensure!(!prompts.is_empty(), "no prompts to generate from");
+    let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
+    for (i, p) in prompts.iter().enumerate() {
+        ensure!(!p.is_empty(), "prompt {i} is empty");
+        ensure!(
+            p.len() + cfg.max_new_tokens <= model.cfg.n_ctx,
+            "prompt {i} is {} tokens; with {} new tokens it exceeds the model's context of {}",
+            p.len(),
+            cfg.max_new_tokens,
+            model.cfg.n_ctx
+        );
+    }
+    let gpu = model.gpu();
+    let tape = Tape::new(gpu);
+    let _no_grad = tape.no_grad();
+    let vars = model.vars(&tape);
+    let pad = model
+        .cfg
+        .pad_token_id
+        .or(model.cfg.eos_token_id)
+        .unwrap_or(0) as i32;
+    let batch = prompts.len();
+    let (h, d) = (model.cfg.n_head, model.cfg.head_dim());
+    let capacity = longest + cfg.max_new_tokens;
+    let mut cache = KvCache::new(gpu, model.cfg.n_layer, batch, capacity, h, d)?;
+    let mut rng = Rng::new(cfg.seed);
+    let valid = model.sampling_vocab();
+    let mut context: Vec<Vec<u32>> = prompts
+        .iter()
+        .map(|p| p.iter().map(|&t| t as u32).collect())
+        .collect();
+    let mut out = Generation {
+        new_ids: vec![Vec::new(); batch],
+        finished: vec![false; batch],
+    };
+
+    let mut tokens = Tokens::left_padded(prompts, pad)?;
+    for _ in 0..cfg.max_new_tokens {
+        let f = Fwd::new(&tape, &vars, &tokens, Some(&mut cache))?;
+        let hidden = model.hidden(&f, Some(&mut cache))?;
+        let logits = last_logits(model, &f, &hidden)?;
+        let v = logits.len() / batch;
+        let mut next = vec![pad; batch];
+        for b in 0..batch {
+            if out.finished[b] {
+                continue;
+            }
+            let tok = choose(
+                &logits[b * v..(b + 1) * v],
+                valid,
+                &context[b],
+                &cfg.sampling,
+                &mut rng,
+            );
+            next[b] = tok as i32;
+            out.new_ids[b].push(tok);
+            context[b].push(tok);
+            if Some(tok) == cfg.eos || hits_stop(model, &out.new_ids[b], &cfg.stop_strings)? {
+                out.finished[b] = true;
+            }
+        }
+        if out.finished.iter().all(|&f| f) {
+            break;
+        }
+        tokens = cache.next_tokens(&next);
+    }
+    Ok(out)
+}
+
+fn hits_stop(model: &CausalLm, new_ids: &[u32], stops: &[String]) -> Result<bool> {
+    if stops.is_empty() {
+        return Ok(false);
+    }
+    let text = model.decode(new_ids)?;
+    Ok(stops.iter().any(|s| text.contains(s.as_str())))
+}

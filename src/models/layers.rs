@@ -1,0 +1,265 @@
+//! Pieces shared by GPT-2 and GPT-NeoX: named layer norms and projections,
+//! token layout (padding, positions), and self-attention with a KV cache.
+
+use anyhow::{ensure, Result};
+use std::sync::Arc;
+
+use super::params::ParamVars;
+use crate::device::Gpu;
+use crate::ops::attention::{attention, AttnOptions};
+use crate::ops::layernorm::layernorm;
+use crate::ops::matmul::matmul;
+use crate::tape::{Tape, Var};
+use crate::tensor::{DType, Tensor};
+
+/// The tokens of one forward pass: B sequences of T new tokens each.
+#[derive(Clone, Debug)]
+pub struct Tokens {
+    pub batch: usize,
+    pub seq: usize,
+    /// [B·T] token ids (pads included).
+    pub ids: Vec<i32>,
+    /// [B·T] position of each token, counting real tokens only, so a
+    /// left-padded sequence starts at 0 like transformers' `cumsum(mask) - 1`.
+    pub positions: Vec<i32>,
+    /// [B·T] 1 for real tokens, 0 for pads.
+    pub mask: Vec<i32>,
+}
+
+impl Tokens {
+    /// Unpadded sequences of equal length.
+    pub fn new(ids: Vec<i32>, batch: usize) -> Result<Tokens> {
+        ensure!(
+            batch > 0 && ids.len() % batch == 0,
+            "{} ids do not split into {batch} sequences",
+            ids.len()
+        );
+        let seq = ids.len() / batch;
+        let positions = (0..ids.len()).map(|i| (i % seq) as i32).collect();
+        Ok(Tokens {
+            batch,
+            seq,
+            mask: vec![1; ids.len()],
+            ids,
+            positions,
+        })
+    }
+
+    /// Sequences of different lengths, left-padded with `pad` to the longest.
+    pub fn left_padded(seqs: &[Vec<i32>], pad: i32) -> Result<Tokens> {
+        ensure!(!seqs.is_empty(), "no sequences");
+        let seq = seqs.iter().map(Vec::len).max().unwrap_or(0);
+        ensure!(seq > 0, "every sequence is empty");
+        let (mut ids, mut positions, mut mask) = (Vec::new(), Vec::new(), Vec::new());
+        for s in seqs {
+            let pads = seq - s.len();
+            ids.extend(std::iter::repeat_n(pad, pads).chain(s.iter().copied()));
+            mask.extend(std::iter::repeat_n(0, pads).chain(std::iter::repeat_n(1, s.len())));
+            positions.extend(std::iter::repeat_n(0, pads).chain(0..s.len() as i32));
+        }
+        Ok(Tokens {
+            batch: seqs.len(),
+            seq,
+            ids,
+            positions,
+            mask,
+        })
+    }
+
+    pub fn has_padding(&self) -> bool {
+        self.mask.iter().any(|&m| m == 0)
+    }
+}
+
+/// Keys and values of every layer for incremental decoding.
+pub struct KvCache {
+    /// Per layer, [B, capacity, H, D].
+    pub k: Vec<Tensor>,
+    pub v: Vec<Tensor>,
+    /// Positions filled so far.
+    pub len: usize,
+    pub capacity: usize,
+    /// [B, capacity] i32: 1 where a real token was cached.
+    pub key_mask: Tensor,
+    host_mask: Vec<i32>,
+    /// Real tokens seen per sequence (the next token's position).
+    pub next_position: Vec<i32>,
+}
+
+impl KvCache {
+    pub fn new(
+        gpu: &Arc<Gpu>,
+        layers: usize,
+        batch: usize,
+        capacity: usize,
+        heads: usize,
+        head_dim: usize,
+    ) -> Result<KvCache> {
+        let shape = [batch, capacity, heads, head_dim];
+        let mut k = Vec::with_capacity(layers);
+        let mut v = Vec::with_capacity(layers);
+        for _ in 0..layers {
+            k.push(Tensor::zeros(gpu, &shape, DType::F32)?);
+            v.push(Tensor::zeros(gpu, &shape, DType::F32)?);
+        }
+        Ok(KvCache {
+            k,
+            v,
+            len: 0,
+            capacity,
+            key_mask: Tensor::zeros(gpu, &[batch, capacity], DType::I32)?,
+            host_mask: vec![0; batch * capacity],
+            next_position: vec![0; batch],
+        })
+    }
+
+    /// Records `tokens`' padding in the key mask (before the layers run).
+    fn admit(&mut self, tokens: &Tokens) -> Result<()> {
+        ensure!(
+            self.len + tokens.seq <= self.capacity,
+            "KV cache full: {} + {} tokens exceed its capacity of {}",
+            self.len,
+            tokens.seq,
+            self.capacity
+        );
+        for b in 0..tokens.batch {
+            for t in 0..tokens.seq {
+                self.host_mask[b * self.capacity + self.len + t] = tokens.mask[b * tokens.seq + t];
+            }
+        }
+        self.key_mask.write_i32(&self.host_mask)
+    }
+
+    /// Positions for `new_ids` appended to each sequence, all real tokens.
+    pub fn next_tokens(&self, new_ids: &[i32]) -> Tokens {
+        Tokens {
+            batch: new_ids.len(),
+            seq: 1,
+            ids: new_ids.to_vec(),
+            positions: self.next_position.clone(),
+            mask: vec![1; new_ids.len()],
+        }
+    }
+
+    /// Advances past `tokens` once every layer has appended its keys.
+    fn commit(&mut self, tokens: &Tokens) {
+        for b in 0..tokens.batch {
+            self.next_position[b] += tokens.mask[b * tokens.seq..(b + 1) * tokens.seq]
+                .iter()
+                .sum::<i32>();
+        }
+        self.len += tokens.seq;
+    }
+}
+
+/// One forward pass: the tape, the parameters on it, and the token layout.
+pub struct Fwd<'a> {
+    pub tape: &'a Tape,
+    pub vars: &'a ParamVars,
+    pub tokens: &'a Tokens,
+    pub gpu: &'a Arc<Gpu>,
+    /// [B·T] ids and positions on the GPU.
+    pub ids: Tensor,
+    pub positions: Tensor,
+    /// [B, T] key mask for the uncached case (None without padding).
+    mask: Option<Tensor>,
+}
+
+impl<'a> Fwd<'a> {
+    pub fn new(
+        tape: &'a Tape,
+        vars: &'a ParamVars,
+        tokens: &'a Tokens,
+        cache: Option<&mut KvCache>,
+    ) -> Result<Fwd<'a>> {
+        let gpu = tape.gpu();
+        let shape = [tokens.batch, tokens.seq];
+        let mask = match cache {
+            Some(c) => {
+                c.admit(tokens)?;
+                None
+            }
+            None if tokens.has_padding() => Some(Tensor::from_i32(gpu, &shape, &tokens.mask)?),
+            None => None,
+        };
+        Ok(Fwd {
+            tape,
+            vars,
+            tokens,
+            gpu,
+            ids: Tensor::from_i32(gpu, &shape, &tokens.ids)?,
+            positions: Tensor::from_i32(gpu, &shape, &tokens.positions)?,
+            mask,
+        })
+    }
+
+    pub fn p(&self, name: &str) -> Result<&Var> {
+        self.vars.get(name)
+    }
+
+    /// LayerNorm with `<prefix>.weight` and `<prefix>.bias`.
+    pub fn layernorm(&self, x: &Var, prefix: &str, eps: f32) -> Result<Var> {
+        layernorm(
+            self.tape,
+            x,
+            self.p(&format!("{prefix}.weight"))?,
+            self.p(&format!("{prefix}.bias"))?,
+            eps,
+        )
+    }
+
+    /// x·W + b with `<prefix>.weight` stored [in, out] (GPT-2's Conv1D) or
+    /// [out, in] (`nn.Linear`, `out_in = true`), and an optional `<prefix>.bias`.
+    pub fn linear(&self, x: &Var, prefix: &str, out_in: bool) -> Result<Var> {
+        let w = self.p(&format!("{prefix}.weight"))?;
+        let b = self.vars.get(&format!("{prefix}.bias")).ok();
+        matmul(self.tape, x, w, b, false, out_in)
+    }
+
+    /// Causal self-attention of q, k, v [B, T, H, D] → [B, T, H·D]. With a
+    /// cache, this layer's k and v are appended first and q attends to
+    /// everything cached (no gradients flow into the cache).
+    pub fn attention(
+        &self,
+        q: &Var,
+        k: &Var,
+        v: &Var,
+        cache: Option<(&mut KvCache, usize)>,
+    ) -> Result<Var> {
+        let (b, t) = (self.tokens.batch, self.tokens.seq);
+        let out = match cache {
+            None => attention(
+                self.tape,
+                q,
+                k,
+                v,
+                self.mask.as_ref(),
+                &AttnOptions::default(),
+            )?,
+            Some((c, layer)) => {
+                let row = k.shape()[2] * k.shape()[3];
+                for bi in 0..b {
+                    let dst = (bi * c.capacity + c.len) * row;
+                    c.k[layer].copy_elems_from(dst, k.tensor(), bi * t * row, t * row)?;
+                    c.v[layer].copy_elems_from(dst, v.tensor(), bi * t * row, t * row)?;
+                }
+                let kc = self.tape.constant(c.k[layer].clone());
+                let vc = self.tape.constant(c.v[layer].clone());
+                let opts = AttnOptions {
+                    kv_len: Some(c.len + t),
+                    ..Default::default()
+                };
+                attention(self.tape, q, &kc, &vc, Some(&c.key_mask), &opts)?
+            }
+        };
+        let c = out.shape()[2] * out.shape()[3];
+        self.tape.reshape(&out, &[b, t, c])
+    }
+
+    /// Marks the cache as holding this pass's tokens (after the last layer).
+    pub fn commit(&self, cache: Option<&mut KvCache>) {
+        if let Some(c) = cache {
+            c.commit(self.tokens);
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! A Hugging Face model directory on the GPU: GPT-2 or GPT-NeoX trunk, with
+//! its LM head, and optionally TRL's value head or a sequence-classification
+//! (reward) head.
+
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use std::path::Path;
+use std::sync::Arc;
+
+use super::checkpoint::{save_safetensors, write_atomic, Checkpoint, SaveDtype};
+use super::config::{Arch, ModelConfig};
+use super::layers::{Fwd, KvCache, Tokens};
+use super::params::{ParamStore, ParamVars};
+use super::{gpt2, gpt_neox};
+use crate::device::Gpu;
+use crate::ops::cross_entropy::cross_entropy;
+use crate::ops::elementwise::scale;
+use crate::ops::matmul::matmul;
+use crate::ops::reduce::sum;
+use crate::ops::rotary::RotaryTable;
+use crate::ops::row_gather::row_gather;
+use crate::tape::{Tape, Var};
+use crate::tensor::Tensor;
+
+/// Which head sits on the trunk, as found in the checkpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Head {
+    /// A causal LM (GPT2LMHeadModel, GPTNeoXForCausalLM).
+    Lm,
+    /// A causal LM plus TRL's `v_head.summary` Linear(C, 1).
+    LmWithValue,
+    /// GPT2/GPTNeoXForSequenceClassification: `score.weight` [labels, C], no LM head.
+    Reward,
+}
+
+pub struct CausalLm {
+    pub cfg: ModelConfig,
+    pub head: Head,
+    pub params: ParamStore,
+    pub tokenizer: Option<tokenizers::Tokenizer>,
+    rope: Option<RotaryTable>,
+    gpu: Arc<Gpu>,
+}
+
+const V_HEAD_W: &str = "v_head.summary.weight";
+const V_HEAD_B: &str = "v_head.summary.bias";
+const SCORE: &str = "score.weight";
+
+impl CausalLm {
+    /// Loads config.json, the safetensors weights and tokenizer.json (if any).
+    pub fn load(gpu: &Arc<Gpu>, dir: &Path) -> Result<CausalLm> {
+        let cfg = ModelConfig::from_file(&dir.join("config.json"))?;
+        let ck = Checkpoint::open(dir)?;
+        let head = if ck.contains(SCORE) {
+            Head::Reward
+        } else if ck.contains(V_HEAD_W) {
+            Head::LmWithValue
+        } else {
+            Head::Lm
+        };
+        let mut params = ParamStore::default();
+        match cfg.arch {
+            Arch::Gpt2 => gpt2::load(gpu, &cfg, &ck, &mut params)?,
+            Arch::GptNeox => gpt_neox::load(gpu, &cfg, &ck, &mut params, head == Head::Reward)?,
+        }
+        let c = cfg.hidden;
+        match head {
+            Head::Lm => {}
+            Head::LmWithValue => {
+                params.load(gpu, &ck, V_HEAD_W, V_HEAD_W, &[1, c])?;
+                params.load(gpu, &ck, V_HEAD_B, V_HEAD_B, &[1])?;
+            }
+            Head::Reward => params.load(gpu, &ck, SCORE, SCORE, &[cfg.num_labels, c])?,
+        }
+        let tok_path = dir.join("tokenizer.json");
+        let tokenizer = if tok_path.exists() {
+            Some(
+                tokenizers::Tokenizer::from_file(&tok_path)
+                    .map_err(|e| anyhow!("{}: {e}", tok_path.display()))?,
+            )
+        } else {
+            None
+        };
+        let rope = match cfg.arch {
+            Arch::GptNeox => Some(gpt_neox::rotary_table(gpu, &cfg)?),
+            Arch::Gpt2 => None,
+        };
+        Ok(CausalLm {
+            cfg,
+            head,
+            params,
+            tokenizer,
+            rope,
+            gpu: gpu.clone(),
+        })
+    }
+
+    pub fn gpu(&self) -> &Arc<Gpu> {
+        &self.gpu
+    }
+
+    /// A fresh tape view of the parameters for one forward pass.
+    pub fn vars(&self, tape: &Tape) -> ParamVars {
+        self.params.vars(tape)
+    }
+
+    /// Final hidden states [B, T, C].
+    pub fn hidden(&self, f: &Fwd, cache: Option<&mut KvCache>) -> Result<Var> {
+        let t = f.tokens;
+        let limit = cache.as_ref().map_or(t.seq, |c| c.len + t.seq);
+        ensure!(
+            limit <= self.cfg.n_ctx,
+            "sequence of {limit} tokens exceeds the model's context of {}",
+            self.cfg.n_ctx
+        );
+        match self.cfg.arch {
+            Arch::Gpt2 => gpt2::hidden(f, &self.cfg, cache),
+            Arch::GptNeox => gpt_neox::hidden(f, &self.cfg, self.rope.as_ref().unwrap(), cache),
+        }
+    }
+
+    /// Logits [B, T, V] from hidden states.
+    pub fn logits(&self, f: &Fwd, hidden: &Var) -> Result<Var> {
+        ensure!(
+            self.head != Head::Reward,
+            "a sequence-classification checkpoint has no LM head"
+        );
+        match self.cfg.arch {
+            Arch::Gpt2 => gpt2::lm_head(f, hidden),
+            Arch::GptNeox => gpt_neox::lm_head(f, hidden),
+        }
+    }
+
+    /// Hidden states and logits for `tokens` in one pass.
+    pub fn forward(&self, tape: &Tape, vars: &ParamVars, tokens: &Tokens) -> Result<(Var, Var)> {
+        let f = Fwd::new(tape, vars, tokens, None)?;
+        let h = self.hidden(&f, None)?;
+        let l = self.logits(&f, &h)?;
+        Ok((h, l))
+    }
+
+    /// Mean next-token cross-entropy over the predicted positions: each real
+    /// token after the first predicts the next one; pads and positions where
+    /// `loss_mask` is 0 (e.g. the prompt, for completion-only SFT) are skipped.
+    pub fn lm_loss(
+        &self,
+        tape: &Tape,
+        vars: &ParamVars,
+        tokens: &Tokens,
+        loss_mask: Option<&[i32]>,
+    ) -> Result<Var> {
+        let (_, logits) = self.forward(tape, vars, tokens)?;
+        let targets = next_token_targets(tokens, loss_mask);
+        let count = targets.iter().filter(|&&t| t >= 0).count();
+        ensure!(
+            count > 0,
+            "no token to predict: sequences need at least two real tokens"
+        );
+        let v = logits.shape()[2];
+        let logits = tape.reshape(&logits, &[tokens.batch * tokens.seq, v])?;
+        let targets = Tensor::from_i32(&self.gpu, &[targets.len()], &targets)?;
+        let per_token = cross_entropy(tape, &logits, &targets)?;
+        scale(tape, &sum(tape, &per_token)?, 1.0 / count as f32, 0.0)
+    }
+
+    /// TRL's value head at every position: [B, T].
+    pub fn values(&self, f: &Fwd, hidden: &Var) -> Result<Var> {
+        ensure!(
+            self.head == Head::LmWithValue,
+            "this checkpoint has no value head (v_head.summary.*)"
+        );
+        let v = matmul(
+            f.tape,
+            hidden,
+            f.p(V_HEAD_W)?,
+            Some(f.p(V_HEAD_B)?),
+            false,
+            true,
+        )?;
+        f.tape.reshape(&v, &[f.tokens.batch, f.tokens.seq])
+    }
+
+    /// Reward-head logits [B, labels] at each sequence's last real token (as
+    /// transformers picks it, whatever the padding side).
+    pub fn scores(&self, f: &Fwd, hidden: &Var) -> Result<Var> {
+        ensure!(
+            self.head == Head::Reward,
+            "this checkpoint has no sequence-classification head (score.weight)"
+        );
+        let t = f.tokens;
+        let mut idx = Vec::with_capacity(t.batch);
+        for b in 0..t.batch {
+            let row = &t.mask[b * t.seq..(b + 1) * t.seq];
+            let last = row
+                .iter()
+                .rposition(|&m| m == 1)
+                .ok_or_else(|| anyhow!("sequence {b} has no real token"))?;
+            idx.push((b * t.seq + last) as i32);
+        }
+        let flat = f
+            .tape
+            .reshape(hidden, &[t.batch * t.seq, self.cfg.hidden])?;
+        let picked = row_gather(f.tape, &flat, &idx)?;
+        matmul(f.tape, &picked, f.p(SCORE)?, None, false, true)
+    }
+
+    /// Writes config.json, model.safetensors (and tokenizer.json) to `dir`,
+    /// each atomically, in the layout transformers loads.
+    pub fn save(&self, dir: &Path, dtype: SaveDtype) -> Result<()> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let name = match dtype {
+            SaveDtype::F32 => "float32",
+            SaveDtype::F16 => "float16",
+            SaveDtype::BF16 => "bfloat16",
+        };
+        let cfg = serde_json::to_string_pretty(&self.cfg.to_json(name))?;
+        write_atomic(&dir.join("config.json"), cfg.as_bytes())?;
+        save_safetensors(
+            &dir.join("model.safetensors"),
+            &self.params.to_host()?,
+            dtype,
+        )?;
+        if let Some(tok) = &self.tokenizer {
+            let json = tok
+                .to_string(true)
+                .map_err(|e| anyhow!("serialising tokenizer: {e}"))?;
+            write_atomic(&dir.join("tokenizer.json"), json.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Token ids of `text` as the model's tokenizer produces them.
+    pub fn encode(&self, text: &str) -> Result<Vec<i32>> {
+        let tok = self
+            .tokenizer
+            .as_ref()
+            .ok_or_else(|| anyhow!("the model directory has no tokenizer.json"))?;
+        let enc = tok
+            .encode(text, false)
+            .map_err(|e| anyhow!("tokenizing: {e}"))?;
+        Ok(enc.get_ids().iter().map(|&i| i as i32).collect())
+    }
+
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        let tok = self
+            .tokenizer
+            .as_ref()
+            .ok_or_else(|| anyhow!("the model directory has no tokenizer.json"))?;
+        tok.decode(ids, false).map_err(|e| anyhow!("decoding: {e}"))
+    }
+
+    /// Tokens the sampler may pick: the tokenizer's size when the embedding
+    /// is padded past it (Pythia), else the config's vocab.
+    pub fn sampling_vocab(&self) -> usize {
+        self.tokenizer.as_ref().map_or(self.cfg.vocab_size, |t| {
+            t.get_vocab_size(true).min(self.cfg.vocab_size)
+        })
+    }
+}
+
+/// Next-token targets [B·T] with -100 where nothing is predicted.
+pub fn next_token_targets(tokens: &Tokens, loss_mask: Option<&[i32]>) -> Vec<i32> {
+    let (b, t) = (tokens.batch, tokens.seq);
+    let mut out = vec![-100; b * t];
+    for bi in 0..b {
+        for ti in 0..t.saturating_sub(1) {
+            let next = bi * t + ti + 1;
+            let wanted = loss_mask.is_none_or(|m| m[next] != 0);
+            if tokens.mask[bi * t + ti] == 1 && tokens.mask[next] == 1 && wanted {
+                out[bi * t + ti] = tokens.ids[next];
+            }
+        }
+    }
+    out
+}
+
+/// Fails unless `n` tokens fit the context, naming the input.
+pub fn check_context(cfg: &ModelConfig, n: usize, what: &str) -> Result<()> {
+    if n > cfg.n_ctx {
+        bail!(
+            "{what} is {n} tokens, longer than the model's context of {}",
+            cfg.n_ctx
+        );
+    }
+    Ok(())
+}
