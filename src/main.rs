@@ -26,10 +26,25 @@ enum Command {
     Devices,
     /// Benchmark the kernels against the adapter's measured ceilings.
     Bench(cli::BenchArgs),
+    /// Continue a prompt with a Hugging Face GPT-2 / GPT-NeoX model directory.
+    Generate(cli::models::GenerateArgs),
+    /// Chat interactively, keeping the conversation history.
+    Chat(cli::models::ChatArgs),
+    /// Mean next-token NLL and perplexity of a text file.
+    Perplexity(cli::models::PerplexityArgs),
+    /// Architecture, parameter count and memory per storage dtype.
+    Info(cli::models::InfoArgs),
 }
 
-fn main() -> Result<()> {
-    let cli = Cli::parse();
+fn main() {
+    if let Err(e) = run(Cli::parse()) {
+        // The cause chain names the file, tensor or row; a backtrace helps no user.
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
     let mut opts = engine::GpuOptions::from_env()?;
     opts.device_filter = cli.device.clone();
     if let Some(b) = &cli.backend {
@@ -38,5 +53,9 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Devices => cli::devices(&opts),
         Command::Bench(args) => cli::bench(&opts, &args),
+        Command::Generate(a) => cli::models::generate_cmd(&engine::Gpu::new(&opts)?, &a),
+        Command::Chat(a) => cli::models::chat_cmd(&engine::Gpu::new(&opts)?, &a),
+        Command::Perplexity(a) => cli::models::perplexity_cmd(&engine::Gpu::new(&opts)?, &a),
+        Command::Info(a) => cli::models::info_cmd(&engine::Gpu::new(&opts)?, &a),
     }
 }

@@ -257,9 +257,14 @@ impl Tensor {
 
     /// Overwrites an i32 tensor's contents.
     pub fn write_i32(&self, data: &[i32]) -> Result<()> {
-        ensure!(self.dtype == DType::I32, "write_i32 on a {} tensor", self.dtype.name());
+        ensure!(
+            self.dtype == DType::I32,
+            "write_i32 on a {} tensor",
+            self.dtype.name()
+        );
         check_len(&self.shape, data.len())?;
-        self.gpu().upload(self.buffer(), 0, bytemuck::cast_slice(data));
+        self.gpu()
+            .upload(self.buffer(), 0, bytemuck::cast_slice(data));
         Ok(())
     }
 

@@ -133,7 +133,9 @@ fn reshape_is_a_view_with_a_reshaping_backward() {
     let a = tape.param(&upload(&[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]));
     let b = tape.reshape(&a, &[3, 2]).unwrap();
     assert!(b.tensor().same_storage(a.tensor()));
-    let grads = tape.backward_with(&b, upload(&[3, 2], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0])).unwrap();
+    let grads = tape
+        .backward_with(&b, upload(&[3, 2], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]))
+        .unwrap();
     let g = grads.get(&a).unwrap();
     assert_eq!(g.shape(), &[2, 3]);
     assert!(tape.reshape(&a, &[4]).is_err());
@@ -142,7 +144,10 @@ fn reshape_is_a_view_with_a_reshaping_backward() {
 #[test]
 fn copy_elems_from_copies_a_range() {
     let dst = upload(&[6], &[0.0; 6]);
-    dst.copy_elems_from(2, &upload(&[4], &[1.0, 2.0, 3.0, 4.0]), 1, 3).unwrap();
+    dst.copy_elems_from(2, &upload(&[4], &[1.0, 2.0, 3.0, 4.0]), 1, 3)
+        .unwrap();
     assert_eq!(dst.to_vec().unwrap(), vec![0.0, 0.0, 2.0, 3.0, 4.0, 0.0]);
-    assert!(dst.copy_elems_from(5, &upload(&[4], &[0.0; 4]), 0, 2).is_err());
+    assert!(dst
+        .copy_elems_from(5, &upload(&[4], &[0.0; 4]), 0, 2)
+        .is_err());
 }

@@ -1,5 +1,7 @@
 //! Subcommand implementations for the `engine` binary.
 
+pub mod models;
+
 use anyhow::Result;
 use engine::device::{describe, list_adapters};
 use engine::{Gpu, GpuOptions};

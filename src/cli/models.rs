@@ -38,7 +38,10 @@ pub struct SamplingArgs {
 impl SamplingArgs {
     fn config(&self, model: &CausalLm) -> Result<GenerateConfig> {
         let sampled = self.temperature.is_some() || self.top_k.is_some() || self.top_p.is_some();
-        ensure!(!(self.greedy && sampled), "--greedy cannot be combined with --temperature/--top-k/--top-p");
+        ensure!(
+            !(self.greedy && sampled),
+            "--greedy cannot be combined with --temperature/--top-k/--top-p"
+        );
         let sampling = SamplingConfig {
             greedy: !sampled,
             temperature: self.temperature.unwrap_or(1.0),
@@ -73,7 +76,11 @@ pub fn generate_cmd(gpu: &Arc<Gpu>, a: &GenerateArgs) -> Result<()> {
     let model = CausalLm::load(gpu, &a.model)?;
     let prompt = model.encode(&a.prompt)?;
     ensure!(!prompt.is_empty(), "the prompt encodes to no tokens");
-    let out = generate(&model, std::slice::from_ref(&prompt), &a.sampling.config(&model)?)?;
+    let out = generate(
+        &model,
+        std::slice::from_ref(&prompt),
+        &a.sampling.config(&model)?,
+    )?;
     let new_ids = &out.new_ids[0];
     let text = model.decode(new_ids)?;
     if a.json {
@@ -122,7 +129,10 @@ pub fn chat_cmd(gpu: &Arc<Gpu>, a: &ChatArgs) -> Result<()> {
         if line.is_empty() {
             continue;
         }
-        history.push_str(&format!("{}{}{}{}", a.user_prefix, line, a.separator, a.assistant_prefix));
+        history.push_str(&format!(
+            "{}{}{}{}",
+            a.user_prefix, line, a.separator, a.assistant_prefix
+        ));
         let mut ids = model.encode(&history)?;
         let room = model.cfg.n_ctx.saturating_sub(cfg.max_new_tokens);
         if ids.len() > room {
@@ -155,23 +165,40 @@ pub struct PerplexityArgs {
 
 pub fn perplexity_cmd(gpu: &Arc<Gpu>, a: &PerplexityArgs) -> Result<()> {
     let model = CausalLm::load(gpu, &a.model)?;
-    let text = std::fs::read_to_string(&a.text).with_context(|| format!("reading {}", a.text.display()))?;
+    let text = std::fs::read_to_string(&a.text)
+        .with_context(|| format!("reading {}", a.text.display()))?;
     let mut ids = model.encode(&text)?;
     let n = a.max_tokens.unwrap_or(model.cfg.n_ctx);
     if n > model.cfg.n_ctx {
-        bail!("--max-tokens {n} exceeds the model's context of {}", model.cfg.n_ctx);
+        bail!(
+            "--max-tokens {n} exceeds the model's context of {}",
+            model.cfg.n_ctx
+        );
     }
     ids.truncate(n);
-    ensure!(ids.len() >= 2, "{} has fewer than two tokens", a.text.display());
+    ensure!(
+        ids.len() >= 2,
+        "{} has fewer than two tokens",
+        a.text.display()
+    );
     let tokens = ids.len();
     let tape = Tape::new(gpu);
     let _g = tape.no_grad();
     let vars = model.vars(&tape);
-    let nll = model.lm_loss(&tape, &vars, &Tokens::new(ids, 1)?, None)?.tensor().item()? as f64;
+    let nll = model
+        .lm_loss(&tape, &vars, &Tokens::new(ids, 1)?, None)?
+        .tensor()
+        .item()? as f64;
     if a.json {
-        println!("{}", serde_json::json!({"tokens": tokens, "mean_nll": nll, "ppl": nll.exp()}));
+        println!(
+            "{}",
+            serde_json::json!({"tokens": tokens, "mean_nll": nll, "ppl": nll.exp()})
+        );
     } else {
-        println!("tokens {tokens}  mean NLL {nll:.6}  perplexity {:.4}", nll.exp());
+        println!(
+            "tokens {tokens}  mean NLL {nll:.6}  perplexity {:.4}",
+            nll.exp()
+        );
     }
     Ok(())
 }
@@ -186,12 +213,27 @@ pub fn info_cmd(gpu: &Arc<Gpu>, a: &InfoArgs) -> Result<()> {
     let model = CausalLm::load(gpu, &a.model)?;
     let c = &model.cfg;
     println!("architecture   {:?} ({:?} head)", c.arch, model.head);
-    println!("layers {}  hidden {}  heads {} (head dim {})  context {}", c.n_layer, c.hidden, c.n_head, c.head_dim(), c.n_ctx);
-    println!("vocab          {} (tokenizer {})", c.vocab_size, model.sampling_vocab());
+    println!(
+        "layers {}  hidden {}  heads {} (head dim {})  context {}",
+        c.n_layer,
+        c.hidden,
+        c.n_head,
+        c.head_dim(),
+        c.n_ctx
+    );
+    println!(
+        "vocab          {} (tokenizer {})",
+        c.vocab_size,
+        model.sampling_vocab()
+    );
     println!("parameters     {}", model.params.numel());
     for dtype in [DType::F32, DType::F16, DType::BF16] {
         let bytes = model.params.dtype_bytes(dtype);
-        println!("memory {:<7} {:.2} MiB", dtype.name(), bytes as f64 / (1 << 20) as f64);
+        println!(
+            "memory {:<7} {:.2} MiB",
+            dtype.name(),
+            bytes as f64 / (1 << 20) as f64
+        );
     }
     Ok(())
 }
