@@ -34,6 +34,8 @@ enum Command {
     Perplexity(cli::models::PerplexityArgs),
     /// Architecture, parameter count and memory per storage dtype.
     Info(cli::models::InfoArgs),
+    /// Re-save a model directory in Hugging Face layout (optionally as f16/bf16).
+    Export(cli::models::ExportArgs),
 }
 
 fn main() {
@@ -57,5 +59,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Chat(a) => cli::models::chat_cmd(&engine::Gpu::new(&opts)?, &a),
         Command::Perplexity(a) => cli::models::perplexity_cmd(&engine::Gpu::new(&opts)?, &a),
         Command::Info(a) => cli::models::info_cmd(&engine::Gpu::new(&opts)?, &a),
+        Command::Export(a) => cli::models::export_cmd(&engine::Gpu::new(&opts)?, &a),
     }
 }

@@ -1,4 +1,7 @@
 mod checkpoint_io;
+mod cli;
 mod config;
 mod heads;
+mod large_vocab;
 mod parity;
+mod real_tokenizers;

@@ -237,3 +237,30 @@ pub fn info_cmd(gpu: &Arc<Gpu>, a: &InfoArgs) -> Result<()> {
     }
     Ok(())
 }
+
+#[derive(clap::Args)]
+pub struct ExportArgs {
+    #[arg(long)]
+    pub model: PathBuf,
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Storage dtype of the written weights: f32, f16 or bf16.
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+}
+
+/// Re-saves a model directory in Hugging Face layout (config.json,
+/// model.safetensors, tokenizer.json), e.g. to convert its dtype.
+pub fn export_cmd(gpu: &Arc<Gpu>, a: &ExportArgs) -> Result<()> {
+    use engine::models::checkpoint::SaveDtype;
+    let dtype = match a.dtype.as_str() {
+        "f32" | "float32" => SaveDtype::F32,
+        "f16" | "float16" => SaveDtype::F16,
+        "bf16" | "bfloat16" => SaveDtype::BF16,
+        other => bail!("unknown --dtype `{other}` (f32, f16 or bf16)"),
+    };
+    let model = CausalLm::load(gpu, &a.model)?;
+    model.save(&a.out, dtype)?;
+    println!("wrote {}", a.out.display());
+    Ok(())
+}

@@ -94,6 +94,23 @@ impl CausalLm {
         })
     }
 
+    /// A model with freshly initialised weights (see [`super::init`]).
+    pub fn random(gpu: &Arc<Gpu>, cfg: ModelConfig, head: Head, seed: u64) -> Result<CausalLm> {
+        let params = super::init::random_params(gpu, &cfg, head, seed)?;
+        let rope = match cfg.arch {
+            Arch::GptNeox => Some(gpt_neox::rotary_table(gpu, &cfg)?),
+            Arch::Gpt2 => None,
+        };
+        Ok(CausalLm {
+            cfg,
+            head,
+            params,
+            tokenizer: None,
+            rope,
+            gpu: gpu.clone(),
+        })
+    }
+
     pub fn gpu(&self) -> &Arc<Gpu> {
         &self.gpu
     }

@@ -6,6 +6,7 @@ pub mod config;
 pub mod generate;
 pub mod gpt2;
 pub mod gpt_neox;
+pub mod init;
 pub mod layers;
 pub mod lm;
 pub mod params;

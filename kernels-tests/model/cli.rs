@@ -1,0 +1,136 @@
+//! The `engine` binary's model commands against the transformers fixtures,
+//! and their errors on bad input.
+
+use super::parity::{fixture, ids, root};
+use std::process::Command;
+
+fn engine(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+fn model_dir(name: &str) -> String {
+    root()
+        .join("models/fixtures")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn generate_json_gives_transformers_greedy_tokens() {
+    let (_, json, _) = fixture("gpt2-tiny");
+    let g = &json["generation"];
+    let text = g["prompt_texts"][0].as_str().unwrap();
+    let (ok, out, err) = engine(&[
+        "generate",
+        "--model",
+        &model_dir("gpt2-tiny"),
+        "--prompt",
+        text,
+        "--max-new-tokens",
+        "32",
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(ids(&v["prompt_ids"]), ids(&g["prompts"][0]));
+    assert_eq!(ids(&v["new_ids"]), ids(&g["new_tokens"][0]));
+    assert_eq!(
+        v["text"].as_str().unwrap(),
+        g["new_text"][0].as_str().unwrap()
+    );
+}
+
+#[test]
+fn perplexity_json_matches_transformers_loss() {
+    for name in ["gpt2-tiny", "neox-parallel"] {
+        let (_, json, _) = fixture(name);
+        let path =
+            std::env::temp_dir().join(format!("engine-ppl-{name}-{}.txt", std::process::id()));
+        std::fs::write(&path, json["ppl_text"].as_str().unwrap()).unwrap();
+        let (ok, out, err) = engine(&[
+            "perplexity",
+            "--model",
+            &model_dir(name),
+            "--text",
+            path.to_str().unwrap(),
+            "--json",
+        ]);
+        assert!(ok, "{err}");
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(
+            v["tokens"].as_u64().unwrap() as usize,
+            ids(&json["ppl_ids"]).len()
+        );
+        let (got, want) = (
+            v["mean_nll"].as_f64().unwrap(),
+            json["ppl_mean_nll"].as_f64().unwrap(),
+        );
+        assert!((got - want).abs() < 1e-5, "{name}: {got} vs {want}");
+        assert!((v["ppl"].as_f64().unwrap() - want.exp()).abs() < 1e-3);
+    }
+}
+
+#[test]
+fn info_reports_parameters_and_memory() {
+    let (ok, out, err) = engine(&["info", "--model", &model_dir("neox-parallel")]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("GptNeox") && out.contains("parameters     124672") && out.contains("f16"),
+        "{out}"
+    );
+}
+
+#[test]
+fn bad_inputs_are_clear_errors() {
+    let (ok, _, err) = engine(&["info", "--model", "/nonexistent-model-dir"]);
+    assert!(
+        !ok && err.contains("/nonexistent-model-dir/config.json"),
+        "{err}"
+    );
+    let (ok, _, err) = engine(&[
+        "generate",
+        "--model",
+        &model_dir("gpt2-tiny"),
+        "--prompt",
+        "The",
+        "--max-new-tokens",
+        "500",
+    ]);
+    assert!(!ok && err.contains("context of 64"), "{err}");
+    let (ok, _, err) = engine(&[
+        "generate",
+        "--model",
+        &model_dir("gpt2-tiny"),
+        "--prompt",
+        "The",
+        "--greedy",
+        "--top-k",
+        "5",
+    ]);
+    assert!(!ok && err.contains("--greedy"), "{err}");
+    // A checkpoint whose config disagrees with its tensors names the file and tensor.
+    let dir = std::env::temp_dir().join(format!("engine-bad-model-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = root().join("models/fixtures/gpt2-tiny");
+    std::fs::copy(src.join("model.safetensors"), dir.join("model.safetensors")).unwrap();
+    let cfg = std::fs::read_to_string(src.join("config.json"))
+        .unwrap()
+        .replace("\"n_positions\": 64", "\"n_positions\": 65");
+    std::fs::write(dir.join("config.json"), cfg).unwrap();
+    let (ok, _, err) = engine(&["info", "--model", dir.to_str().unwrap()]);
+    assert!(
+        !ok && err.contains("model.safetensors")
+            && err.contains("transformer.wpe.weight")
+            && err.contains("[64, 48]"),
+        "{err}"
+    );
+}
