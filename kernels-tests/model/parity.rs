@@ -230,3 +230,80 @@ macro_rules! parity_suite {
 parity_suite!(gpt2_tiny, "gpt2-tiny");
 parity_suite!(neox_parallel, "neox-parallel");
 parity_suite!(neox_sequential, "neox-sequential");
+
+#[test]
+fn generation_stops_at_eos_and_stop_strings() {
+    let (model, json, _) = fixture("gpt2-tiny");
+    let g = &json["generation"];
+    let prompt = ids(&g["prompts"][0]);
+    let full: Vec<u32> = ids(&g["new_tokens"][0]).iter().map(|&t| t as u32).collect();
+    // EOS: generation ends right after the first occurrence, keeping it.
+    let eos = full[5];
+    let first = full.iter().position(|&t| t == eos).unwrap();
+    let cfg = GenerateConfig {
+        max_new_tokens: 32,
+        eos: Some(eos),
+        ..Default::default()
+    };
+    let out = generate(&model, std::slice::from_ref(&prompt), &cfg).unwrap();
+    assert_eq!(out.new_ids[0], full[..=first].to_vec());
+    assert!(out.finished[0]);
+    // A stop string ends generation at the first token whose text contains it.
+    let text = g["new_text"][0].as_str().unwrap();
+    let stop: String = text.chars().skip(8).take(3).collect();
+    let cfg = GenerateConfig {
+        max_new_tokens: 32,
+        stop_strings: vec![stop.clone()],
+        ..Default::default()
+    };
+    let out = generate(&model, std::slice::from_ref(&prompt), &cfg).unwrap();
+    let n = out.new_ids[0].len();
+    assert_eq!(out.new_ids[0], full[..n].to_vec());
+    assert!(model.decode(&out.new_ids[0]).unwrap().contains(&stop));
+    assert!(!model
+        .decode(&out.new_ids[0][..n - 1])
+        .unwrap()
+        .contains(&stop));
+    // Without either, the length cap ends it.
+    let out = generate(
+        &model,
+        std::slice::from_ref(&prompt),
+        &GenerateConfig {
+            max_new_tokens: 4,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!((out.new_ids[0].len(), out.finished[0]), (4, false));
+}
+
+#[test]
+fn seeded_sampling_is_reproducible_across_batches() {
+    use engine::models::sampling::SamplingConfig;
+    let (model, json, _) = fixture("neox-parallel");
+    let prompts: Vec<Vec<i32>> = json["generation"]["prompts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(ids)
+        .collect();
+    let cfg = GenerateConfig {
+        max_new_tokens: 12,
+        sampling: SamplingConfig {
+            top_k: 20,
+            top_p: 0.9,
+            temperature: 0.8,
+            ..SamplingConfig::sample()
+        },
+        seed: 9,
+        ..Default::default()
+    };
+    let a = generate(&model, &prompts, &cfg).unwrap();
+    let b = generate(&model, &prompts, &cfg).unwrap();
+    assert_eq!(a.new_ids, b.new_ids);
+    let vocab = model.sampling_vocab() as u32;
+    assert!(
+        a.new_ids.iter().flatten().all(|&t| t < vocab),
+        "padded vocab rows are never sampled"
+    );
+}
