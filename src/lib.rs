@@ -13,6 +13,7 @@ pub mod rng;
 pub mod shader;
 pub mod tape;
 pub mod tensor;
+pub mod train;
 
 pub use device::{Gpu, GpuOptions};
 pub use tape::{Grads, Tape, Var};

@@ -5,3 +5,4 @@ mod heads;
 mod large_vocab;
 mod parity;
 mod real_tokenizers;
+mod train_step;

@@ -1,0 +1,69 @@
+//! Per-step metrics as JSON lines (`<out>/metrics.jsonl`), one object per
+//! step with a `step` key and TRL's metric names.
+
+use anyhow::{Context, Result};
+use serde_json::{Map, Value};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub struct MetricsLog {
+    path: PathBuf,
+    file: std::fs::File,
+    /// Every row written, kept for the end-of-run report and chart.
+    pub rows: Vec<Map<String, Value>>,
+}
+
+impl MetricsLog {
+    /// Opens `<dir>/metrics.jsonl`; `append` keeps earlier rows (on resume).
+    pub fn open(dir: &Path, append: bool) -> Result<MetricsLog> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join("metrics.jsonl");
+        let mut rows = Vec::new();
+        if append && path.exists() {
+            for line in std::fs::read_to_string(&path)?
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+            {
+                if let Ok(Value::Object(m)) = serde_json::from_str(line) {
+                    rows.push(m);
+                }
+            }
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(append)
+            .truncate(!append)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        Ok(MetricsLog { path, file, rows })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes one step's metrics (values that are not finite become null).
+    pub fn write(&mut self, step: u64, metrics: &[(&str, f64)]) -> Result<()> {
+        let mut row = Map::new();
+        row.insert("step".into(), Value::from(step));
+        for (k, v) in metrics {
+            row.insert(
+                (*k).to_string(),
+                serde_json::Number::from_f64(*v).map_or(Value::Null, Value::Number),
+            );
+        }
+        writeln!(self.file, "{}", Value::Object(row.clone()))?;
+        self.file.flush()?;
+        self.rows.push(row);
+        Ok(())
+    }
+
+    /// The series of one metric over the steps that logged it.
+    pub fn series(&self, key: &str) -> Vec<(f64, f64)> {
+        self.rows
+            .iter()
+            .filter_map(|r| Some((r.get("step")?.as_f64()?, r.get(key)?.as_f64()?)))
+            .collect()
+    }
+}
