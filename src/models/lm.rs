@@ -80,6 +80,17 @@ impl CausalLm {
         } else {
             None
         };
+        CausalLm::assemble(gpu, cfg, head, params, tokenizer)
+    }
+
+    /// Puts the parts together, building the rotary table where needed.
+    fn assemble(
+        gpu: &Arc<Gpu>,
+        cfg: ModelConfig,
+        head: Head,
+        params: ParamStore,
+        tokenizer: Option<tokenizers::Tokenizer>,
+    ) -> Result<CausalLm> {
         let rope = match cfg.arch {
             Arch::GptNeox => Some(gpt_neox::rotary_table(gpu, &cfg)?),
             Arch::Gpt2 => None,
@@ -97,18 +108,7 @@ impl CausalLm {
     /// A model with freshly initialised weights (see [`super::init`]).
     pub fn random(gpu: &Arc<Gpu>, cfg: ModelConfig, head: Head, seed: u64) -> Result<CausalLm> {
         let params = super::init::random_params(gpu, &cfg, head, seed)?;
-        let rope = match cfg.arch {
-            Arch::GptNeox => Some(gpt_neox::rotary_table(gpu, &cfg)?),
-            Arch::Gpt2 => None,
-        };
-        Ok(CausalLm {
-            cfg,
-            head,
-            params,
-            tokenizer: None,
-            rope,
-            gpu: gpu.clone(),
-        })
+        CausalLm::assemble(gpu, cfg, head, params, None)
     }
 
     pub fn gpu(&self) -> &Arc<Gpu> {
