@@ -32,7 +32,7 @@ struct EwParams {
 
 // Binary: 0 add, 1 sub, 2 mul, 3 div, 4 maximum, 5 minimum, 6 greater-than (1/0).
 // Unary: 0 scale, 1 exp, 2 log, 3 sigmoid, 4 tanh, 5 relu, 6 square, 7 sqrt,
-// 8 clamp, 9 abs.
+// 8 clamp, 9 abs, 10 log-sigmoid, 11 softplus.
 override OP: u32 = 0u;
 
 @group(0) @binding(0) var<uniform> p: EwParams;
@@ -129,6 +129,31 @@ fn sigmoid(x: f32) -> f32 {
     return select(e / (1.0 + e), 1.0 / (1.0 + e), x >= 0.0);
 }
 
+// log(1 + e) for e in [0, 1], to about 1 ulp relative (WGSL has no log1p, and
+// log(1 + e) rounds to 0 for e < 2^-24). Uses log(1 + e) = 2·atanh(s) with
+// s = e / (2 + e) in [0, 1/3] and the odd series 2·Σ s^(2k+1)/(2k+1): every
+// term is positive (no cancellation, so no reliance on exact rounding that
+// fast-math compilers may reassociate away), and stopping after s^15 leaves a
+// relative error below 2e-9.
+fn log1p_unit(e: f32) -> f32 {
+    let s = e / (2.0 + e);
+    let q = s * s;
+    let p = 1.0 + q * (1.0 / 3.0 + q * (1.0 / 5.0 + q * (1.0 / 7.0 + q * (1.0 / 9.0
+        + q * (1.0 / 11.0 + q * (1.0 / 13.0 + q * (1.0 / 15.0)))))));
+    return 2.0 * s * p;
+}
+
+// log σ(x) = min(x, 0) − log(1 + e^−|x|): no overflow, no underflow to −inf
+// for x ≪ 0 (it tends to x), full precision for x ≫ 0 (it tends to −e^−x).
+fn log_sigmoid(x: f32) -> f32 {
+    return min(x, 0.0) - log1p_unit(exp(-abs(x)));
+}
+
+// softplus(x) = log(1 + e^x) = max(x, 0) + log(1 + e^−|x|) = −log σ(−x).
+fn softplus(x: f32) -> f32 {
+    return max(x, 0.0) + log1p_unit(exp(-abs(x)));
+}
+
 fn unary(x: f32) -> f32 {
     switch OP {
         case 0u: { return p.alpha * x + p.beta; }
@@ -142,6 +167,8 @@ fn unary(x: f32) -> f32 {
         case 6u: { return x * x; }
         case 7u: { return sqrt(x); }
         case 8u: { return min(max(x, p.alpha), p.beta); }
+        case 10u: { return log_sigmoid(x); }
+        case 11u: { return softplus(x); }
         default: { return abs(x); }
     }
 }
@@ -158,6 +185,7 @@ fn elementwise_unary_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_
 
 // dx = dy * f'(.), written to y. Binding 1 holds what forward saved: y for
 // exp, sigmoid, tanh and sqrt; x for the others (scale ignores it).
+// d log σ(x)/dx = σ(−x); d softplus(x)/dx = σ(x).
 @compute @workgroup_size(256)
 fn elementwise_unary_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                               @builtin(local_invocation_index) lid: u32) {
@@ -178,6 +206,8 @@ fn elementwise_unary_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num
         case 6u: { d = 2.0 * g * s; }
         case 7u: { d = 0.5 * g / s; }
         case 8u: { d = select(0.0, g, s >= p.alpha && s <= p.beta); }
+        case 10u: { d = g * sigmoid(-s); }
+        case 11u: { d = g * sigmoid(s); }
         default: { d = g * sign(s); }
     }
     y[p.off + k] = d;

@@ -3,12 +3,14 @@
 //! Layers, bottom up: [`device`] (adapter, batching, buffers), [`kernel`] (the
 //! one dispatch helper), [`tensor`], [`ops`] (one WGSL kernel file and one Rust
 //! file per op, each with forward and backward), and [`tape`] (autograd).
+//! [`rl`] holds the RLHF math (PPO, preference and reward losses) on top.
 
 pub mod bench;
 pub mod device;
 pub mod kernel;
 pub mod models;
 pub mod ops;
+pub mod rl;
 pub mod rng;
 pub mod shader;
 pub mod tape;

@@ -208,7 +208,17 @@ fn unary_ops() -> Vec<UnaryOp> {
             max: 0.75,
         },
         UnaryOp::Abs,
+        UnaryOp::LogSigmoid,
+        UnaryOp::Softplus,
     ]
+}
+
+fn sigmoid_ref(x: f64) -> f64 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        x.exp() / (1.0 + x.exp())
+    }
 }
 
 /// (f, f') in f64.
@@ -230,13 +240,17 @@ fn unary_ref(op: UnaryOp, x: f64) -> (f64, f64) {
             (x >= min as f64 && x <= max as f64) as u8 as f64,
         ),
         UnaryOp::Abs => (x.abs(), if x == 0.0 { 0.0 } else { x.signum() }),
+        UnaryOp::LogSigmoid => (x.min(0.0) - (-x.abs()).exp().ln_1p(), sigmoid_ref(-x)),
+        UnaryOp::Softplus => (x.max(0.0) + (-x.abs()).exp().ln_1p(), sigmoid_ref(x)),
     }
 }
 
 fn unary_input(op: UnaryOp, rng: &mut Rng, n: usize) -> Vec<f32> {
     let mut x: Vec<f32> = match op {
         UnaryOp::Log | UnaryOp::Sqrt => (0..n).map(|_| rng.uniform(0.05, 4.0)).collect(),
-        UnaryOp::Sigmoid | UnaryOp::Tanh => rng.vec(n, 12.0),
+        UnaryOp::Sigmoid | UnaryOp::Tanh | UnaryOp::LogSigmoid | UnaryOp::Softplus => {
+            rng.vec(n, 12.0)
+        }
         _ => rng.vec(n, 3.0),
     };
     if matches!(op, UnaryOp::Relu | UnaryOp::Abs) {
@@ -289,6 +303,33 @@ fn unary_forward_and_backward_match_reference() {
     }
 }
 
+/// log σ and softplus far out in both tails: no −inf / inf / NaN, log σ(x) → x
+/// for x ≪ 0, and the tiny tail values keep their relative precision (a naive
+/// `log(1 + e^−x)` would round them to 0).
+#[test]
+fn log_sigmoid_and_softplus_are_stable_in_the_tails() {
+    let x: Vec<f32> = vec![
+        -1.0e4, -200.0, -90.0, -30.0, -17.0, -1.0, -1e-3, 0.0, 1e-3, 1.0, 17.0, 30.0, 90.0, 200.0,
+        1.0e4,
+    ];
+    let n = x.len();
+    let tx = upload(&[n], &x);
+    let dy = vec![1.0f32; n];
+    for op in [UnaryOp::LogSigmoid, UnaryOp::Softplus] {
+        let y = ew::unary_forward(op, &tx).unwrap().to_vec().unwrap();
+        let refs: Vec<(f64, f64)> = x.iter().map(|&v| unary_ref(op, v as f64)).collect();
+        let want: Vec<f64> = refs.iter().map(|r| r.0).collect();
+        // Values below f32's normal range (e^−90, e^−200) flush to 0: atol 1e-37.
+        assert_close(&format!("{op:?} tails"), &y, &want, 1e-37, 2e-6);
+        let dx = ew::unary_backward(op, &upload(&[n], &dy), &tx)
+            .unwrap()
+            .to_vec()
+            .unwrap();
+        let want: Vec<f64> = refs.iter().map(|r| r.1).collect();
+        assert_close(&format!("{op:?} tails dx"), &dx, &want, 1e-37, 2e-6);
+    }
+}
+
 #[test]
 fn tape_gradients_match_finite_differences() {
     let mut rng = Rng::new(12);
@@ -321,7 +362,14 @@ fn tape_gradients_match_finite_differences() {
                 *v += 0.2
             }
         });
-        if matches!(op, UnaryOp::Sigmoid | UnaryOp::Tanh | UnaryOp::Exp) {
+        if matches!(
+            op,
+            UnaryOp::Sigmoid
+                | UnaryOp::Tanh
+                | UnaryOp::Exp
+                | UnaryOp::LogSigmoid
+                | UnaryOp::Softplus
+        ) {
             x.iter_mut().for_each(|v| *v = v.clamp(-3.0, 3.0));
         }
         check_grads(&format!("{op:?}"), &[(vec![7], x)], 1e-3, 3e-3, |t, v| {

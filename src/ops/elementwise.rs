@@ -8,7 +8,9 @@
 //! [`reduce::sum_broadcast`]).
 //!
 //! Unary: `y = f(x)`; forward saves `y` (exp, sigmoid, tanh, sqrt) or `x`
-//! (log, relu, square, clamp, abs); scale saves nothing.
+//! (log, relu, square, clamp, abs, log-sigmoid, softplus); scale saves nothing.
+//! Log-sigmoid and softplus are the stable forms (no overflow for large |x|,
+//! log σ(x) → x for x ≪ 0 instead of log(0)), for the preference losses.
 //!
 //! Every op picks its function with the `OP` override constant, so each
 //! (entry, op) pair is one pipeline. Tensors larger than one storage binding
@@ -78,6 +80,10 @@ pub enum UnaryOp {
     },
     /// Gradient `sign(x)` (0 at 0).
     Abs,
+    /// `log σ(x) = −softplus(−x)`, stable for every x; gradient `σ(−x)`.
+    LogSigmoid,
+    /// `log(1 + eˣ)`, stable for every x; gradient `σ(x)`.
+    Softplus,
 }
 
 impl UnaryOp {
@@ -93,6 +99,8 @@ impl UnaryOp {
             UnaryOp::Sqrt => (7.0, 0.0, 0.0),
             UnaryOp::Clamp { min, max } => (8.0, min, max),
             UnaryOp::Abs => (9.0, 0.0, 0.0),
+            UnaryOp::LogSigmoid => (10.0, 0.0, 0.0),
+            UnaryOp::Softplus => (11.0, 0.0, 0.0),
         }
     }
 
@@ -507,4 +515,12 @@ pub fn clamp(tape: &Tape, x: &Var, min: f32, max: f32) -> Result<Var> {
 }
 pub fn abs(tape: &Tape, x: &Var) -> Result<Var> {
     unary(tape, UnaryOp::Abs, x)
+}
+/// `log σ(x)`, numerically stable (no `log(0)` for x ≪ 0).
+pub fn log_sigmoid(tape: &Tape, x: &Var) -> Result<Var> {
+    unary(tape, UnaryOp::LogSigmoid, x)
+}
+/// `log(1 + eˣ)`, numerically stable.
+pub fn softplus(tape: &Tape, x: &Var) -> Result<Var> {
+    unary(tape, UnaryOp::Softplus, x)
 }

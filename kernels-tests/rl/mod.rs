@@ -1,0 +1,9 @@
+//! One module per area: hand-computed unit tests (`ppo`, `ppo_loss`,
+//! `preference`) and TRL parity (`parity_ppo`, `parity_preference`).
+
+mod fixture;
+mod parity_ppo;
+mod parity_preference;
+mod ppo;
+mod ppo_loss;
+mod preference;
