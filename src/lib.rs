@@ -5,6 +5,7 @@
 //! file per op, each with forward and backward), and [`tape`] (autograd).
 
 pub mod bench;
+pub mod data;
 pub mod device;
 pub mod kernel;
 pub mod models;
