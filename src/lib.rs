@@ -6,6 +6,7 @@
 //! [`rl`] holds the RLHF math (PPO, preference and reward losses) on top.
 
 pub mod bench;
+pub mod data;
 pub mod device;
 pub mod kernel;
 pub mod models;

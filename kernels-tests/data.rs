@@ -1,0 +1,14 @@
+//! Training-data tests: TRL formats from small fixtures in fixtures/data/ and
+//! the real datasets in ../shared (hh-rlhf, IMDB, bitext), templates,
+//! tokenisation with the real GPT-2 tokenizer, padding, splits and epochs.
+//! CPU only: `cargo test --release --test data`.
+
+mod data_tests {
+    pub mod batching;
+    pub mod encoding;
+    pub mod errors;
+    pub mod formats;
+    pub mod real;
+    pub mod support;
+    pub mod templates;
+}
