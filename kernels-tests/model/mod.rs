@@ -1,4 +1,5 @@
 mod checkpoint_io;
 mod config;
 mod heads;
+mod lora;
 mod parity;

@@ -8,6 +8,7 @@ pub mod gpt2;
 pub mod gpt_neox;
 pub mod layers;
 pub mod lm;
+pub mod lora;
 pub mod params;
 pub mod sampling;
 
