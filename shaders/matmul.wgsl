@@ -15,6 +15,11 @@
 // global memory along whichever storage axis is contiguous for the transpose
 // flags, zero-padded at the edges so the inner loop needs no bounds checks.
 // The CPU adapter uses matmul_cpu.wgsl instead (no shared memory there).
+//
+// LoRA: with the `LORA` override (common/lora_epilogue.wgsl) each invocation
+// adds scale·Σ_j U[m, j]·V[n, j] to its 4×4 accumulators, 4 ranks at a time,
+// before the one store (src/ops/lora.rs).
+//#include common/lora_epilogue
 
 struct MatmulParams {
     m: u32,
@@ -33,6 +38,7 @@ struct MatmulParams {
     ldc: u32,
     c_bs: u32,
     bias_off: u32,
+    lora: LoraEpilogue,
 }
 
 override TRANS_A: bool = false;
@@ -104,6 +110,22 @@ fn matmul_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocatio
             }
         }
         workgroupBarrier();
+    }
+    if (LORA) {
+        let e = p.lora;
+        for (var j = 0u; j < e.rank; j += 4u) {
+            var u: array<vec4<f32>, 4>;
+            var v: array<vec4<f32>, 4>;
+            for (var i = 0u; i < 4u; i++) {
+                u[i] = lora_u4(e, m0 + lid.y + 16u * i, j) * e.scale;
+                v[i] = lora_v4(e, n0 + lid.x + 16u * i, j);
+            }
+            for (var i = 0u; i < 4u; i++) {
+                for (var q = 0u; q < 4u; q++) {
+                    acc[i * 4u + q] += dot(u[i], v[q]);
+                }
+            }
+        }
     }
     for (var i = 0u; i < 4u; i++) {
         let m = m0 + lid.y + 16u * i;

@@ -18,6 +18,11 @@
 // aligned (VEC_A / VEC_B false, chosen on the host) the same panel is
 // gathered with scalar loads. A K % 4 tail runs scalar. Rows and columns past
 // the edge read clamped (valid, unused) addresses and are never stored.
+//
+// LoRA: with the `LORA` override (common/lora_epilogue.wgsl) the low-rank term
+// scale·U·Vᵀ is accumulated into the same registers, 4 ranks at a time, after
+// the K loop and before the one store (src/ops/lora.rs).
+//#include common/lora_epilogue
 
 struct MatmulParams {
     m: u32,
@@ -36,6 +41,7 @@ struct MatmulParams {
     ldc: u32,
     c_bs: u32,
     bias_off: u32,
+    lora: LoraEpilogue,
 }
 
 override TRANS_A: bool = false;
@@ -214,6 +220,25 @@ fn matmul_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocatio
         c11 += b1 * a1;
         c12 += b1 * a2;
         c13 += b1 * a3;
+    }
+    if (LORA) {
+        let e = p.lora;
+        for (var j = 0u; j < e.rank; j += 4u) {
+            let u0 = lora_u_panel(e, m0, j);
+            let u1 = lora_u_panel(e, m0 + 4u, j);
+            let u2 = lora_u_panel(e, m0 + 8u, j);
+            let u3 = lora_u_panel(e, m0 + 12u, j);
+            let v0 = lora_v_panel(e, j, n0);
+            let v1 = lora_v_panel(e, j, n0 + 4u);
+            c00 += v0 * u0;
+            c01 += v0 * u1;
+            c02 += v0 * u2;
+            c03 += v0 * u3;
+            c10 += v1 * u0;
+            c11 += v1 * u1;
+            c12 += v1 * u2;
+            c13 += v1 * u3;
+        }
     }
     let row0 = p.c_off + wg.z * p.c_bs;
     store_block(row0, m0, n0, c00);

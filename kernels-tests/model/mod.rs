@@ -3,6 +3,7 @@ mod cli;
 mod config;
 mod heads;
 mod large_vocab;
+mod lora;
 mod parity;
 mod real_tokenizers;
 mod train_step;

@@ -11,6 +11,7 @@ mod gelu;
 mod grad_clip;
 mod head_slice;
 mod layernorm;
+mod lora;
 mod matmul;
 mod reduce;
 mod rotary;

@@ -8,6 +8,7 @@
 
 mod cases;
 mod ceiling;
+mod lora_cases;
 
 use anyhow::Result;
 use std::sync::Arc;

@@ -8,6 +8,7 @@ use super::params::ParamVars;
 use crate::device::Gpu;
 use crate::ops::attention::{attention, AttnOptions};
 use crate::ops::layernorm::layernorm;
+use crate::ops::lora::lora_linear;
 use crate::ops::matmul::matmul;
 use crate::tape::{Tape, Var};
 use crate::tensor::{DType, Tensor};
@@ -210,9 +211,14 @@ impl<'a> Fwd<'a> {
 
     /// x·W + b with `<prefix>.weight` stored [in, out] (GPT-2's Conv1D) or
     /// [out, in] (`nn.Linear`, `out_in = true`), and an optional `<prefix>.bias`.
+    /// A module with a LoRA adapter (while adapters are on) runs the fused
+    /// LoRA op instead: `+ s·(dropout(x)·Aᵀ)·Bᵀ` in the same pass.
     pub fn linear(&self, x: &Var, prefix: &str, out_in: bool) -> Result<Var> {
         let w = self.p(&format!("{prefix}.weight"))?;
         let b = self.vars.get(&format!("{prefix}.bias")).ok();
+        if let Some(l) = self.vars.lora_for(prefix)? {
+            return lora_linear(self.tape, x, w, b, l.a, l.b, l.scale, out_in, l.dropout);
+        }
         matmul(self.tape, x, w, b, false, out_in)
     }
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use super::checkpoint::{save_safetensors, write_atomic, Checkpoint, SaveDtype};
 use super::config::{Arch, ModelConfig};
 use super::layers::{Fwd, KvCache, Tokens};
+use super::lora::{is_adapter_param, Adapters};
 use super::params::{ParamStore, ParamVars};
 use super::{gpt2, gpt_neox};
 use crate::device::Gpu;
@@ -39,6 +40,8 @@ pub struct CausalLm {
     pub tokenizer: Option<tokenizers::Tokenizer>,
     rope: Option<RotaryTable>,
     gpu: Arc<Gpu>,
+    /// LoRA adapters (`models::lora`): attach, load, merge, save.
+    pub lora: Option<Adapters>,
 }
 
 const V_HEAD_W: &str = "v_head.summary.weight";
@@ -102,6 +105,7 @@ impl CausalLm {
             tokenizer,
             rope,
             gpu: gpu.clone(),
+            lora: None,
         })
     }
 
@@ -115,9 +119,12 @@ impl CausalLm {
         &self.gpu
     }
 
-    /// A fresh tape view of the parameters for one forward pass.
+    /// A fresh tape view of the parameters for one forward pass, adapters on
+    /// (see [`CausalLm::reference_vars`] for the base model).
     pub fn vars(&self, tape: &Tape) -> ParamVars {
-        self.params.vars(tape)
+        let mut v = self.params.vars(tape);
+        v.lora = self.lora_vars();
+        v
     }
 
     /// Final hidden states [B, T, C].
@@ -221,7 +228,9 @@ impl CausalLm {
     }
 
     /// Writes config.json, model.safetensors (and tokenizer.json) to `dir`,
-    /// each atomically, in the layout transformers loads.
+    /// each atomically, in the layout transformers loads. LoRA adapters are
+    /// not part of it (merged ones are, through the base weights; see
+    /// [`CausalLm::save_adapter`]).
     pub fn save(&self, dir: &Path, dtype: SaveDtype) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let name = match dtype {
@@ -231,11 +240,9 @@ impl CausalLm {
         };
         let cfg = serde_json::to_string_pretty(&self.cfg.to_json(name))?;
         write_atomic(&dir.join("config.json"), cfg.as_bytes())?;
-        save_safetensors(
-            &dir.join("model.safetensors"),
-            &self.params.to_host()?,
-            dtype,
-        )?;
+        let mut host = self.params.to_host()?;
+        host.retain(|name, _| !is_adapter_param(name));
+        save_safetensors(&dir.join("model.safetensors"), &host, dtype)?;
         if let Some(tok) = &self.tokenizer {
             let json = tok
                 .to_string(true)

@@ -9,6 +9,7 @@ pub mod gpt_neox;
 pub mod init;
 pub mod layers;
 pub mod lm;
+pub mod lora;
 pub mod params;
 pub mod sampling;
 

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::checkpoint::{Checkpoint, HostTensor};
+use super::lora::LoraVars;
 use crate::device::Gpu;
 use crate::tape::{Grads, Tape, Var};
 use crate::tensor::{DType, Tensor};
@@ -93,7 +94,7 @@ impl ParamStore {
                 (p.name.clone(), v)
             })
             .collect();
-        ParamVars { vars }
+        ParamVars { vars, lora: None }
     }
 
     /// Host copies of every parameter, keyed by name, for saving.
@@ -120,6 +121,8 @@ impl ParamStore {
 /// The tape's view of a [`ParamStore`] for one forward pass.
 pub struct ParamVars {
     vars: HashMap<String, Var>,
+    /// The model's LoRA adapters for this pass (see `models::lora`).
+    pub lora: Option<LoraVars>,
 }
 
 impl ParamVars {

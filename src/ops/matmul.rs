@@ -19,6 +19,10 @@
 //! binding: along the batch, or along the dimension that is the oversized
 //! operand's storage row (M for A or C, N for a transposed B, K for B or a
 //! transposed A; K chunks accumulate into C), then its storage column.
+//!
+//! LoRA: [`matmul_lowrank_into`] adds `scale·U·Vᵀ` to every output element in
+//! the same pass (the epilogue of `shaders/common/lora_epilogue.wgsl`, enabled
+//! by an override constant; see [`crate::ops::lora`]).
 
 use anyhow::{bail, ensure, Result};
 
@@ -26,6 +30,7 @@ mod gemm;
 use gemm::{gemm, MAX_GROUPS};
 
 use crate::kernel::Kernel;
+use crate::ops::lora::epilogue::{LoraEpilogueParams, LowRank};
 use crate::tape::{Tape, Var};
 use crate::tensor::{DType, Tensor};
 
@@ -50,6 +55,8 @@ pub struct MatmulParams {
     pub ldc: u32,
     pub c_bs: u32,
     pub bias_off: u32,
+    /// The LoRA epilogue's part (zero when the pipeline has none).
+    pub lora: LoraEpilogueParams,
 }
 
 /// Which kernel runs the products.
@@ -179,22 +186,62 @@ pub fn matmul_into(
     trans_b: bool,
     accumulate: bool,
 ) -> Result<()> {
-    let d = dims(a, b, bias, trans_a, trans_b)?;
+    into(
+        variant,
+        c,
+        (a, b, bias),
+        (trans_a, trans_b),
+        accumulate,
+        None,
+    )
+}
+
+/// [`matmul_into`] for 2-D operands (no batch) plus a low-rank term: `C (+)= op(A)·op(B)
+/// (+ bias) + lr.scale·U·Vᵀ`, added in registers before the one store of each
+/// output element (LoRA's fused forward and dx pass).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_lowrank_into(
+    variant: MatmulVariant,
+    c: &Tensor,
+    a: &Tensor,
+    b: &Tensor,
+    bias: Option<&Tensor>,
+    trans_a: bool,
+    trans_b: bool,
+    accumulate: bool,
+    lr: &LowRank,
+) -> Result<()> {
+    let lr = Some(*lr);
+    into(variant, c, (a, b, bias), (trans_a, trans_b), accumulate, lr)
+}
+
+fn into(
+    variant: MatmulVariant,
+    c: &Tensor,
+    (a, b, bias): (&Tensor, &Tensor, Option<&Tensor>),
+    (ta, tb): (bool, bool),
+    accumulate: bool,
+    lr: Option<LowRank>,
+) -> Result<()> {
+    let d = dims(a, b, bias, ta, tb)?;
     ensure!(
         c.shape() == d.out && c.dtype() == DType::F32,
         "matmul output {c:?}, expected {:?} f32",
         d.out
     );
     let b_bs = if d.b_shared { 0 } else { d.k * d.n };
+    let sizes = (d.m, d.n, d.k, d.batch);
+    let ops = (c, a, b);
     gemm(
         variant,
-        (c, a, b),
+        ops,
         bias,
-        (trans_a, trans_b),
-        (d.m, d.n, d.k, d.batch),
+        (ta, tb),
+        sizes,
         (d.m * d.k, b_bs),
         accumulate,
         false,
+        lr,
     )
 }
 
@@ -245,6 +292,7 @@ pub fn matmul_backward_with(
                 (b_bs, c_bs),
                 false,
                 false,
+                None,
             )?;
         } else {
             // dA [M, K] = dC·op(B)ᵀ
@@ -258,6 +306,7 @@ pub fn matmul_backward_with(
                 (c_bs, b_bs),
                 false,
                 false,
+                None,
             )?;
         }
         g.da = Some(da);
@@ -277,6 +326,7 @@ pub fn matmul_backward_with(
                 (c_bs, a_bs),
                 false,
                 reduce,
+                None,
             )?;
         } else {
             // dB [K, N] = op(A)ᵀ·dC
@@ -290,6 +340,7 @@ pub fn matmul_backward_with(
                 (a_bs, c_bs),
                 false,
                 reduce,
+                None,
             )?;
         }
         g.db = Some(db);

@@ -16,6 +16,7 @@ pub mod gelu;
 pub mod grad_clip;
 pub mod head_slice;
 pub mod layernorm;
+pub mod lora;
 pub mod matmul;
 pub mod reduce;
 pub mod rotary;

@@ -6,6 +6,7 @@ use anyhow::{ensure, Result};
 
 use super::{MatmulParams, MatmulVariant};
 use crate::kernel::{Bind, Kernel};
+use crate::ops::lora::epilogue::{dummy_binds, LowRank};
 use crate::tensor::Tensor;
 
 /// One operand's storage: element offset, row stride and batch stride.
@@ -56,6 +57,8 @@ struct Gemm<'t> {
     k: usize,
     batch: usize,
     accumulate: bool,
+    /// The LoRA epilogue's term (2-D problems only).
+    lora: Option<LowRank<'t>>,
 }
 
 /// Workgroups per grid dimension (WebGPU's guaranteed minimum).
@@ -108,12 +111,14 @@ impl<'t> Gemm<'t> {
                 g.m = hi - lo;
                 g.a = g.a.shifted(if ta { lo } else { lo * g.a.ld });
                 g.c = g.c.shifted(lo * g.c.ld);
+                g.lora = g.lora.map(|l| l.shifted(lo, 0, hi - lo, g.n));
             }
             Dim::N => {
                 g.n = hi - lo;
                 g.b = g.b.shifted(if tb { lo * g.b.ld } else { lo });
                 g.c = g.c.shifted(lo);
                 g.bias = g.bias.map(|v| v.shifted(lo));
+                g.lora = g.lora.map(|l| l.shifted(0, lo, g.m, hi - lo));
             }
             Dim::K => {
                 g.k = hi - lo;
@@ -122,6 +127,7 @@ impl<'t> Gemm<'t> {
                 if lo > 0 {
                     g.accumulate = true;
                     g.bias = None;
+                    g.lora = None;
                 }
             }
         }
@@ -173,6 +179,15 @@ impl<'t> Gemm<'t> {
             };
             split = Some((d, (hi - lo).div_ceil(room).max(2)));
         }
+        // The low-rank operands: U's storage rows are M, V's are N.
+        if let (None, Some(l)) = (split, self.lora) {
+            for ((lo, hi), d) in l.spans().into_iter().zip([Dim::M, Dim::N]) {
+                if split.is_none() && hi - lo / align * align + 3 > cap && self.size(d) > 1 {
+                    let room = cap.saturating_sub(align).max(1);
+                    split = Some((d, (hi - lo).div_ceil(room).max(2)));
+                }
+            }
+        }
         let Some((d, parts)) = split else {
             return self.dispatch(variant);
         };
@@ -210,7 +225,7 @@ impl<'t> Gemm<'t> {
             None => (Bind { binding: 3, ..a }, 0),
         };
         let u = |x: usize| x as u32;
-        let params = MatmulParams {
+        let mut params = MatmulParams {
             m: u(self.m),
             n: u(self.n),
             k: u(self.k),
@@ -227,6 +242,7 @@ impl<'t> Gemm<'t> {
             ldc: u(self.c.ld),
             c_bs: u(self.c.bs),
             bias_off,
+            lora: Default::default(),
         };
         let flag = |x: bool| x as u32 as f64;
         let mut constants = vec![("TRANS_A", flag(self.ta)), ("TRANS_B", flag(self.tb))];
@@ -235,10 +251,21 @@ impl<'t> Gemm<'t> {
             constants.push(("VEC_A", flag(vec_ok(&a, a_off, &self.a))));
             constants.push(("VEC_B", flag(vec_ok(&b, b_off, &self.b))));
         }
+        // The LoRA epilogue's bindings; without a term they get A's range and
+        // the constants stay as they were (the same pipeline as before).
+        let [lu, lv] = match &self.lora {
+            Some(l) => {
+                let (binds, lp, consts) = l.bind();
+                params.lora = lp;
+                constants.extend(consts);
+                binds
+            }
+            None => dummy_binds(a),
+        };
         gpu.dispatch(
             &Kernel::new(stem, "matmul_forward").with(&constants),
             &params,
-            &[a, b, bias, c, as_vec4(a, 5), as_vec4(b, 6)],
+            &[a, b, bias, c, as_vec4(a, 5), as_vec4(b, 6), lu, lv],
             [
                 u(self.n.div_ceil(cols_per_group)),
                 u(self.m.div_ceil(rows_per_group)),
@@ -276,8 +303,16 @@ pub(super) fn gemm(
     (a_bs, b_bs): (usize, usize),
     accumulate: bool,
     reduce: bool,
+    lora: Option<LowRank>,
 ) -> Result<()> {
     ensure!(k > 0, "matmul with K = 0 is not supported");
+    if let Some(l) = &lora {
+        ensure!(
+            batch == 1 && !reduce && l.dims() == (m, n),
+            "LoRA epilogue {:?} on a batch-{batch} [{m}, {n}] product",
+            l.dims()
+        );
+    }
     let lda = if ta { m } else { k };
     let ldb = if tb { k } else { n };
     let mut g = Gemm {
@@ -292,6 +327,7 @@ pub(super) fn gemm(
         k,
         batch,
         accumulate,
+        lora,
     };
     if batch > 1 && reduce && ta && !tb && a_bs == k * m && b_bs == k * n {
         // The batch continues the contraction axis of both storages.

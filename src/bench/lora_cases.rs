@@ -1,0 +1,96 @@
+//! LoRA benchmarks at GPT-2 small's `c_attn` over 256 tokens: x [256, 768],
+//! W [768, 2304] (Conv1D layout) + bias, rank 16 (A [16, 768], B [2304, 16]).
+//! `lora_base_matmul` is the plain base product of the same shape (the bar:
+//! `lora_fused_fwd` within 1.15× of it, and faster than `lora_unfused_fwd`).
+//! Shapes read M×K×N/r; work counts the base and the low-rank FLOPs.
+
+use anyhow::Result;
+use std::sync::Arc;
+
+use super::{Case, Run, Work};
+use crate::device::Gpu;
+use crate::ops::lora::{lora_backward, lora_forward, lora_forward_unfused, LoraSpec};
+use crate::ops::matmul::matmul_forward;
+use crate::rng::Rng;
+use crate::tensor::Tensor;
+
+const M: usize = 256;
+const K: usize = 768;
+const N: usize = 2304;
+const R: usize = 16;
+
+fn random(gpu: &Arc<Gpu>, shape: &[usize], seed: u64, scale: f32) -> Result<Tensor> {
+    let n = shape.iter().product();
+    Tensor::from_f32(gpu, shape, &Rng::new(seed).vec(n, scale))
+}
+
+/// x, W, bias, A, B, dy.
+fn inputs(gpu: &Arc<Gpu>, seed: u64) -> Result<[Tensor; 6]> {
+    Ok([
+        random(gpu, &[M, K], seed, 1.0)?,
+        random(gpu, &[K, N], seed + 1, 0.05)?,
+        random(gpu, &[N], seed + 2, 0.05)?,
+        random(gpu, &[R, K], seed + 3, 0.05)?,
+        random(gpu, &[N, R], seed + 4, 0.05)?,
+        random(gpu, &[M, N], seed + 5, 1.0)?,
+    ])
+}
+
+fn flops(f: f64) -> Work {
+    Work::Flops(f)
+}
+
+pub fn cases(_quick: bool) -> Vec<Case> {
+    let (m, k, n, r) = (M as f64, K as f64, N as f64, R as f64);
+    let base = 2.0 * m * k * n;
+    let low = 2.0 * m * k * r + 2.0 * m * r * n;
+    let shape = format!("{M}x{K}x{N}/r{R}");
+    let spec = LoraSpec::new(2.0, false);
+    let fwd = |op: &'static str, fused: bool| Case {
+        op,
+        shape: shape.clone(),
+        work: flops(base + low),
+        prepare: Box::new(move |gpu, seed| {
+            let [x, w, bias, a, b, _] = inputs(gpu, seed)?;
+            Ok(Box::new(move || {
+                if fused {
+                    lora_forward(&spec, &x, &w, Some(&bias), &a, &b).map(drop)
+                } else {
+                    lora_forward_unfused(&spec, &x, &w, Some(&bias), &a, &b).map(drop)
+                }
+            }) as Run)
+        }),
+    };
+    vec![
+        Case {
+            op: "lora_base_matmul",
+            shape: format!("{M}x{K}x{N}"),
+            work: flops(base),
+            prepare: Box::new(move |gpu, seed| {
+                let [x, w, bias, ..] = inputs(gpu, seed)?;
+                Ok(
+                    Box::new(move || matmul_forward(&x, &w, Some(&bias), false, false).map(drop))
+                        as Run,
+                )
+            }),
+        },
+        fwd("lora_fused_fwd", true),
+        fwd("lora_unfused_fwd", false),
+        Case {
+            op: "lora_fused_bwd",
+            shape: shape.clone(),
+            // dy·B, dx (base + epilogue), dA, dB; the base weight is frozen.
+            work: flops(base + 2.0 * low),
+            prepare: Box::new(move |gpu, seed| {
+                let [x, w, bias, a, b, dy] = inputs(gpu, seed)?;
+                let (_, xa) = lora_forward(&spec, &x, &w, Some(&bias), &a, &b)?;
+                let needs = [true, false, false, true, true];
+                Ok(
+                    Box::new(move || {
+                        lora_backward(&spec, &dy, &x, &w, &a, &b, &xa, needs).map(drop)
+                    }) as Run,
+                )
+            }),
+        },
+    ]
+}

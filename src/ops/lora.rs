@@ -1,0 +1,336 @@
+//! lora: a linear layer with a LoRA adapter, fused.
+//!
+//! ```text
+//! y = x·op(W) (+ bias) + s·(dropout(x)·Aᵀ)·Bᵀ      s = alpha/r (alpha/√r with rsLoRA)
+//! ```
+//! Shapes: x `[.., K]` (any leading dims, flattened to M rows), W `[K, N]`
+//! (GPT-2 Conv1D, `trans_b = false`) or `[N, K]` (`nn.Linear`, `trans_b =
+//! true`), bias `[N]`, A `[r, K]` and B `[N, r]` (PEFT's `lora_A` / `lora_B`
+//! layouts), y `[.., N]`. f32. Dropout (PEFT's `lora_dropout`) applies to the
+//! input of A only.
+//!
+//! **Kernels.** This op has no shader of its own: every product runs on the
+//! matmul kernels (`shaders/matmul_cpu.wgsl`, `shaders/matmul.wgsl`) and the
+//! low-rank terms are added by their LoRA epilogue
+//! (`shaders/common/lora_epilogue.wgsl`, host side in [`epilogue`]), which is
+//! compiled in by the `LORA` override constant only.
+//!
+//! Forward (two dispatches): `xa = dropout(x)·Aᵀ` `[M, r]` (a small matmul),
+//! then one pass over y: `x·op(W) + bias`, with `s·xa·Bᵀ` added in registers
+//! before the store. Saves handles to x, W, A, B and the new `xa` (the dropout
+//! mask is regenerated from its seed, never stored).
+//!
+//! Backward, given dy:
+//! - `dxa = s·dy·B` `[M, r]`,
+//! - `dx = dy·op(W)ᵀ + dropout'(dxa·A)`; without dropout the second term is
+//!   the epilogue of the same pass over dx (U = dxa, V = A read as `[r, K]`),
+//! - `dA = dxaᵀ·dropout(x)`, `dB = s·dyᵀ·xa`, `dbias = Σ_rows dy`,
+//! - `dW = x`-side product only if W is asked for (it is normally a frozen
+//!   constant: a LoRA model's base weights get no gradient).
+//!
+//! [`lora_forward_unfused`] is the reference the benchmark compares with: the
+//! base product, `x·Aᵀ`, `·Bᵀ` and an add, each its own pass.
+
+use anyhow::{ensure, Result};
+
+pub mod epilogue;
+pub use epilogue::{LoraEpilogueParams, LowRank};
+
+use crate::ops::axpy::axpy;
+use crate::ops::dropout::{dropout_backward, dropout_forward};
+use crate::ops::elementwise::{unary_forward, UnaryOp};
+use crate::ops::matmul::{
+    bias_grad, matmul_backward_with, matmul_forward_with, matmul_into, matmul_lowrank_into,
+    MatmulVariant,
+};
+use crate::tape::{Tape, Var};
+use crate::tensor::{DType, Tensor};
+
+/// LoRA dropout on the input of A: probability `p`, and the `(seed, offset)`
+/// that make the mask (see [`crate::ops::dropout`]; one pair per site and step).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LoraDropout {
+    pub p: f32,
+    pub seed: u64,
+    pub offset: u64,
+}
+
+/// Everything about a LoRA linear that is not a tensor.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LoraSpec {
+    /// `alpha / r` (or `alpha / √r` with rsLoRA).
+    pub scale: f32,
+    /// W is stored `[N, K]` (`nn.Linear`) rather than `[K, N]` (Conv1D).
+    pub trans_b: bool,
+    pub dropout: Option<LoraDropout>,
+    pub variant: MatmulVariant,
+}
+
+impl LoraSpec {
+    pub fn new(scale: f32, trans_b: bool) -> LoraSpec {
+        LoraSpec {
+            scale,
+            trans_b,
+            dropout: None,
+            variant: MatmulVariant::Auto,
+        }
+    }
+
+    fn active_dropout(&self) -> Option<LoraDropout> {
+        self.dropout.filter(|d| d.p > 0.0)
+    }
+}
+
+/// Gradients from [`lora_backward`] (each only when asked for).
+#[derive(Debug, Default)]
+pub struct LoraGrads {
+    pub dx: Option<Tensor>,
+    pub dw: Option<Tensor>,
+    pub dbias: Option<Tensor>,
+    pub da: Option<Tensor>,
+    pub db: Option<Tensor>,
+}
+
+/// (M rows, K, N, r) after checking every shape.
+fn dims(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    a: &Tensor,
+    b: &Tensor,
+    trans_b: bool,
+) -> Result<(usize, usize, usize, usize)> {
+    for t in [x, w, a, b].into_iter().chain(bias) {
+        ensure!(t.dtype() == DType::F32, "lora needs f32 tensors, got {t:?}");
+    }
+    let k = x.cols();
+    ensure!(
+        w.shape().len() == 2 && a.shape().len() == 2 && b.shape().len() == 2,
+        "lora: W {w:?}, A {a:?} and B {b:?} must be matrices"
+    );
+    let (wk, n) = if trans_b {
+        (w.shape()[1], w.shape()[0])
+    } else {
+        (w.shape()[0], w.shape()[1])
+    };
+    let r = a.shape()[0];
+    ensure!(
+        wk == k && a.shape()[1] == k && b.shape() == [n, r] && r > 0,
+        "lora: x {x:?}, W {w:?} (trans_b {trans_b}), A {a:?} [r, in] and B {b:?} [out, r] disagree"
+    );
+    if let Some(t) = bias {
+        ensure!(t.shape() == [n], "lora: bias {t:?} for {n} outputs");
+    }
+    Ok((x.rows(), k, n, r))
+}
+
+fn out_shape(x: &Tensor, n: usize) -> Vec<usize> {
+    let mut s = x.shape().to_vec();
+    match s.last_mut() {
+        Some(last) => *last = n,
+        None => s.push(n),
+    }
+    s
+}
+
+/// The input of A: x itself, or dropout(x) with the spec's mask.
+fn a_input(spec: &LoraSpec, x2: &Tensor) -> Result<Tensor> {
+    match spec.active_dropout() {
+        Some(d) => dropout_forward(x2, d.p, d.seed, d.offset),
+        None => Ok(x2.clone()),
+    }
+}
+
+fn scaled(t: Tensor, s: f32) -> Result<Tensor> {
+    if s == 1.0 {
+        return Ok(t);
+    }
+    unary_forward(
+        UnaryOp::Scale {
+            alpha: s,
+            beta: 0.0,
+        },
+        &t,
+    )
+}
+
+/// Fused forward: `(y [.., N], xa [M, r])`, xa being what the backward needs.
+pub fn lora_forward(
+    spec: &LoraSpec,
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    a: &Tensor,
+    b: &Tensor,
+) -> Result<(Tensor, Tensor)> {
+    let (m, k, n, _) = dims(x, w, bias, a, b, spec.trans_b)?;
+    let x2 = x.reshape(&[m, k])?;
+    let xa = matmul_forward_with(spec.variant, &a_input(spec, &x2)?, a, None, false, true)?;
+    let y = Tensor::empty(x.gpu(), &[m, n], DType::F32)?;
+    let lr = LowRank::new(&xa, b, false, spec.scale)?;
+    matmul_lowrank_into(
+        spec.variant,
+        &y,
+        &x2,
+        w,
+        bias,
+        false,
+        spec.trans_b,
+        false,
+        &lr,
+    )?;
+    Ok((y.reshape(&out_shape(x, n))?, xa))
+}
+
+/// The same output computed unfused (base product, `x·Aᵀ`, `·Bᵀ`, add), for
+/// benchmarks and as a test reference.
+pub fn lora_forward_unfused(
+    spec: &LoraSpec,
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    a: &Tensor,
+    b: &Tensor,
+) -> Result<Tensor> {
+    let (m, k, n, _) = dims(x, w, bias, a, b, spec.trans_b)?;
+    let v = spec.variant;
+    let x2 = x.reshape(&[m, k])?;
+    let y = matmul_forward_with(v, &x2, w, bias, false, spec.trans_b)?;
+    let xa = matmul_forward_with(v, &a_input(spec, &x2)?, a, None, false, true)?;
+    let z = matmul_forward_with(v, &xa, b, None, false, true)?;
+    axpy(&y, spec.scale, &z)?;
+    y.reshape(&out_shape(x, n))
+}
+
+/// Gradients for `dy`, given the forward's inputs and its saved `xa`;
+/// `needs` = [dx, dW, dbias, dA, dB].
+#[allow(clippy::too_many_arguments)]
+pub fn lora_backward(
+    spec: &LoraSpec,
+    dy: &Tensor,
+    x: &Tensor,
+    w: &Tensor,
+    a: &Tensor,
+    b: &Tensor,
+    xa: &Tensor,
+    needs: [bool; 5],
+) -> Result<LoraGrads> {
+    let (m, k, n, r) = dims(x, w, None, a, b, spec.trans_b)?;
+    ensure!(
+        dy.numel() == m * n && xa.shape() == [m, r],
+        "lora backward: dy {dy:?} / xa {xa:?} for {m} rows of {n} outputs, rank {r}"
+    );
+    let (v, tb, s) = (spec.variant, spec.trans_b, spec.scale);
+    let (x2, dy2) = (x.reshape(&[m, k])?, dy.reshape(&[m, n])?);
+    let mut g = LoraGrads::default();
+    // dxa = s·dy·B [M, r], shared by dx and dA.
+    let dxa = if needs[0] || needs[3] {
+        Some(scaled(
+            matmul_forward_with(v, &dy2, b, None, false, false)?,
+            s,
+        )?)
+    } else {
+        None
+    };
+    if needs[0] {
+        let dxa = dxa.as_ref().unwrap();
+        let dx = Tensor::empty(x.gpu(), &[m, k], DType::F32)?;
+        match spec.active_dropout() {
+            // One pass over dx: dy·op(W)ᵀ with dxa·A in the epilogue.
+            None => {
+                let lr = LowRank::new(dxa, a, true, 1.0)?;
+                matmul_lowrank_into(v, &dx, &dy2, w, None, false, !tb, false, &lr)?;
+            }
+            Some(d) => {
+                matmul_into(v, &dx, &dy2, w, None, false, !tb, false)?;
+                let t = matmul_forward_with(v, dxa, a, None, false, false)?;
+                axpy(&dx, 1.0, &dropout_backward(&t, d.p, d.seed, d.offset)?)?;
+            }
+        }
+        g.dx = Some(dx.reshape(x.shape())?);
+    }
+    if needs[1] {
+        let want = [false, true, false];
+        g.dw = matmul_backward_with(v, &dy2, &x2, w, false, tb, want)?.db;
+    }
+    if needs[2] {
+        g.dbias = Some(bias_grad(&dy2)?);
+    }
+    if needs[3] {
+        let xd = a_input(spec, &x2)?;
+        g.da = Some(matmul_forward_with(
+            v,
+            dxa.as_ref().unwrap(),
+            &xd,
+            None,
+            true,
+            false,
+        )?);
+    }
+    if needs[4] {
+        g.db = Some(scaled(
+            matmul_forward_with(v, &dy2, xa, None, true, false)?,
+            s,
+        )?);
+    }
+    Ok(g)
+}
+
+/// Records a LoRA linear on the tape: `y = x·op(W) (+ bias) +
+/// scale·(dropout(x)·Aᵀ)·Bᵀ`, shapes as in the module docs. `w` is normally a
+/// constant (frozen base weight); it gets a gradient only if it requires one.
+/// `dropout` is `(p, seed, offset)` as in [`LoraDropout`].
+#[allow(clippy::too_many_arguments)]
+pub fn lora_linear(
+    tape: &Tape,
+    x: &Var,
+    w: &Var,
+    bias: Option<&Var>,
+    a: &Var,
+    b: &Var,
+    scale: f32,
+    trans_b: bool,
+    dropout: Option<LoraDropout>,
+) -> Result<Var> {
+    let spec = LoraSpec {
+        dropout,
+        ..LoraSpec::new(scale, trans_b)
+    };
+    lora_linear_with(tape, &spec, x, w, bias, a, b)
+}
+
+/// [`lora_linear`] with a full [`LoraSpec`] (e.g. a forced matmul variant).
+pub fn lora_linear_with(
+    tape: &Tape,
+    spec: &LoraSpec,
+    x: &Var,
+    w: &Var,
+    bias: Option<&Var>,
+    a: &Var,
+    b: &Var,
+) -> Result<Var> {
+    let [xt, wt, at, bt] = [x, w, a, b].map(|v| v.tensor().clone());
+    let (y, xa) = lora_forward(spec, &xt, &wt, bias.map(|v| v.tensor()), &at, &bt)?;
+    let has_bias = bias.is_some();
+    let mut inputs = vec![x, w];
+    inputs.extend(bias);
+    inputs.extend([a, b]);
+    let spec = *spec;
+    Ok(tape.record("lora_linear", &inputs, y, move |dy, needs| {
+        let o = has_bias as usize;
+        let want = [
+            needs[0],
+            needs[1],
+            has_bias && needs[2],
+            needs[2 + o],
+            needs[3 + o],
+        ];
+        let g = lora_backward(&spec, dy, &xt, &wt, &at, &bt, &xa, want)?;
+        let mut grads = vec![g.dx, g.dw];
+        if has_bias {
+            grads.push(g.dbias);
+        }
+        grads.extend([g.da, g.db]);
+        Ok(grads)
+    }))
+}
