@@ -9,6 +9,7 @@ pub mod device;
 pub mod kernel;
 pub mod models;
 pub mod ops;
+pub mod quant;
 pub mod rng;
 pub mod shader;
 pub mod tape;

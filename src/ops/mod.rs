@@ -17,6 +17,8 @@ pub mod grad_clip;
 pub mod head_slice;
 pub mod layernorm;
 pub mod matmul;
+pub mod qmatmul_int8;
+pub mod qmatmul_nf4;
 pub mod reduce;
 pub mod rotary;
 pub mod row_gather;
