@@ -11,6 +11,7 @@ pub mod device;
 pub mod kernel;
 pub mod models;
 pub mod ops;
+pub mod quant;
 pub mod rl;
 pub mod rng;
 pub mod shader;

@@ -18,6 +18,8 @@ pub mod head_slice;
 pub mod layernorm;
 pub mod lora;
 pub mod matmul;
+pub mod qmatmul_int8;
+pub mod qmatmul_nf4;
 pub mod reduce;
 pub mod rotary;
 pub mod row_gather;

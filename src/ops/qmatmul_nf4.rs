@@ -1,0 +1,209 @@
+//! qmatmul_nf4: `y = x · Wᵀ (+ bias)` and `dx = dy · W` against a frozen NF4
+//! weight (bitsandbytes layout, double-quantized absmax), decoding the 4-bit
+//! codes and block scales inside the kernel; plus the GPU quantizer and
+//! dequantizer of the format.
+//!
+//! Shapes: W [N, K] (nn.Linear layout, see [`crate::quant`]); x [.., K] →
+//! y [.., N]; bias [N]; dy [.., N] → dx [.., K]. Forward saves nothing (the
+//! weight is frozen, so the backward needs only dy and W).
+//!
+//! Kernels (`shaders/qmatmul_nf4.wgsl`): the general-M forward/backward share
+//! `common/qgemm.wgsl` with qmatmul_int8 (a weight tile decoded once per
+//! workgroup into workgroup memory, register-blocked 16×8 per invocation); a
+//! single row with K % 64 == 0 goes to `qmatmul_nf4_gemv` (one invocation per
+//! output, streaming ~0.52 bytes per weight). Activations larger than one
+//! binding are split by rows; the packed codes must fit one binding.
+
+use anyhow::{bail, ensure, Result};
+
+use crate::kernel::{groups_1d, Bind, Kernel};
+use crate::quant::gemm::{out_shape, qgemm};
+use crate::quant::nf4::{ABSMAX_BLOCK, NF4_BLOCK, SUM_GROUP};
+use crate::quant::tables::{dynamic_lut, dynamic_map};
+use crate::quant::Nf4Weight;
+use crate::tensor::{DType, Tensor};
+
+pub use crate::quant::QgemmParams;
+
+const SHADER: &str = "qmatmul_nf4";
+
+/// Mirrors `QuantParams` in `qmatmul_nf4.wgsl` (quantize / dequantize entries).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Nf4QuantParams {
+    pub count: u32,
+    pub base: u32,
+    pub src_off: u32,
+    pub dst_off: u32,
+    pub numel: u32,
+    pub blocks: u32,
+    pub zero: u32,
+    pub _pad0: u32,
+}
+
+/// Which forward kernel runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Nf4Path {
+    /// GEMV for a single row when K % 64 == 0, else the general kernel.
+    #[default]
+    Auto,
+    /// The general-M kernel.
+    Gemm,
+    /// The GEMV kernel (one row, K % 64 == 0).
+    Gemv,
+}
+
+/// `y = x · Wᵀ (+ bias)` with the kernel chosen for the shape.
+pub fn qmatmul_nf4_forward(x: &Tensor, w: &Nf4Weight, bias: Option<&Tensor>) -> Result<Tensor> {
+    let y = Tensor::empty(x.gpu(), &out_shape(x, w.n), DType::F32)?;
+    qmatmul_nf4_forward_into(Nf4Path::Auto, &y, x, w, bias)?;
+    Ok(y)
+}
+
+/// [`qmatmul_nf4_forward`] into an existing `y` with a chosen kernel.
+pub fn qmatmul_nf4_forward_into(
+    path: Nf4Path,
+    y: &Tensor,
+    x: &Tensor,
+    w: &Nf4Weight,
+    bias: Option<&Tensor>,
+) -> Result<()> {
+    let gemv_ok = x.rows() == 1 && w.k.is_multiple_of(NF4_BLOCK);
+    match path {
+        Nf4Path::Gemv if !gemv_ok => bail!(
+            "qmatmul_nf4_gemv needs one row and K % 64 == 0 (x {x:?}, W [{}, {}])",
+            w.n,
+            w.k
+        ),
+        Nf4Path::Gemv | Nf4Path::Auto if gemv_ok => gemv(y, x, w, bias),
+        _ => qgemm(SHADER, "qmatmul_nf4_forward", false, y, x, (w.n, w.k), &w.binds(), bias, 0.0),
+    }
+}
+
+/// `dx = dy · W` for dy [.., N].
+pub fn qmatmul_nf4_backward(dy: &Tensor, w: &Nf4Weight) -> Result<Tensor> {
+    let dx = Tensor::empty(dy.gpu(), &out_shape(dy, w.k), DType::F32)?;
+    qmatmul_nf4_backward_into(&dx, dy, w)?;
+    Ok(dx)
+}
+
+/// [`qmatmul_nf4_backward`] into an existing `dx`.
+pub fn qmatmul_nf4_backward_into(dx: &Tensor, dy: &Tensor, w: &Nf4Weight) -> Result<()> {
+    qgemm(SHADER, "qmatmul_nf4_backward", true, dx, dy, (w.n, w.k), &w.binds(), None, 0.0)
+}
+
+fn gemv(y: &Tensor, x: &Tensor, w: &Nf4Weight, bias: Option<&Tensor>) -> Result<()> {
+    ensure!(
+        x.dtype() == DType::F32 && x.cols() == w.k && y.shape() == out_shape(x, w.n),
+        "qmatmul_nf4_gemv: x {x:?}, y {y:?} for a [{}, {}] weight",
+        w.n,
+        w.k
+    );
+    if let Some(b) = bias {
+        ensure!(b.dtype() == DType::F32 && b.shape() == [w.n], "qmatmul_nf4: bias {b:?} for N = {}", w.n);
+    }
+    ensure!(
+        x.bytes().max(y.bytes()) <= x.gpu().max_binding(),
+        "qmatmul_nf4_gemv: x {x:?} or y {y:?} exceeds one storage binding ({} bytes)",
+        x.gpu().max_binding()
+    );
+    let gpu = x.gpu();
+    let params = QgemmParams {
+        m: 1,
+        cols: w.n as u32,
+        r0: 0,
+        r1: w.k as u32,
+        wn: w.n as u32,
+        wk: w.k as u32,
+        ldx: w.k as u32,
+        has_bias: bias.is_some() as u32,
+        ..Default::default()
+    };
+    let mut binds = vec![x.bind(2), bias.unwrap_or(x).bind(3), y.bind(4)];
+    binds.extend(w.binds());
+    let groups = groups_1d(gpu, w.n.div_ceil(64) as u32);
+    gpu.dispatch(&Kernel::new(SHADER, "qmatmul_nf4_gemv"), &params, &binds, groups)
+}
+
+/// Element ranges of at most one binding, on 64-element boundaries.
+fn block_ranges(gpu: &crate::Gpu, numel: usize) -> Vec<(usize, usize)> {
+    let step = ((gpu.max_binding() / 4) as usize / NF4_BLOCK * NF4_BLOCK).max(NF4_BLOCK);
+    (0..numel).step_by(step).map(|lo| (lo, (lo + step).min(numel))).collect()
+}
+
+fn run(entry: &'static str, params: &Nf4QuantParams, binds: &[Bind], items: usize, gpu: &crate::Gpu) -> Result<()> {
+    let groups = groups_1d(gpu, items.div_ceil(64) as u32);
+    gpu.dispatch(&Kernel::new(SHADER, entry), params, binds, groups)
+}
+
+/// Quantizes an f32 weight [N, K] (any rank: rows × last dim) to NF4 on the
+/// GPU: the same codes, absmax codes, absmax2 and offset as
+/// [`Nf4Host::quantize`](crate::quant::Nf4Host::quantize). The weight may
+/// exceed one binding (it is read in chunks).
+pub fn nf4_quantize(w: &Tensor) -> Result<Nf4Weight> {
+    ensure!(w.dtype() == DType::F32, "nf4_quantize needs an f32 weight, got {w:?}");
+    let gpu = w.gpu();
+    let code8 = dynamic_map();
+    let q = Nf4Weight::alloc(gpu, w.rows(), w.cols(), &code8)?;
+    let numel = w.numel();
+    let nb = q.blocks();
+    let base = Nf4QuantParams { numel: numel as u32, blocks: nb as u32, ..Default::default() };
+    let absmax = Tensor::empty(gpu, &[nb], DType::F32)?;
+    for (lo, hi) in block_ranges(gpu, numel) {
+        let (xb, off) = w.bind_elems(1, lo, hi);
+        let count = (hi - lo).div_ceil(NF4_BLOCK);
+        let p = Nf4QuantParams { count: count as u32, base: (lo / NF4_BLOCK) as u32, src_off: off, ..base };
+        run("nf4_quantize", &p, &[xb, absmax.bind(4), q.codes.bind(10)], count, gpu)?;
+    }
+    let mut sum = absmax.clone();
+    while sum.numel() > 1 {
+        let next = Tensor::empty(gpu, &[sum.numel().div_ceil(SUM_GROUP)], DType::F32)?;
+        let p = Nf4QuantParams { count: next.numel() as u32, base: sum.numel() as u32, ..base };
+        run("nf4_absmax_sum", &p, &[sum.bind(1), next.bind(4)], next.numel(), gpu)?;
+        sum = next;
+    }
+    let lut: Vec<i32> = bytemuck::cast_slice(&dynamic_lut(&code8)).to_vec();
+    let lut = Tensor::from_i32(gpu, &[lut.len()], &lut)?;
+    let stats = q.binds()[4];
+    let nb2 = nb.div_ceil(ABSMAX_BLOCK);
+    let p = Nf4QuantParams { count: nb2 as u32, ..base };
+    let binds = [
+        absmax.bind(1),
+        sum.bind(3),
+        lut.bind(11),
+        q.absmax_q.bind(12),
+        Bind { binding: 13, ..stats },
+    ];
+    run("nf4_absmax_quantize", &p, &binds, nb2, gpu)?;
+    Ok(q)
+}
+
+/// The dequantized f32 weight [N, K] (bit-exact with bnb's
+/// `dequantize_4bit`); written in chunks when larger than one binding.
+pub fn nf4_dequantize(w: &Nf4Weight) -> Result<Tensor> {
+    let y = Tensor::empty(w.codes.gpu(), &[w.n, w.k], DType::F32)?;
+    nf4_dequantize_into(&y, w)?;
+    Ok(y)
+}
+
+/// [`nf4_dequantize`] into an existing f32 tensor of N·K elements.
+pub fn nf4_dequantize_into(y: &Tensor, w: &Nf4Weight) -> Result<()> {
+    let gpu = w.codes.gpu();
+    let numel = w.n * w.k;
+    ensure!(y.dtype() == DType::F32 && y.numel() == numel, "nf4_dequantize into {y:?} for [{}, {}]", w.n, w.k);
+    for (lo, hi) in block_ranges(gpu, numel) {
+        let (yb, off) = y.bind_elems(4, lo, hi);
+        let p = Nf4QuantParams {
+            count: (hi - lo) as u32,
+            base: lo as u32,
+            dst_off: off,
+            numel: numel as u32,
+            blocks: w.blocks() as u32,
+            ..Default::default()
+        };
+        let mut binds = vec![yb];
+        binds.extend(w.binds());
+        run("nf4_dequantize", &p, &binds, (hi - lo).div_ceil(8), gpu)?;
+    }
+    Ok(())
+}

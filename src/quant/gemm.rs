@@ -1,0 +1,141 @@
+//! The dispatch driver shared by `qmatmul_int8` and `qmatmul_nf4`: both
+//! shaders include `common/qgemm.wgsl` and differ only in how a weight tile
+//! is decoded, so the host side (shapes, chunking, reduction splits) is one
+//! mechanism too.
+
+use anyhow::{bail, ensure, Result};
+
+use crate::kernel::{Bind, Kernel};
+use crate::tensor::{DType, Tensor};
+
+/// Mirrors `QgemmParams` in `shaders/common/qgemm.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct QgemmParams {
+    pub m: u32,
+    pub cols: u32,
+    pub r0: u32,
+    pub r1: u32,
+    pub wn: u32,
+    pub wk: u32,
+    pub ldx: u32,
+    pub x_off: u32,
+    pub y_off: u32,
+    pub has_bias: u32,
+    pub accumulate: u32,
+    pub zero: u32,
+    pub qscale: f32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+    pub _pad2: u32,
+}
+
+/// Rows and columns of C one workgroup covers (see the shader).
+pub const WG_ROWS: usize = 128;
+pub const WG_COLS: usize = 8;
+/// Reduction steps per dispatch: keeps every invocation far below llvmpipe's
+/// 65535-iteration limit (25 iterations per 64 steps).
+pub const MAX_REDUCTION: usize = 65536;
+
+/// The output shape of a qgemm: `a`'s shape with the last dim replaced.
+pub(crate) fn out_shape(a: &Tensor, cols: usize) -> Vec<usize> {
+    let mut shape = a.shape().to_vec();
+    match shape.last_mut() {
+        Some(c) => *c = cols,
+        None => shape.push(cols),
+    }
+    shape
+}
+
+/// `C = A · Wᵀ (+ bias)` (forward, A = x [.., K]) or `C = A · W` (backward,
+/// A = dy [.., N]) into `y`, against a quantized W [wn, wk] whose buffers are
+/// `wbinds` (bindings 5 and up); `qscale` is the format's run-time constant.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn qgemm(
+    shader: &'static str,
+    entry: &'static str,
+    backward: bool,
+    y: &Tensor,
+    a: &Tensor,
+    (wn, wk): (usize, usize),
+    wbinds: &[Bind],
+    bias: Option<&Tensor>,
+    qscale: f32,
+) -> Result<()> {
+    let (red, cols) = if backward { (wn, wk) } else { (wk, wn) };
+    ensure!(
+        a.dtype() == DType::F32 && a.shape().len() >= 1 && a.cols() == red,
+        "{entry}: input {a:?} must be f32 [.., {red}] for a [{wn}, {wk}] weight"
+    );
+    if let Some(b) = bias {
+        ensure!(
+            !backward && b.dtype() == DType::F32 && b.shape() == [cols],
+            "{entry}: bias {b:?} must be f32 [{cols}]"
+        );
+    }
+    let m = a.rows();
+    ensure!(
+        y.dtype() == DType::F32 && y.shape() == out_shape(a, cols),
+        "{entry}: output {y:?}, expected f32 {:?}",
+        out_shape(a, cols)
+    );
+    let gpu = a.gpu();
+    if m == 0 || cols == 0 {
+        return Ok(());
+    }
+    let col_groups = cols.div_ceil(WG_COLS);
+    ensure!(
+        col_groups <= 65535,
+        "{entry}: {cols} output columns exceed one dispatch's {} columns",
+        65535 * WG_COLS
+    );
+    let maxb = (gpu.max_binding() / 4) as usize;
+    let row_elems = red.max(cols);
+    if row_elems > maxb {
+        bail!(
+            "{entry}: one row of {row_elems} f32 does not fit a storage binding ({} bytes)",
+            gpu.max_binding()
+        );
+    }
+    let rows_per = (maxb / row_elems).min(65535 * WG_ROWS).max(1);
+    let mut m0 = 0;
+    while m0 < m {
+        let m1 = (m0 + rows_per).min(m);
+        let (xb, x_off) = a.bind_elems(1, m0 * red, m1 * red);
+        let x4 = Bind { binding: 2, ..xb };
+        let (yb, y_off) = y.bind_elems(4, m0 * cols, m1 * cols);
+        let bb = match bias {
+            Some(b) => b.bind(3),
+            None => Bind { binding: 3, ..xb },
+        };
+        let vec_x = red % 4 == 0 && x_off % 4 == 0;
+        let consts = [("VEC_X", if vec_x { 1.0 } else { 0.0 })];
+        let kernel = Kernel::new(shader, entry).with(&consts);
+        let mut binds = vec![xb, x4, bb, yb];
+        binds.extend_from_slice(wbinds);
+        let mut r0 = 0;
+        while r0 < red {
+            let r1 = (r0 + MAX_REDUCTION).min(red);
+            let params = QgemmParams {
+                m: (m1 - m0) as u32,
+                cols: cols as u32,
+                r0: r0 as u32,
+                r1: r1 as u32,
+                wn: wn as u32,
+                wk: wk as u32,
+                ldx: red as u32,
+                x_off,
+                y_off,
+                has_bias: (bias.is_some() && r0 == 0) as u32,
+                accumulate: (r0 > 0) as u32,
+                qscale,
+                ..Default::default()
+            };
+            let groups = [col_groups as u32, (m1 - m0).div_ceil(WG_ROWS) as u32, 1];
+            gpu.dispatch(&kernel, &params, &binds, groups)?;
+            r0 = r1;
+        }
+        m0 = m1;
+    }
+    Ok(())
+}
