@@ -5,5 +5,6 @@ mod heads;
 mod large_vocab;
 mod lora;
 mod parity;
+mod qlora;
 mod real_tokenizers;
 mod train_step;

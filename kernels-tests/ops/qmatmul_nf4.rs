@@ -40,14 +40,35 @@ fn gemv_matches_reference_at_lm_head_like_widths() {
         let x = rng.vec(k, 1.0);
         let b = rng.vec(n, 0.1);
         let y = poisoned(&[1, n]);
-        qmatmul_nf4_forward_into(Nf4Path::Gemv, &y, &upload(&[1, k], &x), nf4(&q), Some(&upload(&[n], &b))).unwrap();
+        qmatmul_nf4_forward_into(
+            Nf4Path::Gemv,
+            &y,
+            &upload(&[1, k], &x),
+            nf4(&q),
+            Some(&upload(&[n], &b)),
+        )
+        .unwrap();
         let (want, s) = forward_ref(&x, &wd, Some(&b), 1, n, k);
-        assert_close(&format!("gemv N={n} K={k}"), &y.to_vec().unwrap(), &want, 1e-6 * s, 1e-6);
+        assert_close(
+            &format!("gemv N={n} K={k}"),
+            &y.to_vec().unwrap(),
+            &want,
+            1e-6 * s,
+            1e-6,
+        );
     }
     // Forcing the GEMV where it does not apply is an error, not a wrong answer.
-    let q = QuantizedWeight::from_host(&gpu, &rng.normals(9 * 100, 1.0), 9, 100, QuantFormat::Nf4).unwrap();
+    let q = QuantizedWeight::from_host(&gpu, &rng.normals(9 * 100, 1.0), 9, 100, QuantFormat::Nf4)
+        .unwrap();
     let y = poisoned(&[1, 9]);
-    assert!(qmatmul_nf4_forward_into(Nf4Path::Gemv, &y, &upload(&[1, 100], &[0.0; 100]), nf4(&q), None).is_err());
+    assert!(qmatmul_nf4_forward_into(
+        Nf4Path::Gemv,
+        &y,
+        &upload(&[1, 100], &[0.0; 100]),
+        nf4(&q),
+        None
+    )
+    .is_err());
 }
 
 #[test]

@@ -4,12 +4,15 @@
 //! error budgets, bytes per parameter, chunking on a small-binding device.
 
 use crate::common::*;
-use engine::ops::qmatmul_int8::{int8_dequantize, int8_dequantize_into, int8_quantize, Int8QuantParams};
+use engine::ops::qmatmul_int8::{
+    int8_dequantize, int8_dequantize_into, int8_quantize, Int8QuantParams,
+};
 use engine::ops::qmatmul_nf4::{nf4_dequantize, nf4_dequantize_into, nf4_quantize, Nf4QuantParams};
 use engine::quant::nf4::{absmax_mean, quantize_blocks};
 use engine::quant::tables::{dynamic_map, nf4_code, DYNAMIC_MAP_BITS, NF4_BITS};
 use engine::quant::{
-    to_out_in, Int8Host, Int8Weight, Nf4Host, Nf4Weight, QgemmParams, QuantFormat, QuantizedWeight, WeightLayout,
+    to_out_in, Int8Host, Int8Weight, Nf4Host, Nf4Weight, QgemmParams, QuantFormat, QuantizedWeight,
+    WeightLayout,
 };
 use engine::{Gpu, GpuOptions, Tensor};
 use safetensors::SafeTensors;
@@ -48,7 +51,10 @@ fn f32s(st: &SafeTensors, name: &str) -> Vec<f32> {
 }
 
 fn bytes(st: &SafeTensors, name: &str) -> Vec<u8> {
-    st.tensor(name).unwrap_or_else(|e| panic!("{name}: {e}")).data().to_vec()
+    st.tensor(name)
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+        .data()
+        .to_vec()
 }
 
 pub fn fixture() -> &'static Fixture {
@@ -57,7 +63,8 @@ pub fn fixture() -> &'static Fixture {
         let raw = std::fs::read(format!("{DIR}/quant.safetensors")).unwrap();
         let st = SafeTensors::deserialize(&raw).unwrap();
         let meta: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(format!("{DIR}/quant.json")).unwrap()).unwrap();
+            serde_json::from_str(&std::fs::read_to_string(format!("{DIR}/quant.json")).unwrap())
+                .unwrap();
         let mut cases: Vec<Case> = meta["cases"]
             .as_object()
             .unwrap()
@@ -105,7 +112,12 @@ pub fn bnb_nf4(c: &Case) -> Nf4Host {
 }
 
 pub fn bnb_int8(c: &Case) -> Int8Host {
-    Int8Host { n: c.n, k: c.k, codes: c.int8_codes.clone(), stats: c.int8_stats.clone() }
+    Int8Host {
+        n: c.n,
+        k: c.k,
+        codes: c.int8_codes.clone(),
+        stats: c.int8_stats.clone(),
+    }
 }
 
 /// Largest distance in ulps between two f32 slices (sign-aware).
@@ -113,30 +125,61 @@ pub fn max_ulps(a: &[f32], b: &[f32]) -> u32 {
     assert_eq!(a.len(), b.len());
     let key = |v: f32| {
         let i = v.to_bits() as i32;
-        if i < 0 { i32::MIN - i } else { i }
+        if i < 0 {
+            i32::MIN - i
+        } else {
+            i
+        }
     };
-    a.iter().zip(b).map(|(&x, &y)| key(x).abs_diff(key(y))).max().unwrap_or(0)
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| key(x).abs_diff(key(y)))
+        .max()
+        .unwrap_or(0)
 }
 
 #[track_caller]
 fn assert_bits(what: &str, got: &[f32], want: &[f32]) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     if let Some(i) = (0..got.len()).find(|&i| got[i].to_bits() != want[i].to_bits()) {
-        panic!("{what}: element {i} is {} want {} ({} of {} differ)", got[i], want[i],
-            (0..got.len()).filter(|&i| got[i].to_bits() != want[i].to_bits()).count(), got.len());
+        panic!(
+            "{what}: element {i} is {} want {} ({} of {} differ)",
+            got[i],
+            want[i],
+            (0..got.len())
+                .filter(|&i| got[i].to_bits() != want[i].to_bits())
+                .count(),
+            got.len()
+        );
     }
 }
 
 #[test]
 fn params_layouts() {
-    crate::assert_params_layout!(QgemmParams, "qmatmul_nf4", "QgemmParams",
-        [m, cols, r0, r1, wn, wk, ldx, x_off, y_off, has_bias, accumulate, zero, qscale]);
-    crate::assert_params_layout!(QgemmParams, "qmatmul_int8", "QgemmParams",
-        [m, cols, r0, r1, wn, wk, ldx, x_off, y_off, has_bias, accumulate, zero, qscale]);
-    crate::assert_params_layout!(Nf4QuantParams, "qmatmul_nf4", "QuantParams",
-        [count, base, src_off, dst_off, numel, blocks, zero]);
-    crate::assert_params_layout!(Int8QuantParams, "qmatmul_int8", "QuantParams",
-        [count, base, src_off, dst_off, numel, k, inv127]);
+    crate::assert_params_layout!(
+        QgemmParams,
+        "qmatmul_nf4",
+        "QgemmParams",
+        [m, cols, r0, r1, wn, wk, ldx, x_off, y_off, has_bias, accumulate, zero, qscale]
+    );
+    crate::assert_params_layout!(
+        QgemmParams,
+        "qmatmul_int8",
+        "QgemmParams",
+        [m, cols, r0, r1, wn, wk, ldx, x_off, y_off, has_bias, accumulate, zero, qscale]
+    );
+    crate::assert_params_layout!(
+        Nf4QuantParams,
+        "qmatmul_nf4",
+        "QuantParams",
+        [count, base, src_off, dst_off, numel, blocks, zero]
+    );
+    crate::assert_params_layout!(
+        Int8QuantParams,
+        "qmatmul_int8",
+        "QuantParams",
+        [count, base, src_off, dst_off, numel, k, inv127]
+    );
 }
 
 #[test]
@@ -154,12 +197,33 @@ fn host_nf4_quantize_matches_bitsandbytes() {
         let (_, absmax) = quantize_blocks(&c.w);
         assert_bits(&format!("{}: absmax", c.name), &absmax, &c.absmax_raw);
         let h = Nf4Host::quantize(&c.w, c.n, c.k).unwrap();
-        assert_eq!(h.packed, c.packed, "{}: packed 4-bit codes (incl. nibble order and padding)", c.name);
+        assert_eq!(
+            h.packed, c.packed,
+            "{}: packed 4-bit codes (incl. nibble order and padding)",
+            c.name
+        );
         // The offset is a mean: torch's summation order vs our fixed tree differ by an ulp or two.
-        assert!(max_ulps(&[h.offset], &[c.offset]) <= 4, "{}: offset {} vs bnb {}", c.name, h.offset, c.offset);
+        assert!(
+            max_ulps(&[h.offset], &[c.offset]) <= 4,
+            "{}: offset {} vs bnb {}",
+            c.name,
+            h.offset,
+            c.offset
+        );
         assert_eq!(absmax_mean(&absmax), h.offset);
-        let diff = h.absmax_q.iter().zip(&c.absmax_q).filter(|(a, b)| a != b).count();
-        assert_eq!(diff, 0, "{}: {diff} of {} absmax codes differ from bnb", c.name, c.absmax_q.len());
+        let diff = h
+            .absmax_q
+            .iter()
+            .zip(&c.absmax_q)
+            .filter(|(a, b)| a != b)
+            .count();
+        assert_eq!(
+            diff,
+            0,
+            "{}: {diff} of {} absmax codes differ from bnb",
+            c.name,
+            c.absmax_q.len()
+        );
         assert_bits(&format!("{}: absmax2", c.name), &h.absmax2, &c.absmax2);
     }
 }
@@ -167,10 +231,20 @@ fn host_nf4_quantize_matches_bitsandbytes() {
 #[test]
 fn host_nf4_dequantize_is_bit_exact() {
     for c in &fixture().cases {
-        assert_bits(&format!("{}: dequantize(bnb state)", c.name), &bnb_nf4(c).dequantize(), &c.nf4_deq);
+        assert_bits(
+            &format!("{}: dequantize(bnb state)", c.name),
+            &bnb_nf4(c).dequantize(),
+            &c.nf4_deq,
+        );
         // Our own quantization of the same weight: identical up to the offset's last bits.
         let ours = Nf4Host::quantize(&c.w, c.n, c.k).unwrap().dequantize();
-        assert_close(&format!("{}: dequantize(ours)", c.name), &ours, &to_f64(&c.nf4_deq), 0.0, 1e-6);
+        assert_close(
+            &format!("{}: dequantize(ours)", c.name),
+            &ours,
+            &to_f64(&c.nf4_deq),
+            0.0,
+            1e-6,
+        );
     }
 }
 
@@ -184,7 +258,12 @@ fn gpu_nf4_quantize_matches_host() {
         assert_eq!(got.packed, want.packed, "{}: packed codes", c.name);
         assert_eq!(got.absmax_q, want.absmax_q, "{}: absmax codes", c.name);
         assert_bits(&format!("{}: absmax2", c.name), &got.absmax2, &want.absmax2);
-        assert_eq!(got.offset.to_bits(), want.offset.to_bits(), "{}: offset", c.name);
+        assert_eq!(
+            got.offset.to_bits(),
+            want.offset.to_bits(),
+            "{}: offset",
+            c.name
+        );
     }
 }
 
@@ -193,10 +272,19 @@ fn gpu_nf4_dequantize_matches_bitsandbytes() {
     let gpu = gpu();
     for c in &fixture().cases {
         let w = Nf4Weight::from_host(&gpu, &bnb_nf4(c)).unwrap();
-        assert_eq!(w.to_host().unwrap(), bnb_nf4(c), "{}: upload round trip", c.name);
+        assert_eq!(
+            w.to_host().unwrap(),
+            bnb_nf4(c),
+            "{}: upload round trip",
+            c.name
+        );
         let y = poisoned(&[c.n, c.k]);
         nf4_dequantize_into(&y, &w).unwrap();
-        assert_bits(&format!("{}: GPU dequantize", c.name), &y.to_vec().unwrap(), &c.nf4_deq);
+        assert_bits(
+            &format!("{}: GPU dequantize", c.name),
+            &y.to_vec().unwrap(),
+            &c.nf4_deq,
+        );
     }
 }
 
@@ -206,7 +294,11 @@ fn host_int8_matches_bitsandbytes() {
         let h = Int8Host::quantize(&c.w, c.n, c.k).unwrap();
         assert_eq!(h.codes, c.int8_codes, "{}: int8 codes", c.name);
         assert_bits(&format!("{}: int8 stats", c.name), &h.stats, &c.int8_stats);
-        assert_bits(&format!("{}: int8 dequantize", c.name), &h.dequantize(), &c.int8_deq);
+        assert_bits(
+            &format!("{}: int8 dequantize", c.name),
+            &h.dequantize(),
+            &c.int8_deq,
+        );
     }
 }
 
@@ -216,10 +308,19 @@ fn gpu_int8_quantize_and_dequantize_match() {
     for c in &fixture().cases {
         let w = Tensor::from_f32(&gpu, &[c.n, c.k], &c.w).unwrap();
         let q = int8_quantize(&w).unwrap();
-        assert_eq!(q.to_host().unwrap(), bnb_int8(c), "{}: GPU int8 quantize", c.name);
+        assert_eq!(
+            q.to_host().unwrap(),
+            bnb_int8(c),
+            "{}: GPU int8 quantize",
+            c.name
+        );
         let y = poisoned(&[c.n, c.k]);
         int8_dequantize_into(&y, &Int8Weight::from_host(&gpu, &bnb_int8(c)).unwrap()).unwrap();
-        assert_bits(&format!("{}: GPU int8 dequantize", c.name), &y.to_vec().unwrap(), &c.int8_deq);
+        assert_bits(
+            &format!("{}: GPU int8 dequantize", c.name),
+            &y.to_vec().unwrap(),
+            &c.int8_deq,
+        );
     }
 }
 
@@ -245,34 +346,72 @@ fn error_budgets() {
         let nf4 = Nf4Host::quantize(&c.w, c.n, c.k).unwrap().dequantize();
         let (mae, fro) = errors(&c.w, &nf4);
         let m = &c.meta;
-        assert!((mae / m["nf4_mean_abs_err"].as_f64().unwrap() - 1.0).abs() < 1e-6, "{}: NF4 mean |err| {mae}", c.name);
-        assert!((fro / m["nf4_rel_frobenius"].as_f64().unwrap() - 1.0).abs() < 1e-6, "{}: NF4 rel {fro}", c.name);
+        assert!(
+            (mae / m["nf4_mean_abs_err"].as_f64().unwrap() - 1.0).abs() < 1e-6,
+            "{}: NF4 mean |err| {mae}",
+            c.name
+        );
+        assert!(
+            (fro / m["nf4_rel_frobenius"].as_f64().unwrap() - 1.0).abs() < 1e-6,
+            "{}: NF4 rel {fro}",
+            c.name
+        );
         let i8d = Int8Host::quantize(&c.w, c.n, c.k).unwrap().dequantize();
         let (mae, fro) = errors(&c.w, &i8d);
-        assert!((mae / m["int8_mean_abs_err"].as_f64().unwrap() - 1.0).abs() < 1e-6, "{}: int8 mean |err| {mae}", c.name);
-        assert!((fro / m["int8_rel_frobenius"].as_f64().unwrap() - 1.0).abs() < 1e-6, "{}: int8 rel {fro}", c.name);
+        assert!(
+            (mae / m["int8_mean_abs_err"].as_f64().unwrap() - 1.0).abs() < 1e-6,
+            "{}: int8 mean |err| {mae}",
+            c.name
+        );
+        assert!(
+            (fro / m["int8_rel_frobenius"].as_f64().unwrap() - 1.0).abs() < 1e-6,
+            "{}: int8 rel {fro}",
+            c.name
+        );
     }
-    let g = fixture().cases.iter().find(|c| c.name == "gauss_640x64").unwrap();
+    let g = fixture()
+        .cases
+        .iter()
+        .find(|c| c.name == "gauss_640x64")
+        .unwrap();
     let (mae, fro) = errors(&g.w, &g.nf4_deq);
-    assert!((mae - 0.0727).abs() < 1e-4 && (fro - 0.0914).abs() < 1e-4, "NF4 N(0,1): {mae} {fro}");
+    assert!(
+        (mae - 0.0727).abs() < 1e-4 && (fro - 0.0914).abs() < 1e-4,
+        "NF4 N(0,1): {mae} {fro}"
+    );
     let (mae, fro) = errors(&g.w, &g.int8_deq);
-    assert!((mae - 0.00503).abs() < 1e-5 && (fro - 0.00589).abs() < 1e-5, "int8 N(0,1): {mae} {fro}");
+    assert!(
+        (mae - 0.00503).abs() < 1e-5 && (fro - 0.00589).abs() < 1e-5,
+        "int8 N(0,1): {mae} {fro}"
+    );
     // 2^20 N(0,1) weights: the budgets hold at scale.
     let (n, k) = (1024, 1024);
     let w = Rng::new(7).normals(n * k, 1.0);
     let (mae, fro) = errors(&w, &Nf4Host::quantize(&w, n, k).unwrap().dequantize());
     eprintln!("NF4 2^20 N(0,1): mean |err| {mae:.5}, rel Frobenius {fro:.5}");
-    assert!((mae - 0.07288).abs() < 1e-5 && (fro - 0.09194).abs() < 1e-5, "NF4 2^20: {mae} {fro}");
+    assert!(
+        (mae - 0.07288).abs() < 1e-5 && (fro - 0.09194).abs() < 1e-5,
+        "NF4 2^20: {mae} {fro}"
+    );
     let (mae, fro) = errors(&w, &Int8Host::quantize(&w, n, k).unwrap().dequantize());
     eprintln!("int8 2^20 N(0,1): mean |err| {mae:.5}, rel Frobenius {fro:.5}");
-    assert!((mae - 0.006773).abs() < 1e-6 && (fro - 0.007852).abs() < 1e-6, "int8 2^20: {mae} {fro}");
+    assert!(
+        (mae - 0.006773).abs() < 1e-6 && (fro - 0.007852).abs() < 1e-6,
+        "int8 2^20: {mae} {fro}"
+    );
 }
 
 #[test]
 fn nf4_bytes_per_param_at_gpt2_small_shapes() {
     let gpu = gpu();
     // c_attn, attn c_proj, mlp c_fc, mlp c_proj, and the tied LM head / wte.
-    for (n, k) in [(2304, 768), (768, 768), (3072, 768), (768, 3072), (50257, 768)] {
+    for (n, k) in [
+        (2304, 768),
+        (768, 768),
+        (3072, 768),
+        (768, 3072),
+        (50257, 768),
+    ] {
         let w = vec![0.5f32; n * k];
         let q = QuantizedWeight::from_host(&gpu, &w, n, k, QuantFormat::Nf4).unwrap();
         let b = q.bytes();
@@ -280,7 +419,8 @@ fn nf4_bytes_per_param_at_gpt2_small_shapes() {
         assert!(per <= 0.55, "[{n}, {k}]: {per} bytes/param ({b:?})");
         assert!(per > 0.5, "[{n}, {k}]: {per}");
         eprintln!("NF4 [{n}, {k}]: {per:.4} bytes/param {b:?}");
-        let i8 = QuantizedWeight::from_host(&gpu, &w[..768 * 768], 768, 768, QuantFormat::Int8).unwrap();
+        let i8 =
+            QuantizedWeight::from_host(&gpu, &w[..768 * 768], 768, 768, QuantFormat::Int8).unwrap();
         assert!((i8.bytes_per_param() - (1.0 + 4.0 / 768.0)).abs() < 1e-12);
     }
 }
@@ -297,12 +437,17 @@ fn conv1d_layout_is_transposed_before_quantizing() {
         }
     }
     for format in [QuantFormat::Int8, QuantFormat::Nf4] {
-        let a = QuantizedWeight::from_host_layout(&gpu, &conv, n, k, WeightLayout::InOut, format).unwrap();
+        let a = QuantizedWeight::from_host_layout(&gpu, &conv, n, k, WeightLayout::InOut, format)
+            .unwrap();
         let b = QuantizedWeight::from_host(&gpu, &linear, n, k, format).unwrap();
         assert_eq!(a.shape(), (n, k));
         assert_eq!(a.dequantize_host().unwrap(), b.dequantize_host().unwrap());
         let gd = a.dequantize().unwrap().to_vec().unwrap();
-        assert_eq!(gd, a.dequantize_host().unwrap(), "{format:?}: GPU vs host dequantize");
+        assert_eq!(
+            gd,
+            a.dequantize_host().unwrap(),
+            "{format:?}: GPU vs host dequantize"
+        );
     }
 }
 
@@ -312,19 +457,32 @@ fn quantize_and_dequantize_chunk_on_a_small_binding_device() {
     opts.max_binding_override = Some(8192);
     let small = Gpu::new(&opts).unwrap();
     // 96×64 f32 = 24 KiB: three bindings' worth; the codes (3 and 6 KiB) fit one.
-    let c = fixture().cases.iter().find(|c| c.name == "gauss_96x64").unwrap();
+    let c = fixture()
+        .cases
+        .iter()
+        .find(|c| c.name == "gauss_96x64")
+        .unwrap();
     let w = Tensor::from_f32(&small, &[c.n, c.k], &c.w).unwrap();
     let q = nf4_quantize(&w).unwrap();
-    assert_eq!(q.to_host().unwrap(), Nf4Host::quantize(&c.w, c.n, c.k).unwrap());
+    assert_eq!(
+        q.to_host().unwrap(),
+        Nf4Host::quantize(&c.w, c.n, c.k).unwrap()
+    );
     let d = nf4_dequantize(&Nf4Weight::from_host(&small, &bnb_nf4(c)).unwrap()).unwrap();
     assert_bits("chunked NF4 dequantize", &d.to_vec().unwrap(), &c.nf4_deq);
     let q8 = int8_quantize(&w).unwrap();
     assert_eq!(q8.to_host().unwrap(), bnb_int8(c));
     let d8 = int8_dequantize(&q8).unwrap();
-    assert_bits("chunked int8 dequantize", &d8.to_vec().unwrap(), &c.int8_deq);
+    assert_bits(
+        "chunked int8 dequantize",
+        &d8.to_vec().unwrap(),
+        &c.int8_deq,
+    );
     // A weight whose codes exceed one binding is refused with a clear error.
     let big = Tensor::from_f32(&small, &[256, 64], &vec![1.0; 256 * 64]).unwrap();
-    let e = int8_quantize(&big).err().expect("int8 codes of 16 KiB > 8 KiB binding");
+    let e = int8_quantize(&big)
+        .err()
+        .expect("int8 codes of 16 KiB > 8 KiB binding");
     assert!(format!("{e:#}").contains("storage binding"), "{e:#}");
 }
 
@@ -332,7 +490,14 @@ fn quantize_and_dequantize_chunk_on_a_small_binding_device() {
 
 /// x [m, k] · W[n, k]ᵀ (+ bias) in f64 from the dequantized weight, and the
 /// per-row scale Σ_k |x W| that bounds the f32 rounding error.
-pub fn forward_ref(x: &[f32], w: &[f32], bias: Option<&[f32]>, m: usize, n: usize, k: usize) -> (Vec<f64>, f64) {
+pub fn forward_ref(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    m: usize,
+    n: usize,
+    k: usize,
+) -> (Vec<f64>, f64) {
     let mut y = vec![0.0; m * n];
     let mut scale = 0.0f64;
     for i in 0..m {
@@ -403,18 +568,31 @@ pub fn check_qmatmul(format: QuantFormat, forward: &ForwardFn) {
             let tb = bias.map(|b| upload(&[n], b));
             forward(&y, &tx, &q, tb.as_ref());
             let (want, s) = forward_ref(&x, &wd, bias, m, n, k);
-            let what = format!("{format:?} forward M={m} N={n} K={k} bias={}", bias.is_some());
+            let what = format!(
+                "{format:?} forward M={m} N={n} K={k} bias={}",
+                bias.is_some()
+            );
             assert_close(&what, &y.to_vec().unwrap(), &want, 1e-6 * s, 1e-6);
         }
         let dy = rng.vec(m * n, 1.0);
         let dx = poisoned(&[m, k]);
         match &q {
-            QuantizedWeight::Int8(w) => engine::ops::qmatmul_int8::qmatmul_int8_backward_into(&dx, &upload(&[m, n], &dy), w),
-            QuantizedWeight::Nf4(w) => engine::ops::qmatmul_nf4::qmatmul_nf4_backward_into(&dx, &upload(&[m, n], &dy), w),
+            QuantizedWeight::Int8(w) => {
+                engine::ops::qmatmul_int8::qmatmul_int8_backward_into(&dx, &upload(&[m, n], &dy), w)
+            }
+            QuantizedWeight::Nf4(w) => {
+                engine::ops::qmatmul_nf4::qmatmul_nf4_backward_into(&dx, &upload(&[m, n], &dy), w)
+            }
         }
         .unwrap();
         let (want, s) = backward_ref(&dy, &wd, m, n, k);
-        assert_close(&format!("{format:?} backward M={m} N={n} K={k}"), &dx.to_vec().unwrap(), &want, 1e-6 * s, 1e-6);
+        assert_close(
+            &format!("{format:?} backward M={m} N={n} K={k}"),
+            &dx.to_vec().unwrap(),
+            &want,
+            1e-6 * s,
+            1e-6,
+        );
     }
 }
 
@@ -426,14 +604,22 @@ pub fn check_qlinear_grads(format: QuantFormat) {
     let q = QuantizedWeight::from_host(&gpu, &rng.normals(n * k, 1.0), n, k, format).unwrap();
     let x = rng.vec(m * k, 1.0);
     let b = rng.vec(n, 1.0);
-    check_grads(&format!("qlinear {format:?}"), &[(vec![m, k], x), (vec![n], b)], 1e-2, 2e-3, |tape, v| {
-        engine::quant::qlinear(tape, &v[0], &q, Some(&v[1])).unwrap()
-    });
+    check_grads(
+        &format!("qlinear {format:?}"),
+        &[(vec![m, k], x), (vec![n], b)],
+        1e-2,
+        2e-3,
+        |tape, v| engine::quant::qlinear(tape, &v[0], &q, Some(&v[1])).unwrap(),
+    );
     // Without a bias, and with x on a [2, 1, k] batch shape.
     let x = rng.vec(2 * k, 1.0);
-    check_grads(&format!("qlinear {format:?} no bias"), &[(vec![2, 1, k], x)], 1e-2, 2e-3, |tape, v| {
-        engine::quant::qlinear(tape, &v[0], &q, None).unwrap()
-    });
+    check_grads(
+        &format!("qlinear {format:?} no bias"),
+        &[(vec![2, 1, k], x)],
+        1e-2,
+        2e-3,
+        |tape, v| engine::quant::qlinear(tape, &v[0], &q, None).unwrap(),
+    );
 }
 
 /// Row chunking (x and y larger than one binding) on a 4 KiB-binding device,
@@ -448,17 +634,36 @@ pub fn check_qmatmul_chunking(format: QuantFormat) {
     let q = QuantizedWeight::from_host(&small, &w, n, k, format).unwrap();
     let wd = q.dequantize_host().unwrap();
     let x = rng.vec(m * k, 1.0);
-    let y = q.forward(&Tensor::from_f32(&small, &[m, k], &x).unwrap(), None).unwrap();
+    let y = q
+        .forward(&Tensor::from_f32(&small, &[m, k], &x).unwrap(), None)
+        .unwrap();
     let (want, s) = forward_ref(&x, &wd, None, m, n, k);
-    assert_close(&format!("{format:?} chunked forward"), &y.to_vec().unwrap(), &want, 1e-6 * s, 1e-6);
+    assert_close(
+        &format!("{format:?} chunked forward"),
+        &y.to_vec().unwrap(),
+        &want,
+        1e-6 * s,
+        1e-6,
+    );
     let dy = rng.vec(m * n, 1.0);
-    let dx = q.backward(&Tensor::from_f32(&small, &[m, n], &dy).unwrap()).unwrap();
+    let dx = q
+        .backward(&Tensor::from_f32(&small, &[m, n], &dy).unwrap())
+        .unwrap();
     let (want, s) = backward_ref(&dy, &wd, m, n, k);
-    assert_close(&format!("{format:?} chunked backward"), &dx.to_vec().unwrap(), &want, 1e-6 * s, 1e-6);
+    assert_close(
+        &format!("{format:?} chunked backward"),
+        &dx.to_vec().unwrap(),
+        &want,
+        1e-6 * s,
+        1e-6,
+    );
     let wide = Tensor::from_f32(&small, &[1, 2048], &vec![0.0; 2048]).unwrap();
     let qw = QuantizedWeight::from_host(&small, &vec![1.0; 2048], 1, 2048, format).unwrap();
     let e = qw.forward(&wide, None).err().map(|e| format!("{e:#}"));
-    assert!(e.is_some_and(|e| e.contains("binding")), "a row wider than a binding must be refused");
+    assert!(
+        e.is_some_and(|e| e.contains("binding")),
+        "a row wider than a binding must be refused"
+    );
 
     // The backward reduction runs over N = 65536 + 100: two dispatches, the second accumulating.
     let gpu = gpu();
@@ -469,10 +674,20 @@ pub fn check_qmatmul_chunking(format: QuantFormat) {
     let dy = rng.vec(m * n, 1.0);
     let dx = poisoned(&[m, k]);
     match &q {
-        QuantizedWeight::Int8(w) => engine::ops::qmatmul_int8::qmatmul_int8_backward_into(&dx, &upload(&[m, n], &dy), w),
-        QuantizedWeight::Nf4(w) => engine::ops::qmatmul_nf4::qmatmul_nf4_backward_into(&dx, &upload(&[m, n], &dy), w),
+        QuantizedWeight::Int8(w) => {
+            engine::ops::qmatmul_int8::qmatmul_int8_backward_into(&dx, &upload(&[m, n], &dy), w)
+        }
+        QuantizedWeight::Nf4(w) => {
+            engine::ops::qmatmul_nf4::qmatmul_nf4_backward_into(&dx, &upload(&[m, n], &dy), w)
+        }
     }
     .unwrap();
     let (want, s) = backward_ref(&dy, &wd, m, n, k);
-    assert_close(&format!("{format:?} split reduction"), &dx.to_vec().unwrap(), &want, 1e-6 * s, 1e-6);
+    assert_close(
+        &format!("{format:?} split reduction"),
+        &dx.to_vec().unwrap(),
+        &want,
+        1e-6 * s,
+        1e-6,
+    );
 }

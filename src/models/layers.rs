@@ -5,6 +5,7 @@ use anyhow::{ensure, Result};
 use std::sync::Arc;
 
 use super::params::ParamVars;
+use super::quantized::quantized_linear;
 use crate::device::Gpu;
 use crate::ops::attention::{attention, AttnOptions};
 use crate::ops::layernorm::layernorm;
@@ -214,8 +215,12 @@ impl<'a> Fwd<'a> {
     /// A module with a LoRA adapter (while adapters are on) runs the fused
     /// LoRA op instead: `+ s·(dropout(x)·Aᵀ)·Bᵀ` in the same pass.
     pub fn linear(&self, x: &Var, prefix: &str, out_in: bool) -> Result<Var> {
-        let w = self.p(&format!("{prefix}.weight"))?;
         let b = self.vars.get(&format!("{prefix}.bias")).ok();
+        // A quantized base (QLoRA) runs the dequantizing kernels.
+        if let Some(q) = self.vars.quantized.get(prefix) {
+            return quantized_linear(self.tape, x, q, b, self.vars.lora_for(prefix)?);
+        }
+        let w = self.p(&format!("{prefix}.weight"))?;
         if let Some(l) = self.vars.lora_for(prefix)? {
             return lora_linear(self.tape, x, w, b, l.a, l.b, l.scale, out_in, l.dropout);
         }

@@ -3,6 +3,7 @@
 //! (reward) head.
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -19,6 +20,7 @@ use crate::ops::matmul::matmul;
 use crate::ops::reduce::sum;
 use crate::ops::rotary::RotaryTable;
 use crate::ops::row_gather::row_gather;
+use crate::quant::QuantizedWeight;
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
 
@@ -42,6 +44,9 @@ pub struct CausalLm {
     gpu: Arc<Gpu>,
     /// LoRA adapters (`models::lora`): attach, load, merge, save.
     pub lora: Option<Adapters>,
+    /// Frozen quantized base weights by module (`models::quantized`); their
+    /// f32 copies are dropped from `params`.
+    pub quantized: Arc<BTreeMap<String, QuantizedWeight>>,
 }
 
 const V_HEAD_W: &str = "v_head.summary.weight";
@@ -106,6 +111,7 @@ impl CausalLm {
             rope,
             gpu: gpu.clone(),
             lora: None,
+            quantized: Arc::default(),
         })
     }
 
@@ -124,6 +130,7 @@ impl CausalLm {
     pub fn vars(&self, tape: &Tape) -> ParamVars {
         let mut v = self.params.vars(tape);
         v.lora = self.lora_vars();
+        v.quantized = self.quantized.clone();
         v
     }
 
@@ -232,6 +239,10 @@ impl CausalLm {
     /// not part of it (merged ones are, through the base weights; see
     /// [`CausalLm::save_adapter`]).
     pub fn save(&self, dir: &Path, dtype: SaveDtype) -> Result<()> {
+        ensure!(
+            self.quantized.is_empty(),
+            "this model's base is quantized (frozen); save its LoRA adapter instead, or reload the f32 base"
+        );
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let name = match dtype {
             SaveDtype::F32 => "float32",

@@ -219,8 +219,18 @@ impl CausalLm {
         for l in 0..self.cfg.n_layer {
             for kind in kinds {
                 let name = format!("{prefix}.{l}.{kind}");
-                let s = self.params.get(&format!("{name}.weight"))?.shape().to_vec();
-                let (i, o) = if out_in { (s[1], s[0]) } else { (s[0], s[1]) };
+                let (i, o) = match self.quantized.get(&name) {
+                    // A quantized base keeps its shape as (out, in).
+                    Some(q) => (q.shape().1, q.shape().0),
+                    None => {
+                        let s = self.params.get(&format!("{name}.weight"))?.shape().to_vec();
+                        if out_in {
+                            (s[1], s[0])
+                        } else {
+                            (s[0], s[1])
+                        }
+                    }
+                };
                 out.push(LinearModule {
                     name,
                     in_features: i,

@@ -11,6 +11,7 @@ pub mod layers;
 pub mod lm;
 pub mod lora;
 pub mod params;
+pub mod quantized;
 pub mod sampling;
 
 pub use checkpoint::{Checkpoint, HostTensor};

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use super::checkpoint::{Checkpoint, HostTensor};
 use super::lora::LoraVars;
 use crate::device::Gpu;
+use crate::quant::QuantizedWeight;
 use crate::tape::{Grads, Tape, Var};
 use crate::tensor::{DType, Tensor};
 
@@ -65,6 +66,19 @@ impl ParamStore {
         self.index.contains_key(name)
     }
 
+    /// Drops a parameter (its storage returns to the pool), e.g. a base weight
+    /// replaced by a quantized copy.
+    pub fn remove(&mut self, name: &str) -> Option<Tensor> {
+        let i = self.index.remove(name)?;
+        let p = self.params.remove(i);
+        for idx in self.index.values_mut() {
+            if *idx > i {
+                *idx -= 1;
+            }
+        }
+        Some(p.tensor)
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &Param> {
         self.params.iter()
     }
@@ -94,7 +108,11 @@ impl ParamStore {
                 (p.name.clone(), v)
             })
             .collect();
-        ParamVars { vars, lora: None }
+        ParamVars {
+            vars,
+            lora: None,
+            quantized: Arc::default(),
+        }
     }
 
     /// Host copies of every parameter, keyed by name, for saving.
@@ -123,6 +141,8 @@ pub struct ParamVars {
     vars: HashMap<String, Var>,
     /// The model's LoRA adapters for this pass (see `models::lora`).
     pub lora: Option<LoraVars>,
+    /// Frozen quantized base weights by module (see `models::quantized`).
+    pub quantized: Arc<BTreeMap<String, QuantizedWeight>>,
 }
 
 impl ParamVars {

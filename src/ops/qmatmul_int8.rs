@@ -42,8 +42,23 @@ pub fn qmatmul_int8_forward(x: &Tensor, w: &Int8Weight, bias: Option<&Tensor>) -
 }
 
 /// [`qmatmul_int8_forward`] into an existing `y`.
-pub fn qmatmul_int8_forward_into(y: &Tensor, x: &Tensor, w: &Int8Weight, bias: Option<&Tensor>) -> Result<()> {
-    qgemm(SHADER, "qmatmul_int8_forward", false, y, x, (w.n, w.k), &w.binds(), bias, INV_127)
+pub fn qmatmul_int8_forward_into(
+    y: &Tensor,
+    x: &Tensor,
+    w: &Int8Weight,
+    bias: Option<&Tensor>,
+) -> Result<()> {
+    qgemm(
+        SHADER,
+        "qmatmul_int8_forward",
+        false,
+        y,
+        x,
+        (w.n, w.k),
+        &w.binds(),
+        bias,
+        INV_127,
+    )
 }
 
 /// `dx = dy · W` for dy [.., N].
@@ -55,10 +70,26 @@ pub fn qmatmul_int8_backward(dy: &Tensor, w: &Int8Weight) -> Result<Tensor> {
 
 /// [`qmatmul_int8_backward`] into an existing `dx`.
 pub fn qmatmul_int8_backward_into(dx: &Tensor, dy: &Tensor, w: &Int8Weight) -> Result<()> {
-    qgemm(SHADER, "qmatmul_int8_backward", true, dx, dy, (w.n, w.k), &w.binds(), None, INV_127)
+    qgemm(
+        SHADER,
+        "qmatmul_int8_backward",
+        true,
+        dx,
+        dy,
+        (w.n, w.k),
+        &w.binds(),
+        None,
+        INV_127,
+    )
 }
 
-fn run(entry: &'static str, params: &Int8QuantParams, binds: &[Bind], items: usize, gpu: &crate::Gpu) -> Result<()> {
+fn run(
+    entry: &'static str,
+    params: &Int8QuantParams,
+    binds: &[Bind],
+    items: usize,
+    gpu: &crate::Gpu,
+) -> Result<()> {
     let groups = groups_1d(gpu, items.div_ceil(64) as u32);
     gpu.dispatch(&Kernel::new(SHADER, entry), params, binds, groups)
 }
@@ -66,27 +97,57 @@ fn run(entry: &'static str, params: &Int8QuantParams, binds: &[Bind], items: usi
 /// Element ranges of at most one binding on `unit`-element boundaries.
 fn ranges(gpu: &crate::Gpu, numel: usize, unit: usize) -> Vec<(usize, usize)> {
     let step = ((gpu.max_binding() / 4) as usize / unit * unit).max(unit);
-    (0..numel).step_by(step).map(|lo| (lo, (lo + step).min(numel))).collect()
+    (0..numel)
+        .step_by(step)
+        .map(|lo| (lo, (lo + step).min(numel)))
+        .collect()
 }
 
 /// Quantizes an f32 weight [N, K] on the GPU (same codes and stats as
 /// [`Int8Host::quantize`](crate::quant::Int8Host::quantize)).
 pub fn int8_quantize(w: &Tensor) -> Result<Int8Weight> {
-    ensure!(w.dtype() == DType::F32, "int8_quantize needs an f32 weight, got {w:?}");
+    ensure!(
+        w.dtype() == DType::F32,
+        "int8_quantize needs an f32 weight, got {w:?}"
+    );
     let gpu = w.gpu();
     let (n, k) = (w.rows(), w.cols());
     let q = Int8Weight::alloc(gpu, n, k)?;
-    let base = Int8QuantParams { numel: (n * k) as u32, k: k as u32, inv127: INV_127, ..Default::default() };
+    let base = Int8QuantParams {
+        numel: (n * k) as u32,
+        k: k as u32,
+        inv127: INV_127,
+        ..Default::default()
+    };
     // Row statistics, in chunks of whole rows.
-    for (r0, r1) in ranges(gpu, n * k, k).into_iter().map(|(lo, hi)| (lo / k, hi.div_ceil(k))) {
+    for (r0, r1) in ranges(gpu, n * k, k)
+        .into_iter()
+        .map(|(lo, hi)| (lo / k, hi.div_ceil(k)))
+    {
         let (xb, off) = w.bind_elems(1, r0 * k, r1 * k);
-        let p = Int8QuantParams { count: (r1 - r0) as u32, base: r0 as u32, src_off: off, ..base };
+        let p = Int8QuantParams {
+            count: (r1 - r0) as u32,
+            base: r0 as u32,
+            src_off: off,
+            ..base
+        };
         run("int8_row_absmax", &p, &[xb, q.stats.bind(11)], r1 - r0, gpu)?;
     }
     for (lo, hi) in ranges(gpu, n * k, 64) {
         let (xb, off) = w.bind_elems(1, lo, hi);
-        let p = Int8QuantParams { count: (hi - lo) as u32, base: lo as u32, src_off: off, ..base };
-        run("int8_quantize", &p, &[xb, q.codes.bind(10), q.stats.bind(11)], (hi - lo).div_ceil(4), gpu)?;
+        let p = Int8QuantParams {
+            count: (hi - lo) as u32,
+            base: lo as u32,
+            src_off: off,
+            ..base
+        };
+        run(
+            "int8_quantize",
+            &p,
+            &[xb, q.codes.bind(10), q.stats.bind(11)],
+            (hi - lo).div_ceil(4),
+            gpu,
+        )?;
     }
     Ok(q)
 }
@@ -103,7 +164,12 @@ pub fn int8_dequantize(w: &Int8Weight) -> Result<Tensor> {
 pub fn int8_dequantize_into(y: &Tensor, w: &Int8Weight) -> Result<()> {
     let gpu = w.codes.gpu();
     let numel = w.n * w.k;
-    ensure!(y.dtype() == DType::F32 && y.numel() == numel, "int8_dequantize into {y:?} for [{}, {}]", w.n, w.k);
+    ensure!(
+        y.dtype() == DType::F32 && y.numel() == numel,
+        "int8_dequantize into {y:?} for [{}, {}]",
+        w.n,
+        w.k
+    );
     for (lo, hi) in ranges(gpu, numel, 64) {
         let (yb, off) = y.bind_elems(4, lo, hi);
         let p = Int8QuantParams {

@@ -76,7 +76,17 @@ pub fn qmatmul_nf4_forward_into(
             w.k
         ),
         Nf4Path::Gemv | Nf4Path::Auto if gemv_ok => gemv(y, x, w, bias),
-        _ => qgemm(SHADER, "qmatmul_nf4_forward", false, y, x, (w.n, w.k), &w.binds(), bias, 0.0),
+        _ => qgemm(
+            SHADER,
+            "qmatmul_nf4_forward",
+            false,
+            y,
+            x,
+            (w.n, w.k),
+            &w.binds(),
+            bias,
+            0.0,
+        ),
     }
 }
 
@@ -89,7 +99,17 @@ pub fn qmatmul_nf4_backward(dy: &Tensor, w: &Nf4Weight) -> Result<Tensor> {
 
 /// [`qmatmul_nf4_backward`] into an existing `dx`.
 pub fn qmatmul_nf4_backward_into(dx: &Tensor, dy: &Tensor, w: &Nf4Weight) -> Result<()> {
-    qgemm(SHADER, "qmatmul_nf4_backward", true, dx, dy, (w.n, w.k), &w.binds(), None, 0.0)
+    qgemm(
+        SHADER,
+        "qmatmul_nf4_backward",
+        true,
+        dx,
+        dy,
+        (w.n, w.k),
+        &w.binds(),
+        None,
+        0.0,
+    )
 }
 
 fn gemv(y: &Tensor, x: &Tensor, w: &Nf4Weight, bias: Option<&Tensor>) -> Result<()> {
@@ -100,7 +120,11 @@ fn gemv(y: &Tensor, x: &Tensor, w: &Nf4Weight, bias: Option<&Tensor>) -> Result<
         w.k
     );
     if let Some(b) = bias {
-        ensure!(b.dtype() == DType::F32 && b.shape() == [w.n], "qmatmul_nf4: bias {b:?} for N = {}", w.n);
+        ensure!(
+            b.dtype() == DType::F32 && b.shape() == [w.n],
+            "qmatmul_nf4: bias {b:?} for N = {}",
+            w.n
+        );
     }
     ensure!(
         x.bytes().max(y.bytes()) <= x.gpu().max_binding(),
@@ -122,16 +146,30 @@ fn gemv(y: &Tensor, x: &Tensor, w: &Nf4Weight, bias: Option<&Tensor>) -> Result<
     let mut binds = vec![x.bind(2), bias.unwrap_or(x).bind(3), y.bind(4)];
     binds.extend(w.binds());
     let groups = groups_1d(gpu, w.n.div_ceil(64) as u32);
-    gpu.dispatch(&Kernel::new(SHADER, "qmatmul_nf4_gemv"), &params, &binds, groups)
+    gpu.dispatch(
+        &Kernel::new(SHADER, "qmatmul_nf4_gemv"),
+        &params,
+        &binds,
+        groups,
+    )
 }
 
 /// Element ranges of at most one binding, on 64-element boundaries.
 fn block_ranges(gpu: &crate::Gpu, numel: usize) -> Vec<(usize, usize)> {
     let step = ((gpu.max_binding() / 4) as usize / NF4_BLOCK * NF4_BLOCK).max(NF4_BLOCK);
-    (0..numel).step_by(step).map(|lo| (lo, (lo + step).min(numel))).collect()
+    (0..numel)
+        .step_by(step)
+        .map(|lo| (lo, (lo + step).min(numel)))
+        .collect()
 }
 
-fn run(entry: &'static str, params: &Nf4QuantParams, binds: &[Bind], items: usize, gpu: &crate::Gpu) -> Result<()> {
+fn run(
+    entry: &'static str,
+    params: &Nf4QuantParams,
+    binds: &[Bind],
+    items: usize,
+    gpu: &crate::Gpu,
+) -> Result<()> {
     let groups = groups_1d(gpu, items.div_ceil(64) as u32);
     gpu.dispatch(&Kernel::new(SHADER, entry), params, binds, groups)
 }
@@ -141,38 +179,72 @@ fn run(entry: &'static str, params: &Nf4QuantParams, binds: &[Bind], items: usiz
 /// [`Nf4Host::quantize`](crate::quant::Nf4Host::quantize). The weight may
 /// exceed one binding (it is read in chunks).
 pub fn nf4_quantize(w: &Tensor) -> Result<Nf4Weight> {
-    ensure!(w.dtype() == DType::F32, "nf4_quantize needs an f32 weight, got {w:?}");
+    ensure!(
+        w.dtype() == DType::F32,
+        "nf4_quantize needs an f32 weight, got {w:?}"
+    );
     let gpu = w.gpu();
     let code8 = dynamic_map();
     let q = Nf4Weight::alloc(gpu, w.rows(), w.cols(), &code8)?;
     let numel = w.numel();
     let nb = q.blocks();
-    let base = Nf4QuantParams { numel: numel as u32, blocks: nb as u32, ..Default::default() };
+    let base = Nf4QuantParams {
+        numel: numel as u32,
+        blocks: nb as u32,
+        ..Default::default()
+    };
     let absmax = Tensor::empty(gpu, &[nb], DType::F32)?;
     for (lo, hi) in block_ranges(gpu, numel) {
         let (xb, off) = w.bind_elems(1, lo, hi);
         let count = (hi - lo).div_ceil(NF4_BLOCK);
-        let p = Nf4QuantParams { count: count as u32, base: (lo / NF4_BLOCK) as u32, src_off: off, ..base };
-        run("nf4_quantize", &p, &[xb, absmax.bind(4), q.codes.bind(10)], count, gpu)?;
+        let p = Nf4QuantParams {
+            count: count as u32,
+            base: (lo / NF4_BLOCK) as u32,
+            src_off: off,
+            ..base
+        };
+        run(
+            "nf4_quantize",
+            &p,
+            &[xb, absmax.bind(4), q.codes.bind(10)],
+            count,
+            gpu,
+        )?;
     }
     let mut sum = absmax.clone();
     while sum.numel() > 1 {
         let next = Tensor::empty(gpu, &[sum.numel().div_ceil(SUM_GROUP)], DType::F32)?;
-        let p = Nf4QuantParams { count: next.numel() as u32, base: sum.numel() as u32, ..base };
-        run("nf4_absmax_sum", &p, &[sum.bind(1), next.bind(4)], next.numel(), gpu)?;
+        let p = Nf4QuantParams {
+            count: next.numel() as u32,
+            base: sum.numel() as u32,
+            ..base
+        };
+        run(
+            "nf4_absmax_sum",
+            &p,
+            &[sum.bind(1), next.bind(4)],
+            next.numel(),
+            gpu,
+        )?;
         sum = next;
     }
     let lut: Vec<i32> = bytemuck::cast_slice(&dynamic_lut(&code8)).to_vec();
     let lut = Tensor::from_i32(gpu, &[lut.len()], &lut)?;
     let stats = q.binds()[4];
     let nb2 = nb.div_ceil(ABSMAX_BLOCK);
-    let p = Nf4QuantParams { count: nb2 as u32, ..base };
+    let p = Nf4QuantParams {
+        count: nb2 as u32,
+        ..base
+    };
     let binds = [
         absmax.bind(1),
         sum.bind(3),
         lut.bind(11),
         q.absmax_q.bind(12),
-        Bind { binding: 13, ..stats },
+        Bind {
+            binding: 13,
+            ..stats
+        },
     ];
     run("nf4_absmax_quantize", &p, &binds, nb2, gpu)?;
     Ok(q)
@@ -190,7 +262,12 @@ pub fn nf4_dequantize(w: &Nf4Weight) -> Result<Tensor> {
 pub fn nf4_dequantize_into(y: &Tensor, w: &Nf4Weight) -> Result<()> {
     let gpu = w.codes.gpu();
     let numel = w.n * w.k;
-    ensure!(y.dtype() == DType::F32 && y.numel() == numel, "nf4_dequantize into {y:?} for [{}, {}]", w.n, w.k);
+    ensure!(
+        y.dtype() == DType::F32 && y.numel() == numel,
+        "nf4_dequantize into {y:?} for [{}, {}]",
+        w.n,
+        w.k
+    );
     for (lo, hi) in block_ranges(gpu, numel) {
         let (yb, off) = y.bind_elems(4, lo, hi);
         let p = Nf4QuantParams {

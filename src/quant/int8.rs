@@ -25,7 +25,11 @@ pub struct Int8Host {
 
 impl Int8Host {
     pub fn quantize(w: &[f32], n: usize, k: usize) -> Result<Int8Host> {
-        ensure!(w.len() == n * k, "int8 quantize: {} values for [{n}, {k}]", w.len());
+        ensure!(
+            w.len() == n * k,
+            "int8 quantize: {} values for [{n}, {k}]",
+            w.len()
+        );
         ensure!(n * k > 0, "int8 quantize: empty weight");
         let mut codes = Vec::with_capacity(n * k);
         let mut stats = Vec::with_capacity(n);

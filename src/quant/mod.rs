@@ -51,7 +51,11 @@ pub enum WeightLayout {
 
 /// The weight in [N, K] row-major order.
 pub fn to_out_in(w: &[f32], n: usize, k: usize, layout: WeightLayout) -> Result<Vec<f32>> {
-    ensure!(w.len() == n * k, "weight of {} values for [{n}, {k}]", w.len());
+    ensure!(
+        w.len() == n * k,
+        "weight of {} values for [{n}, {k}]",
+        w.len()
+    );
     Ok(match layout {
         WeightLayout::OutIn => w.to_vec(),
         WeightLayout::InOut => {
@@ -83,8 +87,12 @@ impl QuantizedWeight {
         format: QuantFormat,
     ) -> Result<QuantizedWeight> {
         Ok(match format {
-            QuantFormat::Int8 => QuantizedWeight::Int8(Int8Weight::from_host(gpu, &Int8Host::quantize(w, n, k)?)?),
-            QuantFormat::Nf4 => QuantizedWeight::Nf4(Nf4Weight::from_host(gpu, &Nf4Host::quantize(w, n, k)?)?),
+            QuantFormat::Int8 => {
+                QuantizedWeight::Int8(Int8Weight::from_host(gpu, &Int8Host::quantize(w, n, k)?)?)
+            }
+            QuantFormat::Nf4 => {
+                QuantizedWeight::Nf4(Nf4Weight::from_host(gpu, &Nf4Host::quantize(w, n, k)?)?)
+            }
         })
     }
 

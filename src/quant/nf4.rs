@@ -65,11 +65,17 @@ pub fn quantize_blocks(w: &[f32]) -> (Vec<u8>, Vec<f32>) {
         if blk.len() == NF4_BLOCK {
             let r = 1.0f32 / am.max(1e-38);
             absmax.push(am);
-            codes.extend(blk.iter().map(|&v| nf4_index((v * r).clamp(-1.0, 1.0), &bounds)));
+            codes.extend(
+                blk.iter()
+                    .map(|&v| nf4_index((v * r).clamp(-1.0, 1.0), &bounds)),
+            );
         } else {
             let am = am.max(1e-38);
             absmax.push(am);
-            codes.extend(blk.iter().map(|&v| nf4_index((v / am).clamp(-1.0, 1.0), &bounds)));
+            codes.extend(
+                blk.iter()
+                    .map(|&v| nf4_index((v / am).clamp(-1.0, 1.0), &bounds)),
+            );
         }
     }
     (codes, absmax)
@@ -133,7 +139,11 @@ pub fn double_quantize(absmax: &[f32], offset: f32, code8: &[f32; 256]) -> (Vec<
 impl Nf4Host {
     /// Quantizes an `[n, k]` row-major weight (nn.Linear layout).
     pub fn quantize(w: &[f32], n: usize, k: usize) -> Result<Nf4Host> {
-        ensure!(w.len() == n * k, "NF4 quantize: {} values for [{n}, {k}]", w.len());
+        ensure!(
+            w.len() == n * k,
+            "NF4 quantize: {} values for [{n}, {k}]",
+            w.len()
+        );
         ensure!(n * k > 0, "NF4 quantize: empty weight");
         let (codes, absmax) = quantize_blocks(w);
         let code8 = dynamic_map();
@@ -197,7 +207,11 @@ impl Nf4Host {
             self.packed.len(),
             self.numel().div_ceil(2)
         );
-        ensure!(self.absmax_q.len() == nb, "NF4: {} absmax codes for {nb} blocks", self.absmax_q.len());
+        ensure!(
+            self.absmax_q.len() == nb,
+            "NF4: {} absmax codes for {nb} blocks",
+            self.absmax_q.len()
+        );
         ensure!(
             self.absmax2.len() == nb.div_ceil(ABSMAX_BLOCK),
             "NF4: {} absmax2 values for {nb} blocks",

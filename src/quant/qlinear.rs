@@ -1,10 +1,10 @@
 //! `qlinear`: a linear layer over a frozen quantized weight, on the tape.
 
-use anyhow::{ensure, Result};
 use super::QuantizedWeight;
 use crate::ops::elementwise::Broadcast;
 use crate::ops::reduce::sum_broadcast;
 use crate::tape::{Tape, Var};
+use anyhow::{ensure, Result};
 
 /// `y = x · Wᵀ (+ bias)` for x [.., k], W [n, k] quantized, bias [n].
 ///
@@ -13,13 +13,21 @@ use crate::tape::{Tape, Var};
 /// The closure keeps a clone of the weight (shared buffers, no copy).
 pub fn qlinear(tape: &Tape, x: &Var, w: &QuantizedWeight, bias: Option<&Var>) -> Result<Var> {
     let (n, k) = w.shape();
-    ensure!(x.shape().last() == Some(&k), "qlinear: x {:?} for a [{n}, {k}] weight", x.shape());
+    ensure!(
+        x.shape().last() == Some(&k),
+        "qlinear: x {:?} for a [{n}, {k}] weight",
+        x.shape()
+    );
     let y = w.forward(x.tensor(), bias.map(|b| b.tensor()))?;
     let w = w.clone();
     let mut inputs = vec![x];
     inputs.extend(bias);
     Ok(tape.record("qlinear", &inputs, y, move |dy, needs| {
-        let dx = if needs[0] { Some(w.backward(dy)?) } else { None };
+        let dx = if needs[0] {
+            Some(w.backward(dy)?)
+        } else {
+            None
+        };
         let mut grads = vec![dx];
         if needs.len() > 1 {
             grads.push(if needs[1] {

@@ -76,10 +76,18 @@ impl Nf4Weight {
 
     /// Allocates the buffers of an [n, k] weight with the lookup tables
     /// filled in (codes, offset and absmax2 come from the host or the GPU).
-    pub(crate) fn alloc(gpu: &Arc<Gpu>, n: usize, k: usize, code8: &[f32; 256]) -> Result<Nf4Weight> {
+    pub(crate) fn alloc(
+        gpu: &Arc<Gpu>,
+        n: usize,
+        k: usize,
+        code8: &[f32; 256],
+    ) -> Result<Nf4Weight> {
         let numel = n * k;
         ensure!(numel > 0, "NF4 weight [{n}, {k}] is empty");
-        ensure!(numel < (1usize << 32) - 64, "NF4 weight [{n}, {k}]: more than 2^32 elements");
+        ensure!(
+            numel < (1usize << 32) - 64,
+            "NF4 weight [{n}, {k}]: more than 2^32 elements"
+        );
         let nb = numel.div_ceil(NF4_BLOCK);
         let nb2 = nb.div_ceil(ABSMAX_BLOCK);
         check_fits(gpu, "NF4 codes", nb as u64 * 32)?;
@@ -89,14 +97,21 @@ impl Nf4Weight {
         t.extend_from_slice(code8);
         t.resize(NF4_PAIRS + NF4_ABSMAX2 + nb2, 0.0);
         let tables = Tensor::from_f32(gpu, &[t.len()], &t)?;
-        Ok(Nf4Weight { n, k, codes, absmax_q, tables })
+        Ok(Nf4Weight {
+            n,
+            k,
+            codes,
+            absmax_q,
+            tables,
+        })
     }
 
     pub fn from_host(gpu: &Arc<Gpu>, h: &Nf4Host) -> Result<Nf4Weight> {
         h.validate()?;
         let w = Nf4Weight::alloc(gpu, h.n, h.k, &h.code8)?;
         w.codes.write_i32(&words(&h.packed, w.codes.numel()))?;
-        w.absmax_q.write_i32(&words(&h.absmax_q, w.absmax_q.numel()))?;
+        w.absmax_q
+            .write_i32(&words(&h.absmax_q, w.absmax_q.numel()))?;
         let mut t = w.tables.to_vec()?;
         t[NF4_PAIRS + NF4_OFFSET] = h.offset;
         t[NF4_PAIRS + NF4_ABSMAX2..].copy_from_slice(&h.absmax2);
@@ -144,8 +159,18 @@ impl Nf4Weight {
             self.codes.bind(5),
             self.codes.bind(6),
             self.absmax_q.bind(7),
-            Bind { binding: 8, buffer: t, offset: 0, size: split },
-            Bind { binding: 9, buffer: t, offset: split, size: self.tables.bytes() - split },
+            Bind {
+                binding: 8,
+                buffer: t,
+                offset: 0,
+                size: split,
+            },
+            Bind {
+                binding: 9,
+                buffer: t,
+                offset: split,
+                size: self.tables.bytes() - split,
+            },
         ]
     }
 }
@@ -166,7 +191,10 @@ impl Int8Weight {
     pub(crate) fn alloc(gpu: &Arc<Gpu>, n: usize, k: usize) -> Result<Int8Weight> {
         let numel = n * k;
         ensure!(numel > 0, "int8 weight [{n}, {k}] is empty");
-        ensure!(numel < (1usize << 32) - 4, "int8 weight [{n}, {k}]: more than 2^32 elements");
+        ensure!(
+            numel < (1usize << 32) - 4,
+            "int8 weight [{n}, {k}]: more than 2^32 elements"
+        );
         check_fits(gpu, "int8 codes", numel.div_ceil(4) as u64 * 4)?;
         Ok(Int8Weight {
             n,
@@ -186,7 +214,8 @@ impl Int8Weight {
             h.stats.len()
         );
         let w = Int8Weight::alloc(gpu, h.n, h.k)?;
-        w.codes.write_i32(&words(bytemuck::cast_slice(&h.codes), w.codes.numel()))?;
+        w.codes
+            .write_i32(&words(bytemuck::cast_slice(&h.codes), w.codes.numel()))?;
         w.stats.write(&h.stats)?;
         Ok(w)
     }
