@@ -134,3 +134,42 @@ fn bad_inputs_are_clear_errors() {
         "{err}"
     );
 }
+
+#[test]
+fn quantized_bases_and_adapters_from_the_cli() {
+    let (ok, out, err) = engine(&[
+        "info",
+        "--model",
+        &model_dir("gpt2-tiny"),
+        "--quant",
+        "nf4",
+        "--lora-r",
+        "8",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("nf4 codes")
+            && out.contains("LoRA adapters")
+            && out.contains("bytes per quantized weight"),
+        "{out}"
+    );
+    let adapter = model_dir("gpt2-tiny-lora");
+    let (ok, out, err) = engine(&[
+        "generate",
+        "--model",
+        &model_dir("gpt2-tiny"),
+        "--quant",
+        "int8",
+        "--adapter",
+        &adapter,
+        "--prompt",
+        "The",
+        "--max-new-tokens",
+        "4",
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("new_ids"), "{out}");
+    let (ok, _, err) = engine(&["info", "--model", &model_dir("gpt2-tiny"), "--quant", "fp4"]);
+    assert!(!ok && err.contains("fp4"), "{err}");
+}

@@ -11,6 +11,33 @@ use engine::models::sampling::SamplingConfig;
 use engine::models::CausalLm;
 use engine::{DType, Gpu, Tape};
 
+/// A base model plus optional quantization and a PEFT adapter.
+#[derive(clap::Args)]
+pub struct ModelArgs {
+    /// A Hugging Face model directory (config.json, model.safetensors, tokenizer.json).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Quantize the frozen base: none, int8 or nf4.
+    #[arg(long, default_value = "none")]
+    pub quant: String,
+    /// A PEFT LoRA adapter directory (adapter_config.json, adapter_model.safetensors).
+    #[arg(long)]
+    pub adapter: Option<PathBuf>,
+}
+
+impl ModelArgs {
+    pub fn load(&self, gpu: &Arc<Gpu>) -> Result<CausalLm> {
+        let mut model = CausalLm::load(gpu, &self.model)?;
+        if let Some(format) = engine::models::quantized::parse_quant(&self.quant)? {
+            model.quantize_base(format)?;
+        }
+        if let Some(dir) = &self.adapter {
+            model.load_adapter(dir)?;
+        }
+        Ok(model)
+    }
+}
+
 #[derive(clap::Args)]
 pub struct SamplingArgs {
     /// Greedy decoding (the default when no sampling flag is given).
@@ -61,8 +88,8 @@ impl SamplingArgs {
 
 #[derive(clap::Args)]
 pub struct GenerateArgs {
-    #[arg(long)]
-    pub model: PathBuf,
+    #[command(flatten)]
+    pub model: ModelArgs,
     #[arg(long)]
     pub prompt: String,
     #[command(flatten)]
@@ -73,7 +100,7 @@ pub struct GenerateArgs {
 }
 
 pub fn generate_cmd(gpu: &Arc<Gpu>, a: &GenerateArgs) -> Result<()> {
-    let model = CausalLm::load(gpu, &a.model)?;
+    let model = a.model.load(gpu)?;
     let prompt = model.encode(&a.prompt)?;
     ensure!(!prompt.is_empty(), "the prompt encodes to no tokens");
     let out = generate(
@@ -94,8 +121,8 @@ pub fn generate_cmd(gpu: &Arc<Gpu>, a: &GenerateArgs) -> Result<()> {
 
 #[derive(clap::Args)]
 pub struct ChatArgs {
-    #[arg(long)]
-    pub model: PathBuf,
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Text put before the conversation.
     #[arg(long, default_value = "")]
     pub system: String,
@@ -112,7 +139,7 @@ pub struct ChatArgs {
 /// Interactive chat: each turn is rendered with the template and appended to
 /// the history, and the reply stops at EOS or the next user prefix.
 pub fn chat_cmd(gpu: &Arc<Gpu>, a: &ChatArgs) -> Result<()> {
-    let model = CausalLm::load(gpu, &a.model)?;
+    let model = a.model.load(gpu)?;
     let mut cfg = a.sampling.config(&model)?;
     let next_user = format!("{}{}", a.separator, a.user_prefix.trim_end());
     cfg.stop_strings.push(next_user.clone());
@@ -151,8 +178,8 @@ pub fn chat_cmd(gpu: &Arc<Gpu>, a: &ChatArgs) -> Result<()> {
 
 #[derive(clap::Args)]
 pub struct PerplexityArgs {
-    #[arg(long)]
-    pub model: PathBuf,
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// A text file, tokenized as the model's tokenizer.json does.
     #[arg(long)]
     pub text: PathBuf,
@@ -164,7 +191,7 @@ pub struct PerplexityArgs {
 }
 
 pub fn perplexity_cmd(gpu: &Arc<Gpu>, a: &PerplexityArgs) -> Result<()> {
-    let model = CausalLm::load(gpu, &a.model)?;
+    let model = a.model.load(gpu)?;
     let text = std::fs::read_to_string(&a.text)
         .with_context(|| format!("reading {}", a.text.display()))?;
     let mut ids = model.encode(&text)?;
@@ -205,12 +232,25 @@ pub fn perplexity_cmd(gpu: &Arc<Gpu>, a: &PerplexityArgs) -> Result<()> {
 
 #[derive(clap::Args)]
 pub struct InfoArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Also attach fresh LoRA adapters of this rank to report their memory.
     #[arg(long)]
-    pub model: PathBuf,
+    pub lora_r: Option<usize>,
+    /// Modules for --lora-r (comma-separated; default: every linear layer).
+    #[arg(long, default_value = "all-linear")]
+    pub lora_targets: String,
 }
 
 pub fn info_cmd(gpu: &Arc<Gpu>, a: &InfoArgs) -> Result<()> {
-    let model = CausalLm::load(gpu, &a.model)?;
+    let mut model = a.model.load(gpu)?;
+    if let Some(r) = a.lora_r {
+        let targets: Vec<&str> = a.lora_targets.split(',').map(str::trim).collect();
+        model.attach_lora(
+            &engine::models::lora::LoraConfig::new(r, 2.0 * r as f32, &targets),
+            0,
+        )?;
+    }
     let c = &model.cfg;
     println!("architecture   {:?} ({:?} head)", c.arch, model.head);
     println!(
@@ -226,13 +266,41 @@ pub fn info_cmd(gpu: &Arc<Gpu>, a: &InfoArgs) -> Result<()> {
         c.vocab_size,
         model.sampling_vocab()
     );
-    println!("parameters     {}", model.params.numel());
-    for dtype in [DType::F32, DType::F16, DType::BF16] {
-        let bytes = model.params.dtype_bytes(dtype);
+    let quantized: usize = model
+        .quantized
+        .values()
+        .map(|q| q.shape().0 * q.shape().1)
+        .sum();
+    println!(
+        "parameters     {} (+ {quantized} quantized)",
+        model.params.numel()
+    );
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    if model.quantized.is_empty() && model.lora.is_none() {
+        for dtype in [DType::F32, DType::F16, DType::BF16] {
+            println!(
+                "memory {:<7} {:.2} MiB",
+                dtype.name(),
+                mib(model.params.dtype_bytes(dtype))
+            );
+        }
+        return Ok(());
+    }
+    let mut total = 0;
+    for (what, bytes) in model.memory_report() {
+        println!("  {what:<58} {bytes:>11} bytes {:>9.2} MiB", mib(bytes));
+        total += bytes;
+    }
+    println!(
+        "  {:<58} {total:>11} bytes {:>9.2} MiB",
+        "total on the device",
+        mib(total)
+    );
+    if quantized > 0 {
+        let qbytes: u64 = model.quantized.values().map(|q| q.bytes().total()).sum();
         println!(
-            "memory {:<7} {:.2} MiB",
-            dtype.name(),
-            bytes as f64 / (1 << 20) as f64
+            "  bytes per quantized weight: {:.4}",
+            qbytes as f64 / quantized as f64
         );
     }
     Ok(())

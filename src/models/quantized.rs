@@ -100,7 +100,7 @@ impl CausalLm {
                 format!("{:?}", self.quantized.values().next().unwrap().format()).to_lowercase();
             rows.push((format!("{fmt} codes ({n} quantized weights)"), codes));
             rows.push((
-                format!("{fmt} scales (absmax, double-quant statistics)"),
+                format!("{fmt} scales and code tables (absmax, double-quant statistics)"),
                 scales,
             ));
         }
