@@ -1,0 +1,172 @@
+//! Sequence log-probs of completions, the quantity every direct-alignment
+//! loss (and eval's KL) is built from.
+//!
+//! A batch is an [`LmBatch`]: right-padded prompt + completion rows whose
+//! `loss_mask` is 1 on completion tokens (what `engine::data::preference_batch`,
+//! `kto_batch` and `sft_batch` produce). Position `t` predicts token `t + 1`,
+//! so a completion token is scored from the logits one position before it, as
+//! TRL's `get_batch_logps` does after shifting the labels.
+//!
+//! Two reductions ([`LogpReduce`]): the **sum** over completion tokens (DPO,
+//! KTO, kto_pair, KL) and the **mean** (IPO: TRL divides both the policy and
+//! the reference sums by the completion length). The mean is `sum · (1/n)` in
+//! f32 on both the GPU and host paths, so a reference computed either way, or
+//! cached, agrees bit for bit with the same weights' policy pass.
+
+use anyhow::{ensure, Result};
+
+use crate::data::LmBatch;
+use crate::models::lm::next_token_targets;
+use crate::models::params::ParamVars;
+use crate::models::CausalLm;
+use crate::ops::cross_entropy::token_logprobs;
+use crate::ops::elementwise as ew;
+use crate::ops::reduce::sum_last;
+use crate::tape::{Tape, Var};
+use crate::tensor::Tensor;
+
+/// How the completion tokens' log-probs of one sequence are combined.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogpReduce {
+    /// Σ_t log p(y_t | x, y_<t): DPO, KTO, kto_pair, KL.
+    Sum,
+    /// The sum divided by the number of completion tokens (IPO).
+    Mean,
+}
+
+/// The pad id a model's batches use: `pad_token_id`, else EOS, else 0 (pads
+/// are masked, so any id works).
+pub fn pad_token(model: &CausalLm) -> i32 {
+    model
+        .cfg
+        .pad_token_id
+        .or(model.cfg.eos_token_id)
+        .unwrap_or(0) as i32
+}
+
+/// Completion tokens per row: the positions whose token is scored (mask 1 and
+/// not the row's first token, which nothing predicts).
+pub fn completion_tokens(batch: &LmBatch) -> Vec<usize> {
+    let t = &batch.tokens;
+    let targets = next_token_targets(t, Some(&batch.loss_mask));
+    targets
+        .chunks(t.seq)
+        .map(|row| row.iter().filter(|&&x| x >= 0).count())
+        .collect()
+}
+
+/// Per-token log-probs `[B, T]` on the tape: entry `(b, t)` is
+/// `log p(token t+1 | tokens ≤ t)` where token `t+1` is a completion token,
+/// and exactly 0 elsewhere (prompt, pads, the last column).
+pub fn token_logps(
+    model: &CausalLm,
+    tape: &Tape,
+    vars: &ParamVars,
+    batch: &LmBatch,
+) -> Result<Var> {
+    let t = &batch.tokens;
+    ensure!(
+        batch.loss_mask.len() == t.ids.len(),
+        "loss mask of {} for {} tokens",
+        batch.loss_mask.len(),
+        t.ids.len()
+    );
+    let (_, logits) = model.forward(tape, vars, t)?;
+    let v = logits.shape()[2];
+    let flat = tape.reshape(&logits, &[t.batch * t.seq, v])?;
+    let targets = next_token_targets(t, Some(&batch.loss_mask));
+    let targets = Tensor::from_i32(model.gpu(), &[targets.len()], &targets)?;
+    let lp = token_logprobs(tape, &flat, &targets, 1.0)?;
+    tape.reshape(&lp, &[t.batch, t.seq])
+}
+
+/// Sequence log-probs `[B]` of the completions on the tape (with gradient
+/// when `vars` hold trainable parameters and the tape records).
+pub fn sequence_logps(
+    model: &CausalLm,
+    tape: &Tape,
+    vars: &ParamVars,
+    batch: &LmBatch,
+    reduce: LogpReduce,
+) -> Result<Var> {
+    let counts = completion_tokens(batch);
+    ensure!(
+        counts.iter().all(|&n| n > 0),
+        "a row has no completion token to score (completion tokens per row: {counts:?})"
+    );
+    let sums = sum_last(tape, &token_logps(model, tape, vars, batch)?)?;
+    match reduce {
+        LogpReduce::Sum => Ok(sums),
+        LogpReduce::Mean => {
+            let inv: Vec<f32> = counts.iter().map(|&n| 1.0 / n as f32).collect();
+            let inv = Tensor::from_f32(model.gpu(), &[inv.len()], &inv)?;
+            ew::mul(tape, &sums, &tape.constant(inv))
+        }
+    }
+}
+
+/// The weights that score reference log-probs.
+#[derive(Clone, Copy)]
+pub enum RefPass<'a> {
+    /// The model's base weights with its LoRA adapters off (errors without
+    /// adapters: the "reference" would silently be the policy).
+    AdaptersOff(&'a CausalLm),
+    /// A model as it is (a frozen reference copy, or the policy itself).
+    Model(&'a CausalLm),
+}
+
+impl RefPass<'_> {
+    pub fn model(&self) -> &CausalLm {
+        match *self {
+            RefPass::AdaptersOff(m) | RefPass::Model(m) => m,
+        }
+    }
+}
+
+/// Per-sequence log-prob sums and completion lengths, on the host.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SeqLogps {
+    pub sum: Vec<f32>,
+    pub tokens: Vec<usize>,
+}
+
+impl SeqLogps {
+    /// The sums, or the token means (`sum · (1/n)` in f32, as on the GPU).
+    pub fn reduced(&self, reduce: LogpReduce) -> Vec<f32> {
+        match reduce {
+            LogpReduce::Sum => self.sum.clone(),
+            LogpReduce::Mean => self
+                .sum
+                .iter()
+                .zip(&self.tokens)
+                .map(|(&s, &n)| s * (1.0 / n as f32))
+                .collect(),
+        }
+    }
+}
+
+/// Sequence log-prob sums under `reference`, without gradient (a fresh tape
+/// that records nothing).
+pub fn reference_logps(reference: RefPass<'_>, batch: &LmBatch) -> Result<SeqLogps> {
+    let model = reference.model();
+    let tape = Tape::new(model.gpu());
+    let _no_grad = tape.no_grad();
+    let vars = match reference {
+        RefPass::AdaptersOff(m) => {
+            ensure!(
+                m.lora.is_some(),
+                "an adapters-off reference needs LoRA adapters on the policy \
+                 (without them use a frozen copy or precomputed log-probs)"
+            );
+            m.reference_vars(&tape)?
+        }
+        RefPass::Model(m) => m.vars(&tape),
+    };
+    let sum = sequence_logps(model, &tape, &vars, batch, LogpReduce::Sum)?
+        .tensor()
+        .to_vec()?;
+    Ok(SeqLogps {
+        sum,
+        tokens: completion_tokens(batch),
+    })
+}
