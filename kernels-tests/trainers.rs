@@ -4,4 +4,5 @@
 //! loss against finite differences through the tape.
 
 mod common;
+mod ppo;
 mod rl;
