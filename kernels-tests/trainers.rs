@@ -5,4 +5,5 @@
 
 mod common;
 mod dpo;
+mod ppo;
 mod rl;

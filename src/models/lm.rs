@@ -125,6 +125,67 @@ impl CausalLm {
         &self.gpu
     }
 
+    /// Puts a fresh TRL value head (`v_head.summary`, `nn.Linear(C, 1)`) on a
+    /// plain LM, initialised as torch initialises a Linear: weight and bias
+    /// U(±1/√C), from a seeded RNG. The head is trainable, also when LoRA
+    /// adapters are attached (TRL trains it next to the adapters).
+    pub fn add_value_head(&mut self, seed: u64) -> Result<()> {
+        ensure!(
+            self.head == Head::Lm,
+            "add_value_head needs a plain LM head, this model has {:?}",
+            self.head
+        );
+        let c = self.cfg.hidden;
+        let bound = 1.0 / (c as f32).sqrt();
+        let mut rng = crate::rng::Rng::new(seed);
+        let w = rng.vec(c, bound);
+        let b = rng.vec(1, bound);
+        self.params
+            .insert(V_HEAD_W, Tensor::from_f32(&self.gpu, &[1, c], &w)?);
+        self.params
+            .insert(V_HEAD_B, Tensor::from_f32(&self.gpu, &[1], &b)?);
+        let trainable: Vec<String> = self
+            .params
+            .iter()
+            .filter(|p| p.trainable)
+            .map(|p| p.name.clone())
+            .collect();
+        self.params
+            .set_trainable(|n| n.starts_with("v_head.") || trainable.iter().any(|t| t == n));
+        self.head = Head::LmWithValue;
+        Ok(())
+    }
+
+    /// A frozen deep copy of this LM's weights (no value head, no adapters):
+    /// a PPO reference model for full fine-tuning. It costs one more copy of
+    /// the base weights in GPU memory (no gradients or optimizer state).
+    pub fn frozen_copy(&self) -> Result<CausalLm> {
+        ensure!(
+            self.lora.is_none(),
+            "with LoRA the reference is the same model with adapters off; no copy is needed"
+        );
+        ensure!(
+            self.head != Head::Reward,
+            "a reward model is not a PPO reference"
+        );
+        let mut params = ParamStore::default();
+        for p in self
+            .params
+            .iter()
+            .filter(|p| !p.name.starts_with("v_head."))
+        {
+            params.insert(&p.name, p.tensor.deep_copy()?);
+        }
+        params.set_trainable(|_| false);
+        CausalLm::assemble(
+            &self.gpu,
+            self.cfg.clone(),
+            Head::Lm,
+            params,
+            self.tokenizer.clone(),
+        )
+    }
+
     /// A fresh tape view of the parameters for one forward pass, adapters on
     /// (see [`CausalLm::reference_vars`] for the base model).
     pub fn vars(&self, tape: &Tape) -> ParamVars {

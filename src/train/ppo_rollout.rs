@@ -1,0 +1,372 @@
+//! PPO rollout: sample responses with the policy, then, without gradients,
+//! the policy's log-probs and values of the sampled tokens, the reference's
+//! log-probs, and one score per (prompt, response).
+//!
+//! Layout. Per-token arrays are `[B, R]` over the **response** tokens only
+//! (R = the longest response of the batch, mask 1 on real response tokens,
+//! 0 after a shorter one ends). Entry k of row b is what TRL stores at
+//! position `j = len(query_b) − 1 + k` of its `[B, L − 1]` arrays: the
+//! log-prob of token j + 1 (response token k) from the logits at j, and the
+//! value at j. Query positions, which TRL masks out, are never computed:
+//! the trunk runs on the whole right-padded `query ++ response`, then only
+//! the rows that predict a response token are gathered before the LM head.
+//! The masked math (KL rewards, GAE, whitening, losses) is the same; only
+//! `whiten_rewards = true` differs, because TRL whitens padding positions
+//! too and their number depends on the layout.
+//!
+//! Responses stop after EOS (kept, and scored as a response token, as TRL
+//! does) or at `max_new_tokens`; nothing after EOS is generated or masked in.
+
+use anyhow::{bail, ensure, Result};
+use std::time::Instant;
+
+use super::reward_fn::{Sample, Scorer};
+use crate::data::right_padded;
+use crate::models::generate::{generate, GenerateConfig, Generation};
+use crate::models::layers::{Fwd, Tokens};
+use crate::models::lm::{CausalLm, Head};
+use crate::models::params::ParamVars;
+use crate::models::sampling::SamplingConfig;
+use crate::ops::cross_entropy::{token_logprobs, IGNORE_INDEX};
+use crate::ops::row_gather::row_gather;
+use crate::tape::{Tape, Var};
+use crate::tensor::Tensor;
+
+/// Where the reference log-probs come from.
+pub enum RefSource {
+    /// The policy itself with its LoRA adapters off (same weights, no copy;
+    /// [`CausalLm::reference_vars`]). Needs adapters on the policy.
+    AdaptersOff,
+    /// A separate frozen model, e.g. [`CausalLm::frozen_copy`] of the
+    /// initial policy (one more copy of the weights in GPU memory, no
+    /// gradients or optimizer state) or the SFT model loaded again.
+    Model(Box<CausalLm>),
+}
+
+impl RefSource {
+    /// A frozen copy of the policy as it is now (full fine-tuning).
+    pub fn frozen_copy(policy: &CausalLm) -> Result<RefSource> {
+        Ok(RefSource::Model(Box::new(policy.frozen_copy()?)))
+    }
+
+    /// Fails when this reference cannot serve `policy`.
+    pub fn check(&self, policy: &CausalLm) -> Result<()> {
+        match self {
+            RefSource::AdaptersOff => ensure!(
+                policy.lora.is_some(),
+                "reference = adapters off needs LoRA adapters on the policy"
+            ),
+            RefSource::Model(m) => {
+                ensure!(m.head != Head::Reward, "the reference needs an LM head");
+                ensure!(
+                    m.cfg.vocab_size == policy.cfg.vocab_size,
+                    "reference vocab {} vs policy vocab {}",
+                    m.cfg.vocab_size,
+                    policy.cfg.vocab_size
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `query ++ response` sequences for one forward pass, and which hidden rows
+/// predict each response token.
+pub struct ResponseBatch {
+    pub tokens: Tokens,
+    pub rows: usize,
+    /// R, the response columns of the `[rows, R]` outputs.
+    pub t: usize,
+    /// [rows·R] 1.0 on real response tokens.
+    pub mask: Vec<f32>,
+    gather: Vec<i32>,
+    targets: Vec<i32>,
+}
+
+impl ResponseBatch {
+    /// `t` ≥ the longest response (the batch's R, so minibatches share it).
+    pub fn new(queries: &[Vec<i32>], responses: &[Vec<u32>], t: usize, pad: i32) -> Result<Self> {
+        ensure!(
+            queries.len() == responses.len() && !queries.is_empty(),
+            "{} queries for {} responses",
+            queries.len(),
+            responses.len()
+        );
+        let seqs: Vec<Vec<i32>> = queries
+            .iter()
+            .zip(responses)
+            .map(|(q, r)| {
+                q.iter()
+                    .copied()
+                    .chain(r.iter().map(|&x| x as i32))
+                    .collect()
+            })
+            .collect();
+        let tokens = right_padded(&seqs, pad)?;
+        let l = tokens.seq;
+        let n = queries.len();
+        let (mut gather, mut targets, mut mask) =
+            (vec![0; n * t], vec![0; n * t], vec![0.0; n * t]);
+        for (b, (q, r)) in queries.iter().zip(responses).enumerate() {
+            ensure!(!q.is_empty(), "query {b} is empty");
+            ensure!(r.len() <= t, "response {b} has {} > {t} tokens", r.len());
+            for k in 0..t {
+                let i = b * t + k;
+                // Rows past a response's end read any valid position of
+                // their own sequence; their target is ignored (logp 0, no
+                // gradient) and the mask drops them.
+                gather[i] = (b * l + (q.len() - 1 + k).min(l - 1)) as i32;
+                (targets[i], mask[i]) = match r.get(k) {
+                    Some(&tok) => (tok as i32, 1.0),
+                    None => (IGNORE_INDEX, 0.0),
+                };
+            }
+        }
+        Ok(ResponseBatch {
+            tokens,
+            rows: n,
+            t,
+            mask,
+            gather,
+            targets,
+        })
+    }
+}
+
+/// `[B, t]` 1.0 on each response's tokens, 0 after it ends.
+pub fn response_mask(responses: &[Vec<u32>], t: usize) -> Vec<f32> {
+    responses
+        .iter()
+        .flat_map(|r| (0..t).map(move |k| (k < r.len()) as u8 as f32))
+        .collect()
+}
+
+/// What one pass over a [`ResponseBatch`] gives.
+pub struct ResponseOut {
+    /// [rows, R] log-probs of the response tokens (0 where masked).
+    pub logp: Var,
+    /// [rows, R] values, when asked for.
+    pub values: Option<Var>,
+    /// [rows·R, V] logits of the gathered rows (for the entropy).
+    pub logits: Var,
+}
+
+/// One forward pass of `model` with `vars` (adapters on or off, with or
+/// without gradients, as the caller set them up).
+pub fn response_forward(
+    model: &CausalLm,
+    tape: &Tape,
+    vars: &ParamVars,
+    batch: &ResponseBatch,
+    with_values: bool,
+) -> Result<ResponseOut> {
+    let f = Fwd::new(tape, vars, &batch.tokens, None)?;
+    let h = model.hidden(&f, None)?;
+    let (n, l, c) = (batch.rows, batch.tokens.seq, model.cfg.hidden);
+    let flat = tape.reshape(&h, &[n * l, c])?;
+    let picked = row_gather(tape, &flat, &batch.gather)?;
+    let logits = model.logits(&f, &picked)?;
+    let targets = Tensor::from_i32(tape.gpu(), &[n * batch.t], &batch.targets)?;
+    let logp = token_logprobs(tape, &logits, &targets, 1.0)?;
+    let logp = tape.reshape(&logp, &[n, batch.t])?;
+    let values = if with_values {
+        let v = tape.reshape(&model.values(&f, &h)?, &[n * l, 1])?;
+        let v = row_gather(tape, &v, &batch.gather)?;
+        Some(tape.reshape(&v, &[n, batch.t])?)
+    } else {
+        None
+    };
+    Ok(ResponseOut {
+        logp,
+        values,
+        logits,
+    })
+}
+
+/// Rollout options.
+#[derive(Clone, Debug)]
+pub struct RolloutConfig {
+    pub max_new_tokens: usize,
+    /// Responses end after this token (kept); None: only the length cap.
+    pub eos: Option<u32>,
+    /// Seed of this rollout's sampling.
+    pub seed: u64,
+    /// Sequences per no-grad forward pass (TRL's `forward_batch_size`).
+    pub forward_batch_size: usize,
+}
+
+/// Seconds spent in each phase of a PPO step.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct PhaseTimes {
+    pub generate: f64,
+    /// The policy's no-grad pass (old log-probs and values).
+    pub forward: f64,
+    pub reference: f64,
+    pub score: f64,
+    pub train: f64,
+}
+
+/// Everything a PPO step needs from the rollout; `[B, R]` arrays row-major.
+pub struct Rollout {
+    pub queries: Vec<Vec<i32>>,
+    /// Sampled tokens per row, with the EOS that ended it (if any).
+    pub responses: Vec<Vec<u32>>,
+    /// Whether each response ended on EOS.
+    pub finished: Vec<bool>,
+    pub prompt_texts: Vec<String>,
+    /// Responses decoded without their EOS ("" when the policy has no tokenizer).
+    pub response_texts: Vec<String>,
+    /// R.
+    pub t: usize,
+    pub mask: Vec<f32>,
+    pub logp: Vec<f32>,
+    pub values: Vec<f32>,
+    pub ref_logp: Vec<f32>,
+    pub scores: Vec<f32>,
+    pub times: PhaseTimes,
+}
+
+/// The pad id the trainer uses for `model`'s sequences (pads are masked).
+pub fn pad_of(model: &CausalLm) -> i32 {
+    model
+        .cfg
+        .pad_token_id
+        .or(model.cfg.eos_token_id)
+        .unwrap_or(0) as i32
+}
+
+/// Pure sampling from the policy (temperature 1, no top-k/top-p), as TRL's
+/// PPO examples generate; truncated sampling biases the KL estimate.
+pub fn sample_responses(
+    policy: &CausalLm,
+    prompts: &[Vec<i32>],
+    cfg: &RolloutConfig,
+) -> Result<Generation> {
+    let gen = GenerateConfig {
+        max_new_tokens: cfg.max_new_tokens,
+        sampling: SamplingConfig::sample(),
+        eos: cfg.eos,
+        stop_strings: Vec::new(),
+        seed: cfg.seed,
+    };
+    generate(policy, prompts, &gen)
+}
+
+fn decode_or_empty(model: &CausalLm, ids: &[u32]) -> Result<String> {
+    match model.tokenizer {
+        Some(_) => model.decode(ids),
+        None => Ok(String::new()),
+    }
+}
+
+/// No-grad log-probs (and values) of `responses` under `model`, `[B, t]`,
+/// `chunk` sequences per pass. `reference` turns the adapters off.
+pub fn no_grad_logprobs(
+    model: &CausalLm,
+    queries: &[Vec<i32>],
+    responses: &[Vec<u32>],
+    t: usize,
+    chunk: usize,
+    reference: bool,
+    with_values: bool,
+) -> Result<(Vec<f32>, Vec<f32>)> {
+    ensure!(chunk > 0, "forward_batch_size must be > 0");
+    let (mut logp, mut values) = (Vec::new(), Vec::new());
+    for (qs, rs) in queries.chunks(chunk).zip(responses.chunks(chunk)) {
+        let batch = ResponseBatch::new(qs, rs, t, pad_of(model))?;
+        let tape = Tape::new(model.gpu());
+        let _no_grad = tape.no_grad();
+        let vars = if reference {
+            model.reference_vars(&tape)?
+        } else {
+            model.vars(&tape)
+        };
+        let out = response_forward(model, &tape, &vars, &batch, with_values)?;
+        logp.extend(out.logp.tensor().to_vec()?);
+        if let Some(v) = out.values {
+            values.extend(v.tensor().to_vec()?);
+        }
+    }
+    Ok((logp, values))
+}
+
+/// Generate, forward the policy and the reference, score.
+pub fn rollout(
+    policy: &CausalLm,
+    reference: &RefSource,
+    scorer: &Scorer,
+    prompts: &[Vec<i32>],
+    cfg: &RolloutConfig,
+) -> Result<Rollout> {
+    ensure!(
+        policy.head == Head::LmWithValue,
+        "the PPO policy needs a value head (CausalLm::add_value_head)"
+    );
+    let mut times = PhaseTimes::default();
+    let clock = Instant::now();
+    let gen = sample_responses(policy, prompts, cfg)?;
+    times.generate = clock.elapsed().as_secs_f64();
+    let t = gen.new_ids.iter().map(Vec::len).max().unwrap_or(0);
+    if t == 0 {
+        bail!("the rollout produced no tokens (max_new_tokens = 0?)");
+    }
+    let queries = prompts.to_vec();
+    let responses = gen.new_ids;
+
+    let clock = Instant::now();
+    let chunk = cfg.forward_batch_size;
+    let (logp, values) = no_grad_logprobs(policy, &queries, &responses, t, chunk, false, true)?;
+    times.forward = clock.elapsed().as_secs_f64();
+
+    let clock = Instant::now();
+    let (ref_logp, _) = match reference {
+        RefSource::AdaptersOff => {
+            no_grad_logprobs(policy, &queries, &responses, t, chunk, true, false)?
+        }
+        RefSource::Model(m) => no_grad_logprobs(m, &queries, &responses, t, chunk, false, false)?,
+    };
+    times.reference = clock.elapsed().as_secs_f64();
+
+    let clock = Instant::now();
+    let mut prompt_texts = Vec::with_capacity(prompts.len());
+    let mut response_texts = Vec::with_capacity(prompts.len());
+    for (q, (r, &done)) in queries.iter().zip(responses.iter().zip(&gen.finished)) {
+        let q: Vec<u32> = q.iter().map(|&x| x as u32).collect();
+        prompt_texts.push(decode_or_empty(policy, &q)?);
+        let body = if done { &r[..r.len() - 1] } else { &r[..] };
+        response_texts.push(decode_or_empty(policy, body)?);
+    }
+    let samples: Vec<Sample> = (0..prompts.len())
+        .map(|b| Sample {
+            prompt_ids: &queries[b],
+            response_ids: &responses[b],
+            prompt: &prompt_texts[b],
+            response: &response_texts[b],
+            finished: gen.finished[b],
+        })
+        .collect();
+    let scores = scorer.score(&samples)?;
+    ensure!(
+        scores.len() == prompts.len(),
+        "the scorer gave {} scores for {} samples",
+        scores.len(),
+        prompts.len()
+    );
+    times.score = clock.elapsed().as_secs_f64();
+
+    let mask = response_mask(&responses, t);
+    Ok(Rollout {
+        queries,
+        responses,
+        finished: gen.finished,
+        prompt_texts,
+        response_texts,
+        t,
+        mask,
+        logp,
+        values,
+        ref_logp,
+        scores,
+        times,
+    })
+}

@@ -1,0 +1,218 @@
+//! The update phase of a PPO step: `ppo_epochs` passes over the rollout in
+//! shuffled minibatches, each a forward with gradients, TRL's loss, backward
+//! and one optimizer step.
+//!
+//! Skip rules (engine's choices, where TRL differs):
+//! - **Ratio guard**: a minibatch whose masked mean ratio exceeds
+//!   `ratio_threshold` is skipped outright: no backward, no optimizer step.
+//!   TRL multiplies its loss by 0 and still calls `optimizer.step()`, so
+//!   Adam's moments decay and its weights still move on a "skipped"
+//!   minibatch; engine leaves weights and moments untouched. Its statistics
+//!   are logged with zero losses, as TRL does.
+//! - **Early stop** (`early_stopping`): after each epoch, stop when that
+//!   epoch's last minibatch has `policykl > 1.5·target_kl` (TRL).
+//! - **Non-finite**: a minibatch whose loss or gradient norm is NaN/Inf is
+//!   not applied (the guard of
+//!   [`Optimizer::step`](crate::train::optim::Optimizer::step); weights and moments as they
+//!   were) and is counted; the others still train. After the epochs, if any
+//!   trainable weight is not finite (a NaN that got written anyway), all of
+//!   them are restored from the snapshot taken before the epochs (Adam's
+//!   moments are not; reload a checkpoint if that ever happens).
+//!
+//! LoRA dropout (when the adapters have some) is on in these passes only,
+//! seeded per minibatch from `(seed, step)`; the rollout's passes run
+//! without it, so the first minibatch's ratio is not exactly 1 then.
+
+use anyhow::Result;
+
+use super::ppo::{derive_seed, Fault, PpoTrainer, SALT_DROPOUT, SALT_SHUFFLE};
+use super::ppo_report::PpoStepReport;
+use super::ppo_rollout::{pad_of, response_forward, ResponseBatch, Rollout};
+use crate::data::shuffled;
+use crate::ops::elementwise as ew;
+use crate::ops::entropy::entropy;
+use crate::ops::grad_clip::grad_norm;
+use crate::ops::reduce;
+use crate::rl::{self, Advantages, PpoLossStats, PpoMinibatch};
+use crate::tape::Tape;
+use crate::tensor::Tensor;
+
+/// One minibatch's outcome.
+struct Minibatch {
+    stats: PpoLossStats,
+    entropy: f64,
+    bonus: f64,
+    /// `Some(grad_norm)` when the optimizer applied the step.
+    applied: Option<f64>,
+    skipped_ratio: bool,
+    lr: f64,
+}
+
+impl PpoTrainer {
+    pub(crate) fn train(
+        &mut self,
+        ro: &Rollout,
+        adv: &Advantages,
+        step: u64,
+        rep: &mut PpoStepReport,
+    ) -> Result<()> {
+        let snapshot = if self.cfg.snapshot_weights {
+            self.trainable()
+                .iter()
+                .map(|t| t.deep_copy())
+                .collect::<Result<Vec<_>>>()?
+        } else {
+            Vec::new()
+        };
+        let b = ro.responses.len();
+        let (mut all, mut entropies, mut bonuses, mut norms) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        rep.epochs = 0;
+        for epoch in 0..self.cfg.ppo.ppo_epochs {
+            let order = shuffled(
+                b,
+                derive_seed(self.cfg.seed, step, SALT_SHUFFLE, epoch as u64),
+            );
+            let mut last_policykl = f64::NAN;
+            for (i, rows) in order.chunks(self.cfg.mini_batch_size).enumerate() {
+                let index = (epoch * b + i) as u64;
+                let dropout_seed = derive_seed(self.cfg.seed, step, SALT_DROPOUT, index);
+                let mb = self.minibatch(ro, adv, rows, dropout_seed)?;
+                last_policykl = mb.stats.policy.policykl;
+                rep.minibatches += 1;
+                rep.skipped_ratio += mb.skipped_ratio as usize;
+                rep.lr = mb.lr;
+                match mb.applied {
+                    Some(n) => norms.push(n),
+                    None if !mb.skipped_ratio => rep.skipped_nonfinite += 1,
+                    None => {}
+                }
+                all.push(mb.stats);
+                entropies.push(mb.entropy);
+                bonuses.push(mb.bonus);
+            }
+            rep.epochs += 1;
+            if self.cfg.ppo.early_stopping && rl::early_stop(last_policykl, self.cfg.ppo.target_kl)
+            {
+                rep.early_stopped = true;
+                break;
+            }
+        }
+        let mean = |x: &[f64]| x.iter().sum::<f64>() / x.len() as f64;
+        rep.loss = PpoLossStats::mean(&all);
+        rep.policy_entropy = mean(&entropies);
+        rep.entropy_bonus = mean(&bonuses);
+        rep.grad_norm = mean(&norms);
+
+        if self.fault == Some(Fault::NanWeight) {
+            let w = self.trainable()[0];
+            let mut host = w.to_vec()?;
+            host[0] = f32::NAN;
+            w.write(&host)?;
+        }
+        if !snapshot.is_empty() && !self.weights_finite()? {
+            for (w, s) in self.trainable().into_iter().zip(&snapshot) {
+                w.copy_from(s)?;
+            }
+            rep.restored = true;
+        }
+        Ok(())
+    }
+
+    /// The trainable weights, in parameter order.
+    fn trainable(&self) -> Vec<&Tensor> {
+        self.policy
+            .params
+            .iter()
+            .filter(|p| p.trainable)
+            .map(|p| &p.tensor)
+            .collect()
+    }
+
+    /// One GPU reduction over every trainable weight (NaN/Inf propagate).
+    fn weights_finite(&self) -> Result<bool> {
+        let w = self.trainable();
+        Ok(grad_norm(self.policy.gpu(), &w)?.item()?.is_finite())
+    }
+
+    fn minibatch(
+        &mut self,
+        ro: &Rollout,
+        adv: &Advantages,
+        rows: &[usize],
+        dropout_seed: u64,
+    ) -> Result<Minibatch> {
+        let t = ro.t;
+        let pick = |x: &[f32]| -> Vec<f32> {
+            rows.iter()
+                .flat_map(|&r| x[r * t..(r + 1) * t].iter().copied())
+                .collect()
+        };
+        let qs: Vec<Vec<i32>> = rows.iter().map(|&r| ro.queries[r].clone()).collect();
+        let rs: Vec<Vec<u32>> = rows.iter().map(|&r| ro.responses[r].clone()).collect();
+        let batch = ResponseBatch::new(&qs, &rs, t, pad_of(&self.policy))?;
+        let gpu = self.policy.gpu().clone();
+        let shape = [rows.len(), t];
+        let up = |x: &[f32]| Tensor::from_f32(&gpu, &shape, x);
+        let logp_old = up(&pick(&ro.logp))?;
+        let values = up(&pick(&adv.values))?;
+        let advantages = up(&pick(&adv.advantages))?;
+        let returns = up(&pick(&adv.returns))?;
+        let mask = up(&batch.mask)?;
+
+        let tape = Tape::new(&gpu);
+        let mut vars = self.policy.vars(&tape);
+        vars.set_lora_dropout_seed(Some(dropout_seed));
+        let out = response_forward(&self.policy, &tape, &vars, &batch, true)?;
+        let v_new = out.values.expect("asked for values");
+        let mb = PpoMinibatch {
+            logp_old: &logp_old,
+            values: &values,
+            advantages: &advantages,
+            returns: &returns,
+            mask: &mask,
+        };
+        let p = &self.cfg.ppo;
+        let (mut loss, stats) = rl::ppo_loss(
+            &tape,
+            &out.logp,
+            &v_new,
+            &mb,
+            p.cliprange,
+            p.cliprange_value,
+            p.vf_coef,
+        )?;
+        let ent = tape.reshape(&entropy(&tape, &out.logits, 1.0)?, &shape)?;
+        let ent = reduce::masked_mean(&tape, &ent, &tape.constant(mask.clone()))?;
+        let ent_value = ent.tensor().item()? as f64;
+        let coef = self.cfg.ent_coef;
+        if coef != 0.0 {
+            loss = ew::sub(&tape, &loss, &ew::scale(&tape, &ent, coef, 0.0)?)?;
+        }
+        if self.fault == Some(Fault::NanLoss) {
+            loss = ew::scale(&tape, &loss, f32::NAN, 0.0)?;
+        }
+        let mut out = Minibatch {
+            stats,
+            entropy: ent_value,
+            bonus: -(coef as f64) * ent_value,
+            applied: None,
+            skipped_ratio: false,
+            lr: self.optimizer.schedule.lr_at(self.optimizer.step + 1) as f64,
+        };
+        if rl::skip_minibatch(out.stats.policy.ratio_mean, p.ratio_threshold) {
+            out.stats = out.stats.skipped();
+            out.skipped_ratio = true;
+            return Ok(out);
+        }
+        let loss_value = loss.tensor().item()?;
+        let grads = vars.grads(&tape.backward(&loss)?);
+        let r = self
+            .optimizer
+            .step(&self.policy.params, &grads, loss_value)?;
+        if r.applied {
+            out.applied = Some(r.grad_norm as f64);
+        }
+        Ok(out)
+    }
+}
