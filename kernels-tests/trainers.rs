@@ -7,3 +7,4 @@ mod common;
 mod dpo;
 mod ppo;
 mod rl;
+mod train;

@@ -1,5 +1,5 @@
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod cli;
 
@@ -36,17 +36,34 @@ enum Command {
     Info(cli::models::InfoArgs),
     /// Re-save a model directory in Hugging Face layout (optionally as f16/bf16).
     Export(cli::models::ExportArgs),
+    /// Supervised fine-tuning (full, LoRA or QLoRA) on prompt/completion,
+    /// text or conversation data.
+    TrainSft(engine::train::sft::SftArgs),
+    /// Train a reward model (Bradley-Terry on preferences, or a binary
+    /// classifier on labelled texts).
+    TrainReward(engine::train::reward::RewardArgs),
 }
 
 fn main() {
-    if let Err(e) = run(Cli::parse()) {
+    // Training commands need the matches to tell given flags from defaults
+    // (flags override the --config run file).
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let Err(e) = run(cli, &matches) {
         // The cause chain names the file, tensor or row; a backtrace helps no user.
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
+/// The matches of subcommand `name`.
+fn sub<'a>(matches: &'a ArgMatches, name: &str) -> &'a ArgMatches {
+    matches
+        .subcommand_matches(name)
+        .expect("clap dispatched this subcommand")
+}
+
+fn run(cli: Cli, matches: &ArgMatches) -> Result<()> {
     let mut opts = engine::GpuOptions::from_env()?;
     opts.device_filter = cli.device.clone();
     if let Some(b) = &cli.backend {
@@ -60,5 +77,11 @@ fn run(cli: Cli) -> Result<()> {
         Command::Perplexity(a) => cli::models::perplexity_cmd(&engine::Gpu::new(&opts)?, &a),
         Command::Info(a) => cli::models::info_cmd(&engine::Gpu::new(&opts)?, &a),
         Command::Export(a) => cli::models::export_cmd(&engine::Gpu::new(&opts)?, &a),
+        Command::TrainSft(a) => {
+            cli::train::sft_cmd(&engine::Gpu::new(&opts)?, a, sub(matches, "train-sft"))
+        }
+        Command::TrainReward(a) => {
+            cli::train::reward_cmd(&engine::Gpu::new(&opts)?, a, sub(matches, "train-reward"))
+        }
     }
 }

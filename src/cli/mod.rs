@@ -1,6 +1,7 @@
 //! Subcommand implementations for the `engine` binary.
 
 pub mod models;
+pub mod train;
 
 use anyhow::Result;
 use engine::device::{describe, list_adapters};

@@ -324,6 +324,53 @@ impl CausalLm {
         Ok(())
     }
 
+    /// Swaps the LM (or value) head for a fresh sequence-classification head:
+    /// `score.weight` [num_labels, C] ~ normal(0, initializer_range) from
+    /// `seed`, as transformers initialises it; the config becomes
+    /// `*ForSequenceClassification` with `id2label` and a `pad_token_id`
+    /// (the EOS id when the model has none). For reward-model training.
+    pub fn into_reward_model(mut self, num_labels: usize, seed: u64) -> Result<CausalLm> {
+        ensure!(num_labels > 0, "a reward head needs at least one label");
+        ensure!(
+            self.lora.is_none(),
+            "switch heads before attaching LoRA adapters"
+        );
+        let c = self.cfg.hidden;
+        let mut params = ParamStore::default();
+        for p in self.params.iter() {
+            let lm_only = p.name == "embed_out.weight" || p.name.starts_with("v_head.");
+            if !lm_only && p.name != SCORE {
+                params.insert(&p.name, p.tensor.clone());
+            }
+        }
+        let cfg = &mut self.cfg;
+        let std = cfg.raw.get("initializer_range").and_then(|v| v.as_f64());
+        let w = crate::rng::Rng::new(seed).normals(num_labels * c, std.unwrap_or(0.02) as f32);
+        params.insert(SCORE, Tensor::from_f32(&self.gpu, &[num_labels, c], &w)?);
+        cfg.num_labels = num_labels;
+        cfg.pad_token_id = cfg.pad_token_id.or(cfg.eos_token_id);
+        let arch = match cfg.arch {
+            Arch::Gpt2 => "GPT2ForSequenceClassification",
+            Arch::GptNeox => "GPTNeoXForSequenceClassification",
+        };
+        let id2label: serde_json::Map<String, serde_json::Value> = (0..num_labels)
+            .map(|i| (i.to_string(), format!("LABEL_{i}").into()))
+            .collect();
+        let label2id: serde_json::Map<String, serde_json::Value> = (0..num_labels)
+            .map(|i| (format!("LABEL_{i}"), i.into()))
+            .collect();
+        if let Some(raw) = cfg.raw.as_object_mut() {
+            raw.insert("architectures".into(), serde_json::json!([arch]));
+            raw.insert("num_labels".into(), num_labels.into());
+            raw.insert("id2label".into(), id2label.into());
+            raw.insert("label2id".into(), label2id.into());
+            raw.insert("pad_token_id".into(), cfg.pad_token_id.into());
+        }
+        self.params = params;
+        self.head = Head::Reward;
+        Ok(self)
+    }
+
     /// Token ids of `text` as the model's tokenizer produces them.
     pub fn encode(&self, text: &str) -> Result<Vec<i32>> {
         let tok = self

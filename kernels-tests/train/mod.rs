@@ -1,0 +1,69 @@
+//! Trainer framework tests (`engine::train`): run configuration, checkpoints
+//! and resume, SFT, reward models, chart. Everything runs on gpt2-tiny with
+//! the committed fixtures in `kernels-tests/fixtures/train`, a few steps each.
+//! Other trainers' test modules are listed here too.
+
+mod checkpoint;
+mod config;
+mod reward;
+mod sft;
+
+use serde_json::{Map, Value};
+use std::path::{Path, PathBuf};
+
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixture(name: &str) -> String {
+    root()
+        .join("kernels-tests/fixtures/train")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+pub fn model_dir(name: &str) -> String {
+    root()
+        .join("models/fixtures")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// A fresh, empty scratch directory for one test.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("engine-train-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `metrics.jsonl` rows without timing metrics.
+pub fn metric_rows(out: &Path) -> Vec<Map<String, Value>> {
+    std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut m: Map<String, Value> = serde_json::from_str(l).unwrap();
+            m.retain(|k, _| !engine::train::session::is_timing_metric(k));
+            m
+        })
+        .collect()
+}
+
+pub fn metric(row: &Map<String, Value>, key: &str) -> f64 {
+    row.get(key)
+        .and_then(Value::as_f64)
+        .unwrap_or_else(|| panic!("no {key} in {row:?}"))
+}
+
+/// Parses training flags for `T` (program name added).
+pub fn parse<T>(flags: &[&str]) -> T
+where
+    T: engine::train::config::TrainArgs + clap::Args + clap::FromArgMatches,
+{
+    let mut argv = vec!["engine"];
+    argv.extend_from_slice(flags);
+    engine::train::config::parse_args(&argv).unwrap_or_else(|e| panic!("{flags:?}: {e:#}"))
+}

@@ -1,0 +1,89 @@
+//! The end-of-run chart: one SVG with a panel per metric series (reward, KL,
+//! losses: whichever keys the trainer names), read from the metrics log.
+
+use anyhow::{anyhow, Result};
+use plotters::prelude::*;
+use std::path::{Path, PathBuf};
+
+use super::metrics::MetricsLog;
+
+const PANEL_W: u32 = 720;
+const PANEL_H: u32 = 220;
+
+/// (min, max) of `v`, widened so a flat or single-point series still has a range.
+fn padded_range(v: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) = v.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
+        (lo.min(x), hi.max(x))
+    });
+    let pad = ((hi - lo) * 0.05)
+        .max(hi.abs().max(lo.abs()) * 1e-3)
+        .max(1e-9);
+    (lo - pad, hi + pad)
+}
+
+/// Draws `keys` from `log` into `path` (SVG), one panel per key that has at
+/// least one finite value, in order; keys never logged are left out.
+/// Returns the path, or None when no key had data (no file written).
+pub fn write_chart(
+    log: &MetricsLog,
+    keys: &[&str],
+    path: &Path,
+    title: &str,
+) -> Result<Option<PathBuf>> {
+    let series: Vec<(&str, Vec<(f64, f64)>)> = keys
+        .iter()
+        .map(|k| {
+            let pts: Vec<(f64, f64)> = log
+                .series(k)
+                .into_iter()
+                .filter(|(x, y)| x.is_finite() && y.is_finite())
+                .collect();
+            (*k, pts)
+        })
+        .filter(|(_, pts)| !pts.is_empty())
+        .collect();
+    if series.is_empty() {
+        return Ok(None);
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let err = |e: &dyn std::fmt::Display| anyhow!("drawing {}: {e}", path.display());
+    let height = PANEL_H * series.len() as u32 + 40;
+    let root = SVGBackend::new(path, (PANEL_W, height)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let root = root
+        .titled(title, ("sans-serif", 20))
+        .map_err(|e| err(&e))?;
+    let panels = root.split_evenly((series.len(), 1));
+    for (i, ((key, pts), area)) in series.iter().zip(panels.iter()).enumerate() {
+        let (x0, x1) = padded_range(pts.iter().map(|p| p.0));
+        let (y0, y1) = padded_range(pts.iter().map(|p| p.1));
+        let mut chart = ChartBuilder::on(area)
+            .caption(*key, ("sans-serif", 16))
+            .margin(8)
+            .x_label_area_size(28)
+            .y_label_area_size(64)
+            .build_cartesian_2d(x0..x1, y0..y1)
+            .map_err(|e| err(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc("step")
+            .x_label_formatter(&|v| format!("{v:.0}"))
+            .y_label_formatter(&|v| super::progress::fmt_value(*v))
+            .draw()
+            .map_err(|e| err(&e))?;
+        let color = Palette99::pick(i).to_rgba();
+        chart
+            .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))
+            .map_err(|e| err(&e))?;
+        if pts.len() == 1 {
+            // A lone point draws no line: mark it.
+            chart
+                .draw_series(pts.iter().map(|p| Circle::new(*p, 3, color.filled())))
+                .map_err(|e| err(&e))?;
+        }
+    }
+    root.present().map_err(|e| err(&e))?;
+    Ok(Some(path.to_path_buf()))
+}

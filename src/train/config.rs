@@ -1,0 +1,461 @@
+//! Run configuration shared by every training command: [`CommonArgs`] (the
+//! flags), a TOML run file (`--config run.toml`) that can supply any of them,
+//! the model-adaptation hook ([`apply_adaptation`]: LoRA, quantized base) and
+//! the effective config as JSON.
+//!
+//! # Layers, highest first
+//! 1. flags given on the command line;
+//! 2. the run file: flat keys named like the flags (`lora-r = 8`), and keys in
+//!    the command's own table (`[sft]`, `[ppo]`, ...; see [`TrainArgs::SECTION`]),
+//!    which win over flat keys;
+//! 3. on `--resume`, the config stored in the checkpoint (so a resumed run
+//!    continues with the same settings unless told otherwise);
+//! 4. the flags' defaults.
+//!
+//! A command's args struct is a `clap::Args` that also derives serde with
+//! `rename_all = "kebab-case"` and flattens [`CommonArgs`] (both in clap and
+//! serde); [`load_args`] merges the layers for any such struct. A flat key no
+//! field of the command knows, a key of its table it does not know, or a
+//! table that is no trainer's ([`SECTIONS`]) is an error naming the key and
+//! the file, and so is a value of the wrong type. Tables of other trainers
+//! are skipped, so one file can drive a whole SFT -> reward -> PPO pipeline.
+//! Paths in the file are taken as written (relative to the working
+//! directory, as on the command line).
+//!
+//! ```toml
+//! model = "models/pythia-160m"     # flat keys: any command's shared options
+//! data = "data/train.jsonl"
+//! steps = 2000
+//! lr = 1e-5
+//! lora-r = 16
+//! lora-targets = ["query_key_value", "dense"]   # or "query_key_value,dense"
+//!
+//! [sft]                            # read by train-sft only
+//! completion-only = false
+//! lr = 2e-5
+//!
+//! [ppo]                            # read by train-ppo only
+//! reward-model = "runs/rm/model"
+//! ```
+
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, FromArgMatches};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use crate::data::{ChatTemplate, ColumnMap, LoadOptions};
+use crate::models::config::Arch;
+use crate::models::lm::CausalLm;
+use crate::models::lora::{is_adapter_param, LoraConfig};
+use crate::train::optim::Schedule;
+use crate::train::progress::ProgressMode;
+
+/// Tables a run file may hold, one per training command. Add a trainer's
+/// name here when it gets its own table.
+pub const SECTIONS: &[&str] = &["sft", "reward", "ppo", "dpo", "best-of-n", "eval"];
+
+/// Keys never taken from a resumed checkpoint's stored config.
+const NOT_RESUMED: &[&str] = &["resume", "config", "stop-after"];
+
+/// Frozen-base storage for QLoRA.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Quant {
+    None,
+    Int8,
+    Nf4,
+}
+
+impl std::fmt::Display for Quant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Quant::None => "none",
+            Quant::Int8 => "int8",
+            Quant::Nf4 => "nf4",
+        })
+    }
+}
+
+fn parse_schedule(s: &str) -> Result<Schedule, String> {
+    match s {
+        "constant" => Ok(Schedule::Constant),
+        "linear" => Ok(Schedule::Linear),
+        "cosine" => Ok(Schedule::Cosine),
+        _ => Err(format!("`{s}`: expected constant, linear or cosine")),
+    }
+}
+
+/// A list as a TOML array or a comma-separated string.
+fn string_or_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Option::<Either>::deserialize(d)? {
+        None => None,
+        Some(Either::One(s)) => Some(s.split(',').map(|t| t.trim().to_string()).collect()),
+        Some(Either::Many(v)) => Some(v),
+    })
+}
+
+/// Options every training command takes.
+#[derive(Args, Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct CommonArgs {
+    /// Model directory (Hugging Face layout).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Training data (JSONL, CSV or TSV, optionally gzipped).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Held-out data for eval metrics.
+    #[arg(long)]
+    pub eval_data: Option<PathBuf>,
+    /// Without --eval-data: hold out this fraction of --data (seeded).
+    #[arg(long, default_value_t = 0.0)]
+    pub eval_fraction: f64,
+    /// Run directory (default `./runs/<UTC timestamp>`).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Optimizer steps of the whole run.
+    #[arg(long, default_value_t = 100)]
+    pub steps: u64,
+    /// Examples per micro-batch.
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// Peak learning rate (default: the trainer's own).
+    #[arg(long)]
+    pub lr: Option<f32>,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Continue from a checkpoint (a run directory or its `checkpoint`).
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// TOML run file supplying any option (flags take precedence).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Micro-batches per optimizer step (gradients summed).
+    #[arg(long, default_value_t = 1)]
+    pub grad_accum: usize,
+    #[arg(long, default_value_t = 0)]
+    pub warmup_steps: u32,
+    /// Decay after warm-up: constant, linear or cosine.
+    #[arg(long, default_value = "linear", value_parser = parse_schedule)]
+    pub schedule: Schedule,
+    /// Global gradient-norm clip (0 = off).
+    #[arg(long, default_value_t = 1.0)]
+    pub max_grad_norm: f32,
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f32,
+    /// Eval every N steps (0 = only at the end).
+    #[arg(long, default_value_t = 0)]
+    pub eval_every: u64,
+    /// Checkpoint every N steps (0 = only at the end).
+    #[arg(long, default_value_t = 0)]
+    pub save_every: u64,
+    /// Also keep `checkpoint-<step>` copies.
+    #[arg(long)]
+    pub keep_checkpoints: bool,
+    /// Plain log line every N steps when stdout is not a terminal.
+    #[arg(long, default_value_t = 10)]
+    pub log_every: u64,
+    /// Most tokens per sequence (default: the model's context).
+    #[arg(long)]
+    pub max_len: Option<usize>,
+    /// Chat template: gpt2, plain, hh, or a path to an engine_template.json
+    /// (default: the model directory's, else gpt2).
+    #[arg(long)]
+    pub template: Option<String>,
+    /// Skip (and count) bad data rows instead of failing.
+    #[arg(long)]
+    pub skip_bad_rows: bool,
+    /// Column renames, `field=column,...`.
+    #[arg(long)]
+    pub columns: Option<String>,
+    /// Store the frozen base quantized (needs LoRA).
+    #[arg(long, value_enum, default_value_t = Quant::None)]
+    pub quant: Quant,
+    /// LoRA rank (0 = full fine-tuning).
+    #[arg(long, default_value_t = 0)]
+    pub lora_r: usize,
+    #[arg(long, default_value_t = 16.0)]
+    pub lora_alpha: f32,
+    #[arg(long, default_value_t = 0.0)]
+    pub lora_dropout: f32,
+    /// Adapted modules, comma list (default: c_attn / query_key_value).
+    #[arg(long, value_delimiter = ',')]
+    #[serde(default, deserialize_with = "string_or_list")]
+    pub lora_targets: Option<Vec<String>>,
+    /// auto (a bar on a terminal, else plain lines), bar, plain or silent.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
+    /// Stop after this step as if interrupted (checkpointing first).
+    #[arg(long, hide = true)]
+    pub stop_after: Option<u64>,
+}
+
+impl CommonArgs {
+    pub fn model_dir(&self) -> Result<&Path> {
+        self.model
+            .as_deref()
+            .ok_or_else(|| anyhow!("no model: pass --model DIR (or `model` in the run file)"))
+    }
+
+    pub fn data_file(&self) -> Result<&Path> {
+        self.data
+            .as_deref()
+            .ok_or_else(|| anyhow!("no data: pass --data FILE (or `data` in the run file)"))
+    }
+
+    /// The learning rate, `default` unless one was given.
+    pub fn lr_or(&self, default: f32) -> f32 {
+        self.lr.unwrap_or(default)
+    }
+
+    pub fn column_map(&self) -> Result<ColumnMap> {
+        match &self.columns {
+            Some(s) => s.parse().context("--columns"),
+            None => Ok(ColumnMap::default()),
+        }
+    }
+
+    pub fn load_options(&self) -> Result<LoadOptions> {
+        Ok(LoadOptions {
+            columns: self.column_map()?,
+            skip_bad_rows: self.skip_bad_rows,
+            ..LoadOptions::default()
+        })
+    }
+
+    /// --template, else the model directory's template file, else gpt2.
+    pub fn chat_template(&self) -> Result<ChatTemplate> {
+        match &self.template {
+            Some(t) if Path::new(t).is_file() || t.ends_with(".json") => {
+                ChatTemplate::load(Path::new(t))
+            }
+            Some(t) => ChatTemplate::preset(t),
+            None => ChatTemplate::for_model_dir(self.model_dir()?),
+        }
+    }
+
+    /// Sequence length limit: --max-len capped at the model's context.
+    pub fn max_len_for(&self, model: &CausalLm) -> usize {
+        self.max_len
+            .map_or(model.cfg.n_ctx, |m| m.min(model.cfg.n_ctx))
+    }
+
+    /// The LoRA config the flags ask for (None for full fine-tuning).
+    pub fn lora_config(&self, model: &CausalLm) -> Option<LoraConfig> {
+        if self.lora_r == 0 {
+            return None;
+        }
+        let targets = self.lora_targets.clone().unwrap_or_else(|| {
+            // PEFT's defaults for these architectures.
+            vec![match model.cfg.arch {
+                Arch::Gpt2 => "c_attn".to_string(),
+                Arch::GptNeox => "query_key_value".to_string(),
+            }]
+        });
+        let mut cfg = LoraConfig::new(self.lora_r, self.lora_alpha, &[]);
+        cfg.target_modules = targets;
+        cfg.dropout = self.lora_dropout;
+        Some(cfg)
+    }
+
+    /// Checks that do not need the model.
+    pub fn validate(&self) -> Result<()> {
+        ensure!(self.batch_size > 0, "--batch-size must be positive");
+        ensure!(self.grad_accum > 0, "--grad-accum must be positive");
+        ensure!(self.steps > 0, "--steps must be positive");
+        ensure!(
+            (0.0..1.0).contains(&self.lora_dropout),
+            "--lora-dropout must be in [0, 1)"
+        );
+        ensure!(
+            self.quant == Quant::None || self.lora_r > 0,
+            "--quant {} keeps the base frozen: add LoRA adapters (--lora-r N) to train",
+            self.quant
+        );
+        self.column_map()?;
+        Ok(())
+    }
+}
+
+/// Seed offset of LoRA's initialisation (distinct from data order seeds).
+const LORA_INIT_STREAM: u64 = 0x4c6f_5241;
+
+/// Adapts a loaded model as the flags ask: quantizes the frozen base
+/// (`--quant`), then attaches fresh LoRA adapters (`--lora-*`). With
+/// adapters, task heads (`v_head.*`, `score.weight`) stay trainable, as
+/// PEFT's `modules_to_save`; everything else is frozen.
+pub fn apply_adaptation(model: &mut CausalLm, args: &CommonArgs) -> Result<()> {
+    args.validate()?;
+    if args.quant != Quant::None {
+        quantize_base(model, args.quant)?;
+    }
+    if let Some(cfg) = args.lora_config(model) {
+        model.attach_lora(&cfg, args.seed ^ LORA_INIT_STREAM)?;
+        keep_heads_trainable(model);
+    }
+    Ok(())
+}
+
+/// Stores the frozen base int8/NF4. The models' quantized-base API lands in
+/// a parallel branch; this is the one place that calls it.
+fn quantize_base(model: &mut CausalLm, quant: Quant) -> Result<()> {
+    let _ = model;
+    bail!("quantized bases are not wired yet (--quant {quant}); use --quant none")
+}
+
+/// True for head parameters that train alongside LoRA adapters.
+pub fn is_head_param(name: &str) -> bool {
+    name.starts_with("v_head.") || name == "score.weight"
+}
+
+/// Adapters and heads trainable, the rest frozen (after attaching or
+/// loading adapters, which freeze everything else).
+pub fn keep_heads_trainable(model: &mut CausalLm) {
+    model
+        .params
+        .set_trainable(|n| is_adapter_param(n) || is_head_param(n));
+}
+
+/// A training command's args struct: a `clap::Args` + serde (kebab-case)
+/// struct that flattens [`CommonArgs`].
+pub trait TrainArgs: Serialize + DeserializeOwned {
+    /// The run file's table for this command (one of [`SECTIONS`]).
+    const SECTION: &'static str;
+    fn common(&self) -> &CommonArgs;
+    fn common_mut(&mut self) -> &mut CommonArgs;
+}
+
+/// The effective config as JSON (stored in checkpoints and reports).
+pub fn effective_config<T: Serialize>(args: &T) -> Result<Value> {
+    serde_json::to_value(args).context("serialising the run config")
+}
+
+/// Keys (kebab-case) given on the command line.
+fn given_on_command_line(matches: &ArgMatches) -> BTreeSet<String> {
+    matches
+        .ids()
+        .map(|id| id.as_str())
+        .filter(|id| {
+            matches!(
+                matches.value_source(id),
+                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+            )
+        })
+        .map(|id| id.replace('_', "-"))
+        .collect()
+}
+
+/// Reads a run file into (key, value, where) entries for `section`,
+/// failing on keys `known` lacks.
+fn run_file_entries(
+    path: &Path,
+    section: &str,
+    known: &Map<String, Value>,
+) -> Result<Vec<(String, Value, String)>> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {file}"))?;
+    let table: toml::Table = text.parse().with_context(|| format!("parsing {file}"))?;
+    let (mut flat, mut own) = (Vec::new(), Vec::new());
+    for (key, value) in table {
+        match value {
+            toml::Value::Table(t) if SECTIONS.contains(&key.as_str()) => {
+                if key != section {
+                    continue;
+                }
+                for (k, v) in t {
+                    ensure!(
+                        known.contains_key(&k),
+                        "{file}: unknown key `{k}` in [{key}] (not an option of this command)"
+                    );
+                    own.push((k, serde_json::to_value(v)?, format!("{file}: [{key}] `")));
+                }
+            }
+            toml::Value::Table(_) => bail!(
+                "{file}: unknown table [{key}] (tables are per command: {})",
+                SECTIONS.join(", ")
+            ),
+            v => {
+                ensure!(
+                    known.contains_key(&key),
+                    "{file}: unknown key `{key}` (not an option of this command; \
+                     trainer-specific keys go in their [table])"
+                );
+                flat.push((key, serde_json::to_value(v)?, format!("{file}: `")));
+            }
+        }
+    }
+    flat.extend(own); // the command's own table last: it wins
+    Ok(flat)
+}
+
+/// Merges the run file and a resumed checkpoint's config into `args` for
+/// every option not given on the command line (see the module docs).
+pub fn load_args<T: TrainArgs>(args: T, matches: &ArgMatches) -> Result<T> {
+    let given = given_on_command_line(matches);
+    let mut json = match effective_config(&args)? {
+        Value::Object(m) => m,
+        _ => bail!("args of a training command must be a struct"),
+    };
+    let known = json.clone();
+    let mut from_file = BTreeSet::new();
+    if let Some(path) = args.common().config.clone() {
+        for (key, value, at) in run_file_entries(&path, T::SECTION, &known)? {
+            ensure!(
+                key != "config",
+                "{at}config`: a run file cannot name another"
+            );
+            if given.contains(&key) {
+                continue;
+            }
+            // Type-check each key alone so the error names it.
+            let mut trial = json.clone();
+            trial.insert(key.clone(), value.clone());
+            serde_json::from_value::<T>(Value::Object(trial))
+                .map_err(|e| anyhow!("{at}{key}`: {e}"))?;
+            json.insert(key.clone(), value);
+            from_file.insert(key);
+        }
+    }
+    // --resume may itself come from the run file.
+    if let Some(resume) = json
+        .get("resume")
+        .and_then(Value::as_str)
+        .map(PathBuf::from)
+    {
+        let state = crate::train::run::read_state(&crate::train::run::checkpoint_dir(&resume)?)?;
+        if let Value::Object(stored) = state.config {
+            for (key, value) in stored {
+                let keep = given.contains(&key)
+                    || from_file.contains(&key)
+                    || NOT_RESUMED.contains(&key.as_str())
+                    || !known.contains_key(&key);
+                if !keep {
+                    json.insert(key, value);
+                }
+            }
+        }
+    }
+    let out: T = serde_json::from_value(Value::Object(json))
+        .context("merging flags, the run file and the resumed checkpoint's config")?;
+    out.common().validate()?;
+    Ok(out)
+}
+
+/// Parses `argv` (program name first) as `T`'s flags and merges the layers:
+/// the entry point for tests and for commands outside the main binary.
+pub fn parse_args<T: TrainArgs + Args + FromArgMatches>(argv: &[&str]) -> Result<T> {
+    let cmd = T::augment_args(clap::Command::new("engine"));
+    let matches = cmd.try_get_matches_from(argv)?;
+    let args = T::from_arg_matches(&matches)?;
+    load_args(args, &matches)
+}

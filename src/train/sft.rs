@@ -1,0 +1,238 @@
+//! Supervised fine-tuning (TRL's SFTTrainer): next-token cross-entropy on
+//! prompt/completion, text or conversation data, optionally on completions
+//! (assistant turns) only; full fine-tuning, LoRA or QLoRA through
+//! [`apply_adaptation`]; gradient accumulation weighted by target tokens (so
+//! `k` micro-batches give the gradient of their union as one batch); eval
+//! loss and perplexity.
+//!
+//! Metrics: `train/loss`, `train/lr`, `train/grad_norm`, `train/epoch`,
+//! `train/tokens`, `eval/loss`, `eval/ppl`, `time/tokens_per_s`, `time/step_s`.
+
+use anyhow::{ensure, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::config::{apply_adaptation, CommonArgs, TrainArgs};
+use super::session::{step_seed, weighted_backward, GradAccum, RunSummary, Session};
+use crate::data::{
+    encode_all, load_sft, pad_id, sft_batch, train_eval_split, ChatTemplate, Encoder, EpochSampler,
+    LmBatch, SftExample, Truncation,
+};
+use crate::device::Gpu;
+use crate::models::lm::{next_token_targets, CausalLm, Head};
+use crate::tape::Tape;
+use crate::tensor::Tensor;
+
+/// TRL SFTConfig's default learning rate.
+pub const SFT_LR: f32 = 2e-5;
+
+#[derive(clap::Args, Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct SftArgs {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub common: CommonArgs,
+    /// Loss on completions / assistant turns only (false: every token).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub completion_only: bool,
+}
+
+impl TrainArgs for SftArgs {
+    const SECTION: &'static str = "sft";
+    fn common(&self) -> &CommonArgs {
+        &self.common
+    }
+    fn common_mut(&mut self) -> &mut CommonArgs {
+        &mut self.common
+    }
+}
+
+/// Encoded SFT examples and how loading went.
+pub struct SftData {
+    pub train: Vec<SftExample>,
+    pub eval: Vec<SftExample>,
+    pub pad: i32,
+    /// Load reports and skipped-row counts, one line each.
+    pub notes: Vec<String>,
+}
+
+fn encode_file(
+    path: &std::path::Path,
+    common: &CommonArgs,
+    enc: &Encoder,
+    notes: &mut Vec<String>,
+) -> Result<Vec<SftExample>> {
+    let ds = load_sft(path, &common.load_options()?)?;
+    notes.push(ds.report.to_string());
+    let (ex, skipped, reasons) = encode_all(&ds.rows, common.skip_bad_rows, |r| enc.sft(r))?;
+    if skipped > 0 {
+        notes.push(format!(
+            "{skipped} rows skipped while encoding: {reasons:?}"
+        ));
+    }
+    ensure!(!ex.is_empty(), "{}: no usable examples", path.display());
+    Ok(ex)
+}
+
+/// Loads and encodes --data (and --eval-data or an --eval-fraction split).
+pub fn load_sft_data(args: &SftArgs, model: &CausalLm, template: &ChatTemplate) -> Result<SftData> {
+    let c = &args.common;
+    let tok = model
+        .tokenizer
+        .as_ref()
+        .context("the model directory has no tokenizer.json")?;
+    let mut enc = Encoder::new(tok, template, Truncation::truncate(c.max_len_for(model)));
+    enc.completion_only = args.completion_only;
+    let mut notes = Vec::new();
+    let mut train = encode_file(c.data_file()?, c, &enc, &mut notes)?;
+    let eval = match &c.eval_data {
+        Some(p) => encode_file(p, c, &enc, &mut notes)?,
+        None if c.eval_fraction > 0.0 => {
+            let (t, e) = train_eval_split(train, c.eval_fraction, c.seed)?;
+            train = t;
+            e
+        }
+        None => Vec::new(),
+    };
+    let pad = pad_id(tok).context("the tokenizer has no pad or EOS token to pad with")?;
+    Ok(SftData {
+        train,
+        eval,
+        pad,
+        notes,
+    })
+}
+
+/// Positions whose next token is a target of the loss.
+pub fn target_count(batch: &LmBatch) -> usize {
+    next_token_targets(&batch.tokens, Some(&batch.loss_mask))
+        .iter()
+        .filter(|&&t| t >= 0)
+        .count()
+}
+
+/// Loss and summed gradients of one optimizer step over `micro` batches:
+/// each micro-batch's mean loss is weighted by its share of the step's
+/// target tokens, so the result equals one pass over their union. With
+/// LoRA dropout, micro-batch `i` uses `dropout_seed(i)`.
+pub fn sft_grads(
+    model: &CausalLm,
+    micro: &[LmBatch],
+    dropout_seed: impl Fn(usize) -> Option<u64>,
+) -> Result<(f64, BTreeMap<String, Tensor>)> {
+    let counts: Vec<usize> = micro.iter().map(target_count).collect();
+    let total: usize = counts.iter().sum();
+    ensure!(total > 0, "no target token in this step's batches");
+    let mut acc = GradAccum::default();
+    let mut loss = 0.0;
+    for (i, (b, &n)) in micro.iter().zip(&counts).enumerate() {
+        if n == 0 {
+            continue;
+        }
+        let w = n as f32 / total as f32;
+        let tape = Tape::new(model.gpu());
+        let mut vars = model.vars(&tape);
+        vars.set_lora_dropout_seed(dropout_seed(i));
+        let l = model.lm_loss(&tape, &vars, &b.tokens, Some(&b.loss_mask))?;
+        loss += w as f64 * l.tensor().item()? as f64;
+        acc.add(vars.grads(&weighted_backward(&tape, &l, w)?))?;
+    }
+    Ok((loss, acc.finish()?))
+}
+
+/// Token-weighted mean loss over `examples` (no gradients), and its perplexity.
+pub fn sft_eval(
+    model: &CausalLm,
+    examples: &[SftExample],
+    batch_size: usize,
+    pad: i32,
+) -> Result<(f64, f64)> {
+    let (mut sum, mut count) = (0.0, 0usize);
+    for chunk in examples.chunks(batch_size.max(1)) {
+        let b = sft_batch(chunk, pad)?;
+        let n = target_count(&b);
+        if n == 0 {
+            continue;
+        }
+        let tape = Tape::new(model.gpu());
+        let _g = tape.no_grad();
+        let vars = model.vars(&tape);
+        let l = model.lm_loss(&tape, &vars, &b.tokens, Some(&b.loss_mask))?;
+        sum += n as f64 * l.tensor().item()? as f64;
+        count += n;
+    }
+    ensure!(count > 0, "the eval set has no target token");
+    let loss = sum / count as f64;
+    Ok((loss, loss.exp()))
+}
+
+/// Keys drawn in the end-of-run chart.
+pub const SFT_CHART: &[&str] = &[
+    "train/loss",
+    "eval/loss",
+    "eval/ppl",
+    "train/grad_norm",
+    "train/lr",
+];
+
+/// Runs SFT as `args` say; returns the trained model and the summary.
+pub fn train_sft(gpu: &Arc<Gpu>, mut args: SftArgs) -> Result<(CausalLm, RunSummary)> {
+    let c = args.common.clone();
+    let mut model = CausalLm::load(gpu, c.model_dir()?)?;
+    ensure!(
+        model.head != Head::Reward,
+        "{} is a sequence-classification model; SFT needs an LM head",
+        c.model_dir()?.display()
+    );
+    apply_adaptation(&mut model, &c)?;
+    let template = c.chat_template()?;
+    let data = load_sft_data(&args, &model, &template)?;
+    let shown = ["train/loss", "eval/loss", "train/lr"];
+    let mut s = Session::start(&mut args, &mut model, "sft", SFT_LR, &shown)?;
+    for n in &data.notes {
+        s.progress.println(n);
+    }
+    let sampler = EpochSampler::new(data.train.len(), c.batch_size, c.seed)?;
+    let per_epoch = sampler.batches_per_epoch() as f64;
+    let dropout = model.lora.as_ref().is_some_and(|a| a.config.dropout > 0.0);
+    while let Some(step) = s.next_step() {
+        let t0 = Instant::now();
+        let mut micro = Vec::with_capacity(c.grad_accum);
+        for _ in 0..c.grad_accum {
+            let idx = s.next_batch(&sampler)?;
+            micro.push(sft_batch(idx.iter().map(|&i| &data.train[i]), data.pad)?);
+        }
+        let seed = |i: usize| dropout.then(|| step_seed(c.seed, step, i as u64));
+        let (loss, grads) = sft_grads(&model, &micro, seed)?;
+        let rep = s.apply(&model, &grads, loss as f32)?;
+        drop(grads);
+        let tokens: usize = micro
+            .iter()
+            .map(|b| b.tokens.mask.iter().filter(|&&m| m == 1).count())
+            .sum();
+        let cur = s.state.cursor;
+        let mut row = vec![
+            ("train/loss".to_string(), loss),
+            ("train/lr".to_string(), rep.lr as f64),
+            ("train/grad_norm".to_string(), rep.grad_norm as f64),
+            (
+                "train/epoch".to_string(),
+                cur.epoch as f64 + cur.batch as f64 / per_epoch,
+            ),
+            ("train/tokens".to_string(), tokens as f64),
+        ];
+        let secs = t0.elapsed().as_secs_f64();
+        row.push(("time/tokens_per_s".to_string(), tokens as f64 / secs));
+        if s.is_eval_step(step) && !data.eval.is_empty() {
+            let (l, ppl) = sft_eval(&model, &data.eval, c.batch_size, data.pad)?;
+            row.push(("eval/loss".to_string(), l));
+            row.push(("eval/ppl".to_string(), ppl));
+        }
+        row.push(("time/step_s".to_string(), t0.elapsed().as_secs_f64()));
+        s.end_step(&model, step, &row, None)?;
+    }
+    let summary = s.finish(&mut model, false, Some(&template), SFT_CHART)?;
+    Ok((model, summary))
+}
