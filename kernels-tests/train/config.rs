@@ -134,9 +134,14 @@ fn adaptation_attaches_lora_and_keeps_heads_trainable() {
         .iter()
         .all(|n| n.contains("lora_") || n.starts_with("v_head.")));
 
-    // The quantized base is the lead's to wire: until then the hook says so.
-    let q: SftArgs = parse(&["--quant", "int8", "--lora-r", "2"]);
+    // QLoRA: the base is quantized and frozen, only adapters train.
+    let q: SftArgs = parse(&["--quant", "nf4", "--lora-r", "2"]);
     let mut m = CausalLm::load(&gpu, std::path::Path::new(&model_dir("gpt2-tiny"))).unwrap();
-    let e = format!("{:#}", apply_adaptation(&mut m, &q.common).unwrap_err());
-    assert!(e.contains("not wired yet"), "{e}");
+    apply_adaptation(&mut m, &q.common).unwrap();
+    assert_eq!(m.quantized.len(), 8, "every linear layer is quantized");
+    assert!(m
+        .params
+        .iter()
+        .filter(|p| p.trainable)
+        .all(|p| p.name.contains("lora_")));
 }

@@ -306,11 +306,14 @@ pub fn apply_adaptation(model: &mut CausalLm, args: &CommonArgs) -> Result<()> {
     Ok(())
 }
 
-/// Stores the frozen base int8/NF4. The models' quantized-base API lands in
-/// a parallel branch; this is the one place that calls it.
+/// Stores the frozen base as int8/NF4 (`CausalLm::quantize_base`).
 fn quantize_base(model: &mut CausalLm, quant: Quant) -> Result<()> {
-    let _ = model;
-    bail!("quantized bases are not wired yet (--quant {quant}); use --quant none")
+    let format = match quant {
+        Quant::None => return Ok(()),
+        Quant::Int8 => crate::quant::QuantFormat::Int8,
+        Quant::Nf4 => crate::quant::QuantFormat::Nf4,
+    };
+    model.quantize_base(format)
 }
 
 /// True for head parameters that train alongside LoRA adapters.
