@@ -63,16 +63,16 @@ fn decode8(row: u32, col: u32, col_end: u32) -> Dec8 {
     return Dec8(vec4<f32>(v[0], v[1], v[2], v[3]), vec4<f32>(v[4], v[5], v[6], v[7]));
 }
 
-@compute @workgroup_size(8)
+@compute @workgroup_size(32)
 fn qmatmul_int8_forward(@builtin(workgroup_id) wg: vec3<u32>,
                         @builtin(local_invocation_index) lid: u32) {
-    qgemm(false, wg, lid);
+    qgemm_forward(wg, lid);
 }
 
 @compute @workgroup_size(8)
 fn qmatmul_int8_backward(@builtin(workgroup_id) wg: vec3<u32>,
                          @builtin(local_invocation_index) lid: u32) {
-    qgemm(true, wg, lid);
+    qgemm_backward(wg, lid);
 }
 
 // ---- quantization and dequantization (QuantParams at binding 0) ----

@@ -3,7 +3,7 @@
 //
 // Shapes: W [N, K] (nn.Linear layout, flattened row-major, 64-element blocks
 // along the flattened weight); x [M, K]; y [M, N]; bias [N]; dy [M, N]; dx [M, K].
-//   qmatmul_nf4_forward   y = x · Wᵀ (+ bias)      register-blocked, tile decoded once per workgroup
+//   qmatmul_nf4_forward   y = x · Wᵀ (+ bias)      register-blocked; a tile decoded once per workgroup
 //   qmatmul_nf4_gemv      the same for M = 1        one invocation per output, streams the codes
 //   qmatmul_nf4_backward  dx = dy · W               (the weight is frozen: no dW)
 //   nf4_quantize          w → codes + f32 absmax per 64-block (bnb's rounding)
@@ -42,16 +42,18 @@ fn decode8(row: u32, col: u32, col_end: u32) -> Dec8 {
     return Dec8(vec4<f32>(v[0], v[1], v[2], v[3]), vec4<f32>(v[4], v[5], v[6], v[7]));
 }
 
-@compute @workgroup_size(8)
+@compute @workgroup_size(32)
 fn qmatmul_nf4_forward(@builtin(workgroup_id) wg: vec3<u32>,
                        @builtin(local_invocation_index) lid: u32) {
-    qgemm(false, wg, lid);
+    nf4_load_pairs(lid, FLANES); // qgemm_forward's first barrier publishes it
+    qgemm_forward(wg, lid);
 }
 
 @compute @workgroup_size(8)
 fn qmatmul_nf4_backward(@builtin(workgroup_id) wg: vec3<u32>,
                         @builtin(local_invocation_index) lid: u32) {
-    qgemm(true, wg, lid);
+    nf4_load_pairs(lid, QLANES); // qgemm_backward's first barrier publishes it
+    qgemm_backward(wg, lid);
 }
 
 // 8 weights of one word against x[xe .. xe+8] (xe % 4 == 0).
@@ -61,12 +63,17 @@ fn dot_word(w: u32, xe: u32) -> f32 {
 }
 
 // M = 1 (generation): one invocation per output n streams its row of codes
-// (2 vec4<u32> = 64 codes per block) with one absmax per block; memory-bound.
+// (2 vec4<u32> = 64 codes per block) with one absmax per block, reading ~0.52
+// bytes per weight (on llvmpipe the codebook lookups, from workgroup memory,
+// bound it rather than memory).
 // Host guarantees K % 64 == 0 (else it uses the forward entry) and x_off = 0.
+// x is read at addresses common to all lanes (cheap on llvmpipe).
 @compute @workgroup_size(64)
 fn qmatmul_nf4_gemv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                     @builtin(local_invocation_index) lid: u32) {
     let n = linear_group(wg, nwg) * 64u + lid;
+    nf4_load_pairs(lid, 64u);
+    workgroupBarrier();
     if (n >= p.wn) {
         return;
     }
@@ -238,6 +245,8 @@ fn nf4_absmax_quantize(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgr
 fn nf4_dequantize(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                   @builtin(local_invocation_index) lid: u32) {
     let t = linear_group(wg, nwg) * 64u + lid;
+    nf4_load_pairs(lid, 64u);
+    workgroupBarrier();
     if (t * 8u >= q.count) {
         return;
     }

@@ -14,6 +14,18 @@
 const NF4_OFFSET: u32 = 256u;
 const NF4_ABSMAX2: u32 = 260u;
 
+// The byte-pair table, copied to workgroup memory: lookups there are several
+// times cheaper on llvmpipe than per-lane reads of a storage buffer.
+var<workgroup> spairs: array<vec2<f32>, 256>;
+
+// Every entry that decodes calls this first (all `lanes` invocations, in
+// uniform control flow), then a workgroupBarrier before the first decode.
+fn nf4_load_pairs(lid: u32, lanes: u32) {
+    for (var i = lid; i < 256u; i += lanes) {
+        spairs[i] = pairs[i];
+    }
+}
+
 // The absmax of 64-block b. `zero` is a runtime 0: selecting through it keeps
 // the product a separately rounded f32 (bnb adds the offset in its own op), so
 // the compiler cannot fuse multiply and add into one FMA.
@@ -25,17 +37,17 @@ fn nf4_absmax(b: u32, zero: u32) -> f32 {
 
 // The unscaled NF4 values of one word's 8 elements, in element order.
 fn nf4_word(w: u32) -> Dec8 {
-    let p0 = pairs[w & 0xFFu];
-    let p1 = pairs[(w >> 8u) & 0xFFu];
-    let p2 = pairs[(w >> 16u) & 0xFFu];
-    let p3 = pairs[w >> 24u];
+    let p0 = spairs[w & 0xFFu];
+    let p1 = spairs[(w >> 8u) & 0xFFu];
+    let p2 = spairs[(w >> 16u) & 0xFFu];
+    let p3 = spairs[w >> 24u];
     return Dec8(vec4<f32>(p0, p1), vec4<f32>(p2, p3));
 }
 
 // Element e (any alignment), dequantized.
 fn nf4_elem(e: u32, zero: u32) -> f32 {
     let byte = (codes[e >> 3u] >> (((e >> 1u) & 3u) * 8u)) & 0xFFu;
-    let pr = pairs[byte];
+    let pr = spairs[byte];
     return select(pr.y, pr.x, (e & 1u) == 0u) * nf4_absmax(e >> 6u, zero);
 }
 

@@ -1,4 +1,4 @@
-// Shared body of the dequantizing matmuls (qmatmul_int8, qmatmul_nf4):
+// Shared bodies of the dequantizing matmuls (qmatmul_int8, qmatmul_nf4):
 //   forward  y[m, n]  = Σ_k x[m, k]  · W[n, k]  (+ bias[n])   (C = A · Wᵀ)
 //   backward dx[m, k] = Σ_n dy[m, n] · W[n, k]                (C = A · W)
 // W [N, K] is the frozen quantized weight; only its dequantized values enter
@@ -11,21 +11,30 @@
 //     = W[row, col .. col+8] dequantized (col % 8 == 0), zero where col + j >= col_end.
 // x / x4 are the A operand (x forward, dy backward) over the same bound range.
 //
-// Why this shape (CPU adapters first): one workgroup = 8 invocations = one
-// SIMD group on llvmpipe. The workgroup owns 8 output columns and 128 rows;
-// for each 64-step chunk of the reduction, the 8 lanes decode the 8×64
-// weight tile ONCE into workgroup memory (each lane 8 groups of 8), then
-// every lane multiplies its 16 rows of A against it with vec4/mat4 FMAs
-// (the f32 matmul's register blocking). Decoding is thus amortised over 128
-// rows, and there are 2 barriers per 64 reduction steps. Out-of-range tile
-// entries are zero, so the inner loop needs no tail: A values read past an
-// edge (clamped addresses, finite) meet zero weights. Rows and columns past
-// the edge are never stored.
+// Why these shapes (CPU adapters first; choices measured on llvmpipe, where a
+// SIMD group is 8 invocations, a load whose address differs per lane costs a
+// loop over the lanes, and workgroup memory read at a compile-time-constant
+// address costs one load for all lanes):
+// - Each 64-step chunk of the reduction, the workgroup decodes its weight tile
+//   ONCE into workgroup memory (2 barriers per chunk), so decoding is amortised
+//   over every row the workgroup owns; the FMA steps are unrolled by hand so
+//   that every tile read is at a constant address. Each invocation keeps its
+//   block of C in registers and runs mat4 products (the f32 matmul's blocking).
+// - forward (qgemm_forward): 32 invocations × 8 rows = 256 rows share a tile of
+//   16 output columns × 64 (per 4 steps: 8 per-lane x loads, 4 tile panels).
+// - backward (qgemm_backward): 8 invocations × 16 rows = 128 rows share a tile
+//   of 64 reduction steps × 8 output columns.
+// Variants tried and measured slower on llvmpipe: 8 lanes × 16 rows forward
+// (twice the per-lane x loads), and lanes over output columns with each lane
+// decoding its own weights (per-lane codebook lookups on every weight).
+// Out-of-range tile entries are zero, so the inner loops need no tail: A values
+// read past an edge (clamped addresses, finite) meet zero weights. Rows and
+// columns past the edge are never stored.
 //
-// llvmpipe stops an invocation after 65535 loop iterations in total: one
-// chunk costs 1 + 8 (decode) + 16 (FMA) iterations, and the host splits the
-// reduction into dispatches of at most 65536 steps (accumulate = 1 after the
-// first), i.e. ≤ 25,600 iterations per invocation.
+// llvmpipe stops an invocation after 65535 loop iterations in total: a chunk
+// costs at most 1 + 8 (decode) iterations (the FMA steps are unrolled), and the
+// host splits the reduction into dispatches of at most 65536 steps
+// (accumulate = 1 after the first), i.e. ≤ 9,216 iterations per invocation.
 
 struct QgemmParams {
     m: u32,          // rows of A and C in this dispatch
@@ -55,15 +64,9 @@ struct Dec8 {
 override VEC_X: bool = false;
 
 const KC: u32 = 64u;   // reduction steps per tile
-const TM: u32 = 16u;   // rows per invocation
-const QLANES: u32 = 8u;
-const QROWS: u32 = 128u; // rows per workgroup = QLANES * TM
-const QCOLS: u32 = 8u;   // columns per workgroup
 
-// The decoded tile: 8 columns × 64 reduction steps, as vec4s.
-// Forward layout:  wt[c * 16 + r / 4] = W[n0 + c, rc + r .. +4]
-// Backward layout: wt[r * 2 + h]      = W[rc + r, c0 + 4h .. +4]
-var<workgroup> wt: array<vec4<f32>, 128>;
+// The decoded tile, as vec4s (layouts at qgemm_forward / qgemm_backward).
+var<workgroup> wt: array<vec4<f32>, 256>;
 
 fn load_x(e: u32) -> vec4<f32> {
     if (VEC_X) {
@@ -81,37 +84,22 @@ fn a_panel(m: u32, r: u32) -> mat4x4<f32> {
                        load_x(e + 3u * p.ldx));
 }
 
-// B rows r .. r+3 (tile-relative kk), columns 4h .. 4h+3: result[kk][q] = B[kk, 4h + q].
-fn b_panel_fwd(kk: u32, h: u32) -> mat4x4<f32> {
-    let j = kk >> 2u;
-    let c = 64u * h + j; // (4h) * 16 + j
-    return transpose(mat4x4<f32>(wt[c], wt[c + 16u], wt[c + 32u], wt[c + 48u]));
-}
-
+// Backward tile rows kk .. kk+3, columns 4h .. 4h+3: result[kk'][q] = W[rc + kk + kk', c0 + 4h + q].
 fn b_panel_bwd(kk: u32, h: u32) -> mat4x4<f32> {
     let i = kk * 2u + h;
     return mat4x4<f32>(wt[i], wt[i + 2u], wt[i + 4u], wt[i + 6u]);
 }
 
-fn fill_tile(backward: bool, c0: u32, rc: u32, lid: u32) {
+// Lane lid decodes weight rows rc + 8·lid .. +7 (reduction), columns c0 .. c0+7.
+fn fill_tile(c0: u32, rc: u32, lid: u32) {
     for (var i = 0u; i < 8u; i++) {
         var d = Dec8(vec4<f32>(0.0), vec4<f32>(0.0));
-        if (backward) {
-            // Lane lid: weight rows rc + 8·lid + i (reduction), columns c0 .. c0+7.
-            let rr = lid * 8u + i;
-            if (rc + rr < p.r1) {
-                d = decode8(rc + rr, c0, p.wk);
-            }
-            wt[rr * 2u] = d.lo;
-            wt[rr * 2u + 1u] = d.hi;
-        } else {
-            // Lane lid: weight row c0 + lid (output column), reduction rc + 8i .. +7.
-            if (c0 + lid < p.wn) {
-                d = decode8(c0 + lid, rc + 8u * i, p.r1);
-            }
-            wt[lid * 16u + 2u * i] = d.lo;
-            wt[lid * 16u + 2u * i + 1u] = d.hi;
+        let rr = lid * 8u + i;
+        if (rc + rr < p.r1) {
+            d = decode8(rc + rr, c0, p.wk);
         }
+        wt[rr * 2u] = d.lo;
+        wt[rr * 2u + 1u] = d.hi;
     }
 }
 
@@ -141,51 +129,152 @@ fn store_block(m: u32, c: u32, acc: mat4x4<f32>) {
     }
 }
 
-fn qgemm(backward: bool, wg: vec3<u32>, lid: u32) {
+// ---- forward: 32 lanes × 8 rows share a 16-column tile ----
+// Lane lid: rows m0 + 8·lid .. +7; it decodes tile column lid % 16, half lid / 16.
+const FLANES: u32 = 32u;
+const FTM: u32 = 8u;      // rows per invocation
+const FROWS: u32 = 256u;  // rows per workgroup
+const FCOLS: u32 = 16u;   // columns per workgroup
+// Forward tile: wt[c * 16 + r / 4] = W[n0 + c, rc + r .. +4], c < 16.
+
+fn fill_fwd(n0: u32, rc: u32, lid: u32) {
+    let c = lid % 16u;
+    let half = lid / 16u;
+    for (var i = 0u; i < 4u; i++) {
+        var d = Dec8(vec4<f32>(0.0), vec4<f32>(0.0));
+        let kk = half * 32u + i * 8u;
+        if (n0 + c < p.wn) {
+            d = decode8(n0 + c, rc + kk, p.r1);
+        }
+        wt[c * 16u + (kk >> 2u)] = d.lo;
+        wt[c * 16u + (kk >> 2u) + 1u] = d.hi;
+    }
+}
+
+// Tile columns 4h .. 4h+3 at tile steps kk .. kk+3: result[kk'][q] = W[n0 + 4h + q, rc + kk + kk'].
+fn b_panel_fwd(kk: u32, h: u32) -> mat4x4<f32> {
+    let i = 64u * h + (kk >> 2u);
+    return transpose(mat4x4<f32>(wt[i], wt[i + 16u], wt[i + 32u], wt[i + 48u]));
+}
+
+struct FAcc {
+    c: array<mat4x4<f32>, 8>, // c[4g + h]: rows m0 + 4g .. +3, columns n0 + 4h .. +3
+}
+
+fn fstep(acc: ptr<function, FAcc>, m0: u32, rc: u32, kk: u32) {
+    let a0 = a_panel(m0, rc + kk);
+    let a1 = a_panel(m0 + 4u, rc + kk);
+    let b0 = b_panel_fwd(kk, 0u);
+    let b1 = b_panel_fwd(kk, 1u);
+    let b2 = b_panel_fwd(kk, 2u);
+    let b3 = b_panel_fwd(kk, 3u);
+    (*acc).c[0] += b0 * a0;
+    (*acc).c[1] += b1 * a0;
+    (*acc).c[2] += b2 * a0;
+    (*acc).c[3] += b3 * a0;
+    (*acc).c[4] += b0 * a1;
+    (*acc).c[5] += b1 * a1;
+    (*acc).c[6] += b2 * a1;
+    (*acc).c[7] += b3 * a1;
+}
+
+fn qgemm_forward(wg: vec3<u32>, lid: u32) {
+    let n0 = wg.x * FCOLS;
+    let m0 = wg.y * FROWS + lid * FTM;
+    var acc: FAcc;
+    for (var rc = p.r0; rc < p.r1; rc += KC) {
+        workgroupBarrier();
+        fill_fwd(n0, rc, lid);
+        workgroupBarrier();
+        fstep(&acc, m0, rc, 0u);
+        fstep(&acc, m0, rc, 4u);
+        fstep(&acc, m0, rc, 8u);
+        fstep(&acc, m0, rc, 12u);
+        fstep(&acc, m0, rc, 16u);
+        fstep(&acc, m0, rc, 20u);
+        fstep(&acc, m0, rc, 24u);
+        fstep(&acc, m0, rc, 28u);
+        fstep(&acc, m0, rc, 32u);
+        fstep(&acc, m0, rc, 36u);
+        fstep(&acc, m0, rc, 40u);
+        fstep(&acc, m0, rc, 44u);
+        fstep(&acc, m0, rc, 48u);
+        fstep(&acc, m0, rc, 52u);
+        fstep(&acc, m0, rc, 56u);
+        fstep(&acc, m0, rc, 60u);
+    }
+    store_block(m0, n0, acc.c[0]);
+    store_block(m0, n0 + 4u, acc.c[1]);
+    store_block(m0, n0 + 8u, acc.c[2]);
+    store_block(m0, n0 + 12u, acc.c[3]);
+    store_block(m0 + 4u, n0, acc.c[4]);
+    store_block(m0 + 4u, n0 + 4u, acc.c[5]);
+    store_block(m0 + 4u, n0 + 8u, acc.c[6]);
+    store_block(m0 + 4u, n0 + 12u, acc.c[7]);
+}
+
+// ---- backward: 8 lanes × 16 rows share a 64×8 tile ----
+// Backward tile: wt[r * 2 + h] = W[rc + r, c0 + 4h .. +4].
+const TM: u32 = 16u;     // rows per invocation
+const QLANES: u32 = 8u;
+const QROWS: u32 = 128u; // rows per workgroup = QLANES * TM
+const QCOLS: u32 = 8u;   // columns per workgroup
+
+struct Acc {
+    c: array<mat4x4<f32>, 8>, // c[4h + g]: rows m0 + 4g .. +3, columns c0 + 4h .. +3
+}
+
+// Four reduction steps rc + kk .. +3. Called with constant kk (the loop is
+// unrolled by hand) so every tile address is a compile-time constant: llvmpipe
+// then loads it once for all lanes instead of once per lane.
+fn qstep(acc: ptr<function, Acc>, m0: u32, rc: u32, kk: u32) {
+    let a0 = a_panel(m0, rc + kk);
+    let a1 = a_panel(m0 + 4u, rc + kk);
+    let a2 = a_panel(m0 + 8u, rc + kk);
+    let a3 = a_panel(m0 + 12u, rc + kk);
+    let b0 = b_panel_bwd(kk, 0u);
+    let b1 = b_panel_bwd(kk, 1u);
+    (*acc).c[0] += b0 * a0;
+    (*acc).c[1] += b0 * a1;
+    (*acc).c[2] += b0 * a2;
+    (*acc).c[3] += b0 * a3;
+    (*acc).c[4] += b1 * a0;
+    (*acc).c[5] += b1 * a1;
+    (*acc).c[6] += b1 * a2;
+    (*acc).c[7] += b1 * a3;
+}
+
+fn qgemm_backward(wg: vec3<u32>, lid: u32) {
     let c0 = wg.x * QCOLS;
     let m0 = wg.y * QROWS + lid * TM;
-    var c00 = mat4x4<f32>();
-    var c01 = mat4x4<f32>();
-    var c02 = mat4x4<f32>();
-    var c03 = mat4x4<f32>();
-    var c10 = mat4x4<f32>();
-    var c11 = mat4x4<f32>();
-    var c12 = mat4x4<f32>();
-    var c13 = mat4x4<f32>();
+    var acc: Acc; // zero-initialised; indexed with constants only, so it lives in registers
     for (var rc = p.r0; rc < p.r1; rc += KC) {
         workgroupBarrier(); // everyone is done with the previous tile
-        fill_tile(backward, c0, rc, lid);
+        fill_tile(c0, rc, lid);
         workgroupBarrier();
-        for (var kk = 0u; kk < KC; kk += 4u) {
-            let a0 = a_panel(m0, rc + kk);
-            let a1 = a_panel(m0 + 4u, rc + kk);
-            let a2 = a_panel(m0 + 8u, rc + kk);
-            let a3 = a_panel(m0 + 12u, rc + kk);
-            var b0: mat4x4<f32>;
-            var b1: mat4x4<f32>;
-            if (backward) {
-                b0 = b_panel_bwd(kk, 0u);
-                b1 = b_panel_bwd(kk, 1u);
-            } else {
-                b0 = b_panel_fwd(kk, 0u);
-                b1 = b_panel_fwd(kk, 1u);
-            }
-            c00 += b0 * a0;
-            c01 += b0 * a1;
-            c02 += b0 * a2;
-            c03 += b0 * a3;
-            c10 += b1 * a0;
-            c11 += b1 * a1;
-            c12 += b1 * a2;
-            c13 += b1 * a3;
-        }
+        qstep(&acc, m0, rc, 0u);
+        qstep(&acc, m0, rc, 4u);
+        qstep(&acc, m0, rc, 8u);
+        qstep(&acc, m0, rc, 12u);
+        qstep(&acc, m0, rc, 16u);
+        qstep(&acc, m0, rc, 20u);
+        qstep(&acc, m0, rc, 24u);
+        qstep(&acc, m0, rc, 28u);
+        qstep(&acc, m0, rc, 32u);
+        qstep(&acc, m0, rc, 36u);
+        qstep(&acc, m0, rc, 40u);
+        qstep(&acc, m0, rc, 44u);
+        qstep(&acc, m0, rc, 48u);
+        qstep(&acc, m0, rc, 52u);
+        qstep(&acc, m0, rc, 56u);
+        qstep(&acc, m0, rc, 60u);
     }
-    store_block(m0, c0, c00);
-    store_block(m0 + 4u, c0, c01);
-    store_block(m0 + 8u, c0, c02);
-    store_block(m0 + 12u, c0, c03);
-    store_block(m0, c0 + 4u, c10);
-    store_block(m0 + 4u, c0 + 4u, c11);
-    store_block(m0 + 8u, c0 + 4u, c12);
-    store_block(m0 + 12u, c0 + 4u, c13);
+    store_block(m0, c0, acc.c[0]);
+    store_block(m0 + 4u, c0, acc.c[1]);
+    store_block(m0 + 8u, c0, acc.c[2]);
+    store_block(m0 + 12u, c0, acc.c[3]);
+    store_block(m0, c0 + 4u, acc.c[4]);
+    store_block(m0 + 4u, c0 + 4u, acc.c[5]);
+    store_block(m0 + 8u, c0 + 4u, acc.c[6]);
+    store_block(m0 + 12u, c0 + 4u, acc.c[7]);
 }

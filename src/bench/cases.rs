@@ -165,5 +165,6 @@ pub fn cases(quick: bool) -> Vec<Case> {
     out.extend(layernorm_cases(1024, 768));
     out.push(cross_entropy_case(if quick { 64 } else { 256 }, 50257));
     out.extend(super::lora_cases::cases(quick));
+    out.extend(super::quant_cases::cases(quick));
     out
 }

@@ -9,6 +9,7 @@
 mod cases;
 mod ceiling;
 mod lora_cases;
+mod quant_cases;
 
 use anyhow::Result;
 use std::sync::Arc;

@@ -9,10 +9,12 @@
 //!
 //! Kernels (`shaders/qmatmul_nf4.wgsl`): the general-M forward/backward share
 //! `common/qgemm.wgsl` with qmatmul_int8 (a weight tile decoded once per
-//! workgroup into workgroup memory, register-blocked 16×8 per invocation); a
+//! workgroup into workgroup memory, then register-blocked mat4 FMAs; the one
+//! store is `store_out`, where a fused epilogue such as LoRA would go); a
 //! single row with K % 64 == 0 goes to `qmatmul_nf4_gemv` (one invocation per
 //! output, streaming ~0.52 bytes per weight). Activations larger than one
-//! binding are split by rows; the packed codes must fit one binding.
+//! binding are split by rows, reductions longer than 65,536 into accumulating
+//! dispatches; the packed codes must fit one binding.
 
 use anyhow::{bail, ensure, Result};
 

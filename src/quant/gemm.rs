@@ -30,9 +30,9 @@ pub struct QgemmParams {
     pub _pad2: u32,
 }
 
-/// Rows and columns of C one workgroup covers (see the shader).
-pub const WG_ROWS: usize = 128;
-pub const WG_COLS: usize = 8;
+/// Rows and columns of C one workgroup covers (see the shader): (forward, backward).
+pub const WG_ROWS: [usize; 2] = [256, 128];
+pub const WG_COLS: [usize; 2] = [16, 8];
 /// Reduction steps per dispatch: keeps every invocation far below llvmpipe's
 /// 65535-iteration limit (25 iterations per 64 steps).
 pub const MAX_REDUCTION: usize = 65536;
@@ -64,7 +64,7 @@ pub(crate) fn qgemm(
 ) -> Result<()> {
     let (red, cols) = if backward { (wn, wk) } else { (wk, wn) };
     ensure!(
-        a.dtype() == DType::F32 && a.shape().len() >= 1 && a.cols() == red,
+        a.dtype() == DType::F32 && !a.shape().is_empty() && a.cols() == red,
         "{entry}: input {a:?} must be f32 [.., {red}] for a [{wn}, {wk}] weight"
     );
     if let Some(b) = bias {
@@ -83,11 +83,12 @@ pub(crate) fn qgemm(
     if m == 0 || cols == 0 {
         return Ok(());
     }
-    let col_groups = cols.div_ceil(WG_COLS);
+    let (wg_rows, wg_cols) = (WG_ROWS[backward as usize], WG_COLS[backward as usize]);
+    let col_groups = cols.div_ceil(wg_cols);
     ensure!(
         col_groups <= 65535,
         "{entry}: {cols} output columns exceed one dispatch's {} columns",
-        65535 * WG_COLS
+        65535 * wg_cols
     );
     let maxb = (gpu.max_binding() / 4) as usize;
     let row_elems = red.max(cols);
@@ -97,7 +98,7 @@ pub(crate) fn qgemm(
             gpu.max_binding()
         );
     }
-    let rows_per = (maxb / row_elems).min(65535 * WG_ROWS).max(1);
+    let rows_per = (maxb / row_elems).min(65535 * wg_rows).max(1);
     let mut m0 = 0;
     while m0 < m {
         let m1 = (m0 + rows_per).min(m);
@@ -131,7 +132,7 @@ pub(crate) fn qgemm(
                 qscale,
                 ..Default::default()
             };
-            let groups = [col_groups as u32, (m1 - m0).div_ceil(WG_ROWS) as u32, 1];
+            let groups = [col_groups as u32, (m1 - m0).div_ceil(wg_rows) as u32, 1];
             gpu.dispatch(&kernel, &params, &binds, groups)?;
             r0 = r1;
         }

@@ -10,7 +10,8 @@
 
 use anyhow::{ensure, Result};
 
-/// `1/127` as bnb writes it, rounded to f32.
+/// `1/127` as bnb writes it (7.874015718698502e-3), rounded to f32.
+#[allow(clippy::excessive_precision)]
 pub const INV_127: f32 = 7.874_015_718_698_502e-3;
 
 #[derive(Clone, Debug, PartialEq)]

@@ -171,7 +171,7 @@ impl Nf4Host {
     /// The 4-bit code of element `e`.
     pub fn code(&self, e: usize) -> u8 {
         let b = self.packed[e / 2];
-        if e % 2 == 0 {
+        if e.is_multiple_of(2) {
             b >> 4
         } else {
             b & 15
