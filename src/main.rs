@@ -42,6 +42,15 @@ enum Command {
     /// Train a reward model (Bradley-Terry on preferences, or a binary
     /// classifier on labelled texts).
     TrainReward(engine::train::reward::RewardArgs),
+    /// PPO (TRL semantics) against a reward model or a simple reward
+    /// function, full fine-tuning or LoRA.
+    TrainPpo(engine::train::commands::PpoArgs),
+    /// Direct alignment from preferences: DPO, IPO, KTO or kto_pair.
+    TrainDpo(engine::train::commands::DpoArgs),
+    /// Sample n responses per prompt, keep the reward model's best (JSONL).
+    BestOfN(engine::train::commands::BestOfNArgs),
+    /// Reward, ROUGE, distinct-n, length and KL of a model's responses.
+    Eval(engine::train::commands::EvalArgs),
 }
 
 fn main() {
@@ -83,5 +92,13 @@ fn run(cli: Cli, matches: &ArgMatches) -> Result<()> {
         Command::TrainReward(a) => {
             cli::train::reward_cmd(&engine::Gpu::new(&opts)?, a, sub(matches, "train-reward"))
         }
+        Command::TrainPpo(a) => {
+            cli::train::ppo_cmd(&engine::Gpu::new(&opts)?, a, sub(matches, "train-ppo"))
+        }
+        Command::TrainDpo(a) => {
+            cli::train::dpo_cmd(&engine::Gpu::new(&opts)?, a, sub(matches, "train-dpo"))
+        }
+        Command::BestOfN(a) => cli::train::best_of_n_cmd(&engine::Gpu::new(&opts)?, &a),
+        Command::Eval(a) => cli::train::eval_cmd(&engine::Gpu::new(&opts)?, &a),
     }
 }

@@ -4,6 +4,7 @@
 //! Other trainers' test modules are listed here too.
 
 mod checkpoint;
+mod cli_rlhf;
 mod config;
 mod reward;
 mod sft;

@@ -1,4 +1,5 @@
-//! `engine train-sft` and `engine train-reward`: the flags (CommonArgs plus
+//! `engine train-sft`, `train-reward`, `train-ppo`, `train-dpo`, `best-of-n`
+//! and `eval`: the flags (CommonArgs plus
 //! each trainer's own) merged with `--config run.toml` and a resumed
 //! checkpoint's config, then the trainer; prints the summary and where
 //! everything went.
@@ -7,6 +8,10 @@ use anyhow::Result;
 use clap::ArgMatches;
 use std::sync::Arc;
 
+use engine::train::commands::{
+    refuse_resume, run_best_of_n, run_eval, train_dpo, train_ppo, BestOfNArgs, DpoArgs, EvalArgs,
+    PpoArgs, RlhfSummary,
+};
 use engine::train::config::{load_args, TrainArgs};
 use engine::train::reward::{train_reward, RewardArgs};
 use engine::train::session::RunSummary;
@@ -48,5 +53,70 @@ pub fn sft_cmd(gpu: &Arc<Gpu>, args: SftArgs, matches: &ArgMatches) -> Result<()
 pub fn reward_cmd(gpu: &Arc<Gpu>, args: RewardArgs, matches: &ArgMatches) -> Result<()> {
     let (_, summary) = train_reward(gpu, resolve(args, matches)?)?;
     print_summary(&summary);
+    Ok(())
+}
+
+fn print_rlhf(s: &RlhfSummary) {
+    println!("{s}");
+    for (what, p) in [
+        ("model", &s.saved.model),
+        ("adapter", &s.saved.adapter),
+        ("chart", &s.chart),
+    ] {
+        if let Some(p) = p {
+            println!("{what:<10} {}", p.display());
+        }
+    }
+    println!("metrics    {}", s.metrics.display());
+    println!("output dir {}", s.out.display());
+}
+
+pub fn ppo_cmd(gpu: &Arc<Gpu>, args: PpoArgs, matches: &ArgMatches) -> Result<()> {
+    refuse_resume(&args.common, "train-ppo")?;
+    let (_, summary) = train_ppo(gpu, resolve(args, matches)?)?;
+    print_rlhf(&summary);
+    Ok(())
+}
+
+pub fn dpo_cmd(gpu: &Arc<Gpu>, args: DpoArgs, matches: &ArgMatches) -> Result<()> {
+    refuse_resume(&args.common, "train-dpo")?;
+    let (_, summary) = train_dpo(gpu, resolve(args, matches)?)?;
+    print_rlhf(&summary);
+    Ok(())
+}
+
+pub fn best_of_n_cmd(gpu: &Arc<Gpu>, args: &BestOfNArgs) -> Result<()> {
+    let (r, written) = run_best_of_n(gpu, args)?;
+    println!(
+        "best-of-{}: {} prompts, mean best score {:.4} vs mean score {:.4} ({:+.4})",
+        r.n,
+        r.samples.len(),
+        r.mean_best,
+        r.mean_score,
+        r.mean_best - r.mean_score
+    );
+    if r.blank > 0 {
+        println!(
+            "{} prompts had a blank best completion (not written)",
+            r.blank
+        );
+    }
+    println!("wrote {written} rows to {}", args.out.display());
+    Ok(())
+}
+
+pub fn eval_cmd(gpu: &Arc<Gpu>, args: &EvalArgs) -> Result<()> {
+    let r = run_eval(gpu, args)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&r.to_json())?);
+        return Ok(());
+    }
+    println!("prompts    {}", r.prompts);
+    for (k, v) in r.named() {
+        println!("{k:<24} {v:.6}");
+    }
+    if r.kl.is_none() {
+        println!("(no KL: pass --adapter DIR or --reference-model DIR)");
+    }
     Ok(())
 }
