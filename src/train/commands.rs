@@ -1,5 +1,6 @@
 //! The RLHF commands' flags and drivers: `train-ppo`, `train-dpo`,
-//! `best-of-n` and `eval` (the CLI in `src/cli/train.rs` calls these).
+//! with `best-of-n` and `eval` in [`super::commands_sample`] (re-exported
+//! here; the CLI in `src/cli/train.rs` calls these).
 //!
 //! `train-ppo` and `train-dpo` take [`CommonArgs`] (and the run file's
 //! `[ppo]` / `[dpo]` tables through [`super::config::load_args`]) but do not
@@ -9,27 +10,24 @@
 
 use anyhow::{bail, ensure, Context, Result};
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::best_of_n::{best_of_n, BestOfNConfig, BestOfNPrompt, BestOfNReport};
 use super::chart::write_chart;
 use super::config::{apply_adaptation, effective_config, CommonArgs, TrainArgs};
 use super::dpo::{DirectData, DirectLoss, DpoConfig, DpoTrainer};
-use super::eval::{evaluate, EvalConfig, EvalPrompt, EvalReport, KlReference};
 use super::metrics::MetricsLog;
 use super::ppo::{PpoTrainConfig, PpoTrainer, PromptCycle};
 use super::ppo_rollout::RefSource;
 use super::reward_fn::{Keyword, Scorer, TargetTokenRate};
 use super::run::{default_out_dir, save_final, SavedModel};
-use super::scoring;
-use crate::data::{load_prompts, load_sft, ChatTemplate, Encoder, Truncation};
+use crate::data::{load_prompts, ChatTemplate, Encoder, Truncation};
 use crate::device::Gpu;
-use crate::models::generate::GenerateConfig;
 use crate::models::lm::{CausalLm, Head};
-use crate::models::sampling::SamplingConfig;
 use crate::rl::KlEstimator;
+
+pub use super::commands_sample::{run_best_of_n, run_eval, BestOfNArgs, EvalArgs};
 
 /// TRL `PPOConfig`'s learning rate.
 pub const PPO_LR: f32 = 1.41e-5;
@@ -198,7 +196,7 @@ impl std::fmt::Display for RlhfSummary {
     }
 }
 
-fn no_model_error(cmd: &str, needs: &str) -> anyhow::Error {
+pub(super) fn no_model_error(cmd: &str, needs: &str) -> anyhow::Error {
     anyhow::anyhow!(
         "no model: the no-argument demo (embedded default models) is not available yet; \
          pass --model DIR and --data FILE{needs} (e.g. `engine {cmd} --model models/fixtures/gpt2-tiny \
@@ -218,7 +216,7 @@ fn prepare_out<T: Serialize>(c: &CommonArgs, args: &T, trainer: &str) -> Result<
 
 /// Prompts of a PPO/best-of-n/eval prompt file, encoded with the template;
 /// prompts are cut to leave room for `max_new_tokens`.
-fn prompt_encoder<'a>(
+pub(super) fn prompt_encoder<'a>(
     model: &'a CausalLm,
     template: &'a ChatTemplate,
     max_len: usize,
@@ -491,171 +489,4 @@ pub fn train_dpo(gpu: &Arc<Gpu>, args: DpoArgs) -> Result<(CausalLm, RlhfSummary
             notes,
         },
     ))
-}
-
-#[derive(clap::Args, Clone, Debug)]
-pub struct BestOfNArgs {
-    /// Policy model directory.
-    #[arg(long)]
-    pub model: Option<PathBuf>,
-    /// Reward model directory.
-    #[arg(long)]
-    pub reward_model: PathBuf,
-    /// Prompt file (JSONL/CSV, `prompt` or `messages`).
-    #[arg(long)]
-    pub data: PathBuf,
-    /// Candidates per prompt.
-    #[arg(long, default_value_t = 4)]
-    pub n: usize,
-    /// Output JSONL (prompt, best completion, score).
-    #[arg(long)]
-    pub out: PathBuf,
-    #[arg(long, default_value_t = 32)]
-    pub max_new_tokens: usize,
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
-    #[arg(long, default_value_t = 1.0)]
-    pub temperature: f32,
-    /// Prompts per generation pass.
-    #[arg(long, default_value_t = 8)]
-    pub batch_size: usize,
-    /// Chat template (default: the model directory's).
-    #[arg(long)]
-    pub template: Option<String>,
-}
-
-fn template_for(template: &Option<String>, model_dir: &Path) -> Result<ChatTemplate> {
-    match template {
-        Some(t) if Path::new(t).is_file() || t.ends_with(".json") => {
-            ChatTemplate::load(Path::new(t))
-        }
-        Some(t) => ChatTemplate::preset(t),
-        None => ChatTemplate::for_model_dir(model_dir),
-    }
-}
-
-fn generate_config(
-    model: &CausalLm,
-    max_new_tokens: usize,
-    temperature: f32,
-    seed: u64,
-) -> GenerateConfig {
-    let mut sampling = SamplingConfig::sample();
-    sampling.temperature = temperature;
-    GenerateConfig {
-        max_new_tokens,
-        sampling,
-        eos: model.cfg.eos_token_id,
-        seed,
-        ..Default::default()
-    }
-}
-
-/// Best-of-n sampling scored by a reward model; writes the JSONL.
-pub fn run_best_of_n(gpu: &Arc<Gpu>, args: &BestOfNArgs) -> Result<(BestOfNReport, usize)> {
-    let dir = args
-        .model
-        .as_deref()
-        .ok_or_else(|| no_model_error("best-of-n", ", --reward-model DIR, --n N and --out FILE"))?;
-    let policy = CausalLm::load(gpu, dir)?;
-    let template = template_for(&args.template, dir)?;
-    let enc = prompt_encoder(&policy, &template, policy.cfg.n_ctx, args.max_new_tokens)?;
-    let ds = load_prompts(&args.data, &Default::default())?;
-    let prompts = BestOfNPrompt::encode(&ds.rows, &enc)?;
-    let scorer = scoring::RewardModelScorer::new(CausalLm::load(gpu, &args.reward_model)?)?;
-    let cfg = BestOfNConfig {
-        n: args.n,
-        generate: generate_config(&policy, args.max_new_tokens, args.temperature, args.seed),
-        batch_size: args.batch_size.max(1),
-    };
-    let report = best_of_n(&policy, &prompts, &scorer, &cfg)?;
-    let written = report.write_jsonl(&args.out)?;
-    Ok((report, written))
-}
-
-#[derive(clap::Args, Clone, Debug)]
-pub struct EvalArgs {
-    /// Model directory to evaluate.
-    #[arg(long)]
-    pub model: Option<PathBuf>,
-    /// Prompt file; prompt/completion rows give ROUGE references.
-    #[arg(long)]
-    pub data: PathBuf,
-    /// Reward model directory (reward mean/std).
-    #[arg(long)]
-    pub reward_model: Option<PathBuf>,
-    /// LoRA adapter to load onto --model (KL is then to the adapters-off base).
-    #[arg(long)]
-    pub adapter: Option<PathBuf>,
-    /// Reference model for KL (without --adapter).
-    #[arg(long)]
-    pub reference_model: Option<PathBuf>,
-    #[arg(long, default_value_t = 32)]
-    pub max_new_tokens: usize,
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
-    #[arg(long, default_value_t = 1.0)]
-    pub temperature: f32,
-    #[arg(long, default_value_t = 8)]
-    pub batch_size: usize,
-    /// Chat template (default: the model or adapter directory's).
-    #[arg(long)]
-    pub template: Option<String>,
-    /// Print the whole report as JSON.
-    #[arg(long)]
-    pub json: bool,
-}
-
-/// Evaluates a model (see [`super::eval`]).
-pub fn run_eval(gpu: &Arc<Gpu>, args: &EvalArgs) -> Result<EvalReport> {
-    let dir = args
-        .model
-        .as_deref()
-        .ok_or_else(|| no_model_error("eval", ""))?;
-    let mut policy = CausalLm::load(gpu, dir)?;
-    if let Some(a) = &args.adapter {
-        policy
-            .load_adapter(a)
-            .with_context(|| format!("loading adapter {}", a.display()))?;
-    }
-    let tdir = match &args.adapter {
-        Some(a) if a.join(crate::data::TEMPLATE_FILE).is_file() => a.as_path(),
-        _ => dir,
-    };
-    let template = template_for(&args.template, tdir)?;
-    let enc = prompt_encoder(&policy, &template, policy.cfg.n_ctx, args.max_new_tokens)?;
-    let prompts = match load_sft(&args.data, &Default::default())
-        .and_then(|ds| EvalPrompt::from_sft(&ds.rows, &enc))
-    {
-        Ok(p) => p,
-        Err(_) => {
-            let ds = load_prompts(&args.data, &Default::default())?;
-            EvalPrompt::from_prompts(&ds.rows, &enc)?
-        }
-    };
-    let scorer = match &args.reward_model {
-        Some(d) => Some(scoring::RewardModelScorer::new(CausalLm::load(gpu, d)?)?),
-        None => None,
-    };
-    let reference = match (&args.adapter, &args.reference_model) {
-        (Some(_), _) => None,
-        (None, Some(d)) => Some(CausalLm::load(gpu, d)?),
-        (None, None) => None,
-    };
-    let kl = match (&args.adapter, &reference) {
-        (Some(_), _) => Some(KlReference::AdaptersOff),
-        (None, Some(m)) => Some(KlReference::Model(m)),
-        _ => None,
-    };
-    let cfg = EvalConfig {
-        generate: generate_config(&policy, args.max_new_tokens, args.temperature, args.seed),
-        batch_size: args.batch_size.max(1),
-    };
-    evaluate(
-        &policy,
-        &prompts,
-        &cfg,
-        scorer.as_ref().map(|s| s as &dyn scoring::Scorer),
-        kl,
-    )
 }

@@ -24,6 +24,7 @@
 pub mod best_of_n;
 pub mod chart;
 pub mod commands;
+pub mod commands_sample;
 pub mod config;
 pub mod dpo;
 mod dpo_data;
