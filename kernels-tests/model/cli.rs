@@ -173,3 +173,48 @@ fn quantized_bases_and_adapters_from_the_cli() {
     let (ok, _, err) = engine(&["info", "--model", &model_dir("gpt2-tiny"), "--quant", "fp4"]);
     assert!(!ok && err.contains("fp4"), "{err}");
 }
+
+#[test]
+fn info_and_chat_have_json_output() {
+    let (ok, out, err) = engine(&["info", "--model", &model_dir("neox-parallel"), "--json"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        (
+            v["parameters"].as_u64(),
+            v["vocab"].as_u64(),
+            v["tokenizer_vocab"].as_u64()
+        ),
+        (Some(124672), Some(192), Some(160))
+    );
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args([
+            "chat",
+            "--model",
+            &model_dir("gpt2-tiny"),
+            "--max-new-tokens",
+            "3",
+            "--json",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"hello\nthe sea\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "one JSON line per turn");
+    assert_eq!(lines[1]["user"], "the sea");
+    assert_eq!(lines[1]["new_ids"].as_array().unwrap().len(), 3);
+}

@@ -134,6 +134,9 @@ pub struct ChatArgs {
     pub separator: String,
     #[command(flatten)]
     pub sampling: SamplingArgs,
+    /// One JSON line per reply: {"user", "reply", "new_ids"}.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Interactive chat: each turn is rendered with the template and appended to
@@ -146,8 +149,10 @@ pub fn chat_cmd(gpu: &Arc<Gpu>, a: &ChatArgs) -> Result<()> {
     let mut history = a.system.clone();
     let stdin = std::io::stdin();
     loop {
-        print!("> ");
-        std::io::stdout().flush()?;
+        if !a.json {
+            print!("> ");
+            std::io::stdout().flush()?;
+        }
         let mut line = String::new();
         if stdin.lock().read_line(&mut line)? == 0 {
             return Ok(());
@@ -171,7 +176,13 @@ pub fn chat_cmd(gpu: &Arc<Gpu>, a: &ChatArgs) -> Result<()> {
         if let Some(cut) = reply.find(&next_user) {
             reply.truncate(cut);
         }
-        println!("{}", reply.trim());
+        if a.json {
+            let line =
+                serde_json::json!({"user": line, "reply": reply.trim(), "new_ids": out.new_ids[0]});
+            println!("{line}");
+        } else {
+            println!("{}", reply.trim());
+        }
         history.push_str(&format!("{}{}", reply, a.separator));
     }
 }
@@ -240,6 +251,9 @@ pub struct InfoArgs {
     /// Modules for --lora-r (comma-separated; default: every linear layer).
     #[arg(long, default_value = "all-linear")]
     pub lora_targets: String,
+    /// One JSON object with the same facts.
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub fn info_cmd(gpu: &Arc<Gpu>, a: &InfoArgs) -> Result<()> {
@@ -250,6 +264,29 @@ pub fn info_cmd(gpu: &Arc<Gpu>, a: &InfoArgs) -> Result<()> {
             &engine::models::lora::LoraConfig::new(r, 2.0 * r as f32, &targets),
             0,
         )?;
+    }
+    if a.json {
+        let quantized: usize = model
+            .quantized
+            .values()
+            .map(|q| q.shape().0 * q.shape().1)
+            .sum();
+        let memory: serde_json::Map<String, serde_json::Value> = model
+            .memory_report()
+            .into_iter()
+            .map(|(k, v)| (k, v.into()))
+            .collect();
+        let c = &model.cfg;
+        let v = serde_json::json!({
+            "architecture": format!("{:?}", c.arch), "head": format!("{:?}", model.head),
+            "layers": c.n_layer, "hidden": c.hidden, "heads": c.n_head, "context": c.n_ctx,
+            "vocab": c.vocab_size, "tokenizer_vocab": model.sampling_vocab(),
+            "parameters": model.params.numel(), "quantized_parameters": quantized,
+            "bytes": memory,
+            "bytes_f32": model.params.dtype_bytes(DType::F32), "bytes_f16": model.params.dtype_bytes(DType::F16),
+        });
+        println!("{v}");
+        return Ok(());
     }
     let c = &model.cfg;
     println!("architecture   {:?} ({:?} head)", c.arch, model.head);
