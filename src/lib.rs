@@ -11,6 +11,7 @@ pub mod device;
 pub mod kernel;
 pub mod models;
 pub mod ops;
+mod pool;
 pub mod quant;
 pub mod rl;
 pub mod rng;
