@@ -19,30 +19,7 @@
 // LoRA: with the `LORA` override (common/lora_epilogue.wgsl) each invocation
 // adds scale·Σ_j U[m, j]·V[n, j] to its 4×4 accumulators, 4 ranks at a time,
 // before the one store (src/ops/lora.rs).
-//#include common/lora_epilogue
-
-struct MatmulParams {
-    m: u32,
-    n: u32,
-    k: u32,
-    batch: u32,
-    a_off: u32,
-    lda: u32,
-    a_bs: u32,
-    accumulate: u32,
-    b_off: u32,
-    ldb: u32,
-    b_bs: u32,
-    has_bias: u32,
-    c_off: u32,
-    ldc: u32,
-    c_bs: u32,
-    bias_off: u32,
-    lora: LoraEpilogue,
-}
-
-override TRANS_A: bool = false;
-override TRANS_B: bool = false;
+//#include common/matmul_params
 
 const BM: u32 = 64u;
 const BN: u32 = 64u;

@@ -22,30 +22,7 @@
 // LoRA: with the `LORA` override (common/lora_epilogue.wgsl) the low-rank term
 // scale·U·Vᵀ is accumulated into the same registers, 4 ranks at a time, after
 // the K loop and before the one store (src/ops/lora.rs).
-//#include common/lora_epilogue
-
-struct MatmulParams {
-    m: u32,
-    n: u32,
-    k: u32,
-    batch: u32,
-    a_off: u32,
-    lda: u32,
-    a_bs: u32,
-    accumulate: u32,
-    b_off: u32,
-    ldb: u32,
-    b_bs: u32,
-    has_bias: u32,
-    c_off: u32,
-    ldc: u32,
-    c_bs: u32,
-    bias_off: u32,
-    lora: LoraEpilogue,
-}
-
-override TRANS_A: bool = false;
-override TRANS_B: bool = false;
+//#include common/matmul_params
 // A (B) is read as aligned vec4s: its bound range starts 16-byte aligned and
 // its residual offset, row stride and batch stride are multiples of 4. These
 // are constants, not params: llvmpipe runs both sides of a branch under a mask.

@@ -1,0 +1,28 @@
+// The params struct and transpose flags shared by both matmul kernels
+// (matmul.wgsl for GPUs, matmul_cpu.wgsl for CPU adapters), mirrored by
+// `MatmulParams` in src/ops/matmul.rs. `lora` is the optional fused low-rank
+// epilogue's part (common/lora_epilogue.wgsl).
+//#include common/lora_epilogue
+
+struct MatmulParams {
+    m: u32,
+    n: u32,
+    k: u32,
+    batch: u32,
+    a_off: u32,
+    lda: u32,
+    a_bs: u32,
+    accumulate: u32,
+    b_off: u32,
+    ldb: u32,
+    b_bs: u32,
+    has_bias: u32,
+    c_off: u32,
+    ldc: u32,
+    c_bs: u32,
+    bias_off: u32,
+    lora: LoraEpilogue,
+}
+
+override TRANS_A: bool = false;
+override TRANS_B: bool = false;
