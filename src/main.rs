@@ -51,6 +51,10 @@ enum Command {
     BestOfN(engine::train::commands::BestOfNArgs),
     /// Reward, ROUGE, distinct-n, length and KL of a model's responses.
     Eval(engine::train::commands::EvalArgs),
+    /// Train a byte-level BPE tokenizer (tokenizer.json) on text files.
+    TrainTokenizer(cli::build::TrainTokenizerArgs),
+    /// A new, randomly initialised GPT-2 / GPT-NeoX model directory.
+    Init(cli::build::InitArgs),
 }
 
 fn main() {
@@ -100,5 +104,7 @@ fn run(cli: Cli, matches: &ArgMatches) -> Result<()> {
         }
         Command::BestOfN(a) => cli::train::best_of_n_cmd(&engine::Gpu::new(&opts)?, &a),
         Command::Eval(a) => cli::train::eval_cmd(&engine::Gpu::new(&opts)?, &a),
+        Command::TrainTokenizer(a) => cli::build::train_tokenizer_cmd(&a),
+        Command::Init(a) => cli::build::init_cmd(&engine::Gpu::new(&opts)?, &a),
     }
 }

@@ -1,5 +1,6 @@
 //! Subcommand implementations for the `engine` binary.
 
+pub mod build;
 pub mod models;
 pub mod train;
 

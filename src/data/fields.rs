@@ -51,6 +51,11 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// Every field of the row, in file order.
+    pub fn names(&self) -> Vec<String> {
+        self.map.keys().cloned().collect()
+    }
+
     /// Present and not null.
     pub fn has(&self, field: &str) -> bool {
         self.map.get(field).is_some_and(|v| !v.is_null())

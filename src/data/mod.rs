@@ -34,6 +34,7 @@
 //! of a run config, holds its JSON. Every stage renders prompts with it.
 
 mod batch;
+pub mod bpe;
 mod encode;
 mod fields;
 mod records;

@@ -102,6 +102,15 @@ impl ChatTemplate {
         })
     }
 
+    /// A preset name, or a path to an engine_template.json.
+    pub fn preset_or_file(t: &str) -> Result<ChatTemplate> {
+        if Path::new(t).is_file() || t.ends_with(".json") {
+            ChatTemplate::load(Path::new(t))
+        } else {
+            ChatTemplate::preset(t)
+        }
+    }
+
     pub fn load(path: &Path) -> Result<ChatTemplate> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;

@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod fresh;
 pub mod generate;
 pub mod gpt2;
 pub mod gpt_neox;

@@ -1,0 +1,135 @@
+//! `engine train-tokenizer` and `engine init`: the two steps that start a
+//! model from nothing (a byte-level BPE trained on your data, then a randomly
+//! initialised GPT-2 / GPT-NeoX of a chosen size in Hugging Face layout).
+
+use anyhow::{Context, Result};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use engine::data::bpe::{save_tokenizer, texts_of_file, train_bpe};
+use engine::data::{ChatTemplate, LoadOptions, TEMPLATE_FILE};
+use engine::models::fresh::{fresh_model, ModelShape};
+use engine::models::checkpoint::SaveDtype;
+use engine::models::Arch;
+use engine::Gpu;
+
+#[derive(clap::Args)]
+pub struct TrainTokenizerArgs {
+    /// JSONL, CSV or TSV files (gzip allowed), comma-separated.
+    #[arg(long, required = true, value_delimiter = ',')]
+    pub data: Vec<PathBuf>,
+    /// Text fields to learn from, comma-separated (default: every string field).
+    #[arg(long, value_delimiter = ',')]
+    pub fields: Vec<String>,
+    /// Vocabulary size, special tokens and the 256 byte symbols included.
+    #[arg(long, default_value_t = 4096)]
+    pub vocab_size: usize,
+    /// Use at most this many rows of each file.
+    #[arg(long)]
+    pub max_rows: Option<usize>,
+    /// Output directory (tokenizer.json is written there).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+pub fn train_tokenizer_cmd(args: &TrainTokenizerArgs) -> Result<()> {
+    let opts = LoadOptions {
+        max_rows: args.max_rows,
+        ..LoadOptions::default()
+    };
+    let mut texts = Vec::new();
+    for f in &args.data {
+        texts.extend(texts_of_file(f, &args.fields, &opts)?);
+    }
+    let n = texts.len();
+    let tok = train_bpe(texts.into_iter(), args.vocab_size)?;
+    save_tokenizer(&tok, &args.out)?;
+    println!(
+        "trained a {}-token byte-level BPE on {n} texts",
+        tok.get_vocab_size(true)
+    );
+    println!("tokenizer {}", args.out.join("tokenizer.json").display());
+    Ok(())
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum ArchArg {
+    Gpt2,
+    GptNeox,
+}
+
+#[derive(clap::Args)]
+pub struct InitArgs {
+    /// gpt2 or gpt-neox (Pythia's layout).
+    #[arg(long, value_enum, default_value_t = ArchArg::GptNeox)]
+    pub arch: ArchArg,
+    /// tokenizer.json (or a directory holding one); it fixes the vocabulary.
+    #[arg(long)]
+    pub tokenizer: PathBuf,
+    #[arg(long, default_value_t = 128)]
+    pub hidden: usize,
+    #[arg(long, default_value_t = 4)]
+    pub layers: usize,
+    #[arg(long, default_value_t = 4)]
+    pub heads: usize,
+    /// MLP width (default 4 × hidden).
+    #[arg(long)]
+    pub intermediate: Option<usize>,
+    /// Longest sequence in tokens.
+    #[arg(long, default_value_t = 256)]
+    pub context: usize,
+    /// Vocabulary rows (default: the tokenizer's size rounded up to 64).
+    #[arg(long)]
+    pub vocab_size: Option<usize>,
+    /// Chat template stored with the model: gpt2, plain, hh or a JSON file.
+    #[arg(long)]
+    pub template: Option<String>,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Output model directory.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+pub fn init_cmd(gpu: &Arc<Gpu>, args: &InitArgs) -> Result<()> {
+    let path = if args.tokenizer.is_dir() {
+        args.tokenizer.join("tokenizer.json")
+    } else {
+        args.tokenizer.clone()
+    };
+    let tok = tokenizers::Tokenizer::from_file(&path)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let vocab = tok.get_vocab_size(true);
+    let shape = ModelShape {
+        arch: match args.arch {
+            ArchArg::Gpt2 => Arch::Gpt2,
+            ArchArg::GptNeox => Arch::GptNeox,
+        },
+        vocab_size: args.vocab_size.unwrap_or(vocab.div_ceil(64) * 64),
+        hidden: args.hidden,
+        layers: args.layers,
+        heads: args.heads,
+        intermediate: args.intermediate.unwrap_or(4 * args.hidden),
+        context: args.context,
+    };
+    let model = fresh_model(gpu, &shape, tok, args.seed)
+        .with_context(|| format!("initialising a model with {}", path.display()))?;
+    model.save(&args.out, SaveDtype::F32)?;
+    if let Some(t) = &args.template {
+        let template = ChatTemplate::preset_or_file(t)?;
+        template.save(&args.out.join(TEMPLATE_FILE))?;
+    } else {
+        ChatTemplate::default().save(&args.out.join(TEMPLATE_FILE))?;
+    }
+    println!(
+        "{} parameters ({} layers, hidden {}, {} heads, vocab {}, context {})",
+        shape.param_count(),
+        shape.layers,
+        shape.hidden,
+        shape.heads,
+        shape.vocab_size,
+        shape.context
+    );
+    println!("model     {}", args.out.display());
+    Ok(())
+}

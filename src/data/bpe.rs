@@ -1,0 +1,106 @@
+//! Training a small byte-level BPE tokenizer (GPT-2 style) with the
+//! `tokenizers` crate, for models engine builds from scratch (the embedded
+//! support-tiny default, the IMDB example).
+//!
+//! The result is a plain Hugging Face `tokenizer.json`: byte-level
+//! pre-tokenizer without a prefix space (as GPT-2), byte-level decoder, and
+//! the special tokens first (`<|endoftext|>` = 0, `<|padding|>` = 1, as in
+//! GPT-NeoX), so every ChatTemplate that ends turns with `<|endoftext|>` works.
+
+use anyhow::{anyhow, ensure, Context, Result};
+use std::path::Path;
+use tokenizers::models::bpe::{BpeTrainer, BPE};
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::models::TrainerWrapper;
+use tokenizers::{AddedToken, Tokenizer};
+
+use super::fields::Fields;
+use super::source::load;
+use super::LoadOptions;
+
+/// The end-of-text token: the EOS of every template and generation.
+pub const EOS_TOKEN: &str = "<|endoftext|>";
+/// The padding token (never trained on).
+pub const PAD_TOKEN: &str = "<|padding|>";
+
+/// Trains a byte-level BPE of `vocab_size` entries (special tokens and the
+/// 256 byte symbols included) on `texts`.
+pub fn train_bpe<I, S>(texts: I, vocab_size: usize) -> Result<Tokenizer>
+where
+    I: Iterator<Item = S> + Send,
+    S: AsRef<str> + Send,
+{
+    ensure!(
+        (300..=1 << 20).contains(&vocab_size),
+        "vocab size {vocab_size}: expected 300 ..= 1048576 (256 byte symbols, special tokens and merges)"
+    );
+    let specials = [EOS_TOKEN, PAD_TOKEN].map(|t| AddedToken::from(t, true));
+    let mut trainer: TrainerWrapper = BpeTrainer::builder()
+        .vocab_size(vocab_size)
+        .min_frequency(2)
+        .show_progress(false)
+        .special_tokens(specials.to_vec())
+        .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
+        .build()
+        .into();
+    let mut tok = Tokenizer::new(BPE::default());
+    tok.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));
+    tok.with_decoder(Some(ByteLevel::default()));
+    tok.with_post_processor(Some(ByteLevel::default().trim_offsets(false)));
+    tok.train(&mut trainer, texts)
+        .map_err(|e| anyhow!("training the BPE tokenizer: {e}"))?;
+    tok.add_special_tokens(&specials);
+    ensure!(
+        tok.token_to_id(EOS_TOKEN) == Some(0),
+        "the trained tokenizer does not map {EOS_TOKEN} to 0"
+    );
+    Ok(tok)
+}
+
+/// Every string value of `fields` (or of every field when empty) in the rows
+/// of a JSONL/CSV/TSV file (gzip allowed); conversations contribute each
+/// message's content.
+pub fn texts_of_file(path: &Path, fields: &[String], opts: &LoadOptions) -> Result<Vec<String>> {
+    let ds = load(path, opts, |row: &Fields| {
+        let mut out = Vec::new();
+        let names: Vec<String> = if fields.is_empty() {
+            row.names()
+        } else {
+            fields.to_vec()
+        };
+        for f in &names {
+            if !row.has(f) {
+                if fields.is_empty() {
+                    continue;
+                }
+                return Err(format!("missing field `{}`", row.name(f)));
+            }
+            match row.messages(f) {
+                Ok(msgs) => out.extend(msgs.into_iter().map(|m| m.content)),
+                Err(_) => {
+                    if let Ok(t) = row.text(f) {
+                        out.push(t);
+                    } else if !fields.is_empty() {
+                        return Err(format!("field `{}` is not text", row.name(f)));
+                    }
+                }
+            }
+        }
+        Ok(Some(out))
+    })?;
+    ensure!(
+        !ds.rows.is_empty(),
+        "{}: no rows to train the tokenizer on",
+        path.display()
+    );
+    Ok(ds.rows.into_iter().flat_map(|r| r.record).collect())
+}
+
+/// Saves `tok` as `dir/tokenizer.json` (atomically).
+pub fn save_tokenizer(tok: &Tokenizer, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let json = tok
+        .to_string(true)
+        .map_err(|e| anyhow!("serialising the tokenizer: {e}"))?;
+    crate::models::checkpoint::write_atomic(&dir.join("tokenizer.json"), json.as_bytes())
+}
