@@ -54,16 +54,15 @@ fn load_qd_tile(b: u32, h: u32, i0: u32, lid: u32) {
 fn attention_forward(@builtin(workgroup_id) wg: vec3<u32>,
                      @builtin(num_workgroups) nwg: vec3<u32>,
                      @builtin(local_invocation_index) lid: u32) {
-    let blocks = (p.tq + WG - 1u) / WG;
-    let g = linear_group(wg, nwg);
-    let bh = g / blocks;
-    if (bh >= p.batch * p.heads) {
+    let rb = row_block(linear_group(wg, nwg), lid, p.tq, WG);
+    if (past_end(rb)) {
         return;
     }
-    let b = bh / p.heads;
-    let h = bh % p.heads;
-    let i0 = (g % blocks) * WG;
-    let i = i0 + lid;
+    let b = rb.b;
+    let h = rb.h;
+    let bh = rb.bh;
+    let i0 = rb.first;
+    let i = rb.row;
     let valid = i < p.tq;
     let qo = q_base(b, min(i, p.tq - 1u), h);
     var qr: array<vec4<f32>, DMAX4>;
@@ -119,16 +118,15 @@ fn attention_forward(@builtin(workgroup_id) wg: vec3<u32>,
 fn attention_backward_dq(@builtin(workgroup_id) wg: vec3<u32>,
                          @builtin(num_workgroups) nwg: vec3<u32>,
                          @builtin(local_invocation_index) lid: u32) {
-    let blocks = (p.tq + WG - 1u) / WG;
-    let g = linear_group(wg, nwg);
-    let bh = g / blocks;
-    if (bh >= p.batch * p.heads) {
+    let rb = row_block(linear_group(wg, nwg), lid, p.tq, WG);
+    if (past_end(rb)) {
         return;
     }
-    let b = bh / p.heads;
-    let h = bh % p.heads;
-    let i0 = (g % blocks) * WG;
-    let i = i0 + lid;
+    let b = rb.b;
+    let h = rb.h;
+    let bh = rb.bh;
+    let i0 = rb.first;
+    let i = rb.row;
     let valid = i < p.tq;
     let qo = q_base(b, min(i, p.tq - 1u), h);
     var qr: array<vec4<f32>, DMAX4>;
@@ -174,16 +172,15 @@ fn attention_backward_dq(@builtin(workgroup_id) wg: vec3<u32>,
 fn attention_backward_dkv(@builtin(workgroup_id) wg: vec3<u32>,
                           @builtin(num_workgroups) nwg: vec3<u32>,
                           @builtin(local_invocation_index) lid: u32) {
-    let blocks = (p.kv_stride + WG - 1u) / WG;
-    let g = linear_group(wg, nwg);
-    let bh = g / blocks;
-    if (bh >= p.batch * p.heads) {
+    let rb = row_block(linear_group(wg, nwg), lid, p.kv_stride, WG);
+    if (past_end(rb)) {
         return;
     }
-    let b = bh / p.heads;
-    let h = bh % p.heads;
-    let j0w = (g % blocks) * WG;
-    let j = j0w + lid;
+    let b = rb.b;
+    let h = rb.h;
+    let bh = rb.bh;
+    let j0w = rb.first;
+    let j = rb.row;
     let valid = j < p.kv_stride;
     let live = j < p.tk && key_real(b, j);
     let ko = kv_base(b, min(j, p.kv_stride - 1u), h);

@@ -18,13 +18,6 @@
 
 const CW: u32 = 8u;
 
-// Row r of CW-row block `g` (linear group id): returns (b*heads + h, first
-// row of the block, r). bh >= batch * heads marks a group past the end.
-fn cpu_rows(g: u32, lid: u32, rows: u32) -> vec3<u32> {
-    let blocks = (rows + CW - 1u) / CW;
-    return vec3<u32>(g / blocks, (g % blocks) * CW, (g % blocks) * CW + lid);
-}
-
 fn hsum(t: vec4<f32>) -> f32 {
     return t.x + t.y + t.z + t.w;
 }
@@ -33,14 +26,14 @@ fn hsum(t: vec4<f32>) -> f32 {
 fn attention_forward(@builtin(workgroup_id) wg: vec3<u32>,
                      @builtin(num_workgroups) nwg: vec3<u32>,
                      @builtin(local_invocation_index) lid: u32) {
-    let rr = cpu_rows(linear_group(wg, nwg), lid, p.tq);
-    let bh = rr.x;
-    if (bh >= p.batch * p.heads) {
+    let rr = row_block(linear_group(wg, nwg), lid, p.tq, CW);
+    if (past_end(rr)) {
         return;
     }
-    let b = bh / p.heads;
-    let h = bh % p.heads;
-    let i = min(rr.z, p.tq - 1u);
+    let bh = rr.bh;
+    let b = rr.b;
+    let h = rr.h;
+    let i = min(rr.row, p.tq - 1u);
     let qo = q_base(b, i, h);
     var qr: array<vec4<f32>, DMAX4>;
     var acc: array<vec4<f32>, DMAX4>;
@@ -51,7 +44,7 @@ fn attention_forward(@builtin(workgroup_id) wg: vec3<u32>,
     var m = NEG;
     var l = 0.0;
     let end = key_end(i);
-    let wg_end = key_end(min(rr.y + CW, p.tq) - 1u);
+    let wg_end = key_end(min(rr.first + CW, p.tq) - 1u);
     for (var j = 0u; j < wg_end; j++) {
         if (key_real(b, j)) {
             let ko = kv_base(b, j, h);
@@ -77,7 +70,7 @@ fn attention_forward(@builtin(workgroup_id) wg: vec3<u32>,
             }
         }
     }
-    if (rr.z < p.tq) {
+    if (rr.row < p.tq) {
         // A row that sees no real key (a left-pad query) outputs exact zeros.
         let inv = select(0.0, 1.0 / l, l > 0.0);
         for (var d = 0u; d < D4; d++) {
@@ -92,14 +85,14 @@ fn attention_forward(@builtin(workgroup_id) wg: vec3<u32>,
 fn attention_backward_dq(@builtin(workgroup_id) wg: vec3<u32>,
                          @builtin(num_workgroups) nwg: vec3<u32>,
                          @builtin(local_invocation_index) lid: u32) {
-    let rr = cpu_rows(linear_group(wg, nwg), lid, p.tq);
-    let bh = rr.x;
-    if (bh >= p.batch * p.heads) {
+    let rr = row_block(linear_group(wg, nwg), lid, p.tq, CW);
+    if (past_end(rr)) {
         return;
     }
-    let b = bh / p.heads;
-    let h = bh % p.heads;
-    let i = min(rr.z, p.tq - 1u);
+    let bh = rr.bh;
+    let b = rr.b;
+    let h = rr.h;
+    let i = min(rr.row, p.tq - 1u);
     let qo = q_base(b, i, h);
     var qr: array<vec4<f32>, DMAX4>;
     var dor: array<vec4<f32>, DMAX4>;
@@ -111,7 +104,7 @@ fn attention_backward_dq(@builtin(workgroup_id) wg: vec3<u32>,
     }
     let st = stats[bh * p.tq + i];
     let end = key_end(i);
-    let wg_end = key_end(min(rr.y + CW, p.tq) - 1u);
+    let wg_end = key_end(min(rr.first + CW, p.tq) - 1u);
     for (var j = 0u; j < wg_end; j++) {
         if (key_real(b, j)) {
             let ko = kv_base(b, j, h);
@@ -128,7 +121,7 @@ fn attention_backward_dq(@builtin(workgroup_id) wg: vec3<u32>,
             }
         }
     }
-    if (rr.z < p.tq) {
+    if (rr.row < p.tq) {
         for (var d = 0u; d < D4; d++) {
             dq[qo + d] = acc[d] * p.scale;
         }
@@ -142,14 +135,14 @@ fn attention_backward_dq(@builtin(workgroup_id) wg: vec3<u32>,
 fn attention_backward_dkv(@builtin(workgroup_id) wg: vec3<u32>,
                           @builtin(num_workgroups) nwg: vec3<u32>,
                           @builtin(local_invocation_index) lid: u32) {
-    let rr = cpu_rows(linear_group(wg, nwg), lid, p.kv_stride);
-    let bh = rr.x;
-    if (bh >= p.batch * p.heads) {
+    let rr = row_block(linear_group(wg, nwg), lid, p.kv_stride, CW);
+    if (past_end(rr)) {
         return;
     }
-    let b = bh / p.heads;
-    let h = bh % p.heads;
-    let j = min(rr.z, p.kv_stride - 1u);
+    let bh = rr.bh;
+    let b = rr.b;
+    let h = rr.h;
+    let j = min(rr.row, p.kv_stride - 1u);
     let ko = kv_base(b, j, h);
     var kr: array<vec4<f32>, DMAX4>;
     var vr: array<vec4<f32>, DMAX4>;
@@ -165,7 +158,7 @@ fn attention_backward_dkv(@builtin(workgroup_id) wg: vec3<u32>,
     }
     let start = select(p.tq, query_start(j), live);
     // Keys of this block at or past tk see no query at all.
-    let wg_start = select(p.tq, query_start(rr.y), rr.y < p.tk);
+    let wg_start = select(p.tq, query_start(rr.first), rr.first < p.tk);
     for (var i = wg_start; i < p.tq; i++) {
         let qo = q_base(b, i, h);
         let st = stats[bh * p.tq + i];
@@ -182,7 +175,7 @@ fn attention_backward_dkv(@builtin(workgroup_id) wg: vec3<u32>,
             gk[d] += ds * q[qo + d];
         }
     }
-    if (rr.z < p.kv_stride) {
+    if (rr.row < p.kv_stride) {
         for (var d = 0u; d < D4; d++) {
             dk[ko + d] = gk[d] * p.scale;
             dv[ko + d] = gv[d];

@@ -19,33 +19,11 @@
 // per column and block of `blk_rows` rows) writes per-block partial sums, and
 // `layernorm_backward_weight` (one invocation per column) adds the blocks.
 //
-// The host splits N into row chunks that fit one storage binding; a chunk's
-// [rows, C] bindings start `x_base` elements before its first row, its [rows]
-// bindings `r_base` elements before.
-//#include common/grid
+// The host splits N into row chunks that fit one storage binding (see
+// common/layernorm_params for the params and the row kernels' bindings).
+//#include common/layernorm_params
 
-struct LayerNormParams {
-    rows: u32,
-    cols: u32,
-    eps: f32,
-    x_base: u32,
-    r_base: u32,
-    blk0: u32,
-    blk_rows: u32,
-    nblk: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: LayerNormParams;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> w: array<f32>;
-@group(0) @binding(3) var<storage, read> b: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
-@group(0) @binding(5) var<storage, read_write> mean_out: array<f32>;
-@group(0) @binding(6) var<storage, read_write> rstd_out: array<f32>;
-@group(0) @binding(7) var<storage, read> dy: array<f32>;
-@group(0) @binding(8) var<storage, read_write> dx: array<f32>;
-@group(0) @binding(9) var<storage, read> mean_in: array<f32>;
-@group(0) @binding(10) var<storage, read> rstd_in: array<f32>;
+// The weight-gradient kernels' partial sums [nblk, C] and results [C].
 @group(0) @binding(11) var<storage, read_write> dw_part: array<f32>;
 @group(0) @binding(12) var<storage, read_write> db_part: array<f32>;
 @group(0) @binding(13) var<storage, read_write> dw: array<f32>;

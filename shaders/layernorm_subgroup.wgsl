@@ -4,74 +4,25 @@
 // reduction; no assumption on the subgroup size). Shapes, saved values, math
 // and params are those of `layernorm.wgsl`, whose weight-gradient kernels
 // serve both variants. Not used on GL (no subgroups).
-//#include common/grid
-
-struct LayerNormParams {
-    rows: u32,
-    cols: u32,
-    eps: f32,
-    x_base: u32,
-    r_base: u32,
-    blk0: u32,
-    blk_rows: u32,
-    nblk: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: LayerNormParams;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> w: array<f32>;
-@group(0) @binding(3) var<storage, read> b: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
-@group(0) @binding(5) var<storage, read_write> mean_out: array<f32>;
-@group(0) @binding(6) var<storage, read_write> rstd_out: array<f32>;
-@group(0) @binding(7) var<storage, read> dy: array<f32>;
-@group(0) @binding(8) var<storage, read_write> dx: array<f32>;
-@group(0) @binding(9) var<storage, read> mean_in: array<f32>;
-@group(0) @binding(10) var<storage, read> rstd_in: array<f32>;
+//#include common/layernorm_params
 
 const WG: u32 = 64u;
 
-// One slot per subgroup (at most WG of them). Each reduction has its own
-// array, so no second barrier is needed before a slot is reused.
-var<workgroup> red_mean: array<f32, 64>;
-var<workgroup> red_var: array<f32, 64>;
-var<workgroup> red_bwd: array<vec2<f32>, 64>;
+// One slot per subgroup (at most WG of them) for each of a row's two
+// reductions (forward: mean, then variance; backward: one pair of sums), so
+// no second barrier is needed before a slot is reused.
+var<workgroup> red: array<array<vec2<f32>, 64>, 2>;
 
-fn sum_mean(v: f32, sg: u32, lane: u32, nsg: u32) -> f32 {
+// The workgroup's sum of `v` through reduction `k`'s slots.
+fn workgroup_sum(v: vec2<f32>, k: u32, sg: u32, lane: u32, nsg: u32) -> vec2<f32> {
     let s = subgroupAdd(v);
     if (lane == 0u) {
-        red_mean[sg] = s;
-    }
-    workgroupBarrier();
-    var t = 0.0;
-    for (var i = 0u; i < nsg; i++) {
-        t += red_mean[i];
-    }
-    return t;
-}
-
-fn sum_var(v: f32, sg: u32, lane: u32, nsg: u32) -> f32 {
-    let s = subgroupAdd(v);
-    if (lane == 0u) {
-        red_var[sg] = s;
-    }
-    workgroupBarrier();
-    var t = 0.0;
-    for (var i = 0u; i < nsg; i++) {
-        t += red_var[i];
-    }
-    return t;
-}
-
-fn sum_bwd(v: vec2<f32>, sg: u32, lane: u32, nsg: u32) -> vec2<f32> {
-    let s = subgroupAdd(v);
-    if (lane == 0u) {
-        red_bwd[sg] = s;
+        red[k][sg] = s;
     }
     workgroupBarrier();
     var t = vec2<f32>(0.0);
     for (var i = 0u; i < nsg; i++) {
-        t += red_bwd[i];
+        t += red[k][i];
     }
     return t;
 }
@@ -91,13 +42,13 @@ fn layernorm_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgrou
     for (var c = lid; c < n; c += WG) {
         s += x[o + c];
     }
-    let mean = sum_mean(s, sg, lane, nsg) / f32(p.cols);
+    let mean = workgroup_sum(vec2<f32>(s, 0.0), 0u, sg, lane, nsg).x / f32(p.cols);
     var q = 0.0;
     for (var c = lid; c < n; c += WG) {
         let d = x[o + c] - mean;
         q += d * d;
     }
-    let rstd = inverseSqrt(sum_var(q, sg, lane, nsg) / f32(p.cols) + p.eps);
+    let rstd = inverseSqrt(workgroup_sum(vec2<f32>(q, 0.0), 1u, sg, lane, nsg).x / f32(p.cols) + p.eps);
     for (var c = lid; c < n; c += WG) {
         y[o + c] = (x[o + c] - mean) * rstd * w[c] + b[c];
     }
@@ -128,7 +79,7 @@ fn layernorm_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgro
         let g = dy[o + c] * w[c];
         acc += vec2<f32>(g, g * (x[o + c] - mean) * rstd);
     }
-    let m = sum_bwd(acc, sg, lane, nsg) / f32(p.cols);
+    let m = workgroup_sum(acc, 0u, sg, lane, nsg) / f32(p.cols);
     for (var c = lid; c < n; c += WG) {
         let xh = (x[o + c] - mean) * rstd;
         dx[o + c] = rstd * (dy[o + c] * w[c] - m.x - xh * m.y);

@@ -2,15 +2,14 @@
 //! shared-memory tiled) against an f64 reference, for every transpose
 //! combination, odd and aligned shapes, batches with and without a shared
 //! weight, bias, accumulation, chunking on a small-binding device, and the
-//! tape against finite differences.
+//! tape against finite differences. The reference problem is `matmul/case.rs`.
+
+mod case;
 
 use crate::common::*;
-use engine::ops::matmul::{
-    linear, matmul, matmul_backward_with, matmul_forward_with, matmul_into, MatmulParams,
-    MatmulVariant,
-};
+use case::{check_case, plain, tol, Case};
+use engine::ops::matmul::{linear, matmul, matmul_into, MatmulParams, MatmulVariant};
 use engine::{Gpu, GpuOptions, Tensor};
-use std::sync::Arc;
 
 const VARIANTS: [MatmulVariant; 2] = [MatmulVariant::Cpu, MatmulVariant::Tiled];
 const TRANS: [(bool, bool); 4] = [(false, false), (false, true), (true, false), (true, true)];
@@ -27,196 +26,6 @@ fn matmul_params_layout() {
                 ldc, c_bs, bias_off
             ]
         );
-    }
-}
-
-/// One problem: sizes, transposes, batch (0 = plain 2-D), shared weight, bias.
-#[derive(Clone, Copy, Debug)]
-struct Case {
-    m: usize,
-    n: usize,
-    k: usize,
-    batch: usize,
-    shared: bool,
-    ta: bool,
-    tb: bool,
-    bias: bool,
-}
-
-struct Data {
-    a: Vec<f32>,
-    b: Vec<f32>,
-    bias: Vec<f32>,
-    dc: Vec<f32>,
-}
-
-impl Case {
-    fn nb(&self) -> usize {
-        self.batch.max(1)
-    }
-    fn a_shape(&self) -> Vec<usize> {
-        let mut s = if self.batch > 0 {
-            vec![self.batch]
-        } else {
-            vec![]
-        };
-        s.extend(if self.ta {
-            [self.k, self.m]
-        } else {
-            [self.m, self.k]
-        });
-        s
-    }
-    fn b_shape(&self) -> Vec<usize> {
-        let mut s = if self.batch > 0 && !self.shared {
-            vec![self.batch]
-        } else {
-            vec![]
-        };
-        s.extend(if self.tb {
-            [self.n, self.k]
-        } else {
-            [self.k, self.n]
-        });
-        s
-    }
-    fn c_shape(&self) -> Vec<usize> {
-        let mut s = if self.batch > 0 {
-            vec![self.batch]
-        } else {
-            vec![]
-        };
-        s.extend([self.m, self.n]);
-        s
-    }
-    fn data(&self, seed: u64) -> Data {
-        let mut rng = Rng::new(seed);
-        let nbb = if self.shared { 1 } else { self.nb() };
-        Data {
-            a: rng.vec(self.nb() * self.m * self.k, 1.0),
-            b: rng.vec(nbb * self.k * self.n, 1.0),
-            bias: rng.vec(self.n, 1.0),
-            dc: rng.vec(self.nb() * self.m * self.n, 1.0),
-        }
-    }
-    fn ai(&self, z: usize, i: usize, kk: usize) -> usize {
-        z * self.m * self.k
-            + if self.ta {
-                kk * self.m + i
-            } else {
-                i * self.k + kk
-            }
-    }
-    fn bi(&self, z: usize, kk: usize, j: usize) -> usize {
-        let z = if self.shared { 0 } else { z };
-        z * self.k * self.n
-            + if self.tb {
-                j * self.k + kk
-            } else {
-                kk * self.n + j
-            }
-    }
-    #[allow(clippy::needless_range_loop)]
-    /// f64 reference: C, and the gradients dA, dB, dbias for `d.dc`.
-    fn reference(&self, d: &Data) -> [Vec<f64>; 4] {
-        let (m, n, k) = (self.m, self.n, self.k);
-        let mut c = vec![0.0; self.nb() * m * n];
-        let mut da = vec![0.0; d.a.len()];
-        let mut db = vec![0.0; d.b.len()];
-        let mut dbias = vec![0.0; n];
-        for z in 0..self.nb() {
-            for i in 0..m {
-                for j in 0..n {
-                    let ci = (z * m + i) * n + j;
-                    let mut s = if self.bias { d.bias[j] as f64 } else { 0.0 };
-                    let g = d.dc[ci] as f64;
-                    for kk in 0..k {
-                        let (ai, bi) = (self.ai(z, i, kk), self.bi(z, kk, j));
-                        s += d.a[ai] as f64 * d.b[bi] as f64;
-                        da[ai] += g * d.b[bi] as f64;
-                        db[bi] += g * d.a[ai] as f64;
-                    }
-                    c[ci] = s;
-                    dbias[j] += g;
-                }
-            }
-        }
-        [c, da, db, dbias]
-    }
-}
-
-/// Tolerance for f32 dot products of length `len` with |terms| <= 1.
-fn tol(len: usize) -> f64 {
-    2e-7 * len as f64 + 1e-6
-}
-
-fn check_case(gpu: &Arc<Gpu>, variant: MatmulVariant, cs: Case, seed: u64, backward: bool) {
-    let d = cs.data(seed);
-    let up = |s: &[usize], v: &[f32]| Tensor::from_f32(gpu, s, v).unwrap();
-    let (a, b) = (up(&cs.a_shape(), &d.a), up(&cs.b_shape(), &d.b));
-    let bias = up(&[cs.n], &d.bias);
-    let bias = cs.bias.then_some(&bias);
-    let [c_ref, da_ref, db_ref, dbias_ref] = cs.reference(&d);
-    let what = format!("{variant:?} {cs:?}");
-    let c = matmul_forward_with(variant, &a, &b, bias, cs.ta, cs.tb).unwrap();
-    assert_eq!(c.shape(), cs.c_shape());
-    assert_close(
-        &format!("{what}: C"),
-        &c.to_vec().unwrap(),
-        &c_ref,
-        tol(cs.k),
-        1e-6,
-    );
-    if !backward {
-        return;
-    }
-    let dc = up(&cs.c_shape(), &d.dc);
-    let g =
-        matmul_backward_with(variant, &dc, &a, &b, cs.ta, cs.tb, [true, true, cs.bias]).unwrap();
-    let da = g.da.unwrap();
-    assert_eq!(da.shape(), a.shape());
-    assert_close(
-        &format!("{what}: dA"),
-        &da.to_vec().unwrap(),
-        &da_ref,
-        tol(cs.n),
-        1e-6,
-    );
-    let db = g.db.unwrap();
-    assert_eq!(db.shape(), b.shape());
-    let summed = if cs.shared { cs.nb() * cs.m } else { cs.m };
-    assert_close(
-        &format!("{what}: dB"),
-        &db.to_vec().unwrap(),
-        &db_ref,
-        tol(summed),
-        1e-6,
-    );
-    if cs.bias {
-        let dbias = g.dbias.unwrap().to_vec().unwrap();
-        assert_close(
-            &format!("{what}: dbias"),
-            &dbias,
-            &dbias_ref,
-            tol(cs.nb() * cs.m),
-            1e-6,
-        );
-    } else {
-        assert!(g.dbias.is_none());
-    }
-}
-
-fn plain(m: usize, n: usize, k: usize) -> Case {
-    let (ta, tb, batch, shared, bias) = (false, false, 0, false, false);
-    Case {
-        m,
-        n,
-        k,
-        batch,
-        shared,
-        ta,
-        tb,
-        bias,
     }
 }
 

@@ -54,3 +54,10 @@ pub fn close(what: &str, got: f64, want: f64, atol: f64, rtol: f64) {
         (got - want).abs()
     );
 }
+
+/// Asserts an f32 result against the fixture's numbers `want` (any nesting)
+/// to atol + rtol·|want| everywhere.
+#[track_caller]
+pub fn close_all(what: &str, got: &[f32], want: &Value, (atol, rtol): (f64, f64)) {
+    crate::common::assert_close(what, got, &f64s(want), atol, rtol);
+}

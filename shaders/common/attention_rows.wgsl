@@ -36,6 +36,28 @@ fn kv_base(b: u32, j: u32, h: u32) -> u32 {
     return ((b * p.kv_stride + j) * p.heads + h) * (p.d / 4u);
 }
 
+// Where an invocation's row lies. Each workgroup (linear id `g`) takes `per`
+// consecutive rows (of `rows`) of one (b, h); this invocation has row
+// first + lid, which may be past the end (it then only helps with loads).
+struct RowBlock {
+    bh: u32, // b * heads + h; >= batch * heads marks a group past the end
+    b: u32,
+    h: u32,
+    first: u32,
+    row: u32,
+}
+
+fn row_block(g: u32, lid: u32, rows: u32, per: u32) -> RowBlock {
+    let blocks = (rows + per - 1u) / per;
+    let bh = g / blocks;
+    let first = (g % blocks) * per;
+    return RowBlock(bh, bh / p.heads, bh % p.heads, first, first + lid);
+}
+
+fn past_end(r: RowBlock) -> bool {
+    return r.bh >= p.batch * p.heads;
+}
+
 // Backward pre-pass, one invocation per (b, h, i): the two per-row scalars
 // that both gradient passes need, packed so those passes bind few buffers.
 @compute @workgroup_size(64)

@@ -1,11 +1,15 @@
 //! A Hugging Face model directory on the GPU: GPT-2 or GPT-NeoX trunk, with
 //! its LM head, and optionally TRL's value head or a sequence-classification
-//! (reward) head.
+//! (reward) head. The heads other than the LM head (value, reward score) and
+//! the head swaps live in `lm/heads.rs`.
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
+
+mod heads;
+pub use heads::Head;
 
 use super::checkpoint::{save_safetensors, write_atomic, Checkpoint, SaveDtype};
 use super::config::{Arch, ModelConfig};
@@ -16,24 +20,11 @@ use super::{gpt2, gpt_neox};
 use crate::device::Gpu;
 use crate::ops::cross_entropy::cross_entropy;
 use crate::ops::elementwise::scale;
-use crate::ops::matmul::matmul;
 use crate::ops::reduce::sum;
 use crate::ops::rotary::RotaryTable;
-use crate::ops::row_gather::row_gather;
 use crate::quant::QuantizedWeight;
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
-
-/// Which head sits on the trunk, as found in the checkpoint.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Head {
-    /// A causal LM (GPT2LMHeadModel, GPTNeoXForCausalLM).
-    Lm,
-    /// A causal LM plus TRL's `v_head.summary` Linear(C, 1).
-    LmWithValue,
-    /// GPT2/GPTNeoXForSequenceClassification: `score.weight` [labels, C], no LM head.
-    Reward,
-}
 
 pub struct CausalLm {
     pub cfg: ModelConfig,
@@ -123,37 +114,6 @@ impl CausalLm {
 
     pub fn gpu(&self) -> &Arc<Gpu> {
         &self.gpu
-    }
-
-    /// Puts a fresh TRL value head (`v_head.summary`, `nn.Linear(C, 1)`) on a
-    /// plain LM, initialised as torch initialises a Linear: weight and bias
-    /// U(±1/√C), from a seeded RNG. The head is trainable, also when LoRA
-    /// adapters are attached (TRL trains it next to the adapters).
-    pub fn add_value_head(&mut self, seed: u64) -> Result<()> {
-        ensure!(
-            self.head == Head::Lm,
-            "add_value_head needs a plain LM head, this model has {:?}",
-            self.head
-        );
-        let c = self.cfg.hidden;
-        let bound = 1.0 / (c as f32).sqrt();
-        let mut rng = crate::rng::Rng::new(seed);
-        let w = rng.vec(c, bound);
-        let b = rng.vec(1, bound);
-        self.params
-            .insert(V_HEAD_W, Tensor::from_f32(&self.gpu, &[1, c], &w)?);
-        self.params
-            .insert(V_HEAD_B, Tensor::from_f32(&self.gpu, &[1], &b)?);
-        let trainable: Vec<String> = self
-            .params
-            .iter()
-            .filter(|p| p.trainable)
-            .map(|p| p.name.clone())
-            .collect();
-        self.params
-            .set_trainable(|n| n.starts_with("v_head.") || trainable.iter().any(|t| t == n));
-        self.head = Head::LmWithValue;
-        Ok(())
     }
 
     /// A frozen deep copy of this LM's weights (no value head, no adapters):
@@ -254,47 +214,6 @@ impl CausalLm {
         scale(tape, &sum(tape, &per_token)?, 1.0 / count as f32, 0.0)
     }
 
-    /// TRL's value head at every position: [B, T].
-    pub fn values(&self, f: &Fwd, hidden: &Var) -> Result<Var> {
-        ensure!(
-            self.head == Head::LmWithValue,
-            "this checkpoint has no value head (v_head.summary.*)"
-        );
-        let v = matmul(
-            f.tape,
-            hidden,
-            f.p(V_HEAD_W)?,
-            Some(f.p(V_HEAD_B)?),
-            false,
-            true,
-        )?;
-        f.tape.reshape(&v, &[f.tokens.batch, f.tokens.seq])
-    }
-
-    /// Reward-head logits [B, labels] at each sequence's last real token (as
-    /// transformers picks it, whatever the padding side).
-    pub fn scores(&self, f: &Fwd, hidden: &Var) -> Result<Var> {
-        ensure!(
-            self.head == Head::Reward,
-            "this checkpoint has no sequence-classification head (score.weight)"
-        );
-        let t = f.tokens;
-        let mut idx = Vec::with_capacity(t.batch);
-        for b in 0..t.batch {
-            let row = &t.mask[b * t.seq..(b + 1) * t.seq];
-            let last = row
-                .iter()
-                .rposition(|&m| m == 1)
-                .ok_or_else(|| anyhow!("sequence {b} has no real token"))?;
-            idx.push((b * t.seq + last) as i32);
-        }
-        let flat = f
-            .tape
-            .reshape(hidden, &[t.batch * t.seq, self.cfg.hidden])?;
-        let picked = row_gather(f.tape, &flat, &idx)?;
-        matmul(f.tape, &picked, f.p(SCORE)?, None, false, true)
-    }
-
     /// Writes config.json, model.safetensors (and tokenizer.json) to `dir`,
     /// each atomically, in the layout transformers loads. LoRA adapters are
     /// not part of it (merged ones are, through the base weights; see
@@ -322,53 +241,6 @@ impl CausalLm {
             write_atomic(&dir.join("tokenizer.json"), json.as_bytes())?;
         }
         Ok(())
-    }
-
-    /// Swaps the LM (or value) head for a fresh sequence-classification head:
-    /// `score.weight` [num_labels, C] ~ normal(0, initializer_range) from
-    /// `seed`, as transformers initialises it; the config becomes
-    /// `*ForSequenceClassification` with `id2label` and a `pad_token_id`
-    /// (the EOS id when the model has none). For reward-model training.
-    pub fn into_reward_model(mut self, num_labels: usize, seed: u64) -> Result<CausalLm> {
-        ensure!(num_labels > 0, "a reward head needs at least one label");
-        ensure!(
-            self.lora.is_none(),
-            "switch heads before attaching LoRA adapters"
-        );
-        let c = self.cfg.hidden;
-        let mut params = ParamStore::default();
-        for p in self.params.iter() {
-            let lm_only = p.name == "embed_out.weight" || p.name.starts_with("v_head.");
-            if !lm_only && p.name != SCORE {
-                params.insert(&p.name, p.tensor.clone());
-            }
-        }
-        let cfg = &mut self.cfg;
-        let std = cfg.raw.get("initializer_range").and_then(|v| v.as_f64());
-        let w = crate::rng::Rng::new(seed).normals(num_labels * c, std.unwrap_or(0.02) as f32);
-        params.insert(SCORE, Tensor::from_f32(&self.gpu, &[num_labels, c], &w)?);
-        cfg.num_labels = num_labels;
-        cfg.pad_token_id = cfg.pad_token_id.or(cfg.eos_token_id);
-        let arch = match cfg.arch {
-            Arch::Gpt2 => "GPT2ForSequenceClassification",
-            Arch::GptNeox => "GPTNeoXForSequenceClassification",
-        };
-        let id2label: serde_json::Map<String, serde_json::Value> = (0..num_labels)
-            .map(|i| (i.to_string(), format!("LABEL_{i}").into()))
-            .collect();
-        let label2id: serde_json::Map<String, serde_json::Value> = (0..num_labels)
-            .map(|i| (format!("LABEL_{i}"), i.into()))
-            .collect();
-        if let Some(raw) = cfg.raw.as_object_mut() {
-            raw.insert("architectures".into(), serde_json::json!([arch]));
-            raw.insert("num_labels".into(), num_labels.into());
-            raw.insert("id2label".into(), id2label.into());
-            raw.insert("label2id".into(), label2id.into());
-            raw.insert("pad_token_id".into(), cfg.pad_token_id.into());
-        }
-        self.params = params;
-        self.head = Head::Reward;
-        Ok(self)
     }
 
     /// Token ids of `text` as the model's tokenizer produces them.

@@ -16,15 +16,29 @@
 //! (entry, op) pair is one pipeline. Tensors larger than one storage binding
 //! are processed in pieces; `b` is bound whole when it fits, else per piece
 //! over the contiguous range of `b` that the piece reads.
+//!
+//! Layout: this file holds the params, the one launcher and the binary ops;
+//! `elementwise/broadcast.rs` the broadcast and piece arithmetic,
+//! `elementwise/unary.rs` the unary ops (re-exported here).
 
-use anyhow::{bail, ensure, Result};
+use anyhow::{ensure, Result};
 
-use crate::device::Gpu;
-use crate::kernel::{elem_chunks, groups_1d, Bind, Kernel};
+mod broadcast;
+mod unary;
+
+use broadcast::pieces;
+pub use broadcast::Broadcast;
+pub use unary::{
+    abs, clamp, exp, log, log_sigmoid, neg, relu, scale, sigmoid, softplus, sqrt, square, tanh,
+    unary, unary_backward, unary_forward, UnaryOp,
+};
+
+use crate::kernel::{groups_1d, Bind, Kernel};
 use crate::ops::reduce;
 use crate::tape::{Tape, Var};
 use crate::tensor::{DType, Tensor};
 
+/// Mirrors `EwParams` in `shaders/elementwise.wgsl`.
 #[repr(C)]
 #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct EwParams {
@@ -57,156 +71,6 @@ impl BinaryOp {
     fn code(self) -> f64 {
         self as u32 as f64
     }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum UnaryOp {
-    /// `alpha * x + beta` (neg is `Scale { alpha: -1.0, beta: 0.0 }`).
-    Scale {
-        alpha: f32,
-        beta: f32,
-    },
-    Exp,
-    Log,
-    Sigmoid,
-    Tanh,
-    Relu,
-    Square,
-    Sqrt,
-    /// Gradient passes where `min <= x <= max`, as in torch.
-    Clamp {
-        min: f32,
-        max: f32,
-    },
-    /// Gradient `sign(x)` (0 at 0).
-    Abs,
-    /// `log σ(x) = −softplus(−x)`, stable for every x; gradient `σ(−x)`.
-    LogSigmoid,
-    /// `log(1 + eˣ)`, stable for every x; gradient `σ(x)`.
-    Softplus,
-}
-
-impl UnaryOp {
-    fn code(self) -> (f64, f32, f32) {
-        match self {
-            UnaryOp::Scale { alpha, beta } => (0.0, alpha, beta),
-            UnaryOp::Exp => (1.0, 0.0, 0.0),
-            UnaryOp::Log => (2.0, 0.0, 0.0),
-            UnaryOp::Sigmoid => (3.0, 0.0, 0.0),
-            UnaryOp::Tanh => (4.0, 0.0, 0.0),
-            UnaryOp::Relu => (5.0, 0.0, 0.0),
-            UnaryOp::Square => (6.0, 0.0, 0.0),
-            UnaryOp::Sqrt => (7.0, 0.0, 0.0),
-            UnaryOp::Clamp { min, max } => (8.0, min, max),
-            UnaryOp::Abs => (9.0, 0.0, 0.0),
-            UnaryOp::LogSigmoid => (10.0, 0.0, 0.0),
-            UnaryOp::Softplus => (11.0, 0.0, 0.0),
-        }
-    }
-
-    /// Whether backward needs the output (else the input).
-    pub fn saves_output(self) -> bool {
-        matches!(
-            self,
-            UnaryOp::Exp | UnaryOp::Sigmoid | UnaryOp::Tanh | UnaryOp::Sqrt
-        )
-    }
-}
-
-/// How the second operand maps onto the first: `b[(i / div) % modulo]`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Broadcast {
-    pub div: usize,
-    pub modulo: usize,
-}
-
-impl Broadcast {
-    /// `b` has the same element count as `a`.
-    pub fn same(n: usize) -> Broadcast {
-        Broadcast { div: 1, modulo: n }
-    }
-
-    /// Numpy-style suffix broadcasting of `b` into `a`'s shape (the result
-    /// has `a`'s shape). `b` may have lower rank and size-1 dims; its
-    /// non-broadcast dims must form one contiguous block of `a`'s dims.
-    pub fn infer(a: &[usize], b: &[usize]) -> Result<Broadcast> {
-        ensure!(
-            b.len() <= a.len(),
-            "cannot broadcast {b:?} into {a:?}: higher rank"
-        );
-        let pad = a.len() - b.len();
-        // Dims of `a` (of size > 1) that `b` keeps.
-        let mut kept = Vec::new();
-        for (d, &ad) in a.iter().enumerate() {
-            let bd = if d < pad { 1 } else { b[d - pad] };
-            if bd == ad {
-                if ad > 1 {
-                    kept.push(d);
-                }
-            } else if bd != 1 {
-                bail!("cannot broadcast {b:?} into {a:?}: dim {d} is {bd} vs {ad}");
-            }
-        }
-        let (Some(&first), Some(&last)) = (kept.first(), kept.last()) else {
-            return Ok(Broadcast { div: 1, modulo: 1 });
-        };
-        if let Some(d) = (first..=last).find(|&d| a[d] > 1 && !kept.contains(&d)) {
-            bail!(
-                "cannot broadcast {b:?} into {a:?}: b's kept dims are not contiguous \
-                 (dim {d} is broadcast between them)"
-            );
-        }
-        Ok(Broadcast {
-            div: a[last + 1..].iter().product(),
-            modulo: a[first..=last].iter().product(),
-        })
-    }
-}
-
-/// One launch: full elements `[lo, hi)` and the elements `[b_lo, b_hi)` of b.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Piece {
-    pub lo: usize,
-    pub hi: usize,
-    pub b_lo: usize,
-    pub b_hi: usize,
-}
-
-/// Splits `n` full elements into launches whose operands each fit one
-/// binding. Full chunks come from [`elem_chunks`] (aligned starts); b is bound
-/// whole when it fits, else each chunk is cut where b's index wraps around or
-/// its range would outgrow a binding.
-pub(crate) fn pieces(gpu: &Gpu, n: usize, bc: Broadcast) -> Vec<Piece> {
-    let align = (gpu.binding_alignment() / 4).max(1) as usize;
-    let max_b = (gpu.max_binding() / 4) as usize - align;
-    let mut out = Vec::new();
-    for (lo, hi) in elem_chunks(gpu, n) {
-        if bc.modulo <= max_b + align {
-            out.push(Piece {
-                lo,
-                hi,
-                b_lo: 0,
-                b_hi: bc.modulo,
-            });
-            continue;
-        }
-        let mut cur = lo;
-        while cur < hi {
-            let q = cur / bc.div;
-            let j0 = q % bc.modulo;
-            let wrap = (q - j0 + bc.modulo) * bc.div;
-            let end = hi.min(wrap).min((q + max_b) * bc.div);
-            let j1 = j0 + ((end - 1) / bc.div - q) + 1;
-            out.push(Piece {
-                lo: cur,
-                hi: end,
-                b_lo: j0,
-                b_hi: j1,
-            });
-            cur = end;
-        }
-    }
-    out
 }
 
 fn check_f32(what: &str, ts: &[&Tensor]) -> Result<()> {
@@ -382,42 +246,6 @@ pub fn expand(b: &Tensor, shape: &[usize], bc: Broadcast, alpha: f32) -> Result<
     Ok(y)
 }
 
-pub fn unary_forward(op: UnaryOp, x: &Tensor) -> Result<Tensor> {
-    check_f32("elementwise", &[x])?;
-    let y = Tensor::empty(x.gpu(), x.shape(), DType::F32)?;
-    let (code, alpha, beta) = op.code();
-    let bc = Broadcast::same(1);
-    launch(
-        "elementwise_unary_forward",
-        code,
-        x.numel(),
-        bc,
-        (alpha, beta),
-        &[(1, x), (4, &y)],
-        None,
-    )?;
-    Ok(y)
-}
-
-/// `dx = dy * f'`; `saved` is the forward output when
-/// [`UnaryOp::saves_output`], else the input.
-pub fn unary_backward(op: UnaryOp, dy: &Tensor, saved: &Tensor) -> Result<Tensor> {
-    check_f32("elementwise backward", &[dy, saved])?;
-    ensure!(dy.numel() == saved.numel(), "dy {dy:?} vs saved {saved:?}");
-    let dx = Tensor::empty(dy.gpu(), saved.shape(), DType::F32)?;
-    let (code, alpha, beta) = op.code();
-    launch(
-        "elementwise_unary_backward",
-        code,
-        dy.numel(),
-        Broadcast::same(1),
-        (alpha, beta),
-        &[(3, dy), (1, saved), (4, &dx)],
-        None,
-    )?;
-    Ok(dx)
-}
-
 /// `a op b` on the tape with an explicit broadcast of `b`.
 pub fn binary_bcast(tape: &Tape, op: BinaryOp, a: &Var, b: &Var, bc: Broadcast) -> Result<Var> {
     let y = binary_forward(op, a.tensor(), b.tensor(), bc)?;
@@ -465,62 +293,4 @@ pub fn minimum(tape: &Tape, a: &Var, b: &Var) -> Result<Var> {
 /// `1.0` where `a > b`, else `0.0`: a constant (no gradient flows).
 pub fn gt(tape: &Tape, a: &Var, b: &Var) -> Result<Var> {
     binary(tape, BinaryOp::Gt, a, b)
-}
-
-/// `f(x)` on the tape.
-pub fn unary(tape: &Tape, op: UnaryOp, x: &Var) -> Result<Var> {
-    let y = unary_forward(op, x.tensor())?;
-    // scale needs nothing saved: its backward binds dy in the saved slot.
-    let saved = match op {
-        UnaryOp::Scale { .. } => None,
-        _ if op.saves_output() => Some(y.clone()),
-        _ => Some(x.tensor().clone()),
-    };
-    Ok(tape.record("unary", &[x], y, move |dy, _| {
-        let saved = saved.as_ref().unwrap_or(dy);
-        Ok(vec![Some(unary_backward(op, dy, saved)?)])
-    }))
-}
-
-/// `alpha * x + beta`.
-pub fn scale(tape: &Tape, x: &Var, alpha: f32, beta: f32) -> Result<Var> {
-    unary(tape, UnaryOp::Scale { alpha, beta }, x)
-}
-pub fn neg(tape: &Tape, x: &Var) -> Result<Var> {
-    scale(tape, x, -1.0, 0.0)
-}
-pub fn exp(tape: &Tape, x: &Var) -> Result<Var> {
-    unary(tape, UnaryOp::Exp, x)
-}
-pub fn log(tape: &Tape, x: &Var) -> Result<Var> {
-    unary(tape, UnaryOp::Log, x)
-}
-pub fn sigmoid(tape: &Tape, x: &Var) -> Result<Var> {
-    unary(tape, UnaryOp::Sigmoid, x)
-}
-pub fn tanh(tape: &Tape, x: &Var) -> Result<Var> {
-    unary(tape, UnaryOp::Tanh, x)
-}
-pub fn relu(tape: &Tape, x: &Var) -> Result<Var> {
-    unary(tape, UnaryOp::Relu, x)
-}
-pub fn square(tape: &Tape, x: &Var) -> Result<Var> {
-    unary(tape, UnaryOp::Square, x)
-}
-pub fn sqrt(tape: &Tape, x: &Var) -> Result<Var> {
-    unary(tape, UnaryOp::Sqrt, x)
-}
-pub fn clamp(tape: &Tape, x: &Var, min: f32, max: f32) -> Result<Var> {
-    unary(tape, UnaryOp::Clamp { min, max }, x)
-}
-pub fn abs(tape: &Tape, x: &Var) -> Result<Var> {
-    unary(tape, UnaryOp::Abs, x)
-}
-/// `log σ(x)`, numerically stable (no `log(0)` for x ≪ 0).
-pub fn log_sigmoid(tape: &Tape, x: &Var) -> Result<Var> {
-    unary(tape, UnaryOp::LogSigmoid, x)
-}
-/// `log(1 + eˣ)`, numerically stable.
-pub fn softplus(tape: &Tape, x: &Var) -> Result<Var> {
-    unary(tape, UnaryOp::Softplus, x)
 }

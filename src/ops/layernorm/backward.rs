@@ -1,0 +1,197 @@
+//! layernorm backward: dx from the row kernels of either variant, dγ/dβ from
+//! per-block partial sums and a final per-column reduce (`layernorm.wgsl`).
+
+use anyhow::{ensure, Result};
+use std::sync::Arc;
+
+use super::{
+    check_f32, dispatch_rows, params, row_chunks, LayerNormGrads, LayerNormParams, LayerNormVariant,
+};
+use crate::device::Gpu;
+use crate::kernel::{groups_1d, Kernel};
+use crate::tensor::{DType, Tensor};
+
+/// All three gradients with the adapter's preferred variant.
+pub fn layernorm_backward(
+    dy: &Tensor,
+    x: &Tensor,
+    w: &Tensor,
+    mean: &Tensor,
+    rstd: &Tensor,
+) -> Result<LayerNormGrads> {
+    layernorm_backward_with(dy, x, w, mean, rstd, LayerNormVariant::Auto, true, true)
+}
+
+/// The gradients asked for (`want_dx`; `want_dwb` gives both dγ and dβ) with a
+/// chosen variant.
+#[allow(clippy::too_many_arguments)]
+pub fn layernorm_backward_with(
+    dy: &Tensor,
+    x: &Tensor,
+    w: &Tensor,
+    mean: &Tensor,
+    rstd: &Tensor,
+    variant: LayerNormVariant,
+    want_dx: bool,
+    want_dwb: bool,
+) -> Result<LayerNormGrads> {
+    let gpu = x.gpu();
+    let c = x.cols();
+    let dx = want_dx
+        .then(|| Tensor::empty(gpu, x.shape(), DType::F32))
+        .transpose()?;
+    let dw = want_dwb
+        .then(|| Tensor::empty(gpu, &[c], DType::F32))
+        .transpose()?;
+    let db = want_dwb
+        .then(|| Tensor::empty(gpu, &[c], DType::F32))
+        .transpose()?;
+    layernorm_backward_into(
+        dy,
+        x,
+        w,
+        mean,
+        rstd,
+        variant,
+        dx.as_ref(),
+        dw.as_ref().zip(db.as_ref()),
+    )?;
+    Ok(LayerNormGrads { dx, dw, db })
+}
+
+/// Backward into existing tensors: `dx` (x's element count) and/or `(dγ, dβ)` ([C] each).
+#[allow(clippy::too_many_arguments)]
+pub fn layernorm_backward_into(
+    dy: &Tensor,
+    x: &Tensor,
+    w: &Tensor,
+    mean: &Tensor,
+    rstd: &Tensor,
+    variant: LayerNormVariant,
+    dx: Option<&Tensor>,
+    dwb: Option<(&Tensor, &Tensor)>,
+) -> Result<()> {
+    let (n, c) = (x.rows(), x.cols());
+    check_f32("x", x, n * c)?;
+    check_f32("dy", dy, n * c)?;
+    check_f32("weight", w, c)?;
+    check_f32("mean", mean, n)?;
+    check_f32("rstd", rstd, n)?;
+    if let Some(dx) = dx {
+        check_f32("dx", dx, n * c)?;
+        ensure!(
+            !dx.same_storage(dy) && !dx.same_storage(x),
+            "layernorm: dx must not alias an input"
+        );
+    }
+    if let Some((dw, db)) = dwb {
+        check_f32("dweight", dw, c)?;
+        check_f32("dbias", db, c)?;
+    }
+    let gpu = x.gpu();
+    let variant = variant.resolve(gpu)?;
+    if c == 0 {
+        return Ok(());
+    }
+    let chunks = row_chunks(gpu, n, c)?;
+    if let Some(dx) = dx {
+        for &(r0, r1) in &chunks {
+            let (xb, x_base) = x.bind_elems(1, r0 * c, r1 * c);
+            let (mb, r_base) = mean.bind_elems(9, r0, r1);
+            let binds = [
+                xb,
+                w.bind(2),
+                dy.bind_elems(7, r0 * c, r1 * c).0,
+                dx.bind_elems(8, r0 * c, r1 * c).0,
+                mb,
+                rstd.bind_elems(10, r0, r1).0,
+            ];
+            let p = params(r1 - r0, c, 0.0, x_base, r_base);
+            dispatch_rows(
+                gpu,
+                variant,
+                "layernorm_backward",
+                &p,
+                &binds,
+                (r1 - r0) as u32,
+            )?;
+        }
+    }
+    if let Some((dw, db)) = dwb {
+        weight_grads(gpu, dy, x, mean, rstd, &chunks, dw, db)?;
+    }
+    Ok(())
+}
+
+/// dγ, dβ: per-(block of rows, column) partial sums, then one sum per column.
+#[allow(clippy::too_many_arguments)]
+fn weight_grads(
+    gpu: &Arc<Gpu>,
+    dy: &Tensor,
+    x: &Tensor,
+    mean: &Tensor,
+    rstd: &Tensor,
+    chunks: &[(usize, usize)],
+    dw: &Tensor,
+    db: &Tensor,
+) -> Result<()> {
+    let c = x.cols();
+    let max_groups = gpu.limits.max_compute_workgroups_per_dimension as usize;
+    ensure!(
+        c.div_ceil(64) <= max_groups,
+        "layernorm: C = {c} is too wide"
+    );
+    // 64 rows per block, doubled until the partials fit one binding and each
+    // chunk's blocks fit one grid dimension.
+    let mut blk_rows = 64usize;
+    let nblk = loop {
+        let nblk: usize = chunks
+            .iter()
+            .map(|(r0, r1)| (r1 - r0).div_ceil(blk_rows))
+            .sum();
+        let fits = (nblk.max(1) * c * 4) as u64 <= gpu.max_binding();
+        let longest = chunks.iter().map(|(r0, r1)| r1 - r0).max().unwrap_or(0);
+        if fits && longest.div_ceil(blk_rows) <= max_groups {
+            break nblk;
+        }
+        blk_rows *= 2;
+    };
+    let dw_part = Tensor::empty(gpu, &[nblk.max(1), c], DType::F32)?;
+    let db_part = Tensor::empty(gpu, &[nblk.max(1), c], DType::F32)?;
+    let mut blk0 = 0;
+    for &(r0, r1) in chunks {
+        let (xb, x_base) = x.bind_elems(1, r0 * c, r1 * c);
+        let (mb, r_base) = mean.bind_elems(9, r0, r1);
+        let binds = [
+            xb,
+            dy.bind_elems(7, r0 * c, r1 * c).0,
+            mb,
+            rstd.bind_elems(10, r0, r1).0,
+            dw_part.bind(11),
+            db_part.bind(12),
+        ];
+        let blocks = (r1 - r0).div_ceil(blk_rows);
+        let p = LayerNormParams {
+            blk0: blk0 as u32,
+            blk_rows: blk_rows as u32,
+            ..params(r1 - r0, c, 0.0, x_base, r_base)
+        };
+        gpu.dispatch(
+            &Kernel::new("layernorm", "layernorm_backward_weight_partial"),
+            &p,
+            &binds,
+            [c.div_ceil(64) as u32, blocks as u32, 1],
+        )?;
+        blk0 += blocks;
+    }
+    let p = LayerNormParams {
+        nblk: nblk as u32,
+        ..params(0, c, 0.0, 0, 0)
+    };
+    gpu.dispatch(
+        &Kernel::new("layernorm", "layernorm_backward_weight"),
+        &p,
+        &[dw_part.bind(11), db_part.bind(12), dw.bind(13), db.bind(14)],
+        groups_1d(gpu, c.div_ceil(64) as u32),
+    )
+}
