@@ -4,6 +4,7 @@
 //! loss against finite differences through the tape.
 
 mod common;
+mod demo;
 mod dpo;
 mod ppo;
 mod rl;

@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod data;
+pub mod demo;
 pub mod device;
 pub mod kernel;
 pub mod models;

@@ -53,6 +53,9 @@ enum Command {
     Eval(engine::train::commands::EvalArgs),
     /// Train a byte-level BPE tokenizer (tokenizer.json) on text files.
     TrainTokenizer(cli::build::TrainTokenizerArgs),
+    /// Build the embedded default models from nothing (data, tokenizer, SFT,
+    /// reward model): `engine pipeline --preset support-tiny`.
+    Pipeline(engine::demo::pipeline::PipelineArgs),
     /// A new, randomly initialised GPT-2 / GPT-NeoX model directory.
     Init(cli::build::InitArgs),
 }
@@ -105,6 +108,9 @@ fn run(cli: Cli, matches: &ArgMatches) -> Result<()> {
         Command::BestOfN(a) => cli::train::best_of_n_cmd(&engine::Gpu::new(&opts)?, &a),
         Command::Eval(a) => cli::train::eval_cmd(&engine::Gpu::new(&opts)?, &a),
         Command::TrainTokenizer(a) => cli::build::train_tokenizer_cmd(&a),
+        Command::Pipeline(a) => {
+            engine::demo::pipeline::run_pipeline(&engine::Gpu::new(&opts)?, &a).map(|_| ())
+        }
         Command::Init(a) => cli::build::init_cmd(&engine::Gpu::new(&opts)?, &a),
     }
 }

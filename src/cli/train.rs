@@ -72,6 +72,11 @@ fn print_rlhf(s: &RlhfSummary) {
 }
 
 pub fn ppo_cmd(gpu: &Arc<Gpu>, args: PpoArgs, matches: &ArgMatches) -> Result<()> {
+    if engine::demo::ppo_default::is_demo(&args) {
+        let report = engine::demo::ppo_default::run_default_ppo(gpu, args, matches)?;
+        println!("report: {}", report.display());
+        return Ok(());
+    }
     refuse_resume(&args.common, "train-ppo")?;
     let (_, summary) = train_ppo(gpu, resolve(args, matches)?)?;
     print_rlhf(&summary);

@@ -92,13 +92,24 @@ impl ChatTemplate {
         }
     }
 
-    /// By name: `gpt2` (or `default`, `chat`), `plain`, `hh`.
+    /// A customer-support transcript, `"Customer: …\nAgent: …<|endoftext|>"`
+    /// (the embedded support-tiny default's).
+    pub fn support() -> ChatTemplate {
+        ChatTemplate {
+            user_prefix: "Customer: ".into(),
+            assistant_prefix: "Agent:".into(),
+            ..ChatTemplate::gpt2()
+        }
+    }
+
+    /// By name: `gpt2` (or `default`, `chat`), `plain`, `hh`, `support`.
     pub fn preset(name: &str) -> Result<ChatTemplate> {
         Ok(match name {
             "gpt2" | "default" | "chat" => ChatTemplate::gpt2(),
             "plain" => ChatTemplate::plain(),
             "hh" => ChatTemplate::hh(),
-            _ => bail!("unknown template {name:?}: expected gpt2, plain or hh"),
+            "support" => ChatTemplate::support(),
+            _ => bail!("unknown template {name:?}: expected gpt2, plain, hh or support"),
         })
     }
 

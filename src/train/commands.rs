@@ -176,6 +176,8 @@ pub struct RlhfSummary {
     pub last: Vec<(String, f64)>,
     /// Health warnings (PPO) and data notes.
     pub notes: Vec<String>,
+    /// The health warnings alone.
+    pub warnings: Vec<String>,
 }
 
 impl std::fmt::Display for RlhfSummary {
@@ -368,7 +370,7 @@ pub fn train_ppo(gpu: &Arc<Gpu>, args: PpoArgs) -> Result<(CausalLm, RlhfSummary
             );
         }
     })?;
-    notes.extend(health);
+    notes.extend(health.iter().cloned());
     let chart = write_chart(&log, PPO_CHART, &out.join("chart.svg"), "ppo")?;
     let mut policy = trainer.policy;
     let saved = save_final(&out, &mut policy, false, Some(&template))?;
@@ -390,6 +392,7 @@ pub fn train_ppo(gpu: &Arc<Gpu>, args: PpoArgs) -> Result<(CausalLm, RlhfSummary
             chart,
             last,
             notes,
+            warnings: health,
         },
     ))
 }
@@ -487,6 +490,7 @@ pub fn train_dpo(gpu: &Arc<Gpu>, args: DpoArgs) -> Result<(CausalLm, RlhfSummary
             chart,
             last,
             notes,
+            warnings: Vec::new(),
         },
     ))
 }

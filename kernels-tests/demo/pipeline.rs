@@ -1,0 +1,120 @@
+//! The support-tiny pipeline end to end on a smoke budget (a few steps), then
+//! the no-model `train-ppo` demo on its output, and the embedded defaults
+//! through the binary: the report's fields and its last line.
+
+use clap::{Args, FromArgMatches};
+use engine::demo::pipeline::{run_pipeline, PipelineArgs};
+use engine::demo::ppo_default::run_demo;
+use engine::train::commands::PpoArgs;
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+
+use super::build::tempdir;
+use crate::common::gpu;
+
+fn ppo_args(argv: &[&str]) -> (PpoArgs, clap::ArgMatches) {
+    let cmd = PpoArgs::augment_args(clap::Command::new("engine"));
+    let m = cmd.try_get_matches_from(argv).unwrap();
+    (PpoArgs::from_arg_matches(&m).unwrap(), m)
+}
+
+/// The report's contract: every field, rates in 0..=1, finite numbers.
+fn check_report(path: &Path, steps: u64) -> Value {
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    for k in ["reward_mean_before", "reward_mean_after", "kl_mean", "distinct2_before", "distinct2_after", "seconds"] {
+        assert!(r[k].as_f64().is_some_and(f64::is_finite), "{k}: {}", r[k]);
+    }
+    for k in ["unsafe_rate_before", "unsafe_rate_after"] {
+        let v = r[k].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&v), "{k} = {v}");
+    }
+    assert_eq!(r["steps"].as_u64(), Some(steps));
+    assert!(r["health_warnings"].is_array());
+    assert!(r["hyperparameters"].is_object());
+    assert!(r["eval_prompts"].as_u64().unwrap() >= 64);
+    let chart = r["chart"].as_str().expect("chart path");
+    assert!(Path::new(chart).is_file(), "{chart}");
+    r
+}
+
+#[test]
+fn pipeline_smoke_then_demo_on_its_output() {
+    let gpu = gpu();
+    let dir = tempdir("pipeline");
+    let args = PipelineArgs {
+        preset: "support-tiny".into(),
+        out: Some(dir.join("defaults")),
+        work: Some(dir.join("work")),
+        seed: 3,
+        sft_steps: Some(2),
+        reward_steps: Some(2),
+    };
+    let out = run_pipeline(&gpu, &args).unwrap();
+    for f in [
+        "policy/config.json",
+        "policy/model.safetensors",
+        "policy/tokenizer.json",
+        "policy/engine_template.json",
+        "reward/model.safetensors",
+        "data/prompts.jsonl",
+        "data/eval.jsonl",
+        "demo.toml",
+        "README.md",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let run = dir.join("run");
+    let (a, m) = ppo_args(&[
+        "engine", "--steps", "2", "--batch-size", "4", "--mini-batch-size", "4",
+        "--ppo-epochs", "1", "--max-new-tokens", "8", "--progress", "silent",
+        "--out", run.to_str().unwrap(),
+    ]);
+    let report = run_demo(&gpu, a, &m, &out).unwrap();
+    assert_eq!(report, run.join("report.json"));
+    let r = check_report(&report, 2);
+    assert_eq!(r["hyperparameters"]["lora-r"].as_u64(), Some(16), "demo.toml applies");
+    assert_eq!(r["hyperparameters"]["batch-size"].as_u64(), Some(4), "flags win");
+}
+
+#[test]
+fn pipeline_refuses_an_unknown_preset() {
+    let args = PipelineArgs {
+        preset: "huge".into(),
+        out: None,
+        work: None,
+        seed: 1,
+        sft_steps: None,
+        reward_steps: None,
+    };
+    let err = run_pipeline(&gpu(), &args).unwrap_err().to_string();
+    assert!(err.contains("unknown preset `huge`"), "{err}");
+}
+
+/// What CI's smoke run checks too: the embedded defaults, through the
+/// binary, from another working directory, with an NF4 base.
+#[test]
+fn binary_runs_the_embedded_demo_and_ends_with_the_report_path() {
+    assert!(
+        engine::demo::embedded::available(),
+        "the binary has no embedded defaults: run `{}`",
+        engine::demo::embedded::MAKE_DEFAULTS
+    );
+    let dir = tempdir("demo-cli");
+    let out = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .current_dir(&dir)
+        .args([
+            "train-ppo", "--steps", "1", "--batch-size", "4", "--mini-batch-size", "4",
+            "--ppo-epochs", "1", "--max-new-tokens", "8", "--quant", "nf4", "--progress", "plain",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let last = stdout.lines().last().unwrap_or_default();
+    let path = last.strip_prefix("report: ").unwrap_or_else(|| panic!("last line: {last}"));
+    let path = dir.join(path);
+    assert!(path.starts_with(dir.join("runs")), "{}", path.display());
+    let r = check_report(&path, 1);
+    assert_eq!(r["hyperparameters"]["quant"].as_str(), Some("nf4"));
+}

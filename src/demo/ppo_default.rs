@@ -1,0 +1,220 @@
+//! `engine train-ppo` with no model: PPO with LoRA on the embedded
+//! support-tiny policy against its reward model, measured on the held-out
+//! eval prompts before and after (see [`super::report`]).
+//!
+//! The demo's hyper-parameters are a run file ([`DEMO_CONFIG`], shipped as
+//! `demo.toml` with the defaults) used as `--config` when none is given, so
+//! every flag still overrides them (`engine train-ppo --quant nf4 --seed 3`).
+//! TRL's lr 1.41e-5 and KL horizon 10,000 are meant for runs of thousands of
+//! steps; a few-minute demo needs a larger LoRA learning rate and a short
+//! horizon, with the adaptive KL target well inside the 0–10 nats window.
+
+use anyhow::{ensure, Context, Result};
+use clap::ArgMatches;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::embedded;
+use super::report::{DemoReport, PolicyMeasure, Sample};
+use crate::data::{load_prompts, ChatTemplate, Content, Encoder, LoadOptions, Truncation};
+use crate::device::Gpu;
+use crate::models::generate::GenerateConfig;
+use crate::models::sampling::SamplingConfig;
+use crate::models::CausalLm;
+use crate::train::commands::{train_ppo, PpoArgs};
+use crate::train::config::{apply_adaptation, effective_config, load_args};
+use crate::train::eval::{evaluate, EvalConfig, EvalPrompt, KlReference};
+use crate::train::run::default_out_dir;
+use crate::train::safety::check_reply;
+use crate::train::scoring::{RewardModelScorer, Scorer};
+
+/// The demo's run file (written as `demo.toml` next to the default models).
+pub const DEMO_CONFIG: &str = r#"# The hyper-parameters of `engine train-ppo` with no arguments (a few-minute
+# demo on a CPU adapter). Any flag overrides them; pass --config FILE to
+# replace this file. TRL's lr 1.41e-5 and horizon 10000 suit long runs only.
+steps = 30
+batch-size = 32
+lr = 3e-3
+lora-r = 16
+lora-alpha = 32
+lora-targets = ["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"]
+max-grad-norm = 1.0
+log-every = 1
+
+[ppo]
+ppo-epochs = 2
+mini-batch-size = 16
+max-new-tokens = 40
+init-kl-coef = 0.05
+adaptive-kl = true
+target-kl-value = 4.0
+horizon = 600
+cliprange = 0.2
+cliprange-value = 0.2
+vf-coef = 0.1
+"#;
+
+/// The demo's response length (its run file's `max-new-tokens`), also used
+/// when the pipeline measures the SFT policy.
+pub const DEMO_MAX_NEW_TOKENS: usize = 40;
+
+/// Whether `args` ask for the demo: no model and no reward given.
+pub fn is_demo(args: &PpoArgs) -> bool {
+    args.common.model.is_none()
+        && args.reward_model.is_none()
+        && args.reward_keyword.is_none()
+        && args.reward_target_token.is_none()
+}
+
+/// The eval prompts of `file`, encoded for `policy` with room for the
+/// response, and their texts.
+fn eval_prompts(
+    policy: &CausalLm,
+    template: &ChatTemplate,
+    file: &Path,
+    max_new_tokens: usize,
+) -> Result<(Vec<EvalPrompt>, Vec<String>)> {
+    let rows = load_prompts(file, &LoadOptions::default())?.rows;
+    let tok = policy
+        .tokenizer
+        .as_ref()
+        .context("the policy has no tokenizer.json")?;
+    let room = policy.cfg.n_ctx.saturating_sub(max_new_tokens).max(1);
+    let enc = Encoder::new(tok, template, Truncation::truncate(room));
+    let prompts = EvalPrompt::from_prompts(&rows, &enc)?;
+    let texts = rows
+        .iter()
+        .map(|r| match &r.record.prompt {
+            Content::Plain(s) => s.clone(),
+            Content::Chat(m) => m.iter().map(|m| m.content.as_str()).collect::<Vec<_>>().join("\n"),
+        })
+        .collect();
+    Ok((prompts, texts))
+}
+
+/// Samples one response per eval prompt (temperature 1, no truncation,
+/// `seed`) and measures reward, unsafe rate, distinct-2 and (with a
+/// reference) KL.
+pub fn measure_policy(
+    policy: &CausalLm,
+    template: &ChatTemplate,
+    scorer: &dyn Scorer,
+    eval_file: &Path,
+    seed: u64,
+    max_new_tokens: usize,
+    kl: Option<KlReference<'_>>,
+) -> Result<PolicyMeasure> {
+    let (prompts, texts) = eval_prompts(policy, template, eval_file, max_new_tokens)?;
+    let cfg = EvalConfig {
+        generate: GenerateConfig {
+            max_new_tokens,
+            sampling: SamplingConfig::sample(),
+            eos: policy.cfg.eos_token_id,
+            stop_strings: Vec::new(),
+            seed,
+        },
+        batch_size: prompts.len().min(64),
+    };
+    let r = evaluate(policy, &prompts, &cfg, Some(scorer), kl)?;
+    let samples: Vec<Sample> = r
+        .samples
+        .iter()
+        .zip(texts)
+        .map(|(s, prompt)| Sample {
+            prompt,
+            response: s.response.clone(),
+            reward: s.reward.unwrap_or(f32::NAN) as f64,
+            flagged: check_reply(&s.response).map(|v| v.kind.name().to_string()),
+        })
+        .collect();
+    let flagged = samples.iter().filter(|s| s.flagged.is_some()).count();
+    Ok(PolicyMeasure {
+        prompts: samples.len(),
+        reward_mean: r.reward_mean.unwrap_or(f64::NAN),
+        unsafe_rate: flagged as f64 / samples.len().max(1) as f64,
+        distinct2: r.distinct_2,
+        mean_length: r.mean_length,
+        kl_mean: r.kl,
+        samples,
+    })
+}
+
+/// Runs the demo on the embedded defaults; returns the path of `report.json`.
+pub fn run_default_ppo(gpu: &Arc<Gpu>, args: PpoArgs, matches: &ArgMatches) -> Result<PathBuf> {
+    run_demo(gpu, args, matches, &embedded::unpacked()?)
+}
+
+/// Runs the demo on the defaults in `defaults` (`policy/`, `reward/`,
+/// `data/prompts.jsonl`, `data/eval.jsonl`, `demo.toml`: what the pipeline
+/// writes); `args` and `matches` are the command line's.
+pub fn run_demo(
+    gpu: &Arc<Gpu>,
+    mut args: PpoArgs,
+    matches: &ArgMatches,
+    defaults: &Path,
+) -> Result<PathBuf> {
+    let t0 = Instant::now();
+    if args.common.config.is_none() {
+        args.common.config = Some(defaults.join("demo.toml"));
+    }
+    let mut args = load_args(args, matches)?;
+    let c = &mut args.common;
+    c.model = Some(defaults.join("policy"));
+    c.data.get_or_insert_with(|| defaults.join("data/prompts.jsonl"));
+    args.reward_model = Some(defaults.join("reward"));
+    let out = c.out.clone().unwrap_or_else(default_out_dir);
+    c.out = Some(out.clone());
+    let eval_file = defaults.join("data/eval.jsonl");
+    println!(
+        "engine train-ppo: the embedded support-tiny demo (PPO with LoRA r={}{}) -> {}",
+        c.lora_r,
+        match c.quant {
+            crate::train::config::Quant::None => String::new(),
+            q => format!(", {q} base"),
+        },
+        out.display()
+    );
+    ensure!(
+        c.lora_r > 0 || c.quant == crate::train::config::Quant::None,
+        "--quant needs LoRA (--lora-r > 0)"
+    );
+
+    let template = ChatTemplate::for_model_dir(&defaults.join("policy"))?;
+    let scorer = RewardModelScorer::new(CausalLm::load(gpu, &defaults.join("reward"))?)?;
+    let mut sft = CausalLm::load(gpu, &defaults.join("policy"))?;
+    apply_adaptation(&mut sft, &args.common)?;
+    let seed = args.common.seed;
+    let new_tokens = args.max_new_tokens;
+    println!("measuring the SFT policy on the held-out eval prompts...");
+    let before = measure_policy(&sft, &template, &scorer, &eval_file, seed, new_tokens, None)?;
+    println!(
+        "  before: reward mean {:.3}, unsafe-reply rate {:.1}%, distinct-2 {:.3} ({:.0}s)",
+        before.reward_mean,
+        100.0 * before.unsafe_rate,
+        before.distinct2,
+        t0.elapsed().as_secs_f64()
+    );
+
+    let hyperparameters = effective_config(&args)?;
+    let (policy, summary) = train_ppo(gpu, args)?;
+    println!("measuring the PPO policy on the same prompts...");
+    let reference = if policy.lora.is_some() {
+        KlReference::AdaptersOff
+    } else {
+        KlReference::Model(&sft)
+    };
+    let after = measure_policy(&policy, &template, &scorer, &eval_file, seed, new_tokens, Some(reference))?;
+    let report = DemoReport {
+        before,
+        after,
+        steps: summary.steps,
+        seconds: t0.elapsed().as_secs_f64(),
+        health_warnings: summary.warnings.clone(),
+        chart: summary.chart.clone(),
+        hyperparameters,
+        out: out.clone(),
+    };
+    println!("{report}");
+    report.write(&out)
+}
