@@ -10,5 +10,6 @@ mod data_tests {
     pub mod formats;
     pub mod real;
     pub mod support;
+    pub mod support_gen;
     pub mod templates;
 }

@@ -51,6 +51,8 @@ enum Command {
     BestOfN(engine::train::commands::BestOfNArgs),
     /// Reward, ROUGE, distinct-n, length and KL of a model's responses.
     Eval(engine::train::commands::EvalArgs),
+    /// Generate datasets (`data support`: the customer-support RLHF data).
+    Data(cli::data::DataArgs),
 }
 
 fn main() {
@@ -100,5 +102,6 @@ fn run(cli: Cli, matches: &ArgMatches) -> Result<()> {
         }
         Command::BestOfN(a) => cli::train::best_of_n_cmd(&engine::Gpu::new(&opts)?, &a),
         Command::Eval(a) => cli::train::eval_cmd(&engine::Gpu::new(&opts)?, &a),
+        Command::Data(a) => cli::data::data_cmd(&a),
     }
 }

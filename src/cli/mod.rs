@@ -1,5 +1,6 @@
 //! Subcommand implementations for the `engine` binary.
 
+pub mod data;
 pub mod models;
 pub mod train;
 
