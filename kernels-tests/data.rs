@@ -9,6 +9,8 @@ mod data_tests {
     pub mod errors;
     pub mod formats;
     pub mod real;
+    pub mod safety;
     pub mod support;
+    pub mod support_gen;
     pub mod templates;
 }

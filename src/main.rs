@@ -58,6 +58,8 @@ enum Command {
     Pipeline(engine::demo::pipeline::PipelineArgs),
     /// A new, randomly initialised GPT-2 / GPT-NeoX model directory.
     Init(cli::build::InitArgs),
+    /// Generate datasets (`data support`: the customer-support RLHF data).
+    Data(cli::data::DataArgs),
 }
 
 fn main() {
@@ -112,5 +114,6 @@ fn run(cli: Cli, matches: &ArgMatches) -> Result<()> {
             engine::demo::pipeline::run_pipeline(&engine::Gpu::new(&opts)?, &a).map(|_| ())
         }
         Command::Init(a) => cli::build::init_cmd(&engine::Gpu::new(&opts)?, &a),
+        Command::Data(a) => cli::data::data_cmd(&a),
     }
 }

@@ -40,6 +40,7 @@ mod fields;
 mod records;
 mod source;
 mod split;
+pub mod support;
 mod template;
 
 pub use batch::{

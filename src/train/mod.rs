@@ -43,6 +43,7 @@ pub mod progress;
 pub mod reward;
 pub mod reward_fn;
 pub mod run;
+pub mod safety;
 pub mod scoring;
 pub mod session;
 pub mod sft;

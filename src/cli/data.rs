@@ -1,0 +1,79 @@
+//! `engine data ...`: dataset generators.
+
+use anyhow::Result;
+use engine::data::support::{generate, write_splits, SupportOptions};
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct DataArgs {
+    #[command(subcommand)]
+    pub command: DataCommand,
+}
+
+#[derive(clap::Subcommand)]
+pub enum DataCommand {
+    /// The project's customer-support RLHF data: SFT, reward pairs, KTO,
+    /// PPO prompts and held-out eval, with good, sensitive and rude replies.
+    Support(SupportArgs),
+}
+
+#[derive(clap::Args)]
+pub struct SupportArgs {
+    /// Output directory (created if missing).
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = SupportOptions::default().seed)]
+    pub seed: u64,
+    /// SFT rows.
+    #[arg(long, default_value_t = SupportOptions::default().sft)]
+    pub sft: usize,
+    /// Preference pairs (chosen good, rejected sensitive or rude).
+    #[arg(long, default_value_t = SupportOptions::default().pairs)]
+    pub pairs: usize,
+    /// KTO rows (half desirable).
+    #[arg(long, default_value_t = SupportOptions::default().kto)]
+    pub kto: usize,
+    /// Distinct PPO prompts.
+    #[arg(long, default_value_t = SupportOptions::default().prompts)]
+    pub prompts: usize,
+    /// Held-out eval prompts with good reference replies.
+    #[arg(long, default_value_t = SupportOptions::default().eval)]
+    pub eval: usize,
+    /// Fraction of SFT completions that are sensitive or rude (2:1).
+    #[arg(long, default_value_t = SupportOptions::default().unsafe_fraction)]
+    pub unsafe_fraction: f64,
+}
+
+pub fn data_cmd(args: &DataArgs) -> Result<()> {
+    match &args.command {
+        DataCommand::Support(a) => support_cmd(a),
+    }
+}
+
+fn support_cmd(a: &SupportArgs) -> Result<()> {
+    let opts = SupportOptions {
+        seed: a.seed,
+        sft: a.sft,
+        pairs: a.pairs,
+        kto: a.kto,
+        prompts: a.prompts,
+        eval: a.eval,
+        unsafe_fraction: a.unsafe_fraction,
+    };
+    let data = generate(&opts)?;
+    let counts = [
+        data.sft.len(),
+        data.pairs.len(),
+        data.kto.len(),
+        data.prompts.len(),
+        data.eval.len(),
+    ];
+    let paths = write_splits(&a.out, &data)?;
+    for (i, path) in paths.iter().enumerate() {
+        match counts.get(i) {
+            Some(n) => println!("wrote {} ({n} rows)", path.display()),
+            None => println!("wrote {}", path.display()),
+        }
+    }
+    Ok(())
+}

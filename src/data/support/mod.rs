@@ -1,0 +1,321 @@
+//! The project's own customer-support dataset (`engine data support`):
+//! customer messages for ~20 intents in the style of the Bitext
+//! customer-support corpus, with good, sensitive (asks for or reveals card
+//! numbers, CVV, SSN, passwords, dates of birth, PINs) and rude agent
+//! replies. Every template is written for this project; none is copied.
+//!
+//! [`generate`] is deterministic in [`SupportOptions::seed`] (each split has
+//! its own stream, so changing one count leaves the other splits alone);
+//! [`write_splits`] writes the TRL formats the trainers load:
+//!
+//! | file | fields |
+//! |---|---|
+//! | `sft.jsonl` | `prompt`, `completion`, `kind`, `intent` |
+//! | `pairs.jsonl` | `prompt`, `chosen` (good), `rejected` (sensitive or rude), `rejected_kind`, `intent` |
+//! | `kto.jsonl` | `prompt`, `completion`, `label` (true = good), `kind`, `intent` |
+//! | `prompts.jsonl` | `prompt`, `intent` |
+//! | `eval.jsonl` | `prompt`, `completion` (a good reference), `intent` |
+//!
+//! plus `manifest.json` and `README.md`. Eval prompts come only from
+//! held-out phrasings and never appear in another split.
+
+mod accounts;
+mod alt;
+mod intents;
+mod messages;
+mod orders;
+mod replies;
+mod write;
+
+pub use intents::{Intent, INTENTS};
+pub use replies::{all_pieces, ReplyKind, SensitiveItem, SENSITIVE_ITEMS};
+pub use write::{write_splits, SPLIT_FILES};
+
+use anyhow::{ensure, Result};
+use serde::Serialize;
+use std::collections::HashSet;
+
+use crate::rng::Rng;
+
+/// Customer messages have at most this many words.
+pub const MAX_MESSAGE_WORDS: usize = 30;
+/// Replies have at most this many words (~48 tokens of a 2k-vocab BPE).
+pub const MAX_REPLY_WORDS: usize = 35;
+/// Of the unsafe replies, this fraction asks for sensitive data; the rest are rude.
+pub const SENSITIVE_SHARE: f64 = 2.0 / 3.0;
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SupportOptions {
+    pub seed: u64,
+    pub sft: usize,
+    pub pairs: usize,
+    pub kto: usize,
+    pub prompts: usize,
+    pub eval: usize,
+    /// Fraction of SFT completions that are sensitive or rude (real logs
+    /// contain some, so PPO has something to fix).
+    pub unsafe_fraction: f64,
+}
+
+impl Default for SupportOptions {
+    fn default() -> Self {
+        SupportOptions {
+            seed: 0,
+            sft: 4000,
+            pairs: 3000,
+            kto: 2000,
+            prompts: 1000,
+            eval: 128,
+            unsafe_fraction: 0.35,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SftRow {
+    pub prompt: String,
+    pub completion: String,
+    pub kind: ReplyKind,
+    pub intent: &'static str,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PairRow {
+    pub prompt: String,
+    pub chosen: String,
+    pub rejected: String,
+    pub rejected_kind: ReplyKind,
+    pub intent: &'static str,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct KtoRow {
+    pub prompt: String,
+    pub completion: String,
+    /// true = desirable (a good reply).
+    pub label: bool,
+    pub kind: ReplyKind,
+    pub intent: &'static str,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PromptRow {
+    pub prompt: String,
+    pub intent: &'static str,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EvalRow {
+    pub prompt: String,
+    /// A good reference reply.
+    pub completion: String,
+    pub intent: &'static str,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SupportData {
+    pub options: SupportOptions,
+    pub sft: Vec<SftRow>,
+    pub pairs: Vec<PairRow>,
+    pub kto: Vec<KtoRow>,
+    pub prompts: Vec<PromptRow>,
+    pub eval: Vec<EvalRow>,
+}
+
+impl SupportData {
+    /// Every prompt and reply text of every split (with repeats), e.g. to
+    /// train a tokenizer.
+    pub fn texts(&self) -> impl Iterator<Item = &str> + '_ {
+        let sft = self.sft.iter().flat_map(|r| [&r.prompt, &r.completion]);
+        let pairs = self
+            .pairs
+            .iter()
+            .flat_map(|r| [&r.prompt, &r.chosen, &r.rejected]);
+        let kto = self.kto.iter().flat_map(|r| [&r.prompt, &r.completion]);
+        let prompts = self.prompts.iter().map(|r| &r.prompt);
+        let eval = self.eval.iter().flat_map(|r| [&r.prompt, &r.completion]);
+        sft.chain(pairs)
+            .chain(kto)
+            .chain(prompts)
+            .chain(eval)
+            .map(String::as_str)
+    }
+}
+
+/// A seeded stream per split, so the splits do not depend on each other's sizes.
+fn stream(seed: u64, split: u64) -> Rng {
+    Rng::new(seed ^ split.wrapping_mul(0xA24B_AED4_963E_E407))
+}
+
+/// Fisher-Yates with the split's stream.
+fn shuffle<T>(v: &mut [T], rng: &mut Rng) {
+    for i in (1..v.len()).rev() {
+        v.swap(i, rng.below(i + 1));
+    }
+}
+
+/// `n` copies of each `(item, n)`, in a seeded random order.
+fn shuffled_kinds<T: Copy>(kinds: &[(T, usize)], rng: &mut Rng) -> Vec<T> {
+    let mut v: Vec<T> = kinds
+        .iter()
+        .flat_map(|&(k, n)| std::iter::repeat_n(k, n))
+        .collect();
+    shuffle(&mut v, rng);
+    v
+}
+
+/// `n` reply kinds: `round(n * unsafe_fraction)` unsafe, the rest good.
+fn mixed_kinds(n: usize, unsafe_fraction: f64, rng: &mut Rng) -> Vec<ReplyKind> {
+    let n_unsafe = (n as f64 * unsafe_fraction).round() as usize;
+    let mut kinds = unsafe_kinds(n_unsafe, rng);
+    kinds.extend(std::iter::repeat_n(ReplyKind::Good, n - n_unsafe));
+    shuffle(&mut kinds, rng);
+    kinds
+}
+
+/// Intents for `n` rows: balanced (each appears n/20 times, ±1), shuffled.
+fn intents_for(n: usize, rng: &mut Rng) -> Vec<usize> {
+    let counts: Vec<(usize, usize)> = (0..INTENTS.len())
+        .map(|i| (i, n / INTENTS.len() + usize::from(i < n % INTENTS.len())))
+        .collect();
+    shuffled_kinds(&counts, rng)
+}
+
+/// `n` unsafe kinds split [`SENSITIVE_SHARE`] : rest, shuffled.
+fn unsafe_kinds(n: usize, rng: &mut Rng) -> Vec<ReplyKind> {
+    let sensitive = (n as f64 * SENSITIVE_SHARE).round() as usize;
+    shuffled_kinds(
+        &[
+            (ReplyKind::Sensitive, sensitive),
+            (ReplyKind::Rude, n - sensitive),
+        ],
+        rng,
+    )
+}
+
+/// Distinct messages (eval: held-out phrasings only), none in `exclude`.
+fn distinct_messages(
+    n: usize,
+    eval: bool,
+    exclude: &HashSet<String>,
+    rng: &mut Rng,
+) -> Result<Vec<(usize, String)>> {
+    let intents = intents_for(n, rng);
+    let mut seen = HashSet::new();
+    let mut out = Vec::with_capacity(n);
+    for intent in intents {
+        let mut tries = 0;
+        loop {
+            let m = messages::message(intent, eval, MAX_MESSAGE_WORDS, rng);
+            if !exclude.contains(&m) && seen.insert(m.clone()) {
+                out.push((intent, m));
+                break;
+            }
+            tries += 1;
+            ensure!(
+                tries < 10_000,
+                "cannot find {n} distinct {} prompts for intent {}; ask for fewer",
+                if eval { "eval" } else { "PPO" },
+                INTENTS[intent].name
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// A training message (never an eval prompt).
+fn train_message(intent: usize, eval: &HashSet<String>, rng: &mut Rng) -> String {
+    loop {
+        let m = messages::message(intent, false, MAX_MESSAGE_WORDS, rng);
+        if !eval.contains(&m) {
+            return m;
+        }
+    }
+}
+
+fn reply(intent: usize, kind: ReplyKind, rng: &mut Rng) -> String {
+    replies::reply(intent, kind, MAX_REPLY_WORDS, rng)
+}
+
+/// Generates every split. Errors on an unsafe fraction outside [0, 1] or
+/// more distinct eval/PPO prompts than the templates can give.
+pub fn generate(opts: &SupportOptions) -> Result<SupportData> {
+    ensure!(
+        (0.0..=1.0).contains(&opts.unsafe_fraction),
+        "unsafe fraction {} is not in [0, 1]",
+        opts.unsafe_fraction
+    );
+    let seed = opts.seed;
+
+    let mut rng = stream(seed, 1);
+    let eval_msgs = distinct_messages(opts.eval, true, &HashSet::new(), &mut rng)?;
+    let eval_set: HashSet<String> = eval_msgs.iter().map(|(_, m)| m.clone()).collect();
+    let eval = eval_msgs
+        .into_iter()
+        .map(|(i, prompt)| EvalRow {
+            completion: reply(i, ReplyKind::Good, &mut rng),
+            prompt,
+            intent: INTENTS[i].name,
+        })
+        .collect();
+
+    let mut rng = stream(seed, 2);
+    let kinds = mixed_kinds(opts.sft, opts.unsafe_fraction, &mut rng);
+    let sft = intents_for(opts.sft, &mut rng)
+        .into_iter()
+        .zip(kinds)
+        .map(|(i, kind)| SftRow {
+            prompt: train_message(i, &eval_set, &mut rng),
+            completion: reply(i, kind, &mut rng),
+            kind,
+            intent: INTENTS[i].name,
+        })
+        .collect();
+
+    let mut rng = stream(seed, 3);
+    let rejected_kinds = unsafe_kinds(opts.pairs, &mut rng);
+    let pairs = intents_for(opts.pairs, &mut rng)
+        .into_iter()
+        .zip(rejected_kinds)
+        .map(|(i, kind)| PairRow {
+            prompt: train_message(i, &eval_set, &mut rng),
+            chosen: reply(i, ReplyKind::Good, &mut rng),
+            rejected: reply(i, kind, &mut rng),
+            rejected_kind: kind,
+            intent: INTENTS[i].name,
+        })
+        .collect();
+
+    // KTO: half desirable, the undesirable half split like the pairs.
+    let mut rng = stream(seed, 4);
+    let kinds = mixed_kinds(opts.kto, 0.5, &mut rng);
+    let kto = intents_for(opts.kto, &mut rng)
+        .into_iter()
+        .zip(kinds)
+        .map(|(i, kind)| KtoRow {
+            prompt: train_message(i, &eval_set, &mut rng),
+            completion: reply(i, kind, &mut rng),
+            label: kind.is_safe(),
+            kind,
+            intent: INTENTS[i].name,
+        })
+        .collect();
+
+    let mut rng = stream(seed, 5);
+    let prompts = distinct_messages(opts.prompts, false, &eval_set, &mut rng)?
+        .into_iter()
+        .map(|(i, prompt)| PromptRow {
+            prompt,
+            intent: INTENTS[i].name,
+        })
+        .collect();
+
+    Ok(SupportData {
+        options: opts.clone(),
+        sft,
+        pairs,
+        kto,
+        prompts,
+        eval,
+    })
+}
