@@ -107,8 +107,12 @@ fn run(cli: Cli, matches: &ArgMatches) -> Result<()> {
         Command::TrainDpo(a) => {
             cli::train::dpo_cmd(&engine::Gpu::new(&opts)?, a, sub(matches, "train-dpo"))
         }
-        Command::BestOfN(a) => cli::train::best_of_n_cmd(&engine::Gpu::new(&opts)?, &a),
-        Command::Eval(a) => cli::train::eval_cmd(&engine::Gpu::new(&opts)?, &a),
+        Command::BestOfN(a) => {
+            cli::train::best_of_n_cmd(&engine::Gpu::new(&opts)?, a, sub(matches, "best-of-n"))
+        }
+        Command::Eval(a) => {
+            cli::train::eval_cmd(&engine::Gpu::new(&opts)?, a, sub(matches, "eval"))
+        }
         Command::TrainTokenizer(a) => cli::build::train_tokenizer_cmd(&a),
         Command::Pipeline(a) => {
             engine::demo::pipeline::run_pipeline(&engine::Gpu::new(&opts)?, &a).map(|_| ())

@@ -1,7 +1,7 @@
 //! `train-tokenizer` and `init`: a byte-level BPE trained on text, and a
 //! fresh model of a chosen shape that loads back as the same model.
 
-use engine::data::bpe::{save_tokenizer, train_bpe, EOS_TOKEN};
+use engine::data::bpe::{train_bpe, EOS_TOKEN};
 use engine::models::fresh::{fresh_model, ModelShape};
 use engine::models::checkpoint::SaveDtype;
 use engine::models::{Arch, CausalLm};

@@ -1,14 +1,13 @@
 //! Best-of-n on gpt2-tiny: the kept response has the highest score (checked
-//! against the reward model scoring each candidate alone), and the JSONL is
-//! SFT data that `engine::data::load_sft` reads back.
+//! against the reward model scoring each candidate alone, as PPO would), and
+//! the JSONL is SFT data that `engine::data::load_sft` reads back.
 
 use super::{fixture, model, template};
-use anyhow::Result;
 use engine::data::{load_prompts, load_sft, Encoder, LoadOptions, SftRecord, Truncation};
 use engine::models::generate::GenerateConfig;
 use engine::models::sampling::SamplingConfig;
 use engine::train::best_of_n::{best_of_n, BestOfNConfig, BestOfNPrompt};
-use engine::train::scoring::{RewardModelScorer, Scorer};
+use engine::train::scoring::{RewardModelScorer, Sample, Scorer};
 
 fn setup() -> (engine::models::CausalLm, Vec<BestOfNPrompt>, BestOfNConfig) {
     let policy = model("gpt2-tiny");
@@ -46,8 +45,16 @@ fn best_of_n_keeps_the_reward_models_best_and_writes_sft_jsonl() {
         assert_eq!(s.scores.len(), 4);
         // Each candidate scored alone gives the same score (batching and
         // padding do not change it).
-        for (c, &sc) in s.candidates.iter().zip(&s.scores) {
-            let alone = rm.score_texts(&[format!("{}{c}", s.prompt_text)]).unwrap()[0];
+        assert_eq!(s.finished.len(), 4);
+        for ((c, &sc), &finished) in s.candidates.iter().zip(&s.scores).zip(&s.finished) {
+            let alone = Sample {
+                prompt_ids: &[],
+                response_ids: &[],
+                prompt: &s.prompt_text,
+                response: c,
+                finished,
+            };
+            let alone = rm.score(&[alone]).unwrap()[0];
             assert!(
                 (alone - sc).abs() <= 1e-5 * sc.abs().max(1.0),
                 "{alone} vs {sc}"
@@ -95,12 +102,10 @@ fn best_of_n_keeps_the_reward_models_best_and_writes_sft_jsonl() {
 fn best_of_n_with_a_reward_function_picks_its_max() {
     let (policy, prompts, cfg) = setup();
     // Reward: the number of 'e's in the response.
-    let count_e = |_: &[String], r: &[String]| -> Result<Vec<f32>> {
-        Ok(r.iter().map(|t| t.matches('e').count() as f32).collect())
-    };
+    let count_e = |_: &str, r: &str, _: &[u32]| r.matches('e').count() as f32;
     let report = best_of_n(&policy, &prompts[..2], &count_e, &cfg).unwrap();
     for s in &report.samples {
-        let want: Vec<f32> = count_e.score(&[], &s.candidates).unwrap();
+        let want: Vec<f32> = s.candidates.iter().map(|c| count_e("", c, &[])).collect();
         assert_eq!(s.scores, want);
         let best = s.completion().matches('e').count() as f32;
         if s.usable() {

@@ -10,7 +10,8 @@ use engine::train::metrics::MetricsLog;
 use engine::train::ppo::{PpoTrainer, PromptCycle};
 use engine::train::ppo_report::PpoStepReport;
 use engine::train::ppo_rollout::RefSource;
-use engine::train::reward_fn::{Scorer, TargetTokenRate};
+use engine::train::reward_fn::TargetTokenRate;
+use engine::train::scoring::{RewardModelScorer, Scorer};
 
 /// " the", the most frequent token of gpt2-tiny's samples (~9%).
 const TARGET: u32 = 38;
@@ -42,7 +43,7 @@ fn ppo_raises_target_token_rate_with_bounded_kl() {
     let model = policy("gpt2-tiny");
     let ps = prompts(&model);
     let reference = RefSource::frozen_copy(&model).unwrap();
-    let scorer = Scorer::function(TargetTokenRate { token: TARGET });
+    let scorer = Box::new(TargetTokenRate { token: TARGET });
     let mut cfg = tiny_cfg();
     cfg.batch_size = 64;
     cfg.mini_batch_size = 32;
@@ -128,7 +129,7 @@ fn lora_policy_with_adapters_off_reference() {
     assert!(model.add_value_head(8).is_err(), "one value head");
     let ps = prompts(&model);
     let before = weights(&model);
-    let scorer = Scorer::function(TargetTokenRate { token: TARGET });
+    let scorer = Box::new(TargetTokenRate { token: TARGET });
     let mut cfg = tiny_cfg();
     cfg.lr = 1e-2;
     let mut tr = PpoTrainer::new(model, RefSource::AdaptersOff, scorer, cfg).unwrap();
@@ -171,11 +172,11 @@ fn step_timing() {
         let model = policy("gpt2-tiny");
         let ps = prompts(&model);
         let reference = RefSource::frozen_copy(&model).unwrap();
-        let scorer = if rm {
+        let scorer: Box<dyn Scorer> = if rm {
             let dir = super::root().join("models/fixtures/gpt2-tiny-reward");
-            Scorer::reward_model(CausalLm::load(&crate::common::gpu(), &dir).unwrap()).unwrap()
+            Box::new(RewardModelScorer::load(&crate::common::gpu(), &dir).unwrap())
         } else {
-            Scorer::function(TargetTokenRate { token: TARGET })
+            Box::new(TargetTokenRate { token: TARGET })
         };
         let mut cfg = tiny_cfg();
         (cfg.batch_size, cfg.mini_batch_size, cfg.max_new_tokens) = (bs, mbs, new);

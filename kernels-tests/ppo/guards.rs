@@ -5,13 +5,13 @@
 use super::{policy, prompts, tiny_cfg, weights};
 use engine::train::ppo::{Fault, PpoTrainConfig, PpoTrainer, PromptCycle, PromptSource};
 use engine::train::ppo_rollout::RefSource;
-use engine::train::reward_fn::{Scorer, TargetTokenRate};
+use engine::train::reward_fn::TargetTokenRate;
 
 fn trainer(cfg: PpoTrainConfig) -> (PpoTrainer, Vec<Vec<i32>>) {
     let model = policy("gpt2-tiny");
     let ps = prompts(&model);
     let reference = RefSource::frozen_copy(&model).unwrap();
-    let scorer = Scorer::function(TargetTokenRate { token: 38 });
+    let scorer = Box::new(TargetTokenRate { token: 38 });
     (PpoTrainer::new(model, reference, scorer, cfg).unwrap(), ps)
 }
 
@@ -87,7 +87,7 @@ fn non_finite_scores_skip_the_update() {
     let ps = prompts(&model);
     let reference = RefSource::frozen_copy(&model).unwrap();
     let nan = |_: &str, _: &str, _: &[u32]| f32::NAN;
-    let mut tr = PpoTrainer::new(model, reference, Scorer::function(nan), tiny_cfg()).unwrap();
+    let mut tr = PpoTrainer::new(model, reference, Box::new(nan), tiny_cfg()).unwrap();
     let before = weights(&tr.policy);
     let beta = tr.kl_coef();
     let r = tr.step(&ps).unwrap();

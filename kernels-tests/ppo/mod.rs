@@ -1,12 +1,14 @@
 //! The PPO trainer (`engine::train::ppo`) on tiny models: a seeded
 //! end-to-end run that raises a target token's rate with bounded KL (full
 //! fine-tuning and LoRA), the rollout against direct log-prob computations,
-//! reward-model scoring, the skip/stop/NaN guards, state round trips, and
-//! every health check on synthetic traces.
+//! reward-model scoring, the skip/stop/NaN guards, state round trips, TRL's
+//! score/whitening/accumulation options, and every health check on
+//! synthetic traces.
 
 mod e2e;
 mod guards;
 mod health;
+mod options;
 mod rollout;
 
 use crate::common::gpu;

@@ -9,9 +9,8 @@ use engine::models::lm::{next_token_targets, CausalLm};
 use engine::ops::cross_entropy::token_logprobs;
 use engine::train::ppo::PpoTrainer;
 use engine::train::ppo_rollout::{rollout, RefSource, RolloutConfig};
-use engine::train::reward_fn::{
-    Keyword, RewardFn, RewardModelScorer, RmInput, Sample, Scorer, TargetTokenRate,
-};
+use engine::train::reward_fn::{Keyword, RewardFn, TargetTokenRate};
+use engine::train::scoring::{RewardModelScorer, RmInput, Sample, Scorer};
 use engine::{Tape, Tensor};
 
 /// Log-probs of each next token and the values, for one unpadded sequence.
@@ -47,7 +46,7 @@ fn rollout_matches_direct_logprobs_and_masks_stop_after_eos() {
             .all(|p| !p.trainable && !p.name.starts_with("v_head.")));
     }
     let target = TargetTokenRate { token: 38 };
-    let scorer = Scorer::function(target);
+    let scorer = target;
     // " the" as EOS: frequent enough that some responses end early.
     let eos = 38;
     let cfg = RolloutConfig {
@@ -110,7 +109,7 @@ fn rollout_matches_direct_logprobs_and_masks_stop_after_eos() {
                 assert_eq!((ro.mask[i], ro.logp[i], ro.ref_logp[i]), (0.0, 0.0, 0.0));
             }
         }
-        assert_eq!(ro.scores[b], target.score("", "", r));
+        assert_eq!(ro.scores[b], target.reward("", "", r));
     }
 }
 
@@ -203,7 +202,7 @@ fn reward_model_scores_at_the_last_real_token() {
     let ps = prompts(&model);
     let reference = RefSource::frozen_copy(&model).unwrap();
     let rm = CausalLm::load(&gpu(), &dir).unwrap();
-    let scorer = Scorer::reward_model(rm).unwrap();
+    let scorer = Box::new(RewardModelScorer::new(rm).unwrap());
     let mut tr = PpoTrainer::new(model, reference, scorer, tiny_cfg()).unwrap();
     let r = tr.step(&ps).unwrap();
     assert!(r.scores.iter().all(|s| s.is_finite()) && r.loss.total.is_finite());
@@ -214,13 +213,13 @@ fn reward_model_scores_at_the_last_real_token() {
 #[test]
 fn reward_functions() {
     let rate = TargetTokenRate { token: 7 };
-    assert_eq!(rate.score("", "", &[7, 1, 7, 0]), 0.5);
-    assert_eq!(rate.score("", "", &[]), 0.0);
+    assert_eq!(rate.reward("", "", &[7, 1, 7, 0]), 0.5);
+    assert_eq!(rate.reward("", "", &[]), 0.0);
     let kw = Keyword::new(&["Thanks", "help"]);
-    assert_eq!(kw.score("", "thanks for the HELP, thanks", &[]), 2.0);
-    assert_eq!(kw.score("", "nothing", &[]), 0.0);
+    assert_eq!(kw.reward("", "thanks for the HELP, thanks", &[]), 2.0);
+    assert_eq!(kw.reward("", "nothing", &[]), 0.0);
     let closure = |_: &str, r: &str, _: &[u32]| r.len() as f32;
-    let s = Scorer::function(closure);
+    let s: Box<dyn Scorer> = Box::new(closure);
     let got = s.score(&[sample(&[1], &[2], "p", "abc", true)]).unwrap();
     assert_eq!(got, vec![3.0]);
 }

@@ -1,6 +1,7 @@
 //! The RLHF commands end to end through the binary: `train-ppo` (keyword
 //! reward, and a reward model with LoRA), `train-dpo` (dpo, kto_pair),
-//! `best-of-n` and `eval`, a couple of steps each on gpt2-tiny.
+//! `best-of-n` and `eval`, a couple of steps each on gpt2-tiny; and a PPO
+//! run stopped and resumed through the binary.
 
 use super::{model_dir, root, scratch};
 use serde_json::Value;
@@ -202,4 +203,43 @@ fn best_of_n_and_eval() {
     }
     // Same weights as the reference: KL of the sampled tokens is ~0.
     assert!(v["kl"].as_f64().unwrap().abs() < 1e-3, "{v}");
+}
+
+#[test]
+fn train_ppo_stops_and_resumes_through_the_cli() {
+    let out = scratch("cli-ppo-resume");
+    let o = out.display().to_string();
+    let (m, d) = (model_dir("gpt2-tiny"), data("dpo/prompts.jsonl"));
+    let stdout = engine(&[
+        "train-ppo",
+        "--model",
+        &m,
+        "--data",
+        &d,
+        "--template",
+        "plain",
+        "--steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--max-new-tokens",
+        "3",
+        "--ppo-epochs",
+        "1",
+        "--reward-keyword",
+        "the",
+        "--out",
+        &o,
+        "--progress",
+        "silent",
+        "--stop-after",
+        "1",
+    ]);
+    assert!(stdout.contains("stopped after step 1 of 2"), "{stdout}");
+    assert!(stdout.contains("resume with --resume"), "{stdout}");
+    let ckpt = out.join("checkpoint").display().to_string();
+    let stdout = engine(&["train-ppo", "--resume", &ckpt, "--progress", "silent"]);
+    assert!(stdout.contains("ppo: 2 steps done"), "{stdout}");
+    assert_eq!(rows(&out.join("metrics.jsonl")).len(), 2);
+    assert!(out.join("model/model.safetensors").is_file());
 }

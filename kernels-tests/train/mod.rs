@@ -1,5 +1,6 @@
 //! Trainer framework tests (`engine::train`): run configuration, checkpoints
-//! and resume, SFT, reward models, chart. Everything runs on gpt2-tiny with
+//! and resume (SFT, reward, PPO, DPO), SFT, reward models, chart, and the
+//! run files of best-of-n and eval. Everything runs on gpt2-tiny with
 //! the committed fixtures in `kernels-tests/fixtures/train`, a few steps each.
 //! Other trainers' test modules are listed here too.
 
@@ -7,6 +8,8 @@ mod checkpoint;
 mod cli_rlhf;
 mod config;
 mod reward;
+mod rlhf_resume;
+mod sample_config;
 mod sft;
 
 use serde_json::{Map, Value};
@@ -62,7 +65,7 @@ pub fn metric(row: &Map<String, Value>, key: &str) -> f64 {
 /// Parses training flags for `T` (program name added).
 pub fn parse<T>(flags: &[&str]) -> T
 where
-    T: engine::train::config::TrainArgs + clap::Args + clap::FromArgMatches,
+    T: engine::train::config::RunArgs + clap::Args + clap::FromArgMatches,
 {
     let mut argv = vec!["engine"];
     argv.extend_from_slice(flags);

@@ -9,10 +9,10 @@ use clap::ArgMatches;
 use std::sync::Arc;
 
 use engine::train::commands::{
-    refuse_resume, run_best_of_n, run_eval, train_dpo, train_ppo, BestOfNArgs, DpoArgs, EvalArgs,
-    PpoArgs, RlhfSummary,
+    run_best_of_n, run_eval, train_dpo, train_ppo, BestOfNArgs, DpoArgs, EvalArgs, PpoArgs,
+    RlhfSummary,
 };
-use engine::train::config::{load_args, TrainArgs};
+use engine::train::config::{load_args, RunArgs};
 use engine::train::reward::{train_reward, RewardArgs};
 use engine::train::session::RunSummary;
 use engine::train::sft::{train_sft, SftArgs};
@@ -40,7 +40,7 @@ pub fn print_summary(s: &RunSummary) {
 }
 
 /// The flags of one subcommand with the run file and resumed config merged.
-pub fn resolve<T: TrainArgs>(args: T, matches: &ArgMatches) -> Result<T> {
+pub fn resolve<T: RunArgs>(args: T, matches: &ArgMatches) -> Result<T> {
     load_args(args, matches)
 }
 
@@ -61,11 +61,15 @@ fn print_rlhf(s: &RlhfSummary) {
     for (what, p) in [
         ("model", &s.saved.model),
         ("adapter", &s.saved.adapter),
+        ("checkpoint", &s.checkpoint),
         ("chart", &s.chart),
     ] {
         if let Some(p) = p {
             println!("{what:<10} {}", p.display());
         }
+    }
+    if let (false, Some(c)) = (s.finished, &s.checkpoint) {
+        println!("resume with --resume {}", c.display());
     }
     println!("metrics    {}", s.metrics.display());
     println!("output dir {}", s.out.display());
@@ -77,21 +81,20 @@ pub fn ppo_cmd(gpu: &Arc<Gpu>, args: PpoArgs, matches: &ArgMatches) -> Result<()
         println!("report: {}", report.display());
         return Ok(());
     }
-    refuse_resume(&args.common, "train-ppo")?;
     let (_, summary) = train_ppo(gpu, resolve(args, matches)?)?;
     print_rlhf(&summary);
     Ok(())
 }
 
 pub fn dpo_cmd(gpu: &Arc<Gpu>, args: DpoArgs, matches: &ArgMatches) -> Result<()> {
-    refuse_resume(&args.common, "train-dpo")?;
     let (_, summary) = train_dpo(gpu, resolve(args, matches)?)?;
     print_rlhf(&summary);
     Ok(())
 }
 
-pub fn best_of_n_cmd(gpu: &Arc<Gpu>, args: &BestOfNArgs) -> Result<()> {
-    let (r, written) = run_best_of_n(gpu, args)?;
+pub fn best_of_n_cmd(gpu: &Arc<Gpu>, args: BestOfNArgs, matches: &ArgMatches) -> Result<()> {
+    let args = resolve(args, matches)?;
+    let (r, written) = run_best_of_n(gpu, &args)?;
     println!(
         "best-of-{}: {} prompts, mean best score {:.4} vs mean score {:.4} ({:+.4})",
         r.n,
@@ -106,12 +109,15 @@ pub fn best_of_n_cmd(gpu: &Arc<Gpu>, args: &BestOfNArgs) -> Result<()> {
             r.blank
         );
     }
-    println!("wrote {written} rows to {}", args.out.display());
+    if let Some(out) = &args.out {
+        println!("wrote {written} rows to {}", out.display());
+    }
     Ok(())
 }
 
-pub fn eval_cmd(gpu: &Arc<Gpu>, args: &EvalArgs) -> Result<()> {
-    let r = run_eval(gpu, args)?;
+pub fn eval_cmd(gpu: &Arc<Gpu>, args: EvalArgs, matches: &ArgMatches) -> Result<()> {
+    let args = resolve(args, matches)?;
+    let r = run_eval(gpu, &args)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&r.to_json())?);
         return Ok(());

@@ -23,6 +23,7 @@ pub mod ppo;
 pub mod ppo_loss;
 pub mod preference;
 pub mod reward;
+pub mod score;
 pub mod stats;
 
 pub use kl_control::{AdaptiveKlController, FixedKlController, KlController};
@@ -39,6 +40,7 @@ pub use preference::{
     PreferenceMetrics,
 };
 pub use reward::{reward_bt_loss, reward_classifier_loss, ClassifierMetrics, RewardMetrics};
+pub use score::{process_scores, RunningMoments, ScoreOptions};
 pub use stats::{step_stats, var_explained, StepStats};
 
 use anyhow::{ensure, Result};

@@ -15,8 +15,8 @@ use serde::Serialize;
 use serde_json::json;
 use std::path::Path;
 
-use super::eval::generate_all;
-use super::scoring::Scorer;
+use super::eval::{generate_all, response_sample};
+use super::scoring::{score_checked, OwnedSample, Scorer};
 use crate::data::{Content, Encoder, Message, PromptRecord, Row};
 use crate::models::checkpoint::write_atomic;
 use crate::models::generate::GenerateConfig;
@@ -59,6 +59,8 @@ pub struct BestOfNSample {
     /// The decoded prompt the policy and the scorer saw.
     pub prompt_text: String,
     pub candidates: Vec<String>,
+    /// Whether each candidate ended on EOS (what the scorer was told).
+    pub finished: Vec<bool>,
     pub scores: Vec<f32>,
     /// Index of the kept candidate: the highest score among non-blank ones
     /// (NaN scores never win).
@@ -140,23 +142,21 @@ pub fn best_of_n(
         let ids: Vec<u32> = p.prompt_ids.iter().map(|&t| t as u32).collect();
         prompt_texts.push(policy.decode(&ids)?);
     }
-    let flat_prompts: Vec<String> = prompt_texts
+    let owned: Vec<OwnedSample> = responses
         .iter()
-        .flat_map(|t| std::iter::repeat_n(t.clone(), cfg.n))
+        .enumerate()
+        .map(|(j, r)| response_sample(&ids[j], &prompt_texts[j / cfg.n], r))
         .collect();
+    let views: Vec<_> = owned.iter().map(OwnedSample::view).collect();
+    let scores = score_checked(scorer, &views)?;
+    let finished: Vec<bool> = owned.iter().map(|o| o.finished).collect();
     let texts: Vec<String> = responses.into_iter().map(|r| r.text).collect();
-    let scores = scorer.score(&flat_prompts, &texts)?;
-    ensure!(
-        scores.len() == texts.len(),
-        "the scorer returned {} scores for {} responses",
-        scores.len(),
-        texts.len()
-    );
 
     let mut samples = Vec::with_capacity(prompts.len());
     let mut blank = 0;
     for (i, p) in prompts.iter().enumerate() {
-        let range = i * cfg.n..(i + 1) * cfg.n;
+        let range_of = |i: usize| i * cfg.n..(i + 1) * cfg.n;
+        let range = range_of(i);
         let (cands, sc) = (&texts[range.clone()], &scores[range]);
         let key = |j: usize| {
             let ok = !cands[j].trim().is_empty() && !sc[j].is_nan();
@@ -182,6 +182,7 @@ pub fn best_of_n(
             prompt: p.prompt.clone(),
             prompt_text: prompt_texts[i].clone(),
             candidates: cands.to_vec(),
+            finished: finished[range_of(i)].to_vec(),
             scores: sc.to_vec(),
             best,
         };

@@ -1,38 +1,48 @@
 //! The sampling commands' flags and drivers: `best-of-n` (rejection
 //! sampling into SFT-format JSONL) and `eval` (reward, ROUGE, distinct-n,
 //! length and KL to a reference). They train nothing.
+//!
+//! Both take `--config run.toml` (their `[best-of-n]` / `[eval]` tables, and
+//! the flat keys they share with the trainers: `model`, `data`, `seed`,
+//! `batch-size`, `template`, `columns`, `skip-bad-rows`; flat keys of
+//! trainer-only options, and a flat `out` (a trainer's run directory), are
+//! skipped), `--columns field=column,...` and `--skip-bad-rows`, merged by
+//! [`super::config::load_args`] like the trainers' flags.
 
-use anyhow::{Context, Result};
+use anyhow::{anyhow, Context, Result};
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::best_of_n::{best_of_n, BestOfNConfig, BestOfNPrompt, BestOfNReport};
 use super::commands::{no_model_error, prompt_encoder};
+use super::config::{is_common_key, RunArgs};
 use super::eval::{evaluate, EvalConfig, EvalPrompt, EvalReport, KlReference};
-use super::scoring;
-use crate::data::{load_prompts, load_sft, ChatTemplate};
+use super::scoring::{RewardModelScorer, Scorer};
+use crate::data::{encode_all, load_prompts, load_sft, ChatTemplate, ColumnMap, LoadOptions};
 use crate::device::Gpu;
 use crate::models::generate::GenerateConfig;
 use crate::models::lm::CausalLm;
 use crate::models::sampling::SamplingConfig;
 
-#[derive(clap::Args, Clone, Debug)]
+#[derive(clap::Args, Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct BestOfNArgs {
     /// Policy model directory.
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// Reward model directory.
     #[arg(long)]
-    pub reward_model: PathBuf,
+    pub reward_model: Option<PathBuf>,
     /// Prompt file (JSONL/CSV, `prompt` or `messages`).
     #[arg(long)]
-    pub data: PathBuf,
+    pub data: Option<PathBuf>,
     /// Candidates per prompt.
     #[arg(long, default_value_t = 4)]
     pub n: usize,
     /// Output JSONL (prompt, best completion, score).
     #[arg(long)]
-    pub out: PathBuf,
+    pub out: Option<PathBuf>,
     #[arg(long, default_value_t = 32)]
     pub max_new_tokens: usize,
     #[arg(long, default_value_t = 42)]
@@ -45,6 +55,47 @@ pub struct BestOfNArgs {
     /// Chat template (default: the model directory's).
     #[arg(long)]
     pub template: Option<String>,
+    /// Column renames, `field=column,...`.
+    #[arg(long)]
+    pub columns: Option<String>,
+    /// Skip (and count) bad prompt rows instead of failing.
+    #[arg(long)]
+    pub skip_bad_rows: bool,
+    /// TOML run file supplying any option (flags take precedence).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+impl RunArgs for BestOfNArgs {
+    const SECTION: &'static str = "best-of-n";
+    fn run_file(&self) -> Option<&Path> {
+        self.config.as_deref()
+    }
+    fn validate(&self) -> Result<()> {
+        anyhow::ensure!(self.n > 0, "--n must be positive");
+        load_options(&self.columns, self.skip_bad_rows).map(|_| ())
+    }
+    fn skips_flat_key(key: &str, known: bool) -> bool {
+        key == "out" || (!known && is_common_key(key))
+    }
+}
+
+/// Load options from `--columns` and `--skip-bad-rows` (as the trainers').
+fn load_options(columns: &Option<String>, skip_bad_rows: bool) -> Result<LoadOptions> {
+    let columns: ColumnMap = match columns {
+        Some(s) => s.parse().context("--columns")?,
+        None => ColumnMap::default(),
+    };
+    Ok(LoadOptions {
+        columns,
+        skip_bad_rows,
+        ..LoadOptions::default()
+    })
+}
+
+fn required<'a>(v: &'a Option<PathBuf>, flag: &str, what: &str) -> Result<&'a Path> {
+    v.as_deref()
+        .ok_or_else(|| anyhow!("no {what}: pass --{flag} (or `{flag}` in the run file)",))
 }
 
 fn template_for(template: &Option<String>, model_dir: &Path) -> Result<ChatTemplate> {
@@ -74,36 +125,54 @@ fn generate_config(
     }
 }
 
+/// Prints how many rows were skipped (with `--skip-bad-rows`).
+fn report_skipped(path: &Path, skipped: usize, reasons: &[String]) {
+    if skipped > 0 {
+        eprintln!("{}: {skipped} rows skipped: {reasons:?}", path.display());
+    }
+}
+
 /// Best-of-n sampling scored by a reward model; writes the JSONL.
 pub fn run_best_of_n(gpu: &Arc<Gpu>, args: &BestOfNArgs) -> Result<(BestOfNReport, usize)> {
     let dir = args
         .model
         .as_deref()
         .ok_or_else(|| no_model_error("best-of-n", ", --reward-model DIR, --n N and --out FILE"))?;
+    let data = required(&args.data, "data", "prompt file")?;
+    let out = required(&args.out, "out", "output file")?;
+    let rm = required(&args.reward_model, "reward-model", "reward model")?;
     let policy = CausalLm::load(gpu, dir)?;
     let template = template_for(&args.template, dir)?;
     let enc = prompt_encoder(&policy, &template, policy.cfg.n_ctx, args.max_new_tokens)?;
-    let ds = load_prompts(&args.data, &Default::default())?;
-    let prompts = BestOfNPrompt::encode(&ds.rows, &enc)?;
-    let scorer = scoring::RewardModelScorer::new(CausalLm::load(gpu, &args.reward_model)?)?;
+    let ds = load_prompts(data, &load_options(&args.columns, args.skip_bad_rows)?)?;
+    if ds.report.skipped_bad > 0 {
+        eprintln!("{}", ds.report);
+    }
+    let (prompts, skipped, reasons) = encode_all(&ds.rows, args.skip_bad_rows, |r| {
+        BestOfNPrompt::encode(std::slice::from_ref(r), &enc).map(|mut v| v.remove(0))
+    })?;
+    report_skipped(data, skipped, &reasons);
+    anyhow::ensure!(!prompts.is_empty(), "{}: no usable prompts", data.display());
+    let scorer = RewardModelScorer::load(gpu, rm)?;
     let cfg = BestOfNConfig {
         n: args.n,
         generate: generate_config(&policy, args.max_new_tokens, args.temperature, args.seed),
         batch_size: args.batch_size.max(1),
     };
     let report = best_of_n(&policy, &prompts, &scorer, &cfg)?;
-    let written = report.write_jsonl(&args.out)?;
+    let written = report.write_jsonl(out)?;
     Ok((report, written))
 }
 
-#[derive(clap::Args, Clone, Debug)]
+#[derive(clap::Args, Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct EvalArgs {
     /// Model directory to evaluate.
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// Prompt file; prompt/completion rows give ROUGE references.
     #[arg(long)]
-    pub data: PathBuf,
+    pub data: Option<PathBuf>,
     /// Reward model directory (reward mean/std).
     #[arg(long)]
     pub reward_model: Option<PathBuf>,
@@ -124,9 +193,64 @@ pub struct EvalArgs {
     /// Chat template (default: the model or adapter directory's).
     #[arg(long)]
     pub template: Option<String>,
+    /// Column renames, `field=column,...`.
+    #[arg(long)]
+    pub columns: Option<String>,
+    /// Skip (and count) bad rows instead of failing.
+    #[arg(long)]
+    pub skip_bad_rows: bool,
+    /// TOML run file supplying any option (flags take precedence).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     /// Print the whole report as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+impl RunArgs for EvalArgs {
+    const SECTION: &'static str = "eval";
+    fn run_file(&self) -> Option<&Path> {
+        self.config.as_deref()
+    }
+    fn validate(&self) -> Result<()> {
+        load_options(&self.columns, self.skip_bad_rows).map(|_| ())
+    }
+    fn skips_flat_key(key: &str, known: bool) -> bool {
+        !known && is_common_key(key)
+    }
+}
+
+/// Eval prompts of `data`: prompt/completion rows (with references), else
+/// prompt-only rows.
+fn eval_prompts(
+    data: &Path,
+    opts: &LoadOptions,
+    enc: &crate::data::Encoder,
+) -> Result<Vec<EvalPrompt>> {
+    let skip = opts.skip_bad_rows;
+    let with_refs = load_sft(data, opts).and_then(|ds| {
+        let (p, n, why) = encode_all(&ds.rows, skip, |r| {
+            EvalPrompt::from_sft(std::slice::from_ref(r), enc).map(|mut v| v.remove(0))
+        })?;
+        anyhow::ensure!(!p.is_empty(), "no prompt/completion rows");
+        Ok((p, ds.report, n, why))
+    });
+    let (prompts, report, skipped, reasons) = match with_refs {
+        Ok(x) => x,
+        Err(_) => {
+            let ds = load_prompts(data, opts)?;
+            let (p, n, why) = encode_all(&ds.rows, skip, |r| {
+                EvalPrompt::from_prompts(std::slice::from_ref(r), enc).map(|mut v| v.remove(0))
+            })?;
+            (p, ds.report, n, why)
+        }
+    };
+    if report.skipped_bad > 0 {
+        eprintln!("{report}");
+    }
+    report_skipped(data, skipped, &reasons);
+    anyhow::ensure!(!prompts.is_empty(), "{}: no usable prompts", data.display());
+    Ok(prompts)
 }
 
 /// Evaluates a model (see [`super::eval`]).
@@ -135,6 +259,7 @@ pub fn run_eval(gpu: &Arc<Gpu>, args: &EvalArgs) -> Result<EvalReport> {
         .model
         .as_deref()
         .ok_or_else(|| no_model_error("eval", ""))?;
+    let data = required(&args.data, "data", "prompt file")?;
     let mut policy = CausalLm::load(gpu, dir)?;
     if let Some(a) = &args.adapter {
         policy
@@ -147,23 +272,15 @@ pub fn run_eval(gpu: &Arc<Gpu>, args: &EvalArgs) -> Result<EvalReport> {
     };
     let template = template_for(&args.template, tdir)?;
     let enc = prompt_encoder(&policy, &template, policy.cfg.n_ctx, args.max_new_tokens)?;
-    let prompts = match load_sft(&args.data, &Default::default())
-        .and_then(|ds| EvalPrompt::from_sft(&ds.rows, &enc))
-    {
-        Ok(p) => p,
-        Err(_) => {
-            let ds = load_prompts(&args.data, &Default::default())?;
-            EvalPrompt::from_prompts(&ds.rows, &enc)?
-        }
-    };
+    let opts = load_options(&args.columns, args.skip_bad_rows)?;
+    let prompts = eval_prompts(data, &opts, &enc)?;
     let scorer = match &args.reward_model {
-        Some(d) => Some(scoring::RewardModelScorer::new(CausalLm::load(gpu, d)?)?),
+        Some(d) => Some(RewardModelScorer::load(gpu, d)?),
         None => None,
     };
     let reference = match (&args.adapter, &args.reference_model) {
-        (Some(_), _) => None,
         (None, Some(d)) => Some(CausalLm::load(gpu, d)?),
-        (None, None) => None,
+        _ => None,
     };
     let kl = match (&args.adapter, &reference) {
         (Some(_), _) => Some(KlReference::AdaptersOff),
@@ -178,7 +295,7 @@ pub fn run_eval(gpu: &Arc<Gpu>, args: &EvalArgs) -> Result<EvalReport> {
         &policy,
         &prompts,
         &cfg,
-        scorer.as_ref().map(|s| s as &dyn scoring::Scorer),
+        scorer.as_ref().map(|s| s as &dyn Scorer),
         kl,
     )
 }

@@ -38,13 +38,10 @@
 //! reward-model = "runs/rm/model"
 //! ```
 
-use anyhow::{anyhow, bail, ensure, Context, Result};
-use clap::parser::ValueSource;
-use clap::{ArgMatches, Args, FromArgMatches};
+use anyhow::{anyhow, ensure, Context, Result};
+use clap::Args;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::{Map, Value};
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use crate::data::{ChatTemplate, ColumnMap, LoadOptions};
@@ -54,12 +51,9 @@ use crate::models::lora::{is_adapter_param, LoraConfig};
 use crate::train::optim::Schedule;
 use crate::train::progress::ProgressMode;
 
-/// Tables a run file may hold, one per training command. Add a trainer's
-/// name here when it gets its own table.
-pub const SECTIONS: &[&str] = &["sft", "reward", "ppo", "dpo", "best-of-n", "eval"];
-
-/// Keys never taken from a resumed checkpoint's stored config.
-const NOT_RESUMED: &[&str] = &["resume", "config", "stop-after"];
+pub use super::run_file::{
+    effective_config, is_common_key, load_args, parse_args, RunArgs, SECTIONS,
+};
 
 /// Frozen-base storage for QLoRA.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
@@ -336,129 +330,4 @@ pub trait TrainArgs: Serialize + DeserializeOwned {
     const SECTION: &'static str;
     fn common(&self) -> &CommonArgs;
     fn common_mut(&mut self) -> &mut CommonArgs;
-}
-
-/// The effective config as JSON (stored in checkpoints and reports).
-pub fn effective_config<T: Serialize>(args: &T) -> Result<Value> {
-    serde_json::to_value(args).context("serialising the run config")
-}
-
-/// Keys (kebab-case) given on the command line.
-fn given_on_command_line(matches: &ArgMatches) -> BTreeSet<String> {
-    matches
-        .ids()
-        .map(|id| id.as_str())
-        .filter(|id| {
-            matches!(
-                matches.value_source(id),
-                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
-            )
-        })
-        .map(|id| id.replace('_', "-"))
-        .collect()
-}
-
-/// Reads a run file into (key, value, where) entries for `section`,
-/// failing on keys `known` lacks.
-fn run_file_entries(
-    path: &Path,
-    section: &str,
-    known: &Map<String, Value>,
-) -> Result<Vec<(String, Value, String)>> {
-    let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {file}"))?;
-    let table: toml::Table = text.parse().with_context(|| format!("parsing {file}"))?;
-    let (mut flat, mut own) = (Vec::new(), Vec::new());
-    for (key, value) in table {
-        match value {
-            toml::Value::Table(t) if SECTIONS.contains(&key.as_str()) => {
-                if key != section {
-                    continue;
-                }
-                for (k, v) in t {
-                    ensure!(
-                        known.contains_key(&k),
-                        "{file}: unknown key `{k}` in [{key}] (not an option of this command)"
-                    );
-                    own.push((k, serde_json::to_value(v)?, format!("{file}: [{key}] `")));
-                }
-            }
-            toml::Value::Table(_) => bail!(
-                "{file}: unknown table [{key}] (tables are per command: {})",
-                SECTIONS.join(", ")
-            ),
-            v => {
-                ensure!(
-                    known.contains_key(&key),
-                    "{file}: unknown key `{key}` (not an option of this command; \
-                     trainer-specific keys go in their [table])"
-                );
-                flat.push((key, serde_json::to_value(v)?, format!("{file}: `")));
-            }
-        }
-    }
-    flat.extend(own); // the command's own table last: it wins
-    Ok(flat)
-}
-
-/// Merges the run file and a resumed checkpoint's config into `args` for
-/// every option not given on the command line (see the module docs).
-pub fn load_args<T: TrainArgs>(args: T, matches: &ArgMatches) -> Result<T> {
-    let given = given_on_command_line(matches);
-    let mut json = match effective_config(&args)? {
-        Value::Object(m) => m,
-        _ => bail!("args of a training command must be a struct"),
-    };
-    let known = json.clone();
-    let mut from_file = BTreeSet::new();
-    if let Some(path) = args.common().config.clone() {
-        for (key, value, at) in run_file_entries(&path, T::SECTION, &known)? {
-            ensure!(
-                key != "config",
-                "{at}config`: a run file cannot name another"
-            );
-            if given.contains(&key) {
-                continue;
-            }
-            // Type-check each key alone so the error names it.
-            let mut trial = json.clone();
-            trial.insert(key.clone(), value.clone());
-            serde_json::from_value::<T>(Value::Object(trial))
-                .map_err(|e| anyhow!("{at}{key}`: {e}"))?;
-            json.insert(key.clone(), value);
-            from_file.insert(key);
-        }
-    }
-    // --resume may itself come from the run file.
-    if let Some(resume) = json
-        .get("resume")
-        .and_then(Value::as_str)
-        .map(PathBuf::from)
-    {
-        let state = crate::train::run::read_state(&crate::train::run::checkpoint_dir(&resume)?)?;
-        if let Value::Object(stored) = state.config {
-            for (key, value) in stored {
-                let keep = given.contains(&key)
-                    || from_file.contains(&key)
-                    || NOT_RESUMED.contains(&key.as_str())
-                    || !known.contains_key(&key);
-                if !keep {
-                    json.insert(key, value);
-                }
-            }
-        }
-    }
-    let out: T = serde_json::from_value(Value::Object(json))
-        .context("merging flags, the run file and the resumed checkpoint's config")?;
-    out.common().validate()?;
-    Ok(out)
-}
-
-/// Parses `argv` (program name first) as `T`'s flags and merges the layers:
-/// the entry point for tests and for commands outside the main binary.
-pub fn parse_args<T: TrainArgs + Args + FromArgMatches>(argv: &[&str]) -> Result<T> {
-    let cmd = T::augment_args(clap::Command::new("engine"));
-    let matches = cmd.try_get_matches_from(argv)?;
-    let args = T::from_arg_matches(&matches)?;
-    load_args(args, &matches)
 }

@@ -6,7 +6,8 @@
 //! [`batch_seed`]`(seed, k)`), so reports of different checkpoints compare
 //! like with like.
 //!
-//! - **reward**: a [`Scorer`] on (prompt text, response text).
+//! - **reward**: a [`Scorer`] (a reward model or function) on each (prompt,
+//!   response) [`Sample`](super::scoring::Sample), as PPO scores rollouts.
 //! - **ROUGE-1/2/L** F-measure against the references ([`super::text_metrics`]).
 //! - **distinct-1/2** over all responses.
 //! - **length**: generated tokens per response, not counting a final EOS.
@@ -24,7 +25,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::logprobs::{pad_token, reference_logps, RefPass};
-use super::scoring::Scorer;
+use super::scoring::{score_checked, OwnedSample, Scorer};
 use super::text_metrics::{distinct_n, rouge, Rouge};
 use crate::data::{right_padded, Content, Encoder, LmBatch, PromptRecord, Role, Row, SftRecord};
 use crate::models::generate::{generate, GenerateConfig};
@@ -236,13 +237,11 @@ pub fn evaluate(
 
     let rewards = match scorer {
         Some(s) => {
-            let r = s.score(&prompt_texts, &texts)?;
-            ensure!(
-                r.len() == texts.len(),
-                "the scorer returned {} scores",
-                r.len()
-            );
-            Some(r)
+            let owned: Vec<OwnedSample> = (0..ids.len())
+                .map(|i| response_sample(&ids[i], &prompt_texts[i], &responses[i]))
+                .collect();
+            let views: Vec<_> = owned.iter().map(OwnedSample::view).collect();
+            Some(score_checked(s, &views)?)
         }
         None => None,
     };
@@ -290,6 +289,18 @@ pub fn evaluate(
         kl: kls.as_ref().map(|k| k.iter().sum::<f64>() / k.len() as f64),
         samples,
     })
+}
+
+/// The sample a scorer sees for one generated response (it ended on EOS
+/// when its text left a final token out).
+pub fn response_sample(prompt_ids: &[i32], prompt: &str, r: &Response) -> OwnedSample {
+    OwnedSample {
+        prompt_ids: prompt_ids.to_vec(),
+        response_ids: r.ids.clone(),
+        prompt: prompt.to_string(),
+        response: r.text.clone(),
+        finished: r.length < r.ids.len(),
+    }
 }
 
 /// `Σ_t log π − log ref` over each response's sampled tokens.

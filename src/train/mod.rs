@@ -18,7 +18,10 @@
 //!    per-step seeds from [`session::step_seed`], gradients through
 //!    [`session::GradAccum`], the update through `s.apply`, trainer scalars
 //!    into `s.state.extra` (stateful RNGs into `s.state.rng`), then
-//!    `s.end_step(model, step, &row, extra_files)`.
+//!    `s.end_step(model, step, &row, extra_files)`. A trainer object that
+//!    steps its own optimizer (PPO, DPO) gets it built by
+//!    [`session::Session::start_with`] and swaps `s.opt` in for its steps,
+//!    so checkpoints hold the moments it stepped (see `ppo_command.rs`).
 //! 4. `s.finish(model, merged, template, chart_keys)`.
 
 pub mod best_of_n;
@@ -27,6 +30,7 @@ pub mod commands;
 pub mod commands_sample;
 pub mod config;
 pub mod dpo;
+mod dpo_command;
 mod dpo_data;
 mod dpo_metrics;
 pub mod eval;
@@ -35,15 +39,18 @@ pub mod logprobs;
 pub mod metrics;
 pub mod optim;
 pub mod ppo;
+mod ppo_command;
 pub mod ppo_report;
 pub mod ppo_rollout;
 mod ppo_run;
+mod ppo_state;
 mod ppo_train;
 pub mod progress;
 pub mod reward;
 pub mod reward_fn;
 pub mod run;
 pub mod safety;
+pub mod run_file;
 pub mod scoring;
 pub mod session;
 pub mod sft;

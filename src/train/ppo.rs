@@ -8,21 +8,24 @@
 //! 2. per-token rewards `−β·kl_t` plus the score on the last response token
 //!    ([`rl::kl_penalized_rewards`], k1 by default, `ppo.kl_penalty` picks
 //!    k3 & co), GAE and whitening ([`rl::compute_advantages`]);
-//! 3. `ppo_epochs` × shuffled minibatches: clipped surrogate + `vf_coef` ×
-//!    clipped value loss ([`rl::ppo_loss()`]) − `ent_coef` × entropy, backward,
-//!    [`Optimizer::step`] (clipping, non-finite guard) — see
-//!    `ppo_train.rs` for the skip rules;
+//!    Before that, TRL's optional score scaling/normalisation by running
+//!    moments and clipping ([`rl::process_scores`]);
+//! 3. `ppo_epochs` × shuffled backward batches of `mini_batch_size ×
+//!    gradient_accumulation_steps` sequences, each split into micro-batches
+//!    of `mini_batch_size`: clipped surrogate + `vf_coef` × clipped value
+//!    loss ([`rl::ppo_loss()`]) − `ent_coef` × entropy, backward with weight
+//!    1/accumulation, gradients summed, one [`Optimizer::step`] (clipping,
+//!    non-finite guard) — see `ppo_train.rs` for the skip rules;
 //! 4. the KL controller's update with `objective/kl` and n = batch size.
 //!
 //! Randomness is a pure function of `(seed, step)` (sampling, shuffles,
 //! LoRA dropout), so the trainer's RNG state is just its step counter and a
 //! resumed run draws exactly what an uninterrupted one would.
-//! [`PpoTrainer::state`]/[`PpoTrainer::restore`] carry that scalar state;
-//! the model and optimizer moments are checkpointed by the caller
-//! (`optimizer.save`/`load`).
+//! [`PpoTrainer::state`]/[`PpoTrainer::restore`] (`ppo_state.rs`) carry the
+//! scalar state; the model and optimizer moments are checkpointed by the
+//! caller (`train::session::Session` in `train-ppo`).
 
 use anyhow::{ensure, Context, Result};
-use serde_json::{json, Value};
 use std::time::Instant;
 
 use super::health::{HealthConfig, HealthInput, HealthMonitor};
@@ -30,10 +33,11 @@ use super::optim::{LrSchedule, Optimizer};
 use super::ppo_report::PpoStepReport;
 use super::ppo_rollout::{rollout, RefSource, Rollout, RolloutConfig};
 pub use super::ppo_run::{PromptCycle, PromptSource};
-use super::reward_fn::Scorer;
+use super::ppo_state::KlCoef;
+use super::scoring::Scorer;
 use crate::models::lm::{CausalLm, Head};
 use crate::ops::adamw::AdamwConfig;
-use crate::rl::{self, AdaptiveKlController, KlEstimator, PpoConfig};
+use crate::rl::{self, AdaptiveKlController, KlEstimator, PpoConfig, RunningMoments, ScoreOptions};
 use crate::rng::Rng;
 
 /// Trainer options. `Default` is TRL 0.11's `PPOConfig` where TRL has the
@@ -44,9 +48,17 @@ pub struct PpoTrainConfig {
     /// ppo_epochs, ratio_threshold, whiten_rewards, kl_penalty = k1/k3/…,
     /// early_stopping, target_kl).
     pub ppo: PpoConfig,
-    /// Prompts per step (default 128) and per optimizer step (default 128).
+    /// Prompts per step (default 128) and per forward/backward pass
+    /// (default 128; TRL's `mini_batch_size`).
     pub batch_size: usize,
     pub mini_batch_size: usize,
+    /// Micro-batches of `mini_batch_size` whose gradients are summed (each
+    /// loss weighted 1/n) into one optimizer step (default 1; TRL's
+    /// `gradient_accumulation_steps`: `backward_batch_size = mini_batch_size
+    /// × gradient_accumulation_steps`).
+    pub gradient_accumulation_steps: usize,
+    /// TRL's `use_score_scaling`, `use_score_norm`, `score_clip` (all off).
+    pub scores: ScoreOptions,
     /// Sequences per no-grad rollout pass (default = mini_batch_size when 0).
     pub forward_batch_size: usize,
     /// Response length cap (default 32; TRL takes it from the generation
@@ -76,6 +88,8 @@ impl Default for PpoTrainConfig {
             ppo: PpoConfig::default(),
             batch_size: 128,
             mini_batch_size: 128,
+            gradient_accumulation_steps: 1,
+            scores: ScoreOptions::default(),
             forward_batch_size: 0,
             max_new_tokens: 32,
             eos: None,
@@ -86,28 +100,6 @@ impl Default for PpoTrainConfig {
             ent_coef: 0.0,
             snapshot_weights: true,
             health: HealthConfig::default(),
-        }
-    }
-}
-
-/// β: TRL's adaptive controller or a fixed value.
-#[derive(Clone, Debug)]
-pub(crate) enum KlCoef {
-    Adaptive(AdaptiveKlController),
-    Fixed(f64),
-}
-
-impl KlCoef {
-    fn value(&self) -> f64 {
-        match self {
-            KlCoef::Adaptive(c) => c.value,
-            KlCoef::Fixed(v) => *v,
-        }
-    }
-    fn set(&mut self, v: f64) {
-        match self {
-            KlCoef::Adaptive(c) => c.value = v,
-            KlCoef::Fixed(x) => *x = v,
         }
     }
 }
@@ -126,13 +118,15 @@ pub struct PpoTrainer {
     /// Policy with its value head (and LoRA adapters, if any).
     pub policy: CausalLm,
     pub reference: RefSource,
-    pub scorer: Scorer,
+    pub scorer: Box<dyn Scorer>,
     pub cfg: PpoTrainConfig,
     /// Adam on the policy's trainable parameters; the caller saves and
     /// loads its moments with the model.
     pub optimizer: Optimizer,
     pub health: HealthMonitor,
     pub(crate) kl: KlCoef,
+    /// Running moments of the scores (`use_score_scaling`).
+    pub(crate) running: RunningMoments,
     pub(crate) step: u64,
     #[doc(hidden)]
     pub fault: Option<Fault>,
@@ -157,7 +151,7 @@ impl PpoTrainer {
     pub fn new(
         mut policy: CausalLm,
         reference: RefSource,
-        scorer: Scorer,
+        scorer: Box<dyn Scorer>,
         cfg: PpoTrainConfig,
     ) -> Result<PpoTrainer> {
         ensure!(
@@ -171,6 +165,10 @@ impl PpoTrainer {
         );
         ensure!(cfg.max_new_tokens > 0, "max_new_tokens must be > 0");
         ensure!(cfg.ppo.ppo_epochs > 0, "ppo_epochs must be > 0");
+        ensure!(
+            cfg.gradient_accumulation_steps > 0,
+            "gradient_accumulation_steps must be > 0"
+        );
         let trainable: Vec<String> = policy
             .params
             .iter()
@@ -180,12 +178,7 @@ impl PpoTrainer {
         policy
             .params
             .set_trainable(|n| n.starts_with("v_head.") || trainable.iter().any(|t| t == n));
-        let adam = AdamwConfig {
-            lr: cfg.lr,
-            weight_decay: cfg.weight_decay,
-            ..Default::default()
-        };
-        let optimizer = Optimizer::new(adam, LrSchedule::constant(cfg.lr), cfg.max_grad_norm);
+        let optimizer = PpoTrainer::optimizer_for(&cfg);
         let kl = if cfg.ppo.adap_kl_ctrl {
             KlCoef::Adaptive(AdaptiveKlController::new(
                 cfg.ppo.init_kl_coef,
@@ -203,9 +196,21 @@ impl PpoTrainer {
             cfg,
             optimizer,
             kl,
+            running: RunningMoments::default(),
             step: 0,
             fault: None,
         })
+    }
+
+    /// TRL's optimizer: Adam(W) at a constant `lr`, `weight_decay`, with
+    /// `max_grad_norm` clipping.
+    pub fn optimizer_for(cfg: &PpoTrainConfig) -> Optimizer {
+        let adam = AdamwConfig {
+            lr: cfg.lr,
+            weight_decay: cfg.weight_decay,
+            ..Default::default()
+        };
+        Optimizer::new(adam, LrSchedule::constant(cfg.lr), cfg.max_grad_norm)
     }
 
     /// Steps completed so far.
@@ -241,7 +246,7 @@ impl PpoTrainer {
         let ro = rollout(
             &self.policy,
             &self.reference,
-            &self.scorer,
+            self.scorer.as_ref(),
             prompts,
             &ro_cfg,
         )
@@ -257,8 +262,11 @@ impl PpoTrainer {
             rep.skipped = Some("non-finite log-probs, values or scores in the rollout".into());
         } else {
             let t = ro.t;
+            // TRL scales/clips the scores it trains on; env/reward_* stay raw.
+            let mut scores = ro.scores.clone();
+            rl::process_scores(&mut scores, &self.cfg.scores, &mut self.running)?;
             let kr = rl::kl_penalized_rewards(
-                &ro.scores,
+                &scores,
                 &ro.logp,
                 &ro.ref_logp,
                 &ro.mask,
@@ -276,7 +284,7 @@ impl PpoTrainer {
                 self.cfg.ppo.whiten_rewards,
             )?;
             let stats = rl::step_stats(
-                &ro.scores,
+                &scores,
                 &ro.logp,
                 &kr.kl,
                 &kr.non_score_rewards,
@@ -284,7 +292,7 @@ impl PpoTrainer {
                 t,
                 beta,
             )?;
-            rep.set_step_stats(&stats);
+            rep.set_step_stats(&stats, &ro.scores);
             let clock = Instant::now();
             self.train(&ro, &adv, step, &mut rep)
                 .with_context(|| format!("PPO step {step}: update"))?;
@@ -354,41 +362,5 @@ impl PpoTrainer {
         rep.response_texts = ro.response_texts.clone();
         rep.finished = ro.finished.clone();
         rep.scores = ro.scores.clone();
-    }
-
-    /// Scalar state for checkpoints: step, seed, β, optimizer counters and
-    /// the health monitor. (The RNG state is `(seed, step)`.)
-    pub fn state(&self) -> Value {
-        json!({
-            "step": self.step,
-            "seed": self.cfg.seed,
-            "kl_coef": self.kl.value(),
-            "optimizer_step": self.optimizer.step,
-            "optimizer_skipped": self.optimizer.skipped,
-            "health": self.health.state(),
-        })
-    }
-
-    /// Restores what [`PpoTrainer::state`] wrote (the optimizer's moments
-    /// are loaded separately, with `optimizer.load(path, params, step)`).
-    pub fn restore(&mut self, v: &Value) -> Result<()> {
-        let u = |k: &str| {
-            v.get(k)
-                .and_then(Value::as_u64)
-                .with_context(|| format!("PPO state: missing `{k}`"))
-        };
-        let beta = v
-            .get("kl_coef")
-            .and_then(Value::as_f64)
-            .context("PPO state: missing `kl_coef`")?;
-        self.step = u("step")?;
-        self.cfg.seed = u("seed")?;
-        self.optimizer.step = u("optimizer_step")? as u32;
-        self.optimizer.skipped = u("optimizer_skipped")? as u32;
-        self.kl.set(beta);
-        if let Some(h) = v.get("health") {
-            self.health.restore(h)?;
-        }
-        Ok(())
     }
 }

@@ -24,9 +24,14 @@ pub struct PpoStepReport {
     pub kl_coef: f64,
     /// `objective/entropy`: batch mean of the per-sequence Σ −log π.
     pub entropy: f64,
-    /// `env/reward_mean`, `env/reward_std` (unbiased) of the scores.
+    /// `env/reward_mean`, `env/reward_std` (unbiased) of the raw scores.
     pub reward_mean: f64,
     pub reward_std: f64,
+    /// `ppo/mean_scores`, `ppo/std_scores`: the same of the scores trained
+    /// on (after scaling/normalisation/clipping; equal to the raw ones when
+    /// those are off).
+    pub scores_mean: f64,
+    pub scores_std: f64,
     /// `ppo/mean_non_score_reward`: masked mean of −β·kl.
     pub mean_non_score_reward: f64,
     /// `ppo/…` loss statistics, averaged over the step's minibatches as TRL
@@ -108,6 +113,8 @@ impl PpoStepReport {
             entropy: nan,
             reward_mean: nan,
             reward_std: nan,
+            scores_mean: nan,
+            scores_std: nan,
             mean_non_score_reward: nan,
             loss,
             policy_entropy: nan,
@@ -137,13 +144,21 @@ impl PpoStepReport {
         }
     }
 
-    /// Copies the rollout statistics of [`crate::rl::step_stats`].
-    pub(crate) fn set_step_stats(&mut self, s: &StepStats) {
+    /// Copies the rollout statistics of [`crate::rl::step_stats`] (on the
+    /// processed scores) and the moments of the `raw` scores.
+    pub(crate) fn set_step_stats(&mut self, s: &StepStats, raw: &[f32]) {
         self.kl = s.kl;
         self.kl_coef = s.kl_coef;
         self.entropy = s.entropy;
-        self.reward_mean = s.mean_scores;
-        self.reward_std = s.std_scores;
+        self.scores_mean = s.mean_scores;
+        self.scores_std = s.std_scores;
+        let n = raw.len() as f64;
+        self.reward_mean = raw.iter().map(|&x| x as f64).sum::<f64>() / n;
+        let ss: f64 = raw
+            .iter()
+            .map(|&x| (x as f64 - self.reward_mean).powi(2))
+            .sum();
+        self.reward_std = (ss / (n - 1.0)).sqrt();
         self.mean_non_score_reward = s.mean_non_score_reward;
     }
 
@@ -160,8 +175,8 @@ impl PpoStepReport {
             ("env/reward_mean", self.reward_mean),
             ("env/reward_std", self.reward_std),
             ("ppo/mean_non_score_reward", self.mean_non_score_reward),
-            ("ppo/mean_scores", self.reward_mean),
-            ("ppo/std_scores", self.reward_std),
+            ("ppo/mean_scores", self.scores_mean),
+            ("ppo/std_scores", self.scores_std),
             ("ppo/returns/mean", v.returns_mean),
             ("ppo/returns/var", v.returns_var),
             ("ppo/val/vpred", v.vpred),

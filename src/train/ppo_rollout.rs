@@ -20,7 +20,7 @@
 use anyhow::{bail, ensure, Result};
 use std::time::Instant;
 
-use super::reward_fn::{Sample, Scorer};
+use super::scoring::{score_checked, Sample, Scorer};
 use crate::data::right_padded;
 use crate::models::generate::{generate, GenerateConfig, Generation};
 use crate::models::layers::{Fwd, Tokens};
@@ -294,7 +294,7 @@ pub fn no_grad_logprobs(
 pub fn rollout(
     policy: &CausalLm,
     reference: &RefSource,
-    scorer: &Scorer,
+    scorer: &dyn Scorer,
     prompts: &[Vec<i32>],
     cfg: &RolloutConfig,
 ) -> Result<Rollout> {
@@ -345,13 +345,7 @@ pub fn rollout(
             finished: gen.finished[b],
         })
         .collect();
-    let scores = scorer.score(&samples)?;
-    ensure!(
-        scores.len() == prompts.len(),
-        "the scorer gave {} scores for {} samples",
-        scores.len(),
-        prompts.len()
-    );
+    let scores = score_checked(scorer, &samples)?;
     times.score = clock.elapsed().as_secs_f64();
 
     let mask = response_mask(&responses, t);

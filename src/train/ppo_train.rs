@@ -1,17 +1,24 @@
 //! The update phase of a PPO step: `ppo_epochs` passes over the rollout in
-//! shuffled minibatches, each a forward with gradients, TRL's loss, backward
-//! and one optimizer step.
+//! shuffled backward batches of `mini_batch_size × gradient_accumulation_steps`
+//! sequences (TRL's `backward_batch_size`), each split into micro-batches of
+//! `mini_batch_size`: per micro-batch a forward with gradients, TRL's loss
+//! and a backward weighted 1/(micro-batches), the gradients summed
+//! ([`GradAccum`]), then one optimizer step per backward batch. As in TRL,
+//! each micro-batch's loss is its own masked mean (so the accumulated update
+//! equals one pass over the union when the micro-batches hold as many
+//! response tokens), and statistics are logged per micro-batch.
 //!
 //! Skip rules (engine's choices, where TRL differs):
-//! - **Ratio guard**: a minibatch whose masked mean ratio exceeds
-//!   `ratio_threshold` is skipped outright: no backward, no optimizer step.
+//! - **Ratio guard**: a micro-batch whose masked mean ratio exceeds
+//!   `ratio_threshold` is skipped outright: no backward (and no optimizer
+//!   step when every micro-batch of the backward batch is skipped).
 //!   TRL multiplies its loss by 0 and still calls `optimizer.step()`, so
 //!   Adam's moments decay and its weights still move on a "skipped"
 //!   minibatch; engine leaves weights and moments untouched. Its statistics
 //!   are logged with zero losses, as TRL does.
 //! - **Early stop** (`early_stopping`): after each epoch, stop when that
 //!   epoch's last minibatch has `policykl > 1.5·target_kl` (TRL).
-//! - **Non-finite**: a minibatch whose loss or gradient norm is NaN/Inf is
+//! - **Non-finite**: a backward batch whose loss or gradient norm is NaN/Inf is
 //!   not applied (the guard of
 //!   [`Optimizer::step`](crate::train::optim::Optimizer::step); weights and moments as they
 //!   were) and is counted; the others still train. After the epochs, if any
@@ -28,6 +35,7 @@ use anyhow::Result;
 use super::ppo::{derive_seed, Fault, PpoTrainer, SALT_DROPOUT, SALT_SHUFFLE};
 use super::ppo_report::PpoStepReport;
 use super::ppo_rollout::{pad_of, response_forward, ResponseBatch, Rollout};
+use super::session::{weighted_backward, GradAccum};
 use crate::data::shuffled;
 use crate::ops::elementwise as ew;
 use crate::ops::entropy::entropy;
@@ -37,15 +45,14 @@ use crate::rl::{self, Advantages, PpoLossStats, PpoMinibatch};
 use crate::tape::Tape;
 use crate::tensor::Tensor;
 
-/// One minibatch's outcome.
-struct Minibatch {
+/// One micro-batch's outcome.
+struct Micro {
     stats: PpoLossStats,
     entropy: f64,
     bonus: f64,
-    /// `Some(grad_norm)` when the optimizer applied the step.
-    applied: Option<f64>,
     skipped_ratio: bool,
-    lr: f64,
+    /// Its weighted loss (0 when skipped).
+    loss: f32,
 }
 
 impl PpoTrainer {
@@ -74,22 +81,38 @@ impl PpoTrainer {
                 derive_seed(self.cfg.seed, step, SALT_SHUFFLE, epoch as u64),
             );
             let mut last_policykl = f64::NAN;
-            for (i, rows) in order.chunks(self.cfg.mini_batch_size).enumerate() {
-                let index = (epoch * b + i) as u64;
-                let dropout_seed = derive_seed(self.cfg.seed, step, SALT_DROPOUT, index);
-                let mb = self.minibatch(ro, adv, rows, dropout_seed)?;
-                last_policykl = mb.stats.policy.policykl;
-                rep.minibatches += 1;
-                rep.skipped_ratio += mb.skipped_ratio as usize;
-                rep.lr = mb.lr;
-                match mb.applied {
-                    Some(n) => norms.push(n),
-                    None if !mb.skipped_ratio => rep.skipped_nonfinite += 1,
-                    None => {}
+            let (mbs, accum) = (
+                self.cfg.mini_batch_size,
+                self.cfg.gradient_accumulation_steps,
+            );
+            for (i, backward) in order.chunks(mbs * accum).enumerate() {
+                let micro: Vec<&[usize]> = backward.chunks(mbs).collect();
+                let weight = 1.0 / micro.len() as f32;
+                let mut acc = GradAccum::default();
+                let (mut loss, mut any) = (0.0f32, false);
+                for (j, rows) in micro.iter().enumerate() {
+                    let index = (epoch * b + i * accum + j) as u64;
+                    let dropout_seed = derive_seed(self.cfg.seed, step, SALT_DROPOUT, index);
+                    let mb = self.micro_batch(ro, adv, rows, dropout_seed, weight, &mut acc)?;
+                    last_policykl = mb.stats.policy.policykl;
+                    rep.minibatches += 1;
+                    rep.skipped_ratio += mb.skipped_ratio as usize;
+                    any |= !mb.skipped_ratio;
+                    loss += mb.loss;
+                    all.push(mb.stats);
+                    entropies.push(mb.entropy);
+                    bonuses.push(mb.bonus);
                 }
-                all.push(mb.stats);
-                entropies.push(mb.entropy);
-                bonuses.push(mb.bonus);
+                rep.lr = self.optimizer.schedule.lr_at(self.optimizer.step + 1) as f64;
+                if any {
+                    let grads = acc.finish()?;
+                    let r = self.optimizer.step(&self.policy.params, &grads, loss)?;
+                    if r.applied {
+                        norms.push(r.grad_norm as f64);
+                    } else {
+                        rep.skipped_nonfinite += 1;
+                    }
+                }
             }
             rep.epochs += 1;
             if self.cfg.ppo.early_stopping && rl::early_stop(last_policykl, self.cfg.ppo.target_kl)
@@ -135,13 +158,17 @@ impl PpoTrainer {
         Ok(grad_norm(self.policy.gpu(), &w)?.item()?.is_finite())
     }
 
-    fn minibatch(
+    /// Forward, loss and (unless the ratio guard skips it) the backward of
+    /// one micro-batch, its gradients weighted by `weight` into `acc`.
+    fn micro_batch(
         &mut self,
         ro: &Rollout,
         adv: &Advantages,
         rows: &[usize],
         dropout_seed: u64,
-    ) -> Result<Minibatch> {
+        weight: f32,
+        acc: &mut GradAccum,
+    ) -> Result<Micro> {
         let t = ro.t;
         let pick = |x: &[f32]| -> Vec<f32> {
             rows.iter()
@@ -192,27 +219,20 @@ impl PpoTrainer {
         if self.fault == Some(Fault::NanLoss) {
             loss = ew::scale(&tape, &loss, f32::NAN, 0.0)?;
         }
-        let mut out = Minibatch {
+        let mut out = Micro {
             stats,
             entropy: ent_value,
             bonus: -(coef as f64) * ent_value,
-            applied: None,
             skipped_ratio: false,
-            lr: self.optimizer.schedule.lr_at(self.optimizer.step + 1) as f64,
+            loss: 0.0,
         };
         if rl::skip_minibatch(out.stats.policy.ratio_mean, p.ratio_threshold) {
             out.stats = out.stats.skipped();
             out.skipped_ratio = true;
             return Ok(out);
         }
-        let loss_value = loss.tensor().item()?;
-        let grads = vars.grads(&tape.backward(&loss)?);
-        let r = self
-            .optimizer
-            .step(&self.policy.params, &grads, loss_value)?;
-        if r.applied {
-            out.applied = Some(r.grad_norm as f64);
-        }
+        out.loss = weight * loss.tensor().item()?;
+        acc.add(vars.grads(&weighted_backward(&tape, &loss, weight)?))?;
         Ok(out)
     }
 }

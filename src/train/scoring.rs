@@ -1,110 +1,205 @@
-//! Scoring responses: the [`Scorer`] trait (a reward model, or any reward
-//! function) used by best-of-n and eval.
+//! Scoring responses, the one mechanism PPO, eval and best-of-n share: the
+//! [`Scorer`] trait over [`Sample`]s (a prompt, its response, as ids and as
+//! text). Two kinds implement it:
+//! - [`RewardModelScorer`], a sequence-classification model scored at the
+//!   last real token (as transformers' `...ForSequenceClassification`
+//!   does, and as TRL scores PPO rollouts);
+//! - every reward function of the text ([`super::reward_fn::RewardFn`]:
+//!   closures `Fn(&str, &str, &[u32]) -> f32`, `TargetTokenRate`, `Keyword`).
 //!
-//! A reward model reads `prompt + response` as one text through its **own**
-//! tokenizer (it need not share the policy's), right-padded, and is scored at
-//! each row's last real token (`CausalLm::scores`), as TRL scores PPO rollouts
-//! with a sequence-classification model.
+//! A reward model reads the sample either as the policy's own ids (when it
+//! has no tokenizer: [`RmInput::SameTokens`]) or as `prompt + response`
+//! text through its own tokenizer ([`RmInput::Retokenize`]), with its EOS
+//! appended when the response ended on EOS, so a model trained on
+//! template-rendered completions (which end in EOS) is scored where it was
+//! trained to be. PPO rewards and eval/best-of-n scores are thus the same
+//! numbers for the same response.
 
 use anyhow::{ensure, Context, Result};
+use std::path::Path;
+use std::sync::Arc;
 
-use super::logprobs::pad_token;
 use crate::data::right_padded;
-use crate::models::layers::Fwd;
-use crate::models::lm::Head;
-use crate::models::CausalLm;
+use crate::device::Gpu;
+use crate::models::layers::{Fwd, Tokens};
+use crate::models::lm::{CausalLm, Head};
 use crate::tape::Tape;
 
-/// Scores `responses[i]` to `prompts[i]` (higher is better). `prompts` are the
-/// prompt texts the policy was given (its template already applied).
+/// One (prompt, response) pair to score.
+#[derive(Clone, Copy, Debug)]
+pub struct Sample<'a> {
+    /// The prompt's token ids (unpadded), in the policy's vocabulary.
+    pub prompt_ids: &'a [i32],
+    /// The sampled response, with the EOS that ended it (if any).
+    pub response_ids: &'a [u32],
+    /// The prompt decoded with the policy's tokenizer ("" without one).
+    pub prompt: &'a str,
+    /// The response decoded without its EOS ("" without a tokenizer).
+    pub response: &'a str,
+    /// Whether the response ended on EOS (else it hit `max_new_tokens`).
+    pub finished: bool,
+}
+
+/// Scores samples: one scalar per sample, higher is better.
 pub trait Scorer {
-    fn score(&self, prompts: &[String], responses: &[String]) -> Result<Vec<f32>>;
+    fn score(&self, samples: &[Sample]) -> Result<Vec<f32>>;
 }
 
-/// Any `Fn(prompts, responses) -> scores` is a scorer (reward functions).
-impl<F> Scorer for F
-where
-    F: Fn(&[String], &[String]) -> Result<Vec<f32>>,
-{
-    fn score(&self, prompts: &[String], responses: &[String]) -> Result<Vec<f32>> {
-        self(prompts, responses)
-    }
+/// How the reward model reads a sample.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RmInput {
+    /// `prompt_ids ++ response_ids` as generated: the RM shares the
+    /// policy's tokenizer (exact, no decode/encode round trip).
+    SameTokens,
+    /// Decode, format the texts (`format`, default `prompt + response`) and
+    /// encode with the RM's own tokenizer, appending the RM's EOS id to a
+    /// response that ended on EOS (`append_eos`).
+    Retokenize,
 }
 
-/// A sequence-classification reward model.
+/// A text formatter for [`RmInput::Retokenize`]: `(prompt, response) → text`.
+pub type RmFormat = Box<dyn Fn(&str, &str) -> String>;
+
+/// Scores with a sequence-classification model at the last real token.
 pub struct RewardModelScorer {
     pub model: CausalLm,
-    /// Texts per forward pass.
-    pub batch_size: usize,
-    /// The logit used as the score (0 for TRL reward models, which have one
-    /// label; e.g. 1 for a positive-sentiment class).
+    pub input: RmInput,
+    pub format: Option<RmFormat>,
+    pub append_eos: bool,
+    /// Which logit is the reward (0 for a one-label RM; e.g. the "positive"
+    /// class of a sentiment classifier).
     pub label: usize,
+    /// Sequences per RM forward pass.
+    pub batch_size: usize,
 }
 
 impl RewardModelScorer {
+    /// Re-tokenizes when the RM has a tokenizer, else feeds the policy's ids.
     pub fn new(model: CausalLm) -> Result<RewardModelScorer> {
         ensure!(
             model.head == Head::Reward,
-            "the reward model needs a sequence-classification head (score.weight)"
+            "a reward model needs a sequence-classification head (score.weight), got {:?}",
+            model.head
         );
-        ensure!(
-            model.tokenizer.is_some(),
-            "the reward model directory has no tokenizer.json"
-        );
+        let input = if model.tokenizer.is_some() {
+            RmInput::Retokenize
+        } else {
+            RmInput::SameTokens
+        };
         Ok(RewardModelScorer {
             model,
-            batch_size: 16,
+            input,
+            format: None,
+            append_eos: true,
             label: 0,
+            batch_size: 16,
         })
     }
 
-    /// Scores whole texts. A text longer than the model's context keeps its
-    /// last tokens (the response end, where the score is read).
-    pub fn score_texts(&self, texts: &[String]) -> Result<Vec<f32>> {
-        let m = &self.model;
-        let labels = m.cfg.num_labels;
+    /// Loads a reward model directory; errors name it.
+    pub fn load(gpu: &Arc<Gpu>, dir: &Path) -> Result<RewardModelScorer> {
+        CausalLm::load(gpu, dir)
+            .and_then(RewardModelScorer::new)
+            .with_context(|| format!("reward model {}", dir.display()))
+    }
+
+    /// The RM's input ids for one sample, cut to its context from the left
+    /// (the scored last token is kept).
+    pub fn encode(&self, s: &Sample) -> Result<Vec<i32>> {
+        let mut ids = match self.input {
+            RmInput::SameTokens => {
+                let mut ids = s.prompt_ids.to_vec();
+                ids.extend(s.response_ids.iter().map(|&t| t as i32));
+                ids
+            }
+            RmInput::Retokenize => {
+                let text = match &self.format {
+                    Some(f) => f(s.prompt, s.response),
+                    None => format!("{}{}", s.prompt, s.response),
+                };
+                let mut ids = self.model.encode(&text)?;
+                if let (true, true, Some(eos)) =
+                    (self.append_eos, s.finished, self.model.cfg.eos_token_id)
+                {
+                    ids.push(eos as i32);
+                }
+                ids
+            }
+        };
+        ensure!(!ids.is_empty(), "the reward model got an empty input");
+        let n_ctx = self.model.cfg.n_ctx;
+        if ids.len() > n_ctx {
+            ids.drain(..ids.len() - n_ctx);
+        }
+        Ok(ids)
+    }
+}
+
+impl Scorer for RewardModelScorer {
+    fn score(&self, samples: &[Sample]) -> Result<Vec<f32>> {
+        ensure!(self.batch_size > 0, "reward model batch_size must be > 0");
+        let labels = self.model.cfg.num_labels;
         ensure!(
             self.label < labels,
-            "label {} of a {labels}-label reward model",
+            "reward label {} but the model has {labels}",
             self.label
         );
-        let mut out = Vec::with_capacity(texts.len());
-        for chunk in texts.chunks(self.batch_size.max(1)) {
-            let mut seqs = Vec::with_capacity(chunk.len());
-            for t in chunk {
-                let mut ids = m.encode(t)?;
-                ensure!(!ids.is_empty(), "nothing to score: {t:?} has no tokens");
-                if ids.len() > m.cfg.n_ctx {
-                    ids.drain(..ids.len() - m.cfg.n_ctx);
-                }
-                seqs.push(ids);
-            }
-            let tokens = right_padded(&seqs, pad_token(m))?;
-            let tape = Tape::new(m.gpu());
+        let pad = self
+            .model
+            .cfg
+            .pad_token_id
+            .or(self.model.cfg.eos_token_id)
+            .unwrap_or(0) as i32;
+        let mut out = Vec::with_capacity(samples.len());
+        for chunk in samples.chunks(self.batch_size) {
+            let seqs: Vec<Vec<i32>> = chunk
+                .iter()
+                .map(|s| self.encode(s))
+                .collect::<Result<_>>()?;
+            let tokens: Tokens = right_padded(&seqs, pad)?;
+            let tape = Tape::new(self.model.gpu());
             let _no_grad = tape.no_grad();
-            let vars = m.vars(&tape);
+            let vars = self.model.vars(&tape);
             let f = Fwd::new(&tape, &vars, &tokens, None)?;
-            let hidden = m.hidden(&f, None)?;
-            let scores = m.scores(&f, &hidden)?.tensor().to_vec()?;
-            out.extend(scores.chunks(labels).map(|row| row[self.label]));
+            let h = self.model.hidden(&f, None)?;
+            let s = self.model.scores(&f, &h)?.tensor().to_vec()?;
+            out.extend((0..chunk.len()).map(|b| s[b * labels + self.label]));
         }
         Ok(out)
     }
 }
 
-impl Scorer for RewardModelScorer {
-    fn score(&self, prompts: &[String], responses: &[String]) -> Result<Vec<f32>> {
-        ensure!(
-            prompts.len() == responses.len(),
-            "{} prompts for {} responses",
-            prompts.len(),
-            responses.len()
-        );
-        let texts: Vec<String> = prompts
-            .iter()
-            .zip(responses)
-            .map(|(p, r)| format!("{p}{r}"))
-            .collect();
-        self.score_texts(&texts).context("reward model scoring")
+/// `scorer` on `samples`, checked to give one score each.
+pub fn score_checked(scorer: &dyn Scorer, samples: &[Sample]) -> Result<Vec<f32>> {
+    let scores = scorer.score(samples).context("scoring responses")?;
+    ensure!(
+        scores.len() == samples.len(),
+        "the scorer gave {} scores for {} samples",
+        scores.len(),
+        samples.len()
+    );
+    Ok(scores)
+}
+
+/// Owned texts and ids of samples (eval and best-of-n build their batches
+/// from generated responses); [`OwnedSample::view`] lends a [`Sample`].
+#[derive(Clone, Debug)]
+pub struct OwnedSample {
+    pub prompt_ids: Vec<i32>,
+    pub response_ids: Vec<u32>,
+    pub prompt: String,
+    pub response: String,
+    pub finished: bool,
+}
+
+impl OwnedSample {
+    pub fn view(&self) -> Sample<'_> {
+        Sample {
+            prompt_ids: &self.prompt_ids,
+            response_ids: &self.response_ids,
+            prompt: &self.prompt,
+            response: &self.response,
+            finished: self.finished,
+        }
     }
 }

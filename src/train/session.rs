@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use super::chart::write_chart;
-use super::config::{effective_config, TrainArgs};
+use super::config::{effective_config, CommonArgs, TrainArgs};
 use super::metrics::MetricsLog;
 use super::optim::{LrSchedule, Optimizer, StepReport};
 use super::progress::Progress;
@@ -89,6 +89,25 @@ impl GradAccum {
     }
 }
 
+/// AdamW at `lr` with the flags' weight decay, warm-up and decay schedule
+/// over `--steps`, and gradient clipping.
+pub fn default_optimizer(common: &CommonArgs, lr: f32) -> Optimizer {
+    Optimizer::new(
+        AdamwConfig {
+            lr,
+            weight_decay: common.weight_decay,
+            ..AdamwConfig::default()
+        },
+        LrSchedule {
+            base: lr,
+            warmup_steps: common.warmup_steps,
+            total_steps: common.steps as u32,
+            kind: common.schedule,
+        },
+        (common.max_grad_norm > 0.0).then_some(common.max_grad_norm),
+    )
+}
+
 /// One run of a trainer; see the module docs and `train::sft` for use.
 pub struct Session {
     pub out: PathBuf,
@@ -98,7 +117,7 @@ pub struct Session {
     pub progress: Progress,
     pub total_steps: u64,
     pub config: Value,
-    common: super::config::CommonArgs,
+    common: CommonArgs,
     /// The current epoch's batches (cached), for `next_batch`.
     epoch_cache: Option<(u64, Vec<Vec<usize>>)>,
     started: Instant,
@@ -157,26 +176,28 @@ impl Session {
         default_lr: f32,
         shown: &[&str],
     ) -> Result<Session> {
+        Session::start_with(args, model, trainer, default_lr, shown, default_optimizer)
+    }
+
+    /// [`Session::start`] with the optimizer built by `optimizer(common,
+    /// lr)` (e.g. PPO's constant-rate Adam). Trainers that step their own
+    /// optimizer (PPO, DPO) swap [`Session::opt`] in for their steps, so
+    /// checkpoints hold what they stepped.
+    pub fn start_with<T: TrainArgs>(
+        args: &mut T,
+        model: &mut CausalLm,
+        trainer: &str,
+        default_lr: f32,
+        shown: &[&str],
+        optimizer: impl FnOnce(&CommonArgs, f32) -> Optimizer,
+    ) -> Result<Session> {
         let c = args.common_mut();
         c.validate()?;
         let lr = *c.lr.get_or_insert(default_lr);
         let out = c.out.get_or_insert_with(run::default_out_dir).clone();
         let common = args.common().clone();
         let config = effective_config(args)?;
-        let mut opt = Optimizer::new(
-            AdamwConfig {
-                lr,
-                weight_decay: common.weight_decay,
-                ..AdamwConfig::default()
-            },
-            LrSchedule {
-                base: lr,
-                warmup_steps: common.warmup_steps,
-                total_steps: common.steps as u32,
-                kind: common.schedule,
-            },
-            (common.max_grad_norm > 0.0).then_some(common.max_grad_norm),
-        );
+        let mut opt = optimizer(&common, lr);
         let state = match &common.resume {
             Some(path) => {
                 let ckpt = run::checkpoint_dir(path)?;
@@ -227,7 +248,7 @@ impl Session {
         })
     }
 
-    pub fn common(&self) -> &super::config::CommonArgs {
+    pub fn common(&self) -> &CommonArgs {
         &self.common
     }
 

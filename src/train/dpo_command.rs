@@ -1,0 +1,182 @@
+//! `engine train-dpo --loss dpo|ipo|kto|kto_pair`: [`DpoArgs`] and the
+//! driver [`train_dpo`], which runs [`DpoTrainer`] through [`Session`]:
+//! checkpoints hold the model (or its PEFT adapter), Adam's moments and in
+//! `trainer_state.json` the trainer's state (step, optimizer counters and,
+//! for a precomputed reference, its log-prob cache). The batches and LoRA
+//! dropout of step s are pure functions of (seed, s), so `--resume DIR`
+//! continues exactly.
+
+use anyhow::{ensure, Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::commands::{no_model_error, owned_row, resumed_extra, RlhfSummary};
+use super::config::{apply_adaptation, CommonArgs, TrainArgs};
+use super::dpo::{DirectData, DirectLoss, DpoConfig, DpoTrainer};
+use super::session::Session;
+use crate::data::{Encoder, Truncation};
+use crate::device::Gpu;
+use crate::models::lm::{CausalLm, Head};
+
+/// TRL `DPOConfig`'s learning rate.
+pub const DPO_LR: f32 = 1e-6;
+
+/// Keys drawn in the DPO chart.
+pub const DPO_CHART: &[&str] = &[
+    "train/loss",
+    "rewards/margins",
+    "rewards/accuracies",
+    "eval/loss",
+];
+
+/// Keys in the progress line and the summary.
+const SHOWN: &[&str] = &[
+    "train/loss",
+    "rewards/margins",
+    "rewards/accuracies",
+    "eval/loss",
+];
+
+#[derive(clap::Args, Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct DpoArgs {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub common: CommonArgs,
+    /// dpo, ipo, kto or kto_pair.
+    #[arg(long, default_value = "dpo", value_parser = parse_loss)]
+    pub loss: String,
+    /// β: the KL strength.
+    #[arg(long, default_value_t = 0.1)]
+    pub beta: f32,
+    #[arg(long, default_value_t = 0.0)]
+    pub label_smoothing: f32,
+    /// KTO's weight of desirable examples.
+    #[arg(long, default_value_t = 1.0)]
+    pub desirable_weight: f32,
+    /// KTO's weight of undesirable examples.
+    #[arg(long, default_value_t = 1.0)]
+    pub undesirable_weight: f32,
+}
+
+fn parse_loss(s: &str) -> Result<String, String> {
+    direct_loss(s).map(|_| s.to_string())
+}
+
+fn direct_loss(s: &str) -> Result<DirectLoss, String> {
+    match s {
+        "dpo" | "sigmoid" => Ok(DirectLoss::Dpo),
+        "ipo" => Ok(DirectLoss::Ipo),
+        "kto" => Ok(DirectLoss::Kto),
+        "kto_pair" | "kto-pair" => Ok(DirectLoss::KtoPair),
+        _ => Err(format!("`{s}`: expected dpo, ipo, kto or kto_pair")),
+    }
+}
+
+impl TrainArgs for DpoArgs {
+    const SECTION: &'static str = "dpo";
+    fn common(&self) -> &CommonArgs {
+        &self.common
+    }
+    fn common_mut(&mut self) -> &mut CommonArgs {
+        &mut self.common
+    }
+}
+
+/// Runs DPO/IPO/KTO as `args` say; returns the trained model and the summary.
+pub fn train_dpo(gpu: &Arc<Gpu>, mut args: DpoArgs) -> Result<(CausalLm, RlhfSummary)> {
+    let c = args.common.clone();
+    if c.model.is_none() {
+        return Err(no_model_error("train-dpo", " (preference or KTO JSONL)"));
+    }
+    let loss = direct_loss(&args.loss).map_err(anyhow::Error::msg)?;
+    let mut model = CausalLm::load(gpu, c.model_dir()?)?;
+    ensure!(
+        model.head != Head::Reward,
+        "{} is a sequence-classification model; DPO needs an LM head",
+        c.model_dir()?.display()
+    );
+    apply_adaptation(&mut model, &c)?;
+    let template = c.chat_template()?;
+    let opts = c.load_options()?;
+    let (train, eval) = {
+        let tok = model
+            .tokenizer
+            .as_ref()
+            .context("the model directory has no tokenizer.json")?;
+        let enc = Encoder::new(tok, &template, Truncation::truncate(c.max_len_for(&model)));
+        let train = DirectData::load(c.data_file()?, loss, &enc, &opts)?;
+        let eval = match &c.eval_data {
+            Some(p) => Some(DirectData::load(p, loss, &enc, &opts)?),
+            None => None,
+        };
+        (train, eval)
+    };
+    let mut notes = Vec::new();
+    if c.grad_accum > 1 {
+        notes.push("--grad-accum is not used by train-dpo (one batch per step)".to_string());
+    }
+    let cfg = DpoConfig {
+        loss,
+        beta: args.beta,
+        label_smoothing: args.label_smoothing,
+        desirable_weight: args.desirable_weight,
+        undesirable_weight: args.undesirable_weight,
+        batch_size: c.batch_size,
+        lr: c.lr_or(DPO_LR),
+        weight_decay: c.weight_decay,
+        warmup_steps: c.warmup_steps,
+        total_steps: c.steps.min(u32::MAX as u64) as u32,
+        schedule: c.schedule,
+        max_grad_norm: (c.max_grad_norm > 0.0).then_some(c.max_grad_norm),
+        seed: c.seed,
+        precompute_ref_log_probs: false,
+    };
+    // The session's optimizer is DpoTrainer's (same AdamW, schedule and
+    // clipping from the flags); it restores the weights on --resume.
+    let mut s = Session::start(&mut args, &mut model, "dpo", DPO_LR, SHOWN)?;
+    for n in &notes {
+        s.progress.println(n);
+    }
+    let mut trainer = DpoTrainer::new(model, cfg, train)?;
+    if let Some(e) = eval {
+        trainer = trainer.with_eval_data(e)?;
+    }
+    if c.resume.is_some() {
+        trainer.restore(resumed_extra(&s.state.extra, "dpo")?)?;
+        ensure!(
+            trainer.steps_done() == s.state.step,
+            "the checkpoint's DPO state is at step {}, its run at step {}",
+            trainer.steps_done(),
+            s.state.step
+        );
+    }
+    let has_eval = c.eval_data.is_some();
+    while let Some(step) = s.next_step() {
+        let t0 = Instant::now();
+        // The trainer steps the session's optimizer, which checkpoints save.
+        std::mem::swap(&mut s.opt, trainer.optimizer_mut());
+        let result = (|| {
+            let rep = trainer.step()?;
+            let eval = match has_eval && s.is_eval_step(step) {
+                true => Some(trainer.evaluate()?),
+                false => None,
+            };
+            anyhow::Ok((rep, eval, trainer.state()))
+        })();
+        std::mem::swap(&mut s.opt, trainer.optimizer_mut());
+        let (rep, eval, state) = result?;
+        let mut row = owned_row(rep.named());
+        if let Some(e) = eval {
+            row.extend(owned_row(e.named()));
+        }
+        row.push(("time/step_s".to_string(), t0.elapsed().as_secs_f64()));
+        s.state.extra = json!({ "dpo": state });
+        s.end_step(trainer.model(), step, &row, None)?;
+    }
+    let mut model = trainer.into_model();
+    let run = s.finish(&mut model, false, Some(&template), DPO_CHART)?;
+    Ok((model, RlhfSummary::new("dpo", run, SHOWN, notes)))
+}

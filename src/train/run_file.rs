@@ -1,0 +1,184 @@
+//! Merging a command's flags with a TOML run file (`--config run.toml`)
+//! and, on `--resume`, with the checkpoint's stored config: the layers and
+//! the file format are described in [`super::config`].
+
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, FromArgMatches};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use super::config::{CommonArgs, TrainArgs};
+
+/// Tables a run file may hold, one per command. Add a command's name here
+/// when it gets its own table.
+pub const SECTIONS: &[&str] = &["sft", "reward", "ppo", "dpo", "best-of-n", "eval"];
+
+/// Keys never taken from a resumed checkpoint's stored config.
+const NOT_RESUMED: &[&str] = &["resume", "config", "stop-after"];
+
+/// Any command whose options [`load_args`] merges with a run file: every
+/// trainer (through [`TrainArgs`]) and the sampling commands (best-of-n,
+/// eval), which take a few of the shared options under the same names.
+pub trait RunArgs: Serialize + DeserializeOwned {
+    /// The run file's table for this command (one of [`SECTIONS`]).
+    const SECTION: &'static str;
+    /// `--config`.
+    fn run_file(&self) -> Option<&Path>;
+    /// Checks after merging.
+    fn validate(&self) -> Result<()>;
+    /// Flat run-file keys this command skips; `known` says whether it has
+    /// an option of that name. Trainers skip none (an unknown key is an
+    /// error); the sampling commands skip the trainers' shared options they
+    /// do not take, so one file drives a whole pipeline.
+    fn skips_flat_key(key: &str, known: bool) -> bool {
+        let _ = (key, known);
+        false
+    }
+}
+
+impl<T: TrainArgs> RunArgs for T {
+    const SECTION: &'static str = <T as TrainArgs>::SECTION;
+    fn run_file(&self) -> Option<&Path> {
+        self.common().config.as_deref()
+    }
+    fn validate(&self) -> Result<()> {
+        self.common().validate()
+    }
+}
+
+/// Whether `key` (kebab-case) is one of [`CommonArgs`]' options.
+pub fn is_common_key(key: &str) -> bool {
+    CommonArgs::augment_args(clap::Command::new("common"))
+        .get_arguments()
+        .any(|a| a.get_id().as_str().replace('_', "-") == key)
+}
+
+/// The effective config as JSON (stored in checkpoints and reports).
+pub fn effective_config<T: Serialize>(args: &T) -> Result<Value> {
+    serde_json::to_value(args).context("serialising the run config")
+}
+
+/// Keys (kebab-case) given on the command line.
+fn given_on_command_line(matches: &ArgMatches) -> BTreeSet<String> {
+    matches
+        .ids()
+        .map(|id| id.as_str())
+        .filter(|id| {
+            matches!(
+                matches.value_source(id),
+                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+            )
+        })
+        .map(|id| id.replace('_', "-"))
+        .collect()
+}
+
+/// Reads a run file into (key, value, where) entries for `section`,
+/// failing on keys `known` lacks.
+fn run_file_entries<T: RunArgs>(
+    path: &Path,
+    known: &Map<String, Value>,
+) -> Result<Vec<(String, Value, String)>> {
+    let section = T::SECTION;
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {file}"))?;
+    let table: toml::Table = text.parse().with_context(|| format!("parsing {file}"))?;
+    let (mut flat, mut own) = (Vec::new(), Vec::new());
+    for (key, value) in table {
+        match value {
+            toml::Value::Table(t) if SECTIONS.contains(&key.as_str()) => {
+                if key != section {
+                    continue;
+                }
+                for (k, v) in t {
+                    ensure!(
+                        known.contains_key(&k),
+                        "{file}: unknown key `{k}` in [{key}] (not an option of this command)"
+                    );
+                    own.push((k, serde_json::to_value(v)?, format!("{file}: [{key}] `")));
+                }
+            }
+            toml::Value::Table(_) => bail!(
+                "{file}: unknown table [{key}] (tables are per command: {})",
+                SECTIONS.join(", ")
+            ),
+            _ if T::skips_flat_key(&key, known.contains_key(&key)) => {}
+            v => {
+                ensure!(
+                    known.contains_key(&key),
+                    "{file}: unknown key `{key}` (not an option of this command; \
+                     trainer-specific keys go in their [table])"
+                );
+                flat.push((key, serde_json::to_value(v)?, format!("{file}: `")));
+            }
+        }
+    }
+    flat.extend(own); // the command's own table last: it wins
+    Ok(flat)
+}
+
+/// Merges the run file and a resumed checkpoint's config into `args` for
+/// every option not given on the command line (see the module docs).
+pub fn load_args<T: RunArgs>(args: T, matches: &ArgMatches) -> Result<T> {
+    let given = given_on_command_line(matches);
+    let mut json = match effective_config(&args)? {
+        Value::Object(m) => m,
+        _ => bail!("args of a training command must be a struct"),
+    };
+    let known = json.clone();
+    let mut from_file = BTreeSet::new();
+    if let Some(path) = args.run_file().map(Path::to_path_buf) {
+        for (key, value, at) in run_file_entries::<T>(&path, &known)? {
+            ensure!(
+                key != "config",
+                "{at}config`: a run file cannot name another"
+            );
+            if given.contains(&key) {
+                continue;
+            }
+            // Type-check each key alone so the error names it.
+            let mut trial = json.clone();
+            trial.insert(key.clone(), value.clone());
+            serde_json::from_value::<T>(Value::Object(trial))
+                .map_err(|e| anyhow!("{at}{key}`: {e}"))?;
+            json.insert(key.clone(), value);
+            from_file.insert(key);
+        }
+    }
+    // --resume may itself come from the run file.
+    if let Some(resume) = json
+        .get("resume")
+        .and_then(Value::as_str)
+        .map(PathBuf::from)
+    {
+        let state = crate::train::run::read_state(&crate::train::run::checkpoint_dir(&resume)?)?;
+        if let Value::Object(stored) = state.config {
+            for (key, value) in stored {
+                let keep = given.contains(&key)
+                    || from_file.contains(&key)
+                    || NOT_RESUMED.contains(&key.as_str())
+                    || !known.contains_key(&key);
+                if !keep {
+                    json.insert(key, value);
+                }
+            }
+        }
+    }
+    let out: T = serde_json::from_value(Value::Object(json))
+        .context("merging flags, the run file and the resumed checkpoint's config")?;
+    out.validate()?;
+    Ok(out)
+}
+
+/// Parses `argv` (program name first) as `T`'s flags and merges the layers:
+/// the entry point for tests and for commands outside the main binary.
+pub fn parse_args<T: RunArgs + Args + FromArgMatches>(argv: &[&str]) -> Result<T> {
+    let cmd = T::augment_args(clap::Command::new("engine"));
+    let matches = cmd.try_get_matches_from(argv)?;
+    let args = T::from_arg_matches(&matches)?;
+    load_args(args, &matches)
+}
