@@ -10,8 +10,8 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 ENGINE=${ENGINE:-$ROOT/target/release/engine}
 W=${1:-runs/customer_support_rlhf}
 SEED=${SEED:-1}
-SFT_STEPS=${SFT_STEPS:-400}
-RM_STEPS=${RM_STEPS:-150}
+SFT_STEPS=${SFT_STEPS:-500}
+RM_STEPS=${RM_STEPS:-120}
 PPO_STEPS=${PPO_STEPS:-30}
 if [ "${QUICK:-0}" = 1 ]; then SFT_STEPS=4; RM_STEPS=4; PPO_STEPS=2; fi
 [ -x "$ENGINE" ] || cargo build --release --manifest-path "$ROOT/Cargo.toml"

@@ -2,15 +2,17 @@
 //! fresh model of a chosen shape that loads back as the same model.
 
 use engine::data::bpe::{train_bpe, EOS_TOKEN};
-use engine::models::fresh::{fresh_model, ModelShape};
 use engine::models::checkpoint::SaveDtype;
+use engine::models::fresh::{fresh_model, ModelShape};
 use engine::models::{Arch, CausalLm};
 use std::process::Command;
 
 use crate::common::gpu;
 
 fn corpus() -> Vec<String> {
-    let words = ["order", "refund", "invoice", "delivery", "account", "address", "payment"];
+    let words = [
+        "order", "refund", "invoice", "delivery", "account", "address", "payment",
+    ];
     (0..400)
         .map(|i| {
             format!(
@@ -40,7 +42,9 @@ fn bpe_learns_merges_and_round_trips_text() {
 
 #[test]
 fn bpe_rejects_a_vocab_too_small_for_the_bytes() {
-    let err = train_bpe(corpus().into_iter(), 100).unwrap_err().to_string();
+    let err = train_bpe(corpus().into_iter(), 100)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("vocab size 100"), "{err}");
 }
 
@@ -91,7 +95,10 @@ fn fresh_model_refuses_a_vocab_smaller_than_the_tokenizer() {
         intermediate: 64,
         context: 16,
     };
-    let err = fresh_model(&gpu(), &shape, tok, 1).err().unwrap().to_string();
+    let err = fresh_model(&gpu(), &shape, tok, 1)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("tokenizer has"), "{err}");
 }
 
@@ -120,18 +127,41 @@ fn cli_trains_a_tokenizer_then_inits_a_model() {
         .arg(&tok_dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let model_dir = dir.join("model");
     let out = Command::new(engine)
-        .args(["init", "--hidden", "32", "--layers", "1", "--heads", "2", "--context", "32"])
+        .args([
+            "init",
+            "--hidden",
+            "32",
+            "--layers",
+            "1",
+            "--heads",
+            "2",
+            "--context",
+            "32",
+        ])
         .arg("--tokenizer")
         .arg(&tok_dir)
         .arg("--out")
         .arg(&model_dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    for f in ["config.json", "model.safetensors", "tokenizer.json", "engine_template.json"] {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "engine_template.json",
+    ] {
         assert!(model_dir.join(f).is_file(), "{f} missing");
     }
     // A missing field is an error naming it and the row.
@@ -143,5 +173,8 @@ fn cli_trains_a_tokenizer_then_inits_a_model() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("texts.jsonl:1") && err.contains("text"), "{err}");
+    assert!(
+        !out.status.success() && err.contains("texts.jsonl:1") && err.contains("text"),
+        "{err}"
+    );
 }

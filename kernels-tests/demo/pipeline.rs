@@ -19,10 +19,18 @@ fn ppo_args(argv: &[&str]) -> (PpoArgs, clap::ArgMatches) {
     (PpoArgs::from_arg_matches(&m).unwrap(), m)
 }
 
-/// The report's contract: every field, rates in 0..=1, finite numbers.
-fn check_report(path: &Path, steps: u64) -> Value {
+/// The report's contract: every field, rates in 0..=1, finite numbers; its
+/// paths are as the run printed them (relative to the run's directory `cwd`).
+fn check_report(path: &Path, cwd: &Path, steps: u64) -> Value {
     let r: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    for k in ["reward_mean_before", "reward_mean_after", "kl_mean", "distinct2_before", "distinct2_after", "seconds"] {
+    for k in [
+        "reward_mean_before",
+        "reward_mean_after",
+        "kl_mean",
+        "distinct2_before",
+        "distinct2_after",
+        "seconds",
+    ] {
         assert!(r[k].as_f64().is_some_and(f64::is_finite), "{k}: {}", r[k]);
     }
     for k in ["unsafe_rate_before", "unsafe_rate_after"] {
@@ -34,7 +42,7 @@ fn check_report(path: &Path, steps: u64) -> Value {
     assert!(r["hyperparameters"].is_object());
     assert!(r["eval_prompts"].as_u64().unwrap() >= 64);
     let chart = r["chart"].as_str().expect("chart path");
-    assert!(Path::new(chart).is_file(), "{chart}");
+    assert!(cwd.join(chart).is_file(), "{chart}");
     r
 }
 
@@ -66,15 +74,35 @@ fn pipeline_smoke_then_demo_on_its_output() {
     }
     let run = dir.join("run");
     let (a, m) = ppo_args(&[
-        "engine", "--steps", "2", "--batch-size", "4", "--mini-batch-size", "4",
-        "--ppo-epochs", "1", "--max-new-tokens", "8", "--progress", "silent",
-        "--out", run.to_str().unwrap(),
+        "engine",
+        "--steps",
+        "2",
+        "--batch-size",
+        "4",
+        "--mini-batch-size",
+        "4",
+        "--ppo-epochs",
+        "1",
+        "--max-new-tokens",
+        "8",
+        "--progress",
+        "silent",
+        "--out",
+        run.to_str().unwrap(),
     ]);
     let report = run_demo(&gpu, a, &m, &out).unwrap();
     assert_eq!(report, run.join("report.json"));
-    let r = check_report(&report, 2);
-    assert_eq!(r["hyperparameters"]["lora-r"].as_u64(), Some(16), "demo.toml applies");
-    assert_eq!(r["hyperparameters"]["batch-size"].as_u64(), Some(4), "flags win");
+    let r = check_report(&report, Path::new("."), 2);
+    assert_eq!(
+        r["hyperparameters"]["lora-r"].as_u64(),
+        Some(16),
+        "demo.toml applies"
+    );
+    assert_eq!(
+        r["hyperparameters"]["batch-size"].as_u64(),
+        Some(4),
+        "flags win"
+    );
 }
 
 #[test]
@@ -104,17 +132,36 @@ fn binary_runs_the_embedded_demo_and_ends_with_the_report_path() {
     let out = Command::new(env!("CARGO_BIN_EXE_engine"))
         .current_dir(&dir)
         .args([
-            "train-ppo", "--steps", "1", "--batch-size", "4", "--mini-batch-size", "4",
-            "--ppo-epochs", "1", "--max-new-tokens", "8", "--quant", "nf4", "--progress", "plain",
+            "train-ppo",
+            "--steps",
+            "1",
+            "--batch-size",
+            "4",
+            "--mini-batch-size",
+            "4",
+            "--ppo-epochs",
+            "1",
+            "--max-new-tokens",
+            "8",
+            "--quant",
+            "nf4",
+            "--progress",
+            "plain",
         ])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let last = stdout.lines().last().unwrap_or_default();
-    let path = last.strip_prefix("report: ").unwrap_or_else(|| panic!("last line: {last}"));
+    let path = last
+        .strip_prefix("report: ")
+        .unwrap_or_else(|| panic!("last line: {last}"));
     let path = dir.join(path);
     assert!(path.starts_with(dir.join("runs")), "{}", path.display());
-    let r = check_report(&path, 1);
+    let r = check_report(&path, &dir, 1);
     assert_eq!(r["hyperparameters"]["quant"].as_str(), Some("nf4"));
 }

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use engine::data::bpe::{save_tokenizer, texts_of_file, train_bpe};
 use engine::data::{ChatTemplate, LoadOptions, TEMPLATE_FILE};
-use engine::models::fresh::{fresh_model, ModelShape};
 use engine::models::checkpoint::SaveDtype;
+use engine::models::fresh::{fresh_model, ModelShape};
 use engine::models::Arch;
 use engine::Gpu;
 

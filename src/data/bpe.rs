@@ -10,8 +10,8 @@
 use anyhow::{anyhow, ensure, Context, Result};
 use std::path::Path;
 use tokenizers::models::bpe::{BpeTrainer, BPE};
-use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::models::TrainerWrapper;
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{AddedToken, Tokenizer};
 
 use super::fields::Fields;

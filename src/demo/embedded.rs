@@ -40,11 +40,8 @@ pub fn unpacked() -> Result<PathBuf> {
             super::PRESET
         );
     }
-    let dir = std::env::temp_dir().join(format!(
-        "engine-{}-{:016x}",
-        super::PRESET,
-        content_hash()
-    ));
+    let dir =
+        std::env::temp_dir().join(format!("engine-{}-{:016x}", super::PRESET, content_hash()));
     let done = dir.join(".complete");
     if done.exists() {
         return Ok(dir);

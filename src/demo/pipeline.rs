@@ -82,7 +82,7 @@ pub fn support_tiny(seed: u64) -> Preset {
             intermediate: 512,
             context: 128,
         },
-        sft_steps: 400,
+        sft_steps: 500,
         sft_flags: &[
             "--batch-size=16",
             "--lr=2e-3",
@@ -91,7 +91,7 @@ pub fn support_tiny(seed: u64) -> Preset {
             "--max-len=96",
             "--weight-decay=0.01",
         ],
-        reward_steps: 150,
+        reward_steps: 120,
         reward_flags: &[
             "--batch-size=16",
             "--lr=5e-4",
@@ -136,7 +136,11 @@ pub fn run_pipeline(gpu: &Arc<Gpu>, args: &PipelineArgs) -> Result<PathBuf> {
 
     // 1. Data.
     let data_dir = work.join("data");
-    println!("$ engine data support --out {} --seed {}", data_dir.display(), args.seed);
+    println!(
+        "$ engine data support --out {} --seed {}",
+        data_dir.display(),
+        args.seed
+    );
     let data = generate(&preset.data)?;
     write_splits(&data_dir, &data)?;
 
@@ -189,7 +193,10 @@ pub fn run_pipeline(gpu: &Arc<Gpu>, args: &PipelineArgs) -> Result<PathBuf> {
             path_flag("model", &sft_model),
             path_flag("data", &data_dir.join("pairs.jsonl")),
             path_flag("out", &rm_out),
-            format!("--steps={}", args.reward_steps.unwrap_or(preset.reward_steps)),
+            format!(
+                "--steps={}",
+                args.reward_steps.unwrap_or(preset.reward_steps)
+            ),
             format!("--seed={}", args.seed),
         ],
     );
@@ -225,7 +232,14 @@ pub fn run_pipeline(gpu: &Arc<Gpu>, args: &PipelineArgs) -> Result<PathBuf> {
         .iter()
         .find(|(k, _)| k.contains("accuracy"))
         .and_then(|(_, v)| v.as_f64());
-    let readme = readme(&preset, args, &sft_summary.last, accuracy, &m, t0.elapsed().as_secs_f64());
+    let readme = readme(
+        &preset,
+        args,
+        &sft_summary.last,
+        accuracy,
+        &m,
+        t0.elapsed().as_secs_f64(),
+    );
     write_atomic(&out.join("README.md"), readme.as_bytes())?;
     println!(
         "\nSFT policy on {} held-out prompts: unsafe-reply rate {:.3}, reward mean {:.3}, distinct-2 {:.3}",
@@ -234,7 +248,11 @@ pub fn run_pipeline(gpu: &Arc<Gpu>, args: &PipelineArgs) -> Result<PathBuf> {
     if let Some(a) = accuracy {
         println!("reward model held-out pairwise accuracy {a:.3}");
     }
-    println!("defaults written to {} in {:.0}s", out.display(), t0.elapsed().as_secs_f64());
+    println!(
+        "defaults written to {} in {:.0}s",
+        out.display(),
+        t0.elapsed().as_secs_f64()
+    );
     Ok(out)
 }
 
@@ -252,7 +270,10 @@ fn readme(
     m: &super::report::PolicyMeasure,
     seconds: f64,
 ) -> String {
-    let sft_loss = sft_last.get("train/loss").and_then(|v| v.as_f64()).unwrap_or(f64::NAN);
+    let sft_loss = sft_last
+        .get("train/loss")
+        .and_then(|v| v.as_f64())
+        .unwrap_or(f64::NAN);
     format!(
         "# models/{preset}: the embedded default of `engine train-ppo`\n\n\
          Made by `engine pipeline --preset {preset} --seed {seed}` in {seconds:.0} s (this file is written by it).\n\n\

@@ -87,7 +87,11 @@ fn eval_prompts(
         .iter()
         .map(|r| match &r.record.prompt {
             Content::Plain(s) => s.clone(),
-            Content::Chat(m) => m.iter().map(|m| m.content.as_str()).collect::<Vec<_>>().join("\n"),
+            Content::Chat(m) => m
+                .iter()
+                .map(|m| m.content.as_str())
+                .collect::<Vec<_>>()
+                .join("\n"),
         })
         .collect();
     Ok((prompts, texts))
@@ -161,7 +165,8 @@ pub fn run_demo(
     let mut args = load_args(args, matches)?;
     let c = &mut args.common;
     c.model = Some(defaults.join("policy"));
-    c.data.get_or_insert_with(|| defaults.join("data/prompts.jsonl"));
+    c.data
+        .get_or_insert_with(|| defaults.join("data/prompts.jsonl"));
     args.reward_model = Some(defaults.join("reward"));
     let out = c.out.clone().unwrap_or_else(default_out_dir);
     c.out = Some(out.clone());
@@ -204,7 +209,15 @@ pub fn run_demo(
     } else {
         KlReference::Model(&sft)
     };
-    let after = measure_policy(&policy, &template, &scorer, &eval_file, seed, new_tokens, Some(reference))?;
+    let after = measure_policy(
+        &policy,
+        &template,
+        &scorer,
+        &eval_file,
+        seed,
+        new_tokens,
+        Some(reference),
+    )?;
     let report = DemoReport {
         before,
         after,

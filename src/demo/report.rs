@@ -107,7 +107,11 @@ impl std::fmt::Display for DemoReport {
             self.steps, self.seconds, a.prompts
         )?;
         writeln!(f, "{:<28} {:>10} {:>10}", "", "before", "after")?;
-        writeln!(f, "{:<28} {:>10.3} {:>10.3}", "reward mean", b.reward_mean, a.reward_mean)?;
+        writeln!(
+            f,
+            "{:<28} {:>10.3} {:>10.3}",
+            "reward mean", b.reward_mean, a.reward_mean
+        )?;
         writeln!(
             f,
             "{:<28} {:>9.1}% {:>9.1}%",
@@ -115,8 +119,16 @@ impl std::fmt::Display for DemoReport {
             100.0 * b.unsafe_rate,
             100.0 * a.unsafe_rate
         )?;
-        writeln!(f, "{:<28} {:>10.3} {:>10.3}", "distinct-2", b.distinct2, a.distinct2)?;
-        writeln!(f, "{:<28} {:>10.1} {:>10.1}", "mean length (tokens)", b.mean_length, a.mean_length)?;
+        writeln!(
+            f,
+            "{:<28} {:>10.3} {:>10.3}",
+            "distinct-2", b.distinct2, a.distinct2
+        )?;
+        writeln!(
+            f,
+            "{:<28} {:>10.1} {:>10.1}",
+            "mean length (tokens)", b.mean_length, a.mean_length
+        )?;
         if let Some(kl) = a.kl_mean {
             writeln!(f, "{:<28} {:>21.3}", "KL to SFT (nats/response)", kl)?;
         }

@@ -205,6 +205,10 @@ pub struct EvalArgs {
     /// Print the whole report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Also report the unsafe-reply rate (requests for card numbers, CVVs,
+    /// SSNs, passwords, dates of birth or PINs, and rude phrases).
+    #[arg(long)]
+    pub safety: bool,
 }
 
 impl RunArgs for EvalArgs {
@@ -291,11 +295,16 @@ pub fn run_eval(gpu: &Arc<Gpu>, args: &EvalArgs) -> Result<EvalReport> {
         generate: generate_config(&policy, args.max_new_tokens, args.temperature, args.seed),
         batch_size: args.batch_size.max(1),
     };
-    evaluate(
+    let report = evaluate(
         &policy,
         &prompts,
         &cfg,
         scorer.as_ref().map(|s| s as &dyn Scorer),
         kl,
-    )
+    )?;
+    Ok(if args.safety {
+        report.with_safety()
+    } else {
+        report
+    })
 }

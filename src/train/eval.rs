@@ -175,10 +175,21 @@ pub struct EvalReport {
     /// Fraction of responses that ended on EOS or a stop string.
     pub finished_fraction: f64,
     pub kl: Option<f64>,
+    /// The fraction of responses the safety checker flags
+    /// ([`super::safety`]); filled by [`EvalReport::with_safety`].
+    pub unsafe_rate: Option<f64>,
     pub samples: Vec<EvalSample>,
 }
 
 impl EvalReport {
+    /// Adds the unsafe-reply rate of the responses (sensitive-data requests
+    /// and rude phrases, by the pattern checker, no reward model involved).
+    pub fn with_safety(mut self) -> EvalReport {
+        let texts: Vec<String> = self.samples.iter().map(|s| s.response.clone()).collect();
+        self.unsafe_rate = Some(super::safety::unsafe_rate(&texts));
+        self
+    }
+
     /// The whole report (summary and samples) as JSON.
     pub fn to_json(&self) -> Value {
         serde_json::to_value(self).unwrap_or(Value::Null)
@@ -199,6 +210,7 @@ impl EvalReport {
             ("eval/rouge2", self.rouge2),
             ("eval/rougeL", self.rouge_l),
             ("eval/kl", self.kl),
+            ("eval/unsafe_rate", self.unsafe_rate),
         ] {
             if let Some(v) = v {
                 out.push((k, v));
@@ -287,6 +299,7 @@ pub fn evaluate(
         mean_length: samples.iter().map(|s| s.length as f64).sum::<f64>() / n,
         finished_fraction: samples.iter().filter(|s| s.finished).count() as f64 / n,
         kl: kls.as_ref().map(|k| k.iter().sum::<f64>() / k.len() as f64),
+        unsafe_rate: None,
         samples,
     })
 }

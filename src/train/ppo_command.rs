@@ -307,5 +307,8 @@ pub fn train_ppo(gpu: &Arc<Gpu>, mut args: PpoArgs) -> Result<(CausalLm, RlhfSum
     let warnings = trainer.health.summary();
     let mut policy = trainer.policy;
     let run = s.finish(&mut policy, false, Some(&template), PPO_CHART)?;
-    Ok((policy, RlhfSummary::new("ppo", run, SHOWN, notes).with_warnings(warnings)))
+    Ok((
+        policy,
+        RlhfSummary::new("ppo", run, SHOWN, notes).with_warnings(warnings),
+    ))
 }
