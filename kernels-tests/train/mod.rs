@@ -6,6 +6,7 @@
 mod checkpoint;
 mod cli_rlhf;
 mod config;
+mod examples;
 mod reward;
 mod sft;
 
