@@ -7,6 +7,7 @@
 mod checkpoint;
 mod cli_rlhf;
 mod config;
+mod examples;
 mod reward;
 mod rlhf_resume;
 mod sample_config;

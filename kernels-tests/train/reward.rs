@@ -239,3 +239,36 @@ fn lora_reward_resume_is_exact() {
         );
     }
 }
+
+/// `--skip-bad-rows` on reward data is counted and reported (the load
+/// report reaches the notes the trainer prints), not silent.
+#[test]
+fn skipped_reward_rows_are_reported() {
+    use engine::train::reward::load_reward_file_noted;
+    let out = scratch("rm-skip");
+    let data = out.join("pairs.jsonl");
+    std::fs::write(
+        &data,
+        concat!(
+            r#"{"chosen": "\n\nHuman: hi\n\nAssistant: hello there", "rejected": "\n\nHuman: hi\n\nAssistant: go away"}"#,
+            "\n",
+            r#"{"chosen": "\n\nHuman: hi\n\nAssistant: hello", "rejected": "\n\nHuman: hi\n\nAssistant: "}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    let mut a = args(&out, "prefs_train.jsonl", &["--skip-bad-rows"]);
+    a.common.template = Some("hh".into());
+    let tok =
+        tokenizers::Tokenizer::from_file(Path::new(&model_dir("gpt2-tiny")).join("tokenizer.json"))
+            .unwrap();
+    let template = a.common.chat_template().unwrap();
+    let enc = Encoder::new(&tok, &template, Truncation::truncate(64));
+    let mut notes = Vec::new();
+    let d = load_reward_file_noted(&data, RewardLoss::Bt, &a.common, &enc, &mut notes).unwrap();
+    assert_eq!(d.len(), 1);
+    let all = notes.join("\n");
+    assert!(all.contains("1 rows, 1 bad rows skipped"), "{all}");
+    assert!(all.contains("pairs.jsonl:2"), "{all}");
+    assert!(all.contains("empty rejected response"), "{all}");
+}

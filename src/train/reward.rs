@@ -139,18 +139,39 @@ pub fn load_reward_file(
     common: &CommonArgs,
     enc: &Encoder,
 ) -> Result<RewardData> {
+    load_reward_file_noted(path, loss, common, enc, &mut Vec::new())
+}
+
+/// [`load_reward_file`], adding the load report (rows kept, bad rows skipped
+/// under `--skip-bad-rows`, unlabelled rows) and encoding skips to `notes`.
+pub fn load_reward_file_noted(
+    path: &Path,
+    loss: RewardLoss,
+    common: &CommonArgs,
+    enc: &Encoder,
+    notes: &mut Vec<String>,
+) -> Result<RewardData> {
     let opts = common.load_options()?;
     let skip = common.skip_bad_rows;
-    let data = match loss {
+    let (data, skipped, reasons) = match loss {
         RewardLoss::Bt => {
             let ds = load_preferences(path, &opts)?;
-            RewardData::Pairs(encode_all(&ds.rows, skip, |r| enc.preference(r))?.0)
+            notes.push(ds.report.to_string());
+            let (v, n, r) = encode_all(&ds.rows, skip, |r| enc.preference(r))?;
+            (RewardData::Pairs(v), n, r)
         }
         RewardLoss::Classifier => {
             let ds = load_classifier(path, &opts)?;
-            RewardData::Labels(encode_all(&ds.rows, skip, |r| enc.classifier(r))?.0)
+            notes.push(ds.report.to_string());
+            let (v, n, r) = encode_all(&ds.rows, skip, |r| enc.classifier(r))?;
+            (RewardData::Labels(v), n, r)
         }
     };
+    if skipped > 0 {
+        notes.push(format!(
+            "{skipped} rows skipped while encoding: {reasons:?}"
+        ));
+    }
     ensure!(!data.is_empty(), "{}: no usable examples", path.display());
     Ok(data)
 }
@@ -268,9 +289,10 @@ pub fn train_reward(gpu: &Arc<Gpu>, mut args: RewardArgs) -> Result<(CausalLm, R
         .context("the model has no tokenizer.json")?;
     let pad = pad_id(tok).context("the tokenizer has no pad or EOS token")?;
     let enc = Encoder::new(tok, &template, Truncation::truncate(c.max_len_for(&model)));
-    let mut train = load_reward_file(c.data_file()?, loss_kind, &c, &enc)?;
+    let mut notes = Vec::new();
+    let mut train = load_reward_file_noted(c.data_file()?, loss_kind, &c, &enc, &mut notes)?;
     let eval = match &c.eval_data {
-        Some(p) => Some(load_reward_file(p, loss_kind, &c, &enc)?),
+        Some(p) => Some(load_reward_file_noted(p, loss_kind, &c, &enc, &mut notes)?),
         None if c.eval_fraction > 0.0 => {
             let (t, e) = train.split(c.eval_fraction, c.seed)?;
             train = t;
@@ -280,6 +302,9 @@ pub fn train_reward(gpu: &Arc<Gpu>, mut args: RewardArgs) -> Result<(CausalLm, R
     };
     let shown = ["train/loss", "train/accuracy", "eval/accuracy"];
     let mut s = Session::start(&mut args, &mut model, "reward", REWARD_LR, &shown)?;
+    for n in &notes {
+        s.progress.println(n);
+    }
     let sampler = EpochSampler::new(train.len(), c.batch_size, c.seed)?;
     let dropout = model.lora.as_ref().is_some_and(|a| a.config.dropout > 0.0);
     while let Some(step) = s.next_step() {
