@@ -4,7 +4,8 @@
 //! report is the median over rounds.
 //!
 //! `cargo run --release --example bench_ops -- [--rounds R] [--runs N] OP...`
-//! where each OP selects the cases whose op name equals it (`all` = every case).
+//! where each OP selects the cases whose op name equals it (`all` = every case);
+//! `--shape S` keeps only cases whose shape starts with S (e.g. `256x`).
 
 use anyhow::{bail, Result};
 use engine::bench::{cases, median_ms, Work};
@@ -19,11 +20,13 @@ fn main() -> Result<()> {
     let mut rounds = 5;
     let mut runs = 5;
     let mut ops = Vec::new();
+    let mut shape = String::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--rounds" => rounds = args.next().unwrap_or_default().parse()?,
             "--runs" => runs = args.next().unwrap_or_default().parse()?,
+            "--shape" => shape = args.next().unwrap_or_default(),
             _ => ops.push(a),
         }
     }
@@ -34,7 +37,7 @@ fn main() -> Result<()> {
     eprintln!("adapter: {}", gpu.describe());
     let selected: Vec<_> = cases(false)
         .into_iter()
-        .filter(|c| ops.iter().any(|o| o == "all" || o == c.op))
+        .filter(|c| ops.iter().any(|o| o == "all" || o == c.op) && c.shape.starts_with(&shape))
         .collect();
     if selected.is_empty() {
         bail!("no bench case named {ops:?}");
