@@ -29,7 +29,7 @@ fn dot(len: usize, f: impl Fn(usize) -> (f64, f64)) -> (f64, f64) {
 /// and K % 64 == 0; int8 has one kernel).
 fn paths(format: QuantFormat, m: usize, k: usize) -> Vec<Nf4Path> {
     match format {
-        QuantFormat::Nf4 if m == 1 && k % 64 == 0 => vec![Nf4Path::Gemm, Nf4Path::Gemv],
+        QuantFormat::Nf4 if m == 1 && k.is_multiple_of(64) => vec![Nf4Path::Gemm, Nf4Path::Gemv],
         _ => vec![Nf4Path::Gemm],
     }
 }
