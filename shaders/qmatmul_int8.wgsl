@@ -8,6 +8,7 @@
 // each product rounded to f32.
 //   qmatmul_int8_forward   y = x · Wᵀ (+ bias)
 //   qmatmul_int8_backward  dx = dy · W (the weight is frozen: no dW)
+//   (both take the optional LoRA epilogue, common/lora_epilogue.wgsl: + s·U·Vᵀ)
 //   int8_row_absmax        stats[n] = max_k |W[n, k]|
 //   int8_quantize          code = round_half_even(W · (127 / stats[n]))
 //   int8_dequantize        codes → f32 W
@@ -89,8 +90,8 @@ struct QuantParams {
 }
 
 @group(0) @binding(0) var<uniform> q: QuantParams;
-@group(0) @binding(10) var<storage, read_write> codes_out: array<u32>;
-@group(0) @binding(11) var<storage, read_write> stats_out: array<f32>;
+@group(0) @binding(12) var<storage, read_write> codes_out: array<u32>;
+@group(0) @binding(13) var<storage, read_write> stats_out: array<f32>;
 
 // One invocation per weight row of this chunk (x holds rows base .. base + count).
 @compute @workgroup_size(64)

@@ -6,6 +6,7 @@
 //   qmatmul_nf4_forward   y = x · Wᵀ (+ bias)      register-blocked; a tile decoded once per workgroup
 //   qmatmul_nf4_gemv      the same for M = 1        one invocation per output, streams the codes
 //   qmatmul_nf4_backward  dx = dy · W               (the weight is frozen: no dW)
+//   (the three take the optional LoRA epilogue, common/lora_epilogue.wgsl: + s·U·Vᵀ)
 //   nf4_quantize          w → codes + f32 absmax per 64-block (bnb's rounding)
 //   nf4_absmax_sum        one level of the fixed-order tree sum of the absmax
 //   nf4_absmax_quantize   double quantization of absmax - mean (bnb's CPU LUT rounding)
@@ -90,6 +91,9 @@ fn qmatmul_nf4_gemv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroup
         part += dot_word(q1.z, xe + 48u) + dot_word(q1.w, xe + 56u);
         acc += part * nf4_absmax(blk, p.zero);
     }
+    if (LORA) {
+        acc += lora_term(p.lora, 0u, n);
+    }
     store_out(0u, n, acc);
 }
 
@@ -107,10 +111,10 @@ struct QuantParams {
 }
 
 @group(0) @binding(0) var<uniform> q: QuantParams;
-@group(0) @binding(10) var<storage, read_write> codes_out: array<u32>;
-@group(0) @binding(11) var<storage, read> lut: array<u32>;
-@group(0) @binding(12) var<storage, read_write> absmax_q_out: array<u32>;
-@group(0) @binding(13) var<storage, read_write> stats_out: array<f32>;
+@group(0) @binding(12) var<storage, read_write> codes_out: array<u32>;
+@group(0) @binding(13) var<storage, read> lut: array<u32>;
+@group(0) @binding(14) var<storage, read_write> absmax_q_out: array<u32>;
+@group(0) @binding(15) var<storage, read_write> stats_out: array<f32>;
 
 // NF4 decision bounds (code[i] + code[i+1]) / 2, exact f32 bits from the host.
 fn nf4_code_of(v: f32) -> u32 {

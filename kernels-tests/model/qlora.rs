@@ -1,7 +1,8 @@
 //! Quantized frozen bases under the models (QLoRA): the quantized forward is
 //! exactly the forward with dequantized weights, stays within the format's
-//! error budget of the f32 model, and LoRA trains on an NF4 base while the
-//! base stays bit-identical.
+//! error budget of the f32 model; with adapters (the fused QLoRA op) its
+//! logits and LoRA gradients equal the f32 LoRA model on the dequantized
+//! weights; and LoRA trains on an NF4 base while the base stays bit-identical.
 
 use super::parity::{fixture, ids};
 use crate::common::*;
@@ -11,6 +12,43 @@ use engine::ops::adamw::AdamwConfig;
 use engine::quant::QuantFormat;
 use engine::train::optim::{LrSchedule, Optimizer};
 use engine::{Tape, Tensor};
+use std::collections::BTreeMap;
+
+/// Replaces every linear weight of `deq` by `q`'s dequantized weight.
+fn load_dequantized(deq: &mut engine::models::CausalLm, q: &engine::models::CausalLm) {
+    for m in deq.linear_modules().unwrap() {
+        let w = q.quantized[&m.name].dequantize_host().unwrap(); // [out, in]
+        let (o, i) = (m.out_features, m.in_features);
+        let data: Vec<f32> = if m.out_in {
+            w
+        } else {
+            (0..i * o).map(|e| w[(e % o) * i + e / o]).collect()
+        };
+        let shape = if m.out_in { [o, i] } else { [i, o] };
+        deq.params.insert(
+            &format!("{}.weight", m.name),
+            Tensor::from_f32(&gpu(), &shape, &data).unwrap(),
+        );
+    }
+}
+
+/// Logits and the gradients of the LM loss (trainable parameters only).
+fn logits_and_grads(
+    model: &engine::models::CausalLm,
+    tokens: &Tokens,
+) -> (Vec<f32>, BTreeMap<String, Vec<f32>>) {
+    let tape = Tape::new(&gpu());
+    let vars = model.vars(&tape);
+    let logits = model.forward(&tape, &vars, tokens).unwrap().1;
+    let logits = logits.tensor().to_vec().unwrap();
+    let loss = model.lm_loss(&tape, &vars, tokens, None).unwrap();
+    let grads = vars.grads(&tape.backward(&loss).unwrap());
+    let grads = grads
+        .into_iter()
+        .map(|(k, t)| (k, t.to_vec().unwrap()))
+        .collect();
+    (logits, grads)
+}
 
 fn logits(model: &engine::models::CausalLm, tokens: &Tokens) -> Vec<f32> {
     let tape = Tape::new(&gpu());
@@ -41,20 +79,7 @@ fn quantized_forward_equals_dequantized_weights_and_stays_in_budget() {
             let exact = logits(&deq, &tokens);
             q.quantize_base(format).unwrap();
             // The same model with each weight replaced by its dequantized value.
-            for m in deq.linear_modules().unwrap() {
-                let w = q.quantized[&m.name].dequantize_host().unwrap(); // [out, in]
-                let (o, i) = (m.out_features, m.in_features);
-                let data: Vec<f32> = if m.out_in {
-                    w
-                } else {
-                    (0..i * o).map(|e| w[(e % o) * i + e / o]).collect()
-                };
-                let shape = if m.out_in { [o, i] } else { [i, o] };
-                deq.params.insert(
-                    &format!("{}.weight", m.name),
-                    Tensor::from_f32(&gpu(), &shape, &data).unwrap(),
-                );
-            }
+            load_dequantized(&mut deq, &q);
             let got = logits(&q, &tokens);
             let want = logits(&deq, &tokens);
             assert_close(
@@ -69,6 +94,63 @@ fn quantized_forward_equals_dequantized_weights_and_stays_in_budget() {
                 err < budget,
                 "{name} {format:?}: logits relative error {err} over budget {budget}"
             );
+        }
+    }
+}
+
+/// The fused QLoRA op inside a model (forward and backward through the
+/// dequantizing kernels with the LoRA epilogue) against the f32 fused LoRA
+/// on the dequantized weights: the same logits and adapter gradients.
+#[test]
+fn qlora_logits_and_gradients_equal_lora_on_dequantized_weights() {
+    let cases: [(&str, &[&str]); 2] = [
+        ("gpt2-tiny", &["c_attn", "c_proj", "c_fc"]),
+        (
+            "neox-parallel",
+            &["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"],
+        ),
+    ];
+    for (name, targets) in cases {
+        for format in [QuantFormat::Int8, QuantFormat::Nf4] {
+            let (mut q, json, _) = fixture(name);
+            let (mut deq, _, _) = fixture(name);
+            let tokens = Tokens::new(ids(&json["input_ids"]), 2).unwrap();
+            q.quantize_base(format).unwrap();
+            load_dequantized(&mut deq, &q);
+            let cfg = LoraConfig::new(4, 8.0, targets);
+            q.attach_lora(&cfg, 5).unwrap();
+            deq.attach_lora(&cfg, 5).unwrap();
+            // B starts at zero: give both models the same non-zero B.
+            let mut rng = Rng::new(77);
+            let names: Vec<(String, Vec<usize>)> = q
+                .params
+                .iter()
+                .filter(|p| p.name.contains(".lora_B."))
+                .map(|p| (p.name.clone(), p.tensor.shape().to_vec()))
+                .collect();
+            assert!(!names.is_empty(), "{name}: no adapters attached");
+            for (n, shape) in names {
+                let v = rng.vec(shape.iter().product(), 0.2);
+                for m in [&mut q, &mut deq] {
+                    m.params
+                        .insert(&n, Tensor::from_f32(&gpu(), &shape, &v).unwrap());
+                }
+            }
+            let (got, got_g) = logits_and_grads(&q, &tokens);
+            let (want, want_g) = logits_and_grads(&deq, &tokens);
+            let what = format!("{name} {format:?}");
+            assert_close(&format!("{what} logits"), &got, &to_f64(&want), 1e-4, 1e-4);
+            assert_eq!(
+                got_g.keys().collect::<Vec<_>>(),
+                want_g.keys().collect::<Vec<_>>(),
+                "{what}: the same parameters get gradients"
+            );
+            for (k, g) in &got_g {
+                assert!(k.contains(".lora_"), "{what}: {k} got a gradient");
+                let w = to_f64(&want_g[k]);
+                let scale = w.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+                assert_close(&format!("{what} d{k}"), g, &w, 1e-4 * scale.max(1e-3), 1e-3);
+            }
         }
     }
 }

@@ -12,6 +12,7 @@ mod grad_clip;
 mod head_slice;
 mod layernorm;
 mod lora;
+mod lora_quantized;
 mod matmul;
 mod qmatmul_int8;
 mod qmatmul_nf4;

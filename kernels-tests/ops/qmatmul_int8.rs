@@ -9,7 +9,7 @@ use engine::quant::{QuantFormat, QuantizedWeight};
 #[test]
 fn forward_and_backward() {
     check_qmatmul(QuantFormat::Int8, &|y, x, w, b| match w {
-        QuantizedWeight::Int8(w) => qmatmul_int8_forward_into(y, x, w, b).unwrap(),
+        QuantizedWeight::Int8(w) => qmatmul_int8_forward_into(y, x, w, b, None).unwrap(),
         _ => unreachable!(),
     });
 }

@@ -17,7 +17,7 @@ fn nf4(w: &QuantizedWeight) -> &engine::quant::Nf4Weight {
 #[test]
 fn forward_and_backward_general_kernel() {
     check_qmatmul(QuantFormat::Nf4, &|y, x, w, b| {
-        qmatmul_nf4_forward_into(Nf4Path::Gemm, y, x, nf4(w), b).unwrap()
+        qmatmul_nf4_forward_into(Nf4Path::Gemm, y, x, nf4(w), b, None).unwrap()
     });
 }
 
@@ -25,7 +25,7 @@ fn forward_and_backward_general_kernel() {
 fn forward_auto_uses_gemv_for_one_row() {
     // Auto: GEMV where M = 1 and K % 64 == 0, else the general kernel.
     check_qmatmul(QuantFormat::Nf4, &|y, x, w, b| {
-        qmatmul_nf4_forward_into(Nf4Path::Auto, y, x, nf4(w), b).unwrap()
+        qmatmul_nf4_forward_into(Nf4Path::Auto, y, x, nf4(w), b, None).unwrap()
     });
 }
 
@@ -46,6 +46,7 @@ fn gemv_matches_reference_at_lm_head_like_widths() {
             &upload(&[1, k], &x),
             nf4(&q),
             Some(&upload(&[n], &b)),
+            None,
         )
         .unwrap();
         let (want, s) = forward_ref(&x, &wd, Some(&b), 1, n, k);
@@ -66,6 +67,7 @@ fn gemv_matches_reference_at_lm_head_like_widths() {
         &y,
         &upload(&[1, 100], &[0.0; 100]),
         nf4(&q),
+        None,
         None
     )
     .is_err());

@@ -577,12 +577,18 @@ pub fn check_qmatmul(format: QuantFormat, forward: &ForwardFn) {
         let dy = rng.vec(m * n, 1.0);
         let dx = poisoned(&[m, k]);
         match &q {
-            QuantizedWeight::Int8(w) => {
-                engine::ops::qmatmul_int8::qmatmul_int8_backward_into(&dx, &upload(&[m, n], &dy), w)
-            }
-            QuantizedWeight::Nf4(w) => {
-                engine::ops::qmatmul_nf4::qmatmul_nf4_backward_into(&dx, &upload(&[m, n], &dy), w)
-            }
+            QuantizedWeight::Int8(w) => engine::ops::qmatmul_int8::qmatmul_int8_backward_into(
+                &dx,
+                &upload(&[m, n], &dy),
+                w,
+                None,
+            ),
+            QuantizedWeight::Nf4(w) => engine::ops::qmatmul_nf4::qmatmul_nf4_backward_into(
+                &dx,
+                &upload(&[m, n], &dy),
+                w,
+                None,
+            ),
         }
         .unwrap();
         let (want, s) = backward_ref(&dy, &wd, m, n, k);
@@ -674,11 +680,14 @@ pub fn check_qmatmul_chunking(format: QuantFormat) {
     let dy = rng.vec(m * n, 1.0);
     let dx = poisoned(&[m, k]);
     match &q {
-        QuantizedWeight::Int8(w) => {
-            engine::ops::qmatmul_int8::qmatmul_int8_backward_into(&dx, &upload(&[m, n], &dy), w)
-        }
+        QuantizedWeight::Int8(w) => engine::ops::qmatmul_int8::qmatmul_int8_backward_into(
+            &dx,
+            &upload(&[m, n], &dy),
+            w,
+            None,
+        ),
         QuantizedWeight::Nf4(w) => {
-            engine::ops::qmatmul_nf4::qmatmul_nf4_backward_into(&dx, &upload(&[m, n], &dy), w)
+            engine::ops::qmatmul_nf4::qmatmul_nf4_backward_into(&dx, &upload(&[m, n], &dy), w, None)
         }
     }
     .unwrap();

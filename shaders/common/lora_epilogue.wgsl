@@ -2,7 +2,7 @@
 // product kernel adds to output element (m, n) before its single store.
 //
 // One mechanism for every kernel that produces `C = x·op(W)`: matmul_cpu,
-// matmul (tiled), and later the quantized kernels. A kernel opts in by
+// matmul (tiled), and the dequantizing qmatmul_int8 / qmatmul_nf4 (GEMM, GEMV). A kernel opts in by
 //   * including this file (`//#include common/lora_epilogue`),
 //   * ending its params struct with a member `lora: LoraEpilogue`,
 //   * adding the term from the loaders below when `LORA` is true.

@@ -31,10 +31,19 @@
 // read past an edge (clamped addresses, finite) meet zero weights. Rows and
 // columns past the edge are never stored.
 //
+// LoRA: with the `LORA` override (common/lora_epilogue.wgsl) the low-rank term
+// scale·U·Vᵀ is accumulated into the same register blocks after the reduction
+// and before the one store (src/ops/lora.rs): forward U = x·Aᵀ, V = B [N, r];
+// backward U = s·dy·B, V = A [r, K] (LORA_V_T). U's rows are this dispatch's
+// rows (the host shifts its offset per row chunk); a dispatch that continues
+// a split reduction (accumulate = 1) runs without it.
+//
 // llvmpipe stops an invocation after 65535 loop iterations in total: a chunk
 // costs at most 1 + 8 (decode) iterations (the FMA steps are unrolled), and the
 // host splits the reduction into dispatches of at most 65536 steps
 // (accumulate = 1 after the first), i.e. ≤ 9,216 iterations per invocation.
+
+//#include common/lora_epilogue
 
 struct QgemmParams {
     m: u32,          // rows of A and C in this dispatch
@@ -53,6 +62,7 @@ struct QgemmParams {
     _pad0: u32,
     _pad1: u32,
     _pad2: u32,
+    lora: LoraEpilogue,
 }
 
 struct Dec8 {
@@ -103,8 +113,9 @@ fn fill_tile(c0: u32, rc: u32, lid: u32) {
     }
 }
 
-// THE store of every qmatmul kernel: bias, accumulation, and any later fused
-// epilogue (e.g. a LoRA term) belong here and nowhere else.
+// THE store of every qmatmul kernel: bias and accumulation happen here and
+// nowhere else. The LoRA term is already in `v` (added to the register blocks,
+// or by the GEMV through lora_term).
 fn store_out(m: u32, c: u32, v: f32) {
     if (m >= p.m || c >= p.cols) {
         return;
@@ -203,6 +214,25 @@ fn qgemm_forward(wg: vec3<u32>, lid: u32) {
         fstep(&acc, m0, rc, 56u);
         fstep(&acc, m0, rc, 60u);
     }
+    if (LORA) {
+        let e = p.lora;
+        for (var j = 0u; j < e.rank; j += 4u) {
+            let u0 = lora_u_panel(e, m0, j);
+            let u1 = lora_u_panel(e, m0 + 4u, j);
+            let v0 = lora_v_panel(e, j, n0);
+            let v1 = lora_v_panel(e, j, n0 + 4u);
+            let v2 = lora_v_panel(e, j, n0 + 8u);
+            let v3 = lora_v_panel(e, j, n0 + 12u);
+            acc.c[0] += v0 * u0;
+            acc.c[1] += v1 * u0;
+            acc.c[2] += v2 * u0;
+            acc.c[3] += v3 * u0;
+            acc.c[4] += v0 * u1;
+            acc.c[5] += v1 * u1;
+            acc.c[6] += v2 * u1;
+            acc.c[7] += v3 * u1;
+        }
+    }
     store_block(m0, n0, acc.c[0]);
     store_block(m0, n0 + 4u, acc.c[1]);
     store_block(m0, n0 + 8u, acc.c[2]);
@@ -268,6 +298,25 @@ fn qgemm_backward(wg: vec3<u32>, lid: u32) {
         qstep(&acc, m0, rc, 52u);
         qstep(&acc, m0, rc, 56u);
         qstep(&acc, m0, rc, 60u);
+    }
+    if (LORA) {
+        let e = p.lora;
+        for (var j = 0u; j < e.rank; j += 4u) {
+            let u0 = lora_u_panel(e, m0, j);
+            let u1 = lora_u_panel(e, m0 + 4u, j);
+            let u2 = lora_u_panel(e, m0 + 8u, j);
+            let u3 = lora_u_panel(e, m0 + 12u, j);
+            let v0 = lora_v_panel(e, j, c0);
+            let v1 = lora_v_panel(e, j, c0 + 4u);
+            acc.c[0] += v0 * u0;
+            acc.c[1] += v0 * u1;
+            acc.c[2] += v0 * u2;
+            acc.c[3] += v0 * u3;
+            acc.c[4] += v1 * u0;
+            acc.c[5] += v1 * u1;
+            acc.c[6] += v1 * u2;
+            acc.c[7] += v1 * u3;
+        }
     }
     store_block(m0, c0, acc.c[0]);
     store_block(m0 + 4u, c0, acc.c[1]);

@@ -3,16 +3,26 @@
 //! `lora_base_matmul` is the plain base product of the same shape (the bar:
 //! `lora_fused_fwd` within 1.15× of it, and faster than `lora_unfused_fwd`).
 //! Shapes read M×K×N/r; work counts the base and the low-rank FLOPs.
+//!
+//! The `qlora_nf4_*` cases are the same on a frozen NF4 base (W [N, K],
+//! quantized once per case): `qlora_nf4_base` is the plain dequantizing
+//! product with bias, the bar for `qlora_nf4_fused_fwd`.
 
 use anyhow::Result;
 use std::sync::Arc;
 
 use super::{Case, Run, Work};
 use crate::device::Gpu;
-use crate::ops::lora::{lora_backward, lora_forward, lora_forward_unfused, LoraSpec};
+use crate::ops::lora::{
+    lora_backward, lora_backward_on, lora_forward, lora_forward_on, lora_forward_unfused,
+    lora_forward_unfused_on, LoraBase, LoraSpec,
+};
 use crate::ops::matmul::matmul_forward;
+use crate::quant::{QuantFormat, QuantizedWeight};
 use crate::rng::Rng;
 use crate::tensor::Tensor;
+use std::cell::RefCell;
+use std::rc::Rc;
 
 const M: usize = 256;
 const K: usize = 768;
@@ -40,6 +50,65 @@ fn flops(f: f64) -> Work {
     Work::Flops(f)
 }
 
+/// The NF4 base of the `qlora_nf4_*` cases, quantized on first use.
+fn nf4_base(cell: &Rc<RefCell<Option<LoraBase>>>, gpu: &Arc<Gpu>) -> Result<LoraBase> {
+    if let Some(b) = cell.borrow().as_ref() {
+        return Ok(b.clone());
+    }
+    let w = random(gpu, &[N, K], 99, 0.05)?;
+    let b = LoraBase::quantized(&QuantizedWeight::quantize(&w, QuantFormat::Nf4)?);
+    *cell.borrow_mut() = Some(b.clone());
+    Ok(b)
+}
+
+/// LoRA on a frozen NF4 base: plain base, fused and unfused forward, fused backward.
+fn qlora_cases(spec: LoraSpec) -> Vec<Case> {
+    let (m, k, n, r) = (M as f64, K as f64, N as f64, R as f64);
+    let base = 2.0 * m * k * n;
+    let low = 2.0 * m * k * r + 2.0 * m * r * n;
+    let cell = Rc::new(RefCell::new(None));
+    let case = |op: &'static str, work: f64| {
+        let cell = cell.clone();
+        Case {
+            op,
+            shape: format!("{M}x{K}x{N}/r{R}"),
+            work: flops(work),
+            prepare: Box::new(move |gpu, seed| {
+                let wb = nf4_base(&cell, gpu)?;
+                let [x, _, bias, a, b, dy] = inputs(gpu, seed)?;
+                let bias = Some(bias);
+                Ok(match op {
+                    "qlora_nf4_base" => Box::new(move || {
+                        let LoraBase::Quantized { w, .. } = &wb else {
+                            unreachable!()
+                        };
+                        w.forward(&x, bias.as_ref()).map(drop)
+                    }) as Run,
+                    "qlora_nf4_fused_fwd" => Box::new(move || {
+                        lora_forward_on(&spec, &wb, &x, bias.as_ref(), &a, &b).map(drop)
+                    }) as Run,
+                    "qlora_nf4_unfused_fwd" => Box::new(move || {
+                        lora_forward_unfused_on(&spec, &wb, &x, bias.as_ref(), &a, &b).map(drop)
+                    }) as Run,
+                    _ => {
+                        let (_, xa) = lora_forward_on(&spec, &wb, &x, bias.as_ref(), &a, &b)?;
+                        let needs = [true, false, false, true, true];
+                        Box::new(move || {
+                            lora_backward_on(&spec, &wb, &dy, &x, &a, &b, &xa, needs).map(drop)
+                        }) as Run
+                    }
+                })
+            }),
+        }
+    };
+    vec![
+        case("qlora_nf4_base", base),
+        case("qlora_nf4_fused_fwd", base + low),
+        case("qlora_nf4_unfused_fwd", base + low),
+        case("qlora_nf4_fused_bwd", base + 2.0 * low),
+    ]
+}
+
 pub fn cases(_quick: bool) -> Vec<Case> {
     let (m, k, n, r) = (M as f64, K as f64, N as f64, R as f64);
     let base = 2.0 * m * k * n;
@@ -61,7 +130,7 @@ pub fn cases(_quick: bool) -> Vec<Case> {
             }) as Run)
         }),
     };
-    vec![
+    let mut out = vec![
         Case {
             op: "lora_base_matmul",
             shape: format!("{M}x{K}x{N}"),
@@ -92,5 +161,7 @@ pub fn cases(_quick: bool) -> Vec<Case> {
                 )
             }),
         },
-    ]
+    ];
+    out.extend(qlora_cases(spec));
+    out
 }

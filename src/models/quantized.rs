@@ -5,9 +5,9 @@
 //! so the base costs ~0.52 (NF4) or ~1 (int8) byte per weight. Biases,
 //! embeddings and layer norms stay f32. The forward runs the dequantizing
 //! kernels (`qlinear`), whose backward gives dx only: the base is frozen by
-//! type. LoRA on a quantized module adds `s·(dropout(x)·Aᵀ)·Bᵀ` with two
-//! small matmuls on the tape (the fused epilogue covers f32 bases only, for
-//! now), and "adapters off" is the plain quantized layer.
+//! type. LoRA on a quantized module runs the fused QLoRA op
+//! ([`qlora_linear`]: the dequantizing kernel adds `s·(dropout(x)·Aᵀ)·Bᵀ` in
+//! its epilogue, forward and dx), and "adapters off" is the plain quantized layer.
 
 use anyhow::{bail, Result};
 use std::collections::BTreeMap;
@@ -15,9 +15,7 @@ use std::sync::Arc;
 
 use super::lm::CausalLm;
 use super::lora::LoraSite;
-use crate::ops::dropout::dropout;
-use crate::ops::elementwise::{add, scale};
-use crate::ops::matmul::matmul;
+use crate::ops::lora::{qlora_linear, LoraSpec};
 use crate::quant::{qlinear, QuantFormat, QuantizedWeight, WeightLayout};
 use crate::tape::{Tape, Var};
 use crate::tensor::DType;
@@ -111,7 +109,7 @@ impl CausalLm {
     }
 }
 
-/// A linear layer over a quantized base, with an optional LoRA term.
+/// A linear layer over a quantized base, with an optional LoRA term (fused).
 pub fn quantized_linear(
     tape: &Tape,
     x: &Var,
@@ -119,13 +117,12 @@ pub fn quantized_linear(
     bias: Option<&Var>,
     lora: Option<LoraSite>,
 ) -> Result<Var> {
-    let y = qlinear(tape, x, w, bias)?;
-    let Some(l) = lora else { return Ok(y) };
-    let input = match l.dropout {
-        Some(d) => dropout(tape, x, d.p, d.seed, d.offset)?,
-        None => x.clone(),
+    let Some(l) = lora else {
+        return qlinear(tape, x, w, bias);
     };
-    let xa = matmul(tape, &input, l.a, None, false, true)?;
-    let low = matmul(tape, &xa, l.b, None, false, true)?;
-    add(tape, &y, &scale(tape, &low, l.scale, 0.0)?)
+    let spec = LoraSpec {
+        dropout: l.dropout,
+        ..LoraSpec::new(l.scale, true)
+    };
+    qlora_linear(tape, &spec, x, w, bias, l.a, l.b)
 }

@@ -6,12 +6,17 @@
 //! Shapes: x `[.., K]` (any leading dims, flattened to M rows), W `[K, N]`
 //! (GPT-2 Conv1D, `trans_b = false`) or `[N, K]` (`nn.Linear`, `trans_b =
 //! true`), bias `[N]`, A `[r, K]` and B `[N, r]` (PEFT's `lora_A` / `lora_B`
-//! layouts), y `[.., N]`. f32. Dropout (PEFT's `lora_dropout`) applies to the
-//! input of A only.
+//! layouts), y `[.., N]`. f32 activations. Dropout (PEFT's `lora_dropout`)
+//! applies to the input of A only.
 //!
-//! **Kernels.** This op has no shader of its own: every product runs on the
-//! matmul kernels (`shaders/matmul_cpu.wgsl`, `shaders/matmul.wgsl`) and the
-//! low-rank terms are added by their LoRA epilogue
+//! **Bases.** W is a [`LoraBase`]: f32 (the functions taking `w: &Tensor`) or a
+//! frozen int8 / NF4 weight `[N, K]` (the `*_on` functions with
+//! [`LoraBase::Quantized`], and [`qlora_linear`]: QLoRA).
+//!
+//! **Kernels.** This op has no shader of its own: the base product runs on
+//! the matmul kernels (`shaders/matmul_cpu.wgsl`, `shaders/matmul.wgsl`) or
+//! the dequantizing ones (`shaders/qmatmul_{int8,nf4}.wgsl`, GEMM and GEMV)
+//! and the low-rank terms are added by their shared LoRA epilogue
 //! (`shaders/common/lora_epilogue.wgsl`, host side in [`epilogue`]), which is
 //! compiled in by the `LORA` override constant only.
 //!
@@ -26,24 +31,25 @@
 //!   the epilogue of the same pass over dx (U = dxa, V = A read as `[r, K]`),
 //! - `dA = dxaᵀ·dropout(x)`, `dB = s·dyᵀ·xa`, `dbias = Σ_rows dy`,
 //! - `dW = x`-side product only if W is asked for (it is normally a frozen
-//!   constant: a LoRA model's base weights get no gradient).
+//!   constant: a LoRA model's base weights get no gradient; a quantized base
+//!   cannot have one).
 //!
 //! [`lora_forward_unfused`] is the reference the benchmark compares with: the
 //! base product, `x·Aᵀ`, `·Bᵀ` and an add, each its own pass.
 
 use anyhow::{ensure, Result};
 
+mod base;
 pub mod epilogue;
+mod tape;
+pub use base::LoraBase;
 pub use epilogue::{LoraEpilogueParams, LowRank};
+pub use tape::{lora_linear, lora_linear_on, lora_linear_with, qlora_linear};
 
 use crate::ops::axpy::axpy;
 use crate::ops::dropout::{dropout_backward, dropout_forward};
 use crate::ops::elementwise::{unary_forward, UnaryOp};
-use crate::ops::matmul::{
-    bias_grad, matmul_backward_with, matmul_forward_with, matmul_into, matmul_lowrank_into,
-    MatmulVariant,
-};
-use crate::tape::{Tape, Var};
+use crate::ops::matmul::{bias_grad, matmul_forward_with, MatmulVariant};
 use crate::tensor::{DType, Tensor};
 
 /// LoRA dropout on the input of A: probability `p`, and the `(seed, offset)`
@@ -60,9 +66,11 @@ pub struct LoraDropout {
 pub struct LoraSpec {
     /// `alpha / r` (or `alpha / √r` with rsLoRA).
     pub scale: f32,
-    /// W is stored `[N, K]` (`nn.Linear`) rather than `[K, N]` (Conv1D).
+    /// W is stored `[N, K]` (`nn.Linear`) rather than `[K, N]` (Conv1D), for
+    /// the functions taking an f32 `w` (a [`LoraBase`] carries its own layout).
     pub trans_b: bool,
     pub dropout: Option<LoraDropout>,
+    /// Kernel of the f32 products (the low-rank ones, and a dense base's).
     pub variant: MatmulVariant,
 }
 
@@ -94,29 +102,24 @@ pub struct LoraGrads {
 /// (M rows, K, N, r) after checking every shape.
 fn dims(
     x: &Tensor,
-    w: &Tensor,
+    base: &LoraBase,
     bias: Option<&Tensor>,
     a: &Tensor,
     b: &Tensor,
-    trans_b: bool,
 ) -> Result<(usize, usize, usize, usize)> {
-    for t in [x, w, a, b].into_iter().chain(bias) {
+    for t in [x, a, b].into_iter().chain(bias) {
         ensure!(t.dtype() == DType::F32, "lora needs f32 tensors, got {t:?}");
     }
-    let k = x.cols();
     ensure!(
-        w.shape().len() == 2 && a.shape().len() == 2 && b.shape().len() == 2,
-        "lora: W {w:?}, A {a:?} and B {b:?} must be matrices"
+        !x.shape().is_empty() && a.shape().len() == 2 && b.shape().len() == 2,
+        "lora: x {x:?}, A {a:?} and B {b:?}: need an input and matrices"
     );
-    let (wk, n) = if trans_b {
-        (w.shape()[1], w.shape()[0])
-    } else {
-        (w.shape()[0], w.shape()[1])
-    };
+    let (wk, n) = base.in_out()?;
+    let k = x.cols();
     let r = a.shape()[0];
     ensure!(
         wk == k && a.shape()[1] == k && b.shape() == [n, r] && r > 0,
-        "lora: x {x:?}, W {w:?} (trans_b {trans_b}), A {a:?} [r, in] and B {b:?} [out, r] disagree"
+        "lora: x {x:?}, a base of {wk} inputs and {n} outputs, A {a:?} [r, in] and B {b:?} [out, r] disagree"
     );
     if let Some(t) = bias {
         ensure!(t.shape() == [n], "lora: bias {t:?} for {n} outputs");
@@ -154,7 +157,8 @@ fn scaled(t: Tensor, s: f32) -> Result<Tensor> {
     )
 }
 
-/// Fused forward: `(y [.., N], xa [M, r])`, xa being what the backward needs.
+/// Fused forward on an f32 base: `(y [.., N], xa [M, r])`, xa being what the
+/// backward needs.
 pub fn lora_forward(
     spec: &LoraSpec,
     x: &Tensor,
@@ -163,27 +167,29 @@ pub fn lora_forward(
     a: &Tensor,
     b: &Tensor,
 ) -> Result<(Tensor, Tensor)> {
-    let (m, k, n, _) = dims(x, w, bias, a, b, spec.trans_b)?;
+    lora_forward_on(spec, &LoraBase::dense(w, spec.trans_b), x, bias, a, b)
+}
+
+/// Fused forward on any base: `xa = dropout(x)·Aᵀ`, then one pass over y.
+pub fn lora_forward_on(
+    spec: &LoraSpec,
+    base: &LoraBase,
+    x: &Tensor,
+    bias: Option<&Tensor>,
+    a: &Tensor,
+    b: &Tensor,
+) -> Result<(Tensor, Tensor)> {
+    let (m, k, n, _) = dims(x, base, bias, a, b)?;
     let x2 = x.reshape(&[m, k])?;
     let xa = matmul_forward_with(spec.variant, &a_input(spec, &x2)?, a, None, false, true)?;
     let y = Tensor::empty(x.gpu(), &[m, n], DType::F32)?;
     let lr = LowRank::new(&xa, b, false, spec.scale)?;
-    matmul_lowrank_into(
-        spec.variant,
-        &y,
-        &x2,
-        w,
-        bias,
-        false,
-        spec.trans_b,
-        false,
-        &lr,
-    )?;
+    base.forward_into(spec.variant, &y, &x2, bias, Some(&lr))?;
     Ok((y.reshape(&out_shape(x, n))?, xa))
 }
 
-/// The same output computed unfused (base product, `x·Aᵀ`, `·Bᵀ`, add), for
-/// benchmarks and as a test reference.
+/// The same output computed unfused on an f32 base (base product, `x·Aᵀ`,
+/// `·Bᵀ`, add), for benchmarks and as a test reference.
 pub fn lora_forward_unfused(
     spec: &LoraSpec,
     x: &Tensor,
@@ -192,18 +198,31 @@ pub fn lora_forward_unfused(
     a: &Tensor,
     b: &Tensor,
 ) -> Result<Tensor> {
-    let (m, k, n, _) = dims(x, w, bias, a, b, spec.trans_b)?;
+    lora_forward_unfused_on(spec, &LoraBase::dense(w, spec.trans_b), x, bias, a, b)
+}
+
+/// [`lora_forward_unfused`] on any base.
+pub fn lora_forward_unfused_on(
+    spec: &LoraSpec,
+    base: &LoraBase,
+    x: &Tensor,
+    bias: Option<&Tensor>,
+    a: &Tensor,
+    b: &Tensor,
+) -> Result<Tensor> {
+    let (m, k, n, _) = dims(x, base, bias, a, b)?;
     let v = spec.variant;
     let x2 = x.reshape(&[m, k])?;
-    let y = matmul_forward_with(v, &x2, w, bias, false, spec.trans_b)?;
+    let y = Tensor::empty(x.gpu(), &[m, n], DType::F32)?;
+    base.forward_into(v, &y, &x2, bias, None)?;
     let xa = matmul_forward_with(v, &a_input(spec, &x2)?, a, None, false, true)?;
     let z = matmul_forward_with(v, &xa, b, None, false, true)?;
     axpy(&y, spec.scale, &z)?;
     y.reshape(&out_shape(x, n))
 }
 
-/// Gradients for `dy`, given the forward's inputs and its saved `xa`;
-/// `needs` = [dx, dW, dbias, dA, dB].
+/// Gradients on an f32 base for `dy`, given the forward's inputs and its saved
+/// `xa`; `needs` = [dx, dW, dbias, dA, dB].
 #[allow(clippy::too_many_arguments)]
 pub fn lora_backward(
     spec: &LoraSpec,
@@ -215,12 +234,28 @@ pub fn lora_backward(
     xa: &Tensor,
     needs: [bool; 5],
 ) -> Result<LoraGrads> {
-    let (m, k, n, r) = dims(x, w, None, a, b, spec.trans_b)?;
+    let base = LoraBase::dense(w, spec.trans_b);
+    lora_backward_on(spec, &base, dy, x, a, b, xa, needs)
+}
+
+/// [`lora_backward`] on any base (a quantized one refuses dW).
+#[allow(clippy::too_many_arguments)]
+pub fn lora_backward_on(
+    spec: &LoraSpec,
+    base: &LoraBase,
+    dy: &Tensor,
+    x: &Tensor,
+    a: &Tensor,
+    b: &Tensor,
+    xa: &Tensor,
+    needs: [bool; 5],
+) -> Result<LoraGrads> {
+    let (m, k, n, r) = dims(x, base, None, a, b)?;
     ensure!(
         dy.numel() == m * n && xa.shape() == [m, r],
         "lora backward: dy {dy:?} / xa {xa:?} for {m} rows of {n} outputs, rank {r}"
     );
-    let (v, tb, s) = (spec.variant, spec.trans_b, spec.scale);
+    let (v, s) = (spec.variant, spec.scale);
     let (x2, dy2) = (x.reshape(&[m, k])?, dy.reshape(&[m, n])?);
     let mut g = LoraGrads::default();
     // dxa = s·dy·B [M, r], shared by dx and dA.
@@ -239,10 +274,10 @@ pub fn lora_backward(
             // One pass over dx: dy·op(W)ᵀ with dxa·A in the epilogue.
             None => {
                 let lr = LowRank::new(dxa, a, true, 1.0)?;
-                matmul_lowrank_into(v, &dx, &dy2, w, None, false, !tb, false, &lr)?;
+                base.input_grad_into(v, &dx, &dy2, Some(&lr))?;
             }
             Some(d) => {
-                matmul_into(v, &dx, &dy2, w, None, false, !tb, false)?;
+                base.input_grad_into(v, &dx, &dy2, None)?;
                 let t = matmul_forward_with(v, dxa, a, None, false, false)?;
                 axpy(&dx, 1.0, &dropout_backward(&t, d.p, d.seed, d.offset)?)?;
             }
@@ -250,8 +285,7 @@ pub fn lora_backward(
         g.dx = Some(dx.reshape(x.shape())?);
     }
     if needs[1] {
-        let want = [false, true, false];
-        g.dw = matmul_backward_with(v, &dy2, &x2, w, false, tb, want)?.db;
+        g.dw = Some(base.weight_grad(v, &dy2, &x2)?);
     }
     if needs[2] {
         g.dbias = Some(bias_grad(&dy2)?);
@@ -274,63 +308,4 @@ pub fn lora_backward(
         )?);
     }
     Ok(g)
-}
-
-/// Records a LoRA linear on the tape: `y = x·op(W) (+ bias) +
-/// scale·(dropout(x)·Aᵀ)·Bᵀ`, shapes as in the module docs. `w` is normally a
-/// constant (frozen base weight); it gets a gradient only if it requires one.
-/// `dropout` is `(p, seed, offset)` as in [`LoraDropout`].
-#[allow(clippy::too_many_arguments)]
-pub fn lora_linear(
-    tape: &Tape,
-    x: &Var,
-    w: &Var,
-    bias: Option<&Var>,
-    a: &Var,
-    b: &Var,
-    scale: f32,
-    trans_b: bool,
-    dropout: Option<LoraDropout>,
-) -> Result<Var> {
-    let spec = LoraSpec {
-        dropout,
-        ..LoraSpec::new(scale, trans_b)
-    };
-    lora_linear_with(tape, &spec, x, w, bias, a, b)
-}
-
-/// [`lora_linear`] with a full [`LoraSpec`] (e.g. a forced matmul variant).
-pub fn lora_linear_with(
-    tape: &Tape,
-    spec: &LoraSpec,
-    x: &Var,
-    w: &Var,
-    bias: Option<&Var>,
-    a: &Var,
-    b: &Var,
-) -> Result<Var> {
-    let [xt, wt, at, bt] = [x, w, a, b].map(|v| v.tensor().clone());
-    let (y, xa) = lora_forward(spec, &xt, &wt, bias.map(|v| v.tensor()), &at, &bt)?;
-    let has_bias = bias.is_some();
-    let mut inputs = vec![x, w];
-    inputs.extend(bias);
-    inputs.extend([a, b]);
-    let spec = *spec;
-    Ok(tape.record("lora_linear", &inputs, y, move |dy, needs| {
-        let o = has_bias as usize;
-        let want = [
-            needs[0],
-            needs[1],
-            has_bias && needs[2],
-            needs[2 + o],
-            needs[3 + o],
-        ];
-        let g = lora_backward(&spec, dy, &xt, &wt, &at, &bt, &xa, want)?;
-        let mut grads = vec![g.dx, g.dw];
-        if has_bias {
-            grads.push(g.dbias);
-        }
-        grads.extend([g.da, g.db]);
-        Ok(grads)
-    }))
 }

@@ -6,11 +6,13 @@
 //!
 //! Shapes: W [N, K] (nn.Linear layout); x [.., K] → y [.., N]; bias [N];
 //! dy [.., N] → dx [.., K]. Forward saves nothing. The general kernel is
-//! `common/qgemm.wgsl`, shared with qmatmul_nf4.
+//! `common/qgemm.wgsl`, shared with qmatmul_nf4; both entries take the LoRA
+//! epilogue (`lr`: `+ scale·U·Vᵀ` before the one store, see [`crate::ops::lora`]).
 
 use anyhow::{ensure, Result};
 
 use crate::kernel::{groups_1d, Bind, Kernel};
+use crate::ops::lora::epilogue::LowRank;
 use crate::quant::gemm::{out_shape, qgemm};
 use crate::quant::int8::INV_127;
 use crate::quant::Int8Weight;
@@ -37,16 +39,18 @@ pub struct Int8QuantParams {
 /// `y = x · Wᵀ (+ bias)` for x [.., K].
 pub fn qmatmul_int8_forward(x: &Tensor, w: &Int8Weight, bias: Option<&Tensor>) -> Result<Tensor> {
     let y = Tensor::empty(x.gpu(), &out_shape(x, w.n), DType::F32)?;
-    qmatmul_int8_forward_into(&y, x, w, bias)?;
+    qmatmul_int8_forward_into(&y, x, w, bias, None)?;
     Ok(y)
 }
 
-/// [`qmatmul_int8_forward`] into an existing `y`.
+/// [`qmatmul_int8_forward`] into an existing `y`, plus an optional low-rank
+/// term over y `[rows, N]` (LoRA: U = x·Aᵀ, V = B).
 pub fn qmatmul_int8_forward_into(
     y: &Tensor,
     x: &Tensor,
     w: &Int8Weight,
     bias: Option<&Tensor>,
+    lr: Option<&LowRank>,
 ) -> Result<()> {
     qgemm(
         SHADER,
@@ -58,18 +62,25 @@ pub fn qmatmul_int8_forward_into(
         &w.binds(),
         bias,
         INV_127,
+        lr,
     )
 }
 
 /// `dx = dy · W` for dy [.., N].
 pub fn qmatmul_int8_backward(dy: &Tensor, w: &Int8Weight) -> Result<Tensor> {
     let dx = Tensor::empty(dy.gpu(), &out_shape(dy, w.k), DType::F32)?;
-    qmatmul_int8_backward_into(&dx, dy, w)?;
+    qmatmul_int8_backward_into(&dx, dy, w, None)?;
     Ok(dx)
 }
 
-/// [`qmatmul_int8_backward`] into an existing `dx`.
-pub fn qmatmul_int8_backward_into(dx: &Tensor, dy: &Tensor, w: &Int8Weight) -> Result<()> {
+/// [`qmatmul_int8_backward`] into an existing `dx`, plus an optional low-rank
+/// term over dx `[rows, K]` (LoRA: U = s·dy·B, V = A read as `[r, K]`).
+pub fn qmatmul_int8_backward_into(
+    dx: &Tensor,
+    dy: &Tensor,
+    w: &Int8Weight,
+    lr: Option<&LowRank>,
+) -> Result<()> {
     qgemm(
         SHADER,
         "qmatmul_int8_backward",
@@ -80,6 +91,7 @@ pub fn qmatmul_int8_backward_into(dx: &Tensor, dy: &Tensor, w: &Int8Weight) -> R
         &w.binds(),
         None,
         INV_127,
+        lr,
     )
 }
 
@@ -131,7 +143,7 @@ pub fn int8_quantize(w: &Tensor) -> Result<Int8Weight> {
             src_off: off,
             ..base
         };
-        run("int8_row_absmax", &p, &[xb, q.stats.bind(11)], r1 - r0, gpu)?;
+        run("int8_row_absmax", &p, &[xb, q.stats.bind(13)], r1 - r0, gpu)?;
     }
     for (lo, hi) in ranges(gpu, n * k, 64) {
         let (xb, off) = w.bind_elems(1, lo, hi);
@@ -144,7 +156,7 @@ pub fn int8_quantize(w: &Tensor) -> Result<Int8Weight> {
         run(
             "int8_quantize",
             &p,
-            &[xb, q.codes.bind(10), q.stats.bind(11)],
+            &[xb, q.codes.bind(12), q.stats.bind(13)],
             (hi - lo).div_ceil(4),
             gpu,
         )?;

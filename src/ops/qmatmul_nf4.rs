@@ -12,14 +12,17 @@
 //! workgroup into workgroup memory, then register-blocked mat4 FMAs; the one
 //! store is `store_out`, where a fused epilogue such as LoRA would go); a
 //! single row with K % 64 == 0 goes to `qmatmul_nf4_gemv` (one invocation per
-//! output, streaming ~0.52 bytes per weight). Activations larger than one
+//! output, streaming ~0.52 bytes per weight). All three take the LoRA
+//! epilogue (`lr`: `+ scale·U·Vᵀ` added before the one store; see
+//! [`crate::ops::lora`]). Activations larger than one
 //! binding are split by rows, reductions longer than 65,536 into accumulating
 //! dispatches; the packed codes must fit one binding.
 
 use anyhow::{bail, ensure, Result};
 
 use crate::kernel::{groups_1d, Bind, Kernel};
-use crate::quant::gemm::{out_shape, qgemm};
+use crate::ops::lora::epilogue::LowRank;
+use crate::quant::gemm::{check_lowrank, lora_binds, out_shape, qgemm};
 use crate::quant::nf4::{ABSMAX_BLOCK, NF4_BLOCK, SUM_GROUP};
 use crate::quant::tables::{dynamic_lut, dynamic_map};
 use crate::quant::Nf4Weight;
@@ -58,17 +61,19 @@ pub enum Nf4Path {
 /// `y = x · Wᵀ (+ bias)` with the kernel chosen for the shape.
 pub fn qmatmul_nf4_forward(x: &Tensor, w: &Nf4Weight, bias: Option<&Tensor>) -> Result<Tensor> {
     let y = Tensor::empty(x.gpu(), &out_shape(x, w.n), DType::F32)?;
-    qmatmul_nf4_forward_into(Nf4Path::Auto, &y, x, w, bias)?;
+    qmatmul_nf4_forward_into(Nf4Path::Auto, &y, x, w, bias, None)?;
     Ok(y)
 }
 
-/// [`qmatmul_nf4_forward`] into an existing `y` with a chosen kernel.
+/// [`qmatmul_nf4_forward`] into an existing `y` with a chosen kernel, plus
+/// an optional low-rank term over y `[rows, N]` (LoRA: U = x·Aᵀ, V = B).
 pub fn qmatmul_nf4_forward_into(
     path: Nf4Path,
     y: &Tensor,
     x: &Tensor,
     w: &Nf4Weight,
     bias: Option<&Tensor>,
+    lr: Option<&LowRank>,
 ) -> Result<()> {
     let gemv_ok = x.rows() == 1 && w.k.is_multiple_of(NF4_BLOCK);
     match path {
@@ -77,7 +82,7 @@ pub fn qmatmul_nf4_forward_into(
             w.n,
             w.k
         ),
-        Nf4Path::Gemv | Nf4Path::Auto if gemv_ok => gemv(y, x, w, bias),
+        Nf4Path::Gemv | Nf4Path::Auto if gemv_ok => gemv(y, x, w, bias, lr),
         _ => qgemm(
             SHADER,
             "qmatmul_nf4_forward",
@@ -88,6 +93,7 @@ pub fn qmatmul_nf4_forward_into(
             &w.binds(),
             bias,
             0.0,
+            lr,
         ),
     }
 }
@@ -95,12 +101,18 @@ pub fn qmatmul_nf4_forward_into(
 /// `dx = dy · W` for dy [.., N].
 pub fn qmatmul_nf4_backward(dy: &Tensor, w: &Nf4Weight) -> Result<Tensor> {
     let dx = Tensor::empty(dy.gpu(), &out_shape(dy, w.k), DType::F32)?;
-    qmatmul_nf4_backward_into(&dx, dy, w)?;
+    qmatmul_nf4_backward_into(&dx, dy, w, None)?;
     Ok(dx)
 }
 
-/// [`qmatmul_nf4_backward`] into an existing `dx`.
-pub fn qmatmul_nf4_backward_into(dx: &Tensor, dy: &Tensor, w: &Nf4Weight) -> Result<()> {
+/// [`qmatmul_nf4_backward`] into an existing `dx`, plus an optional low-rank
+/// term over dx `[rows, K]` (LoRA: U = s·dy·B, V = A read as `[r, K]`).
+pub fn qmatmul_nf4_backward_into(
+    dx: &Tensor,
+    dy: &Tensor,
+    w: &Nf4Weight,
+    lr: Option<&LowRank>,
+) -> Result<()> {
     qgemm(
         SHADER,
         "qmatmul_nf4_backward",
@@ -111,10 +123,17 @@ pub fn qmatmul_nf4_backward_into(dx: &Tensor, dy: &Tensor, w: &Nf4Weight) -> Res
         &w.binds(),
         None,
         0.0,
+        lr,
     )
 }
 
-fn gemv(y: &Tensor, x: &Tensor, w: &Nf4Weight, bias: Option<&Tensor>) -> Result<()> {
+fn gemv(
+    y: &Tensor,
+    x: &Tensor,
+    w: &Nf4Weight,
+    bias: Option<&Tensor>,
+    lr: Option<&LowRank>,
+) -> Result<()> {
     ensure!(
         x.dtype() == DType::F32 && x.cols() == w.k && y.shape() == out_shape(x, w.n),
         "qmatmul_nf4_gemv: x {x:?}, y {y:?} for a [{}, {}] weight",
@@ -133,7 +152,11 @@ fn gemv(y: &Tensor, x: &Tensor, w: &Nf4Weight, bias: Option<&Tensor>) -> Result<
         "qmatmul_nf4_gemv: x {x:?} or y {y:?} exceeds one storage binding ({} bytes)",
         x.gpu().max_binding()
     );
+    if let Some(l) = lr {
+        check_lowrank("qmatmul_nf4_gemv", l, 1, w.n)?;
+    }
     let gpu = x.gpu();
+    let (lbinds, lora, consts) = lora_binds(lr, x.bind(2));
     let params = QgemmParams {
         m: 1,
         cols: w.n as u32,
@@ -143,13 +166,15 @@ fn gemv(y: &Tensor, x: &Tensor, w: &Nf4Weight, bias: Option<&Tensor>) -> Result<
         wk: w.k as u32,
         ldx: w.k as u32,
         has_bias: bias.is_some() as u32,
+        lora,
         ..Default::default()
     };
     let mut binds = vec![x.bind(2), bias.unwrap_or(x).bind(3), y.bind(4)];
     binds.extend(w.binds());
+    binds.extend(lbinds);
     let groups = groups_1d(gpu, w.n.div_ceil(64) as u32);
     gpu.dispatch(
-        &Kernel::new(SHADER, "qmatmul_nf4_gemv"),
+        &Kernel::new(SHADER, "qmatmul_nf4_gemv").with(&consts),
         &params,
         &binds,
         groups,
@@ -208,7 +233,7 @@ pub fn nf4_quantize(w: &Tensor) -> Result<Nf4Weight> {
         run(
             "nf4_quantize",
             &p,
-            &[xb, absmax.bind(4), q.codes.bind(10)],
+            &[xb, absmax.bind(4), q.codes.bind(12)],
             count,
             gpu,
         )?;
@@ -241,10 +266,10 @@ pub fn nf4_quantize(w: &Tensor) -> Result<Nf4Weight> {
     let binds = [
         absmax.bind(1),
         sum.bind(3),
-        lut.bind(11),
-        q.absmax_q.bind(12),
+        lut.bind(13),
+        q.absmax_q.bind(14),
         Bind {
-            binding: 13,
+            binding: 15,
             ..stats
         },
     ];

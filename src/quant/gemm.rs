@@ -6,6 +6,7 @@
 use anyhow::{bail, ensure, Result};
 
 use crate::kernel::{Bind, Kernel};
+use crate::ops::lora::epilogue::{dummy_binds, LoraEpilogueParams, LowRank};
 use crate::tensor::{DType, Tensor};
 
 /// Mirrors `QgemmParams` in `shaders/common/qgemm.wgsl`.
@@ -28,6 +29,8 @@ pub struct QgemmParams {
     pub _pad0: u32,
     pub _pad1: u32,
     pub _pad2: u32,
+    /// The LoRA epilogue's part (zero when the pipeline has none).
+    pub lora: LoraEpilogueParams,
 }
 
 /// Rows and columns of C one workgroup covers (see the shader): (forward, backward).
@@ -47,9 +50,44 @@ pub(crate) fn out_shape(a: &Tensor, cols: usize) -> Vec<usize> {
     shape
 }
 
+/// Bindings 10 and 11, params and override constants of the LoRA epilogue for
+/// one dispatch: the term (already shifted to the dispatch's rows), or dummy
+/// ranges (`fallback`, a read-only range of the dispatch) and LORA = false.
+pub(crate) fn lora_binds<'t>(
+    lr: Option<&LowRank<'t>>,
+    fallback: Bind<'t>,
+) -> ([Bind<'t>; 2], LoraEpilogueParams, Vec<(&'static str, f64)>) {
+    match lr {
+        Some(l) => {
+            let (binds, params, consts) = l.bind();
+            (binds, params, consts.to_vec())
+        }
+        None => (dummy_binds(fallback), Default::default(), Vec::new()),
+    }
+}
+
+/// Checks that a low-rank term matches the output `[m, cols]` and that V fits
+/// one binding (U is split with the output rows).
+pub(crate) fn check_lowrank(entry: &str, lr: &LowRank, m: usize, cols: usize) -> Result<()> {
+    ensure!(
+        lr.dims() == (m, cols),
+        "{entry}: LoRA term {:?} for an output of [{m}, {cols}]",
+        lr.dims()
+    );
+    let max = lr.v.gpu().max_binding();
+    ensure!(
+        lr.v.bytes() + lr.v.gpu().binding_alignment() <= max,
+        "{entry}: LoRA operand {:?} exceeds one storage binding ({max} bytes)",
+        lr.v
+    );
+    Ok(())
+}
+
 /// `C = A · Wᵀ (+ bias)` (forward, A = x [.., K]) or `C = A · W` (backward,
 /// A = dy [.., N]) into `y`, against a quantized W [wn, wk] whose buffers are
 /// `wbinds` (bindings 5 and up); `qscale` is the format's run-time constant.
+/// `lr` adds a low-rank term `scale·U·Vᵀ` over C `[rows, cols]` in the same
+/// pass (the LoRA epilogue).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn qgemm(
     shader: &'static str,
@@ -61,6 +99,7 @@ pub(crate) fn qgemm(
     wbinds: &[Bind],
     bias: Option<&Tensor>,
     qscale: f32,
+    lr: Option<&LowRank>,
 ) -> Result<()> {
     let (red, cols) = if backward { (wn, wk) } else { (wk, wn) };
     ensure!(
@@ -79,6 +118,9 @@ pub(crate) fn qgemm(
         "{entry}: output {y:?}, expected f32 {:?}",
         out_shape(a, cols)
     );
+    if let Some(l) = lr {
+        check_lowrank(entry, l, m, cols)?;
+    }
     let gpu = a.gpu();
     if m == 0 || cols == 0 {
         return Ok(());
@@ -90,8 +132,11 @@ pub(crate) fn qgemm(
         "{entry}: {cols} output columns exceed one dispatch's {} columns",
         65535 * wg_cols
     );
-    let maxb = (gpu.max_binding() / 4) as usize;
-    let row_elems = red.max(cols);
+    // Rows per dispatch: each bound range (x, y, and the LoRA term's U) must
+    // fit one binding after its start is rounded down to the alignment.
+    let align = (gpu.binding_alignment() / 4) as usize;
+    let maxb = ((gpu.max_binding() / 4) as usize).saturating_sub(align);
+    let row_elems = red.max(cols).max(lr.map_or(0, |l| l.rank()));
     if row_elems > maxb {
         bail!(
             "{entry}: one row of {row_elems} f32 does not fit a storage binding ({} bytes)",
@@ -103,20 +148,34 @@ pub(crate) fn qgemm(
     while m0 < m {
         let m1 = (m0 + rows_per).min(m);
         let (xb, x_off) = a.bind_elems(1, m0 * red, m1 * red);
-        let x4 = Bind { binding: 2, ..xb };
+        // The same range as vec4s: whole 16-byte units (pooled buffers come
+        // in 256-byte multiples, so rounding up stays inside the buffer).
+        let x4 = Bind {
+            binding: 2,
+            size: xb
+                .size
+                .next_multiple_of(16)
+                .min(xb.buffer.size() - xb.offset),
+            ..xb
+        };
         let (yb, y_off) = y.bind_elems(4, m0 * cols, m1 * cols);
         let bb = match bias {
             Some(b) => b.bind(3),
             None => Bind { binding: 3, ..xb },
         };
         let vec_x = red % 4 == 0 && x_off % 4 == 0;
-        let consts = [("VEC_X", if vec_x { 1.0 } else { 0.0 })];
-        let kernel = Kernel::new(shader, entry).with(&consts);
-        let mut binds = vec![xb, x4, bb, yb];
-        binds.extend_from_slice(wbinds);
+        let shifted = lr.map(|l| l.shifted(m0, 0, m1 - m0, cols));
         let mut r0 = 0;
         while r0 < red {
             let r1 = (r0 + MAX_REDUCTION).min(red);
+            // The term joins the first dispatch of a split reduction only.
+            let (lbinds, lora, lconsts) = lora_binds(shifted.as_ref().filter(|_| r0 == 0), xb);
+            let mut consts = vec![("VEC_X", if vec_x { 1.0 } else { 0.0 })];
+            consts.extend(lconsts);
+            let kernel = Kernel::new(shader, entry).with(&consts);
+            let mut binds = vec![xb, x4, bb, yb];
+            binds.extend_from_slice(wbinds);
+            binds.extend(lbinds);
             let params = QgemmParams {
                 m: (m1 - m0) as u32,
                 cols: cols as u32,
@@ -130,6 +189,7 @@ pub(crate) fn qgemm(
                 has_bias: (bias.is_some() && r0 == 0) as u32,
                 accumulate: (r0 > 0) as u32,
                 qscale,
+                lora,
                 ..Default::default()
             };
             let groups = [col_groups as u32, (m1 - m0).div_ceil(wg_rows) as u32, 1];

@@ -23,6 +23,8 @@ use anyhow::{ensure, Result};
 use std::sync::Arc;
 
 use crate::device::Gpu;
+use crate::ops::lora::LowRank;
+use crate::ops::qmatmul_nf4::Nf4Path;
 use crate::ops::{qmatmul_int8, qmatmul_nf4};
 use crate::tensor::Tensor;
 
@@ -174,6 +176,34 @@ impl QuantizedWeight {
         match self {
             QuantizedWeight::Int8(w) => qmatmul_int8::qmatmul_int8_backward(dy, w),
             QuantizedWeight::Nf4(w) => qmatmul_nf4::qmatmul_nf4_backward(dy, w),
+        }
+    }
+
+    /// [`QuantizedWeight::forward`] into `y`, plus an optional low-rank term
+    /// over y (the LoRA epilogue, same pass). `path` picks NF4's kernel
+    /// (int8 has one).
+    pub fn forward_into(
+        &self,
+        path: Nf4Path,
+        y: &Tensor,
+        x: &Tensor,
+        bias: Option<&Tensor>,
+        lr: Option<&LowRank>,
+    ) -> Result<()> {
+        match self {
+            QuantizedWeight::Int8(w) => qmatmul_int8::qmatmul_int8_forward_into(y, x, w, bias, lr),
+            QuantizedWeight::Nf4(w) => {
+                qmatmul_nf4::qmatmul_nf4_forward_into(path, y, x, w, bias, lr)
+            }
+        }
+    }
+
+    /// [`QuantizedWeight::backward`] into `dx`, plus an optional low-rank
+    /// term over dx (the LoRA epilogue, same pass).
+    pub fn backward_into(&self, dx: &Tensor, dy: &Tensor, lr: Option<&LowRank>) -> Result<()> {
+        match self {
+            QuantizedWeight::Int8(w) => qmatmul_int8::qmatmul_int8_backward_into(dx, dy, w, lr),
+            QuantizedWeight::Nf4(w) => qmatmul_nf4::qmatmul_nf4_backward_into(dx, dy, w, lr),
         }
     }
 }

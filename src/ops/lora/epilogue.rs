@@ -3,7 +3,7 @@
 //! `C [M, N]` before its one store.
 //!
 //! The one shared mechanism for every kernel that computes `x·op(W)`
-//! (matmul_cpu, matmul, and the quantized kernels later). A kernel that adopts it
+//! (matmul_cpu, matmul, qmatmul_int8 and qmatmul_nf4). A kernel that adopts it
 //! 1. includes `common/lora_epilogue` and ends its params struct with
 //!    `lora: LoraEpilogue` (Rust: a [`LoraEpilogueParams`] field),
 //! 2. adds the term in registers when the override `LORA` is true,

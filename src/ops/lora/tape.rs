@@ -1,0 +1,105 @@
+//! The LoRA linear on the tape, for every base (see [`super::LoraBase`]).
+
+use anyhow::Result;
+
+use super::{lora_backward_on, lora_forward_on, LoraBase, LoraDropout, LoraSpec};
+use crate::quant::QuantizedWeight;
+use crate::tape::{Tape, Var};
+
+/// Records a LoRA linear on the tape: `y = x·op(W) (+ bias) +
+/// scale·(dropout(x)·Aᵀ)·Bᵀ`, shapes as in the module docs. `w` is normally a
+/// constant (frozen base weight); it gets a gradient only if it requires one.
+/// `dropout` is `(p, seed, offset)` as in [`LoraDropout`].
+#[allow(clippy::too_many_arguments)]
+pub fn lora_linear(
+    tape: &Tape,
+    x: &Var,
+    w: &Var,
+    bias: Option<&Var>,
+    a: &Var,
+    b: &Var,
+    scale: f32,
+    trans_b: bool,
+    dropout: Option<LoraDropout>,
+) -> Result<Var> {
+    let spec = LoraSpec {
+        dropout,
+        ..LoraSpec::new(scale, trans_b)
+    };
+    lora_linear_with(tape, &spec, x, w, bias, a, b)
+}
+
+/// [`lora_linear`] with a full [`LoraSpec`] (e.g. a forced matmul variant).
+pub fn lora_linear_with(
+    tape: &Tape,
+    spec: &LoraSpec,
+    x: &Var,
+    w: &Var,
+    bias: Option<&Var>,
+    a: &Var,
+    b: &Var,
+) -> Result<Var> {
+    let base = LoraBase::dense(w.tensor(), spec.trans_b);
+    lora_linear_on(tape, spec, &base, Some(w), x, bias, a, b)
+}
+
+/// QLoRA: the LoRA linear over a frozen int8 / NF4 weight `[N, K]`, fused
+/// (one pass of the dequantizing kernel per product, the low-rank term in its
+/// epilogue). Gradients flow to x, the bias, A and B; `spec.trans_b` is unused.
+pub fn qlora_linear(
+    tape: &Tape,
+    spec: &LoraSpec,
+    x: &Var,
+    w: &QuantizedWeight,
+    bias: Option<&Var>,
+    a: &Var,
+    b: &Var,
+) -> Result<Var> {
+    lora_linear_on(tape, spec, &LoraBase::quantized(w), None, x, bias, a, b)
+}
+
+/// The LoRA linear on any base. `w_var` is the tape variable of a dense base's
+/// weight (None for a quantized base, which is not a `Var`).
+#[allow(clippy::too_many_arguments)]
+pub fn lora_linear_on(
+    tape: &Tape,
+    spec: &LoraSpec,
+    base: &LoraBase,
+    w_var: Option<&Var>,
+    x: &Var,
+    bias: Option<&Var>,
+    a: &Var,
+    b: &Var,
+) -> Result<Var> {
+    let [xt, at, bt] = [x, a, b].map(|v| v.tensor().clone());
+    let (y, xa) = lora_forward_on(spec, base, &xt, bias.map(|v| v.tensor()), &at, &bt)?;
+    let (has_w, has_bias) = (w_var.is_some(), bias.is_some());
+    let mut inputs = vec![x];
+    inputs.extend(w_var);
+    inputs.extend(bias);
+    inputs.extend([a, b]);
+    let (spec, base) = (*spec, base.clone());
+    Ok(tape.record("lora_linear", &inputs, y, move |dy, needs| {
+        // Positions of W and the bias among the inputs, when present.
+        let iw = 1;
+        let ib = iw + has_w as usize;
+        let ia = ib + has_bias as usize;
+        let want = [
+            needs[0],
+            has_w && needs[iw],
+            has_bias && needs[ib],
+            needs[ia],
+            needs[ia + 1],
+        ];
+        let g = lora_backward_on(&spec, &base, dy, &xt, &at, &bt, &xa, want)?;
+        let mut grads = vec![g.dx];
+        if has_w {
+            grads.push(g.dw);
+        }
+        if has_bias {
+            grads.push(g.dbias);
+        }
+        grads.extend([g.da, g.db]);
+        Ok(grads)
+    }))
+}
