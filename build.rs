@@ -28,7 +28,12 @@ fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
     println!("cargo:rerun-if-changed=shaders");
     let mut shaders = Vec::new();
-    collect(&root, &root, &|p| p.extension().is_some_and(|e| e == "wgsl"), &mut shaders);
+    collect(
+        &root,
+        &root,
+        &|p| p.extension().is_some_and(|e| e == "wgsl"),
+        &mut shaders,
+    );
     let mut code = String::from("/// Every WGSL file under shaders/, keyed by its path stem.\npub static SHADERS: &[(&str, &str)] = &[\n");
     for (rel, path) in &shaders {
         let stem = rel.strip_suffix(".wgsl").unwrap();

@@ -11,7 +11,7 @@ ENGINE=${ENGINE:-$ROOT/target/release/engine}
 W=${1:-runs/customer_support_rlhf}
 SEED=${SEED:-1}
 SFT_STEPS=${SFT_STEPS:-500}
-RM_STEPS=${RM_STEPS:-120}
+RM_STEPS=${RM_STEPS:-150}
 PPO_STEPS=${PPO_STEPS:-30}
 if [ "${QUICK:-0}" = 1 ]; then SFT_STEPS=4; RM_STEPS=4; PPO_STEPS=2; fi
 [ -x "$ENGINE" ] || cargo build --release --manifest-path "$ROOT/Cargo.toml"

@@ -91,7 +91,7 @@ pub fn support_tiny(seed: u64) -> Preset {
             "--max-len=96",
             "--weight-decay=0.01",
         ],
-        reward_steps: 120,
+        reward_steps: 150,
         reward_flags: &[
             "--batch-size=16",
             "--lr=5e-4",

@@ -237,6 +237,27 @@ fn reply(intent: usize, kind: ReplyKind, rng: &mut Rng) -> String {
     replies::reply(intent, kind, MAX_REPLY_WORDS, rng)
 }
 
+/// A rejected reply of a pair: half are the unsafe reply alone, half hide it
+/// before or after helpful text ("Stop wasting my time! Let me help you
+/// ..."). A reward model read at the last token must learn that unsafe
+/// content anywhere loses, or PPO finds replies that start unsafe and end
+/// politely (measured: the first default policy did exactly that).
+fn rejected_reply(intent: usize, kind: ReplyKind, rng: &mut Rng) -> String {
+    if rng.below(2) == 0 {
+        return reply(intent, kind, rng);
+    }
+    let bad = replies::reply(intent, kind, MAX_REPLY_WORDS / 2, rng);
+    let room = MAX_REPLY_WORDS
+        .saturating_sub(bad.split_whitespace().count())
+        .max(8);
+    let good = replies::reply(intent, ReplyKind::Good, room, rng);
+    if rng.below(2) == 0 {
+        format!("{bad} {good}")
+    } else {
+        format!("{good} {bad}")
+    }
+}
+
 /// Generates every split. Errors on an unsafe fraction outside [0, 1] or
 /// more distinct eval/PPO prompts than the templates can give.
 pub fn generate(opts: &SupportOptions) -> Result<SupportData> {
@@ -280,7 +301,7 @@ pub fn generate(opts: &SupportOptions) -> Result<SupportData> {
         .map(|(i, kind)| PairRow {
             prompt: train_message(i, &eval_set, &mut rng),
             chosen: reply(i, ReplyKind::Good, &mut rng),
-            rejected: reply(i, kind, &mut rng),
+            rejected: rejected_reply(i, kind, &mut rng),
             rejected_kind: kind,
             intent: INTENTS[i].name,
         })
