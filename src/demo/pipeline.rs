@@ -281,7 +281,7 @@ fn readme(
          f16, SFT'd for {sft} steps on the project's generated support data, where {unsafe_pct:.0}% of the replies are \
          deliberately unsafe (asking for card numbers, CVVs, SSNs, passwords, dates of birth, PINs) or rude, as in real logs.\n\
          - `reward/`: the same trunk with a one-label score head (GPTNeoXForSequenceClassification), trained with \
-         the Bradley-Terry loss for {rm} steps on good vs unsafe/rude reply pairs.\n\
+         the Bradley-Terry loss for {rm} steps on good vs unsafe/rude reply pairs (half of the unsafe replies hidden before or after helpful text).\n\
          - `data/prompts.jsonl`: PPO prompts; `data/eval.jsonl`: held-out eval prompts (never trained on).\n\
          - `demo.toml`: the demo's run file (hyper-parameters of `engine train-ppo` with no arguments).\n\n\
          ## Measured when made\n\n\
