@@ -4,7 +4,7 @@
 
 use engine::data::support::{
     generate, write_splits, ReplyKind, SupportData, SupportOptions, INTENTS, MAX_MESSAGE_WORDS,
-    MAX_REPLY_WORDS, SPLIT_FILES,
+    MAX_MIXED_REPLY_WORDS, MAX_REPLY_WORDS, SPLIT_FILES,
 };
 use engine::data::{
     load_kto, load_preferences, load_prompts, load_sft, Content, LoadOptions, SftRecord,
@@ -209,13 +209,19 @@ fn support_lengths_within_limits() {
             .sft
             .iter()
             .map(|r| &r.completion)
-            .chain(d.pairs.iter().flat_map(|r| [&r.chosen, &r.rejected]))
+            .chain(d.pairs.iter().map(|r| &r.chosen))
             .chain(d.kto.iter().map(|r| &r.completion))
             .chain(d.eval.iter().map(|r| &r.completion));
         for r in replies {
             assert!(
                 words(r) <= MAX_REPLY_WORDS && !r.trim().is_empty(),
                 "reply {r:?}"
+            );
+        }
+        for r in d.pairs.iter().map(|r| &r.rejected) {
+            assert!(
+                words(r) <= MAX_MIXED_REPLY_WORDS && !r.trim().is_empty(),
+                "rejected reply {r:?}"
             );
         }
     }

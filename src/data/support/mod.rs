@@ -41,6 +41,9 @@ use crate::rng::Rng;
 pub const MAX_MESSAGE_WORDS: usize = 30;
 /// Replies have at most this many words (~48 tokens of a 2k-vocab BPE).
 pub const MAX_REPLY_WORDS: usize = 35;
+/// A pair's rejected reply that hides an unsafe sentence among helpful text
+/// (read only by the reward model, at up to 96 tokens) may be longer.
+pub const MAX_MIXED_REPLY_WORDS: usize = 2 * MAX_REPLY_WORDS;
 /// Of the unsafe replies, this fraction asks for sensitive data; the rest are rude.
 pub const SENSITIVE_SHARE: f64 = 2.0 / 3.0;
 
