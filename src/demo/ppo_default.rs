@@ -60,9 +60,11 @@ vf-coef = 0.1
 /// when the pipeline measures the SFT policy.
 pub const DEMO_MAX_NEW_TOKENS: usize = 40;
 
-/// Whether `args` ask for the demo: no model and no reward given.
+/// Whether `args` ask for the demo: no model, no reward and no run to
+/// resume given (a resumed run takes its model from the checkpoint).
 pub fn is_demo(args: &PpoArgs) -> bool {
-    args.common.model.is_none()
+    args.common.resume.is_none()
+        && args.common.model.is_none()
         && args.reward_model.is_none()
         && args.reward_keyword.is_none()
         && args.reward_target_token.is_none()
