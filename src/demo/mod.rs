@@ -13,12 +13,5 @@ pub mod pipeline;
 pub mod ppo_default;
 pub mod report;
 
-use crate::data::ChatTemplate;
-
 /// The directory (under `models/`) of the embedded default.
 pub const PRESET: &str = "support-tiny";
-
-/// How a support conversation renders ([`ChatTemplate::support`]).
-pub fn support_template() -> ChatTemplate {
-    ChatTemplate::support()
-}

@@ -20,10 +20,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::ppo_default::{measure_policy, DEMO_CONFIG, DEMO_MAX_NEW_TOKENS};
-use super::support_template;
 use crate::data::bpe::{save_tokenizer, train_bpe};
 use crate::data::support::{generate, write_splits, SupportOptions};
-use crate::data::TEMPLATE_FILE;
+use crate::data::{ChatTemplate, TEMPLATE_FILE};
 use crate::device::Gpu;
 use crate::models::checkpoint::{write_atomic, SaveDtype};
 use crate::models::fresh::{fresh_model, ModelShape};
@@ -164,7 +163,7 @@ pub fn run_pipeline(gpu: &Arc<Gpu>, args: &PipelineArgs) -> Result<PathBuf> {
     );
     let model = fresh_model(gpu, s, tok, args.seed)?;
     model.save(&init_dir, SaveDtype::F32)?;
-    support_template().save(&init_dir.join(TEMPLATE_FILE))?;
+    ChatTemplate::support().save(&init_dir.join(TEMPLATE_FILE))?;
     drop(model);
 
     // 4. SFT.
@@ -220,7 +219,7 @@ pub fn run_pipeline(gpu: &Arc<Gpu>, args: &PipelineArgs) -> Result<PathBuf> {
     let scorer = RewardModelScorer::new(CausalLm::load(gpu, &out.join("reward"))?)?;
     let m = measure_policy(
         &policy,
-        &support_template(),
+        &ChatTemplate::support(),
         &scorer,
         &out.join("data/eval.jsonl"),
         args.seed,
@@ -259,7 +258,7 @@ pub fn run_pipeline(gpu: &Arc<Gpu>, args: &PipelineArgs) -> Result<PathBuf> {
 /// f16 weights, tokenizer and the support template.
 fn save_default(model: &CausalLm, dir: &Path) -> Result<()> {
     model.save(dir, SaveDtype::F16)?;
-    support_template().save(&dir.join(TEMPLATE_FILE))
+    ChatTemplate::support().save(&dir.join(TEMPLATE_FILE))
 }
 
 fn readme(

@@ -9,7 +9,7 @@
 //! steps; a few-minute demo needs a larger LoRA learning rate and a short
 //! horizon, with the adaptive KL target well inside the 0–10 nats window.
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{ensure, Result};
 use clap::ArgMatches;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,12 +17,12 @@ use std::time::Instant;
 
 use super::embedded;
 use super::report::{DemoReport, PolicyMeasure, Sample};
-use crate::data::{load_prompts, ChatTemplate, Content, Encoder, LoadOptions, Truncation};
+use crate::data::{load_prompts, ChatTemplate, Content, LoadOptions};
 use crate::device::Gpu;
 use crate::models::generate::GenerateConfig;
 use crate::models::sampling::SamplingConfig;
 use crate::models::CausalLm;
-use crate::train::commands::{train_ppo, PpoArgs};
+use crate::train::commands::{prompt_encoder, train_ppo, PpoArgs};
 use crate::train::config::{apply_adaptation, effective_config, load_args};
 use crate::train::eval::{evaluate, EvalConfig, EvalPrompt, KlReference};
 use crate::train::run::default_out_dir;
@@ -79,12 +79,7 @@ fn eval_prompts(
     max_new_tokens: usize,
 ) -> Result<(Vec<EvalPrompt>, Vec<String>)> {
     let rows = load_prompts(file, &LoadOptions::default())?.rows;
-    let tok = policy
-        .tokenizer
-        .as_ref()
-        .context("the policy has no tokenizer.json")?;
-    let room = policy.cfg.n_ctx.saturating_sub(max_new_tokens).max(1);
-    let enc = Encoder::new(tok, template, Truncation::truncate(room));
+    let enc = prompt_encoder(policy, template, policy.cfg.n_ctx, max_new_tokens)?;
     let prompts = EvalPrompt::from_prompts(&rows, &enc)?;
     let texts = rows
         .iter()

@@ -150,7 +150,7 @@ pub(super) fn no_model_error(cmd: &str, needs: &str) -> anyhow::Error {
 
 /// Prompts of a PPO/best-of-n/eval prompt file, encoded with the template;
 /// prompts are cut to leave room for `max_new_tokens`.
-pub(super) fn prompt_encoder<'a>(
+pub(crate) fn prompt_encoder<'a>(
     model: &'a CausalLm,
     template: &'a ChatTemplate,
     max_len: usize,
