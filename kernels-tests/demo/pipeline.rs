@@ -165,3 +165,35 @@ fn binary_runs_the_embedded_demo_and_ends_with_the_report_path() {
     let r = check_report(&path, &dir, 1);
     assert_eq!(r["hyperparameters"]["quant"].as_str(), Some("nf4"));
 }
+
+/// A run file that names a model is a real run, not the demo, even without
+/// `--model` on the command line: the missing model is the error.
+#[test]
+fn a_config_naming_a_model_does_not_start_the_demo() {
+    let dir = tempdir("demo-config-model");
+    let missing = dir.join("no-such-model");
+    let config = dir.join("run.toml");
+    let toml = format!(
+        "model = {:?}\nreward-keyword = [\"thanks\"]\n",
+        missing.display().to_string()
+    );
+    std::fs::write(&config, toml).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .current_dir(&dir)
+        .args([
+            "train-ppo",
+            "--config",
+            config.to_str().unwrap(),
+            "--steps",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(!out.status.success(), "{stdout}\n{stderr}");
+    assert!(!stdout.contains("support-tiny demo"), "{stdout}");
+    assert!(stderr.contains("no-such-model"), "{stderr}");
+}

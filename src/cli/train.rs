@@ -76,12 +76,15 @@ fn print_rlhf(s: &RlhfSummary) {
 }
 
 pub fn ppo_cmd(gpu: &Arc<Gpu>, args: PpoArgs, matches: &ArgMatches) -> Result<()> {
-    if engine::demo::ppo_default::is_demo(&args) {
+    // The demo runs when neither the flags nor a --config file name a model,
+    // a reward or a run to resume.
+    let resolved = resolve(args.clone(), matches)?;
+    if engine::demo::ppo_default::is_demo(&resolved) {
         let report = engine::demo::ppo_default::run_default_ppo(gpu, args, matches)?;
         println!("report: {}", report.display());
         return Ok(());
     }
-    let (_, summary) = train_ppo(gpu, resolve(args, matches)?)?;
+    let (_, summary) = train_ppo(gpu, resolved)?;
     print_rlhf(&summary);
     Ok(())
 }
