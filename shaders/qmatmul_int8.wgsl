@@ -11,7 +11,7 @@
 //   (both take the optional LoRA epilogue, common/lora_epilogue.wgsl: + s·U·Vᵀ)
 //   int8_row_absmax        stats[n] = max_k |W[n, k]|
 //   int8_quantize          code = round_half_even(W · (127 / stats[n]))
-//   int8_dequantize        codes → f32 W
+//   int8_dequantize        codes → f32 W (int8_dequantize_vec4: the same, 16 per invocation)
 // Forward saves nothing: backward needs only dy and the weight.
 //#include common/qgemm
 //#include common/grid
@@ -154,5 +154,32 @@ fn int8_dequantize(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
             let e = e0 + i;
             y[q.dst_off + t * 4u + i] = int8_scale(vec4<f32>(c[i]), stats[e / q.k], q.inv127).x;
         }
+    }
+}
+
+// The staged matmul's inner step on CPU adapters (see qmatmul_nf4's
+// nf4_dequantize_vec4): 16 elements per invocation, whose scales are the two
+// row stats they can span, selected per element, and 4 vec4 stores.
+// Host guarantees base % 16 == 0, count % 16 == 0, dst_off % 4 == 0 and
+// k >= 16.
+@group(0) @binding(16) var<storage, read_write> y4: array<vec4<f32>>;
+
+@compute @workgroup_size(64)
+fn int8_dequantize_vec4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                        @builtin(local_invocation_index) lid: u32) {
+    let t = linear_group(wg, nwg) * 64u + lid;
+    if (t * 16u >= q.count) {
+        return;
+    }
+    let e0 = q.base + t * 16u;
+    let r0 = e0 / q.k;
+    let next = vec4<u32>((r0 + 1u) * q.k); // first element of row r0 + 1
+    let s0 = vec4<f32>(stats[r0]);
+    let s1 = vec4<f32>(stats[min(r0 + 1u, arrayLength(&stats) - 1u)]);
+    let o = (q.dst_off >> 2u) + t * 4u;
+    for (var j = 0u; j < 4u; j++) {
+        let e = vec4<u32>(e0 + 4u * j) + vec4<u32>(0u, 1u, 2u, 3u);
+        let s = select(s0, s1, e >= next);
+        y4[o + j] = (int8_word(codes[(e0 >> 2u) + j]) * s) * q.inv127;
     }
 }

@@ -10,7 +10,7 @@
 //   nf4_quantize          w → codes + f32 absmax per 64-block (bnb's rounding)
 //   nf4_absmax_sum        one level of the fixed-order tree sum of the absmax
 //   nf4_absmax_quantize   double quantization of absmax - mean (bnb's CPU LUT rounding)
-//   nf4_dequantize        codes → f32 W
+//   nf4_dequantize        codes → f32 W (nf4_dequantize_vec4: the same, aligned vec4 stores)
 // Forward saves nothing: backward needs only dy and the (frozen) weight.
 //#include common/nf4
 //#include common/grid
@@ -244,25 +244,63 @@ fn nf4_absmax_quantize(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgr
     }
 }
 
-// W elements [base, base + count) to y[dst_off ..], 8 per invocation (base % 8 == 0).
+// W elements [base, base + count) to y[dst_off ..], 32 per invocation
+// (base % 32 == 0: one vec4 of code words and one block scale per
+// invocation). This is the staged matmul's inner step on CPU adapters, so it
+// avoids what llvmpipe pays for per lane: one code load and one absmax per 32
+// weights, and in nf4_dequantize_vec4 (whole 32-element groups into a 16-byte
+// aligned y, dispatched by the host for all but a tail) 8 vec4 stores instead
+// of 32 scalar ones.
+@group(0) @binding(16) var<storage, read_write> y4: array<vec4<f32>>;
+
+// Elements base + 32t .. +31 dequantized: [2j] = word j's first 4, [2j+1] its last 4.
+fn nf4_dequant32(t: u32) -> array<vec4<f32>, 8> {
+    let e0 = q.base + t * 32u;
+    let words = codes4[e0 >> 5u];
+    let s = nf4_absmax(e0 >> 6u, q.zero);
+    let d0 = nf4_word(words.x);
+    let d1 = nf4_word(words.y);
+    let d2 = nf4_word(words.z);
+    let d3 = nf4_word(words.w);
+    return array<vec4<f32>, 8>(d0.lo * s, d0.hi * s, d1.lo * s, d1.hi * s,
+                               d2.lo * s, d2.hi * s, d3.lo * s, d3.hi * s);
+}
+
 @compute @workgroup_size(64)
 fn nf4_dequantize(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                   @builtin(local_invocation_index) lid: u32) {
     let t = linear_group(wg, nwg) * 64u + lid;
     nf4_load_pairs(lid, 64u);
     workgroupBarrier();
-    if (t * 8u >= q.count) {
+    if (t * 32u >= q.count) {
         return;
     }
-    let e0 = q.base + t * 8u;
-    let d = nf4_decode8_flat(e0, q.numel, q.zero);
-    let o = q.dst_off + t * 8u;
-    for (var i = 0u; i < 4u; i++) {
-        if (t * 8u + i < q.count) {
-            y[o + i] = d.lo[i];
-        }
-        if (t * 8u + 4u + i < q.count) {
-            y[o + 4u + i] = d.hi[i];
+    let v = nf4_dequant32(t);
+    for (var i = 0u; i < 32u; i++) {
+        if (t * 32u + i < q.count) {
+            y[q.dst_off + t * 32u + i] = v[i / 4u][i % 4u];
         }
     }
+}
+
+// Host guarantees count % 32 == 0 and dst_off % 4 == 0 (y4 starts 16-byte aligned).
+@compute @workgroup_size(64)
+fn nf4_dequantize_vec4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                       @builtin(local_invocation_index) lid: u32) {
+    let t = linear_group(wg, nwg) * 64u + lid;
+    nf4_load_pairs(lid, 64u);
+    workgroupBarrier();
+    if (t * 32u >= q.count) {
+        return;
+    }
+    let v = nf4_dequant32(t);
+    let o = (q.dst_off >> 2u) + t * 8u;
+    y4[o] = v[0];
+    y4[o + 1u] = v[1];
+    y4[o + 2u] = v[2];
+    y4[o + 3u] = v[3];
+    y4[o + 4u] = v[4];
+    y4[o + 5u] = v[5];
+    y4[o + 6u] = v[6];
+    y4[o + 7u] = v[7];
 }

@@ -10,8 +10,7 @@ use engine::ops::lora::{
     lora_backward_on, lora_forward_on, lora_forward_unfused_on, qlora_linear, LoraBase,
     LoraDropout, LoraSpec, LowRank,
 };
-use engine::ops::qmatmul_nf4::Nf4Path;
-use engine::quant::{QuantFormat, QuantizedWeight};
+use engine::quant::{QgemmPath, QuantFormat, QuantizedWeight};
 use engine::{Gpu, GpuOptions, Tensor};
 use std::sync::Arc;
 
@@ -25,17 +24,19 @@ fn dot(len: usize, f: impl Fn(usize) -> (f64, f64)) -> (f64, f64) {
     })
 }
 
-/// Paths to run for an M-row problem with K inputs (the GEMV needs one row
-/// and K % 64 == 0; int8 has one kernel).
-fn paths(format: QuantFormat, m: usize, k: usize) -> Vec<Nf4Path> {
-    match format {
-        QuantFormat::Nf4 if m == 1 && k.is_multiple_of(64) => vec![Nf4Path::Gemm, Nf4Path::Gemv],
-        _ => vec![Nf4Path::Gemm],
+/// Paths to run for an M-row problem with K inputs: both general kernels,
+/// and NF4's GEMV where it applies (one row, K % 64 == 0).
+fn paths(format: QuantFormat, m: usize, k: usize) -> Vec<QgemmPath> {
+    let mut v = vec![QgemmPath::Fused, QgemmPath::Staged];
+    if format == QuantFormat::Nf4 && m == 1 && k.is_multiple_of(64) {
+        v.push(QgemmPath::Gemv);
     }
+    v
 }
 
 /// The epilogue alone: y = x·Wᵀ (+ bias) + s·U·Vᵀ and dx = dy·W + s·U'·A
-/// into poisoned outputs, for both formats and kernels.
+/// into poisoned outputs, for both formats and every kernel; the last shape
+/// (1.1M weights) takes two staged panels each way.
 #[test]
 fn epilogue_writes_every_element() {
     let gpu = gpu();
@@ -46,6 +47,7 @@ fn epilogue_writes_every_element() {
             (1, 64, 37, 16),
             (130, 100, 9, 5),
             (1, 7, 5, 1),
+            (3, 1000, 1100, 4),
         ] {
             let w = rng.normals(n * k, 0.5);
             let q = QuantizedWeight::from_host(&gpu, &w, n, k, format).unwrap();
@@ -62,6 +64,24 @@ fn epilogue_writes_every_element() {
                 upload(&[r, k], &va),
             );
             let s = -0.75;
+            let (mut want_y, mut scale_y) = (vec![0.0; m * n], 0.0f64);
+            for i in 0..m {
+                for j in 0..n {
+                    let base = dot(k, |t| (x[i * k + t] as f64, wd[j * k + t] as f64));
+                    let low = dot(r, |q| (u[i * r + q] as f64, v[j * r + q] as f64));
+                    want_y[i * n + j] = base.0 + bias[j] as f64 + s as f64 * low.0;
+                    scale_y = scale_y.max(base.1 + low.1);
+                }
+            }
+            let (mut want_dx, mut scale_dx) = (vec![0.0; m * k], 0.0f64);
+            for i in 0..m {
+                for t in 0..k {
+                    let base = dot(n, |j| (dy[i * n + j] as f64, wd[j * k + t] as f64));
+                    let low = dot(r, |q| (u[i * r + q] as f64, va[q * k + t] as f64));
+                    want_dx[i * k + t] = base.0 + s as f64 * low.0;
+                    scale_dx = scale_dx.max(base.1 + low.1);
+                }
+            }
             for path in paths(format, m, k) {
                 let what = format!("{format:?} {path:?} m{m} k{k} n{n} r{r}");
                 let y = poisoned(&[m, n]);
@@ -69,38 +89,30 @@ fn epilogue_writes_every_element() {
                 let tb = upload(&[n], &bias);
                 q.forward_into(path, &y, &upload(&[m, k], &x), Some(&tb), Some(&lr))
                     .unwrap();
-                let (mut want, mut scale) = (vec![0.0; m * n], 0.0f64);
-                for i in 0..m {
-                    for j in 0..n {
-                        let base = dot(k, |t| (x[i * k + t] as f64, wd[j * k + t] as f64));
-                        let low = dot(r, |q| (u[i * r + q] as f64, v[j * r + q] as f64));
-                        want[i * n + j] = base.0 + bias[j] as f64 + s as f64 * low.0;
-                        scale = scale.max(base.1 + low.1);
-                    }
-                }
+                let got = y.to_vec().unwrap();
                 assert_close(
                     &format!("{what} forward"),
-                    &y.to_vec().unwrap(),
-                    &want,
-                    2e-6 * scale,
+                    &got,
+                    &want_y,
+                    2e-6 * scale_y,
+                    1e-6,
+                );
+                if path == QgemmPath::Gemv {
+                    continue; // forward only
+                }
+                let dx = poisoned(&[m, k]);
+                let lr = LowRank::new(&tu, &ta, true, s).unwrap();
+                q.backward_into(path, &dx, &upload(&[m, n], &dy), Some(&lr))
+                    .unwrap();
+                let got = dx.to_vec().unwrap();
+                assert_close(
+                    &format!("{what} backward"),
+                    &got,
+                    &want_dx,
+                    2e-6 * scale_dx,
                     1e-6,
                 );
             }
-            let dx = poisoned(&[m, k]);
-            let lr = LowRank::new(&tu, &ta, true, s).unwrap();
-            q.backward_into(&dx, &upload(&[m, n], &dy), Some(&lr))
-                .unwrap();
-            let (mut want, mut scale) = (vec![0.0; m * k], 0.0f64);
-            for i in 0..m {
-                for t in 0..k {
-                    let base = dot(n, |j| (dy[i * n + j] as f64, wd[j * k + t] as f64));
-                    let low = dot(r, |q| (u[i * r + q] as f64, va[q * k + t] as f64));
-                    want[i * k + t] = base.0 + s as f64 * low.0;
-                    scale = scale.max(base.1 + low.1);
-                }
-            }
-            let what = format!("{format:?} backward m{m} k{k} n{n} r{r}");
-            assert_close(&what, &dx.to_vec().unwrap(), &want, 2e-6 * scale, 1e-6);
         }
     }
 }
@@ -110,7 +122,7 @@ fn epilogue_writes_every_element() {
 fn check_op(
     gpu: &Arc<Gpu>,
     format: QuantFormat,
-    path: Nf4Path,
+    path: QgemmPath,
     (m, k, n, r): (usize, usize, usize, usize),
     with_bias: bool,
     dropout: Option<LoraDropout>,
@@ -263,8 +275,8 @@ fn dropout_applies_to_the_input_of_a_only() {
         offset: 3,
     });
     for format in FORMATS {
-        check_op(&gpu, format, Nf4Path::Auto, (9, 21, 17, 4), true, d, 40);
-        check_op(&gpu, format, Nf4Path::Auto, (1, 64, 17, 4), false, d, 41);
+        check_op(&gpu, format, QgemmPath::Auto, (9, 21, 17, 4), true, d, 40);
+        check_op(&gpu, format, QgemmPath::Auto, (1, 64, 17, 4), false, d, 41);
     }
 }
 
@@ -275,24 +287,10 @@ fn chunks_rows_on_a_small_binding_device() {
     opts.max_binding_override = Some(4096);
     let small = Gpu::new(&opts).unwrap();
     for format in FORMATS {
-        check_op(
-            &small,
-            format,
-            Nf4Path::Auto,
-            (70, 40, 45, 16),
-            true,
-            None,
-            60,
-        );
-        check_op(
-            &small,
-            format,
-            Nf4Path::Auto,
-            (300, 5, 6, 4),
-            false,
-            None,
-            61,
-        );
+        for path in [QgemmPath::Fused, QgemmPath::Staged] {
+            check_op(&small, format, path, (70, 40, 45, 16), true, None, 60);
+            check_op(&small, format, path, (300, 5, 6, 4), false, None, 61);
+        }
     }
 }
 

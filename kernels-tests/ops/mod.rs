@@ -14,6 +14,7 @@ mod layernorm;
 mod lora;
 mod lora_quantized;
 mod matmul;
+mod qgemm;
 mod qmatmul_int8;
 mod qmatmul_nf4;
 mod quantize;

@@ -1,17 +1,18 @@
 //! qmatmul_int8: forward, backward and the tape function against an f64
-//! reference from the bnb-exact dequantized weight. Quantize / dequantize
-//! parity with bitsandbytes is in `quantize.rs`.
+//! reference from the bnb-exact dequantized weight, by each kernel path.
+//! Quantize / dequantize parity with bitsandbytes is in `quantize.rs`.
 
-use super::quantize::{check_qlinear_grads, check_qmatmul, check_qmatmul_chunking};
-use engine::ops::qmatmul_int8::qmatmul_int8_forward_into;
-use engine::quant::{QuantFormat, QuantizedWeight};
+use super::qgemm::{check_qlinear_grads, check_qmatmul, check_qmatmul_chunking};
+use engine::quant::{QgemmPath, QuantFormat};
 
 #[test]
-fn forward_and_backward() {
-    check_qmatmul(QuantFormat::Int8, &|y, x, w, b| match w {
-        QuantizedWeight::Int8(w) => qmatmul_int8_forward_into(y, x, w, b, None).unwrap(),
-        _ => unreachable!(),
-    });
+fn forward_and_backward_fused() {
+    check_qmatmul(QuantFormat::Int8, QgemmPath::Fused);
+}
+
+#[test]
+fn forward_and_backward_staged() {
+    check_qmatmul(QuantFormat::Int8, QgemmPath::Staged);
 }
 
 #[test]
@@ -21,5 +22,6 @@ fn qlinear_gradients() {
 
 #[test]
 fn chunking_and_split_reduction() {
-    check_qmatmul_chunking(QuantFormat::Int8);
+    check_qmatmul_chunking(QuantFormat::Int8, QgemmPath::Fused);
+    check_qmatmul_chunking(QuantFormat::Int8, QgemmPath::Staged);
 }

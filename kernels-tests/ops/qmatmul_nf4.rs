@@ -1,11 +1,11 @@
-//! qmatmul_nf4: forward (general and GEMV), backward and the tape function
-//! against an f64 reference from the bnb-exact dequantized weight. Quantize /
-//! dequantize parity with bitsandbytes is in `quantize.rs`.
+//! qmatmul_nf4: forward (fused, staged and GEMV), backward and the tape
+//! function against an f64 reference from the bnb-exact dequantized weight.
+//! Quantize / dequantize parity with bitsandbytes is in `quantize.rs`.
 
-use super::quantize::{check_qlinear_grads, check_qmatmul, check_qmatmul_chunking, forward_ref};
+use super::qgemm::{check_qlinear_grads, check_qmatmul, check_qmatmul_chunking, forward_ref};
 use crate::common::*;
-use engine::ops::qmatmul_nf4::{qmatmul_nf4_forward_into, Nf4Path};
-use engine::quant::{QuantFormat, QuantizedWeight};
+use engine::ops::qmatmul_nf4::qmatmul_nf4_forward_into;
+use engine::quant::{QgemmPath, QuantFormat, QuantizedWeight};
 
 fn nf4(w: &QuantizedWeight) -> &engine::quant::Nf4Weight {
     match w {
@@ -15,18 +15,19 @@ fn nf4(w: &QuantizedWeight) -> &engine::quant::Nf4Weight {
 }
 
 #[test]
-fn forward_and_backward_general_kernel() {
-    check_qmatmul(QuantFormat::Nf4, &|y, x, w, b| {
-        qmatmul_nf4_forward_into(Nf4Path::Gemm, y, x, nf4(w), b, None).unwrap()
-    });
+fn forward_and_backward_fused() {
+    check_qmatmul(QuantFormat::Nf4, QgemmPath::Fused);
+}
+
+#[test]
+fn forward_and_backward_staged() {
+    check_qmatmul(QuantFormat::Nf4, QgemmPath::Staged);
 }
 
 #[test]
 fn forward_auto_uses_gemv_for_one_row() {
-    // Auto: GEMV where M = 1 and K % 64 == 0, else the general kernel.
-    check_qmatmul(QuantFormat::Nf4, &|y, x, w, b| {
-        qmatmul_nf4_forward_into(Nf4Path::Auto, y, x, nf4(w), b, None).unwrap()
-    });
+    // Auto: GEMV where M = 1 and K % 64 == 0, else the adapter's general kernel.
+    check_qmatmul(QuantFormat::Nf4, QgemmPath::Auto);
 }
 
 #[test]
@@ -41,7 +42,7 @@ fn gemv_matches_reference_at_lm_head_like_widths() {
         let b = rng.vec(n, 0.1);
         let y = poisoned(&[1, n]);
         qmatmul_nf4_forward_into(
-            Nf4Path::Gemv,
+            QgemmPath::Gemv,
             &y,
             &upload(&[1, k], &x),
             nf4(&q),
@@ -63,7 +64,7 @@ fn gemv_matches_reference_at_lm_head_like_widths() {
         .unwrap();
     let y = poisoned(&[1, 9]);
     assert!(qmatmul_nf4_forward_into(
-        Nf4Path::Gemv,
+        QgemmPath::Gemv,
         &y,
         &upload(&[1, 100], &[0.0; 100]),
         nf4(&q),
@@ -80,5 +81,6 @@ fn qlinear_gradients() {
 
 #[test]
 fn chunking_and_split_reduction() {
-    check_qmatmul_chunking(QuantFormat::Nf4);
+    check_qmatmul_chunking(QuantFormat::Nf4, QgemmPath::Fused);
+    check_qmatmul_chunking(QuantFormat::Nf4, QgemmPath::Staged);
 }

@@ -3,7 +3,8 @@
 //! the weight in the nn.Linear layout W [N, K] (f32: `trans_b`). Shapes read
 //! M×K×N. GEMV cases (M = 1, generation) report bytes moved (the weight as
 //! stored plus x and y); GEMM cases report FLOPs. The weight is made once per
-//! case (quantized on the GPU) and reused; x is fresh for every run.
+//! case (quantized on the GPU) and reused; x is fresh for every run. Ops
+//! ending in `_fused` force the tiled dequantizing kernels (`QgemmPath::Fused`).
 
 use anyhow::Result;
 use std::cell::RefCell;
@@ -13,9 +14,9 @@ use std::sync::Arc;
 use super::{Case, Run, Work};
 use crate::device::Gpu;
 use crate::ops::matmul::matmul_forward;
-use crate::quant::{QuantFormat, QuantizedWeight};
+use crate::quant::{QgemmPath, QuantFormat, QuantizedWeight};
 use crate::rng::Rng;
-use crate::tensor::Tensor;
+use crate::tensor::{DType, Tensor};
 
 fn random(gpu: &Arc<Gpu>, shape: &[usize], seed: u64, scale: f32) -> Result<Tensor> {
     let n = shape.iter().product();
@@ -46,6 +47,13 @@ fn weight(
 }
 
 fn case(op: &'static str, m: usize, k: usize, n: usize, format: Option<QuantFormat>) -> Case {
+    // `*_fused` ops force the tiled dequantizing kernels; the others take the
+    // adapter's choice (staged on CPU adapters, see `quant::gemm`).
+    let path = if op.ends_with("_fused") {
+        QgemmPath::Fused
+    } else {
+        QgemmPath::Auto
+    };
     let cell: Weight = Rc::new(RefCell::new(None));
     let bytes_per_weight = match format {
         None => 4.0,
@@ -69,16 +77,21 @@ fn case(op: &'static str, m: usize, k: usize, n: usize, format: Option<QuantForm
                 (Some(w), _) => {
                     Box::new(move || matmul_forward(&x, &w, None, false, true).map(drop)) as Run
                 }
-                (_, Some(w)) => Box::new(move || w.forward(&x, None).map(drop)) as Run,
+                (_, Some(w)) => Box::new(move || {
+                    let y = Tensor::empty(x.gpu(), &[m, n], DType::F32)?;
+                    w.forward_into(path, &y, &x, None, None)
+                }) as Run,
                 _ => unreachable!(),
             })
         }),
     }
 }
 
-/// GEMV at the GPT-2 LM head (768 → 50,257) and MLP (768 → 3072) sizes, and
-/// the T = 256 GEMM of the MLP's first projection. `quick` drops the f32
-/// LM-head GEMV (154 MB of weight).
+/// GEMV at the GPT-2 LM head (768 → 50,257) and MLP (768 → 3072) sizes; the
+/// GEMM of the MLP's first projection at T = 256 (training) and at 32 rows
+/// (a batch of 32 sequences generating one token each), by the adapter's
+/// kernel and by the fused one. `quick` drops the f32 LM-head GEMV (154 MB
+/// of weight) and the fused and 32-row cases.
 pub fn cases(quick: bool) -> Vec<Case> {
     let mut out = Vec::new();
     for n in [50257, 3072] {
@@ -87,14 +100,27 @@ pub fn cases(quick: bool) -> Vec<Case> {
             out.push(case("matmul_gemv", 1, 768, n, None));
         }
     }
-    out.push(case("qmatmul_nf4", 256, 768, 3072, Some(QuantFormat::Nf4)));
-    out.push(case(
-        "qmatmul_int8",
-        256,
-        768,
-        3072,
-        Some(QuantFormat::Int8),
-    ));
-    out.push(case("matmul", 256, 768, 3072, None));
+    let rows: &[usize] = if quick { &[256] } else { &[256, 32] };
+    for &m in rows {
+        out.push(case("qmatmul_nf4", m, 768, 3072, Some(QuantFormat::Nf4)));
+        out.push(case("qmatmul_int8", m, 768, 3072, Some(QuantFormat::Int8)));
+        if !quick {
+            out.push(case(
+                "qmatmul_nf4_fused",
+                m,
+                768,
+                3072,
+                Some(QuantFormat::Nf4),
+            ));
+            out.push(case(
+                "qmatmul_int8_fused",
+                m,
+                768,
+                3072,
+                Some(QuantFormat::Int8),
+            ));
+        }
+        out.push(case("matmul", m, 768, 3072, None));
+    }
     out
 }

@@ -27,6 +27,7 @@
 use anyhow::{bail, ensure, Result};
 
 mod gemm;
+pub(crate) use gemm::gemm_staged;
 use gemm::{gemm, MAX_GROUPS};
 
 use crate::kernel::Kernel;

@@ -5,15 +5,17 @@
 //! outlier decomposition is not implemented).
 //!
 //! Shapes: W [N, K] (nn.Linear layout); x [.., K] → y [.., N]; bias [N];
-//! dy [.., N] → dx [.., K]. Forward saves nothing. The general kernel is
-//! `common/qgemm.wgsl`, shared with qmatmul_nf4; both entries take the LoRA
-//! epilogue (`lr`: `+ scale·U·Vᵀ` before the one store, see [`crate::ops::lora`]).
+//! dy [.., N] → dx [.., K]. Forward saves nothing. The fused kernels are
+//! `common/qgemm.wgsl`, shared with qmatmul_nf4; CPU adapters run staged
+//! (`int8_dequantize_vec4` panels through the f32 matmul), as [`QgemmPath`]
+//! and [`crate::quant::gemm`] explain. Every path takes the LoRA epilogue
+//! (`lr`: `+ scale·U·Vᵀ` before the one store, see [`crate::ops::lora`]).
 
 use anyhow::{ensure, Result};
 
 use crate::kernel::{groups_1d, Bind, Kernel};
 use crate::ops::lora::epilogue::LowRank;
-use crate::quant::gemm::{out_shape, qgemm};
+use crate::quant::gemm::{out_shape, qgemm, QgemmPath, QgemmWeight};
 use crate::quant::int8::INV_127;
 use crate::quant::Int8Weight;
 use crate::tensor::{DType, Tensor};
@@ -39,58 +41,72 @@ pub struct Int8QuantParams {
 /// `y = x · Wᵀ (+ bias)` for x [.., K].
 pub fn qmatmul_int8_forward(x: &Tensor, w: &Int8Weight, bias: Option<&Tensor>) -> Result<Tensor> {
     let y = Tensor::empty(x.gpu(), &out_shape(x, w.n), DType::F32)?;
-    qmatmul_int8_forward_into(&y, x, w, bias, None)?;
+    qmatmul_int8_forward_into(QgemmPath::Auto, &y, x, w, bias, None)?;
     Ok(y)
 }
 
 /// [`qmatmul_int8_forward`] into an existing `y`, plus an optional low-rank
-/// term over y `[rows, N]` (LoRA: U = x·Aᵀ, V = B).
+/// term over y `[rows, N]` (LoRA: U = x·Aᵀ, V = B); `path` picks the kernel
+/// (`Gemv` is NF4's and means `Auto` here).
 pub fn qmatmul_int8_forward_into(
+    path: QgemmPath,
     y: &Tensor,
     x: &Tensor,
     w: &Int8Weight,
     bias: Option<&Tensor>,
     lr: Option<&LowRank>,
 ) -> Result<()> {
+    let dequantize_rows = |t: &Tensor, lo, hi| int8_dequantize_rows(t, w, lo, hi);
     qgemm(
-        SHADER,
-        "qmatmul_int8_forward",
+        path,
+        &qgemm_weight(w, &dequantize_rows),
         false,
         y,
         x,
-        (w.n, w.k),
-        &w.binds(),
         bias,
-        INV_127,
         lr,
     )
+}
+
+/// The shared driver's view of an int8 weight.
+fn qgemm_weight<'a>(
+    w: &'a Int8Weight,
+    dequantize_rows: &'a dyn Fn(&Tensor, usize, usize) -> Result<()>,
+) -> QgemmWeight<'a> {
+    QgemmWeight {
+        shader: SHADER,
+        entries: ["qmatmul_int8_forward", "qmatmul_int8_backward"],
+        dims: (w.n, w.k),
+        binds: w.binds(),
+        qscale: INV_127,
+        dequantize_rows,
+    }
 }
 
 /// `dx = dy · W` for dy [.., N].
 pub fn qmatmul_int8_backward(dy: &Tensor, w: &Int8Weight) -> Result<Tensor> {
     let dx = Tensor::empty(dy.gpu(), &out_shape(dy, w.k), DType::F32)?;
-    qmatmul_int8_backward_into(&dx, dy, w, None)?;
+    qmatmul_int8_backward_into(QgemmPath::Auto, &dx, dy, w, None)?;
     Ok(dx)
 }
 
 /// [`qmatmul_int8_backward`] into an existing `dx`, plus an optional low-rank
 /// term over dx `[rows, K]` (LoRA: U = s·dy·B, V = A read as `[r, K]`).
 pub fn qmatmul_int8_backward_into(
+    path: QgemmPath,
     dx: &Tensor,
     dy: &Tensor,
     w: &Int8Weight,
     lr: Option<&LowRank>,
 ) -> Result<()> {
+    let dequantize_rows = |t: &Tensor, lo, hi| int8_dequantize_rows(t, w, lo, hi);
     qgemm(
-        SHADER,
-        "qmatmul_int8_backward",
+        path,
+        &qgemm_weight(w, &dequantize_rows),
         true,
         dx,
         dy,
-        (w.n, w.k),
-        &w.binds(),
         None,
-        INV_127,
         lr,
     )
 }
@@ -174,28 +190,66 @@ pub fn int8_dequantize(w: &Int8Weight) -> Result<Tensor> {
 
 /// [`int8_dequantize`] into an existing f32 tensor of N·K elements.
 pub fn int8_dequantize_into(y: &Tensor, w: &Int8Weight) -> Result<()> {
-    let gpu = w.codes.gpu();
-    let numel = w.n * w.k;
     ensure!(
-        y.dtype() == DType::F32 && y.numel() == numel,
+        y.dtype() == DType::F32 && y.numel() == w.n * w.k,
         "int8_dequantize into {y:?} for [{}, {}]",
         w.n,
         w.k
     );
-    for (lo, hi) in ranges(gpu, numel, 64) {
-        let (yb, off) = y.bind_elems(4, lo, hi);
-        let p = Int8QuantParams {
-            count: (hi - lo) as u32,
-            base: lo as u32,
-            dst_off: off,
-            numel: numel as u32,
-            k: w.k as u32,
-            inv127: INV_127,
-            ..Default::default()
-        };
-        let mut binds = vec![yb];
-        binds.extend(w.binds());
-        run("int8_dequantize", &p, &binds, (hi - lo).div_ceil(4), gpu)?;
+    int8_dequantize_rows(y, w, 0, w.n)
+}
+
+/// Rows `[lo, hi)` of the dequantized weight into the first `(hi - lo)·K`
+/// elements of `y` (a staged matmul's panel); `lo·K` must be a multiple of 4.
+pub fn int8_dequantize_rows(y: &Tensor, w: &Int8Weight, lo: usize, hi: usize) -> Result<()> {
+    let gpu = w.codes.gpu();
+    let (first, end) = (lo * w.k, hi * w.k);
+    ensure!(
+        y.dtype() == DType::F32
+            && lo <= hi
+            && hi <= w.n
+            && first % 4 == 0
+            && y.numel() >= end - first,
+        "int8_dequantize rows {lo}..{hi} of [{}, {}] into {y:?}",
+        w.n,
+        w.k
+    );
+    let base = Int8QuantParams {
+        numel: (w.n * w.k) as u32,
+        k: w.k as u32,
+        inv127: INV_127,
+        ..Default::default()
+    };
+    // Each binding-sized chunk: whole 16-element groups with vec4 stores
+    // where they apply, then the rest 4 elements per invocation.
+    for (a, b) in ranges(gpu, end - first, 64) {
+        let mut at = a;
+        let whole = (b - a) / 16 * 16;
+        let (yb, off) = y.bind_elems(16, a, a + whole);
+        if whole > 0 && off % 4 == 0 && w.k >= 16 && (first + a) % 16 == 0 {
+            let p = Int8QuantParams {
+                count: whole as u32,
+                base: (first + a) as u32,
+                dst_off: off,
+                ..base
+            };
+            let mut binds = vec![yb];
+            binds.extend(w.binds());
+            run("int8_dequantize_vec4", &p, &binds, whole / 16, gpu)?;
+            at += whole;
+        }
+        if at < b {
+            let (yb, off) = y.bind_elems(4, at, b);
+            let p = Int8QuantParams {
+                count: (b - at) as u32,
+                base: (first + at) as u32,
+                dst_off: off,
+                ..base
+            };
+            let mut binds = vec![yb];
+            binds.extend(w.binds());
+            run("int8_dequantize", &p, &binds, (b - at).div_ceil(4), gpu)?;
+        }
     }
     Ok(())
 }

@@ -7,22 +7,23 @@
 //! y [.., N]; bias [N]; dy [.., N] → dx [.., K]. Forward saves nothing (the
 //! weight is frozen, so the backward needs only dy and W).
 //!
-//! Kernels (`shaders/qmatmul_nf4.wgsl`): the general-M forward/backward share
-//! `common/qgemm.wgsl` with qmatmul_int8 (a weight tile decoded once per
-//! workgroup into workgroup memory, then register-blocked mat4 FMAs; the one
-//! store is `store_out`, where a fused epilogue such as LoRA would go); a
-//! single row with K % 64 == 0 goes to `qmatmul_nf4_gemv` (one invocation per
-//! output, streaming ~0.52 bytes per weight). All three take the LoRA
-//! epilogue (`lr`: `+ scale·U·Vᵀ` added before the one store; see
-//! [`crate::ops::lora`]). Activations larger than one
-//! binding are split by rows, reductions longer than 65,536 into accumulating
-//! dispatches; the packed codes must fit one binding.
+//! Kernels (`shaders/qmatmul_nf4.wgsl`), picked by [`QgemmPath`]: a single
+//! row with K % 64 == 0 goes to `qmatmul_nf4_gemv` (one invocation per
+//! output, streaming ~0.52 bytes per weight); more rows run fused on GPUs
+//! (`common/qgemm.wgsl`, shared with qmatmul_int8: a weight tile decoded once
+//! per workgroup into workgroup memory, then register-blocked mat4 FMAs) and
+//! staged on CPU adapters (`nf4_dequantize_vec4` fills a bounded panel of
+//! the weight, the f32 matmul consumes it; see [`crate::quant::gemm`]). All
+//! of them take the LoRA epilogue (`lr`: `+ scale·U·Vᵀ` added before the one
+//! store; see [`crate::ops::lora`]). Activations larger than one binding are
+//! split by rows, reductions longer than 65,536 into accumulating dispatches
+//! (fused) or panels (staged); the packed codes must fit one binding.
 
 use anyhow::{bail, ensure, Result};
 
 use crate::kernel::{groups_1d, Bind, Kernel};
 use crate::ops::lora::epilogue::LowRank;
-use crate::quant::gemm::{check_lowrank, lora_binds, out_shape, qgemm};
+use crate::quant::gemm::{check_lowrank, lora_binds, out_shape, qgemm, QgemmPath, QgemmWeight};
 use crate::quant::nf4::{ABSMAX_BLOCK, NF4_BLOCK, SUM_GROUP};
 use crate::quant::tables::{dynamic_lut, dynamic_map};
 use crate::quant::Nf4Weight;
@@ -46,29 +47,17 @@ pub struct Nf4QuantParams {
     pub _pad0: u32,
 }
 
-/// Which forward kernel runs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Nf4Path {
-    /// GEMV for a single row when K % 64 == 0, else the general kernel.
-    #[default]
-    Auto,
-    /// The general-M kernel.
-    Gemm,
-    /// The GEMV kernel (one row, K % 64 == 0).
-    Gemv,
-}
-
 /// `y = x · Wᵀ (+ bias)` with the kernel chosen for the shape.
 pub fn qmatmul_nf4_forward(x: &Tensor, w: &Nf4Weight, bias: Option<&Tensor>) -> Result<Tensor> {
     let y = Tensor::empty(x.gpu(), &out_shape(x, w.n), DType::F32)?;
-    qmatmul_nf4_forward_into(Nf4Path::Auto, &y, x, w, bias, None)?;
+    qmatmul_nf4_forward_into(QgemmPath::Auto, &y, x, w, bias, None)?;
     Ok(y)
 }
 
 /// [`qmatmul_nf4_forward`] into an existing `y` with a chosen kernel, plus
 /// an optional low-rank term over y `[rows, N]` (LoRA: U = x·Aᵀ, V = B).
 pub fn qmatmul_nf4_forward_into(
-    path: Nf4Path,
+    path: QgemmPath,
     y: &Tensor,
     x: &Tensor,
     w: &Nf4Weight,
@@ -77,52 +66,67 @@ pub fn qmatmul_nf4_forward_into(
 ) -> Result<()> {
     let gemv_ok = x.rows() == 1 && w.k.is_multiple_of(NF4_BLOCK);
     match path {
-        Nf4Path::Gemv if !gemv_ok => bail!(
+        QgemmPath::Gemv if !gemv_ok => bail!(
             "qmatmul_nf4_gemv needs one row and K % 64 == 0 (x {x:?}, W [{}, {}])",
             w.n,
             w.k
         ),
-        Nf4Path::Gemv | Nf4Path::Auto if gemv_ok => gemv(y, x, w, bias, lr),
-        _ => qgemm(
-            SHADER,
-            "qmatmul_nf4_forward",
-            false,
-            y,
-            x,
-            (w.n, w.k),
-            &w.binds(),
-            bias,
-            0.0,
-            lr,
-        ),
+        QgemmPath::Gemv | QgemmPath::Auto if gemv_ok => gemv(y, x, w, bias, lr),
+        _ => {
+            let dequantize_rows = |t: &Tensor, lo, hi| nf4_dequantize_rows(t, w, lo, hi);
+            qgemm(
+                path,
+                &qgemm_weight(w, &dequantize_rows),
+                false,
+                y,
+                x,
+                bias,
+                lr,
+            )
+        }
+    }
+}
+
+/// The shared driver's view of an NF4 weight.
+fn qgemm_weight<'a>(
+    w: &'a Nf4Weight,
+    dequantize_rows: &'a dyn Fn(&Tensor, usize, usize) -> Result<()>,
+) -> QgemmWeight<'a> {
+    QgemmWeight {
+        shader: SHADER,
+        entries: ["qmatmul_nf4_forward", "qmatmul_nf4_backward"],
+        dims: (w.n, w.k),
+        binds: w.binds(),
+        qscale: 0.0,
+        dequantize_rows,
     }
 }
 
 /// `dx = dy · W` for dy [.., N].
 pub fn qmatmul_nf4_backward(dy: &Tensor, w: &Nf4Weight) -> Result<Tensor> {
     let dx = Tensor::empty(dy.gpu(), &out_shape(dy, w.k), DType::F32)?;
-    qmatmul_nf4_backward_into(&dx, dy, w, None)?;
+    qmatmul_nf4_backward_into(QgemmPath::Auto, &dx, dy, w, None)?;
     Ok(dx)
 }
 
 /// [`qmatmul_nf4_backward`] into an existing `dx`, plus an optional low-rank
-/// term over dx `[rows, K]` (LoRA: U = s·dy·B, V = A read as `[r, K]`).
+/// term over dx `[rows, K]` (LoRA: U = s·dy·B, V = A read as `[r, K]`);
+/// `path` picks the general kernel (`Gemv` means `Auto` here).
 pub fn qmatmul_nf4_backward_into(
+    path: QgemmPath,
     dx: &Tensor,
     dy: &Tensor,
     w: &Nf4Weight,
     lr: Option<&LowRank>,
 ) -> Result<()> {
+    let dequantize_rows = |t: &Tensor, lo, hi| nf4_dequantize_rows(t, w, lo, hi);
     qgemm(
-        SHADER,
-        "qmatmul_nf4_backward",
+        path,
+        &qgemm_weight(w, &dequantize_rows),
         true,
         dx,
         dy,
-        (w.n, w.k),
-        &w.binds(),
         None,
-        0.0,
         lr,
     )
 }
@@ -287,27 +291,65 @@ pub fn nf4_dequantize(w: &Nf4Weight) -> Result<Tensor> {
 
 /// [`nf4_dequantize`] into an existing f32 tensor of N·K elements.
 pub fn nf4_dequantize_into(y: &Tensor, w: &Nf4Weight) -> Result<()> {
-    let gpu = w.codes.gpu();
-    let numel = w.n * w.k;
     ensure!(
-        y.dtype() == DType::F32 && y.numel() == numel,
+        y.dtype() == DType::F32 && y.numel() == w.n * w.k,
         "nf4_dequantize into {y:?} for [{}, {}]",
         w.n,
         w.k
     );
-    for (lo, hi) in block_ranges(gpu, numel) {
-        let (yb, off) = y.bind_elems(4, lo, hi);
-        let p = Nf4QuantParams {
-            count: (hi - lo) as u32,
-            base: lo as u32,
-            dst_off: off,
-            numel: numel as u32,
-            blocks: w.blocks() as u32,
-            ..Default::default()
-        };
-        let mut binds = vec![yb];
-        binds.extend(w.binds());
-        run("nf4_dequantize", &p, &binds, (hi - lo).div_ceil(8), gpu)?;
+    nf4_dequantize_rows(y, w, 0, w.n)
+}
+
+/// Rows `[lo, hi)` of the dequantized weight into the first `(hi - lo)·K`
+/// elements of `y` (a staged matmul's panel); `lo·K` must be a multiple of 32.
+pub fn nf4_dequantize_rows(y: &Tensor, w: &Nf4Weight, lo: usize, hi: usize) -> Result<()> {
+    let gpu = w.codes.gpu();
+    let (first, end) = (lo * w.k, hi * w.k);
+    ensure!(
+        y.dtype() == DType::F32
+            && lo <= hi
+            && hi <= w.n
+            && first % 32 == 0
+            && y.numel() >= end - first,
+        "nf4_dequantize rows {lo}..{hi} of [{}, {}] into {y:?}",
+        w.n,
+        w.k
+    );
+    let base = Nf4QuantParams {
+        numel: (w.n * w.k) as u32,
+        blocks: w.blocks() as u32,
+        ..Default::default()
+    };
+    // Each binding-sized chunk: whole 32-element groups with vec4 stores
+    // where y's range is 16-byte aligned, then the rest element by element.
+    for (a, b) in block_ranges(gpu, end - first) {
+        let mut at = a;
+        let whole = (b - a) / 32 * 32;
+        let (yb, off) = y.bind_elems(16, a, a + whole);
+        if whole > 0 && off % 4 == 0 {
+            let p = Nf4QuantParams {
+                count: whole as u32,
+                base: (first + a) as u32,
+                dst_off: off,
+                ..base
+            };
+            let mut binds = vec![yb];
+            binds.extend(w.binds());
+            run("nf4_dequantize_vec4", &p, &binds, whole / 32, gpu)?;
+            at += whole;
+        }
+        if at < b {
+            let (yb, off) = y.bind_elems(4, at, b);
+            let p = Nf4QuantParams {
+                count: (b - at) as u32,
+                base: (first + at) as u32,
+                dst_off: off,
+                ..base
+            };
+            let mut binds = vec![yb];
+            binds.extend(w.binds());
+            run("nf4_dequantize", &p, &binds, (b - at).div_ceil(32), gpu)?;
+        }
     }
     Ok(())
 }

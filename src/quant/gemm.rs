@@ -1,12 +1,26 @@
 //! The dispatch driver shared by `qmatmul_int8` and `qmatmul_nf4`: both
 //! shaders include `common/qgemm.wgsl` and differ only in how a weight tile
-//! is decoded, so the host side (shapes, chunking, reduction splits) is one
-//! mechanism too.
+//! is decoded, so the host side (shapes, chunking, reduction splits, the
+//! choice of kernel) is one mechanism too.
+//!
+//! Two ways to run a product, both exact to f32 rounding of the same
+//! dequantized weight, chosen per adapter ([`QgemmPath`]):
+//! - **fused**: the tiled kernels of `common/qgemm.wgsl` decode each weight
+//!   tile into workgroup memory inside the matmul (real GPUs: the weight
+//!   crosses the memory bus once, as 4 or 8 bits);
+//! - **staged**: the weight is dequantized panel by panel into a scratch
+//!   buffer of at most [`STAGE_ELEMS`] floats (~4 MiB, never the whole f32
+//!   weight), each panel multiplied by the adapter's f32 matmul as soon as it
+//!   is staged (CPU adapters, where "memory bandwidth" is a cache and decoding
+//!   once per panel beats decoding inside a kernel whose barriers and
+//!   workgroup memory llvmpipe emulates; llama.cpp's large-batch CUDA path
+//!   works the same way).
 
 use anyhow::{bail, ensure, Result};
 
 use crate::kernel::{Bind, Kernel};
 use crate::ops::lora::epilogue::{dummy_binds, LoraEpilogueParams, LowRank};
+use crate::ops::matmul::{gemm_staged, MatmulVariant};
 use crate::tensor::{DType, Tensor};
 
 /// Mirrors `QgemmParams` in `shaders/common/qgemm.wgsl`.
@@ -39,6 +53,51 @@ pub const WG_COLS: [usize; 2] = [16, 8];
 /// Reduction steps per dispatch: keeps every invocation far below llvmpipe's
 /// 65535-iteration limit (25 iterations per 64 steps).
 pub const MAX_REDUCTION: usize = 65536;
+
+/// Which kernel runs a quantized product.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum QgemmPath {
+    /// NF4's GEMV for one row when K % 64 == 0 (forward); otherwise staged on
+    /// CPU adapters and fused elsewhere.
+    #[default]
+    Auto,
+    /// The tiled dequantizing kernels (`common/qgemm.wgsl`).
+    Fused,
+    /// Dequantized panels of the weight through the f32 matmul.
+    Staged,
+    /// NF4's single-row kernel (forward only; one row, K % 64 == 0).
+    Gemv,
+}
+
+impl QgemmPath {
+    /// The general-M kernel this path means on `gpu` (the caller runs NF4's
+    /// GEMV where it applies; elsewhere `Gemv` means `Auto`).
+    fn general(self, gpu: &crate::Gpu) -> QgemmPath {
+        match self {
+            QgemmPath::Auto | QgemmPath::Gemv if gpu.is_cpu() => QgemmPath::Staged,
+            QgemmPath::Staged => QgemmPath::Staged,
+            _ => QgemmPath::Fused,
+        }
+    }
+}
+
+/// Scratch floats of one staged panel (4 MiB): a few panels for a GPT-2
+/// MLP weight, and far below the f32 size of the weights it serves.
+pub const STAGE_ELEMS: usize = 1 << 20;
+
+/// What the shared driver needs of one quantized weight W [wn, wk].
+pub(crate) struct QgemmWeight<'a> {
+    pub shader: &'static str,
+    /// The fused kernels' entries: [forward, backward].
+    pub entries: [&'static str; 2],
+    pub dims: (usize, usize),
+    /// The weight's buffers (bindings 5 and up of the fused kernels).
+    pub binds: Vec<Bind<'a>>,
+    /// The format's run-time constant of the fused kernels.
+    pub qscale: f32,
+    /// Writes W's rows `[lo, hi)`, dequantized, to the start of a tensor.
+    pub dequantize_rows: &'a dyn Fn(&Tensor, usize, usize) -> Result<()>,
+}
 
 /// The output shape of a qgemm: `a`'s shape with the last dim replaced.
 pub(crate) fn out_shape(a: &Tensor, cols: usize) -> Vec<usize> {
@@ -84,23 +143,20 @@ pub(crate) fn check_lowrank(entry: &str, lr: &LowRank, m: usize, cols: usize) ->
 }
 
 /// `C = A · Wᵀ (+ bias)` (forward, A = x [.., K]) or `C = A · W` (backward,
-/// A = dy [.., N]) into `y`, against a quantized W [wn, wk] whose buffers are
-/// `wbinds` (bindings 5 and up); `qscale` is the format's run-time constant.
-/// `lr` adds a low-rank term `scale·U·Vᵀ` over C `[rows, cols]` in the same
-/// pass (the LoRA epilogue).
-#[allow(clippy::too_many_arguments)]
+/// A = dy [.., N]) into `y`, against the quantized `w`, by the general-M
+/// kernel `path` means on this adapter. `lr` adds a low-rank term
+/// `scale·U·Vᵀ` over C `[rows, cols]` in the same pass (the LoRA epilogue).
 pub(crate) fn qgemm(
-    shader: &'static str,
-    entry: &'static str,
+    path: QgemmPath,
+    w: &QgemmWeight,
     backward: bool,
     y: &Tensor,
     a: &Tensor,
-    (wn, wk): (usize, usize),
-    wbinds: &[Bind],
     bias: Option<&Tensor>,
-    qscale: f32,
     lr: Option<&LowRank>,
 ) -> Result<()> {
+    let entry = w.entries[backward as usize];
+    let (wn, wk) = w.dims;
     let (red, cols) = if backward { (wn, wk) } else { (wk, wn) };
     ensure!(
         a.dtype() == DType::F32 && !a.shape().is_empty() && a.cols() == red,
@@ -124,6 +180,9 @@ pub(crate) fn qgemm(
     let gpu = a.gpu();
     if m == 0 || cols == 0 {
         return Ok(());
+    }
+    if path.general(gpu) == QgemmPath::Staged {
+        return staged(w, backward, y, a, bias, lr);
     }
     let (wg_rows, wg_cols) = (WG_ROWS[backward as usize], WG_COLS[backward as usize]);
     let col_groups = cols.div_ceil(wg_cols);
@@ -172,9 +231,9 @@ pub(crate) fn qgemm(
             let (lbinds, lora, lconsts) = lora_binds(shifted.as_ref().filter(|_| r0 == 0), xb);
             let mut consts = vec![("VEC_X", if vec_x { 1.0 } else { 0.0 })];
             consts.extend(lconsts);
-            let kernel = Kernel::new(shader, entry).with(&consts);
+            let kernel = Kernel::new(w.shader, entry).with(&consts);
             let mut binds = vec![xb, x4, bb, yb];
-            binds.extend_from_slice(wbinds);
+            binds.extend_from_slice(&w.binds);
             binds.extend(lbinds);
             let params = QgemmParams {
                 m: (m1 - m0) as u32,
@@ -188,7 +247,7 @@ pub(crate) fn qgemm(
                 y_off,
                 has_bias: (bias.is_some() && r0 == 0) as u32,
                 accumulate: (r0 > 0) as u32,
-                qscale,
+                qscale: w.qscale,
                 lora,
                 ..Default::default()
             };
@@ -199,4 +258,40 @@ pub(crate) fn qgemm(
         m0 = m1;
     }
     Ok(())
+}
+
+/// The staged path: W's rows in panels of at most [`STAGE_ELEMS`] floats
+/// (whole multiples of 64 rows, balanced), each dequantized and then
+/// multiplied by the f32 matmul (`ops::matmul::gemm_staged`).
+fn staged(
+    w: &QgemmWeight,
+    backward: bool,
+    y: &Tensor,
+    a: &Tensor,
+    bias: Option<&Tensor>,
+    lr: Option<&LowRank>,
+) -> Result<()> {
+    let (wn, wk) = w.dims;
+    let gpu = a.gpu();
+    let per_panel = (STAGE_ELEMS / wk.max(1)).max(64) / 64 * 64;
+    let rows = wn
+        .div_ceil(wn.div_ceil(per_panel))
+        .next_multiple_of(64)
+        .min(wn);
+    let panel = Tensor::empty(gpu, &[rows * wk], DType::F32)?;
+    let (m, n, k) = if backward {
+        (a.rows(), wk, wn)
+    } else {
+        (a.rows(), wn, wk)
+    };
+    gemm_staged(
+        MatmulVariant::Auto,
+        (y, a, &panel),
+        bias,
+        !backward,
+        (m, n, k),
+        rows,
+        lr.copied(),
+        w.dequantize_rows,
+    )
 }

@@ -24,11 +24,10 @@ use std::sync::Arc;
 
 use crate::device::Gpu;
 use crate::ops::lora::LowRank;
-use crate::ops::qmatmul_nf4::Nf4Path;
 use crate::ops::{qmatmul_int8, qmatmul_nf4};
 use crate::tensor::Tensor;
 
-pub use gemm::QgemmParams;
+pub use gemm::{QgemmParams, QgemmPath};
 pub use int8::Int8Host;
 pub use nf4::Nf4Host;
 pub use qlinear::qlinear;
@@ -180,18 +179,19 @@ impl QuantizedWeight {
     }
 
     /// [`QuantizedWeight::forward`] into `y`, plus an optional low-rank term
-    /// over y (the LoRA epilogue, same pass). `path` picks NF4's kernel
-    /// (int8 has one).
+    /// over y (the LoRA epilogue, same pass). `path` picks the kernel.
     pub fn forward_into(
         &self,
-        path: Nf4Path,
+        path: QgemmPath,
         y: &Tensor,
         x: &Tensor,
         bias: Option<&Tensor>,
         lr: Option<&LowRank>,
     ) -> Result<()> {
         match self {
-            QuantizedWeight::Int8(w) => qmatmul_int8::qmatmul_int8_forward_into(y, x, w, bias, lr),
+            QuantizedWeight::Int8(w) => {
+                qmatmul_int8::qmatmul_int8_forward_into(path, y, x, w, bias, lr)
+            }
             QuantizedWeight::Nf4(w) => {
                 qmatmul_nf4::qmatmul_nf4_forward_into(path, y, x, w, bias, lr)
             }
@@ -199,11 +199,20 @@ impl QuantizedWeight {
     }
 
     /// [`QuantizedWeight::backward`] into `dx`, plus an optional low-rank
-    /// term over dx (the LoRA epilogue, same pass).
-    pub fn backward_into(&self, dx: &Tensor, dy: &Tensor, lr: Option<&LowRank>) -> Result<()> {
+    /// term over dx (the LoRA epilogue, same pass); `path` picks the general
+    /// kernel (`Gemv` means `Auto`).
+    pub fn backward_into(
+        &self,
+        path: QgemmPath,
+        dx: &Tensor,
+        dy: &Tensor,
+        lr: Option<&LowRank>,
+    ) -> Result<()> {
         match self {
-            QuantizedWeight::Int8(w) => qmatmul_int8::qmatmul_int8_backward_into(dx, dy, w, lr),
-            QuantizedWeight::Nf4(w) => qmatmul_nf4::qmatmul_nf4_backward_into(dx, dy, w, lr),
+            QuantizedWeight::Int8(w) => {
+                qmatmul_int8::qmatmul_int8_backward_into(path, dx, dy, w, lr)
+            }
+            QuantizedWeight::Nf4(w) => qmatmul_nf4::qmatmul_nf4_backward_into(path, dx, dy, w, lr),
         }
     }
 }

@@ -7,7 +7,7 @@ use anyhow::{bail, ensure, Result};
 
 use super::epilogue::LowRank;
 use crate::ops::matmul::{matmul_backward_with, matmul_into, matmul_lowrank_into, MatmulVariant};
-use crate::ops::qmatmul_nf4::Nf4Path;
+use crate::quant::QgemmPath;
 use crate::quant::QuantizedWeight;
 use crate::tensor::{DType, Tensor};
 
@@ -16,9 +16,9 @@ use crate::tensor::{DType, Tensor};
 pub enum LoraBase {
     /// f32 W `[K, N]` (GPT-2 Conv1D) or `[N, K]` with `trans_b` (`nn.Linear`).
     Dense { w: Tensor, trans_b: bool },
-    /// A frozen quantized W `[N, K]` (int8 or NF4); `path` picks NF4's kernel
-    /// (GEMV for one row, else the general one). It never gets a gradient.
-    Quantized { w: QuantizedWeight, path: Nf4Path },
+    /// A frozen quantized W `[N, K]` (int8 or NF4); `path` picks the kernel
+    /// ([`QgemmPath`]). It never gets a gradient.
+    Quantized { w: QuantizedWeight, path: QgemmPath },
 }
 
 impl LoraBase {
@@ -34,7 +34,7 @@ impl LoraBase {
     pub fn quantized(w: &QuantizedWeight) -> LoraBase {
         LoraBase::Quantized {
             w: w.clone(),
-            path: Nf4Path::Auto,
+            path: QgemmPath::Auto,
         }
     }
 
@@ -91,7 +91,7 @@ impl LoraBase {
             (LoraBase::Dense { w, trans_b }, None) => {
                 matmul_into(variant, dx, dy2, w, None, false, !*trans_b, false)
             }
-            (LoraBase::Quantized { w, .. }, lr) => w.backward_into(dx, dy2, lr),
+            (LoraBase::Quantized { w, path }, lr) => w.backward_into(*path, dx, dy2, lr),
         }
     }
 

@@ -350,3 +350,49 @@ pub(super) fn gemm(
     }
     g.run(variant)
 }
+
+/// `C (+)= A·op(W) (+ bias) (+ LoRA)` for 2-D operands where W is never whole
+/// in f32: `stage(panel, lo, hi)` writes W's storage rows `[lo, hi)` into
+/// `panel` (`rows` storage rows of `row_len` elements), and each panel's
+/// product runs as soon as it is staged. With `trans_b` (W [N, K]) the panels
+/// cover output columns; without (W [K, N]) they cover the reduction, and
+/// every panel after the first accumulates (bias and LoRA join the first).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_staged(
+    variant: MatmulVariant,
+    (c, a, panel): (&Tensor, &Tensor, &Tensor),
+    bias: Option<&Tensor>,
+    tb: bool,
+    (m, n, k): (usize, usize, usize),
+    rows: usize,
+    lora: Option<LowRank>,
+    stage: &dyn Fn(&Tensor, usize, usize) -> Result<()>,
+) -> Result<()> {
+    let (w_rows, row_len, along) = if tb { (n, k, Dim::N) } else { (k, n, Dim::K) };
+    ensure!(
+        rows > 0 && panel.numel() >= rows * row_len,
+        "staged matmul: a panel of {panel:?} for {rows} rows of {row_len}"
+    );
+    let g = Gemm {
+        a: View::new(a, k, 0),
+        b: View::new(panel, row_len, 0),
+        c: View::new(c, n, 0),
+        bias: bias.map(|t| View::new(t, 0, 0)),
+        ta: false,
+        tb,
+        m,
+        n,
+        k,
+        batch: 1,
+        accumulate: false,
+        lora,
+    };
+    for lo in (0..w_rows).step_by(rows) {
+        let hi = (lo + rows).min(w_rows);
+        stage(panel, lo, hi)?;
+        let mut s = g.sub(along, lo, hi);
+        s.b = View::new(panel, row_len, 0);
+        s.run(variant)?;
+    }
+    Ok(())
+}
