@@ -15,7 +15,9 @@ use anyhow::{ensure, Result};
 
 use crate::kernel::{groups_1d, Bind, Kernel};
 use crate::ops::lora::epilogue::LowRank;
-use crate::quant::gemm::{out_shape, qgemm, QgemmPath, QgemmWeight};
+use crate::quant::gemm::{
+    binding_ranges, dequantize_span, out_shape, qgemm, QgemmPath, QgemmWeight,
+};
 use crate::quant::int8::INV_127;
 use crate::quant::Int8Weight;
 use crate::tensor::{DType, Tensor};
@@ -122,15 +124,6 @@ fn run(
     gpu.dispatch(&Kernel::new(SHADER, entry), params, binds, groups)
 }
 
-/// Element ranges of at most one binding on `unit`-element boundaries.
-fn ranges(gpu: &crate::Gpu, numel: usize, unit: usize) -> Vec<(usize, usize)> {
-    let step = ((gpu.max_binding() / 4) as usize / unit * unit).max(unit);
-    (0..numel)
-        .step_by(step)
-        .map(|lo| (lo, (lo + step).min(numel)))
-        .collect()
-}
-
 /// Quantizes an f32 weight [N, K] on the GPU (same codes and stats as
 /// [`Int8Host::quantize`](crate::quant::Int8Host::quantize)).
 pub fn int8_quantize(w: &Tensor) -> Result<Int8Weight> {
@@ -148,7 +141,7 @@ pub fn int8_quantize(w: &Tensor) -> Result<Int8Weight> {
         ..Default::default()
     };
     // Row statistics, in chunks of whole rows.
-    for (r0, r1) in ranges(gpu, n * k, k)
+    for (r0, r1) in binding_ranges(gpu, n * k, k)
         .into_iter()
         .map(|(lo, hi)| (lo / k, hi.div_ceil(k)))
     {
@@ -161,7 +154,7 @@ pub fn int8_quantize(w: &Tensor) -> Result<Int8Weight> {
         };
         run("int8_row_absmax", &p, &[xb, q.stats.bind(13)], r1 - r0, gpu)?;
     }
-    for (lo, hi) in ranges(gpu, n * k, 64) {
+    for (lo, hi) in binding_ranges(gpu, n * k, 64) {
         let (xb, off) = w.bind_elems(1, lo, hi);
         let p = Int8QuantParams {
             count: (hi - lo) as u32,
@@ -214,42 +207,33 @@ pub fn int8_dequantize_rows(y: &Tensor, w: &Int8Weight, lo: usize, hi: usize) ->
         w.n,
         w.k
     );
-    let base = Int8QuantParams {
+    let fixed = Int8QuantParams {
         numel: (w.n * w.k) as u32,
         k: w.k as u32,
         inv127: INV_127,
         ..Default::default()
     };
-    // Each binding-sized chunk: whole 16-element groups with vec4 stores
-    // where they apply, then the rest 4 elements per invocation.
-    for (a, b) in ranges(gpu, end - first, 64) {
-        let mut at = a;
-        let whole = (b - a) / 16 * 16;
-        let (yb, off) = y.bind_elems(16, a, a + whole);
-        if whole > 0 && off % 4 == 0 && w.k >= 16 && (first + a) % 16 == 0 {
+    // The vec4 entry's 16 elements span at most two rows when K >= 16.
+    dequantize_span(
+        y,
+        (first, end),
+        16,
+        w.k >= 16,
+        &|vec, yb, dst_off, base, count| {
             let p = Int8QuantParams {
-                count: whole as u32,
-                base: (first + a) as u32,
-                dst_off: off,
-                ..base
+                count: count as u32,
+                base: base as u32,
+                dst_off,
+                ..fixed
             };
             let mut binds = vec![yb];
             binds.extend(w.binds());
-            run("int8_dequantize_vec4", &p, &binds, whole / 16, gpu)?;
-            at += whole;
-        }
-        if at < b {
-            let (yb, off) = y.bind_elems(4, at, b);
-            let p = Int8QuantParams {
-                count: (b - at) as u32,
-                base: (first + at) as u32,
-                dst_off: off,
-                ..base
+            let (entry, per) = if vec {
+                ("int8_dequantize_vec4", 16)
+            } else {
+                ("int8_dequantize", 4)
             };
-            let mut binds = vec![yb];
-            binds.extend(w.binds());
-            run("int8_dequantize", &p, &binds, (b - at).div_ceil(4), gpu)?;
-        }
-    }
-    Ok(())
+            run(entry, &p, &binds, count.div_ceil(per), gpu)
+        },
+    )
 }

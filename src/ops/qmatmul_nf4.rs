@@ -23,7 +23,10 @@ use anyhow::{bail, ensure, Result};
 
 use crate::kernel::{groups_1d, Bind, Kernel};
 use crate::ops::lora::epilogue::LowRank;
-use crate::quant::gemm::{check_lowrank, lora_binds, out_shape, qgemm, QgemmPath, QgemmWeight};
+use crate::quant::gemm::{
+    binding_ranges, check_lowrank, dequantize_span, lora_binds, out_shape, qgemm, QgemmPath,
+    QgemmWeight,
+};
 use crate::quant::nf4::{ABSMAX_BLOCK, NF4_BLOCK, SUM_GROUP};
 use crate::quant::tables::{dynamic_lut, dynamic_map};
 use crate::quant::Nf4Weight;
@@ -185,15 +188,6 @@ fn gemv(
     )
 }
 
-/// Element ranges of at most one binding, on 64-element boundaries.
-fn block_ranges(gpu: &crate::Gpu, numel: usize) -> Vec<(usize, usize)> {
-    let step = ((gpu.max_binding() / 4) as usize / NF4_BLOCK * NF4_BLOCK).max(NF4_BLOCK);
-    (0..numel)
-        .step_by(step)
-        .map(|lo| (lo, (lo + step).min(numel)))
-        .collect()
-}
-
 fn run(
     entry: &'static str,
     params: &Nf4QuantParams,
@@ -225,7 +219,7 @@ pub fn nf4_quantize(w: &Tensor) -> Result<Nf4Weight> {
         ..Default::default()
     };
     let absmax = Tensor::empty(gpu, &[nb], DType::F32)?;
-    for (lo, hi) in block_ranges(gpu, numel) {
+    for (lo, hi) in binding_ranges(gpu, numel, NF4_BLOCK) {
         let (xb, off) = w.bind_elems(1, lo, hi);
         let count = (hi - lo).div_ceil(NF4_BLOCK);
         let p = Nf4QuantParams {
@@ -315,41 +309,31 @@ pub fn nf4_dequantize_rows(y: &Tensor, w: &Nf4Weight, lo: usize, hi: usize) -> R
         w.n,
         w.k
     );
-    let base = Nf4QuantParams {
+    let fixed = Nf4QuantParams {
         numel: (w.n * w.k) as u32,
         blocks: w.blocks() as u32,
         ..Default::default()
     };
-    // Each binding-sized chunk: whole 32-element groups with vec4 stores
-    // where y's range is 16-byte aligned, then the rest element by element.
-    for (a, b) in block_ranges(gpu, end - first) {
-        let mut at = a;
-        let whole = (b - a) / 32 * 32;
-        let (yb, off) = y.bind_elems(16, a, a + whole);
-        if whole > 0 && off % 4 == 0 {
+    dequantize_span(
+        y,
+        (first, end),
+        32,
+        true,
+        &|vec, yb, dst_off, base, count| {
             let p = Nf4QuantParams {
-                count: whole as u32,
-                base: (first + a) as u32,
-                dst_off: off,
-                ..base
+                count: count as u32,
+                base: base as u32,
+                dst_off,
+                ..fixed
             };
             let mut binds = vec![yb];
             binds.extend(w.binds());
-            run("nf4_dequantize_vec4", &p, &binds, whole / 32, gpu)?;
-            at += whole;
-        }
-        if at < b {
-            let (yb, off) = y.bind_elems(4, at, b);
-            let p = Nf4QuantParams {
-                count: (b - at) as u32,
-                base: (first + at) as u32,
-                dst_off: off,
-                ..base
+            let entry = if vec {
+                "nf4_dequantize_vec4"
+            } else {
+                "nf4_dequantize"
             };
-            let mut binds = vec![yb];
-            binds.extend(w.binds());
-            run("nf4_dequantize", &p, &binds, (b - at).div_ceil(32), gpu)?;
-        }
-    }
-    Ok(())
+            run(entry, &p, &binds, count.div_ceil(32), gpu)
+        },
+    )
 }

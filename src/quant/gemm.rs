@@ -295,3 +295,44 @@ fn staged(
         w.dequantize_rows,
     )
 }
+
+/// Element ranges `[lo, hi)` covering `numel`, each at most one binding,
+/// split on `unit` boundaries.
+pub(crate) fn binding_ranges(gpu: &crate::Gpu, numel: usize, unit: usize) -> Vec<(usize, usize)> {
+    let step = ((gpu.max_binding() / 4) as usize / unit * unit).max(unit);
+    (0..numel)
+        .step_by(step)
+        .map(|lo| (lo, (lo + step).min(numel)))
+        .collect()
+}
+
+/// One dispatch of a format's dequantizer: (the vec4-store entry?, y's
+/// binding, its residual offset, the first weight element, the count).
+pub(crate) type DequantRun<'a> = dyn Fn(bool, Bind, u32, usize, usize) -> Result<()> + 'a;
+
+/// Weight elements `[first, end)` into `y[0 ..]` by a format's two
+/// dequantizing entries: in each binding-sized range, the whole `group`-element
+/// groups through the vec4-store entry where y's range starts 16-byte aligned
+/// and `vec_ok` (the format's own condition), the rest through the scalar one.
+pub(crate) fn dequantize_span(
+    y: &Tensor,
+    (first, end): (usize, usize),
+    group: usize,
+    vec_ok: bool,
+    run: &DequantRun,
+) -> Result<()> {
+    for (a, b) in binding_ranges(y.gpu(), end - first, 64) {
+        let mut at = a;
+        let whole = (b - a) / group * group;
+        let (yb, off) = y.bind_elems(16, a, a + whole);
+        if vec_ok && whole > 0 && off % 4 == 0 && (first + a) % group == 0 {
+            run(true, yb, off, first + a, whole)?;
+            at += whole;
+        }
+        if at < b {
+            let (yb, off) = y.bind_elems(4, at, b);
+            run(false, yb, off, first + at, b - at)?;
+        }
+    }
+    Ok(())
+}
