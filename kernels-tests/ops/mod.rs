@@ -17,6 +17,7 @@ mod matmul;
 mod qgemm;
 mod qmatmul_int8;
 mod qmatmul_nf4;
+mod quant_budgets;
 mod quantize;
 mod reduce;
 mod rotary;
