@@ -12,7 +12,7 @@ use engine::train::commands::{
     run_best_of_n, run_eval, train_dpo, train_ppo, BestOfNArgs, DpoArgs, EvalArgs, PpoArgs,
     RlhfSummary,
 };
-use engine::train::config::{load_args, RunArgs};
+use engine::train::config::{load_args, merge_args, RunArgs};
 use engine::train::reward::{train_reward, RewardArgs};
 use engine::train::session::RunSummary;
 use engine::train::sft::{train_sft, SftArgs};
@@ -77,14 +77,16 @@ fn print_rlhf(s: &RlhfSummary) {
 
 pub fn ppo_cmd(gpu: &Arc<Gpu>, args: PpoArgs, matches: &ArgMatches) -> Result<()> {
     // The demo runs when neither the flags nor a --config file name a model,
-    // a reward or a run to resume.
-    let resolved = resolve(args.clone(), matches)?;
-    if engine::demo::ppo_default::is_demo(&resolved) {
+    // a reward or a run to resume (checked before validation: the demo's
+    // own run file supplies settings such as the LoRA rank).
+    let merged = merge_args(args.clone(), matches)?;
+    if engine::demo::ppo_default::is_demo(&merged) {
         let report = engine::demo::ppo_default::run_default_ppo(gpu, args, matches)?;
         println!("report: {}", report.display());
         return Ok(());
     }
-    let (_, summary) = train_ppo(gpu, resolved)?;
+    merged.validate()?;
+    let (_, summary) = train_ppo(gpu, merged)?;
     print_rlhf(&summary);
     Ok(())
 }

@@ -52,7 +52,7 @@ use crate::train::optim::Schedule;
 use crate::train::progress::ProgressMode;
 
 pub use super::run_file::{
-    effective_config, is_common_key, load_args, parse_args, RunArgs, SECTIONS,
+    effective_config, is_common_key, load_args, merge_args, parse_args, RunArgs, SECTIONS,
 };
 
 /// Frozen-base storage for QLoRA.

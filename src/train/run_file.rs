@@ -124,6 +124,14 @@ fn run_file_entries<T: RunArgs>(
 /// Merges the run file and a resumed checkpoint's config into `args` for
 /// every option not given on the command line (see the module docs).
 pub fn load_args<T: RunArgs>(args: T, matches: &ArgMatches) -> Result<T> {
+    let out = merge_args(args, matches)?;
+    out.validate()?;
+    Ok(out)
+}
+
+/// [`load_args`] without the final validation: the merged layers as they
+/// are (to decide what a command line asks for before checking it whole).
+pub fn merge_args<T: RunArgs>(args: T, matches: &ArgMatches) -> Result<T> {
     let given = given_on_command_line(matches);
     let mut json = match effective_config(&args)? {
         Value::Object(m) => m,
@@ -168,10 +176,8 @@ pub fn load_args<T: RunArgs>(args: T, matches: &ArgMatches) -> Result<T> {
             }
         }
     }
-    let out: T = serde_json::from_value(Value::Object(json))
-        .context("merging flags, the run file and the resumed checkpoint's config")?;
-    out.validate()?;
-    Ok(out)
+    serde_json::from_value(Value::Object(json))
+        .context("merging flags, the run file and the resumed checkpoint's config")
 }
 
 /// Parses `argv` (program name first) as `T`'s flags and merges the layers:
