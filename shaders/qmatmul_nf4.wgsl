@@ -59,7 +59,7 @@ fn qmatmul_nf4_backward(@builtin(workgroup_id) wg: vec3<u32>,
 
 // 8 weights of one word against x[xe .. xe+8] (xe % 4 == 0).
 fn dot_word(w: u32, xe: u32) -> f32 {
-    let d = nf4_word(w);
+    let d = nf4_word_mixed(w);
     return dot(d.lo, x4[xe >> 2u]) + dot(d.hi, x4[(xe >> 2u) + 1u]);
 }
 
@@ -258,10 +258,10 @@ fn nf4_dequant32(t: u32) -> array<vec4<f32>, 8> {
     let e0 = q.base + t * 32u;
     let words = codes4[e0 >> 5u];
     let s = nf4_absmax(e0 >> 6u, q.zero);
-    let d0 = nf4_word(words.x);
-    let d1 = nf4_word(words.y);
-    let d2 = nf4_word(words.z);
-    let d3 = nf4_word(words.w);
+    let d0 = nf4_word_mixed(words.x);
+    let d1 = nf4_word_mixed(words.y);
+    let d2 = nf4_word_mixed(words.z);
+    let d3 = nf4_word_mixed(words.w);
     return array<vec4<f32>, 8>(d0.lo * s, d0.hi * s, d1.lo * s, d1.hi * s,
                                d2.lo * s, d2.hi * s, d3.lo * s, d3.hi * s);
 }
