@@ -59,22 +59,20 @@ fn qmatmul_nf4_backward(@builtin(workgroup_id) wg: vec3<u32>,
 
 // 8 weights of one word against x[xe .. xe+8] (xe % 4 == 0).
 fn dot_word(w: u32, xe: u32) -> f32 {
-    let d = nf4_word_mixed(w);
+    let d = nf4_word_alu(w);
     return dot(d.lo, x4[xe >> 2u]) + dot(d.hi, x4[(xe >> 2u) + 1u]);
 }
 
 // M = 1 (generation): one invocation per output n streams its row of codes
 // (2 vec4<u32> = 64 codes per block) with one absmax per block, reading ~0.52
-// bytes per weight (on llvmpipe the codebook lookups, from workgroup memory,
-// bound it rather than memory).
+// bytes per weight (on llvmpipe decoding, not memory, bounds it; the select
+// tree of nf4_word_alu needs no table, so no workgroup memory or barrier).
 // Host guarantees K % 64 == 0 (else it uses the forward entry) and x_off = 0.
 // x is read at addresses common to all lanes (cheap on llvmpipe).
 @compute @workgroup_size(64)
 fn qmatmul_nf4_gemv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                     @builtin(local_invocation_index) lid: u32) {
     let n = linear_group(wg, nwg) * 64u + lid;
-    nf4_load_pairs(lid, 64u);
-    workgroupBarrier();
     if (n >= p.wn) {
         return;
     }
@@ -258,10 +256,10 @@ fn nf4_dequant32(t: u32) -> array<vec4<f32>, 8> {
     let e0 = q.base + t * 32u;
     let words = codes4[e0 >> 5u];
     let s = nf4_absmax(e0 >> 6u, q.zero);
-    let d0 = nf4_word_mixed(words.x);
-    let d1 = nf4_word_mixed(words.y);
-    let d2 = nf4_word_mixed(words.z);
-    let d3 = nf4_word_mixed(words.w);
+    let d0 = nf4_word_alu(words.x);
+    let d1 = nf4_word_alu(words.y);
+    let d2 = nf4_word_alu(words.z);
+    let d3 = nf4_word_alu(words.w);
     return array<vec4<f32>, 8>(d0.lo * s, d0.hi * s, d1.lo * s, d1.hi * s,
                                d2.lo * s, d2.hi * s, d3.lo * s, d3.hi * s);
 }
@@ -270,8 +268,6 @@ fn nf4_dequant32(t: u32) -> array<vec4<f32>, 8> {
 fn nf4_dequantize(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                   @builtin(local_invocation_index) lid: u32) {
     let t = linear_group(wg, nwg) * 64u + lid;
-    nf4_load_pairs(lid, 64u);
-    workgroupBarrier();
     if (t * 32u >= q.count) {
         return;
     }
@@ -288,8 +284,6 @@ fn nf4_dequantize(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
 fn nf4_dequantize_vec4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                        @builtin(local_invocation_index) lid: u32) {
     let t = linear_group(wg, nwg) * 64u + lid;
-    nf4_load_pairs(lid, 64u);
-    workgroupBarrier();
     if (t * 32u >= q.count) {
         return;
     }
