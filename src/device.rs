@@ -168,8 +168,9 @@ impl Gpu {
             trace: wgpu::Trace::Off,
         }))
         .with_context(|| format!("opening device on {}", describe(&info)))?;
-        let hw_binding =
-            u64::from(limits.max_storage_buffer_binding_size).min(limits.max_buffer_size);
+        let hw_binding = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
         let max_binding = opts
             .max_binding_override
             .map_or(hw_binding, |o| o.min(hw_binding));
@@ -300,7 +301,7 @@ impl Gpu {
             return;
         }
         let mut padded;
-        let bytes = if data.len() % 4 == 0 {
+        let bytes = if data.len().is_multiple_of(4) {
             data
         } else {
             padded = data.to_vec();

@@ -50,7 +50,7 @@ pub fn cases() -> Vec<Case> {
         },
         Case {
             op: "copy_bandwidth",
-            shape: format!("{}MiB", COPY_VEC4S as u64 * 16 >> 20),
+            shape: format!("{}MiB", (COPY_VEC4S as u64 * 16) >> 20),
             work: Work::Bytes(2.0 * COPY_VEC4S as f64 * 16.0),
             prepare: Box::new(|gpu, _| {
                 let n = COPY_VEC4S as usize * 4;

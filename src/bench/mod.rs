@@ -29,12 +29,15 @@ pub enum Work {
 /// A prepared run: inputs are already uploaded; calling it records the kernels.
 pub type Run = Box<dyn FnMut() -> Result<()>>;
 
+/// Builds a case's [`Run`] on fresh inputs drawn from the seed.
+pub type Prepare = Box<dyn Fn(&Arc<Gpu>, u64) -> Result<Run>>;
+
 /// One benchmark: an op at one shape. `prepare` builds fresh inputs.
 pub struct Case {
     pub op: &'static str,
     pub shape: String,
     pub work: Work,
-    pub prepare: Box<dyn Fn(&Arc<Gpu>, u64) -> Result<Run>>,
+    pub prepare: Prepare,
 }
 
 /// One measured line of the report.

@@ -188,7 +188,7 @@ impl ModelConfig {
         };
         if !gpt2 {
             let rot = cfg.rotary_dims();
-            if !(0.0..=1.0).contains(&cfg.rotary_pct) || rot % 2 != 0 {
+            if !(0.0..=1.0).contains(&cfg.rotary_pct) || !rot.is_multiple_of(2) {
                 bail!(
                     "{file}: rotary_pct {} gives {rot} rotary dims of {}; need an even count",
                     cfg.rotary_pct,

@@ -102,7 +102,7 @@ pub fn fresh_model(
     seed: u64,
 ) -> Result<CausalLm> {
     ensure!(
-        shape.heads > 0 && shape.hidden % shape.heads == 0,
+        shape.heads > 0 && shape.hidden.is_multiple_of(shape.heads),
         "hidden size {} is not divisible by {} heads",
         shape.hidden,
         shape.heads

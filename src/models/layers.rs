@@ -32,7 +32,7 @@ impl Tokens {
     /// Unpadded sequences of equal length.
     pub fn new(ids: Vec<i32>, batch: usize) -> Result<Tokens> {
         ensure!(
-            batch > 0 && ids.len() % batch == 0,
+            batch > 0 && ids.len().is_multiple_of(batch),
             "{} ids do not split into {batch} sequences",
             ids.len()
         );
@@ -69,7 +69,7 @@ impl Tokens {
     }
 
     pub fn has_padding(&self) -> bool {
-        self.mask.iter().any(|&m| m == 0)
+        self.mask.contains(&0)
     }
 }
 
