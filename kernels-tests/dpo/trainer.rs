@@ -192,3 +192,49 @@ fn paired_losses_refuse_unpaired_data() {
         .unwrap();
     assert!(err.to_string().contains("pairs"), "{err}");
 }
+
+/// Gradient accumulation (TRL's semantics): 2 micro-batches of 2 pairs take
+/// the same steps as one batch of 4: equal losses, metrics and weights.
+#[test]
+fn grad_accumulation_equals_one_big_batch() {
+    for loss in [DirectLoss::Dpo, DirectLoss::Ipo] {
+        let mut one = trainer(loss, "prefs.jsonl", cfg(loss));
+        let split = DpoConfig {
+            batch_size: 2,
+            grad_accum: 2,
+            ..cfg(loss)
+        };
+        let mut two = trainer(loss, "prefs.jsonl", split);
+        for step in 0..3 {
+            let (a, b) = (one.step().unwrap(), two.step().unwrap());
+            assert!(
+                (a.loss - b.loss).abs() < 1e-6,
+                "{loss:?} step {step}: {a:?} vs {b:?}"
+            );
+            let (ma, mb) = (&a.metrics, &b.metrics);
+            assert!(
+                (ma.rewards_margins - mb.rewards_margins).abs() < 1e-5,
+                "{a:?} vs {b:?}"
+            );
+            assert_eq!(
+                ma.rewards_accuracies, mb.rewards_accuracies,
+                "{loss:?} step {step}"
+            );
+            assert_eq!(a.epoch, b.epoch);
+            assert!((a.grad_norm - b.grad_norm).abs() <= 1e-5 * a.grad_norm.max(1.0));
+        }
+        for p in one.model().params.iter() {
+            let (x, y) = (
+                p.tensor.to_vec().unwrap(),
+                two.model().params.get(&p.name).unwrap().to_vec().unwrap(),
+            );
+            for (i, (u, v)) in x.iter().zip(&y).enumerate() {
+                assert!(
+                    (u - v).abs() <= 1e-5,
+                    "{loss:?} {}[{i}]: {u} vs {v}",
+                    p.name
+                );
+            }
+        }
+    }
+}

@@ -26,6 +26,7 @@ pub use super::dpo_metrics::{DirectMetrics, DpoEvalReport, DpoStepReport};
 use super::logprobs::{pad_token, LogpReduce, RefPass};
 use super::metrics::MetricsLog;
 use super::optim::{LrSchedule, Optimizer, Schedule};
+use super::session::{weighted_backward, GradAccum};
 use crate::data::EpochSampler;
 use crate::models::CausalLm;
 use crate::ops::adamw::AdamwConfig;
@@ -43,8 +44,11 @@ pub struct DpoConfig {
     /// KTO's λ_D and λ_U.
     pub desirable_weight: f32,
     pub undesirable_weight: f32,
-    /// Pairs (or KTO rows) per step.
+    /// Pairs (or KTO rows) per micro-batch.
     pub batch_size: usize,
+    /// Micro-batches per optimizer step (TRL's `gradient_accumulation_steps`):
+    /// the step's loss is their size-weighted mean, and so is its gradient.
+    pub grad_accum: usize,
     pub lr: f32,
     pub weight_decay: f32,
     pub warmup_steps: u32,
@@ -70,6 +74,7 @@ impl Default for DpoConfig {
             desirable_weight: 1.0,
             undesirable_weight: 1.0,
             batch_size: 8,
+            grad_accum: 1,
             lr: 1e-6,
             weight_decay: 0.0,
             warmup_steps: 0,
@@ -256,36 +261,64 @@ impl DpoTrainer {
         Ok(())
     }
 
-    /// One optimizer step on the next batch.
+    /// One optimizer step on the next `grad_accum` batches.
     pub fn step(&mut self) -> Result<DpoStepReport> {
         self.precompute_reference()?;
         let bpe = self.sampler.batches_per_epoch() as u64;
-        let (epoch, b) = (self.step / bpe, (self.step % bpe) as usize);
-        let idx = self.sampler.epoch(epoch).nth(b).context("empty epoch")?;
-        let built = Built::new(
-            &self.train,
-            &self.kl_train,
-            &idx,
-            self.pad,
-            self.model.cfg.n_ctx,
-        )?;
-        let refs = match &self.cache {
-            Some((c, _)) => c.lookup(&idx),
-            None => built.reference(self.ref_pass())?,
+        let accum = self.cfg.grad_accum.max(1) as u64;
+        // Micro-batch m of the whole run is batch m % bpe of epoch m / bpe.
+        let micro: Vec<Vec<usize>> = (0..accum)
+            .map(|i| {
+                let m = self.step * accum + i;
+                self.sampler
+                    .epoch(m / bpe)
+                    .nth((m % bpe) as usize)
+                    .context("empty epoch")
+            })
+            .collect::<Result<_>>()?;
+        let epoch = self.step * accum / bpe;
+        let total: usize = micro.iter().map(Vec::len).sum();
+        let base_seed = self.cfg.seed ^ (self.step + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let (mut grads, mut acc, mut single) = (GradAccum::default(), Acc::default(), None);
+        for (i, idx) in micro.iter().enumerate() {
+            let built = Built::new(
+                &self.train,
+                &self.kl_train,
+                idx,
+                self.pad,
+                self.model.cfg.n_ctx,
+            )?;
+            let refs = match &self.cache {
+                Some((c, _)) => c.lookup(idx),
+                None => built.reference(self.ref_pass())?,
+            };
+            let tape = Tape::new(self.model.gpu());
+            let mut vars = self.model.vars(&tape);
+            let dropout_seed = base_seed ^ (i as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
+            vars.set_lora_dropout_seed(Some(dropout_seed));
+            let (loss, metrics) = built.loss(&self.model, &self.cfg, &tape, &vars, &refs)?;
+            let value = loss.tensor().item()? as f64;
+            let share = idx.len() as f32 / total as f32;
+            grads.add(vars.grads(&weighted_backward(&tape, &loss, share)?))?;
+            acc.add(idx.len() as f64, value, &metrics);
+            single = Some((value, metrics));
+        }
+        // One micro-batch reports its own metrics; several, their weighted means.
+        let (loss_value, metrics) = match single {
+            Some(one) if accum == 1 => one,
+            _ => {
+                let r = acc.finish(total);
+                (r.loss, r.metrics)
+            }
         };
-        let tape = Tape::new(self.model.gpu());
-        let mut vars = self.model.vars(&tape);
-        let dropout_seed = self.cfg.seed ^ (self.step + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        vars.set_lora_dropout_seed(Some(dropout_seed));
-        let (loss, metrics) = built.loss(&self.model, &self.cfg, &tape, &vars, &refs)?;
-        let loss_value = loss.tensor().item()?;
-        let grads = vars.grads(&tape.backward(&loss)?);
-        let r = self.opt.step(&self.model.params, &grads, loss_value)?;
+        let r = self
+            .opt
+            .step(&self.model.params, &grads.finish()?, loss_value as f32)?;
         self.step += 1;
         let report = DpoStepReport {
             step: self.step,
             epoch,
-            loss: loss_value as f64,
+            loss: loss_value,
             metrics,
             grad_norm: r.grad_norm,
             lr: r.lr,

@@ -114,10 +114,6 @@ pub fn train_dpo(gpu: &Arc<Gpu>, mut args: DpoArgs) -> Result<(CausalLm, RlhfSum
         };
         (train, eval)
     };
-    let mut notes = Vec::new();
-    if c.grad_accum > 1 {
-        notes.push("--grad-accum is not used by train-dpo (one batch per step)".to_string());
-    }
     let cfg = DpoConfig {
         loss,
         beta: args.beta,
@@ -125,6 +121,7 @@ pub fn train_dpo(gpu: &Arc<Gpu>, mut args: DpoArgs) -> Result<(CausalLm, RlhfSum
         desirable_weight: args.desirable_weight,
         undesirable_weight: args.undesirable_weight,
         batch_size: c.batch_size,
+        grad_accum: c.grad_accum,
         lr: c.lr_or(DPO_LR),
         weight_decay: c.weight_decay,
         warmup_steps: c.warmup_steps,
@@ -137,9 +134,6 @@ pub fn train_dpo(gpu: &Arc<Gpu>, mut args: DpoArgs) -> Result<(CausalLm, RlhfSum
     // The session's optimizer is DpoTrainer's (same AdamW, schedule and
     // clipping from the flags); it restores the weights on --resume.
     let mut s = Session::start(&mut args, &mut model, "dpo", DPO_LR, SHOWN)?;
-    for n in &notes {
-        s.progress.println(n);
-    }
     let mut trainer = DpoTrainer::new(model, cfg, train)?;
     if let Some(e) = eval {
         trainer = trainer.with_eval_data(e)?;
@@ -178,5 +172,5 @@ pub fn train_dpo(gpu: &Arc<Gpu>, mut args: DpoArgs) -> Result<(CausalLm, RlhfSum
     }
     let mut model = trainer.into_model();
     let run = s.finish(&mut model, false, Some(&template), DPO_CHART)?;
-    Ok((model, RlhfSummary::new("dpo", run, SHOWN, notes)))
+    Ok((model, RlhfSummary::new("dpo", run, SHOWN, Vec::new())))
 }
