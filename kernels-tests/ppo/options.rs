@@ -187,3 +187,39 @@ fn accumulating_two_micro_batches_equals_one_mini_batch() {
         step.sqrt()
     );
 }
+
+/// PPO's learning rate is constant by default (TRL without a scheduler);
+/// `--schedule` and `--warmup-steps` make it follow the PPO step, one rate
+/// for every update of a step (TRL steps its scheduler once per PPO step).
+#[test]
+fn lr_schedule_follows_ppo_steps() {
+    use engine::train::optim::Schedule;
+    let flags = |extra: &[&str]| {
+        let mut argv = vec!["engine", "--steps", "4", "--lr", "0.01"];
+        argv.extend_from_slice(extra);
+        parse_args::<PpoArgs>(&argv)
+            .unwrap()
+            .train_config()
+            .unwrap()
+    };
+    let constant = flags(&[]);
+    assert_eq!(constant.schedule, Schedule::Constant);
+    let cfg = flags(&["--schedule", "linear", "--warmup-steps", "1"]);
+    assert_eq!(
+        (cfg.schedule, cfg.warmup_steps, cfg.total_steps),
+        (Schedule::Linear, 1, 4)
+    );
+    // Warm-up step 1 at 0, then linear decay over the 3 steps after it.
+    let model = policy("gpt2-tiny");
+    let ps = prompts(&model);
+    let reference = RefSource::frozen_copy(&model).unwrap();
+    let mut small = tiny_cfg();
+    (small.schedule, small.warmup_steps, small.total_steps) = (Schedule::Linear, 1, 4);
+    small.lr = 0.01;
+    let scorer = Box::new(TargetTokenRate { token: 38 });
+    let mut tr = PpoTrainer::new(model, reference, scorer, small).unwrap();
+    for want in [0.0, 0.01, 0.01 * 2.0 / 3.0] {
+        let r = tr.step(&ps).unwrap();
+        close(r.lr, want);
+    }
+}

@@ -51,7 +51,7 @@ anything = 1
     assert_eq!(c.batch_size, 8, "a flag equal to its default still wins");
     assert_eq!(c.steps, 9, "the command's table beats flat keys");
     assert!(!a.completion_only);
-    assert_eq!(c.schedule, Schedule::Cosine);
+    assert_eq!(c.schedule, Some(Schedule::Cosine));
     assert_eq!(c.model.as_deref(), Some(std::path::Path::new("m")));
     assert_eq!(
         c.lora_targets,

@@ -139,9 +139,11 @@ pub struct CommonArgs {
     pub grad_accum: usize,
     #[arg(long, default_value_t = 0)]
     pub warmup_steps: u32,
-    /// Decay after warm-up: constant, linear or cosine.
-    #[arg(long, default_value = "linear", value_parser = parse_schedule)]
-    pub schedule: Schedule,
+    /// Decay after warm-up: constant, linear or cosine (default: the
+    /// trainer's own: linear as transformers' Trainer for SFT, reward and
+    /// DPO; constant for PPO, as TRL).
+    #[arg(long, value_parser = parse_schedule)]
+    pub schedule: Option<Schedule>,
     /// Global gradient-norm clip (0 = off).
     #[arg(long, default_value_t = 1.0)]
     pub max_grad_norm: f32,
@@ -210,6 +212,11 @@ impl CommonArgs {
     /// The learning rate, `default` unless one was given.
     pub fn lr_or(&self, default: f32) -> f32 {
         self.lr.unwrap_or(default)
+    }
+
+    /// The schedule, `default` unless one was given.
+    pub fn schedule_or(&self, default: Schedule) -> Schedule {
+        self.schedule.unwrap_or(default)
     }
 
     pub fn column_map(&self) -> Result<ColumnMap> {

@@ -6,6 +6,7 @@
 //! dropout of step s are pure functions of (seed, s), so `--resume DIR`
 //! continues exactly.
 
+use crate::train::optim::Schedule;
 use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -126,7 +127,7 @@ pub fn train_dpo(gpu: &Arc<Gpu>, mut args: DpoArgs) -> Result<(CausalLm, RlhfSum
         weight_decay: c.weight_decay,
         warmup_steps: c.warmup_steps,
         total_steps: c.steps.min(u32::MAX as u64) as u32,
-        schedule: c.schedule,
+        schedule: c.schedule_or(Schedule::Linear),
         max_grad_norm: (c.max_grad_norm > 0.0).then_some(c.max_grad_norm),
         seed: c.seed,
         precompute_ref_log_probs: false,

@@ -29,7 +29,7 @@ use anyhow::{ensure, Context, Result};
 use std::time::Instant;
 
 use super::health::{HealthConfig, HealthInput, HealthMonitor};
-use super::optim::{LrSchedule, Optimizer};
+use super::optim::{LrSchedule, Optimizer, Schedule};
 use super::ppo_report::PpoStepReport;
 use super::ppo_rollout::{rollout, RefSource, Rollout, RolloutConfig};
 pub use super::ppo_run::{PromptCycle, PromptSource};
@@ -66,9 +66,15 @@ pub struct PpoTrainConfig {
     pub max_new_tokens: usize,
     /// EOS id [None: the policy's `eos_token_id`].
     pub eos: Option<u32>,
-    /// Adam learning rate (default 1.41e-5) and weight decay (default 0);
-    /// constant schedule.
+    /// Adam learning rate (default 1.41e-5) and weight decay (default 0).
     pub lr: f32,
+    /// The learning-rate schedule over PPO steps (default constant, as TRL
+    /// without an `lr_scheduler`; with one, TRL steps it once per PPO step,
+    /// so every mini-batch update of a step uses that step's rate).
+    pub schedule: Schedule,
+    pub warmup_steps: u32,
+    /// PPO steps the schedule spans (ignored by `constant`).
+    pub total_steps: u32,
     pub weight_decay: f32,
     /// Global grad-norm clip [None, as TRL's `max_grad_norm`].
     pub max_grad_norm: Option<f32>,
@@ -94,6 +100,9 @@ impl Default for PpoTrainConfig {
             max_new_tokens: 32,
             eos: None,
             lr: 1.41e-5,
+            schedule: Schedule::Constant,
+            warmup_steps: 0,
+            total_steps: 1,
             weight_decay: 0.0,
             max_grad_norm: None,
             seed: 0,
@@ -213,6 +222,18 @@ impl PpoTrainer {
         Optimizer::new(adam, LrSchedule::constant(cfg.lr), cfg.max_grad_norm)
     }
 
+    /// The learning rate of PPO step `step` (1-based) under the schedule.
+    pub fn lr_at(&self, step: u64) -> f32 {
+        let c = &self.cfg;
+        let schedule = LrSchedule {
+            base: c.lr,
+            warmup_steps: c.warmup_steps,
+            total_steps: c.total_steps,
+            kind: c.schedule,
+        };
+        schedule.lr_at(step.min(u32::MAX as u64) as u32)
+    }
+
     /// Steps completed so far.
     pub fn steps_done(&self) -> u64 {
         self.step
@@ -294,6 +315,8 @@ impl PpoTrainer {
             )?;
             rep.set_step_stats(&stats, &ro.scores);
             let clock = Instant::now();
+            // Every optimizer update of this PPO step runs at the step's rate.
+            self.optimizer.schedule = LrSchedule::constant(self.lr_at(step));
             self.train(&ro, &adv, step, &mut rep)
                 .with_context(|| format!("PPO step {step}: update"))?;
             rep.times.train = clock.elapsed().as_secs_f64();

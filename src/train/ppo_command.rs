@@ -9,6 +9,7 @@
 //! step's sampling. `--resume DIR` continues exactly: the prompts and every
 //! random draw of step s are pure functions of (seed, s).
 
+use crate::train::optim::Schedule;
 use anyhow::{bail, ensure, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -160,6 +161,9 @@ impl PpoArgs {
         );
         cfg.max_new_tokens = self.max_new_tokens;
         cfg.lr = c.lr_or(PPO_LR);
+        cfg.schedule = c.schedule_or(Schedule::Constant);
+        cfg.warmup_steps = c.warmup_steps;
+        cfg.total_steps = c.steps.min(u32::MAX as u64) as u32;
         cfg.weight_decay = c.weight_decay;
         cfg.max_grad_norm = (c.max_grad_norm > 0.0).then_some(c.max_grad_norm);
         cfg.seed = c.seed;

@@ -16,7 +16,7 @@ use std::time::Instant;
 use super::chart::write_chart;
 use super::config::{effective_config, CommonArgs, TrainArgs};
 use super::metrics::MetricsLog;
-use super::optim::{LrSchedule, Optimizer, StepReport};
+use super::optim::{LrSchedule, Optimizer, Schedule, StepReport};
 use super::progress::Progress;
 use super::run::{self, DataCursor, ExtraFiles, SavedModel, TrainerState};
 use crate::data::{ChatTemplate, EpochSampler};
@@ -102,7 +102,7 @@ pub fn default_optimizer(common: &CommonArgs, lr: f32) -> Optimizer {
             base: lr,
             warmup_steps: common.warmup_steps,
             total_steps: common.steps as u32,
-            kind: common.schedule,
+            kind: common.schedule_or(Schedule::Linear),
         },
         (common.max_grad_norm > 0.0).then_some(common.max_grad_norm),
     )
