@@ -16,7 +16,7 @@ use anyhow::{ensure, Result};
 use crate::kernel::{groups_1d, Bind, Kernel};
 use crate::ops::lora::epilogue::LowRank;
 use crate::quant::gemm::{
-    binding_ranges, dequantize_span, out_shape, qgemm, QgemmPath, QgemmWeight,
+    binding_ranges, dequantize_rows_by, out_shape, qgemm, QgemmPath, QgemmWeight,
 };
 use crate::quant::int8::INV_127;
 use crate::quant::Int8Weight;
@@ -196,17 +196,6 @@ pub fn int8_dequantize_into(y: &Tensor, w: &Int8Weight) -> Result<()> {
 /// elements of `y` (a staged matmul's panel); `lo·K` must be a multiple of 4.
 pub fn int8_dequantize_rows(y: &Tensor, w: &Int8Weight, lo: usize, hi: usize) -> Result<()> {
     let gpu = w.codes.gpu();
-    let (first, end) = (lo * w.k, hi * w.k);
-    ensure!(
-        y.dtype() == DType::F32
-            && lo <= hi
-            && hi <= w.n
-            && first % 4 == 0
-            && y.numel() >= end - first,
-        "int8_dequantize rows {lo}..{hi} of [{}, {}] into {y:?}",
-        w.n,
-        w.k
-    );
     let fixed = Int8QuantParams {
         numel: (w.n * w.k) as u32,
         k: w.k as u32,
@@ -214,10 +203,13 @@ pub fn int8_dequantize_rows(y: &Tensor, w: &Int8Weight, lo: usize, hi: usize) ->
         ..Default::default()
     };
     // The vec4 entry's 16 elements span at most two rows when K >= 16.
-    dequantize_span(
+    let (shape, rows) = ((w.n, w.k), (lo, hi));
+    dequantize_rows_by(
+        "int8_dequantize",
         y,
-        (first, end),
-        16,
+        shape,
+        rows,
+        (4, 16),
         w.k >= 16,
         &|vec, yb, dst_off, base, count| {
             let p = Int8QuantParams {

@@ -24,7 +24,7 @@ use anyhow::{bail, ensure, Result};
 use crate::kernel::{groups_1d, Bind, Kernel};
 use crate::ops::lora::epilogue::LowRank;
 use crate::quant::gemm::{
-    binding_ranges, check_lowrank, dequantize_span, lora_binds, out_shape, qgemm, QgemmPath,
+    binding_ranges, check_lowrank, dequantize_rows_by, lora_binds, out_shape, qgemm, QgemmPath,
     QgemmWeight,
 };
 use crate::quant::nf4::{ABSMAX_BLOCK, NF4_BLOCK, SUM_GROUP};
@@ -298,26 +298,18 @@ pub fn nf4_dequantize_into(y: &Tensor, w: &Nf4Weight) -> Result<()> {
 /// elements of `y` (a staged matmul's panel); `lo·K` must be a multiple of 32.
 pub fn nf4_dequantize_rows(y: &Tensor, w: &Nf4Weight, lo: usize, hi: usize) -> Result<()> {
     let gpu = w.codes.gpu();
-    let (first, end) = (lo * w.k, hi * w.k);
-    ensure!(
-        y.dtype() == DType::F32
-            && lo <= hi
-            && hi <= w.n
-            && first % 32 == 0
-            && y.numel() >= end - first,
-        "nf4_dequantize rows {lo}..{hi} of [{}, {}] into {y:?}",
-        w.n,
-        w.k
-    );
     let fixed = Nf4QuantParams {
         numel: (w.n * w.k) as u32,
         blocks: w.blocks() as u32,
         ..Default::default()
     };
-    dequantize_span(
+    let (shape, rows) = ((w.n, w.k), (lo, hi));
+    dequantize_rows_by(
+        "nf4_dequantize",
         y,
-        (first, end),
-        32,
+        shape,
+        rows,
+        (32, 32),
         true,
         &|vec, yb, dst_off, base, count| {
             let p = Nf4QuantParams {

@@ -310,17 +310,31 @@ pub(crate) fn binding_ranges(gpu: &crate::Gpu, numel: usize, unit: usize) -> Vec
 /// binding, its residual offset, the first weight element, the count).
 pub(crate) type DequantRun<'a> = dyn Fn(bool, Bind, u32, usize, usize) -> Result<()> + 'a;
 
-/// Weight elements `[first, end)` into `y[0 ..]` by a format's two
-/// dequantizing entries: in each binding-sized range, the whole `group`-element
+/// Rows `[lo, hi)` of a weight `[n, k]`, dequantized into the first
+/// `(hi - lo)·k` elements of `y` by a format's two dequantizing entries (the
+/// format's `what` names it in errors; its first element must be a multiple
+/// of `align`): in each binding-sized range, the whole `group`-element
 /// groups through the vec4-store entry where y's range starts 16-byte aligned
 /// and `vec_ok` (the format's own condition), the rest through the scalar one.
-pub(crate) fn dequantize_span(
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn dequantize_rows_by(
+    what: &str,
     y: &Tensor,
-    (first, end): (usize, usize),
-    group: usize,
+    (n, k): (usize, usize),
+    (lo, hi): (usize, usize),
+    (align, group): (usize, usize),
     vec_ok: bool,
     run: &DequantRun,
 ) -> Result<()> {
+    let (first, end) = (lo * k, hi * k);
+    ensure!(
+        y.dtype() == DType::F32
+            && lo <= hi
+            && hi <= n
+            && first.is_multiple_of(align)
+            && y.numel() >= end - first,
+        "{what} rows {lo}..{hi} of [{n}, {k}] into {y:?}"
+    );
     for (a, b) in binding_ranges(y.gpu(), end - first, 64) {
         let mut at = a;
         let whole = (b - a) / group * group;
