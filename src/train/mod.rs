@@ -31,6 +31,7 @@ pub mod commands_sample;
 pub mod config;
 pub mod dpo;
 mod dpo_command;
+mod dpo_config;
 mod dpo_data;
 mod dpo_metrics;
 pub mod eval;
