@@ -58,30 +58,18 @@ pub fn qmatmul_int8_forward_into(
     bias: Option<&Tensor>,
     lr: Option<&LowRank>,
 ) -> Result<()> {
-    let dequantize_rows = |t: &Tensor, lo, hi| int8_dequantize_rows(t, w, lo, hi);
-    qgemm(
-        path,
-        &qgemm_weight(w, &dequantize_rows),
-        false,
-        y,
-        x,
-        bias,
-        lr,
-    )
+    qgemm(path, &qgemm_weight(w), false, y, x, bias, lr)
 }
 
 /// The shared driver's view of an int8 weight.
-fn qgemm_weight<'a>(
-    w: &'a Int8Weight,
-    dequantize_rows: &'a dyn Fn(&Tensor, usize, usize) -> Result<()>,
-) -> QgemmWeight<'a> {
+fn qgemm_weight(w: &Int8Weight) -> QgemmWeight<'_> {
     QgemmWeight {
         shader: SHADER,
         entries: ["qmatmul_int8_forward", "qmatmul_int8_backward"],
         dims: (w.n, w.k),
         binds: w.binds(),
         qscale: INV_127,
-        dequantize_rows,
+        dequantize_rows: Box::new(move |t, lo, hi| int8_dequantize_rows(t, w, lo, hi)),
     }
 }
 
@@ -101,16 +89,7 @@ pub fn qmatmul_int8_backward_into(
     w: &Int8Weight,
     lr: Option<&LowRank>,
 ) -> Result<()> {
-    let dequantize_rows = |t: &Tensor, lo, hi| int8_dequantize_rows(t, w, lo, hi);
-    qgemm(
-        path,
-        &qgemm_weight(w, &dequantize_rows),
-        true,
-        dx,
-        dy,
-        None,
-        lr,
-    )
+    qgemm(path, &qgemm_weight(w), true, dx, dy, None, lr)
 }
 
 fn run(

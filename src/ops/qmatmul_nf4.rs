@@ -75,33 +75,19 @@ pub fn qmatmul_nf4_forward_into(
             w.k
         ),
         QgemmPath::Gemv | QgemmPath::Auto if gemv_ok => gemv(y, x, w, bias, lr),
-        _ => {
-            let dequantize_rows = |t: &Tensor, lo, hi| nf4_dequantize_rows(t, w, lo, hi);
-            qgemm(
-                path,
-                &qgemm_weight(w, &dequantize_rows),
-                false,
-                y,
-                x,
-                bias,
-                lr,
-            )
-        }
+        _ => qgemm(path, &qgemm_weight(w), false, y, x, bias, lr),
     }
 }
 
 /// The shared driver's view of an NF4 weight.
-fn qgemm_weight<'a>(
-    w: &'a Nf4Weight,
-    dequantize_rows: &'a dyn Fn(&Tensor, usize, usize) -> Result<()>,
-) -> QgemmWeight<'a> {
+fn qgemm_weight(w: &Nf4Weight) -> QgemmWeight<'_> {
     QgemmWeight {
         shader: SHADER,
         entries: ["qmatmul_nf4_forward", "qmatmul_nf4_backward"],
         dims: (w.n, w.k),
         binds: w.binds(),
         qscale: 0.0,
-        dequantize_rows,
+        dequantize_rows: Box::new(move |t, lo, hi| nf4_dequantize_rows(t, w, lo, hi)),
     }
 }
 
@@ -122,16 +108,7 @@ pub fn qmatmul_nf4_backward_into(
     w: &Nf4Weight,
     lr: Option<&LowRank>,
 ) -> Result<()> {
-    let dequantize_rows = |t: &Tensor, lo, hi| nf4_dequantize_rows(t, w, lo, hi);
-    qgemm(
-        path,
-        &qgemm_weight(w, &dequantize_rows),
-        true,
-        dx,
-        dy,
-        None,
-        lr,
-    )
+    qgemm(path, &qgemm_weight(w), true, dx, dy, None, lr)
 }
 
 fn gemv(

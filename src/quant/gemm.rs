@@ -85,6 +85,9 @@ impl QgemmPath {
 /// MLP weight, and far below the f32 size of the weights it serves.
 pub const STAGE_ELEMS: usize = 1 << 20;
 
+/// Writes a weight's rows `[lo, hi)`, dequantized, to the start of a tensor.
+pub(crate) type DequantRows<'a> = dyn Fn(&Tensor, usize, usize) -> Result<()> + 'a;
+
 /// What the shared driver needs of one quantized weight W [wn, wk].
 pub(crate) struct QgemmWeight<'a> {
     pub shader: &'static str,
@@ -96,7 +99,7 @@ pub(crate) struct QgemmWeight<'a> {
     /// The format's run-time constant of the fused kernels.
     pub qscale: f32,
     /// Writes W's rows `[lo, hi)`, dequantized, to the start of a tensor.
-    pub dequantize_rows: &'a dyn Fn(&Tensor, usize, usize) -> Result<()>,
+    pub dequantize_rows: Box<DequantRows<'a>>,
 }
 
 /// The output shape of a qgemm: `a`'s shape with the last dim replaced.
@@ -292,7 +295,7 @@ fn staged(
         (m, n, k),
         rows,
         lr.copied(),
-        w.dequantize_rows,
+        &*w.dequantize_rows,
     )
 }
 
