@@ -11,7 +11,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use std::sync::{Arc, Mutex, OnceLock};
 use wgpu::util::DeviceExt;
 
-use crate::kernel::PipelineCache;
+use crate::kernel::{self, Bind, Dispatcher, Kernel, PipelineCache};
 use crate::pool::{size_class, BufferPool};
 
 /// How to pick and configure the adapter.
@@ -232,6 +232,17 @@ impl Gpu {
         describe(&self.info)
     }
 
+    /// Records one dispatch of `kernel` (see [`kernel::dispatch`]).
+    pub fn dispatch<P: bytemuck::Pod>(
+        &self,
+        kernel: &Kernel,
+        params: &P,
+        binds: &[Bind],
+        groups: [u32; 3],
+    ) -> Result<()> {
+        kernel::dispatch(self, kernel, params, binds, groups)
+    }
+
     /// Runs `f` with the pending encoder, creating it if needed.
     pub(crate) fn record(&self, f: impl FnOnce(&mut wgpu::CommandEncoder)) {
         let mut batch = self.batch.lock().unwrap();
@@ -365,6 +376,27 @@ impl Gpu {
                 contents: &data,
                 usage: wgpu::BufferUsages::UNIFORM,
             })
+    }
+}
+
+impl Dispatcher for Gpu {
+    fn wgpu_device(&self) -> &wgpu::Device {
+        &self.device
+    }
+    fn limits(&self) -> &wgpu::Limits {
+        &self.limits
+    }
+    fn max_binding(&self) -> u64 {
+        self.max_binding
+    }
+    fn pipeline_cache(&self) -> &PipelineCache {
+        &self.pipelines
+    }
+    fn uniform(&self, bytes: &[u8]) -> wgpu::Buffer {
+        Gpu::uniform(self, bytes)
+    }
+    fn record_commands(&self, f: &mut dyn FnMut(&mut wgpu::CommandEncoder)) {
+        self.record(f)
     }
 }
 

@@ -1,17 +1,60 @@
 //! The one dispatch helper every op goes through.
 //!
 //! A kernel is named by shader stem, entry point and `override` constants
-//! ([`Kernel`]). Its pipeline is compiled once per [`Gpu`] and cached: on
+//! ([`Kernel`]). Its pipeline is compiled once per device and cached: on
 //! llvmpipe every distinct pipeline costs 40-400 ms of LLVM time. The pipeline
 //! layout is reflected from the shader with naga, so ops only say which buffer
 //! goes to which `@binding`; binding 0 is always the op's uniform params struct.
+//!
+//! This is the bottom layer: it knows a device only through [`Dispatcher`],
+//! which `device::Gpu` implements, so `device` imports `kernel` and never the
+//! reverse.
 
 use anyhow::{anyhow, Context, Result};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::device::Gpu;
 use crate::shader::{self, BindingKind};
+
+/// What the dispatch path needs from a device: its wgpu handles, limits,
+/// pipeline cache, uniform buffers and the pending command encoder.
+pub trait Dispatcher {
+    fn wgpu_device(&self) -> &wgpu::Device;
+    fn limits(&self) -> &wgpu::Limits;
+    /// The largest byte range one storage binding may cover.
+    fn max_binding(&self) -> u64;
+    fn pipeline_cache(&self) -> &PipelineCache;
+    /// A uniform buffer holding `bytes`.
+    fn uniform(&self, bytes: &[u8]) -> wgpu::Buffer;
+    /// Runs `f` with the pending command encoder.
+    fn record_commands(&self, f: &mut dyn FnMut(&mut wgpu::CommandEncoder));
+
+    /// Required alignment of a storage binding's offset.
+    fn binding_alignment(&self) -> u64 {
+        u64::from(self.limits().min_storage_buffer_offset_alignment)
+    }
+}
+
+impl<D: Dispatcher + ?Sized> Dispatcher for Arc<D> {
+    fn wgpu_device(&self) -> &wgpu::Device {
+        (**self).wgpu_device()
+    }
+    fn limits(&self) -> &wgpu::Limits {
+        (**self).limits()
+    }
+    fn max_binding(&self) -> u64 {
+        (**self).max_binding()
+    }
+    fn pipeline_cache(&self) -> &PipelineCache {
+        (**self).pipeline_cache()
+    }
+    fn uniform(&self, bytes: &[u8]) -> wgpu::Buffer {
+        (**self).uniform(bytes)
+    }
+    fn record_commands(&self, f: &mut dyn FnMut(&mut wgpu::CommandEncoder)) {
+        (**self).record_commands(f)
+    }
+}
 
 /// A compute entry point plus its specialisation constants.
 #[derive(Clone, Copy, Debug)]
@@ -59,7 +102,7 @@ pub(crate) struct Compiled {
 type Key = (&'static str, &'static str, Vec<(&'static str, u64)>);
 
 #[derive(Default)]
-pub(crate) struct PipelineCache {
+pub struct PipelineCache {
     modules: Mutex<HashMap<&'static str, Arc<(String, wgpu::ShaderModule)>>>,
     pipelines: Mutex<HashMap<Key, Arc<Compiled>>>,
 }
@@ -67,8 +110,8 @@ pub(crate) struct PipelineCache {
 /// Workgroup counts for `n` groups along one logical axis, folded into y when
 /// `n` exceeds the per-dimension limit. Shaders recover the linear group id
 /// as `wg.x + wg.y * num_workgroups.x` and bound-check it.
-pub fn groups_1d(gpu: &Gpu, n: u32) -> [u32; 3] {
-    let max = gpu.limits.max_compute_workgroups_per_dimension.max(1);
+pub fn groups_1d(gpu: &(impl Dispatcher + ?Sized), n: u32) -> [u32; 3] {
+    let max = gpu.limits().max_compute_workgroups_per_dimension.max(1);
     if n <= max {
         [n.max(1), 1, 1]
     } else {
@@ -79,7 +122,7 @@ pub fn groups_1d(gpu: &Gpu, n: u32) -> [u32; 3] {
 /// Splits `n` 4-byte elements into ranges that each fit one storage binding.
 /// Boundaries are multiples of the binding alignment, so every range binds
 /// with no residual offset. Elementwise ops loop over these.
-pub fn elem_chunks(gpu: &Gpu, n: usize) -> Vec<(usize, usize)> {
+pub fn elem_chunks(gpu: &(impl Dispatcher + ?Sized), n: usize) -> Vec<(usize, usize)> {
     let align = (gpu.binding_alignment() / 4).max(1) as usize;
     let step = ((gpu.max_binding() / 4) as usize / align * align).max(align);
     (0..n.max(1))
@@ -88,28 +131,26 @@ pub fn elem_chunks(gpu: &Gpu, n: usize) -> Vec<(usize, usize)> {
         .collect()
 }
 
-impl Gpu {
-    fn compiled(&self, k: &Kernel) -> Result<Arc<Compiled>> {
+impl PipelineCache {
+    fn compiled(&self, device: &wgpu::Device, k: &Kernel) -> Result<Arc<Compiled>> {
         let key: Key = (
             k.shader,
             k.entry,
             k.constants.iter().map(|(n, v)| (*n, v.to_bits())).collect(),
         );
-        if let Some(c) = self.pipelines.pipelines.lock().unwrap().get(&key) {
+        if let Some(c) = self.pipelines.lock().unwrap().get(&key) {
             return Ok(c.clone());
         }
         let module = {
-            let mut modules = self.pipelines.modules.lock().unwrap();
+            let mut modules = self.modules.lock().unwrap();
             match modules.get(k.shader) {
                 Some(m) => m.clone(),
                 None => {
                     let src = shader::joined_source(k.shader)?;
-                    let m = self
-                        .device
-                        .create_shader_module(wgpu::ShaderModuleDescriptor {
-                            label: Some(k.shader),
-                            source: wgpu::ShaderSource::Wgsl(src.clone().into()),
-                        });
+                    let m = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(k.shader),
+                        source: wgpu::ShaderSource::Wgsl(src.clone().into()),
+                    });
                     let m = Arc::new((src, m));
                     modules.insert(k.shader, m.clone());
                     m
@@ -138,93 +179,86 @@ impl Gpu {
                 count: None,
             })
             .collect();
-        let layout = self
-            .device
-            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                label: Some(k.entry),
-                entries: &entries,
-            });
-        let pipeline_layout = self
-            .device
-            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                label: Some(k.entry),
-                bind_group_layouts: &[Some(&layout)],
-                immediate_size: 0,
-            });
-        let pipeline = self
-            .device
-            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(k.entry),
-                layout: Some(&pipeline_layout),
-                module: &module.1,
-                entry_point: Some(k.entry),
-                compilation_options: wgpu::PipelineCompilationOptions {
-                    constants: k.constants,
-                    zero_initialize_workgroup_memory: false,
-                },
-                cache: None,
-            });
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(k.entry),
+            entries: &entries,
+        });
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(k.entry),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(k.entry),
+            layout: Some(&pipeline_layout),
+            module: &module.1,
+            entry_point: Some(k.entry),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: k.constants,
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        });
         let compiled = Arc::new(Compiled {
             pipeline,
             layout,
             bindings,
         });
-        self.pipelines
-            .pipelines
-            .lock()
-            .unwrap()
-            .insert(key, compiled.clone());
+        self.pipelines.lock().unwrap().insert(key, compiled.clone());
         Ok(compiled)
     }
+}
 
-    /// Records one dispatch of `kernel` over `groups` workgroups. `params` goes
-    /// to binding 0 as a uniform; `binds` supplies every storage binding the
-    /// entry point uses (extra ones are ignored).
-    pub fn dispatch<P: bytemuck::Pod>(
-        &self,
-        kernel: &Kernel,
-        params: &P,
-        binds: &[Bind],
-        groups: [u32; 3],
-    ) -> Result<()> {
-        let c = self
-            .compiled(kernel)
-            .with_context(|| format!("compiling {}::{}", kernel.shader, kernel.entry))?;
-        if groups.contains(&0) {
-            return Ok(());
-        }
-        let uniform = self.uniform(bytemuck::bytes_of(params));
-        let mut entries = Vec::with_capacity(c.bindings.len());
-        for &(binding, kind) in &c.bindings {
-            let resource = if kind == BindingKind::Uniform {
-                uniform.as_entire_binding()
-            } else {
-                let b = binds.iter().find(|b| b.binding == binding).ok_or_else(|| {
-                    anyhow!(
-                        "{}::{} needs a buffer at @binding({binding})",
-                        kernel.shader,
-                        kernel.entry
-                    )
-                })?;
-                wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                    buffer: b.buffer,
-                    offset: b.offset,
-                    size: Some(std::num::NonZeroU64::new(b.size.max(4)).unwrap()),
-                })
-            };
-            entries.push(wgpu::BindGroupEntry { binding, resource });
-        }
-        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+/// Records one dispatch of `kernel` over `groups` workgroups. `params` goes
+/// to binding 0 as a uniform; `binds` supplies every storage binding the
+/// entry point uses (extra ones are ignored).
+pub fn dispatch<P: bytemuck::Pod>(
+    gpu: &(impl Dispatcher + ?Sized),
+    kernel: &Kernel,
+    params: &P,
+    binds: &[Bind],
+    groups: [u32; 3],
+) -> Result<()> {
+    let c = gpu
+        .pipeline_cache()
+        .compiled(gpu.wgpu_device(), kernel)
+        .with_context(|| format!("compiling {}::{}", kernel.shader, kernel.entry))?;
+    if groups.contains(&0) {
+        return Ok(());
+    }
+    let uniform = gpu.uniform(bytemuck::bytes_of(params));
+    let mut entries = Vec::with_capacity(c.bindings.len());
+    for &(binding, kind) in &c.bindings {
+        let resource = if kind == BindingKind::Uniform {
+            uniform.as_entire_binding()
+        } else {
+            let b = binds.iter().find(|b| b.binding == binding).ok_or_else(|| {
+                anyhow!(
+                    "{}::{} needs a buffer at @binding({binding})",
+                    kernel.shader,
+                    kernel.entry
+                )
+            })?;
+            wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: b.buffer,
+                offset: b.offset,
+                size: Some(std::num::NonZeroU64::new(b.size.max(4)).unwrap()),
+            })
+        };
+        entries.push(wgpu::BindGroupEntry { binding, resource });
+    }
+    let bind_group = gpu
+        .wgpu_device()
+        .create_bind_group(&wgpu::BindGroupDescriptor {
             label: None,
             layout: &c.layout,
             entries: &entries,
         });
-        self.record(|enc| {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
-            pass.set_pipeline(&c.pipeline);
-            pass.set_bind_group(0, &bind_group, &[]);
-            pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
-        });
-        Ok(())
-    }
+    gpu.record_commands(&mut |enc| {
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+        pass.set_pipeline(&c.pipeline);
+        pass.set_bind_group(0, &bind_group, &[]);
+        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+    });
+    Ok(())
 }

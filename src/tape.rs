@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::device::Gpu;
-use crate::ops::axpy::axpy;
+use crate::tensor::axpy::axpy;
 use crate::tensor::Tensor;
 
 /// A tensor that lives on a tape.

@@ -9,6 +9,8 @@ use anyhow::{bail, ensure, Result};
 use std::sync::Arc;
 
 use crate::device::Gpu;
+
+pub mod axpy;
 use crate::kernel::Bind;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

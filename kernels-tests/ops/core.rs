@@ -2,7 +2,7 @@
 //! binding-limit chunking, and the tape's bookkeeping.
 
 use crate::common::*;
-use engine::ops::axpy::{axpy, AxpyParams};
+use engine::tensor::axpy::{axpy, AxpyParams};
 use engine::{DType, Gpu, GpuOptions, Tape, Tensor};
 
 #[test]

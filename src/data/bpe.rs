@@ -14,9 +14,9 @@ use tokenizers::models::TrainerWrapper;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{AddedToken, Tokenizer};
 
+use super::dataset::LoadOptions;
 use super::fields::Fields;
 use super::source::load;
-use super::LoadOptions;
 
 /// The end-of-text token: the EOS of every template and generation.
 pub const EOS_TOKEN: &str = "<|endoftext|>";

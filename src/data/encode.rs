@@ -7,9 +7,9 @@ use anyhow::{anyhow, bail, ensure, Result};
 use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
+use super::dataset::{Origin, Row, REPORTED_REASONS};
 use super::records::{ClassifierRecord, KtoRecord, PreferenceRecord, PromptRecord, SftRecord};
 use super::template::ChatTemplate;
-use super::{Origin, Row, REPORTED_REASONS};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

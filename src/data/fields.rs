@@ -3,8 +3,8 @@
 
 use serde_json::{Map, Value};
 
+use super::dataset::{ColumnMap, LoadOptions};
 use super::records::{Content, Message, Role};
-use super::{ColumnMap, LoadOptions};
 
 pub(crate) fn kind(v: &Value) -> &'static str {
     match v {

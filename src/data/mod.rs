@@ -35,6 +35,7 @@
 
 mod batch;
 pub mod bpe;
+mod dataset;
 mod encode;
 mod fields;
 mod records;
@@ -47,6 +48,9 @@ pub use batch::{
     classifier_batch, kto_batch, pad_id, preference_batch, prompt_batch, right_padded, sft_batch,
     ClassifierBatch, KtoBatch, LmBatch, PreferenceBatch,
 };
+pub use dataset::{
+    ColumnMap, Dataset, FileFormat, LoadOptions, LoadReport, Origin, Row, REPORTED_REASONS,
+};
 pub use encode::{
     encode_all, ClassifierExample, Encoder, KtoExample, Overflow, PreferenceExample, PromptExample,
     SftExample, Truncation,
@@ -56,113 +60,5 @@ pub use records::{
     parse_hh_dialogue, ClassifierRecord, Content, KtoRecord, Message, PreferenceRecord,
     PromptRecord, Role, SftRecord,
 };
-pub use source::{ColumnMap, FileFormat};
 pub use split::{shuffled, train_eval_split, EpochSampler};
 pub use template::{ChatTemplate, Segment, TEMPLATE_FILE};
-
-use std::fmt;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-
-/// Where a row came from: its file and 1-based line.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Origin {
-    pub file: Arc<Path>,
-    pub line: usize,
-}
-
-impl fmt::Display for Origin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.file.display(), self.line)
-    }
-}
-
-/// One parsed row and its origin (kept so later errors can name it).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Row<T> {
-    pub origin: Origin,
-    pub record: T,
-}
-
-/// The rows of one file and what was skipped on the way.
-#[derive(Clone, Debug)]
-pub struct Dataset<T> {
-    pub rows: Vec<Row<T>>,
-    pub report: LoadReport,
-}
-
-impl<T> Dataset<T> {
-    pub fn len(&self) -> usize {
-        self.rows.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
-}
-
-/// How to read a file.
-#[derive(Clone, Debug)]
-pub struct LoadOptions {
-    /// Renames columns before the fields are read.
-    pub columns: ColumnMap,
-    /// Skip bad rows (counted in the report) instead of failing.
-    pub skip_bad_rows: bool,
-    /// Stop after this many kept rows.
-    pub max_rows: Option<usize>,
-    /// Overrides the format guessed from the file name.
-    pub format: Option<FileFormat>,
-    /// Classifier labels must be below this (default 2).
-    pub num_labels: usize,
-    /// Preferences: turn implicit-prompt hh-rlhf dialogues into messages
-    /// (prompt turns, assistant responses) so the model's template renders
-    /// them, instead of TRL's plain strings. [`ChatTemplate::hh`] renders
-    /// them back to the original text.
-    pub hh_as_messages: bool,
-}
-
-impl Default for LoadOptions {
-    fn default() -> Self {
-        LoadOptions {
-            columns: ColumnMap::default(),
-            skip_bad_rows: false,
-            max_rows: None,
-            format: None,
-            num_labels: 2,
-            hh_as_messages: false,
-        }
-    }
-}
-
-/// How many reasons a report keeps.
-pub const REPORTED_REASONS: usize = 5;
-
-/// What a load kept and skipped.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct LoadReport {
-    pub file: PathBuf,
-    pub gzip: bool,
-    pub kept: usize,
-    /// Bad rows skipped under `skip_bad_rows`.
-    pub skipped_bad: usize,
-    /// Classifier rows with label -1.
-    pub skipped_unlabelled: usize,
-    /// `FILE:LINE: reason` of the first [`REPORTED_REASONS`] skipped bad rows.
-    pub reasons: Vec<String>,
-}
-
-impl fmt::Display for LoadReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {} rows", self.file.display(), self.kept)?;
-        if self.skipped_unlabelled > 0 {
-            write!(f, ", {} unlabelled skipped", self.skipped_unlabelled)?;
-        }
-        if self.skipped_bad > 0 {
-            write!(f, ", {} bad rows skipped", self.skipped_bad)?;
-            for r in &self.reasons {
-                write!(f, "\n  {r}")?;
-            }
-        }
-        Ok(())
-    }
-}

@@ -6,9 +6,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::Path;
 
+use super::dataset::{Dataset, LoadOptions};
 use super::fields::{Fields, RowResult};
 use super::source::load;
-use super::{Dataset, LoadOptions};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -1,108 +1,17 @@
 //! Reading rows from JSONL or CSV files, gzip or not, into JSON objects, with
 //! columns renamed and bad rows either failing the load or counted.
 
-use anyhow::{anyhow, bail, Context, Result};
-use serde::{Deserialize, Serialize};
+use anyhow::{bail, Context, Result};
 use serde_json::{Map, Value};
 use std::cell::RefCell;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::rc::Rc;
-use std::str::FromStr;
 use std::sync::Arc;
 
+use super::dataset::{Dataset, FileFormat, LoadOptions, LoadReport, Origin, Row, REPORTED_REASONS};
 use super::fields::Fields;
-use super::{Dataset, LoadOptions, LoadReport, Origin, Row, REPORTED_REASONS};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FileFormat {
-    Jsonl,
-    Csv,
-    Tsv,
-}
-
-impl FileFormat {
-    /// From the name, ignoring a `.gz`/`.gzip` suffix: `.csv`, `.tsv`, else JSONL.
-    pub fn from_path(path: &Path) -> FileFormat {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().to_lowercase())
-            .unwrap_or_default();
-        let name = name
-            .strip_suffix(".gz")
-            .or_else(|| name.strip_suffix(".gzip"))
-            .unwrap_or(&name);
-        if name.ends_with(".csv") {
-            FileFormat::Csv
-        } else if name.ends_with(".tsv") {
-            FileFormat::Tsv
-        } else {
-            FileFormat::Jsonl
-        }
-    }
-}
-
-/// Column renames, `field=column`: the loader reads `field` from `column`.
-/// Parsed from `"prompt=instruction,completion=response"` (a CLI flag's form).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ColumnMap(pub Vec<(String, String)>);
-
-impl ColumnMap {
-    pub fn new(pairs: &[(&str, &str)]) -> ColumnMap {
-        ColumnMap(
-            pairs
-                .iter()
-                .map(|(f, c)| (f.to_string(), c.to_string()))
-                .collect(),
-        )
-    }
-
-    /// The column that `field` is read from.
-    pub fn source<'a>(&'a self, field: &'a str) -> &'a str {
-        self.0
-            .iter()
-            .find(|(f, _)| f == field)
-            .map_or(field, |(_, c)| c.as_str())
-    }
-
-    fn apply(&self, map: &mut Map<String, Value>) {
-        // Take every source first so swaps (a=b,b=a) work.
-        let taken: Vec<(String, Option<Value>)> = self
-            .0
-            .iter()
-            .map(|(f, c)| (f.clone(), map.remove(c)))
-            .collect();
-        for (field, value) in taken {
-            if let Some(v) = value {
-                map.insert(field, v);
-            }
-        }
-    }
-}
-
-impl FromStr for ColumnMap {
-    type Err = anyhow::Error;
-
-    fn from_str(s: &str) -> Result<ColumnMap> {
-        let mut pairs = Vec::new();
-        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (field, column) = part
-                .split_once('=')
-                .ok_or_else(|| anyhow!("column mapping {part:?} is not field=column"))?;
-            let (field, column) = (field.trim(), column.trim());
-            if field.is_empty() || column.is_empty() {
-                bail!("column mapping {part:?} has an empty side");
-            }
-            if pairs.iter().any(|(f, _): &(String, String)| f == field) {
-                bail!("column mapping names {field:?} twice");
-            }
-            pairs.push((field.to_string(), column.to_string()));
-        }
-        Ok(ColumnMap(pairs))
-    }
-}
 
 /// Opens `path`, decompressing when it starts with the gzip magic bytes.
 pub(crate) fn open(path: &Path) -> Result<(Box<dyn BufRead>, bool)> {

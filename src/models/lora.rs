@@ -35,7 +35,7 @@ use std::collections::BTreeMap;
 use super::config::Arch;
 use super::lm::CausalLm;
 use super::params::ParamVars;
-use crate::ops::axpy::axpy;
+use crate::tensor::axpy::axpy;
 use crate::ops::lora::LoraDropout;
 use crate::ops::matmul::matmul_forward;
 use crate::rng::Rng;

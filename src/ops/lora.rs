@@ -46,7 +46,7 @@ pub use base::LoraBase;
 pub use epilogue::{LoraEpilogueParams, LowRank};
 pub use tape::{lora_linear, lora_linear_on, lora_linear_with, qlora_linear};
 
-use crate::ops::axpy::axpy;
+use crate::tensor::axpy::axpy;
 use crate::ops::dropout::{dropout_backward, dropout_forward};
 use crate::ops::elementwise::{unary_forward, UnaryOp};
 use crate::ops::matmul::{bias_grad, matmul_forward_with, MatmulVariant};

@@ -5,7 +5,6 @@
 
 pub mod adamw;
 pub mod attention;
-pub mod axpy;
 pub mod cast;
 pub mod cross_entropy;
 pub mod dropout;

@@ -22,7 +22,7 @@ use super::run::{self, DataCursor, ExtraFiles, SavedModel, TrainerState};
 use crate::data::{ChatTemplate, EpochSampler};
 use crate::models::lm::CausalLm;
 use crate::ops::adamw::AdamwConfig;
-use crate::ops::axpy::axpy;
+use crate::tensor::axpy::axpy;
 use crate::tape::{Grads, Tape, Var};
 use crate::tensor::Tensor;
 

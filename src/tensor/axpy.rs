@@ -1,7 +1,9 @@
 //! axpy: `y += alpha * x`, in place, for f32 tensors of equal element count.
 //!
 //! Inference-only (not differentiable): it takes plain [`Tensor`]s and cannot
-//! join the tape. The tape uses it to accumulate gradients.
+//! join the tape. The tape uses it to accumulate gradients, which is why it
+//! lives in the tensor layer (below the tape) rather than in `ops/`: the tape
+//! must not import the ops that are built on it. Shader: `shaders/axpy.wgsl`.
 
 use anyhow::{ensure, Result};
 
