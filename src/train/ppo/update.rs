@@ -200,7 +200,7 @@ impl UpdatePhase<'_> {
         };
         let qs: Vec<Vec<i32>> = rows.iter().map(|&r| ro.queries[r].clone()).collect();
         let rs: Vec<Vec<u32>> = rows.iter().map(|&r| ro.responses[r].clone()).collect();
-        let batch = ResponseBatch::new(&qs, &rs, t, pad_of(&self.policy))?;
+        let batch = ResponseBatch::new(&qs, &rs, t, pad_of(self.policy))?;
         let gpu = self.policy.gpu().clone();
         let shape = [rows.len(), t];
         let up = |x: &[f32]| Tensor::from_f32(&gpu, &shape, x);
@@ -213,7 +213,7 @@ impl UpdatePhase<'_> {
         let tape = Tape::new(&gpu);
         let mut vars = self.policy.vars(&tape);
         vars.set_lora_dropout_seed(Some(dropout_seed));
-        let out = response_forward(&self.policy, &tape, &vars, &batch, true)?;
+        let out = response_forward(self.policy, &tape, &vars, &batch, true)?;
         let v_new = out.values.expect("asked for values");
         let mb = PpoMinibatch {
             logp_old: &logp_old,
