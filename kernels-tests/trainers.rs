@@ -6,6 +6,5 @@
 mod common;
 mod demo;
 mod dpo;
-mod ppo;
 mod rl;
 mod train;

@@ -44,7 +44,7 @@ enum Command {
     TrainReward(engine::train::reward::RewardArgs),
     /// PPO (TRL semantics) against a reward model or a simple reward
     /// function, full fine-tuning or LoRA.
-    TrainPpo(engine::train::commands::PpoArgs),
+    TrainPpo(engine::train::ppo::PpoArgs),
     /// Direct alignment from preferences: DPO, IPO, KTO or kto_pair.
     TrainDpo(engine::train::commands::DpoArgs),
     /// Sample n responses per prompt, keep the reward model's best (JSONL).

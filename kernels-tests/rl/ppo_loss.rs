@@ -217,3 +217,14 @@ fn ppo_losses_match_finite_differences() {
         },
     );
 }
+
+#[test]
+fn decisions() {
+    assert!(rl::skip_minibatch(10.5, 10.0));
+    assert!(!rl::skip_minibatch(10.0, 10.0), "strictly greater, as TRL");
+    assert!(rl::early_stop(1.6, 1.0));
+    assert!(
+        !rl::early_stop(1.5, 1.0),
+        "strictly greater than 1.5·target_kl"
+    );
+}

@@ -346,3 +346,10 @@ fn preference_losses_match_finite_differences() {
         rl::reward_classifier_loss(t, &v[0], &labels).unwrap().0
     });
 }
+
+/// TRL rotates completions by one inside each chunk of `total_batch_size`.
+#[test]
+fn kto_pairing_by_hand() {
+    assert_eq!(rl::kto_mismatched_indices(4, 4), vec![3, 0, 1, 2]);
+    assert_eq!(rl::kto_mismatched_indices(7, 3), vec![2, 0, 1, 5, 3, 4, 6]);
+}

@@ -8,6 +8,7 @@ mod checkpoint;
 mod cli_rlhf;
 mod config;
 mod examples;
+mod ppo;
 mod reward;
 mod rlhf_resume;
 mod sample_config;

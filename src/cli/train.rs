@@ -9,10 +9,10 @@ use clap::ArgMatches;
 use std::sync::Arc;
 
 use engine::train::commands::{
-    run_best_of_n, run_eval, train_dpo, train_ppo, BestOfNArgs, DpoArgs, EvalArgs, PpoArgs,
-    RlhfSummary,
+    run_best_of_n, run_eval, train_dpo, BestOfNArgs, DpoArgs, EvalArgs, RlhfSummary,
 };
 use engine::train::config::{load_args, merge_args, RunArgs};
+use engine::train::ppo::{train_ppo, PpoArgs};
 use engine::train::reward::{train_reward, RewardArgs};
 use engine::train::session::RunSummary;
 use engine::train::sft::{train_sft, SftArgs};

@@ -9,7 +9,7 @@
 
 use anyhow::{ensure, Result};
 
-use super::host;
+use super::inputs::host;
 use crate::ops::elementwise::{self as ew, UnaryOp};
 use crate::ops::reduce;
 use crate::tape::{Tape, Var};
@@ -102,7 +102,7 @@ impl PpoLossStats {
 
     /// `ppo/val/var_explained = 1 − val/error / returns/var`.
     pub fn var_explained(&self) -> f64 {
-        super::var_explained(self.value.error, self.value.returns_var)
+        super::step_stats::var_explained(self.value.error, self.value.returns_var)
     }
 }
 

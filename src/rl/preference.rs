@@ -1,6 +1,6 @@
-//! Preference losses on the tape: DPO, IPO, KTO, kto_pair, and the reward
-//! model's Bradley-Terry and binary-classifier losses, each reduced to the
-//! batch mean as the TRL trainers do, with TRL's metrics.
+//! Preference losses on the tape: DPO, IPO, KTO and kto_pair, each reduced
+//! to the batch mean as the TRL trainers do, with TRL's metrics (the reward
+//! model's losses are in [`super::reward_loss`]).
 //!
 //! Inputs are per-sequence log-probs `[B]` (any shape works; all inputs of one
 //! call share it): the policy's as [`Var`]s, the reference's as [`Tensor`]s.
@@ -15,7 +15,7 @@
 
 use anyhow::{ensure, Result};
 
-use super::host;
+use super::inputs::host;
 use crate::ops::elementwise::{self as ew, BinaryOp, Broadcast};
 use crate::ops::reduce;
 use crate::tape::{Tape, Var};

@@ -1,7 +1,7 @@
-//! The RLHF commands: `train-ppo` ([`super::ppo_command`]), `train-dpo`
-//! ([`super::dpo_command`]), `best-of-n` and `eval`
-//! ([`super::commands_sample`]), re-exported here for the CLI in
-//! `src/cli/train.rs`, and what they share: the end-of-run summary, the
+//! The RLHF commands: `train-ppo` (in [`super::ppo`], imported from there),
+//! `train-dpo` ([`super::dpo_command`]), `best-of-n` and `eval`
+//! ([`super::commands_sample`]), the last three re-exported here for the CLI
+//! in `src/cli/train.rs`, and what they share: the end-of-run summary, the
 //! prompt encoder and the no-model error.
 //!
 //! `train-ppo` and `train-dpo` run through [`super::session::Session`] like
@@ -20,7 +20,6 @@ use crate::models::lm::CausalLm;
 
 pub use super::commands_sample::{run_best_of_n, run_eval, BestOfNArgs, EvalArgs};
 pub use super::dpo_command::{train_dpo, DpoArgs, DPO_CHART, DPO_LR};
-pub use super::ppo_command::{train_ppo, KlEstimatorArg, PpoArgs, PPO_CHART, PPO_LR};
 
 pub(super) fn bool_arg(s: &str) -> Result<bool, String> {
     match s {

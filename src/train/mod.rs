@@ -21,7 +21,7 @@
 //!    `s.end_step(model, step, &row, extra_files)`. A trainer object that
 //!    steps its own optimizer (PPO, DPO) gets it built by
 //!    [`session::Session::start_with`] and swaps `s.opt` in for its steps,
-//!    so checkpoints hold the moments it stepped (see `ppo_command.rs`).
+//!    so checkpoints hold the moments it stepped (see `ppo/command.rs`).
 //! 4. `s.finish(model, merged, template, chart_keys)`.
 
 pub mod best_of_n;
@@ -35,17 +35,10 @@ mod dpo_config;
 mod dpo_data;
 mod dpo_metrics;
 pub mod eval;
-pub mod health;
 pub mod logprobs;
 pub mod metrics;
 pub mod optim;
 pub mod ppo;
-mod ppo_command;
-pub mod ppo_report;
-pub mod ppo_rollout;
-mod ppo_run;
-mod ppo_state;
-mod ppo_train;
 pub mod progress;
 pub mod reward;
 pub mod reward_fn;

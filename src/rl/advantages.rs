@@ -9,7 +9,7 @@
 
 use anyhow::{bail, ensure, Result};
 
-use super::batch_rows;
+use super::inputs::batch_rows;
 use super::kl_control::{AdaptiveKlController, FixedKlController, KlController};
 
 /// The math-related knobs of TRL 0.11's `PPOConfig`, with its defaults.

@@ -7,7 +7,7 @@
 
 use anyhow::{ensure, Result};
 
-use super::host;
+use super::inputs::host;
 use crate::ops::elementwise as ew;
 use crate::ops::reduce;
 use crate::tape::{Tape, Var};

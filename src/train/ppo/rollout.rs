@@ -20,7 +20,6 @@
 use anyhow::{bail, ensure, Result};
 use std::time::Instant;
 
-use super::scoring::{score_checked, Sample, Scorer};
 use crate::data::right_padded;
 use crate::models::generate::{generate, GenerateConfig, Generation};
 use crate::models::layers::{Fwd, Tokens};
@@ -31,6 +30,7 @@ use crate::ops::cross_entropy::{token_logprobs, IGNORE_INDEX};
 use crate::ops::row_gather::row_gather;
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
+use crate::train::scoring::{score_checked, Sample, Scorer};
 
 /// Where the reference log-probs come from.
 pub enum RefSource {
@@ -224,6 +224,16 @@ pub struct Rollout {
     pub ref_logp: Vec<f32>,
     pub scores: Vec<f32>,
     pub times: PhaseTimes,
+}
+
+impl Rollout {
+    /// Whether every log-prob, value and score is finite (else the step
+    /// skips its update).
+    pub fn is_finite(&self) -> bool {
+        [&self.logp, &self.values, &self.ref_logp, &self.scores]
+            .iter()
+            .all(|x| x.iter().all(|v| v.is_finite()))
+    }
 }
 
 /// The pad id the trainer uses for `model`'s sequences (pads are masked).

@@ -3,8 +3,7 @@
 //! checkpointable state (a restored trainer continues exactly).
 
 use super::{policy, prompts, tiny_cfg, weights};
-use engine::train::ppo::{Fault, PpoTrainConfig, PpoTrainer, PromptCycle, PromptSource};
-use engine::train::ppo_rollout::RefSource;
+use engine::train::ppo::{Fault, PpoTrainConfig, PpoTrainer, PromptCycle, PromptSource, RefSource};
 use engine::train::reward_fn::TargetTokenRate;
 
 fn trainer(cfg: PpoTrainConfig) -> (PpoTrainer, Vec<Vec<i32>>) {
@@ -97,7 +96,7 @@ fn non_finite_scores_skip_the_update() {
 }
 
 /// Everything a step reports except wall-clock timings.
-fn non_timing(r: &engine::train::ppo_report::PpoStepReport) -> Vec<(&'static str, u64)> {
+fn non_timing(r: &engine::train::ppo::PpoStepReport) -> Vec<(&'static str, u64)> {
     r.metrics()
         .into_iter()
         .filter(|(n, _)| !n.starts_with("time/"))

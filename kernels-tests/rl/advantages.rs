@@ -1,8 +1,9 @@
-//! Host-side PPO math on tiny batches worked out by hand.
+//! KL-penalised rewards, GAE and whitening (`engine::rl::advantages`) on
+//! tiny batches worked out by hand.
 
 use super::fixture::close;
 use crate::common::assert_close;
-use engine::rl::{self, AdaptiveKlController, FixedKlController, KlController, KlEstimator};
+use engine::rl::{self, KlEstimator};
 
 /// B = 2, T = 3, β = 0.5, scores [2, −1], mask [1 1 0 | 0 1 1]:
 /// d = logp − logp_ref = [0.5, −1, 0 | −0.5, 1, −2]; the last response tokens
@@ -164,100 +165,4 @@ fn whiten_by_hand() {
         0.0,
     );
     assert!(rl::masked_mean(&x, &[0.0; 4]).unwrap().is_nan());
-}
-
-/// β = 0.2, target 6, horizon 10 000:
-///   KL 9,   n 1000:  e = clip(0.5) = 0.2,  β = 0.2·(1 + 0.2·0.1) = 0.204
-///   KL 5.4, n 500:   e = −0.1,             β = 0.204·(1 − 0.1·0.05) = 0.20298
-///   KL −10, n 10000: e = clip(−2.67) = −0.2, β = 0.20298·0.8 = 0.162384
-#[test]
-fn kl_controllers_by_hand() {
-    let mut c = AdaptiveKlController::new(0.2, 6.0, 10_000.0);
-    for (kl, n, want) in [
-        (9.0, 1000, 0.204),
-        (5.4, 500, 0.20298),
-        (-10.0, 10_000, 0.162384),
-    ] {
-        c.update(kl, n);
-        close(
-            &format!("adaptive after KL {kl}"),
-            c.value,
-            want,
-            0.0,
-            1e-14,
-        );
-    }
-    let mut f = FixedKlController::new(0.05);
-    KlController::update(&mut f, 100.0, 256);
-    assert_eq!(f.value(), 0.05);
-    let cfg = rl::PpoConfig::default();
-    assert_eq!(
-        (cfg.init_kl_coef, cfg.target, cfg.horizon),
-        (0.2, 6.0, 10_000.0)
-    );
-    assert_eq!(
-        (cfg.gamma, cfg.lam, cfg.cliprange, cfg.vf_coef),
-        (1.0, 0.95, 0.2, 0.1)
-    );
-    let mut boxed = cfg.kl_controller();
-    boxed.update(12.0, 10_000);
-    close("boxed adaptive", boxed.value(), 0.2 * 1.2, 0.0, 1e-15);
-    let mut fixed = rl::PpoConfig {
-        adap_kl_ctrl: false,
-        ..cfg
-    }
-    .kl_controller();
-    fixed.update(12.0, 10_000);
-    assert_eq!(fixed.value(), 0.2);
-}
-
-/// B = 2, T = 3, mask [1 1 0 | 0 1 1], β = 0.5:
-///   kl = [0.5, −1, 9 | 9, 1, −2] → per-sequence Σ kl·m = [−0.5, −1] → objective/kl = −0.75
-///   logp = [−1, −2, −7 | −7, −1, −3] → Σ −logp·m = [3, 4] → objective/entropy = 3.5
-///   −β·kl = [−0.25, 0.5, −4.5 | −4.5, −0.5, 1] → masked mean 0.75/4 = 0.1875
-///   scores [2, −1]: mean 0.5, std sqrt((1.5² + 1.5²)/1) = sqrt(4.5)
-#[test]
-fn step_stats_by_hand() {
-    let kl = [0.5, -1.0, 9.0, 9.0, 1.0, -2.0];
-    let logp = [-1.0, -2.0, -7.0, -7.0, -1.0, -3.0];
-    let nsr: Vec<f32> = kl.iter().map(|k| -0.5 * k).collect();
-    let mask = [1.0, 1.0, 0.0, 0.0, 1.0, 1.0];
-    let s = rl::step_stats(&[2.0, -1.0], &logp, &kl, &nsr, &mask, 3, 0.5).unwrap();
-    assert_eq!(s.kl_dist, vec![-0.5, -1.0]);
-    close("objective/kl", s.kl, -0.75, 0.0, 1e-15);
-    close("objective/entropy", s.entropy, 3.5, 0.0, 1e-15);
-    close(
-        "mean_non_score_reward",
-        s.mean_non_score_reward,
-        0.1875,
-        0.0,
-        1e-15,
-    );
-    close("mean_scores", s.mean_scores, 0.5, 0.0, 1e-15);
-    close("std_scores", s.std_scores, 4.5f64.sqrt(), 0.0, 1e-15);
-    assert_eq!(s.kl_coef, 0.5);
-    assert!(!s.negative_kl_warning);
-    let worse = [-1.0, -1.0, 0.0, 0.0, -1.0, -1.0];
-    let s = rl::step_stats(&[2.0, -1.0], &logp, &worse, &nsr, &mask, 3, 0.5).unwrap();
-    assert!(s.negative_kl_warning, "objective/kl = −2 < −1");
-    close("var_explained", rl::var_explained(0.5, 2.0), 0.75, 0.0, 0.0);
-    assert!(rl::step_stats(&[2.0], &logp, &kl, &nsr, &mask, 3, 0.5).is_err());
-}
-
-#[test]
-fn decisions() {
-    assert!(rl::skip_minibatch(10.5, 10.0));
-    assert!(!rl::skip_minibatch(10.0, 10.0), "strictly greater, as TRL");
-    assert!(rl::early_stop(1.6, 1.0));
-    assert!(
-        !rl::early_stop(1.5, 1.0),
-        "strictly greater than 1.5·target_kl"
-    );
-}
-
-/// TRL rotates completions by one inside each chunk of `total_batch_size`.
-#[test]
-fn kto_pairing_by_hand() {
-    assert_eq!(rl::kto_mismatched_indices(4, 4), vec![3, 0, 1, 2]);
-    assert_eq!(rl::kto_mismatched_indices(7, 3), vec![2, 0, 1, 5, 3, 4, 6]);
 }

@@ -19,9 +19,8 @@
 //! - **Early stop** (`early_stopping`): after each epoch, stop when that
 //!   epoch's last minibatch has `policykl > 1.5·target_kl` (TRL).
 //! - **Non-finite**: a backward batch whose loss or gradient norm is NaN/Inf is
-//!   not applied (the guard of
-//!   [`Optimizer::step`](crate::train::optim::Optimizer::step); weights and moments as they
-//!   were) and is counted; the others still train. After the epochs, if any
+//!   not applied (the guard of [`Optimizer::step`]; weights and moments as
+//!   they were) and is counted; the others still train. After the epochs, if any
 //!   trainable weight is not finite (a NaN that got written anyway), all of
 //!   them are restored from the snapshot taken before the epochs (Adam's
 //!   moments are not; reload a checkpoint if that ever happens).
@@ -32,11 +31,12 @@
 
 use anyhow::Result;
 
-use super::ppo::{derive_seed, Fault, PpoTrainer, SALT_DROPOUT, SALT_SHUFFLE};
-use super::ppo_report::PpoStepReport;
-use super::ppo_rollout::{pad_of, response_forward, ResponseBatch, Rollout};
-use super::session::{weighted_backward, GradAccum};
+use super::options::PpoTrainConfig;
+use super::report::PpoStepReport;
+use super::rollout::{pad_of, response_forward, ResponseBatch, Rollout};
+use super::seeds::{derive_seed, SALT_DROPOUT, SALT_SHUFFLE};
 use crate::data::shuffled;
+use crate::models::lm::CausalLm;
 use crate::ops::elementwise as ew;
 use crate::ops::entropy::entropy;
 use crate::ops::grad_clip::grad_norm;
@@ -44,6 +44,27 @@ use crate::ops::reduce;
 use crate::rl::{self, Advantages, PpoLossStats, PpoMinibatch};
 use crate::tape::Tape;
 use crate::tensor::Tensor;
+use crate::train::optim::Optimizer;
+use crate::train::session::{weighted_backward, GradAccum};
+
+/// Deliberate faults for tests of the guards (not for normal use).
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Multiply every minibatch loss by NaN (NaN loss and gradients).
+    NanLoss,
+    /// Write a NaN into the first trainable weight after the updates.
+    NanWeight,
+}
+
+/// What the update phase works on, borrowed from the trainer for one step.
+pub(super) struct UpdatePhase<'a> {
+    pub(super) policy: &'a CausalLm,
+    /// Already set to the step's learning rate.
+    pub(super) optimizer: &'a mut Optimizer,
+    pub(super) cfg: &'a PpoTrainConfig,
+    pub(super) fault: Option<Fault>,
+}
 
 /// One micro-batch's outcome.
 struct Micro {
@@ -55,8 +76,10 @@ struct Micro {
     loss: f32,
 }
 
-impl PpoTrainer {
-    pub(crate) fn train(
+impl UpdatePhase<'_> {
+    /// The epochs over rollout `ro` with its advantages `adv`, filling the
+    /// update's statistics into `rep`.
+    pub(super) fn run(
         &mut self,
         ro: &Rollout,
         adv: &Advantages,
@@ -161,7 +184,7 @@ impl PpoTrainer {
     /// Forward, loss and (unless the ratio guard skips it) the backward of
     /// one micro-batch, its gradients weighted by `weight` into `acc`.
     fn micro_batch(
-        &mut self,
+        &self,
         ro: &Rollout,
         adv: &Advantages,
         rows: &[usize],
@@ -177,7 +200,7 @@ impl PpoTrainer {
         };
         let qs: Vec<Vec<i32>> = rows.iter().map(|&r| ro.queries[r].clone()).collect();
         let rs: Vec<Vec<u32>> = rows.iter().map(|&r| ro.responses[r].clone()).collect();
-        let batch = ResponseBatch::new(&qs, &rs, t, pad_of(&self.policy))?;
+        let batch = ResponseBatch::new(&qs, &rs, t, pad_of(self.policy))?;
         let gpu = self.policy.gpu().clone();
         let shape = [rows.len(), t];
         let up = |x: &[f32]| Tensor::from_f32(&gpu, &shape, x);
@@ -190,7 +213,7 @@ impl PpoTrainer {
         let tape = Tape::new(&gpu);
         let mut vars = self.policy.vars(&tape);
         vars.set_lora_dropout_seed(Some(dropout_seed));
-        let out = response_forward(&self.policy, &tape, &vars, &batch, true)?;
+        let out = response_forward(self.policy, &tape, &vars, &batch, true)?;
         let v_new = out.values.expect("asked for values");
         let mb = PpoMinibatch {
             logp_old: &logp_old,

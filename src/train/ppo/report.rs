@@ -2,8 +2,9 @@
 //! (`objective/…`, `env/…`, `ppo/…`), engine's extras (k1/k3 KL, skip
 //! counters, response shape) and the time per phase.
 
-use super::ppo_rollout::PhaseTimes;
-use crate::rl::{PpoLossStats, StepStats};
+use super::health::HealthInput;
+use super::rollout::{PhaseTimes, Rollout};
+use crate::rl::{KlEstimator, PpoLossStats, StepStats};
 
 /// One PPO step. Floats are NaN where a step had nothing to measure (e.g.
 /// the train statistics of a step whose rollout was not finite).
@@ -144,9 +145,67 @@ impl PpoStepReport {
         }
     }
 
+    /// Response-shape statistics, both KL estimators and the batch itself,
+    /// from the step's rollout.
+    pub(super) fn describe_rollout(&mut self, ro: &Rollout) {
+        let b = ro.responses.len() as f64;
+        let t = ro.t;
+        let masked_sum = |x: &[f32], row: usize| -> f64 {
+            (row * t..(row + 1) * t)
+                .map(|i| x[i] as f64 * ro.mask[i] as f64)
+                .sum()
+        };
+        let est_sum = |e: KlEstimator| -> f64 {
+            (0..ro.responses.len())
+                .map(|r| {
+                    (r * t..(r + 1) * t)
+                        .map(|i| {
+                            ro.mask[i] as f64
+                                * e.per_token(ro.logp[i] as f64, ro.ref_logp[i] as f64)
+                        })
+                        .sum::<f64>()
+                })
+                .sum::<f64>()
+                / b
+        };
+        let n_tok: f64 = ro.mask.iter().map(|&m| m as f64).sum();
+        let rows = 0..ro.responses.len();
+        self.kl_k1 = est_sum(KlEstimator::K1);
+        self.kl_k3 = est_sum(KlEstimator::K3);
+        self.entropy_per_token =
+            -rows.clone().map(|r| masked_sum(&ro.logp, r)).sum::<f64>() / n_tok;
+        self.ref_logp_per_token = rows.map(|r| masked_sum(&ro.ref_logp, r)).sum::<f64>() / n_tok;
+        self.tokens = n_tok as usize;
+        self.response_len_mean = n_tok / b;
+        self.finished_frac = ro.finished.iter().filter(|&&f| f).count() as f64 / b;
+        self.times = ro.times;
+        self.prompt_texts = ro.prompt_texts.clone();
+        self.responses = ro.responses.clone();
+        self.response_texts = ro.response_texts.clone();
+        self.finished = ro.finished.clone();
+        self.scores = ro.scores.clone();
+    }
+
+    /// What the health checks see of this step; `with_eos`: responses can
+    /// end (an EOS is configured), so the never-ending check applies.
+    pub(super) fn health_input(&self, with_eos: bool) -> HealthInput<'_> {
+        HealthInput {
+            step: self.step,
+            kl: self.kl,
+            kl_k1: self.kl_k1,
+            kl_k3: self.kl_k3,
+            entropy_per_token: self.entropy_per_token,
+            reward_mean: self.reward_mean,
+            reward_std: self.reward_std,
+            ref_logp_per_token: self.ref_logp_per_token,
+            responses: &self.responses,
+            finished: if with_eos { &self.finished } else { &[] },
+        }
+    }
+
     /// Copies the rollout statistics of [`crate::rl::step_stats`] (on the
     /// processed scores) and the moments of the `raw` scores.
-    pub(crate) fn set_step_stats(&mut self, s: &StepStats, raw: &[f32]) {
+    pub(super) fn set_step_stats(&mut self, s: &StepStats, raw: &[f32]) {
         self.kl = s.kl;
         self.kl_coef = s.kl_coef;
         self.entropy = s.entropy;
@@ -162,7 +221,7 @@ impl PpoStepReport {
         self.mean_non_score_reward = s.mean_non_score_reward;
     }
 
-    /// `(name, value)` for [`MetricsLog::write`](super::metrics::MetricsLog::write):
+    /// `(name, value)` for [`MetricsLog::write`](crate::train::metrics::MetricsLog::write):
     /// TRL's names first, then engine's.
     pub fn metrics(&self) -> Vec<(&'static str, f64)> {
         let (p, v) = (&self.loss.policy, &self.loss.value);

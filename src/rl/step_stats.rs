@@ -3,7 +3,8 @@
 
 use anyhow::{ensure, Result};
 
-use super::batch_rows;
+use super::advantages::masked_mean;
+use super::inputs::batch_rows;
 
 /// One PPO step's rollout statistics.
 #[derive(Clone, Debug, PartialEq)]
@@ -31,7 +32,7 @@ pub struct StepStats {
 
 /// Computes [`StepStats`] from `scores [B]`, and `logp`, `kl`,
 /// `non_score_rewards`, `mask` `[B, T]` (the outputs of
-/// [`kl_penalized_rewards`](super::kl_penalized_rewards)).
+/// [`kl_penalized_rewards`](super::advantages::kl_penalized_rewards)).
 pub fn step_stats(
     scores: &[f32],
     logp: &[f32],
@@ -76,7 +77,7 @@ pub fn step_stats(
         kl_dist,
         entropy,
         kl_coef,
-        mean_non_score_reward: super::masked_mean(non_score_rewards, mask)?,
+        mean_non_score_reward: masked_mean(non_score_rewards, mask)?,
         mean_scores,
         std_scores: (ss / (b as f64 - 1.0)).sqrt(),
         negative_kl_warning: kl_mean < -1.0,
@@ -85,7 +86,7 @@ pub fn step_stats(
 
 /// `ppo/val/var_explained = 1 − val/error / returns/var`. TRL applies it to
 /// the step's minibatch-averaged `val/error` and `returns/var` (see
-/// [`PpoLossStats::mean`](super::PpoLossStats::mean)).
+/// [`PpoLossStats::mean`](super::ppo_loss::PpoLossStats::mean)).
 pub fn var_explained(val_error: f64, returns_var: f64) -> f64 {
     1.0 - val_error / returns_var
 }

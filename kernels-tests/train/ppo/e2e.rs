@@ -7,9 +7,7 @@ use super::{policy, prompts, tiny_cfg, weights};
 use engine::models::lora::LoraConfig;
 use engine::models::CausalLm;
 use engine::train::metrics::MetricsLog;
-use engine::train::ppo::{PpoTrainer, PromptCycle};
-use engine::train::ppo_report::PpoStepReport;
-use engine::train::ppo_rollout::RefSource;
+use engine::train::ppo::{PpoStepReport, PpoTrainer, PromptCycle, RefSource};
 use engine::train::reward_fn::TargetTokenRate;
 use engine::train::scoring::{RewardModelScorer, Scorer};
 

@@ -1,34 +1,7 @@
-//! The plain training loop over [`PpoTrainer::step`] and the prompt
-//! sources it draws from.
+//! Where each PPO step's prompts come from: any [`PromptSource`] (a closure
+//! of the step works), or [`PromptCycle`] over a fixed prompt set.
 
 use anyhow::{ensure, Result};
-
-use super::metrics::MetricsLog;
-use super::ppo::PpoTrainer;
-use super::ppo_report::PpoStepReport;
-
-impl PpoTrainer {
-    /// Runs steps until `total_steps` are done (a restored trainer carries
-    /// on from its step), logging each step's metrics to `log` and calling
-    /// `progress` after each. Returns the health summary lines.
-    pub fn run(
-        &mut self,
-        total_steps: u64,
-        prompts: &mut dyn PromptSource,
-        mut log: Option<&mut MetricsLog>,
-        progress: &mut dyn FnMut(&PpoStepReport),
-    ) -> Result<Vec<String>> {
-        while self.step < total_steps {
-            let batch = prompts.batch(self.step + 1, self.cfg.batch_size)?;
-            let rep = self.step(&batch)?;
-            if let Some(log) = log.as_deref_mut() {
-                log.write(rep.step, &rep.metrics())?;
-            }
-            progress(&rep);
-        }
-        Ok(self.health.summary())
-    }
-}
 
 /// Prompts for each step (token ids, unpadded).
 pub trait PromptSource {

@@ -9,27 +9,28 @@
 //! step's sampling. `--resume DIR` continues exactly: the prompts and every
 //! random draw of step s are pure functions of (seed, s).
 
-use crate::train::optim::Schedule;
 use anyhow::{bail, ensure, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::commands::RlhfSummary;
-use super::commands::{bool_arg, no_model_error, owned_row, prompt_encoder, resumed_extra};
-use super::config::{apply_adaptation, CommonArgs, TrainArgs};
-use super::ppo::{
-    derive_seed, PpoTrainConfig, PpoTrainer, PromptCycle, PromptSource, SALT_GENERATE,
-};
-use super::ppo_rollout::RefSource;
-use super::reward_fn::{Keyword, TargetTokenRate};
-use super::scoring::{RewardModelScorer, Scorer};
-use super::session::Session;
+use super::options::PpoTrainConfig;
+use super::prompts::{PromptCycle, PromptSource};
+use super::rollout::RefSource;
+use super::seeds::{derive_seed, SALT_GENERATE};
+use super::trainer::PpoTrainer;
 use crate::data::load_prompts;
 use crate::device::Gpu;
 use crate::models::lm::{CausalLm, Head};
 use crate::rl::{KlEstimator, ScoreOptions};
+use crate::train::commands::RlhfSummary;
+use crate::train::commands::{bool_arg, no_model_error, owned_row, prompt_encoder, resumed_extra};
+use crate::train::config::{apply_adaptation, CommonArgs, TrainArgs};
+use crate::train::optim::Schedule;
+use crate::train::reward_fn::{Keyword, TargetTokenRate};
+use crate::train::scoring::{RewardModelScorer, Scorer};
+use crate::train::session::Session;
 
 /// TRL `PPOConfig`'s learning rate.
 pub const PPO_LR: f32 = 1.41e-5;

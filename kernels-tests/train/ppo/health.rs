@@ -2,7 +2,7 @@
 //! where it starts) and every check stays silent on a healthy trace.
 
 use crate::common::Rng;
-use engine::train::health::{
+use engine::train::ppo::health::{
     distinct_n, dominant_ngram, Check, HealthConfig, HealthInput, HealthMonitor,
 };
 
