@@ -3,7 +3,7 @@
 //! f32 tensor, bit-exact with bitsandbytes (`int8_vectorwise_dequant`,
 //! `dequantize_4bit`). Each format has a scalar entry and a vec4-store entry
 //! over whole groups; this file splits the rows into binding-sized ranges and
-//! picks the entry per range, the format's `run` dispatches it.
+//! picks the entry per range.
 
 use anyhow::{ensure, Result};
 
@@ -14,8 +14,9 @@ use crate::tensor::{DType, Tensor};
 /// The dequantized f32 weight [n, k], written in chunks when it is larger
 /// than one binding.
 pub fn dequantize<W: QgemmWeight + ?Sized>(w: &W) -> Result<Tensor> {
-    let (n, k) = w.dims();
-    let y = Tensor::empty(w.gpu(), &[n, k], DType::F32)?;
+    let kernel = w.kernel();
+    let (n, k) = kernel.dims;
+    let y = Tensor::empty(kernel.gpu, &[n, k], DType::F32)?;
     dequantize_into(&y, w)?;
     Ok(y)
 }
@@ -41,26 +42,48 @@ pub(crate) fn binding_ranges(gpu: &crate::Gpu, numel: usize, unit: usize) -> Vec
         .collect()
 }
 
-/// One dispatch of a format's dequantizer: (the vec4-store entry?, y's
-/// binding, its residual offset, the first weight element, the count).
-pub(crate) type DequantRun<'a> = dyn Fn(bool, Bind, u32, usize, usize) -> Result<()> + 'a;
+/// A format's quantizer / dequantizer params (`QuantParams` in its shader),
+/// whose first four words are `count, base, src_off, dst_off` in every
+/// format (the `params_layouts` test checks them against the shaders).
+pub(super) trait QuantParams: bytemuck::Pod {
+    /// These params for `count` elements from weight element `base`, stored
+    /// at `dst_off` (the residual offset in the bound output range).
+    fn at(mut self, count: usize, base: usize, dst_off: u32) -> Self {
+        let words: &mut [u32] = bytemuck::cast_slice_mut(std::slice::from_mut(&mut self));
+        words[0] = count as u32;
+        words[1] = base as u32;
+        words[3] = dst_off;
+        self
+    }
+}
+
+/// A format's two dequantizing entries and when each applies.
+pub(super) struct RowDequantizer<P> {
+    /// (entry, elements per invocation): the scalar entry, then the one that
+    /// stores whole `group`-element groups as vec4s.
+    pub entries: [(&'static str, usize); 2],
+    /// (align, group): the first element must be a multiple of `align`.
+    pub align_group: (usize, usize),
+    /// The format's own condition for the vec4-store entry.
+    pub vec_ok: bool,
+    /// The params every dispatch shares.
+    pub fixed: P,
+}
 
 /// Rows `[lo, hi)` of a weight `[n, k]`, dequantized into the first
-/// `(hi - lo)·k` elements of `y` by a format's two dequantizing entries (the
-/// format's `what` names it in errors; its first element must be a multiple
-/// of `align`): in each binding-sized range, the whole `group`-element
-/// groups through the vec4-store entry where y's range starts 16-byte aligned
-/// and `vec_ok` (the format's own condition), the rest through the scalar one.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn dequantize_rows_by(
-    what: &str,
+/// `(hi - lo)·k` elements of `y` by the format's two entries `d`: in each
+/// binding-sized range, the whole groups through the vec4-store entry where
+/// y's range starts 16-byte aligned and `d.vec_ok`, the rest through the
+/// scalar one.
+pub(super) fn dequantize_rows_with<W: QgemmWeight + ?Sized, P: QuantParams>(
+    w: &W,
+    d: RowDequantizer<P>,
     y: &Tensor,
-    (n, k): (usize, usize),
     (lo, hi): (usize, usize),
-    (align, group): (usize, usize),
-    vec_ok: bool,
-    run: &DequantRun,
 ) -> Result<()> {
+    let kernel = w.kernel();
+    let (n, k) = kernel.dims;
+    let (align, group) = d.align_group;
     let (first, end) = (lo * k, hi * k);
     ensure!(
         y.dtype() == DType::F32
@@ -68,13 +91,27 @@ pub(crate) fn dequantize_rows_by(
             && hi <= n
             && first.is_multiple_of(align)
             && y.numel() >= end - first,
-        "{what} rows {lo}..{hi} of [{n}, {k}] into {y:?}"
+        "{} rows {lo}..{hi} of [{n}, {k}] into {y:?}",
+        kernel.dequantize
     );
+    let run = |vec: bool, yb: Bind, dst_off: u32, base: usize, count: usize| {
+        let (entry, per) = d.entries[vec as usize];
+        let mut binds = vec![yb];
+        binds.extend_from_slice(&kernel.binds);
+        let p = d.fixed.at(count, base, dst_off);
+        run_items(
+            (kernel.shader, entry),
+            &p,
+            &binds,
+            count.div_ceil(per),
+            kernel.gpu,
+        )
+    };
     for (a, b) in binding_ranges(y.gpu(), end - first, 64) {
         let mut at = a;
         let whole = (b - a) / group * group;
         let (yb, off) = y.bind_elems(16, a, a + whole);
-        if vec_ok && whole > 0 && off % 4 == 0 && (first + a) % group == 0 {
+        if d.vec_ok && whole > 0 && off % 4 == 0 && (first + a) % group == 0 {
             run(true, yb, off, first + a, whole)?;
             at += whole;
         }

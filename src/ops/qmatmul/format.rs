@@ -18,6 +18,10 @@ use crate::tensor::Tensor;
 
 /// A format's kernels and bindings for one weight W [n, k].
 pub struct QgemmKernel<'a> {
+    /// (n, k): output and input features.
+    pub dims: (usize, usize),
+    /// The device that holds the weight.
+    pub gpu: &'a Arc<Gpu>,
     /// The shader, e.g. `qmatmul_nf4`; it also names the format in errors.
     pub shader: &'static str,
     /// The fused kernels' entries: [forward, backward].
@@ -35,12 +39,6 @@ pub struct QgemmKernel<'a> {
 
 /// A frozen quantized weight W [n, k] the qmatmul drivers can run.
 pub trait QgemmWeight {
-    /// (n, k): output and input features.
-    fn dims(&self) -> (usize, usize);
-
-    /// The device that holds the weight.
-    fn gpu(&self) -> &Arc<Gpu>;
-
     /// The format's kernels and this weight's bindings.
     fn kernel(&self) -> QgemmKernel<'_>;
 
@@ -48,6 +46,11 @@ pub trait QgemmWeight {
     /// elements of `y` (a staged matmul's panel); `lo·k` must be a multiple of
     /// the format's alignment (4 for int8, 32 for NF4).
     fn dequantize_rows(&self, y: &Tensor, lo: usize, hi: usize) -> Result<()>;
+
+    /// (n, k): output and input features.
+    fn dims(&self) -> (usize, usize) {
+        self.kernel().dims
+    }
 }
 
 /// The format's view of a weight: the one place that matches on it.
@@ -59,14 +62,6 @@ fn format_of(w: &QuantizedWeight) -> &dyn QgemmWeight {
 }
 
 impl QgemmWeight for QuantizedWeight {
-    fn dims(&self) -> (usize, usize) {
-        format_of(self).dims()
-    }
-
-    fn gpu(&self) -> &Arc<Gpu> {
-        format_of(self).gpu()
-    }
-
     fn kernel(&self) -> QgemmKernel<'_> {
         format_of(self).kernel()
     }

@@ -45,6 +45,18 @@ pub struct QgemmParams {
     pub lora: LoraEpilogueParams,
 }
 
+/// One product's operands: `C = A · Wᵀ (+ bias)` (forward, A = x [.., K])
+/// or `C = A · W` (`backward`, A = dy [.., N]) into `c`, plus an optional
+/// low-rank term `scale·U·Vᵀ` over C `[rows, cols]` (the LoRA epilogue).
+#[derive(Clone, Copy)]
+pub(super) struct Operands<'a> {
+    pub backward: bool,
+    pub c: &'a Tensor,
+    pub a: &'a Tensor,
+    pub bias: Option<&'a Tensor>,
+    pub lr: Option<LowRank<'a>>,
+}
+
 /// Rows and columns of C one workgroup covers (see the shader): (forward, backward).
 pub const WG_ROWS: [usize; 2] = [256, 128];
 pub const WG_COLS: [usize; 2] = [16, 8];
@@ -95,22 +107,13 @@ pub(crate) fn check_lowrank(entry: &str, lr: &LowRank, m: usize, cols: usize) ->
     Ok(())
 }
 
-/// `C = A · Wᵀ (+ bias)` (forward, A = x [.., K]) or `C = A · W` (backward,
-/// A = dy [.., N]) into `y`, against the quantized `w`: the staged path when
-/// `staged`, the fused kernels otherwise. `lr` adds a low-rank term
-/// `scale·U·Vᵀ` over C `[rows, cols]` in the same pass (the LoRA epilogue).
-pub(crate) fn qgemm<W: QgemmWeight + ?Sized>(
-    staged_path: bool,
-    w: &W,
-    backward: bool,
-    y: &Tensor,
-    a: &Tensor,
-    bias: Option<&Tensor>,
-    lr: Option<&LowRank>,
-) -> Result<()> {
+/// The product `op` against the quantized `w`, after checking its operands:
+/// the staged path when `staged_path`, the fused kernels otherwise.
+pub(super) fn qgemm<W: QgemmWeight + ?Sized>(staged_path: bool, w: &W, op: Operands) -> Result<()> {
+    let (backward, y, a, bias, lr) = (op.backward, op.c, op.a, op.bias, op.lr.as_ref());
     let kernel = w.kernel();
     let entry = kernel.entries[backward as usize];
-    let (wn, wk) = w.dims();
+    let (wn, wk) = kernel.dims;
     let (red, cols) = if backward { (wn, wk) } else { (wk, wn) };
     ensure!(
         a.dtype() == DType::F32 && !a.shape().is_empty() && a.cols() == red,
@@ -136,7 +139,7 @@ pub(crate) fn qgemm<W: QgemmWeight + ?Sized>(
         return Ok(());
     }
     if staged_path {
-        return staged(w, backward, y, a, bias, lr);
+        return staged(w, op);
     }
     let (wg_rows, wg_cols) = (WG_ROWS[backward as usize], WG_COLS[backward as usize]);
     let col_groups = cols.div_ceil(wg_cols);

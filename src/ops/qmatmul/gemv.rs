@@ -10,26 +10,24 @@
 use anyhow::{ensure, Result};
 
 use super::format::QgemmWeight;
-use super::gemm::{check_lowrank, lora_binds, out_shape, QgemmParams};
+use super::gemm::{check_lowrank, lora_binds, out_shape, Operands, QgemmParams};
 use crate::kernel::{groups_1d, Kernel};
-use crate::ops::lora::epilogue::LowRank;
-use crate::tensor::{DType, Tensor};
+use crate::tensor::DType;
 
 /// The GEMV reads each row of W in whole blocks of this many elements (NF4's
 /// block): it needs K % GEMV_K == 0.
 pub(super) const GEMV_K: usize = 64;
 
-/// `y = x · Wᵀ (+ bias)` for one row, by the format's GEMV `entry`.
+/// The forward `op` (`y = x · Wᵀ (+ bias)`) for one row, by the format's
+/// GEMV `entry`.
 pub(super) fn gemv<W: QgemmWeight + ?Sized>(
     entry: &'static str,
-    y: &Tensor,
-    x: &Tensor,
     w: &W,
-    bias: Option<&Tensor>,
-    lr: Option<&LowRank>,
+    op: Operands,
 ) -> Result<()> {
-    let (n, k) = w.dims();
+    let (y, x, bias, lr) = (op.c, op.a, op.bias, op.lr.as_ref());
     let kernel = w.kernel();
+    let (n, k) = kernel.dims;
     ensure!(
         x.dtype() == DType::F32 && x.cols() == k && y.shape() == out_shape(x, n),
         "{entry}: x {x:?}, y {y:?} for a [{n}, {k}] weight"

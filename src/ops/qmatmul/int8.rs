@@ -11,12 +11,11 @@
 //! not implemented).
 
 use anyhow::{ensure, Result};
-use std::sync::Arc;
 
-use super::dequant::{binding_ranges, dequantize_rows_by, run_items};
+use super::dequant::{
+    binding_ranges, dequantize_rows_with, run_items, QuantParams, RowDequantizer,
+};
 use super::format::{QgemmKernel, QgemmWeight};
-use crate::device::Gpu;
-use crate::kernel::Bind;
 use crate::quant::int8::INV_127;
 use crate::quant::Int8Weight;
 use crate::tensor::{DType, Tensor};
@@ -37,67 +36,37 @@ pub struct Int8QuantParams {
     pub _pad0: u32,
 }
 
-/// Bindings 5.. of `qmatmul_int8.wgsl`: codes, stats.
-fn binds(w: &Int8Weight) -> Vec<Bind<'_>> {
-    vec![w.codes.bind(5), w.stats.bind(6)]
-}
+impl QuantParams for Int8QuantParams {}
 
 impl QgemmWeight for Int8Weight {
-    fn dims(&self) -> (usize, usize) {
-        (self.n, self.k)
-    }
-
-    fn gpu(&self) -> &Arc<Gpu> {
-        self.codes.gpu()
-    }
-
     fn kernel(&self) -> QgemmKernel<'_> {
         QgemmKernel {
+            dims: (self.n, self.k),
+            gpu: self.codes.gpu(),
             shader: SHADER,
             entries: ["qmatmul_int8_forward", "qmatmul_int8_backward"],
             gemv: None,
             dequantize: "int8_dequantize",
-            binds: binds(self),
+            binds: vec![self.codes.bind(5), self.stats.bind(6)],
             qscale: INV_127,
         }
     }
 
     /// `lo·K` must be a multiple of 4.
     fn dequantize_rows(&self, y: &Tensor, lo: usize, hi: usize) -> Result<()> {
-        let w = self;
-        let gpu = w.codes.gpu();
-        let fixed = Int8QuantParams {
-            numel: (w.n * w.k) as u32,
-            k: w.k as u32,
-            inv127: INV_127,
-            ..Default::default()
-        };
-        // The vec4 entry's 16 elements span at most two rows when K >= 16.
-        let (shape, rows) = ((w.n, w.k), (lo, hi));
-        dequantize_rows_by(
-            "int8_dequantize",
-            y,
-            shape,
-            rows,
-            (4, 16),
-            w.k >= 16,
-            &|vec, yb, dst_off, base, count| {
-                let p = Int8QuantParams {
-                    count: count as u32,
-                    base: base as u32,
-                    dst_off,
-                    ..fixed
-                };
-                let mut all = vec![yb];
-                all.extend(binds(w));
-                let (entry, per) = if vec {
-                    ("int8_dequantize_vec4", 16)
-                } else {
-                    ("int8_dequantize", 4)
-                };
-                run_items((SHADER, entry), &p, &all, count.div_ceil(per), gpu)
+        let d = RowDequantizer {
+            entries: [("int8_dequantize", 4), ("int8_dequantize_vec4", 16)],
+            align_group: (4, 16),
+            // The vec4 entry's 16 elements span at most two rows when K >= 16.
+            vec_ok: self.k >= 16,
+            fixed: Int8QuantParams {
+                numel: (self.n * self.k) as u32,
+                k: self.k as u32,
+                inv127: INV_127,
+                ..Default::default()
             },
-        )
+        };
+        dequantize_rows_with(self, d, y, (lo, hi))
     }
 }
 

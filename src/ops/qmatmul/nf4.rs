@@ -11,11 +11,11 @@
 //! quantized (it is read in chunks); the packed codes must fit one.
 
 use anyhow::{ensure, Result};
-use std::sync::Arc;
 
-use super::dequant::{binding_ranges, dequantize_rows_by, run_items};
+use super::dequant::{
+    binding_ranges, dequantize_rows_with, run_items, QuantParams, RowDequantizer,
+};
 use super::format::{QgemmKernel, QgemmWeight};
-use crate::device::Gpu;
 use crate::kernel::Bind;
 use crate::quant::nf4::{ABSMAX_BLOCK, NF4_BLOCK, SUM_GROUP};
 use crate::quant::tables::{dynamic_lut, dynamic_map};
@@ -61,17 +61,13 @@ fn binds(w: &Nf4Weight) -> Vec<Bind<'_>> {
     ]
 }
 
+impl QuantParams for Nf4QuantParams {}
+
 impl QgemmWeight for Nf4Weight {
-    fn dims(&self) -> (usize, usize) {
-        (self.n, self.k)
-    }
-
-    fn gpu(&self) -> &Arc<Gpu> {
-        self.codes.gpu()
-    }
-
     fn kernel(&self) -> QgemmKernel<'_> {
         QgemmKernel {
+            dims: (self.n, self.k),
+            gpu: self.codes.gpu(),
             shader: SHADER,
             entries: ["qmatmul_nf4_forward", "qmatmul_nf4_backward"],
             gemv: Some("qmatmul_nf4_gemv"),
@@ -83,38 +79,17 @@ impl QgemmWeight for Nf4Weight {
 
     /// `lo·K` must be a multiple of 32.
     fn dequantize_rows(&self, y: &Tensor, lo: usize, hi: usize) -> Result<()> {
-        let w = self;
-        let gpu = w.codes.gpu();
-        let fixed = Nf4QuantParams {
-            numel: (w.n * w.k) as u32,
-            blocks: w.blocks() as u32,
-            ..Default::default()
-        };
-        let (shape, rows) = ((w.n, w.k), (lo, hi));
-        dequantize_rows_by(
-            "nf4_dequantize",
-            y,
-            shape,
-            rows,
-            (32, 32),
-            true,
-            &|vec, yb, dst_off, base, count| {
-                let p = Nf4QuantParams {
-                    count: count as u32,
-                    base: base as u32,
-                    dst_off,
-                    ..fixed
-                };
-                let mut all = vec![yb];
-                all.extend(binds(w));
-                let entry = if vec {
-                    "nf4_dequantize_vec4"
-                } else {
-                    "nf4_dequantize"
-                };
-                run_items((SHADER, entry), &p, &all, count.div_ceil(32), gpu)
+        let d = RowDequantizer {
+            entries: [("nf4_dequantize", 32), ("nf4_dequantize_vec4", 32)],
+            align_group: (32, 32),
+            vec_ok: true,
+            fixed: Nf4QuantParams {
+                numel: (self.n * self.k) as u32,
+                blocks: self.blocks() as u32,
+                ..Default::default()
             },
-        )
+        };
+        dequantize_rows_with(self, d, y, (lo, hi))
     }
 }
 

@@ -13,7 +13,7 @@
 use anyhow::{bail, Result};
 
 use super::format::QgemmWeight;
-use super::gemm::{out_shape, qgemm};
+use super::gemm::{out_shape, qgemm, Operands};
 use super::gemv::{gemv, GEMV_K};
 use crate::ops::lora::epilogue::LowRank;
 use crate::tensor::{DType, Tensor};
@@ -69,15 +69,22 @@ pub fn qmatmul_forward_into<W: QgemmWeight + ?Sized>(
     bias: Option<&Tensor>,
     lr: Option<&LowRank>,
 ) -> Result<()> {
-    let (n, k) = w.dims();
-    let entry = w.kernel().gemv;
+    let kernel = w.kernel();
+    let (n, k) = kernel.dims;
     let gemv_ok = x.rows() == 1 && k.is_multiple_of(GEMV_K);
-    match (path, entry) {
+    let op = Operands {
+        backward: false,
+        c: y,
+        a: x,
+        bias,
+        lr: lr.copied(),
+    };
+    match (path, kernel.gemv) {
         (QgemmPath::Gemv, Some(e)) if !gemv_ok => {
             bail!("{e} needs one row and K % 64 == 0 (x {x:?}, W [{n}, {k}])")
         }
-        (QgemmPath::Gemv | QgemmPath::Auto, Some(e)) if gemv_ok => gemv(e, y, x, w, bias, lr),
-        _ => qgemm(path.staged(x.gpu()), w, false, y, x, bias, lr),
+        (QgemmPath::Gemv | QgemmPath::Auto, Some(e)) if gemv_ok => gemv(e, w, op),
+        _ => qgemm(path.staged(x.gpu()), w, op),
     }
 }
 
@@ -98,5 +105,12 @@ pub fn qmatmul_backward_into<W: QgemmWeight + ?Sized>(
     w: &W,
     lr: Option<&LowRank>,
 ) -> Result<()> {
-    qgemm(path.staged(dy.gpu()), w, true, dx, dy, None, lr)
+    let op = Operands {
+        backward: true,
+        c: dx,
+        a: dy,
+        bias: None,
+        lr: lr.copied(),
+    };
+    qgemm(path.staged(dy.gpu()), w, op)
 }

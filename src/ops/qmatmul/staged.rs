@@ -16,7 +16,7 @@
 use anyhow::Result;
 
 use super::format::QgemmWeight;
-use crate::ops::lora::epilogue::LowRank;
+use super::gemm::Operands;
 use crate::ops::matmul::{gemm_staged, MatmulVariant};
 use crate::tensor::{DType, Tensor};
 
@@ -27,35 +27,25 @@ pub const STAGE_ELEMS: usize = 1 << 20;
 /// W's rows in panels of at most [`STAGE_ELEMS`] floats (whole multiples of
 /// 64 rows, balanced), each dequantized and then multiplied by the f32 matmul
 /// (`ops::matmul::gemm_staged`). The operands are checked by the caller.
-pub(super) fn staged<W: QgemmWeight + ?Sized>(
-    w: &W,
-    backward: bool,
-    y: &Tensor,
-    a: &Tensor,
-    bias: Option<&Tensor>,
-    lr: Option<&LowRank>,
-) -> Result<()> {
+pub(super) fn staged<W: QgemmWeight + ?Sized>(w: &W, op: Operands) -> Result<()> {
     let (wn, wk) = w.dims();
-    let gpu = a.gpu();
+    let gpu = op.a.gpu();
     let per_panel = (STAGE_ELEMS / wk.max(1)).max(64) / 64 * 64;
     let rows = wn
         .div_ceil(wn.div_ceil(per_panel))
         .next_multiple_of(64)
         .min(wn);
     let panel = Tensor::empty(gpu, &[rows * wk], DType::F32)?;
-    let (m, n, k) = if backward {
-        (a.rows(), wk, wn)
-    } else {
-        (a.rows(), wn, wk)
-    };
+    let m = op.a.rows();
+    let (n, k) = if op.backward { (wk, wn) } else { (wn, wk) };
     gemm_staged(
         MatmulVariant::Auto,
-        (y, a, &panel),
-        bias,
-        !backward,
+        (op.c, op.a, &panel),
+        op.bias,
+        !op.backward,
         (m, n, k),
         rows,
-        lr.copied(),
+        op.lr,
         &|t: &Tensor, lo: usize, hi: usize| w.dequantize_rows(t, lo, hi),
     )
 }
