@@ -6,13 +6,15 @@
 //! Every format's shader includes `common/qgemm.wgsl` and differs only in how
 //! a weight tile is decoded, so a format is: its shader and entries, the
 //! buffers it binds at 5.., one run-time constant, and a row dequantizer
-//! (the staged path's panels and `dequantize`).
+//! (the staged path's panels and `dequantize`). The drivers take it with the
+//! [`Operands`] of one product.
 
 use anyhow::Result;
 use std::sync::Arc;
 
 use crate::device::Gpu;
 use crate::kernel::Bind;
+use crate::ops::lora::epilogue::LowRank;
 use crate::quant::QuantizedWeight;
 use crate::tensor::Tensor;
 
@@ -35,6 +37,18 @@ pub struct QgemmKernel<'a> {
     pub binds: Vec<Bind<'a>>,
     /// The format's run-time constant of the fused kernels.
     pub qscale: f32,
+}
+
+/// One product's operands: `C = A · Wᵀ (+ bias)` (forward, A = x [.., K])
+/// or `C = A · W` (`backward`, A = dy [.., N]) into `c`, plus an optional
+/// low-rank term `scale·U·Vᵀ` over C `[rows, cols]` (the LoRA epilogue).
+#[derive(Clone, Copy)]
+pub(super) struct Operands<'a> {
+    pub backward: bool,
+    pub c: &'a Tensor,
+    pub a: &'a Tensor,
+    pub bias: Option<&'a Tensor>,
+    pub lr: Option<LowRank<'a>>,
 }
 
 /// A frozen quantized weight W [n, k] the qmatmul drivers can run.

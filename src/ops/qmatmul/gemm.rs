@@ -15,7 +15,7 @@
 
 use anyhow::{bail, ensure, Result};
 
-use super::format::QgemmWeight;
+use super::format::{Operands, QgemmWeight};
 use super::staged::staged;
 use crate::kernel::{Bind, Kernel};
 use crate::ops::lora::epilogue::{dummy_binds, LoraEpilogueParams, LowRank};
@@ -43,18 +43,6 @@ pub struct QgemmParams {
     pub _pad2: u32,
     /// The LoRA epilogue's part (zero when the pipeline has none).
     pub lora: LoraEpilogueParams,
-}
-
-/// One product's operands: `C = A · Wᵀ (+ bias)` (forward, A = x [.., K])
-/// or `C = A · W` (`backward`, A = dy [.., N]) into `c`, plus an optional
-/// low-rank term `scale·U·Vᵀ` over C `[rows, cols]` (the LoRA epilogue).
-#[derive(Clone, Copy)]
-pub(super) struct Operands<'a> {
-    pub backward: bool,
-    pub c: &'a Tensor,
-    pub a: &'a Tensor,
-    pub bias: Option<&'a Tensor>,
-    pub lr: Option<LowRank<'a>>,
 }
 
 /// Rows and columns of C one workgroup covers (see the shader): (forward, backward).

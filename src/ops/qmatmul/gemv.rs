@@ -9,8 +9,8 @@
 
 use anyhow::{ensure, Result};
 
-use super::format::QgemmWeight;
-use super::gemm::{check_lowrank, lora_binds, out_shape, Operands, QgemmParams};
+use super::format::{Operands, QgemmWeight};
+use super::gemm::{check_lowrank, lora_binds, out_shape, QgemmParams};
 use crate::kernel::{groups_1d, Kernel};
 use crate::tensor::DType;
 

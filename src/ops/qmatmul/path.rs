@@ -12,8 +12,8 @@
 
 use anyhow::{bail, Result};
 
-use super::format::QgemmWeight;
-use super::gemm::{out_shape, qgemm, Operands};
+use super::format::{Operands, QgemmWeight};
+use super::gemm::{out_shape, qgemm};
 use super::gemv::{gemv, GEMV_K};
 use crate::ops::lora::epilogue::LowRank;
 use crate::tensor::{DType, Tensor};

@@ -15,8 +15,7 @@
 
 use anyhow::Result;
 
-use super::format::QgemmWeight;
-use super::gemm::Operands;
+use super::format::{Operands, QgemmWeight};
 use crate::ops::matmul::{gemm_staged, MatmulVariant};
 use crate::tensor::{DType, Tensor};
 
