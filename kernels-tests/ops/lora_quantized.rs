@@ -10,7 +10,8 @@ use engine::ops::lora::{
     lora_backward_on, lora_forward_on, lora_forward_unfused_on, qlora_linear, LoraBase,
     LoraDropout, LoraSpec, LowRank,
 };
-use engine::quant::{QgemmPath, QuantFormat, QuantizedWeight};
+use engine::ops::qmatmul::{qmatmul_backward_into, qmatmul_forward_into, QgemmPath};
+use engine::quant::{QuantFormat, QuantizedWeight};
 use engine::{Gpu, GpuOptions, Tensor};
 use std::sync::Arc;
 
@@ -87,7 +88,7 @@ fn epilogue_writes_every_element() {
                 let y = poisoned(&[m, n]);
                 let lr = LowRank::new(&tu, &tv, false, s).unwrap();
                 let tb = upload(&[n], &bias);
-                q.forward_into(path, &y, &upload(&[m, k], &x), Some(&tb), Some(&lr))
+                qmatmul_forward_into(path, &y, &upload(&[m, k], &x), &q, Some(&tb), Some(&lr))
                     .unwrap();
                 let got = y.to_vec().unwrap();
                 assert_close(
@@ -102,8 +103,7 @@ fn epilogue_writes_every_element() {
                 }
                 let dx = poisoned(&[m, k]);
                 let lr = LowRank::new(&tu, &ta, true, s).unwrap();
-                q.backward_into(path, &dx, &upload(&[m, n], &dy), Some(&lr))
-                    .unwrap();
+                qmatmul_backward_into(path, &dx, &upload(&[m, n], &dy), &q, Some(&lr)).unwrap();
                 let got = dx.to_vec().unwrap();
                 assert_close(
                     &format!("{what} backward"),

@@ -12,7 +12,7 @@
 // x / x4 are the A operand (x forward, dy backward) over the same bound range.
 //
 // These are the fused path: the default on GPUs. CPU adapters default to the
-// staged path (src/quant/gemm.rs), measured faster there: 0.9-1.0x the f32
+// staged path (src/ops/qmatmul/staged.rs), measured faster there: 0.9-1.0x the f32
 // matmul at 256 rows versus 0.8x fused, and 6x faster than fused at 32 rows,
 // where a 256-row workgroup does the FMAs of 256 rows regardless.
 // Why these shapes (choices measured on llvmpipe, where a

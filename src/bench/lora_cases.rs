@@ -18,7 +18,8 @@ use crate::ops::lora::{
     lora_forward_unfused_on, LoraBase, LoraSpec,
 };
 use crate::ops::matmul::matmul_forward;
-use crate::quant::{QuantFormat, QuantizedWeight};
+use crate::ops::qmatmul::{qmatmul_forward, quantize};
+use crate::quant::QuantFormat;
 use crate::rng::Rng;
 use crate::tensor::Tensor;
 use std::cell::RefCell;
@@ -56,7 +57,7 @@ fn nf4_base(cell: &Rc<RefCell<Option<LoraBase>>>, gpu: &Arc<Gpu>) -> Result<Lora
         return Ok(b.clone());
     }
     let w = random(gpu, &[N, K], 99, 0.05)?;
-    let b = LoraBase::quantized(&QuantizedWeight::quantize(&w, QuantFormat::Nf4)?);
+    let b = LoraBase::quantized(&quantize(&w, QuantFormat::Nf4)?);
     *cell.borrow_mut() = Some(b.clone());
     Ok(b)
 }
@@ -82,7 +83,7 @@ fn qlora_cases(spec: LoraSpec) -> Vec<Case> {
                         let LoraBase::Quantized { w, .. } = &wb else {
                             unreachable!()
                         };
-                        w.forward(&x, bias.as_ref()).map(drop)
+                        qmatmul_forward(&x, w, bias.as_ref()).map(drop)
                     }) as Run,
                     "qlora_nf4_fused_fwd" => Box::new(move || {
                         lora_forward_on(&spec, &wb, &x, bias.as_ref(), &a, &b).map(drop)

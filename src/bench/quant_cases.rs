@@ -1,5 +1,5 @@
-//! Benchmarks of the quantized-weight matmuls (`ops::qmatmul_nf4`,
-//! `ops::qmatmul_int8`) next to the f32 matmul at the same shapes, all with
+//! Benchmarks of the quantized-weight matmuls (`ops::qmatmul`, NF4 and
+//! int8) next to the f32 matmul at the same shapes, all with
 //! the weight in the nn.Linear layout W [N, K] (f32: `trans_b`). Shapes read
 //! M×K×N. GEMV cases (M = 1, generation) report bytes moved (the weight as
 //! stored plus x and y); GEMM cases report FLOPs. The weight is made once per
@@ -14,7 +14,8 @@ use std::sync::Arc;
 use super::{Case, Run, Work};
 use crate::device::Gpu;
 use crate::ops::matmul::matmul_forward;
-use crate::quant::{QgemmPath, QuantFormat, QuantizedWeight};
+use crate::ops::qmatmul::{qmatmul_forward_into, quantize, QgemmPath};
+use crate::quant::{QuantFormat, QuantizedWeight};
 use crate::rng::Rng;
 use crate::tensor::{DType, Tensor};
 
@@ -40,7 +41,7 @@ fn weight(
     let f = Tensor::from_f32(gpu, &[n, k], &Rng::new(7).normals(n * k, 0.02))?;
     let w = match format {
         None => (Some(f), None),
-        Some(fmt) => (None, Some(QuantizedWeight::quantize(&f, fmt)?)),
+        Some(fmt) => (None, Some(quantize(&f, fmt)?)),
     };
     *cell.borrow_mut() = Some(w.clone());
     Ok(w)
@@ -48,7 +49,7 @@ fn weight(
 
 fn case(op: &'static str, m: usize, k: usize, n: usize, format: Option<QuantFormat>) -> Case {
     // `*_fused` ops force the tiled dequantizing kernels; the others take the
-    // adapter's choice (staged on CPU adapters, see `quant::gemm`).
+    // adapter's choice (staged on CPU adapters, see `ops::qmatmul`).
     let path = if op.ends_with("_fused") {
         QgemmPath::Fused
     } else {
@@ -79,7 +80,7 @@ fn case(op: &'static str, m: usize, k: usize, n: usize, format: Option<QuantForm
                 }
                 (_, Some(w)) => Box::new(move || {
                     let y = Tensor::empty(x.gpu(), &[m, n], DType::F32)?;
-                    w.forward_into(path, &y, &x, None, None)
+                    qmatmul_forward_into(path, &y, &x, &w, None, None)
                 }) as Run,
                 _ => unreachable!(),
             })

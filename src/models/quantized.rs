@@ -16,7 +16,8 @@ use std::sync::Arc;
 use super::lm::CausalLm;
 use super::lora::LoraSite;
 use crate::ops::lora::{qlora_linear, LoraSpec};
-use crate::quant::{qlinear, QuantFormat, QuantizedWeight, WeightLayout};
+use crate::ops::qmatmul::qlinear;
+use crate::quant::{QuantFormat, QuantizedWeight, WeightLayout};
 use crate::tape::{Tape, Var};
 use crate::tensor::DType;
 

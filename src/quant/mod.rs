@@ -8,14 +8,15 @@
 //! transposed before quantizing. The kernels compute `y = x · Wᵀ (+ bias)`.
 //!
 //! - [`nf4`] / [`int8`]: host quantizers and dequantizers (bit-exact with bnb).
-//! - [`QuantizedWeight`]: the GPU buffers; [`qlinear`] puts one on the tape,
-//!   with gradients for x and the bias only (the weight is not a `Var`).
-//! - kernels: `ops::qmatmul_nf4`, `ops::qmatmul_int8`.
+//! - [`tables`]: the NF4 code and bnb's 8-bit dynamic map.
+//! - [`QuantizedWeight`]: the GPU buffers (frozen: never a `Var`).
+//!
+//! Formats and buffers only: the kernels that quantize, dequantize and
+//! multiply on the GPU, and the tape function `qlinear`, are
+//! [`crate::ops::qmatmul`]; this module imports nothing above `tensor`.
 
-pub(crate) mod gemm;
 pub mod int8;
 pub mod nf4;
-mod qlinear;
 pub mod tables;
 mod weight;
 
@@ -23,15 +24,10 @@ use anyhow::{ensure, Result};
 use std::sync::Arc;
 
 use crate::device::Gpu;
-use crate::ops::lora::LowRank;
-use crate::ops::{qmatmul_int8, qmatmul_nf4};
-use crate::tensor::Tensor;
 
-pub use gemm::{QgemmParams, QgemmPath};
 pub use int8::Int8Host;
 pub use nf4::Nf4Host;
-pub use qlinear::qlinear;
-pub use weight::{Int8Weight, Nf4Weight, QuantBytes};
+pub use weight::{Int8Weight, Nf4Weight, QuantBytes, NF4_PAIRS};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum QuantFormat {
@@ -109,14 +105,6 @@ impl QuantizedWeight {
         QuantizedWeight::from_host(gpu, &to_out_in(w, n, k, layout)?, n, k, format)
     }
 
-    /// Quantizes an f32 [n, k] tensor on the GPU (same codes as the host).
-    pub fn quantize(w: &Tensor, format: QuantFormat) -> Result<QuantizedWeight> {
-        Ok(match format {
-            QuantFormat::Int8 => QuantizedWeight::Int8(qmatmul_int8::int8_quantize(w)?),
-            QuantFormat::Nf4 => QuantizedWeight::Nf4(qmatmul_nf4::nf4_quantize(w)?),
-        })
-    }
-
     pub fn format(&self) -> QuantFormat {
         match self {
             QuantizedWeight::Int8(_) => QuantFormat::Int8,
@@ -140,15 +128,6 @@ impl QuantizedWeight {
         })
     }
 
-    /// The dequantized [n, k] weight as a new f32 tensor (GPU kernel; chunked
-    /// when it exceeds one binding).
-    pub fn dequantize(&self) -> Result<Tensor> {
-        match self {
-            QuantizedWeight::Int8(w) => qmatmul_int8::int8_dequantize(w),
-            QuantizedWeight::Nf4(w) => qmatmul_nf4::nf4_dequantize(w),
-        }
-    }
-
     pub fn bytes(&self) -> QuantBytes {
         match self {
             QuantizedWeight::Int8(w) => w.bytes(),
@@ -160,59 +139,5 @@ impl QuantizedWeight {
     pub fn bytes_per_param(&self) -> f64 {
         let (n, k) = self.shape();
         self.bytes().total() as f64 / (n * k) as f64
-    }
-
-    /// `y = x · Wᵀ (+ bias)` for x [.., k] (GEMV kernel for one NF4 row).
-    pub fn forward(&self, x: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
-        match self {
-            QuantizedWeight::Int8(w) => qmatmul_int8::qmatmul_int8_forward(x, w, bias),
-            QuantizedWeight::Nf4(w) => qmatmul_nf4::qmatmul_nf4_forward(x, w, bias),
-        }
-    }
-
-    /// `dx = dy · W` for dy [.., n].
-    pub fn backward(&self, dy: &Tensor) -> Result<Tensor> {
-        match self {
-            QuantizedWeight::Int8(w) => qmatmul_int8::qmatmul_int8_backward(dy, w),
-            QuantizedWeight::Nf4(w) => qmatmul_nf4::qmatmul_nf4_backward(dy, w),
-        }
-    }
-
-    /// [`QuantizedWeight::forward`] into `y`, plus an optional low-rank term
-    /// over y (the LoRA epilogue, same pass). `path` picks the kernel.
-    pub fn forward_into(
-        &self,
-        path: QgemmPath,
-        y: &Tensor,
-        x: &Tensor,
-        bias: Option<&Tensor>,
-        lr: Option<&LowRank>,
-    ) -> Result<()> {
-        match self {
-            QuantizedWeight::Int8(w) => {
-                qmatmul_int8::qmatmul_int8_forward_into(path, y, x, w, bias, lr)
-            }
-            QuantizedWeight::Nf4(w) => {
-                qmatmul_nf4::qmatmul_nf4_forward_into(path, y, x, w, bias, lr)
-            }
-        }
-    }
-
-    /// [`QuantizedWeight::backward`] into `dx`, plus an optional low-rank
-    /// term over dx (the LoRA epilogue, same pass); `path` picks the general
-    /// kernel (`Gemv` means `Auto`).
-    pub fn backward_into(
-        &self,
-        path: QgemmPath,
-        dx: &Tensor,
-        dy: &Tensor,
-        lr: Option<&LowRank>,
-    ) -> Result<()> {
-        match self {
-            QuantizedWeight::Int8(w) => {
-                qmatmul_int8::qmatmul_int8_backward_into(path, dx, dy, w, lr)
-            }
-            QuantizedWeight::Nf4(w) => qmatmul_nf4::qmatmul_nf4_backward_into(path, dx, dy, w, lr),
-        }
     }
 }

@@ -8,7 +8,6 @@ use super::int8::Int8Host;
 use super::nf4::{Nf4Host, ABSMAX_BLOCK, NF4_BLOCK};
 use super::tables::nf4_pairs;
 use crate::device::Gpu;
-use crate::kernel::Bind;
 use crate::tensor::{DType, Tensor};
 
 /// Index of the offset and of absmax2[0] in the NF4 `stats` region (after
@@ -150,29 +149,6 @@ impl Nf4Weight {
             tables: 4 * (NF4_PAIRS + NF4_OFFSET) as u64,
         }
     }
-
-    /// Bindings 5.. of `qmatmul_nf4.wgsl`: codes, codes4, absmax_q, pairs, stats.
-    pub(crate) fn binds(&self) -> Vec<Bind<'_>> {
-        let t = self.tables.buffer();
-        let split = NF4_PAIRS as u64 * 4;
-        vec![
-            self.codes.bind(5),
-            self.codes.bind(6),
-            self.absmax_q.bind(7),
-            Bind {
-                binding: 8,
-                buffer: t,
-                offset: 0,
-                size: split,
-            },
-            Bind {
-                binding: 9,
-                buffer: t,
-                offset: split,
-                size: self.tables.bytes() - split,
-            },
-        ]
-    }
 }
 
 /// An int8 weight [n, k] on the GPU (bitsandbytes' vector-wise layout).
@@ -240,10 +216,5 @@ impl Int8Weight {
             scales: self.stats.bytes(),
             tables: 0,
         }
-    }
-
-    /// Bindings 5.. of `qmatmul_int8.wgsl`: codes, stats.
-    pub(crate) fn binds(&self) -> Vec<Bind<'_>> {
-        vec![self.codes.bind(5), self.stats.bind(6)]
     }
 }

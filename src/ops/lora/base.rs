@@ -7,7 +7,7 @@ use anyhow::{bail, ensure, Result};
 
 use super::epilogue::LowRank;
 use crate::ops::matmul::{matmul_backward_with, matmul_into, matmul_lowrank_into, MatmulVariant};
-use crate::quant::QgemmPath;
+use crate::ops::qmatmul::{qmatmul_backward_into, qmatmul_forward_into, QgemmPath};
 use crate::quant::QuantizedWeight;
 use crate::tensor::{DType, Tensor};
 
@@ -72,7 +72,9 @@ impl LoraBase {
             (LoraBase::Dense { w, trans_b }, None) => {
                 matmul_into(variant, y, x2, w, bias, false, *trans_b, false)
             }
-            (LoraBase::Quantized { w, path }, lr) => w.forward_into(*path, y, x2, bias, lr),
+            (LoraBase::Quantized { w, path }, lr) => {
+                qmatmul_forward_into(*path, y, x2, w, bias, lr)
+            }
         }
     }
 
@@ -91,7 +93,7 @@ impl LoraBase {
             (LoraBase::Dense { w, trans_b }, None) => {
                 matmul_into(variant, dx, dy2, w, None, false, !*trans_b, false)
             }
-            (LoraBase::Quantized { w, path }, lr) => w.backward_into(*path, dx, dy2, lr),
+            (LoraBase::Quantized { w, path }, lr) => qmatmul_backward_into(*path, dx, dy2, w, lr),
         }
     }
 

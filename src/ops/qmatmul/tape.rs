@@ -1,10 +1,17 @@
 //! `qlinear`: a linear layer over a frozen quantized weight, on the tape.
+//!
+//! ```text
+//! y = x · Wᵀ (+ bias)        dx = dy · W        dbias = Σ_rows dy
+//! ```
 
-use super::QuantizedWeight;
+use anyhow::{ensure, Result};
+
+use super::format::QgemmWeight;
+use super::path::{qmatmul_backward, qmatmul_forward};
 use crate::ops::elementwise::Broadcast;
 use crate::ops::reduce::sum_broadcast;
+use crate::quant::QuantizedWeight;
 use crate::tape::{Tape, Var};
-use anyhow::{ensure, Result};
 
 /// `y = x · Wᵀ (+ bias)` for x [.., k], W [n, k] quantized, bias [n].
 ///
@@ -12,19 +19,19 @@ use anyhow::{ensure, Result};
 /// and dbias = Σ_rows dy; W is not a `Var`, so it cannot get a gradient.
 /// The closure keeps a clone of the weight (shared buffers, no copy).
 pub fn qlinear(tape: &Tape, x: &Var, w: &QuantizedWeight, bias: Option<&Var>) -> Result<Var> {
-    let (n, k) = w.shape();
+    let (n, k) = w.dims();
     ensure!(
         x.shape().last() == Some(&k),
         "qlinear: x {:?} for a [{n}, {k}] weight",
         x.shape()
     );
-    let y = w.forward(x.tensor(), bias.map(|b| b.tensor()))?;
+    let y = qmatmul_forward(x.tensor(), w, bias.map(|b| b.tensor()))?;
     let w = w.clone();
     let mut inputs = vec![x];
     inputs.extend(bias);
     Ok(tape.record("qlinear", &inputs, y, move |dy, needs| {
         let dx = if needs[0] {
-            Some(w.backward(dy)?)
+            Some(qmatmul_backward(dy, &w)?)
         } else {
             None
         };

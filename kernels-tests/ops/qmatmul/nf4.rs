@@ -1,11 +1,11 @@
-//! qmatmul_nf4: forward (fused, staged and GEMV), backward and the tape
+//! qmatmul on NF4 weights: forward (fused, staged and GEMV), backward and the tape
 //! function against an f64 reference from the bnb-exact dequantized weight.
 //! Quantize / dequantize parity with bitsandbytes is in `quantize.rs`.
 
-use super::qgemm::{check_qlinear_grads, check_qmatmul, check_qmatmul_chunking, forward_ref};
+use super::{check_qlinear_grads, check_qmatmul, check_qmatmul_chunking, forward_ref};
 use crate::common::*;
-use engine::ops::qmatmul_nf4::qmatmul_nf4_forward_into;
-use engine::quant::{QgemmPath, QuantFormat, QuantizedWeight};
+use engine::ops::qmatmul::{qmatmul_forward_into, QgemmPath};
+use engine::quant::{QuantFormat, QuantizedWeight};
 
 fn nf4(w: &QuantizedWeight) -> &engine::quant::Nf4Weight {
     match w {
@@ -41,7 +41,7 @@ fn gemv_matches_reference_at_lm_head_like_widths() {
         let x = rng.vec(k, 1.0);
         let b = rng.vec(n, 0.1);
         let y = poisoned(&[1, n]);
-        qmatmul_nf4_forward_into(
+        qmatmul_forward_into(
             QgemmPath::Gemv,
             &y,
             &upload(&[1, k], &x),
@@ -63,7 +63,7 @@ fn gemv_matches_reference_at_lm_head_like_widths() {
     let q = QuantizedWeight::from_host(&gpu, &rng.normals(9 * 100, 1.0), 9, 100, QuantFormat::Nf4)
         .unwrap();
     let y = poisoned(&[1, 9]);
-    assert!(qmatmul_nf4_forward_into(
+    assert!(qmatmul_forward_into(
         QgemmPath::Gemv,
         &y,
         &upload(&[1, 100], &[0.0; 100]),

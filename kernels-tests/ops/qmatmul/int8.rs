@@ -1,9 +1,10 @@
-//! qmatmul_int8: forward, backward and the tape function against an f64
+//! qmatmul on int8 weights: forward, backward and the tape function against an f64
 //! reference from the bnb-exact dequantized weight, by each kernel path.
 //! Quantize / dequantize parity with bitsandbytes is in `quantize.rs`.
 
-use super::qgemm::{check_qlinear_grads, check_qmatmul, check_qmatmul_chunking};
-use engine::quant::{QgemmPath, QuantFormat};
+use super::{check_qlinear_grads, check_qmatmul, check_qmatmul_chunking};
+use engine::ops::qmatmul::QgemmPath;
+use engine::quant::QuantFormat;
 
 #[test]
 fn forward_and_backward_fused() {

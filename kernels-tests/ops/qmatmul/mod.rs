@@ -1,10 +1,15 @@
-//! The checks shared by qmatmul_int8.rs and qmatmul_nf4.rs, run for each
-//! kernel path (fused, staged, auto): forward, backward and the tape
-//! function against an f64 reference from the bnb-exact dequantized weight;
+//! qmatmul (`engine::ops::qmatmul`): the checks shared by `int8.rs` and
+//! `nf4.rs`, run for each kernel path (fused, staged, auto): forward,
+//! backward and the tape function against an f64 reference from the bnb-exact dequantized weight;
 //! row chunking, split reductions and staged panels.
 
+mod int8;
+mod nf4;
+mod quantize;
+
 use crate::common::*;
-use engine::quant::{QgemmPath, QuantFormat, QuantizedWeight};
+use engine::ops::qmatmul::{qlinear, qmatmul_backward_into, qmatmul_forward_into, QgemmPath};
+use engine::quant::{QuantFormat, QuantizedWeight};
 use engine::{Gpu, GpuOptions, Tensor};
 
 /// x [m, k] · W[n, k]ᵀ (+ bias) in f64 from the dequantized weight, and the
@@ -83,7 +88,7 @@ pub fn check_qmatmul(format: QuantFormat, path: QgemmPath) {
         for bias in [None, Some(&b[..])] {
             let y = poisoned(&[m, n]);
             let tb = bias.map(|b| upload(&[n], b));
-            q.forward_into(path, &y, &tx, tb.as_ref(), None).unwrap();
+            qmatmul_forward_into(path, &y, &tx, &q, tb.as_ref(), None).unwrap();
             let (want, s) = forward_ref(&x, &wd, bias, m, n, k);
             let what = format!(
                 "{format:?} {path:?} forward M={m} N={n} K={k} bias={}",
@@ -93,8 +98,7 @@ pub fn check_qmatmul(format: QuantFormat, path: QgemmPath) {
         }
         let dy = rng.vec(m * n, 1.0);
         let dx = poisoned(&[m, k]);
-        q.backward_into(path, &dx, &upload(&[m, n], &dy), None)
-            .unwrap();
+        qmatmul_backward_into(path, &dx, &upload(&[m, n], &dy), &q, None).unwrap();
         let (want, s) = backward_ref(&dy, &wd, m, n, k);
         assert_close(
             &format!("{format:?} {path:?} backward M={m} N={n} K={k}"),
@@ -119,7 +123,7 @@ pub fn check_qlinear_grads(format: QuantFormat) {
         &[(vec![m, k], x), (vec![n], b)],
         1e-2,
         2e-3,
-        |tape, v| engine::quant::qlinear(tape, &v[0], &q, Some(&v[1])).unwrap(),
+        |tape, v| qlinear(tape, &v[0], &q, Some(&v[1])).unwrap(),
     );
     // Without a bias, and with x on a [2, 1, k] batch shape.
     let x = rng.vec(2 * k, 1.0);
@@ -128,7 +132,7 @@ pub fn check_qlinear_grads(format: QuantFormat) {
         &[(vec![2, 1, k], x)],
         1e-2,
         2e-3,
-        |tape, v| engine::quant::qlinear(tape, &v[0], &q, None).unwrap(),
+        |tape, v| qlinear(tape, &v[0], &q, None).unwrap(),
     );
 }
 
@@ -146,10 +150,11 @@ pub fn check_qmatmul_chunking(format: QuantFormat, path: QgemmPath) {
     let wd = q.dequantize_host().unwrap();
     let x = rng.vec(m * k, 1.0);
     let y = Tensor::empty(&small, &[m, n], engine::DType::F32).unwrap();
-    q.forward_into(
+    qmatmul_forward_into(
         path,
         &y,
         &Tensor::from_f32(&small, &[m, k], &x).unwrap(),
+        &q,
         None,
         None,
     )
@@ -164,10 +169,11 @@ pub fn check_qmatmul_chunking(format: QuantFormat, path: QgemmPath) {
     );
     let dy = rng.vec(m * n, 1.0);
     let dx = Tensor::empty(&small, &[m, k], engine::DType::F32).unwrap();
-    q.backward_into(
+    qmatmul_backward_into(
         path,
         &dx,
         &Tensor::from_f32(&small, &[m, n], &dy).unwrap(),
+        &q,
         None,
     )
     .unwrap();
@@ -184,7 +190,7 @@ pub fn check_qmatmul_chunking(format: QuantFormat, path: QgemmPath) {
     let wide = Tensor::from_f32(&small, &[1, 2048], &vec![0.5; 2048]).unwrap();
     let qw = QuantizedWeight::from_host(&small, &vec![1.0; 2048], 1, 2048, format).unwrap();
     let out = Tensor::empty(&small, &[1, 1], engine::DType::F32).unwrap();
-    let r = qw.forward_into(path, &out, &wide, None, None);
+    let r = qmatmul_forward_into(path, &out, &wide, &qw, None, None);
     if path == QgemmPath::Staged {
         r.unwrap();
         assert_eq!(
@@ -210,8 +216,7 @@ pub fn check_qmatmul_chunking(format: QuantFormat, path: QgemmPath) {
     let wd = q.dequantize_host().unwrap();
     let dy = rng.vec(m * n, 1.0);
     let dx = poisoned(&[m, k]);
-    q.backward_into(path, &dx, &upload(&[m, n], &dy), None)
-        .unwrap();
+    qmatmul_backward_into(path, &dx, &upload(&[m, n], &dy), &q, None).unwrap();
     let (want, s) = backward_ref(&dy, &wd, m, n, k);
     assert_close(
         &format!("{format:?} {path:?} split reduction"),

@@ -2,8 +2,9 @@
 //! Gaussian weights (equal to bitsandbytes' own figures), NF4's bytes per
 //! parameter at GPT-2-small shapes, and the Conv1D transpose before quantizing.
 
-use super::quantize::fixture;
+use super::fixture::fixture;
 use crate::common::*;
+use engine::ops::qmatmul::dequantize;
 use engine::quant::{to_out_in, Int8Host, Nf4Host, QuantFormat, QuantizedWeight, WeightLayout};
 
 fn errors(w: &[f32], d: &[f32]) -> (f64, f64) {
@@ -124,7 +125,7 @@ fn conv1d_layout_is_transposed_before_quantizing() {
         let b = QuantizedWeight::from_host(&gpu, &linear, n, k, format).unwrap();
         assert_eq!(a.shape(), (n, k));
         assert_eq!(a.dequantize_host().unwrap(), b.dequantize_host().unwrap());
-        let gd = a.dequantize().unwrap().to_vec().unwrap();
+        let gd = dequantize(&a).unwrap().to_vec().unwrap();
         assert_eq!(
             gd,
             a.dequantize_host().unwrap(),
