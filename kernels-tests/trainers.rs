@@ -5,7 +5,6 @@
 
 mod common;
 mod demo;
-mod dpo;
 mod ppo;
 mod rl;
 mod train;

@@ -5,7 +5,7 @@
 use clap::{Args, FromArgMatches};
 use engine::demo::pipeline::{run_pipeline, PipelineArgs};
 use engine::demo::ppo_default::run_demo;
-use engine::train::commands::PpoArgs;
+use engine::train::ppo_command::PpoArgs;
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;

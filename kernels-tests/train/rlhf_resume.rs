@@ -7,7 +7,8 @@
 //! eval, and LoRA IPO.
 
 use super::{metric_rows, model_dir, parse, root, scratch};
-use engine::train::commands::{train_dpo, train_ppo, DpoArgs, PpoArgs};
+use engine::train::dpo::{train_dpo, DpoArgs};
+use engine::train::ppo_command::{train_ppo, PpoArgs};
 use std::path::Path;
 
 fn data(rel: &str) -> String {

@@ -3,8 +3,8 @@
 //! skipped), `--columns` and `--skip-bad-rows`, like the trainers.
 
 use super::{model_dir, parse, scratch};
-use engine::train::commands::{run_best_of_n, run_eval, BestOfNArgs, EvalArgs};
-use engine::train::config::parse_args;
+use engine::train::config::run_file::parse_args;
+use engine::train::sample::{run_best_of_n, run_eval, BestOfNArgs, EvalArgs};
 use std::path::Path;
 
 /// A prompt file whose prompt column is `question`, with one bad row.

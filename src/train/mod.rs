@@ -9,7 +9,8 @@
 //!    `#[serde(rename_all = "kebab-case")]`, flattening [`config::CommonArgs`]
 //!    (`#[command(flatten)] #[serde(flatten)]`), plus its own flags; implement
 //!    [`config::TrainArgs`] (its run-file table name and the `common` accessors).
-//!    The CLI passes it through [`config::load_args`] (tests: [`config::parse_args`]).
+//!    The CLI passes it through [`config::run_file::load_args`] (tests:
+//!    [`config::run_file::parse_args`]).
 //! 2. Load the model, switch heads if needed, then [`config::apply_adaptation`]
 //!    (LoRA / quantized base). Load data with the `common` helpers
 //!    (`load_options`, `chat_template`, `max_len_for`).
@@ -24,23 +25,16 @@
 //!    so checkpoints hold the moments it stepped (see `ppo_command.rs`).
 //! 4. `s.finish(model, merged, template, chart_keys)`.
 
-pub mod best_of_n;
 pub mod chart;
-pub mod commands;
-pub mod commands_sample;
 pub mod config;
 pub mod dpo;
-mod dpo_command;
-mod dpo_config;
-mod dpo_data;
-mod dpo_metrics;
-pub mod eval;
+pub mod driver;
 pub mod health;
 pub mod logprobs;
 pub mod metrics;
 pub mod optim;
 pub mod ppo;
-mod ppo_command;
+pub mod ppo_command;
 pub mod ppo_report;
 pub mod ppo_rollout;
 mod ppo_run;
@@ -50,9 +44,7 @@ pub mod progress;
 pub mod reward;
 pub mod reward_fn;
 pub mod run;
-pub mod run_file;
-pub mod safety;
+pub mod sample;
 pub mod scoring;
 pub mod session;
 pub mod sft;
-pub mod text_metrics;

@@ -14,9 +14,9 @@
 //!
 //! A command's args struct is a `clap::Args` that also derives serde with
 //! `rename_all = "kebab-case"` and flattens [`CommonArgs`] (both in clap and
-//! serde); [`load_args`] merges the layers for any such struct. A flat key no
+//! serde); [`run_file::load_args`] merges the layers for any such struct. A flat key no
 //! field of the command knows, a key of its table it does not know, or a
-//! table that is no trainer's ([`SECTIONS`]) is an error naming the key and
+//! table that is no trainer's ([`run_file::SECTIONS`]) is an error naming the key and
 //! the file, and so is a value of the wrong type. Tables of other trainers
 //! are skipped, so one file can drive a whole SFT -> reward -> PPO pipeline.
 //! Paths in the file are taken as written (relative to the working
@@ -51,9 +51,7 @@ use crate::models::lora::{is_adapter_param, LoraConfig};
 use crate::train::optim::Schedule;
 use crate::train::progress::ProgressMode;
 
-pub use super::run_file::{
-    effective_config, is_common_key, load_args, merge_args, parse_args, RunArgs, SECTIONS,
-};
+pub mod run_file;
 
 /// Frozen-base storage for QLoRA.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
@@ -333,7 +331,7 @@ pub fn keep_heads_trainable(model: &mut CausalLm) {
 /// A training command's args struct: a `clap::Args` + serde (kebab-case)
 /// struct that flattens [`CommonArgs`].
 pub trait TrainArgs: Serialize + DeserializeOwned {
-    /// The run file's table for this command (one of [`SECTIONS`]).
+    /// The run file's table for this command (one of [`run_file::SECTIONS`]).
     const SECTION: &'static str;
     fn common(&self) -> &CommonArgs;
     fn common_mut(&mut self) -> &mut CommonArgs;

@@ -1,29 +1,34 @@
-//! The sampling commands' flags and drivers: `best-of-n` (rejection
-//! sampling into SFT-format JSONL) and `eval` (reward, ROUGE, distinct-n,
-//! length and KL to a reference). They train nothing.
+//! The sampling commands, read top down: their flags and drivers here,
+//! `best-of-n` ([`best_of_n`]: rejection sampling into SFT-format JSONL) and
+//! `eval` ([`eval`]: reward, ROUGE and distinct-n ([`text_metrics`]), length,
+//! KL to a reference and the unsafe-reply rate). They train nothing.
 //!
 //! Both take `--config run.toml` (their `[best-of-n]` / `[eval]` tables, and
 //! the flat keys they share with the trainers: `model`, `data`, `seed`,
 //! `batch-size`, `template`, `columns`, `skip-bad-rows`; flat keys of
 //! trainer-only options, and a flat `out` (a trainer's run directory), are
 //! skipped), `--columns field=column,...` and `--skip-bad-rows`, merged by
-//! [`super::config::load_args`] like the trainers' flags.
+//! [`crate::train::config::run_file::load_args`] like the trainers' flags.
 
 use anyhow::{anyhow, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::best_of_n::{best_of_n, BestOfNConfig, BestOfNPrompt, BestOfNReport};
-use super::commands::{no_model_error, prompt_encoder};
-use super::config::{is_common_key, RunArgs};
-use super::eval::{evaluate, EvalConfig, EvalPrompt, EvalReport, KlReference};
-use super::scoring::{RewardModelScorer, Scorer};
+pub mod best_of_n;
+pub mod eval;
+pub mod text_metrics;
+
+use self::best_of_n::{best_of_n, BestOfNConfig, BestOfNPrompt, BestOfNReport};
+use self::eval::{evaluate, EvalConfig, EvalPrompt, EvalReport, KlReference};
 use crate::data::{encode_all, load_prompts, load_sft, ChatTemplate, ColumnMap, LoadOptions};
 use crate::device::Gpu;
 use crate::models::generate::GenerateConfig;
 use crate::models::lm::CausalLm;
 use crate::models::sampling::SamplingConfig;
+use crate::train::config::run_file::{is_common_key, RunArgs};
+use crate::train::driver::{no_model_error, prompt_encoder};
+use crate::train::scoring::{RewardModelScorer, Scorer};
 
 #[derive(clap::Args, Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -257,7 +262,7 @@ fn eval_prompts(
     Ok(prompts)
 }
 
-/// Evaluates a model (see [`super::eval`]).
+/// Evaluates a model (see [`eval`]).
 pub fn run_eval(gpu: &Arc<Gpu>, args: &EvalArgs) -> Result<EvalReport> {
     let dir = args
         .model
