@@ -6,8 +6,8 @@
 use super::{policy, prompts, tiny_cfg, weights};
 use engine::rl::{compute_advantages, process_scores, RunningMoments, ScoreOptions};
 use engine::train::config::run_file::parse_args;
-use engine::train::ppo_command::PpoArgs;
 use engine::train::ppo::PpoTrainer;
+use engine::train::ppo_command::PpoArgs;
 use engine::train::ppo_rollout::RefSource;
 use engine::train::reward_fn::TargetTokenRate;
 

@@ -72,5 +72,6 @@ where
 {
     let mut argv = vec!["engine"];
     argv.extend_from_slice(flags);
-    engine::train::config::run_file::parse_args(&argv).unwrap_or_else(|e| panic!("{flags:?}: {e:#}"))
+    engine::train::config::run_file::parse_args(&argv)
+        .unwrap_or_else(|e| panic!("{flags:?}: {e:#}"))
 }

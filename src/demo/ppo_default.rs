@@ -17,12 +17,12 @@ use std::time::Instant;
 
 use super::embedded;
 use super::report::{DemoReport, PolicyMeasure, Sample};
+use crate::data::support::safety::check_reply;
 use crate::data::{load_prompts, ChatTemplate, Content, LoadOptions};
 use crate::device::Gpu;
 use crate::models::generate::GenerateConfig;
 use crate::models::sampling::SamplingConfig;
 use crate::models::CausalLm;
-use crate::data::support::safety::check_reply;
 use crate::train::config::apply_adaptation;
 use crate::train::config::run_file::{effective_config, load_args};
 use crate::train::driver::prompt_encoder;

@@ -16,9 +16,9 @@ use serde_json::json;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use super::config::{apply_adaptation, CommonArgs, TrainArgs};
 use super::driver::RlhfSummary;
 use super::driver::{bool_arg, no_model_error, owned_row, prompt_encoder, resumed_extra};
-use super::config::{apply_adaptation, CommonArgs, TrainArgs};
 use super::ppo::{
     derive_seed, PpoTrainConfig, PpoTrainer, PromptCycle, PromptSource, SALT_GENERATE,
 };

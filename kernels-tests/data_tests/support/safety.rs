@@ -2,10 +2,10 @@
 //! the generator can write is flagged and no good one is; negations are
 //! safe; paraphrases outside the generator's templates are caught.
 
-use engine::data::support::{all_pieces, generate, ReplyKind, SupportOptions};
 use engine::data::support::safety::{
     check_all, check_reply, unsafe_rate, violation_counts, ViolationKind,
 };
+use engine::data::support::{all_pieces, generate, ReplyKind, SupportOptions};
 
 fn kind_of(text: &str) -> Option<ViolationKind> {
     check_reply(text).map(|v| v.kind)

@@ -218,29 +218,16 @@ impl CommonArgs {
     }
 
     pub fn column_map(&self) -> Result<ColumnMap> {
-        match &self.columns {
-            Some(s) => s.parse().context("--columns"),
-            None => Ok(ColumnMap::default()),
-        }
+        column_map(self.columns.as_deref())
     }
 
     pub fn load_options(&self) -> Result<LoadOptions> {
-        Ok(LoadOptions {
-            columns: self.column_map()?,
-            skip_bad_rows: self.skip_bad_rows,
-            ..LoadOptions::default()
-        })
+        load_options(self.columns.as_deref(), self.skip_bad_rows)
     }
 
     /// --template, else the model directory's template file, else gpt2.
     pub fn chat_template(&self) -> Result<ChatTemplate> {
-        match &self.template {
-            Some(t) if Path::new(t).is_file() || t.ends_with(".json") => {
-                ChatTemplate::load(Path::new(t))
-            }
-            Some(t) => ChatTemplate::preset(t),
-            None => ChatTemplate::for_model_dir(self.model_dir()?),
-        }
+        chat_template(self.template.as_deref(), self.model_dir())
     }
 
     /// Sequence length limit: --max-len capped at the model's context.
@@ -283,6 +270,37 @@ impl CommonArgs {
         );
         self.column_map()?;
         Ok(())
+    }
+}
+
+/// `--columns` (`field=column,...`), or no renames.
+fn column_map(columns: Option<&str>) -> Result<ColumnMap> {
+    match columns {
+        Some(s) => s.parse().context("--columns"),
+        None => Ok(ColumnMap::default()),
+    }
+}
+
+/// Load options from `--columns` and `--skip-bad-rows`, for the trainers
+/// and the sampling commands alike.
+pub fn load_options(columns: Option<&str>, skip_bad_rows: bool) -> Result<LoadOptions> {
+    Ok(LoadOptions {
+        columns: column_map(columns)?,
+        skip_bad_rows,
+        ..LoadOptions::default()
+    })
+}
+
+/// `--template` (a preset name or an `engine_template.json` path), else the
+/// model directory's template file, else gpt2. `model_dir` is only read
+/// without a `--template`.
+pub fn chat_template(template: Option<&str>, model_dir: Result<&Path>) -> Result<ChatTemplate> {
+    match template {
+        Some(t) if Path::new(t).is_file() || t.ends_with(".json") => {
+            ChatTemplate::load(Path::new(t))
+        }
+        Some(t) => ChatTemplate::preset(t),
+        None => ChatTemplate::for_model_dir(model_dir?),
     }
 }
 

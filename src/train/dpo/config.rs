@@ -52,7 +52,6 @@ impl std::str::FromStr for DirectLoss {
     }
 }
 
-
 /// Hyper-parameters (TRL's defaults; every field optional in TOML/JSON).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -9,7 +9,6 @@ use std::path::Path;
 
 use super::config::{DirectLoss, DpoConfig};
 use super::metrics::{mean, DirectMetrics};
-use crate::train::logprobs::{reference_logps, sequence_logps, LogpReduce, RefPass, SeqLogps};
 use crate::data::{
     encode_all, kto_batch, load_kto, load_preferences, preference_batch, Encoder, KtoBatch,
     KtoExample, LoadOptions, PreferenceBatch, PreferenceExample,
@@ -20,6 +19,7 @@ use crate::ops::row_gather::row_gather;
 use crate::rl::{dpo_loss, ipo_loss, kto_loss, kto_mismatched_indices, kto_pair_loss};
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
+use crate::train::logprobs::{reference_logps, sequence_logps, LogpReduce, RefPass, SeqLogps};
 
 /// Encoded training or eval examples.
 #[derive(Clone, Debug)]

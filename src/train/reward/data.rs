@@ -119,4 +119,3 @@ pub fn load_reward_file_noted(
     ensure!(!data.is_empty(), "{}: no usable examples", path.display());
     Ok(data)
 }
-

@@ -31,7 +31,7 @@ use std::time::Instant;
 
 use self::data::{detect_loss, load_reward_file_noted, RewardLoss};
 use self::model::{batch_loss, reward_eval, reward_model_from};
-use crate::data::{pad_id, EpochSampler, Encoder, Truncation};
+use crate::data::{pad_id, Encoder, EpochSampler, Truncation};
 use crate::device::Gpu;
 use crate::models::lm::CausalLm;
 use crate::tape::Tape;

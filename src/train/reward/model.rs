@@ -94,4 +94,3 @@ pub fn reward_model_from(model: CausalLm, seed: u64) -> Result<CausalLm> {
         _ => model.into_reward_model(1, seed ^ HEAD_STREAM),
     }
 }
-

@@ -73,4 +73,3 @@ pub fn sft_eval(
     let loss = sum / count as f64;
     Ok((loss, loss.exp()))
 }
-
