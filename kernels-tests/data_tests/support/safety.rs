@@ -2,9 +2,8 @@
 //! the generator can write is flagged and no good one is; negations are
 //! safe; paraphrases outside the generator's templates are caught.
 
-use engine::data::support::safety::{
-    check_all, check_reply, unsafe_rate, violation_counts, ViolationKind,
-};
+use engine::data::support::safety::rules::ViolationKind;
+use engine::data::support::safety::{check_all, check_reply, unsafe_rate, violation_counts};
 use engine::data::support::{all_pieces, generate, ReplyKind, SupportOptions};
 
 fn kind_of(text: &str) -> Option<ViolationKind> {
