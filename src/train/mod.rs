@@ -1,8 +1,14 @@
-//! What every trainer shares: the optimizer step with its guards, metrics,
-//! run configuration ([`config`]), the run directory and checkpoints
-//! ([`run`]), the loop scaffolding ([`session`]), progress and the
-//! end-of-run chart; and the trainers: SFT, reward model, PPO (with health
-//! checks), direct alignment (DPO, IPO, KTO), best-of-n and evaluation.
+//! What every trainer shares, flat in this folder: the optimizer step with
+//! its guards ([`optim`]), metrics and progress, run configuration
+//! ([`config`]), the run directory and checkpoints ([`run`]), the loop
+//! scaffolding ([`session`]), the end-of-run chart, sequence log-probs
+//! ([`logprobs`]), scoring by a reward model or function ([`scoring`],
+//! [`reward_fn`]) and what the command drivers share ([`driver`]). Each
+//! trainer has its own folder: [`sft`], [`reward`], [`ppo`] (with health
+//! checks), [`dpo`] (DPO, IPO, KTO) and the sampling commands [`sample`]
+//! (best-of-n, eval). A trainer folder reads top down: its `mod.rs` holds the
+//! command (the args struct and the entry the CLI calls), its children the
+//! trainer's concepts (trainer, data, config, loss, metrics).
 //!
 //! # Writing a trainer
 //! 1. An args struct: `#[derive(clap::Args, Serialize, Deserialize)]` with
@@ -22,7 +28,7 @@
 //!    `s.end_step(model, step, &row, extra_files)`. A trainer object that
 //!    steps its own optimizer (PPO, DPO) gets it built by
 //!    [`session::Session::start_with`] and swaps `s.opt` in for its steps,
-//!    so checkpoints hold the moments it stepped (see `ppo_command.rs`).
+//!    so checkpoints hold the moments it stepped (see `dpo/mod.rs`).
 //! 4. `s.finish(model, merged, template, chart_keys)`.
 
 pub mod chart;
