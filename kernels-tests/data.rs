@@ -8,9 +8,12 @@ mod data_tests {
     pub mod encoding;
     pub mod errors;
     pub mod formats;
+    pub mod helpers;
     pub mod real;
-    pub mod safety;
-    pub mod support;
-    pub mod support_gen;
+    /// The customer-support data set (`src/data/support/`).
+    pub mod support {
+        pub mod generate;
+        pub mod safety;
+    }
     pub mod templates;
 }

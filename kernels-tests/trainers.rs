@@ -5,6 +5,5 @@
 
 mod common;
 mod demo;
-mod dpo;
 mod rl;
 mod train;

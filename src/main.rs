@@ -46,11 +46,11 @@ enum Command {
     /// function, full fine-tuning or LoRA.
     TrainPpo(engine::train::ppo::PpoArgs),
     /// Direct alignment from preferences: DPO, IPO, KTO or kto_pair.
-    TrainDpo(engine::train::commands::DpoArgs),
+    TrainDpo(engine::train::dpo::DpoArgs),
     /// Sample n responses per prompt, keep the reward model's best (JSONL).
-    BestOfN(engine::train::commands::BestOfNArgs),
+    BestOfN(engine::train::sample::BestOfNArgs),
     /// Reward, ROUGE, distinct-n, length and KL of a model's responses.
-    Eval(engine::train::commands::EvalArgs),
+    Eval(engine::train::sample::EvalArgs),
     /// Train a byte-level BPE tokenizer (tokenizer.json) on text files.
     TrainTokenizer(cli::build::TrainTokenizerArgs),
     /// Build the embedded default models from nothing (data, tokenizer, SFT,

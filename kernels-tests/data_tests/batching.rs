@@ -1,7 +1,7 @@
 //! Padded batches for the model (right for training, left for generation),
 //! seeded train/eval splits and epoch orders.
 
-use super::support::{fixture, gpt2};
+use super::helpers::{fixture, gpt2};
 use engine::data::*;
 use engine::models::layers::Tokens;
 use engine::models::lm::next_token_targets;

@@ -1,7 +1,7 @@
 //! Tokenized examples with the real GPT-2 tokenizer: completion-only masks,
 //! conversations, truncation and the over-long-prompt error.
 
-use super::support::{decode, err_text, fixture, gpt2, ids};
+use super::helpers::{decode, err_text, fixture, gpt2, ids};
 use engine::data::*;
 
 const EOS: i32 = 50256;

@@ -1,7 +1,7 @@
 //! Bad rows: errors name the file, the 1-based line and what is wrong;
 //! `skip_bad_rows` counts them and keeps the first reasons.
 
-use super::support::{err_text, fixture, temp_file};
+use super::helpers::{err_text, fixture, temp_file};
 use engine::data::*;
 
 #[test]

@@ -1,7 +1,7 @@
 //! Every accepted format from the small fixtures, gzip by magic bytes, CSV
 //! with a column mapping.
 
-use super::support::{err_text, fixture, temp_file};
+use super::helpers::{err_text, fixture, temp_file};
 use engine::data::*;
 
 fn lines<T>(d: &Dataset<T>) -> Vec<usize> {

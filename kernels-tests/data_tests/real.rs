@@ -1,7 +1,7 @@
 //! The real datasets in ../shared, read in place: hh-rlhf prompt extraction,
 //! IMDB labels (and the unlabelled split), bitext CSV with a column mapping.
 
-use super::support::{err_text, gpt2, shared};
+use super::helpers::{err_text, gpt2, shared};
 use engine::data::*;
 use std::io::BufRead;
 

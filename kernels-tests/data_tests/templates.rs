@@ -1,7 +1,7 @@
 //! The chat template: presets, rendering, conversation segments, and its
 //! JSON file in a model directory.
 
-use super::support::{err_text, temp_file};
+use super::helpers::{err_text, temp_file};
 use engine::data::*;
 
 fn convo() -> Vec<Message> {

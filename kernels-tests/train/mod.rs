@@ -7,10 +7,12 @@
 mod checkpoint;
 mod cli_rlhf;
 mod config;
+mod dpo;
 mod examples;
 mod ppo;
 mod reward;
 mod rlhf_resume;
+mod sample;
 mod sample_config;
 mod sft;
 
@@ -67,9 +69,10 @@ pub fn metric(row: &Map<String, Value>, key: &str) -> f64 {
 /// Parses training flags for `T` (program name added).
 pub fn parse<T>(flags: &[&str]) -> T
 where
-    T: engine::train::config::RunArgs + clap::Args + clap::FromArgMatches,
+    T: engine::train::config::run_file::RunArgs + clap::Args + clap::FromArgMatches,
 {
     let mut argv = vec!["engine"];
     argv.extend_from_slice(flags);
-    engine::train::config::parse_args(&argv).unwrap_or_else(|e| panic!("{flags:?}: {e:#}"))
+    engine::train::config::run_file::parse_args(&argv)
+        .unwrap_or_else(|e| panic!("{flags:?}: {e:#}"))
 }

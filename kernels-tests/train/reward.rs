@@ -7,10 +7,9 @@ use engine::data::{preference_batch, Encoder, Truncation};
 use engine::models::lm::Head;
 use engine::models::CausalLm;
 use engine::tape::Tape;
-use engine::train::reward::{
-    detect_loss, load_reward_file, reward_eval, reward_model_from, score_tokens, train_reward,
-    RewardArgs, RewardData, RewardLoss,
-};
+use engine::train::reward::data::{detect_loss, load_reward_file, RewardData, RewardLoss};
+use engine::train::reward::model::{reward_eval, reward_model_from, score_tokens};
+use engine::train::reward::{train_reward, RewardArgs};
 use std::path::Path;
 
 fn args(out: &Path, data: &str, extra: &[&str]) -> RewardArgs {
@@ -244,7 +243,7 @@ fn lora_reward_resume_is_exact() {
 /// report reaches the notes the trainer prints), not silent.
 #[test]
 fn skipped_reward_rows_are_reported() {
-    use engine::train::reward::load_reward_file_noted;
+    use engine::train::reward::data::load_reward_file_noted;
     let out = scratch("rm-skip");
     let data = out.join("pairs.jsonl");
     std::fs::write(

@@ -7,7 +7,7 @@
 //! eval, and LoRA IPO.
 
 use super::{metric_rows, model_dir, parse, root, scratch};
-use engine::train::commands::{train_dpo, DpoArgs};
+use engine::train::dpo::{train_dpo, DpoArgs};
 use engine::train::ppo::{train_ppo, PpoArgs};
 use std::path::Path;
 

@@ -3,8 +3,8 @@
 //! skipped), `--columns` and `--skip-bad-rows`, like the trainers.
 
 use super::{model_dir, parse, scratch};
-use engine::train::commands::{run_best_of_n, run_eval, BestOfNArgs, EvalArgs};
-use engine::train::config::parse_args;
+use engine::train::config::run_file::parse_args;
+use engine::train::sample::{run_best_of_n, run_eval, BestOfNArgs, EvalArgs};
 use std::path::Path;
 
 /// A prompt file whose prompt column is `question`, with one bad row.
@@ -58,10 +58,13 @@ init-kl-coef = 0.1
         ),
     );
     let args: BestOfNArgs = parse(&["--config", &cfg, "--seed", "5"]);
-    assert_eq!((args.n, args.max_new_tokens, args.seed), (2, 3, 5));
+    assert_eq!(
+        (args.n, args.common.max_new_tokens, args.common.seed),
+        (2, 3, 5)
+    );
     assert_eq!(args.out.as_deref(), Some(out.as_path()));
-    assert_eq!(args.columns.as_deref(), Some("prompt=question"));
-    assert!(!args.skip_bad_rows);
+    assert_eq!(args.common.columns.as_deref(), Some("prompt=question"));
+    assert!(!args.common.skip_bad_rows);
 
     // Row 2 is bad: an error naming the file and line, unless skipped.
     let e = format!(
@@ -108,7 +111,9 @@ batch-size = 2
         ),
     );
     let args: EvalArgs = parse(&["--config", &cfg]);
-    assert!(args.skip_bad_rows && args.batch_size == 2 && args.max_new_tokens == 3);
+    assert!(
+        args.common.skip_bad_rows && args.common.batch_size == 2 && args.common.max_new_tokens == 3
+    );
     let r = run_eval(&crate::common::gpu(), &args).unwrap();
     assert_eq!(r.prompts, 2, "the bad row is skipped");
     assert!(r.rouge1.is_some(), "answers are the references: {r:?}");
@@ -116,7 +121,7 @@ batch-size = 2
 
     // Without skipping, the bad row is an error naming the file.
     let mut args = args;
-    args.skip_bad_rows = false;
+    args.common.skip_bad_rows = false;
     let e = format!("{:#}", run_eval(&crate::common::gpu(), &args).unwrap_err());
     assert!(e.contains("questions.jsonl"), "{e}");
 }

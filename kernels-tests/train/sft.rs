@@ -4,7 +4,8 @@
 
 use super::{fixture, metric, metric_rows, model_dir, parse, scratch};
 use engine::models::CausalLm;
-use engine::train::sft::{load_sft_data, sft_eval, sft_grads, target_count, train_sft, SftArgs};
+use engine::train::sft::loss::{sft_eval, sft_grads, target_count};
+use engine::train::sft::{load_sft_data, train_sft, SftArgs};
 use std::path::Path;
 
 fn base_flags(out: &Path) -> Vec<String> {

@@ -6,14 +6,16 @@
 
 use anyhow::Result;
 use clap::ArgMatches;
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use engine::train::commands::{
-    run_best_of_n, run_eval, train_dpo, BestOfNArgs, DpoArgs, EvalArgs, RlhfSummary,
-};
-use engine::train::config::{load_args, merge_args, RunArgs};
+use engine::train::config::run_file::{load_args, merge_args, RunArgs};
+use engine::train::dpo::{train_dpo, DpoArgs};
+use engine::train::driver::RlhfSummary;
 use engine::train::ppo::{train_ppo, PpoArgs};
 use engine::train::reward::{train_reward, RewardArgs};
+use engine::train::run::SavedModel;
+use engine::train::sample::{run_best_of_n, run_eval, BestOfNArgs, EvalArgs};
 use engine::train::session::RunSummary;
 use engine::train::sft::{train_sft, SftArgs};
 use engine::Gpu;
@@ -21,22 +23,31 @@ use engine::Gpu;
 /// Prints the end-of-run lines every training command shares.
 pub fn print_summary(s: &RunSummary) {
     println!("{s}");
+    print_outputs(&s.saved, &s.checkpoint, &s.chart, s.finished);
+    println!("output dir {}", s.out.display());
+}
+
+/// Where the model, adapter, checkpoint and chart went, and how to resume
+/// an unfinished run.
+fn print_outputs(
+    saved: &SavedModel,
+    checkpoint: &Option<PathBuf>,
+    chart: &Option<PathBuf>,
+    finished: bool,
+) {
     for (what, p) in [
-        ("model", &s.saved.model),
-        ("adapter", &s.saved.adapter),
-        ("checkpoint", &s.checkpoint),
-        ("chart", &s.chart),
+        ("model", &saved.model),
+        ("adapter", &saved.adapter),
+        ("checkpoint", checkpoint),
+        ("chart", chart),
     ] {
         if let Some(p) = p {
             println!("{what:<10} {}", p.display());
         }
     }
-    if !s.finished {
-        if let Some(c) = &s.checkpoint {
-            println!("resume with --resume {}", c.display());
-        }
+    if let (false, Some(c)) = (finished, checkpoint) {
+        println!("resume with --resume {}", c.display());
     }
-    println!("output dir {}", s.out.display());
 }
 
 /// The flags of one subcommand with the run file and resumed config merged.
@@ -58,19 +69,7 @@ pub fn reward_cmd(gpu: &Arc<Gpu>, args: RewardArgs, matches: &ArgMatches) -> Res
 
 fn print_rlhf(s: &RlhfSummary) {
     println!("{s}");
-    for (what, p) in [
-        ("model", &s.saved.model),
-        ("adapter", &s.saved.adapter),
-        ("checkpoint", &s.checkpoint),
-        ("chart", &s.chart),
-    ] {
-        if let Some(p) = p {
-            println!("{what:<10} {}", p.display());
-        }
-    }
-    if let (false, Some(c)) = (s.finished, &s.checkpoint) {
-        println!("resume with --resume {}", c.display());
-    }
+    print_outputs(&s.saved, &s.checkpoint, &s.chart, s.finished);
     println!("metrics    {}", s.metrics.display());
     println!("output dir {}", s.out.display());
 }

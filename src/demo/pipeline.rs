@@ -27,7 +27,7 @@ use crate::device::Gpu;
 use crate::models::checkpoint::{write_atomic, SaveDtype};
 use crate::models::fresh::{fresh_model, ModelShape};
 use crate::models::{Arch, CausalLm};
-use crate::train::config::parse_args;
+use crate::train::config::run_file::parse_args;
 use crate::train::reward::{train_reward, RewardArgs};
 use crate::train::scoring::RewardModelScorer;
 use crate::train::sft::{train_sft, SftArgs};

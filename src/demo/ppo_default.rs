@@ -17,17 +17,18 @@ use std::time::Instant;
 
 use super::embedded;
 use super::report::{DemoReport, PolicyMeasure, Sample};
+use crate::data::support::safety::check_reply;
 use crate::data::{load_prompts, ChatTemplate, Content, LoadOptions};
 use crate::device::Gpu;
 use crate::models::generate::GenerateConfig;
 use crate::models::sampling::SamplingConfig;
 use crate::models::CausalLm;
-use crate::train::commands::prompt_encoder;
-use crate::train::config::{apply_adaptation, effective_config, load_args};
-use crate::train::eval::{evaluate, EvalConfig, EvalPrompt, KlReference};
+use crate::train::config::apply_adaptation;
+use crate::train::config::run_file::{effective_config, load_args};
+use crate::train::driver::prompt_encoder;
 use crate::train::ppo::{train_ppo, PpoArgs};
 use crate::train::run::default_out_dir;
-use crate::train::safety::check_reply;
+use crate::train::sample::eval::{evaluate, EvalConfig, EvalPrompt, KlReference};
 use crate::train::scoring::{RewardModelScorer, Scorer};
 
 /// The demo's run file (written as `demo.toml` next to the default models).

@@ -3,7 +3,7 @@
 //!
 //! - `reward_mean_*`: the reward model's mean score of the responses.
 //! - `unsafe_rate_*`: the fraction (0–1) of responses the independent checker
-//!   ([`crate::train::safety`]: sensitive-data requests and a rude-phrase
+//!   ([`crate::data::support::safety`]: sensitive-data requests and a rude-phrase
 //!   lexicon, no reward model involved) flags.
 //! - `kl_mean`: the mean over the eval responses of each response's summed
 //!   per-token log-ratio to the reference (the SFT policy), sampled at

@@ -1,15 +1,22 @@
-//! What every trainer shares: the optimizer step with its guards, metrics,
-//! run configuration ([`config`]), the run directory and checkpoints
-//! ([`run`]), the loop scaffolding ([`session`]), progress and the
-//! end-of-run chart; and the trainers: SFT, reward model, PPO (with health
-//! checks), direct alignment (DPO, IPO, KTO), best-of-n and evaluation.
+//! What every trainer shares, flat in this folder: the optimizer step with
+//! its guards ([`optim`]), metrics and progress, run configuration
+//! ([`config`]), the run directory and checkpoints ([`run`]), the loop
+//! scaffolding ([`session`]), the end-of-run chart, sequence log-probs
+//! ([`logprobs`]), scoring by a reward model or function ([`scoring`],
+//! [`reward_fn`]) and what the command drivers share ([`driver`]). Each
+//! trainer has its own folder: [`sft`], [`reward`], [`ppo`] (with health
+//! checks), [`dpo`] (DPO, IPO, KTO) and the sampling commands [`sample`]
+//! (best-of-n, eval). A trainer folder reads top down: its `mod.rs` holds the
+//! command (the args struct and the entry the CLI calls), its children the
+//! trainer's concepts (trainer, data, config, loss, metrics).
 //!
 //! # Writing a trainer
 //! 1. An args struct: `#[derive(clap::Args, Serialize, Deserialize)]` with
 //!    `#[serde(rename_all = "kebab-case")]`, flattening [`config::CommonArgs`]
 //!    (`#[command(flatten)] #[serde(flatten)]`), plus its own flags; implement
 //!    [`config::TrainArgs`] (its run-file table name and the `common` accessors).
-//!    The CLI passes it through [`config::load_args`] (tests: [`config::parse_args`]).
+//!    The CLI passes it through [`config::run_file::load_args`] (tests:
+//!    [`config::run_file::parse_args`]).
 //! 2. Load the model, switch heads if needed, then [`config::apply_adaptation`]
 //!    (LoRA / quantized base). Load data with the `common` helpers
 //!    (`load_options`, `chat_template`, `max_len_for`).
@@ -24,17 +31,10 @@
 //!    so checkpoints hold the moments it stepped (see `ppo/command.rs`).
 //! 4. `s.finish(model, merged, template, chart_keys)`.
 
-pub mod best_of_n;
 pub mod chart;
-pub mod commands;
-pub mod commands_sample;
 pub mod config;
 pub mod dpo;
-mod dpo_command;
-mod dpo_config;
-mod dpo_data;
-mod dpo_metrics;
-pub mod eval;
+pub mod driver;
 pub mod logprobs;
 pub mod metrics;
 pub mod optim;
@@ -43,9 +43,7 @@ pub mod progress;
 pub mod reward;
 pub mod reward_fn;
 pub mod run;
-pub mod run_file;
-pub mod safety;
+pub mod sample;
 pub mod scoring;
 pub mod session;
 pub mod sft;
-pub mod text_metrics;

@@ -76,7 +76,7 @@ pub struct TrainerState {
     /// Trainer-specific scalars (e.g. PPO's KL coefficient).
     #[serde(default)]
     pub extra: Value,
-    /// The effective config (see `config::effective_config`).
+    /// The effective config (see `config::run_file::effective_config`).
     #[serde(default)]
     pub config: Value,
     #[serde(default)]

@@ -14,7 +14,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use super::chart::write_chart;
-use super::config::{effective_config, CommonArgs, TrainArgs};
+use super::config::run_file::effective_config;
+use super::config::{CommonArgs, TrainArgs};
 use super::metrics::MetricsLog;
 use super::optim::{LrSchedule, Optimizer, Schedule, StepReport};
 use super::progress::Progress;

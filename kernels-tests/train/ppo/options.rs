@@ -5,7 +5,7 @@
 
 use super::{policy, prompts, tiny_cfg, weights};
 use engine::rl::{compute_advantages, process_scores, RunningMoments, ScoreOptions};
-use engine::train::config::parse_args;
+use engine::train::config::run_file::parse_args;
 use engine::train::ppo::{PpoArgs, PpoTrainer, RefSource};
 use engine::train::reward_fn::TargetTokenRate;
 

@@ -60,7 +60,7 @@ pub fn choose<T: Copy>(items: &[T], rng: &mut Rng) -> T {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::data::support::alt::*;
 
     #[test]
     fn expands_every_combination() {

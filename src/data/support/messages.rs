@@ -210,7 +210,7 @@ fn typo(text: &str, rng: &mut Rng) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::data::support::messages::*;
 
     #[test]
     fn every_intent_has_training_and_held_out_phrasings() {

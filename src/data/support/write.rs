@@ -4,7 +4,9 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
-use super::{ReplyKind, SupportData, INTENTS, MAX_MESSAGE_WORDS, MAX_REPLY_WORDS};
+use super::dataset::{SupportData, MAX_MESSAGE_WORDS, MAX_REPLY_WORDS};
+use super::intents::INTENTS;
+use super::replies::ReplyKind;
 
 /// The split files in the order [`write_splits`] writes them.
 pub const SPLIT_FILES: [&str; 5] = [

@@ -1,12 +1,56 @@
-//! The settings of [`super::dpo::DpoTrainer`]: its hyper-parameters (TRL's
-//! defaults) and where its reference log-probs come from.
+//! The settings of [`super::trainer::DpoTrainer`]: the loss, its
+//! hyper-parameters (TRL's defaults) and where its reference log-probs come
+//! from.
 
+use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
-use super::dpo_data::DirectLoss;
-use super::logprobs::LogpReduce;
-use super::optim::Schedule;
 use crate::models::CausalLm;
+use crate::train::logprobs::LogpReduce;
+use crate::train::optim::Schedule;
+
+/// The direct-alignment loss (`train-dpo --loss`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DirectLoss {
+    /// TRL `loss_type="sigmoid"` (with optional label smoothing).
+    Dpo,
+    /// TRL `loss_type="ipo"`, on token-averaged log-probs.
+    Ipo,
+    /// KTOTrainer: unpaired, labelled completions.
+    Kto,
+    /// TRL ≤ 0.9 `loss_type="kto_pair"`, on preference pairs.
+    KtoPair,
+}
+
+impl DirectLoss {
+    pub fn name(self) -> &'static str {
+        match self {
+            DirectLoss::Dpo => "dpo",
+            DirectLoss::Ipo => "ipo",
+            DirectLoss::Kto => "kto",
+            DirectLoss::KtoPair => "kto_pair",
+        }
+    }
+
+    /// Whether the loss trains on preference pairs (all but KTO).
+    pub fn paired(self) -> bool {
+        self != DirectLoss::Kto
+    }
+}
+
+impl std::str::FromStr for DirectLoss {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<DirectLoss> {
+        Ok(match s {
+            "dpo" | "sigmoid" => DirectLoss::Dpo,
+            "ipo" => DirectLoss::Ipo,
+            "kto" => DirectLoss::Kto,
+            "kto_pair" => DirectLoss::KtoPair,
+            _ => bail!("unknown loss `{s}`: expected dpo, ipo, kto or kto_pair"),
+        })
+    }
+}
 
 /// Hyper-parameters (TRL's defaults; every field optional in TOML/JSON).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -64,7 +108,7 @@ impl Default for DpoConfig {
 }
 
 impl DpoConfig {
-    pub(crate) fn reduce(&self) -> LogpReduce {
+    pub(super) fn reduce(&self) -> LogpReduce {
         match self.loss {
             DirectLoss::Ipo => LogpReduce::Mean,
             _ => LogpReduce::Sum,

@@ -9,7 +9,7 @@ use engine::data::support::{
 use engine::data::{
     load_kto, load_preferences, load_prompts, load_sft, Content, LoadOptions, SftRecord,
 };
-use engine::train::text_metrics::distinct_n;
+use engine::train::sample::text_metrics::distinct_n;
 use std::collections::{BTreeSet, HashSet};
 use std::path::PathBuf;
 use std::sync::OnceLock;

@@ -5,7 +5,8 @@ use super::{load, lora_model};
 use crate::common::gpu;
 use engine::data::preference_batch;
 use engine::models::layers::Tokens;
-use engine::train::dpo::{DirectData, DirectLoss};
+use engine::train::dpo::config::DirectLoss;
+use engine::train::dpo::data::DirectData;
 use engine::train::logprobs::{
     completion_tokens, pad_token, reference_logps, sequence_logps, LogpReduce, RefPass,
 };

@@ -54,7 +54,7 @@ impl DirectMetrics {
     }
 }
 
-/// What one [`super::dpo::DpoTrainer::step`] did.
+/// What one [`super::trainer::DpoTrainer::step`] did.
 #[derive(Clone, Debug, Serialize)]
 pub struct DpoStepReport {
     /// 1-based: the number of steps taken including this one.
@@ -79,7 +79,7 @@ impl DpoStepReport {
     }
 }
 
-/// [`super::dpo::DpoTrainer::evaluate`]'s means over a held-out set.
+/// [`super::trainer::DpoTrainer::evaluate`]'s means over a held-out set.
 #[derive(Clone, Debug, Serialize)]
 pub struct DpoEvalReport {
     pub loss: f64,
@@ -96,7 +96,7 @@ impl DpoEvalReport {
 }
 
 /// Mean (NaN when empty, like TRL's per-group means).
-pub(crate) fn mean(x: &[f32]) -> f64 {
+pub(super) fn mean(x: &[f32]) -> f64 {
     x.iter().map(|&v| v as f64).sum::<f64>() / x.len() as f64
 }
 
@@ -104,7 +104,7 @@ pub(crate) fn mean(x: &[f32]) -> f64 {
 /// size, chosen/rejected values by their counts (so KTO batches with one
 /// group missing still average right).
 #[derive(Default)]
-pub(crate) struct Acc {
+pub(super) struct Acc {
     w: f64,
     loss: f64,
     /// (Σ count·reward, Σ count·logps, Σ count) for chosen, then rejected.
@@ -114,7 +114,7 @@ pub(crate) struct Acc {
 }
 
 impl Acc {
-    pub(crate) fn add(&mut self, w: f64, loss: f64, m: &DirectMetrics) {
+    pub(super) fn add(&mut self, w: f64, loss: f64, m: &DirectMetrics) {
         let sides = [
             (m.rewards_chosen, m.logps_chosen, m.count_chosen),
             (m.rewards_rejected, m.logps_rejected, m.count_rejected),
@@ -136,7 +136,7 @@ impl Acc {
         add(&mut self.kl, m.kl);
     }
 
-    pub(crate) fn finish(self, examples: usize) -> DpoEvalReport {
+    pub(super) fn finish(self, examples: usize) -> DpoEvalReport {
         let w = self.w;
         let [c, r] = self.groups;
         let (chosen, rejected) = (c.0 / c.2, r.0 / r.2);

@@ -14,9 +14,9 @@
 //!
 //! A command's args struct is a `clap::Args` that also derives serde with
 //! `rename_all = "kebab-case"` and flattens [`CommonArgs`] (both in clap and
-//! serde); [`load_args`] merges the layers for any such struct. A flat key no
+//! serde); [`run_file::load_args`] merges the layers for any such struct. A flat key no
 //! field of the command knows, a key of its table it does not know, or a
-//! table that is no trainer's ([`SECTIONS`]) is an error naming the key and
+//! table that is no trainer's ([`run_file::SECTIONS`]) is an error naming the key and
 //! the file, and so is a value of the wrong type. Tables of other trainers
 //! are skipped, so one file can drive a whole SFT -> reward -> PPO pipeline.
 //! Paths in the file are taken as written (relative to the working
@@ -51,9 +51,7 @@ use crate::models::lora::{is_adapter_param, LoraConfig};
 use crate::train::optim::Schedule;
 use crate::train::progress::ProgressMode;
 
-pub use super::run_file::{
-    effective_config, is_common_key, load_args, merge_args, parse_args, RunArgs, SECTIONS,
-};
+pub mod run_file;
 
 /// Frozen-base storage for QLoRA.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
@@ -220,29 +218,16 @@ impl CommonArgs {
     }
 
     pub fn column_map(&self) -> Result<ColumnMap> {
-        match &self.columns {
-            Some(s) => s.parse().context("--columns"),
-            None => Ok(ColumnMap::default()),
-        }
+        column_map(self.columns.as_deref())
     }
 
     pub fn load_options(&self) -> Result<LoadOptions> {
-        Ok(LoadOptions {
-            columns: self.column_map()?,
-            skip_bad_rows: self.skip_bad_rows,
-            ..LoadOptions::default()
-        })
+        load_options(self.columns.as_deref(), self.skip_bad_rows)
     }
 
     /// --template, else the model directory's template file, else gpt2.
     pub fn chat_template(&self) -> Result<ChatTemplate> {
-        match &self.template {
-            Some(t) if Path::new(t).is_file() || t.ends_with(".json") => {
-                ChatTemplate::load(Path::new(t))
-            }
-            Some(t) => ChatTemplate::preset(t),
-            None => ChatTemplate::for_model_dir(self.model_dir()?),
-        }
+        chat_template(self.template.as_deref(), self.model_dir())
     }
 
     /// Sequence length limit: --max-len capped at the model's context.
@@ -285,6 +270,37 @@ impl CommonArgs {
         );
         self.column_map()?;
         Ok(())
+    }
+}
+
+/// `--columns` (`field=column,...`), or no renames.
+fn column_map(columns: Option<&str>) -> Result<ColumnMap> {
+    match columns {
+        Some(s) => s.parse().context("--columns"),
+        None => Ok(ColumnMap::default()),
+    }
+}
+
+/// Load options from `--columns` and `--skip-bad-rows`, for the trainers
+/// and the sampling commands alike.
+pub fn load_options(columns: Option<&str>, skip_bad_rows: bool) -> Result<LoadOptions> {
+    Ok(LoadOptions {
+        columns: column_map(columns)?,
+        skip_bad_rows,
+        ..LoadOptions::default()
+    })
+}
+
+/// `--template` (a preset name or an `engine_template.json` path), else the
+/// model directory's template file, else gpt2. `model_dir` is only read
+/// without a `--template`.
+pub fn chat_template(template: Option<&str>, model_dir: Result<&Path>) -> Result<ChatTemplate> {
+    match template {
+        Some(t) if Path::new(t).is_file() || t.ends_with(".json") => {
+            ChatTemplate::load(Path::new(t))
+        }
+        Some(t) => ChatTemplate::preset(t),
+        None => ChatTemplate::for_model_dir(model_dir?),
     }
 }
 
@@ -333,7 +349,7 @@ pub fn keep_heads_trainable(model: &mut CausalLm) {
 /// A training command's args struct: a `clap::Args` + serde (kebab-case)
 /// struct that flattens [`CommonArgs`].
 pub trait TrainArgs: Serialize + DeserializeOwned {
-    /// The run file's table for this command (one of [`SECTIONS`]).
+    /// The run file's table for this command (one of [`run_file::SECTIONS`]).
     const SECTION: &'static str;
     fn common(&self) -> &CommonArgs;
     fn common_mut(&mut self) -> &mut CommonArgs;

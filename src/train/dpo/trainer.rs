@@ -1,4 +1,4 @@
-//! Direct alignment from preferences: DPO, IPO, KTO (unpaired) and kto_pair,
+//! The direct-alignment trainer: DPO, IPO, KTO (unpaired) and kto_pair,
 //! with TRL's losses (`engine::rl::preference`) and metric names.
 //!
 //! One step: the next seeded batch ([`EpochSampler`]), the policy's sequence
@@ -18,19 +18,17 @@
 use anyhow::{ensure, Context, Result};
 use serde_json::{json, Value};
 
-pub use super::dpo_config::{DpoConfig, Reference};
-use super::dpo_data::{kl_indices, Built, RefCache};
-pub use super::dpo_data::{DirectData, DirectLoss};
-use super::dpo_metrics::Acc;
-pub use super::dpo_metrics::{DirectMetrics, DpoEvalReport, DpoStepReport};
-use super::logprobs::{pad_token, RefPass};
-use super::metrics::MetricsLog;
-use super::optim::{LrSchedule, Optimizer};
-use super::session::{weighted_backward, GradAccum};
+use super::config::{DpoConfig, Reference};
+use super::data::{kl_indices, Built, DirectData, RefCache};
+use super::metrics::{Acc, DpoEvalReport, DpoStepReport};
 use crate::data::EpochSampler;
 use crate::models::CausalLm;
 use crate::ops::adamw::AdamwConfig;
 use crate::tape::Tape;
+use crate::train::logprobs::{pad_token, RefPass};
+use crate::train::metrics::MetricsLog;
+use crate::train::optim::{LrSchedule, Optimizer};
+use crate::train::session::{weighted_backward, GradAccum};
 
 pub struct DpoTrainer {
     model: CausalLm,

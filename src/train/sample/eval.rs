@@ -7,7 +7,7 @@
 //! like with like.
 //!
 //! - **reward**: a [`Scorer`] (a reward model or function) on each (prompt,
-//!   response) [`Sample`](super::scoring::Sample), as PPO scores rollouts.
+//!   response) [`Sample`](crate::train::scoring::Sample), as PPO scores rollouts.
 //! - **ROUGE-1/2/L** F-measure against the references ([`super::text_metrics`]).
 //! - **distinct-1/2** over all responses.
 //! - **length**: generated tokens per response, not counting a final EOS.
@@ -24,12 +24,13 @@ use anyhow::{ensure, Result};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::logprobs::{pad_token, reference_logps, RefPass};
-use super::scoring::{score_checked, OwnedSample, Scorer};
 use super::text_metrics::{distinct_n, rouge, Rouge};
+use crate::data::support::safety::unsafe_rate;
 use crate::data::{right_padded, Content, Encoder, LmBatch, PromptRecord, Role, Row, SftRecord};
 use crate::models::generate::{generate, GenerateConfig};
 use crate::models::CausalLm;
+use crate::train::logprobs::{pad_token, reference_logps, RefPass};
+use crate::train::scoring::{score_checked, OwnedSample, Scorer};
 
 /// The seed of generation batch `k` under base seed `seed`.
 pub fn batch_seed(seed: u64, k: usize) -> u64 {
@@ -176,7 +177,7 @@ pub struct EvalReport {
     pub finished_fraction: f64,
     pub kl: Option<f64>,
     /// The fraction of responses the safety checker flags
-    /// ([`super::safety`]); filled by [`EvalReport::with_safety`].
+    /// ([`crate::data::support::safety`]); filled by [`EvalReport::with_safety`].
     pub unsafe_rate: Option<f64>,
     pub samples: Vec<EvalSample>,
 }
@@ -186,7 +187,7 @@ impl EvalReport {
     /// and rude phrases, by the pattern checker, no reward model involved).
     pub fn with_safety(mut self) -> EvalReport {
         let texts: Vec<String> = self.samples.iter().map(|s| s.response.clone()).collect();
-        self.unsafe_rate = Some(super::safety::unsafe_rate(&texts));
+        self.unsafe_rate = Some(unsafe_rate(&texts));
         self
     }
 

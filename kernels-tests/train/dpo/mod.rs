@@ -1,20 +1,17 @@
-//! Direct alignment (DPO, IPO, KTO, kto_pair), best-of-n and eval on the
-//! tiny fixture models: sequence log-probs against a token-by-token sum, the
-//! exact step-0 values, learning on tiny committed data, precomputed vs
-//! on-the-fly references, best-of-n selection and its SFT JSONL, text
-//! metrics by hand, and eval's KL of a model to itself.
+//! Direct alignment (DPO, IPO, KTO, kto_pair) on the tiny fixture models:
+//! sequence log-probs against a token-by-token sum, the exact step-0 values,
+//! learning on tiny committed data, precomputed vs on-the-fly references.
+//! The fixture helpers here serve the sampling tests ([`super::sample`]) too.
 
-mod best_of_n;
-mod eval;
 mod logps;
-mod text_metrics;
 mod trainer;
 
 use crate::common::gpu;
 use engine::data::{ChatTemplate, Encoder, LoadOptions, Truncation};
 use engine::models::lora::LoraConfig;
 use engine::models::CausalLm;
-use engine::train::dpo::{DirectData, DirectLoss};
+use engine::train::dpo::config::DirectLoss;
+use engine::train::dpo::data::DirectData;
 use std::path::{Path, PathBuf};
 
 pub fn root() -> PathBuf {

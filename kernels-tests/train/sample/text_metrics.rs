@@ -1,6 +1,6 @@
 //! ROUGE-1/2/L and distinct-n on tiny strings, worked out by hand.
 
-use engine::train::text_metrics::{distinct_n, rouge, rouge_l, rouge_n, Score};
+use engine::train::sample::text_metrics::{distinct_n, rouge, rouge_l, rouge_n, Score};
 
 fn close(got: Score, p: f64, r: f64, f: f64) {
     let ok = |a: f64, b: f64| (a - b).abs() < 1e-12;

@@ -1,29 +1,94 @@
-//! The sampling commands' flags and drivers: `best-of-n` (rejection
-//! sampling into SFT-format JSONL) and `eval` (reward, ROUGE, distinct-n,
-//! length and KL to a reference). They train nothing.
+//! The sampling commands, read top down: their flags and drivers here,
+//! `best-of-n` ([`best_of_n`]: rejection sampling into SFT-format JSONL) and
+//! `eval` ([`eval`]: reward, ROUGE and distinct-n ([`text_metrics`]), length,
+//! KL to a reference and the unsafe-reply rate). They train nothing.
 //!
 //! Both take `--config run.toml` (their `[best-of-n]` / `[eval]` tables, and
 //! the flat keys they share with the trainers: `model`, `data`, `seed`,
 //! `batch-size`, `template`, `columns`, `skip-bad-rows`; flat keys of
 //! trainer-only options, and a flat `out` (a trainer's run directory), are
 //! skipped), `--columns field=column,...` and `--skip-bad-rows`, merged by
-//! [`super::config::load_args`] like the trainers' flags.
+//! [`crate::train::config::run_file::load_args`] like the trainers' flags.
 
 use anyhow::{anyhow, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::best_of_n::{best_of_n, BestOfNConfig, BestOfNPrompt, BestOfNReport};
-use super::commands::{no_model_error, prompt_encoder};
-use super::config::{is_common_key, RunArgs};
-use super::eval::{evaluate, EvalConfig, EvalPrompt, EvalReport, KlReference};
-use super::scoring::{RewardModelScorer, Scorer};
-use crate::data::{encode_all, load_prompts, load_sft, ChatTemplate, ColumnMap, LoadOptions};
+pub mod best_of_n;
+pub mod eval;
+pub mod text_metrics;
+
+use self::best_of_n::{best_of_n, BestOfNConfig, BestOfNPrompt, BestOfNReport};
+use self::eval::{evaluate, EvalConfig, EvalPrompt, EvalReport, KlReference};
+use crate::data::{encode_all, load_prompts, load_sft, ChatTemplate, LoadOptions};
 use crate::device::Gpu;
 use crate::models::generate::GenerateConfig;
 use crate::models::lm::CausalLm;
 use crate::models::sampling::SamplingConfig;
+use crate::train::config::run_file::{is_common_key, RunArgs};
+use crate::train::config::{chat_template, load_options};
+use crate::train::driver::{no_model_error, prompt_encoder};
+use crate::train::scoring::{RewardModelScorer, Scorer};
+
+/// The options best-of-n and eval share: sampling, prompt loading and the
+/// run file (flattened into both, in clap and serde).
+#[derive(clap::Args, Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct SampleArgs {
+    #[arg(long, default_value_t = 32)]
+    pub max_new_tokens: usize,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f32,
+    /// Prompts per generation pass.
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// Chat template (default: the model directory's; eval: an --adapter
+    /// directory's first).
+    #[arg(long)]
+    pub template: Option<String>,
+    /// Column renames, `field=column,...`.
+    #[arg(long)]
+    pub columns: Option<String>,
+    /// Skip (and count) bad prompt rows instead of failing.
+    #[arg(long)]
+    pub skip_bad_rows: bool,
+    /// TOML run file supplying any option (flags take precedence).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+impl SampleArgs {
+    /// Load options from `--columns` and `--skip-bad-rows` (as the trainers').
+    fn load_options(&self) -> Result<LoadOptions> {
+        load_options(self.columns.as_deref(), self.skip_bad_rows)
+    }
+
+    /// `--template`, else the template file in `dir`, else gpt2.
+    fn template(&self, dir: &Path) -> Result<ChatTemplate> {
+        chat_template(self.template.as_deref(), Ok(dir))
+    }
+
+    /// Plain sampling at `--temperature`, up to `--max-new-tokens`, seeded.
+    fn generate_config(&self, model: &CausalLm) -> GenerateConfig {
+        let mut sampling = SamplingConfig::sample();
+        sampling.temperature = self.temperature;
+        GenerateConfig {
+            max_new_tokens: self.max_new_tokens,
+            sampling,
+            eos: model.cfg.eos_token_id,
+            seed: self.seed,
+            ..Default::default()
+        }
+    }
+}
+
+fn required<'a>(v: &'a Option<PathBuf>, flag: &str, what: &str) -> Result<&'a Path> {
+    v.as_deref()
+        .ok_or_else(|| anyhow!("no {what}: pass --{flag} (or `{flag}` in the run file)",))
+}
 
 #[derive(clap::Args, Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -43,85 +108,22 @@ pub struct BestOfNArgs {
     /// Output JSONL (prompt, best completion, score).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    #[arg(long, default_value_t = 32)]
-    pub max_new_tokens: usize,
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
-    #[arg(long, default_value_t = 1.0)]
-    pub temperature: f32,
-    /// Prompts per generation pass.
-    #[arg(long, default_value_t = 8)]
-    pub batch_size: usize,
-    /// Chat template (default: the model directory's).
-    #[arg(long)]
-    pub template: Option<String>,
-    /// Column renames, `field=column,...`.
-    #[arg(long)]
-    pub columns: Option<String>,
-    /// Skip (and count) bad prompt rows instead of failing.
-    #[arg(long)]
-    pub skip_bad_rows: bool,
-    /// TOML run file supplying any option (flags take precedence).
-    #[arg(long)]
-    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub common: SampleArgs,
 }
 
 impl RunArgs for BestOfNArgs {
     const SECTION: &'static str = "best-of-n";
     fn run_file(&self) -> Option<&Path> {
-        self.config.as_deref()
+        self.common.config.as_deref()
     }
     fn validate(&self) -> Result<()> {
         anyhow::ensure!(self.n > 0, "--n must be positive");
-        load_options(&self.columns, self.skip_bad_rows).map(|_| ())
+        self.common.load_options().map(|_| ())
     }
     fn skips_flat_key(key: &str, known: bool) -> bool {
         key == "out" || (!known && is_common_key(key))
-    }
-}
-
-/// Load options from `--columns` and `--skip-bad-rows` (as the trainers').
-fn load_options(columns: &Option<String>, skip_bad_rows: bool) -> Result<LoadOptions> {
-    let columns: ColumnMap = match columns {
-        Some(s) => s.parse().context("--columns")?,
-        None => ColumnMap::default(),
-    };
-    Ok(LoadOptions {
-        columns,
-        skip_bad_rows,
-        ..LoadOptions::default()
-    })
-}
-
-fn required<'a>(v: &'a Option<PathBuf>, flag: &str, what: &str) -> Result<&'a Path> {
-    v.as_deref()
-        .ok_or_else(|| anyhow!("no {what}: pass --{flag} (or `{flag}` in the run file)",))
-}
-
-fn template_for(template: &Option<String>, model_dir: &Path) -> Result<ChatTemplate> {
-    match template {
-        Some(t) if Path::new(t).is_file() || t.ends_with(".json") => {
-            ChatTemplate::load(Path::new(t))
-        }
-        Some(t) => ChatTemplate::preset(t),
-        None => ChatTemplate::for_model_dir(model_dir),
-    }
-}
-
-fn generate_config(
-    model: &CausalLm,
-    max_new_tokens: usize,
-    temperature: f32,
-    seed: u64,
-) -> GenerateConfig {
-    let mut sampling = SamplingConfig::sample();
-    sampling.temperature = temperature;
-    GenerateConfig {
-        max_new_tokens,
-        sampling,
-        eos: model.cfg.eos_token_id,
-        seed,
-        ..Default::default()
     }
 }
 
@@ -142,13 +144,18 @@ pub fn run_best_of_n(gpu: &Arc<Gpu>, args: &BestOfNArgs) -> Result<(BestOfNRepor
     let out = required(&args.out, "out", "output file")?;
     let rm = required(&args.reward_model, "reward-model", "reward model")?;
     let policy = CausalLm::load(gpu, dir)?;
-    let template = template_for(&args.template, dir)?;
-    let enc = prompt_encoder(&policy, &template, policy.cfg.n_ctx, args.max_new_tokens)?;
-    let ds = load_prompts(data, &load_options(&args.columns, args.skip_bad_rows)?)?;
+    let template = args.common.template(dir)?;
+    let enc = prompt_encoder(
+        &policy,
+        &template,
+        policy.cfg.n_ctx,
+        args.common.max_new_tokens,
+    )?;
+    let ds = load_prompts(data, &args.common.load_options()?)?;
     if ds.report.skipped_bad > 0 {
         eprintln!("{}", ds.report);
     }
-    let (prompts, skipped, reasons) = encode_all(&ds.rows, args.skip_bad_rows, |r| {
+    let (prompts, skipped, reasons) = encode_all(&ds.rows, args.common.skip_bad_rows, |r| {
         BestOfNPrompt::encode(std::slice::from_ref(r), &enc).map(|mut v| v.remove(0))
     })?;
     report_skipped(data, skipped, &reasons);
@@ -156,8 +163,8 @@ pub fn run_best_of_n(gpu: &Arc<Gpu>, args: &BestOfNArgs) -> Result<(BestOfNRepor
     let scorer = RewardModelScorer::load(gpu, rm)?;
     let cfg = BestOfNConfig {
         n: args.n,
-        generate: generate_config(&policy, args.max_new_tokens, args.temperature, args.seed),
-        batch_size: args.batch_size.max(1),
+        generate: args.common.generate_config(&policy),
+        batch_size: args.common.batch_size.max(1),
     };
     let report = best_of_n(&policy, &prompts, &scorer, &cfg)?;
     let written = report.write_jsonl(out)?;
@@ -182,26 +189,9 @@ pub struct EvalArgs {
     /// Reference model for KL (without --adapter).
     #[arg(long)]
     pub reference_model: Option<PathBuf>,
-    #[arg(long, default_value_t = 32)]
-    pub max_new_tokens: usize,
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
-    #[arg(long, default_value_t = 1.0)]
-    pub temperature: f32,
-    #[arg(long, default_value_t = 8)]
-    pub batch_size: usize,
-    /// Chat template (default: the model or adapter directory's).
-    #[arg(long)]
-    pub template: Option<String>,
-    /// Column renames, `field=column,...`.
-    #[arg(long)]
-    pub columns: Option<String>,
-    /// Skip (and count) bad rows instead of failing.
-    #[arg(long)]
-    pub skip_bad_rows: bool,
-    /// TOML run file supplying any option (flags take precedence).
-    #[arg(long)]
-    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub common: SampleArgs,
     /// Print the whole report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -214,10 +204,10 @@ pub struct EvalArgs {
 impl RunArgs for EvalArgs {
     const SECTION: &'static str = "eval";
     fn run_file(&self) -> Option<&Path> {
-        self.config.as_deref()
+        self.common.config.as_deref()
     }
     fn validate(&self) -> Result<()> {
-        load_options(&self.columns, self.skip_bad_rows).map(|_| ())
+        self.common.load_options().map(|_| ())
     }
     fn skips_flat_key(key: &str, known: bool) -> bool {
         !known && is_common_key(key)
@@ -257,7 +247,7 @@ fn eval_prompts(
     Ok(prompts)
 }
 
-/// Evaluates a model (see [`super::eval`]).
+/// Evaluates a model (see [`eval`]).
 pub fn run_eval(gpu: &Arc<Gpu>, args: &EvalArgs) -> Result<EvalReport> {
     let dir = args
         .model
@@ -274,9 +264,14 @@ pub fn run_eval(gpu: &Arc<Gpu>, args: &EvalArgs) -> Result<EvalReport> {
         Some(a) if a.join(crate::data::TEMPLATE_FILE).is_file() => a.as_path(),
         _ => dir,
     };
-    let template = template_for(&args.template, tdir)?;
-    let enc = prompt_encoder(&policy, &template, policy.cfg.n_ctx, args.max_new_tokens)?;
-    let opts = load_options(&args.columns, args.skip_bad_rows)?;
+    let template = args.common.template(tdir)?;
+    let enc = prompt_encoder(
+        &policy,
+        &template,
+        policy.cfg.n_ctx,
+        args.common.max_new_tokens,
+    )?;
+    let opts = args.common.load_options()?;
     let prompts = eval_prompts(data, &opts, &enc)?;
     let scorer = match &args.reward_model {
         Some(d) => Some(RewardModelScorer::load(gpu, d)?),
@@ -292,8 +287,8 @@ pub fn run_eval(gpu: &Arc<Gpu>, args: &EvalArgs) -> Result<EvalReport> {
         _ => None,
     };
     let cfg = EvalConfig {
-        generate: generate_config(&policy, args.max_new_tokens, args.temperature, args.seed),
-        batch_size: args.batch_size.max(1),
+        generate: args.common.generate_config(&policy),
+        batch_size: args.common.batch_size.max(1),
     };
     let report = evaluate(
         &policy,

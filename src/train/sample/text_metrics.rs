@@ -149,7 +149,7 @@ pub fn distinct_n(responses: &[String], n: usize) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::train::sample::text_metrics::*;
 
     #[test]
     fn lcs_of_classic_strings() {

@@ -1,6 +1,6 @@
 //! Merging a command's flags with a TOML run file (`--config run.toml`)
 //! and, on `--resume`, with the checkpoint's stored config: the layers and
-//! the file format are described in [`super::config`].
+//! the file format are described in [`super`].
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use clap::parser::ValueSource;
@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use super::config::{CommonArgs, TrainArgs};
+use super::{CommonArgs, TrainArgs};
 
 /// Tables a run file may hold, one per command. Add a command's name here
 /// when it gets its own table.

@@ -16,11 +16,11 @@ use serde_json::json;
 use std::path::Path;
 
 use super::eval::{generate_all, response_sample};
-use super::scoring::{score_checked, OwnedSample, Scorer};
 use crate::data::{Content, Encoder, Message, PromptRecord, Row};
 use crate::models::checkpoint::write_atomic;
 use crate::models::generate::GenerateConfig;
 use crate::models::CausalLm;
+use crate::train::scoring::{score_checked, OwnedSample, Scorer};
 
 #[derive(Clone, Debug)]
 pub struct BestOfNConfig {

@@ -1,4 +1,8 @@
-//! Supervised fine-tuning (TRL's SFTTrainer): next-token cross-entropy on
+//! Supervised fine-tuning (TRL's SFTTrainer), read top down: the command
+//! `engine train-sft` here ([`SftArgs`], [`train_sft`]) with its data
+//! loading, and the [`loss`] of a step and of eval.
+//!
+//! Next-token cross-entropy on
 //! prompt/completion, text or conversation data, optionally on completions
 //! (assistant turns) only; full fine-tuning, LoRA or QLoRA through
 //! [`apply_adaptation`]; gradient accumulation weighted by target tokens (so
@@ -10,20 +14,20 @@
 
 use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::config::{apply_adaptation, CommonArgs, TrainArgs};
-use super::session::{step_seed, weighted_backward, GradAccum, RunSummary, Session};
+pub mod loss;
+
+use self::loss::{sft_eval, sft_grads};
 use crate::data::{
     encode_all, load_sft, pad_id, sft_batch, train_eval_split, ChatTemplate, Encoder, EpochSampler,
-    LmBatch, SftExample, Truncation,
+    SftExample, Truncation,
 };
 use crate::device::Gpu;
-use crate::models::lm::{next_token_targets, CausalLm, Head};
-use crate::tape::Tape;
-use crate::tensor::Tensor;
+use crate::models::lm::{CausalLm, Head};
+use crate::train::config::{apply_adaptation, CommonArgs, TrainArgs};
+use crate::train::session::{step_seed, RunSummary, Session};
 
 /// TRL SFTConfig's default learning rate.
 pub const SFT_LR: f32 = 2e-5;
@@ -103,69 +107,6 @@ pub fn load_sft_data(args: &SftArgs, model: &CausalLm, template: &ChatTemplate) 
         pad,
         notes,
     })
-}
-
-/// Positions whose next token is a target of the loss.
-pub fn target_count(batch: &LmBatch) -> usize {
-    next_token_targets(&batch.tokens, Some(&batch.loss_mask))
-        .iter()
-        .filter(|&&t| t >= 0)
-        .count()
-}
-
-/// Loss and summed gradients of one optimizer step over `micro` batches:
-/// each micro-batch's mean loss is weighted by its share of the step's
-/// target tokens, so the result equals one pass over their union. With
-/// LoRA dropout, micro-batch `i` uses `dropout_seed(i)`.
-pub fn sft_grads(
-    model: &CausalLm,
-    micro: &[LmBatch],
-    dropout_seed: impl Fn(usize) -> Option<u64>,
-) -> Result<(f64, BTreeMap<String, Tensor>)> {
-    let counts: Vec<usize> = micro.iter().map(target_count).collect();
-    let total: usize = counts.iter().sum();
-    ensure!(total > 0, "no target token in this step's batches");
-    let mut acc = GradAccum::default();
-    let mut loss = 0.0;
-    for (i, (b, &n)) in micro.iter().zip(&counts).enumerate() {
-        if n == 0 {
-            continue;
-        }
-        let w = n as f32 / total as f32;
-        let tape = Tape::new(model.gpu());
-        let mut vars = model.vars(&tape);
-        vars.set_lora_dropout_seed(dropout_seed(i));
-        let l = model.lm_loss(&tape, &vars, &b.tokens, Some(&b.loss_mask))?;
-        loss += w as f64 * l.tensor().item()? as f64;
-        acc.add(vars.grads(&weighted_backward(&tape, &l, w)?))?;
-    }
-    Ok((loss, acc.finish()?))
-}
-
-/// Token-weighted mean loss over `examples` (no gradients), and its perplexity.
-pub fn sft_eval(
-    model: &CausalLm,
-    examples: &[SftExample],
-    batch_size: usize,
-    pad: i32,
-) -> Result<(f64, f64)> {
-    let (mut sum, mut count) = (0.0, 0usize);
-    for chunk in examples.chunks(batch_size.max(1)) {
-        let b = sft_batch(chunk, pad)?;
-        let n = target_count(&b);
-        if n == 0 {
-            continue;
-        }
-        let tape = Tape::new(model.gpu());
-        let _g = tape.no_grad();
-        let vars = model.vars(&tape);
-        let l = model.lm_loss(&tape, &vars, &b.tokens, Some(&b.loss_mask))?;
-        sum += n as f64 * l.tensor().item()? as f64;
-        count += n;
-    }
-    ensure!(count > 0, "the eval set has no target token");
-    let loss = sum / count as f64;
-    Ok((loss, loss.exp()))
 }
 
 /// Keys drawn in the end-of-run chart.

@@ -1,25 +1,37 @@
-//! `engine train-dpo --loss dpo|ipo|kto|kto_pair`: [`DpoArgs`] and the
-//! driver [`train_dpo`], which runs [`DpoTrainer`] through [`Session`]:
-//! checkpoints hold the model (or its PEFT adapter), Adam's moments and in
+//! Direct alignment from preferences (DPO, IPO, KTO, kto_pair), read top
+//! down: the command `engine train-dpo --loss dpo|ipo|kto|kto_pair` here
+//! ([`DpoArgs`] and the driver [`train_dpo`]), the [`trainer`] it runs, the
+//! encoded [`data`] and its batch losses, the [`config`] (the loss and TRL's
+//! hyper-parameters) and the [`metrics`] it reports.
+//!
+//! [`train_dpo`] runs [`DpoTrainer`] through [`Session`]: checkpoints hold
+//! the model (or its PEFT adapter), Adam's moments and in
 //! `trainer_state.json` the trainer's state (step, optimizer counters and,
 //! for a precomputed reference, its log-prob cache). The batches and LoRA
 //! dropout of step s are pure functions of (seed, s), so `--resume DIR`
 //! continues exactly.
 
-use crate::train::optim::Schedule;
+pub mod config;
+pub mod data;
+pub mod metrics;
+pub mod trainer;
+
 use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::commands::{no_model_error, owned_row, resumed_extra, RlhfSummary};
-use super::config::{apply_adaptation, CommonArgs, TrainArgs};
-use super::dpo::{DirectData, DirectLoss, DpoConfig, DpoTrainer};
-use super::session::Session;
+use self::config::{DirectLoss, DpoConfig};
+use self::data::DirectData;
+use self::trainer::DpoTrainer;
 use crate::data::{Encoder, Truncation};
 use crate::device::Gpu;
 use crate::models::lm::{CausalLm, Head};
+use crate::train::config::{apply_adaptation, CommonArgs, TrainArgs};
+use crate::train::driver::{no_model_error, owned_row, resumed_extra, RlhfSummary};
+use crate::train::optim::Schedule;
+use crate::train::session::Session;
 
 /// TRL `DPOConfig`'s learning rate.
 pub const DPO_LR: f32 = 1e-6;

@@ -1,11 +1,11 @@
 //! `eval` on gpt2-tiny: KL of a model to itself is exactly 0, the other
 //! metrics are in range, and the same seed gives the same report.
 
-use super::{fixture, lora_model, model, template};
+use crate::train::dpo::{fixture, lora_model, model, template};
 use engine::data::{load_sft, Encoder, LoadOptions, Truncation};
 use engine::models::generate::GenerateConfig;
 use engine::models::sampling::SamplingConfig;
-use engine::train::eval::{evaluate, EvalConfig, EvalPrompt, KlReference};
+use engine::train::sample::eval::{evaluate, EvalConfig, EvalPrompt, KlReference};
 use engine::train::scoring::RewardModelScorer;
 
 #[test]

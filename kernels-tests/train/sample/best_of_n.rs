@@ -2,11 +2,11 @@
 //! against the reward model scoring each candidate alone, as PPO would), and
 //! the JSONL is SFT data that `engine::data::load_sft` reads back.
 
-use super::{fixture, model, template};
+use crate::train::dpo::{fixture, model, template};
 use engine::data::{load_prompts, load_sft, Encoder, LoadOptions, SftRecord, Truncation};
 use engine::models::generate::GenerateConfig;
 use engine::models::sampling::SamplingConfig;
-use engine::train::best_of_n::{best_of_n, BestOfNConfig, BestOfNPrompt};
+use engine::train::sample::best_of_n::{best_of_n, BestOfNConfig, BestOfNPrompt};
 use engine::train::scoring::{RewardModelScorer, Sample, Scorer};
 
 fn setup() -> (engine::models::CausalLm, Vec<BestOfNPrompt>, BestOfNConfig) {

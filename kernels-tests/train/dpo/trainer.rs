@@ -3,7 +3,8 @@
 //! precomputed reference, and state round trips.
 
 use super::{load, lora_model, model};
-use engine::train::dpo::{DirectLoss, DpoConfig, DpoTrainer, Reference};
+use engine::train::dpo::config::{DirectLoss, DpoConfig, Reference};
+use engine::train::dpo::trainer::DpoTrainer;
 use engine::train::metrics::MetricsLog;
 
 fn cfg(loss: DirectLoss) -> DpoConfig {

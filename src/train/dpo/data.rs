@@ -4,13 +4,11 @@
 //! (computed on the fly or read from a precomputed cache), and a batch's loss.
 
 use anyhow::{bail, ensure, Result};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::Path;
 
-use super::dpo::DpoConfig;
-use super::dpo_metrics::{mean, DirectMetrics};
-use super::logprobs::{reference_logps, sequence_logps, LogpReduce, RefPass, SeqLogps};
+use super::config::{DirectLoss, DpoConfig};
+use super::metrics::{mean, DirectMetrics};
 use crate::data::{
     encode_all, kto_batch, load_kto, load_preferences, preference_batch, Encoder, KtoBatch,
     KtoExample, LoadOptions, PreferenceBatch, PreferenceExample,
@@ -21,49 +19,7 @@ use crate::ops::row_gather::row_gather;
 use crate::rl::{dpo_loss, ipo_loss, kto_loss, kto_mismatched_indices, kto_pair_loss};
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
-
-/// The direct-alignment loss (`train-dpo --loss`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DirectLoss {
-    /// TRL `loss_type="sigmoid"` (with optional label smoothing).
-    Dpo,
-    /// TRL `loss_type="ipo"`, on token-averaged log-probs.
-    Ipo,
-    /// KTOTrainer: unpaired, labelled completions.
-    Kto,
-    /// TRL ≤ 0.9 `loss_type="kto_pair"`, on preference pairs.
-    KtoPair,
-}
-
-impl DirectLoss {
-    pub fn name(self) -> &'static str {
-        match self {
-            DirectLoss::Dpo => "dpo",
-            DirectLoss::Ipo => "ipo",
-            DirectLoss::Kto => "kto",
-            DirectLoss::KtoPair => "kto_pair",
-        }
-    }
-
-    /// Whether the loss trains on preference pairs (all but KTO).
-    pub fn paired(self) -> bool {
-        self != DirectLoss::Kto
-    }
-}
-
-impl std::str::FromStr for DirectLoss {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> Result<DirectLoss> {
-        Ok(match s {
-            "dpo" | "sigmoid" => DirectLoss::Dpo,
-            "ipo" => DirectLoss::Ipo,
-            "kto" => DirectLoss::Kto,
-            "kto_pair" => DirectLoss::KtoPair,
-            _ => bail!("unknown loss `{s}`: expected dpo, ipo, kto or kto_pair"),
-        })
-    }
-}
+use crate::train::logprobs::{reference_logps, sequence_logps, LogpReduce, RefPass, SeqLogps};
 
 /// Encoded training or eval examples.
 #[derive(Clone, Debug)]
@@ -146,13 +102,13 @@ impl DirectData {
 
 /// The padded batch of some examples. For KTO also the batch of their
 /// mismatched KL pairs `(prompt_i, completion_{kl[i]})`.
-pub(crate) enum Built {
+pub(super) enum Built {
     Pairs(PreferenceBatch),
     Unpaired { batch: KtoBatch, kl: KtoBatch },
 }
 
 impl Built {
-    pub(crate) fn new(
+    pub(super) fn new(
         data: &DirectData,
         kl_index: &[usize],
         idx: &[usize],
@@ -185,7 +141,7 @@ impl Built {
 
     /// Reference log-probs: (chosen, rejected) for pairs, (completion, KL
     /// completion) for KTO.
-    pub(crate) fn reference(&self, pass: RefPass<'_>) -> Result<(SeqLogps, SeqLogps)> {
+    pub(super) fn reference(&self, pass: RefPass<'_>) -> Result<(SeqLogps, SeqLogps)> {
         match self {
             Built::Pairs(pb) => {
                 let all = reference_logps(pass, &pb.batch)?;
@@ -208,7 +164,7 @@ impl Built {
     /// The loss of this batch under `cfg` and its metrics: the policy's
     /// log-probs from `vars` (with gradient when the tape records), the
     /// reference's from `refs` (as [`Built::reference`] returns them).
-    pub(crate) fn loss(
+    pub(super) fn loss(
         &self,
         model: &CausalLm,
         cfg: &DpoConfig,
@@ -305,7 +261,7 @@ fn halves(tape: &Tape, all: &Var, p: usize) -> Result<(Var, Var)> {
 }
 
 /// KTO's mismatched-pair indices for a data set (none for pairs).
-pub(crate) fn kl_indices(data: &DirectData, batch_size: usize) -> Vec<usize> {
+pub(super) fn kl_indices(data: &DirectData, batch_size: usize) -> Vec<usize> {
     match data {
         DirectData::Pairs(_) => Vec::new(),
         DirectData::Unpaired(u) => kto_mismatched_indices(u.len(), batch_size),
@@ -316,11 +272,11 @@ pub(crate) fn kl_indices(data: &DirectData, batch_size: usize) -> Vec<usize> {
 /// (or KTO completion), slot 1 the rejected one (or KTO's KL completion),
 /// each as (sum, completion tokens).
 #[derive(Clone, Debug, Default, PartialEq)]
-pub(crate) struct RefCache(pub Vec<[(f32, usize); 2]>);
+pub(super) struct RefCache(pub Vec<[(f32, usize); 2]>);
 
 impl RefCache {
     /// Scores every example in order, `batch_size` at a time.
-    pub(crate) fn compute(
+    pub(super) fn compute(
         data: &DirectData,
         kl_index: &[usize],
         batch_size: usize,
@@ -340,7 +296,7 @@ impl RefCache {
     }
 
     /// The cached values of examples `idx`, as [`Built::reference`] returns.
-    pub(crate) fn lookup(&self, idx: &[usize]) -> (SeqLogps, SeqLogps) {
+    pub(super) fn lookup(&self, idx: &[usize]) -> (SeqLogps, SeqLogps) {
         let slot = |s: usize| SeqLogps {
             sum: idx.iter().map(|&i| self.0[i][s].0).collect(),
             tokens: idx.iter().map(|&i| self.0[i][s].1).collect(),
@@ -349,7 +305,7 @@ impl RefCache {
     }
 
     /// `[[sum, n, sum, n], ...]`; a non-finite sum becomes null.
-    pub(crate) fn to_json(&self) -> Value {
+    pub(super) fn to_json(&self) -> Value {
         Value::Array(
             self.0
                 .iter()
@@ -358,7 +314,7 @@ impl RefCache {
         )
     }
 
-    pub(crate) fn from_json(v: &Value, expected: usize) -> Result<RefCache> {
+    pub(super) fn from_json(v: &Value, expected: usize) -> Result<RefCache> {
         let rows = v.as_array().map(Vec::as_slice).unwrap_or_default();
         ensure!(
             rows.len() == expected,

@@ -1,8 +1,7 @@
-//! The RLHF commands: `train-ppo` (in [`super::ppo`], imported from there),
-//! `train-dpo` ([`super::dpo_command`]), `best-of-n` and `eval`
-//! ([`super::commands_sample`]), the last three re-exported here for the CLI
-//! in `src/cli/train.rs`, and what they share: the end-of-run summary, the
-//! prompt encoder and the no-model error.
+//! What the command drivers share ([`super::ppo::train_ppo`], [`super::dpo::train_dpo`],
+//! and the sampling commands in [`super::sample`]): the PPO/DPO end-of-run
+//! summary, metric rows and resumed trainer state for the session, the
+//! prompt encoder, the no-model error and the `true`/`false` flag parser.
 //!
 //! `train-ppo` and `train-dpo` run through [`super::session::Session`] like
 //! the SFT and reward trainers: `--save-every`, `--keep-checkpoints`,
@@ -17,9 +16,6 @@ use super::run::SavedModel;
 use super::session::{is_timing_metric, RunSummary};
 use crate::data::{ChatTemplate, Encoder, Truncation};
 use crate::models::lm::CausalLm;
-
-pub use super::commands_sample::{run_best_of_n, run_eval, BestOfNArgs, EvalArgs};
-pub use super::dpo_command::{train_dpo, DpoArgs, DPO_CHART, DPO_LR};
 
 pub(super) fn bool_arg(s: &str) -> Result<bool, String> {
     match s {

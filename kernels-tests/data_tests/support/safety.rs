@@ -1,9 +1,10 @@
-//! The unsafe-reply checker (train::safety): every sensitive and rude reply
+//! The unsafe-reply checker (data::support::safety): every sensitive and rude reply
 //! the generator can write is flagged and no good one is; negations are
 //! safe; paraphrases outside the generator's templates are caught.
 
+use engine::data::support::safety::rules::ViolationKind;
+use engine::data::support::safety::{check_all, check_reply, unsafe_rate, violation_counts};
 use engine::data::support::{all_pieces, generate, ReplyKind, SupportOptions};
-use engine::train::safety::{check_all, check_reply, unsafe_rate, violation_counts, ViolationKind};
 
 fn kind_of(text: &str) -> Option<ViolationKind> {
     check_reply(text).map(|v| v.kind)
