@@ -21,6 +21,7 @@ pub mod matmul;
 pub mod qmatmul_int8;
 pub mod qmatmul_nf4;
 pub mod reduce;
+pub mod rmsnorm;
 pub mod rotary;
 pub mod row_gather;
 pub mod softmax;
