@@ -25,3 +25,4 @@ mod rotary;
 mod row_gather;
 mod shaders;
 mod softmax;
+mod swiglu;

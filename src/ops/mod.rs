@@ -25,3 +25,4 @@ pub mod rmsnorm;
 pub mod rotary;
 pub mod row_gather;
 pub mod softmax;
+pub mod swiglu;
