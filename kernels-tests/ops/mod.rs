@@ -20,6 +20,7 @@ mod qmatmul_nf4;
 mod quant_budgets;
 mod quantize;
 mod reduce;
+mod rope_scaling;
 mod rmsnorm;
 mod rotary;
 mod row_gather;
