@@ -16,28 +16,14 @@ use anyhow::{ensure, Result};
 use crate::device::Gpu;
 use crate::kernel::{groups_1d, Kernel};
 use crate::ops::embedding::row_chunks;
+use crate::ops::layernorm::{params, partial_sum_blocks, LayerNormParams};
 use crate::tape::{Tape, Var};
 use crate::tensor::{DType, Tensor};
 
-/// Mirrors `RmsNormParams` in `shaders/rmsnorm.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct RmsNormParams {
-    /// Rows in this chunk.
-    pub rows: u32,
-    pub cols: u32,
-    pub eps: f32,
-    /// Where the chunk's first row starts in its [rows, C] bindings.
-    pub x_base: u32,
-    /// Where the chunk's first row starts in its [rows] bindings.
-    pub r_base: u32,
-    /// First partial-sum block of this chunk (weight gradient).
-    pub blk0: u32,
-    /// Rows per partial-sum block.
-    pub blk_rows: u32,
-    /// Partial-sum blocks in all (final weight-gradient reduce).
-    pub nblk: u32,
-}
+/// Mirrors `RmsNormParams` in `shaders/rmsnorm.wgsl`: the layernorm params
+/// (rows, cols, eps, x_base, r_base and the weight-gradient blocks blk0,
+/// blk_rows, nblk), as both ops chunk rows and sum dw the same way.
+pub type RmsNormParams = LayerNormParams;
 
 /// Forward results: `y` has x's shape, `rstd` is [N].
 pub struct RmsNormOutput {
@@ -54,19 +40,6 @@ fn check_f32(what: &str, t: &Tensor, numel: usize) -> Result<()> {
         t
     );
     Ok(())
-}
-
-fn params(rows: usize, cols: usize, eps: f32, x_base: u32, r_base: u32) -> RmsNormParams {
-    RmsNormParams {
-        rows: rows as u32,
-        cols: cols as u32,
-        eps,
-        x_base,
-        r_base,
-        blk0: 0,
-        blk_rows: 0,
-        nblk: 0,
-    }
 }
 
 /// Which row kernel: the forward, or the dx part of the backward.
@@ -216,24 +189,7 @@ fn weight_grad(
         return Ok(());
     }
     let chunks = row_chunks(gpu, n, c, 1)?;
-    let max_groups = gpu.limits.max_compute_workgroups_per_dimension as usize;
-    ensure!(c.div_ceil(64) <= max_groups, "rmsnorm: C = {c} is too wide");
-    // 64 rows per block, doubled until the partials fit one binding and each
-    // chunk's blocks fit one grid dimension.
-    let mut blk_rows = 64usize;
-    let nblk = loop {
-        let nblk: usize = chunks
-            .iter()
-            .map(|(r0, r1)| (r1 - r0).div_ceil(blk_rows))
-            .sum();
-        let longest = chunks.iter().map(|(r0, r1)| r1 - r0).max().unwrap_or(0);
-        if (nblk.max(1) * c * 4) as u64 <= gpu.max_binding()
-            && longest.div_ceil(blk_rows) <= max_groups
-        {
-            break nblk;
-        }
-        blk_rows *= 2;
-    };
+    let (blk_rows, nblk) = partial_sum_blocks(gpu, &chunks, c, "rmsnorm")?;
     let dw_part = Tensor::empty(gpu, &[nblk.max(1), c], DType::F32)?;
     let mut blk0 = 0;
     for &(r0, r1) in &chunks {
