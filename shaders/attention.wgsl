@@ -1,6 +1,7 @@
 // Causal self-attention, GPU variant: flash-style tiles in shared memory.
 //
-// Shapes: q, out [B, Tq, H, D]; k, v [B, Tcap, H, D] (first Tk rows valid);
+// Shapes: q, out [B, Tq, H, D]; k, v [B, Tcap, Hkv, D] (first Tk rows valid;
+// query head h reads KV head h / (H / Hkv), see common/attention_params);
 // optional key mask [B, mask_stride] i32; lse [B, H, Tq]. D % 4 == 0, D <= 128.
 // Forward saves (q, k, v, out, lse); backward recomputes the probabilities
 // (FlashAttention-2): a pre-pass forms D_i = rowsum(dO_i * O_i), one pass over
@@ -20,14 +21,14 @@ var<workgroup> ta: array<vec4<f32>, 512>; // KT * DMAX4
 var<workgroup> tb: array<vec4<f32>, 512>;
 var<workgroup> treal: array<u32, KT>;
 
-// Loads key rows j0 .. j0 + KT of (b, h) into the tiles (K in ta, V in tb);
-// treal flags the rows below `limit` that the mask keeps.
-fn load_kv_tile(b: u32, h: u32, j0: u32, limit: u32, lid: u32) {
+// Loads key rows j0 .. j0 + KT of (b, KV head g) into the tiles (K in ta,
+// V in tb); treal flags the rows below `limit` that the mask keeps.
+fn load_kv_tile(b: u32, g: u32, j0: u32, limit: u32, lid: u32) {
     for (var e = lid; e < KT * D4; e += WG) {
         let rr = e / D4;
         let d = e % D4;
         if (j0 + rr < limit) {
-            let o = kv_base(b, j0 + rr, h) + d;
+            let o = kv_base(b, j0 + rr, g) + d;
             ta[rr * DMAX4 + d] = k[o];
             tb[rr * DMAX4 + d] = v[o];
         }
@@ -54,8 +55,8 @@ fn load_qd_tile(b: u32, h: u32, i0: u32, lid: u32) {
 fn attention_forward(@builtin(workgroup_id) wg: vec3<u32>,
                      @builtin(num_workgroups) nwg: vec3<u32>,
                      @builtin(local_invocation_index) lid: u32) {
-    let rb = row_block(linear_group(wg, nwg), lid, p.tq, WG);
-    if (past_end(rb)) {
+    let rb = row_block(linear_group(wg, nwg), lid, p.tq, WG, p.heads);
+    if (past_end(rb, p.heads)) {
         return;
     }
     let b = rb.b;
@@ -77,7 +78,7 @@ fn attention_forward(@builtin(workgroup_id) wg: vec3<u32>,
     let wg_end = key_end(min(i0 + WG, p.tq) - 1u);
     for (var j0 = 0u; j0 < wg_end; j0 += KT) {
         workgroupBarrier();
-        load_kv_tile(b, h, j0, wg_end, lid);
+        load_kv_tile(b, kv_head(h), j0, wg_end, lid);
         workgroupBarrier();
         let n = min(KT, max(end, j0) - j0);
         for (var jj = 0u; jj < n; jj++) {
@@ -118,8 +119,8 @@ fn attention_forward(@builtin(workgroup_id) wg: vec3<u32>,
 fn attention_backward_dq(@builtin(workgroup_id) wg: vec3<u32>,
                          @builtin(num_workgroups) nwg: vec3<u32>,
                          @builtin(local_invocation_index) lid: u32) {
-    let rb = row_block(linear_group(wg, nwg), lid, p.tq, WG);
-    if (past_end(rb)) {
+    let rb = row_block(linear_group(wg, nwg), lid, p.tq, WG, p.heads);
+    if (past_end(rb, p.heads)) {
         return;
     }
     let b = rb.b;
@@ -142,7 +143,7 @@ fn attention_backward_dq(@builtin(workgroup_id) wg: vec3<u32>,
     let wg_end = key_end(min(i0 + WG, p.tq) - 1u);
     for (var j0 = 0u; j0 < wg_end; j0 += KT) {
         workgroupBarrier();
-        load_kv_tile(b, h, j0, wg_end, lid);
+        load_kv_tile(b, kv_head(h), j0, wg_end, lid);
         workgroupBarrier();
         let n = min(KT, max(end, j0) - j0);
         for (var jj = 0u; jj < n; jj++) {
@@ -172,18 +173,16 @@ fn attention_backward_dq(@builtin(workgroup_id) wg: vec3<u32>,
 fn attention_backward_dkv(@builtin(workgroup_id) wg: vec3<u32>,
                           @builtin(num_workgroups) nwg: vec3<u32>,
                           @builtin(local_invocation_index) lid: u32) {
-    let rb = row_block(linear_group(wg, nwg), lid, p.kv_stride, WG);
-    if (past_end(rb)) {
+    let rb = row_block(linear_group(wg, nwg), lid, p.kv_stride, WG, p.kv_heads);
+    if (past_end(rb, p.kv_heads)) {
         return;
     }
     let b = rb.b;
-    let h = rb.h;
-    let bh = rb.bh;
     let j0w = rb.first;
     let j = rb.row;
     let valid = j < p.kv_stride;
     let live = j < p.tk && key_real(b, j);
-    let ko = kv_base(b, min(j, p.kv_stride - 1u), h);
+    let ko = kv_base(b, min(j, p.kv_stride - 1u), rb.h);
     var kr: array<vec4<f32>, DMAX4>;
     var vr: array<vec4<f32>, DMAX4>;
     var gk: array<vec4<f32>, DMAX4>;
@@ -197,16 +196,19 @@ fn attention_backward_dkv(@builtin(workgroup_id) wg: vec3<u32>,
     let start = select(p.tq, query_start(j), live);
     // Keys of this workgroup at or past tk see no query at all.
     let wg_start = select(p.tq, query_start(j0w), j0w < p.tk);
-    for (var i0 = wg_start; i0 < p.tq; i0 += KT) {
-        workgroupBarrier();
-        load_qd_tile(b, h, i0, lid);
-        workgroupBarrier();
-        let ilo = max(start, i0) - i0;
-        let ihi = min(KT, p.tq - i0);
-        for (var ii = ilo; ii < ihi; ii++) {
-            let i = i0 + ii;
-            {
-                let st = stats[bh * p.tq + i];
+    // Sum over the query heads of this KV head's group (uniform bounds, so
+    // every invocation reaches the barriers).
+    let group = p.heads / p.kv_heads;
+    for (var h = rb.h * group; h < (rb.h + 1u) * group; h++) {
+        let bh = b * p.heads + h;
+        for (var i0 = wg_start; i0 < p.tq; i0 += KT) {
+            workgroupBarrier();
+            load_qd_tile(b, h, i0, lid);
+            workgroupBarrier();
+            let ilo = max(start, i0) - i0;
+            let ihi = min(KT, p.tq - i0);
+            for (var ii = ilo; ii < ihi; ii++) {
+                let st = stats[bh * p.tq + i0 + ii];
                 var t = vec4<f32>(0.0);
                 var u = vec4<f32>(0.0);
                 for (var d = 0u; d < D4; d++) {

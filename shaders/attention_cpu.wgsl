@@ -1,6 +1,7 @@
 // Causal self-attention, CPU-adapter variant (llvmpipe, lavapipe, WARP).
 //
-// Shapes: q, out [B, Tq, H, D]; k, v [B, Tcap, H, D] (first Tk rows valid);
+// Shapes: q, out [B, Tq, H, D]; k, v [B, Tcap, Hkv, D] (first Tk rows valid;
+// query head h reads KV head h / (H / Hkv), see common/attention_params);
 // optional key mask [B, mask_stride] i32; lse [B, H, Tq]. D % 4 == 0, D <= 128.
 // Forward saves (q, k, v, out, lse); backward recomputes the probabilities.
 //
@@ -26,8 +27,8 @@ fn hsum(t: vec4<f32>) -> f32 {
 fn attention_forward(@builtin(workgroup_id) wg: vec3<u32>,
                      @builtin(num_workgroups) nwg: vec3<u32>,
                      @builtin(local_invocation_index) lid: u32) {
-    let rr = row_block(linear_group(wg, nwg), lid, p.tq, CW);
-    if (past_end(rr)) {
+    let rr = row_block(linear_group(wg, nwg), lid, p.tq, CW, p.heads);
+    if (past_end(rr, p.heads)) {
         return;
     }
     let bh = rr.bh;
@@ -47,7 +48,7 @@ fn attention_forward(@builtin(workgroup_id) wg: vec3<u32>,
     let wg_end = key_end(min(rr.first + CW, p.tq) - 1u);
     for (var j = 0u; j < wg_end; j++) {
         if (key_real(b, j)) {
-            let ko = kv_base(b, j, h);
+            let ko = kv_base(b, j, kv_head(h));
             var t = vec4<f32>(0.0);
             for (var d = 0u; d < D4; d++) {
                 t += qr[d] * k[ko + d];
@@ -85,8 +86,8 @@ fn attention_forward(@builtin(workgroup_id) wg: vec3<u32>,
 fn attention_backward_dq(@builtin(workgroup_id) wg: vec3<u32>,
                          @builtin(num_workgroups) nwg: vec3<u32>,
                          @builtin(local_invocation_index) lid: u32) {
-    let rr = row_block(linear_group(wg, nwg), lid, p.tq, CW);
-    if (past_end(rr)) {
+    let rr = row_block(linear_group(wg, nwg), lid, p.tq, CW, p.heads);
+    if (past_end(rr, p.heads)) {
         return;
     }
     let bh = rr.bh;
@@ -107,7 +108,7 @@ fn attention_backward_dq(@builtin(workgroup_id) wg: vec3<u32>,
     let wg_end = key_end(min(rr.first + CW, p.tq) - 1u);
     for (var j = 0u; j < wg_end; j++) {
         if (key_real(b, j)) {
-            let ko = kv_base(b, j, h);
+            let ko = kv_base(b, j, kv_head(h));
             var t = vec4<f32>(0.0);
             var u = vec4<f32>(0.0);
             for (var d = 0u; d < D4; d++) {
@@ -128,22 +129,20 @@ fn attention_backward_dq(@builtin(workgroup_id) wg: vec3<u32>,
     }
 }
 
-// dK and dV, one invocation per cache row (b, h, j): dV_j = sum_i P_ij dO_i,
-// dK_j = scale * sum_i P_ij (dO_i.V_j - D_i) Q_i. Rows past tk and padded
-// keys get zeros.
+// dK and dV, one invocation per cache row (b, g, j) of KV head g:
+// dV_j = sum_h sum_i P_ij dO_i, dK_j = scale * sum_h sum_i P_ij (dO_i.V_j - D_i) Q_i
+// over the query heads h of g's group. Rows past tk and padded keys get zeros.
 @compute @workgroup_size(8)
 fn attention_backward_dkv(@builtin(workgroup_id) wg: vec3<u32>,
                           @builtin(num_workgroups) nwg: vec3<u32>,
                           @builtin(local_invocation_index) lid: u32) {
-    let rr = row_block(linear_group(wg, nwg), lid, p.kv_stride, CW);
-    if (past_end(rr)) {
+    let rr = row_block(linear_group(wg, nwg), lid, p.kv_stride, CW, p.kv_heads);
+    if (past_end(rr, p.kv_heads)) {
         return;
     }
-    let bh = rr.bh;
     let b = rr.b;
-    let h = rr.h;
     let j = min(rr.row, p.kv_stride - 1u);
-    let ko = kv_base(b, j, h);
+    let ko = kv_base(b, j, rr.h);
     var kr: array<vec4<f32>, DMAX4>;
     var vr: array<vec4<f32>, DMAX4>;
     var gk: array<vec4<f32>, DMAX4>;
@@ -159,20 +158,24 @@ fn attention_backward_dkv(@builtin(workgroup_id) wg: vec3<u32>,
     let start = select(p.tq, query_start(j), live);
     // Keys of this block at or past tk see no query at all.
     let wg_start = select(p.tq, query_start(rr.first), rr.first < p.tk);
-    for (var i = wg_start; i < p.tq; i++) {
-        let qo = q_base(b, i, h);
-        let st = stats[bh * p.tq + i];
-        var t = vec4<f32>(0.0);
-        var u = vec4<f32>(0.0);
-        for (var d = 0u; d < D4; d++) {
-            t += kr[d] * q[qo + d];
-            u += vr[d] * dout[qo + d];
-        }
-        let pij = select(0.0, exp2(hsum(t) - st.x), i >= start);
-        let ds = pij * (hsum(u) - st.y);
-        for (var d = 0u; d < D4; d++) {
-            gv[d] += pij * dout[qo + d];
-            gk[d] += ds * q[qo + d];
+    let group = p.heads / p.kv_heads;
+    for (var h = rr.h * group; h < (rr.h + 1u) * group; h++) {
+        let bh = b * p.heads + h;
+        for (var i = wg_start; i < p.tq; i++) {
+            let qo = q_base(b, i, h);
+            let st = stats[bh * p.tq + i];
+            var t = vec4<f32>(0.0);
+            var u = vec4<f32>(0.0);
+            for (var d = 0u; d < D4; d++) {
+                t += kr[d] * q[qo + d];
+                u += vr[d] * dout[qo + d];
+            }
+            let pij = select(0.0, exp2(hsum(t) - st.x), i >= start);
+            let ds = pij * (hsum(u) - st.y);
+            for (var d = 0u; d < D4; d++) {
+                gv[d] += pij * dout[qo + d];
+                gk[d] += ds * q[qo + d];
+            }
         }
     }
     if (rr.row < p.kv_stride) {

@@ -28,7 +28,7 @@ fn attention_naive_scores(@builtin(workgroup_id) wg: vec3<u32>,
     var sc = NEG;
     if (j < key_end(i) && key_real(b, j)) {
         let qo = ((b * p.tq + i) * p.heads + h) * p.d;
-        let ko = ((b * p.kv_stride + j) * p.heads + h) * p.d;
+        let ko = ((b * p.kv_stride + j) * p.kv_heads + kv_head(h)) * p.d;
         var t = 0.0;
         for (var d = 0u; d < p.d; d++) {
             t += q[qo + d] * k[ko + d];
@@ -81,7 +81,7 @@ fn attention_naive_pv(@builtin(workgroup_id) wg: vec3<u32>,
     let o = ((b * p.heads + h) * p.tq + i) * p.tk;
     var t = 0.0;
     for (var j = 0u; j < p.tk; j++) {
-        t += scores[o + j] * v[((b * p.kv_stride + j) * p.heads + h) * p.d + d];
+        t += scores[o + j] * v[((b * p.kv_stride + j) * p.kv_heads + kv_head(h)) * p.d + d];
     }
     out[e] = t;
 }

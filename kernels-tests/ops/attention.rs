@@ -1,7 +1,10 @@
 //! Attention: flash forward (out, lse) and backward (dq, dk, dv) for both
 //! variants and the naive baseline against an f64 reference, over causal /
 //! full, left-padded batches, KV-cache decoding and odd sizes; the tape
-//! against finite differences; exact zeros for pad queries.
+//! against finite differences; exact zeros for pad queries. Grouped-query
+//! attention (fewer KV heads) is in `attention/gqa.rs`.
+
+mod gqa;
 
 use crate::common::*;
 use engine::ops::attention::*;
@@ -14,6 +17,8 @@ struct Case {
     tk: usize,
     tcap: usize,
     h: usize,
+    /// KV heads (divides h).
+    hkv: usize,
     d: usize,
     causal: bool,
     /// Left padding per batch row (mask [B, tcap]); None = no mask.
@@ -28,6 +33,7 @@ fn case(b: usize, t: usize, h: usize, d: usize) -> Case {
         tk: t,
         tcap: t,
         h,
+        hkv: h,
         d,
         causal: true,
         pads: None,
@@ -48,7 +54,7 @@ impl Case {
         [self.b, self.tq, self.h, self.d]
     }
     fn kshape(&self) -> [usize; 4] {
-        [self.b, self.tcap, self.h, self.d]
+        [self.b, self.tcap, self.hkv, self.d]
     }
     fn opts(&self, variant: AttnVariant) -> AttnOptions {
         AttnOptions {
@@ -61,7 +67,7 @@ impl Case {
     fn data(&self, seed: u64) -> Data {
         let mut rng = Rng::new(seed);
         let nq = self.b * self.tq * self.h * self.d;
-        let nk = self.b * self.tcap * self.h * self.d;
+        let nk = self.b * self.tcap * self.hkv * self.d;
         let mask = self.pads.as_ref().map(|pads| {
             (0..self.b * self.tcap)
                 .map(|e| (e % self.tcap >= pads[e / self.tcap]) as i32)
@@ -90,12 +96,14 @@ struct Reference {
     dv: Vec<f64>,
 }
 
-/// Plain f64 attention and its gradients, row by row.
+/// Plain f64 attention and its gradients, row by row; query head hh reads
+/// KV head hh / (h / hkv), whose gradients sum over its query heads.
 fn reference(c: &Case, x: &Data) -> Reference {
     let (d, h) = (c.d, c.h);
     let scale = c.scale.map_or(1.0 / (d as f64).sqrt(), |s| s as f64);
     let qi = |b: usize, i: usize, hh: usize| ((b * c.tq + i) * h + hh) * d;
-    let ki = |b: usize, j: usize, hh: usize| ((b * c.tcap + j) * h + hh) * d;
+    let group = h / c.hkv;
+    let ki = |b: usize, j: usize, hh: usize| ((b * c.tcap + j) * c.hkv + hh / group) * d;
     let dot = |a: &[f32], o1: usize, bb: &[f32], o2: usize| -> f64 {
         (0..d).map(|t| a[o1 + t] as f64 * bb[o2 + t] as f64).sum()
     };
@@ -258,7 +266,7 @@ fn attention_params_layout() {
             flags,
             scale,
             scale_log2,
-            _pad0,
+            kv_heads,
             _pad1
         ]
     );

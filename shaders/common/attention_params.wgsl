@@ -1,8 +1,11 @@
 // Shared by every attention kernel: the params struct, the key-padding mask
 // and the causal window. Mirrors `AttnParams` in src/ops/attention.rs.
 //
-// Rows of q/out are (b, i, h) with i < tq; rows of k/v are (b, j, h) with
-// j < kv_stride (a cache of which the first tk positions are valid). Query i
+// Rows of q/out are (b, i, h) with i < tq and h < heads; rows of k/v are
+// (b, j, g) with j < kv_stride (a cache of which the first tk positions are
+// valid) and g < kv_heads. Grouped-query attention: kv_heads divides heads,
+// and query head h reads KV head h / (heads / kv_heads); KV heads are shared,
+// never copied (kv_heads == heads is multi-head attention). Query i
 // may see key j iff j < key_end(i): with causal, j <= i + (tk - tq).
 //#include common/grid
 
@@ -19,7 +22,7 @@ struct AttnParams {
     scale: f32,
     // scale * log2(e): kernels work in the exp2 domain.
     scale_log2: f32,
-    _pad0: u32,
+    kv_heads: u32,
     _pad1: u32,
 }
 
@@ -49,6 +52,11 @@ fn query_start(j: u32) -> u32 {
         return j + p.tq - p.tk;
     }
     return 0u;
+}
+
+// The KV head that query head h reads.
+fn kv_head(h: u32) -> u32 {
+    return h / (p.heads / p.kv_heads);
 }
 
 fn key_real(b: u32, j: u32) -> bool {

@@ -31,14 +31,15 @@ fn q_base(b: u32, i: u32, h: u32) -> u32 {
     return ((b * p.tq + i) * p.heads + h) * (p.d / 4u);
 }
 
-// First vec4 of key/value row (b, j, h) in the cache.
-fn kv_base(b: u32, j: u32, h: u32) -> u32 {
-    return ((b * p.kv_stride + j) * p.heads + h) * (p.d / 4u);
+// First vec4 of key/value row (b, j, g) in the cache, g a KV head.
+fn kv_base(b: u32, j: u32, g: u32) -> u32 {
+    return ((b * p.kv_stride + j) * p.kv_heads + g) * (p.d / 4u);
 }
 
 // Where an invocation's row lies. Each workgroup (linear id `g`) takes `per`
-// consecutive rows (of `rows`) of one (b, h); this invocation has row
-// first + lid, which may be past the end (it then only helps with loads).
+// consecutive rows (of `rows`) of one (b, h) of `heads` heads (query heads
+// for query rows, KV heads for key rows); this invocation has row first +
+// lid, which may be past the end (it then only helps with loads).
 struct RowBlock {
     bh: u32, // b * heads + h; >= batch * heads marks a group past the end
     b: u32,
@@ -47,15 +48,15 @@ struct RowBlock {
     row: u32,
 }
 
-fn row_block(g: u32, lid: u32, rows: u32, per: u32) -> RowBlock {
+fn row_block(g: u32, lid: u32, rows: u32, per: u32, heads: u32) -> RowBlock {
     let blocks = (rows + per - 1u) / per;
     let bh = g / blocks;
     let first = (g % blocks) * per;
-    return RowBlock(bh, bh / p.heads, bh % p.heads, first, first + lid);
+    return RowBlock(bh, bh / heads, bh % heads, first, first + lid);
 }
 
-fn past_end(r: RowBlock) -> bool {
-    return r.bh >= p.batch * p.heads;
+fn past_end(r: RowBlock, heads: u32) -> bool {
+    return r.bh >= p.batch * heads;
 }
 
 // Backward pre-pass, one invocation per (b, h, i): the two per-row scalars

@@ -1,6 +1,9 @@
 //! The op benchmarks, at GPT-2-small / Pythia-160m block sizes (C = 768,
 //! 12 heads of 64, MLP 3072, 1024 tokens per step; GPT-2's vocab of 50,257).
-//! Shapes read M×K×N for matmul, B×H×T×D for attention, N×C or N×V for rows.
+//! Shapes read M×K×N for matmul, B×H×T×D for attention (B×H/Hkv×T×D with
+//! grouped KV heads), N×C or N×V for rows. The Llama ops (rmsnorm, swiglu,
+//! GQA attention) run at a Llama-style block: C = 768, 12 query heads sharing
+//! 4 KV heads, MLP width 2048.
 
 use anyhow::Result;
 use std::sync::Arc;
@@ -13,7 +16,9 @@ use crate::ops::attention::{
 use crate::ops::cross_entropy::cross_entropy_forward;
 use crate::ops::layernorm::{layernorm_backward, layernorm_forward};
 use crate::ops::matmul::matmul_forward;
+use crate::ops::rmsnorm::{rmsnorm_backward, rmsnorm_forward};
 use crate::ops::softmax::Variant;
+use crate::ops::swiglu::{swiglu_backward, swiglu_forward};
 use crate::rng::Rng;
 use crate::tensor::Tensor;
 
@@ -36,13 +41,14 @@ fn matmul_case(m: usize, k: usize, n: usize) -> Case {
     }
 }
 
-/// q, k, v [B, T, H, D] and a gradient of the output.
-fn qkv(gpu: &Arc<Gpu>, s: [usize; 4], seed: u64) -> Result<[Tensor; 4]> {
+/// q [B, T, H, D], k and v [B, T, Hkv, D], and a gradient of the output.
+fn qkv(gpu: &Arc<Gpu>, s: [usize; 4], hkv: usize, seed: u64) -> Result<[Tensor; 4]> {
     let shape = [s[0], s[2], s[1], s[3]];
+    let kv = [s[0], s[2], hkv, s[3]];
     Ok([
         random(gpu, &shape, seed, 1.0)?,
-        random(gpu, &shape, seed + 1, 1.0)?,
-        random(gpu, &shape, seed + 2, 1.0)?,
+        random(gpu, &kv, seed + 1, 1.0)?,
+        random(gpu, &kv, seed + 2, 1.0)?,
         random(gpu, &shape, seed + 3, 1.0)?,
     ])
 }
@@ -52,14 +58,21 @@ fn attention_flops(s: [usize; 4]) -> f64 {
     2.0 * (s[0] * s[1] * s[2] * s[2] * s[3]) as f64
 }
 
-fn attention_cases(s: [usize; 4]) -> Vec<Case> {
-    let shape = format!("{}x{}x{}x{}", s[0], s[1], s[2], s[3]);
+/// Attention at s = [B, H, T, D] with `hkv` KV heads: the flash forward and
+/// backward, and the naive forward when every head has its own KV head.
+fn attention_cases(s: [usize; 4], hkv: usize) -> Vec<Case> {
+    let gqa = hkv < s[1];
+    let shape = if gqa {
+        format!("{}x{}/{}x{}x{}", s[0], s[1], hkv, s[2], s[3])
+    } else {
+        format!("{}x{}x{}x{}", s[0], s[1], s[2], s[3])
+    };
     let fwd = |op: &'static str, naive: bool| Case {
         op,
         shape: shape.clone(),
         work: Work::Flops(attention_flops(s)),
         prepare: Box::new(move |gpu, seed| {
-            let [q, k, v, _] = qkv(gpu, s, seed)?;
+            let [q, k, v, _] = qkv(gpu, s, hkv, seed)?;
             let opts = AttnOptions::default();
             Ok(Box::new(move || {
                 if naive {
@@ -71,12 +84,16 @@ fn attention_cases(s: [usize; 4]) -> Vec<Case> {
         }),
     };
     let bwd = Case {
-        op: "attention_bwd",
+        op: if gqa {
+            "gqa_attention_bwd"
+        } else {
+            "attention_bwd"
+        },
         shape: shape.clone(),
         // dV, dP, dQ, dK plus the recomputed scores: 2.5× the forward.
         work: Work::Flops(2.5 * attention_flops(s)),
         prepare: Box::new(move |gpu, seed| {
-            let [q, k, v, dout] = qkv(gpu, s, seed)?;
+            let [q, k, v, dout] = qkv(gpu, s, hkv, seed)?;
             let opts = AttnOptions::default();
             let (out, lse) = attention_forward(&q, &k, &v, None, &opts)?;
             Ok(Box::new(move || {
@@ -84,10 +101,83 @@ fn attention_cases(s: [usize; 4]) -> Vec<Case> {
             }) as Run)
         }),
     };
+    if gqa {
+        return vec![fwd("gqa_attention_fwd", false), bwd];
+    }
     vec![
         fwd("attention_fwd", false),
         fwd("attention_naive_fwd", true),
         bwd,
+    ]
+}
+
+/// rmsnorm over N×C: forward reads x and writes y; the backward reads x and
+/// dy twice (dx, then dw) and writes dx.
+fn rmsnorm_cases(n: usize, c: usize) -> Vec<Case> {
+    let inputs = move |gpu: &Arc<Gpu>, seed| -> Result<[Tensor; 3]> {
+        Ok([
+            random(gpu, &[n, c], seed, 2.0)?,
+            random(gpu, &[c], seed + 1, 1.0)?,
+            random(gpu, &[n, c], seed + 2, 1.0)?,
+        ])
+    };
+    let bytes = (n * c * 4) as f64;
+    vec![
+        Case {
+            op: "rmsnorm_fwd",
+            shape: format!("{n}x{c}"),
+            work: Work::Bytes(2.0 * bytes),
+            prepare: Box::new(move |gpu, seed| {
+                let [x, w, _] = inputs(gpu, seed)?;
+                Ok(Box::new(move || rmsnorm_forward(&x, &w, 1e-6).map(drop)) as Run)
+            }),
+        },
+        Case {
+            op: "rmsnorm_bwd",
+            shape: format!("{n}x{c}"),
+            work: Work::Bytes(5.0 * bytes),
+            prepare: Box::new(move |gpu, seed| {
+                let [x, w, dy] = inputs(gpu, seed)?;
+                let out = rmsnorm_forward(&x, &w, 1e-6)?;
+                Ok(
+                    Box::new(move || rmsnorm_backward(&dy, &x, &w, &out.rstd, true, true).map(drop))
+                        as Run,
+                )
+            }),
+        },
+    ]
+}
+
+/// swiglu over N×I: forward reads g, u and writes h; backward reads g, u, dh
+/// and writes dg, du.
+fn swiglu_cases(n: usize, i: usize) -> Vec<Case> {
+    let inputs = move |gpu: &Arc<Gpu>, seed| -> Result<[Tensor; 3]> {
+        Ok([
+            random(gpu, &[n, i], seed, 4.0)?,
+            random(gpu, &[n, i], seed + 1, 1.0)?,
+            random(gpu, &[n, i], seed + 2, 1.0)?,
+        ])
+    };
+    let bytes = (n * i * 4) as f64;
+    vec![
+        Case {
+            op: "swiglu_fwd",
+            shape: format!("{n}x{i}"),
+            work: Work::Bytes(3.0 * bytes),
+            prepare: Box::new(move |gpu, seed| {
+                let [g, u, _] = inputs(gpu, seed)?;
+                Ok(Box::new(move || swiglu_forward(&g, &u).map(drop)) as Run)
+            }),
+        },
+        Case {
+            op: "swiglu_bwd",
+            shape: format!("{n}x{i}"),
+            work: Work::Bytes(5.0 * bytes),
+            prepare: Box::new(move |gpu, seed| {
+                let [g, u, dh] = inputs(gpu, seed)?;
+                Ok(Box::new(move || swiglu_backward(&dh, &g, &u).map(drop)) as Run)
+            }),
+        },
     ]
 }
 
@@ -158,11 +248,15 @@ pub fn cases(quick: bool) -> Vec<Case> {
             matmul_case(1024, 3072, 768),
         ]);
     }
-    out.extend(attention_cases([1, 12, 256, 64]));
+    out.extend(attention_cases([1, 12, 256, 64], 12));
+    out.extend(attention_cases([1, 12, 256, 64], 4));
     if !quick {
-        out.extend(attention_cases([1, 12, 1024, 64]));
+        out.extend(attention_cases([1, 12, 1024, 64], 12));
+        out.extend(attention_cases([1, 12, 1024, 64], 4));
     }
     out.extend(layernorm_cases(1024, 768));
+    out.extend(rmsnorm_cases(1024, 768));
+    out.extend(swiglu_cases(1024, 2048));
     out.push(cross_entropy_case(if quick { 64 } else { 256 }, 50257));
     out.extend(super::lora_cases::cases(quick));
     out.extend(super::quant_cases::cases(quick));

@@ -103,8 +103,9 @@ fn row(case: &Case, ms: f64, ceil: &Ceilings) -> Row {
     }
 }
 
-/// Runs the ceilings then every case, printing a table or JSON lines.
-pub fn run(gpu: &Arc<Gpu>, quick: bool, json: bool) -> Result<()> {
+/// Runs the ceilings then every case (or those whose op starts with one of
+/// `only`), printing a table or JSON lines.
+pub fn run(gpu: &Arc<Gpu>, quick: bool, json: bool, only: &[String]) -> Result<()> {
     let adapter = format!("adapter: {}", gpu.describe());
     if json {
         eprintln!("{adapter}");
@@ -145,7 +146,8 @@ pub fn run(gpu: &Arc<Gpu>, quick: bool, json: bool) -> Result<()> {
         r.pct_of_ceiling = 100.0;
         emit(&r);
     }
-    for case in cases(quick) {
+    let selected = |c: &Case| only.is_empty() || only.iter().any(|o| c.op.starts_with(o.as_str()));
+    for case in cases(quick).into_iter().filter(selected) {
         let ms = median_ms(gpu, &case, runs)?;
         emit(&row(&case, ms, &ceil));
     }

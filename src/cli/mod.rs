@@ -17,6 +17,10 @@ pub struct BenchArgs {
     /// One JSON object per line on stdout; the adapter line goes to stderr.
     #[arg(long)]
     pub json: bool,
+    /// Run only the cases whose op name starts with this (repeatable, e.g.
+    /// `--only rmsnorm --only gqa`); the two ceilings always run.
+    #[arg(long, value_name = "OP")]
+    pub only: Vec<String>,
 }
 
 pub fn devices(opts: &GpuOptions) -> Result<()> {
@@ -68,5 +72,5 @@ pub fn devices(opts: &GpuOptions) -> Result<()> {
 
 pub fn bench(opts: &GpuOptions, args: &BenchArgs) -> Result<()> {
     let gpu = Gpu::new(opts)?;
-    engine::bench::run(&gpu, args.quick, args.json)
+    engine::bench::run(&gpu, args.quick, args.json, &args.only)
 }

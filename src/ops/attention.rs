@@ -2,9 +2,13 @@
 //! offset, an optional key-padding mask, flash-style (never stores T×T).
 //!
 //! Shapes: `q` [B, Tq, H, D] (i.e. [B, T, C] with C = H·D, heads contiguous
-//! inside a token); `k`, `v` [B, Tcap, H, D], of which the first Tk =
+//! inside a token); `k`, `v` [B, Tcap, Hkv, D], of which the first Tk =
 //! `kv_len` (default Tcap) positions are valid (a KV cache); output
-//! [B, Tq, H, D]. Query i (0-based in Tq) may attend key j iff j < Tk and,
+//! [B, Tq, H, D]. Grouped-query attention (Llama's `num_key_value_heads`):
+//! Hkv divides H and query head h reads KV head h / (H / Hkv); the KV heads
+//! are shared, never copied, so a cache holds only Hkv heads, and dK/dV of a
+//! KV head sum over the H / Hkv query heads of its group (Hkv = H is plain
+//! multi-head attention, Hkv = 1 multi-query). Query i (0-based in Tq) may attend key j iff j < Tk and,
 //! when causal, j ≤ i + (Tk − Tq): Tq == Tk is training, Tq = 1 decoding.
 //! The optional mask is i32 [B, Tm], Tm ≥ Tk (1 = real token, 0 = pad):
 //! masked keys get zero weight, and a query that sees no real key (a
@@ -49,7 +53,8 @@ pub struct AttnParams {
     pub flags: u32,
     pub scale: f32,
     pub scale_log2: f32,
-    pub _pad0: u32,
+    /// KV heads (divides `heads`).
+    pub kv_heads: u32,
     pub _pad1: u32,
 }
 
@@ -112,9 +117,10 @@ fn params(
         v.shape() == k.shape() && v.dtype() == DType::F32,
         "attention: v {v:?} vs k {k:?}"
     );
+    ensure!(bk == b && dk == d, "attention: q {q:?} vs k {k:?}");
     ensure!(
-        bk == b && hk == h && dk == d,
-        "attention: q {q:?} vs k {k:?}"
+        hk >= 1 && h % hk == 0,
+        "attention: {hk} KV heads (k {k:?}) must divide the {h} query heads (q {q:?})"
     );
     ensure!(
         b > 0 && tq > 0 && h > 0 && d > 0,
@@ -167,7 +173,7 @@ fn params(
         flags: opts.causal as u32 | (mask.is_some() as u32) << 1,
         scale,
         scale_log2: scale * std::f32::consts::LOG2_E,
-        _pad0: 0,
+        kv_heads: u(hk)?,
         _pad1: 0,
     })
 }
@@ -181,11 +187,12 @@ fn stem(gpu: &Gpu, variant: AttnVariant) -> &'static str {
     }
 }
 
-/// Workgroups for `rows` rows per (b, h): each workgroup holds consecutive
-/// rows of one (b, h), 8 (`CW`) in the CPU variant and 64 in the tiled one.
-fn row_groups(gpu: &Gpu, stem: &str, p: &AttnParams, rows: u32) -> [u32; 3] {
+/// Workgroups for `rows` rows per (b, head) of `heads` heads: each workgroup
+/// holds consecutive rows of one (b, head), 8 (`CW`) in the CPU variant and
+/// 64 in the tiled one.
+fn row_groups(gpu: &Gpu, stem: &str, p: &AttnParams, rows: u32, heads: u32) -> [u32; 3] {
     let rows_per_group = if stem == "attention_cpu" { 8 } else { WG };
-    groups_1d(gpu, p.batch * p.heads * rows.div_ceil(rows_per_group))
+    groups_1d(gpu, p.batch * heads * rows.div_ceil(rows_per_group))
 }
 
 /// The mask binding, or any buffer when there is none (the kernel skips it).
@@ -241,7 +248,7 @@ pub fn attention_forward_into(
             out.bind(5),
             lse.bind(6),
         ],
-        row_groups(gpu, stem, &p, p.tq),
+        row_groups(gpu, stem, &p, p.tq, p.heads),
     )
 }
 
@@ -314,7 +321,7 @@ pub fn attention_backward_into(
         &Kernel::new(stem, "attention_backward_dq").with(&d4),
         &p,
         &binds,
-        row_groups(gpu, stem, &p, p.tq),
+        row_groups(gpu, stem, &p, p.tq, p.heads),
     )?;
     let mut binds = common.to_vec();
     binds.extend([dk.bind(10), dv.bind(11)]);
@@ -322,7 +329,7 @@ pub fn attention_backward_into(
         &Kernel::new(stem, "attention_backward_dkv").with(&d4),
         &p,
         &binds,
-        row_groups(gpu, stem, &p, p.kv_stride),
+        row_groups(gpu, stem, &p, p.kv_stride, p.kv_heads),
     )
 }
 

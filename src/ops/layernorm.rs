@@ -16,6 +16,7 @@
 use anyhow::{bail, ensure, Result};
 
 mod backward;
+pub(crate) use backward::partial_sum_blocks;
 pub use backward::{layernorm_backward, layernorm_backward_into, layernorm_backward_with};
 
 use crate::device::Gpu;
@@ -24,7 +25,7 @@ use crate::tape::{Tape, Var};
 use crate::tensor::{DType, Tensor};
 
 /// Mirrors `LayerNormParams` in `shaders/common/layernorm_params.wgsl`, which
-/// both variants include.
+/// both variants include (and, as `RmsNormParams`, `shaders/rmsnorm.wgsl`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct LayerNormParams {
@@ -129,7 +130,13 @@ fn row_chunks(gpu: &Gpu, rows: usize, cols: usize) -> Result<Vec<(usize, usize)>
         .collect())
 }
 
-fn params(rows: usize, cols: usize, eps: f32, x_base: u32, r_base: u32) -> LayerNormParams {
+pub(crate) fn params(
+    rows: usize,
+    cols: usize,
+    eps: f32,
+    x_base: u32,
+    r_base: u32,
+) -> LayerNormParams {
     LayerNormParams {
         rows: rows as u32,
         cols: cols as u32,

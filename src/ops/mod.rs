@@ -19,6 +19,8 @@ pub mod lora;
 pub mod matmul;
 pub mod qmatmul;
 pub mod reduce;
+pub mod rmsnorm;
 pub mod rotary;
 pub mod row_gather;
 pub mod softmax;
+pub mod swiglu;

@@ -16,9 +16,17 @@
 //! rounded to f32, i.e. correctly rounded, where torch's f32 `cos` is within
 //! about an ulp; GPU `sin`/`cos` builtins are not used because they lose
 //! accuracy for large angles (positions up to thousands of radians).
+//!
+//! Llama uses the same rotate_half layout over the full head dim (rotary_pct
+//! 1, `head_dim` possibly given explicitly in its config), with `rope_theta`
+//! and optional `rope_scaling` ([`RopeScaling`], `rotary/scaling.rs`), which
+//! only changes the inverse frequencies: [`RotaryTable::new_scaled`].
 
 use anyhow::{ensure, Result};
 use std::sync::Arc;
+
+mod scaling;
+pub use scaling::RopeScaling;
 
 use crate::device::Gpu;
 use crate::kernel::{groups_1d, Kernel};
@@ -48,6 +56,8 @@ pub struct RotaryTable {
     pub rot_dim: usize,
     pub base: f32,
     pub max_positions: usize,
+    /// The f32 inverse frequencies the table was built from (rot_dim/2).
+    pub inv_freq: Vec<f32>,
     /// f32 [P, rot_dim]: per position rot_dim/2 cosines then rot_dim/2 sines.
     pub cos_sin: Tensor,
 }
@@ -62,6 +72,27 @@ impl RotaryTable {
         base: f32,
         max_positions: usize,
     ) -> Result<RotaryTable> {
+        Self::new_scaled(
+            gpu,
+            head_dim,
+            rotary_pct,
+            base as f64,
+            &RopeScaling::Default,
+            max_positions,
+        )
+    }
+
+    /// [`new`](Self::new) with a `rope_scaling` type and an f64 `rope_theta`.
+    /// A `dynamic` table is computed for sequence length `max_positions`
+    /// (build it for max position + 1 of the sequence, as transformers does).
+    pub fn new_scaled(
+        gpu: &Arc<Gpu>,
+        head_dim: usize,
+        rotary_pct: f64,
+        base: f64,
+        scaling: &RopeScaling,
+        max_positions: usize,
+    ) -> Result<RotaryTable> {
         let rot_dim = (head_dim as f64 * rotary_pct) as usize;
         ensure!(
             rot_dim.is_multiple_of(2) && rot_dim <= head_dim,
@@ -71,7 +102,12 @@ impl RotaryTable {
             max_positions >= 1,
             "rotary: max_positions must be at least 1"
         );
-        let inv = Self::inv_freq(rot_dim, base);
+        ensure!(
+            base > 1.0 && base.is_finite(),
+            "rotary: rope_theta {base} must be a finite number above 1"
+        );
+        scaling.validate()?;
+        let inv = scaling.inv_freq(rot_dim, base, max_positions);
         let half = rot_dim / 2;
         let mut data = vec![0f32; max_positions * rot_dim];
         for (pos, row) in data
@@ -93,17 +129,16 @@ impl RotaryTable {
         Ok(RotaryTable {
             head_dim,
             rot_dim,
-            base,
+            base: base as f32,
             max_positions,
+            inv_freq: inv,
             cos_sin,
         })
     }
 
     /// `1 / base^((2i as f32) / rot_dim)` in f32, i < rot_dim/2 (transformers).
     pub fn inv_freq(rot_dim: usize, base: f32) -> Vec<f32> {
-        (0..rot_dim / 2)
-            .map(|i| 1.0f32 / base.powf((2 * i) as f32 / rot_dim as f32))
-            .collect()
+        RopeScaling::Default.inv_freq(rot_dim, base as f64, 0)
     }
 
     /// The f32 angle for a position and an f32 inverse frequency.

@@ -123,6 +123,33 @@ pub fn layernorm_backward_into(
     Ok(())
 }
 
+/// Rows per partial-sum block and the number of blocks, for a weight
+/// gradient over C columns summed across the rows of `chunks` (shared with
+/// rmsnorm): 64 rows per block, doubled until the [nblk, C] partials fit one
+/// binding and each chunk's blocks fit one grid dimension.
+pub(crate) fn partial_sum_blocks(
+    gpu: &Gpu,
+    chunks: &[(usize, usize)],
+    c: usize,
+    op: &str,
+) -> Result<(usize, usize)> {
+    let max_groups = gpu.limits.max_compute_workgroups_per_dimension as usize;
+    ensure!(c.div_ceil(64) <= max_groups, "{op}: C = {c} is too wide");
+    let mut blk_rows = 64usize;
+    loop {
+        let nblk: usize = chunks
+            .iter()
+            .map(|(r0, r1)| (r1 - r0).div_ceil(blk_rows))
+            .sum();
+        let fits = (nblk.max(1) * c * 4) as u64 <= gpu.max_binding();
+        let longest = chunks.iter().map(|(r0, r1)| r1 - r0).max().unwrap_or(0);
+        if fits && longest.div_ceil(blk_rows) <= max_groups {
+            return Ok((blk_rows, nblk));
+        }
+        blk_rows *= 2;
+    }
+}
+
 /// dγ, dβ: per-(block of rows, column) partial sums, then one sum per column.
 #[allow(clippy::too_many_arguments)]
 fn weight_grads(
@@ -136,26 +163,7 @@ fn weight_grads(
     db: &Tensor,
 ) -> Result<()> {
     let c = x.cols();
-    let max_groups = gpu.limits.max_compute_workgroups_per_dimension as usize;
-    ensure!(
-        c.div_ceil(64) <= max_groups,
-        "layernorm: C = {c} is too wide"
-    );
-    // 64 rows per block, doubled until the partials fit one binding and each
-    // chunk's blocks fit one grid dimension.
-    let mut blk_rows = 64usize;
-    let nblk = loop {
-        let nblk: usize = chunks
-            .iter()
-            .map(|(r0, r1)| (r1 - r0).div_ceil(blk_rows))
-            .sum();
-        let fits = (nblk.max(1) * c * 4) as u64 <= gpu.max_binding();
-        let longest = chunks.iter().map(|(r0, r1)| r1 - r0).max().unwrap_or(0);
-        if fits && longest.div_ceil(blk_rows) <= max_groups {
-            break nblk;
-        }
-        blk_rows *= 2;
-    };
+    let (blk_rows, nblk) = partial_sum_blocks(gpu, chunks, c, "layernorm")?;
     let dw_part = Tensor::empty(gpu, &[nblk.max(1), c], DType::F32)?;
     let db_part = Tensor::empty(gpu, &[nblk.max(1), c], DType::F32)?;
     let mut blk0 = 0;
