@@ -13,5 +13,6 @@ mod models {
     mod parity;
     mod qlora;
     mod real_tokenizers;
+    mod registry;
     mod train_step;
 }

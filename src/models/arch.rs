@@ -41,6 +41,17 @@ pub struct Linears {
     pub out_in: bool,
 }
 
+/// What names an architecture: its config identity and transformers' names.
+pub struct Identity {
+    pub arch: Arch,
+    /// The `model_type` values of config.json it reads (first: the one it writes).
+    pub model_types: &'static [&'static str],
+    /// The class of the causal LM (`*ForCausalLM` / `*LMHeadModel`).
+    pub causal_lm: &'static str,
+    /// The class with a sequence-classification head (`*ForSequenceClassification`).
+    pub classifier: &'static str,
+}
+
 /// One transformer architecture, as transformers names and lays it out.
 ///
 /// Parameters keep the checkpoint's own names, so load and save are copies
@@ -48,32 +59,41 @@ pub struct Linears {
 /// use (prefix variants, tied or renamed heads) onto them. The forward pass
 /// is written against the shared layers in [`Fwd`].
 ///
-/// How the next architectures plug in:
+/// How the next architectures plug in (each is one file plus its line in
+/// the registry):
 /// - **Llama / Qwen2 / Mistral**: `parse_config` reads `rms_norm_eps`,
-///   `num_key_value_heads`, `rope_theta`/`rope_scaling`, `attention_bias`
-///   (Qwen2's q/k/v biases) and `tie_word_embeddings` into new
-///   `ModelConfig` fields; `buffers` builds the scaled rotary table;
-///   `hidden` calls RMSNorm, SwiGLU and grouped-query attention from the
-///   shared layers (RMSNorm and SwiGLU join `layers`/`ops` as building
-///   blocks); `param_shapes` lists `lm_head.weight` only when untied, and
-///   `lm_head_params` names it so a `*ForSequenceClassification` checkpoint
-///   (whose `score` head is the generic [`Head::Reward`]) drops it.
+///   `num_key_value_heads`, `rope_theta` / `rope_scaling`, `attention_bias`
+///   (Qwen2's q/k/v biases) and `tie_word_embeddings` into new `ModelConfig`
+///   fields; `buffers` builds the (scaled) rotary table; `hidden` is written
+///   with RMSNorm, SwiGLU and grouped-query attention, which join `layers` as
+///   shared blocks (`Fwd::linear` already takes optional biases);
+///   `checkpoint_key` maps the `model.` prefix (as GPT-2's does
+///   `transformer.`) and, when tied, `lm_head` reads `model.embed_tokens`;
+///   when untied, `param_shapes` lists `lm_head.weight` and `lm_head_params`
+///   names it, so `*ForSequenceClassification` files, whose head is the same
+///   `score` as here ([`Head::Reward`]), drop it. `linears` lists
+///   `q_proj`..`down_proj`; `default_lora_targets` is `q_proj`, `v_proj`.
 /// - **Encoder classifiers (BERT / DistilBERT / RoBERTa)**: `hidden` runs
-///   post-LN blocks with bidirectional attention under the padding mask,
-///   adding token-type embeddings; pooler and classifier weights
-///   (`bert.pooler.dense`, `classifier`) are listed by `param_shapes`, and a
-///   `classify` method (default: the causal LMs' last-token `score` head)
-///   becomes the hook for the pooled `[CLS]` head; `lm_head` fails with a
-///   clear error for an encoder with no LM head.
+///   post-LN blocks with token-type embeddings (a `Tokens` field, zeros by
+///   default) and bidirectional attention under the padding mask `Fwd`
+///   already builds (an `Fwd` attention option turns off the causal mask).
+///   Their heads differ per architecture (pooler + `classifier`,
+///   `pre_classifier`, `classifier.out_proj`), so the trait gains a
+///   `classify` method whose default is today's last-token `score` head of
+///   the causal LMs, and head detection asks the architecture for its head's
+///   tensor names; `lm_head` fails with a clear error for an encoder.
 pub trait Architecture: Sync {
-    /// The config identity this architecture answers for.
-    fn arch(&self) -> Arch;
-
-    /// The `model_type` values of config.json it reads (first: the one it writes).
-    fn model_types(&self) -> &'static [&'static str];
+    /// Its config identity, `model_type`s and transformers' class names.
+    fn identity(&self) -> Identity;
 
     /// transformers' class name for `head` (the config's `architectures`).
-    fn class_name(&self, head: Head) -> &'static str;
+    fn class_name(&self, head: Head) -> &'static str {
+        let id = self.identity();
+        match head {
+            Head::Lm | Head::LmWithValue => id.causal_lm,
+            Head::Reward => id.classifier,
+        }
+    }
 
     /// Reads config.json: the shared keys ([`ModelConfig::common`]) plus this
     /// architecture's spellings and defaults, checked.

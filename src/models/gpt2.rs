@@ -13,7 +13,7 @@
 use anyhow::Result;
 use serde_json::{json, Value};
 
-use super::arch::{Architecture, Buffers, Linears};
+use super::arch::{Architecture, Buffers, Identity, Linears};
 use super::checkpoint::Checkpoint;
 use super::config::{bool_key, str_key, Activation, Arch, Head, ModelConfig, ModelShape};
 use super::layers::{Fwd, KvCache};
@@ -29,18 +29,12 @@ const P: &str = "transformer.";
 pub struct Gpt2;
 
 impl Architecture for Gpt2 {
-    fn arch(&self) -> Arch {
-        Arch::Gpt2
-    }
-
-    fn model_types(&self) -> &'static [&'static str] {
-        &["gpt2"]
-    }
-
-    fn class_name(&self, head: Head) -> &'static str {
-        match head {
-            Head::Lm | Head::LmWithValue => "GPT2LMHeadModel",
-            Head::Reward => "GPT2ForSequenceClassification",
+    fn identity(&self) -> Identity {
+        Identity {
+            arch: Arch::Gpt2,
+            model_types: &["gpt2"],
+            causal_lm: "GPT2LMHeadModel",
+            classifier: "GPT2ForSequenceClassification",
         }
     }
 

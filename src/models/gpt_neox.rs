@@ -15,7 +15,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-use super::arch::{Architecture, Buffers, Linears};
+use super::arch::{Architecture, Buffers, Identity, Linears};
 use super::checkpoint::Checkpoint;
 use super::config::{bool_key, f32_key, str_key, usize_key, Activation, Arch, Head};
 use super::config::{ModelConfig, ModelShape};
@@ -35,18 +35,12 @@ const EMBED_OUT: &str = "embed_out.weight";
 pub struct GptNeox;
 
 impl Architecture for GptNeox {
-    fn arch(&self) -> Arch {
-        Arch::GptNeox
-    }
-
-    fn model_types(&self) -> &'static [&'static str] {
-        &["gpt_neox"]
-    }
-
-    fn class_name(&self, head: Head) -> &'static str {
-        match head {
-            Head::Lm | Head::LmWithValue => "GPTNeoXForCausalLM",
-            Head::Reward => "GPTNeoXForSequenceClassification",
+    fn identity(&self) -> Identity {
+        Identity {
+            arch: Arch::GptNeox,
+            model_types: &["gpt_neox"],
+            causal_lm: "GPTNeoXForCausalLM",
+            classifier: "GPTNeoXForSequenceClassification",
         }
     }
 

@@ -21,7 +21,7 @@ pub fn by_model_type(model_type: &str) -> Option<&'static dyn Architecture> {
     ARCHITECTURES
         .iter()
         .copied()
-        .find(|a| a.model_types().contains(&model_type))
+        .find(|a| a.identity().model_types.contains(&model_type))
 }
 
 /// The implementation of `arch`.
@@ -29,7 +29,7 @@ pub fn architecture(arch: Arch) -> &'static dyn Architecture {
     ARCHITECTURES
         .iter()
         .copied()
-        .find(|a| a.arch() == arch)
+        .find(|a| a.identity().arch == arch)
         .unwrap_or_else(|| panic!("{arch:?} is not in models::registry::ARCHITECTURES"))
 }
 
@@ -49,7 +49,10 @@ impl ModelConfig {
             .and_then(Value::as_str)
             .ok_or_else(|| anyhow!("{file}: missing `model_type`"))?;
         let Some(arch) = by_model_type(model_type) else {
-            let known: Vec<&str> = ARCHITECTURES.iter().map(|a| a.model_types()[0]).collect();
+            let known: Vec<&str> = ARCHITECTURES
+                .iter()
+                .map(|a| a.identity().model_types[0])
+                .collect();
             bail!(
                 "{file}: unknown model_type `{model_type}` (engine supports {})",
                 known.join(" and ")
