@@ -137,10 +137,10 @@ impl CausalLm {
     }
 
     /// A fresh tape view of the parameters for one forward pass, adapters on
-    /// (see [`CausalLm::reference_vars`] for the base model).
+    /// (`models::lora`'s `reference_vars` gives the base model).
     pub fn vars(&self, tape: &Tape) -> ParamVars {
         let mut v = self.params.vars(tape);
-        v.lora = self.lora_vars();
+        v.lora = self.lora.as_ref().map(Adapters::vars);
         v.quantized = self.quantized.clone();
         v
     }
