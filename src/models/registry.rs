@@ -2,8 +2,10 @@
 //! config.json's `model_type` (load) or by [`Arch`] (a config in memory).
 //!
 //! Adding an architecture: one file implementing [`Architecture`] and its
-//! line in [`ARCHITECTURES`] (plus its `pub mod` and, for a new family, its
-//! [`Arch`] identity).
+//! line in [`ARCHITECTURES`], plus the bookkeeping Rust asks for: its
+//! `pub mod` in models/mod.rs and its [`Arch`] variant (the config identity).
+//! A variant of a family already here (Mistral or Qwen2 next to Llama) can
+//! instead add its `model_type` to that file's [`Identity`](super::arch::Identity).
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
