@@ -1,5 +1,18 @@
 //! Model tests: Hugging Face config and checkpoint handling, and (with the
 //! model code) parity with transformers on the fixtures in models/fixtures/.
+//! The files under kernels-tests/models/ mirror src/models/.
 
 mod common;
-mod model;
+mod models {
+    mod checkpoint_io;
+    mod cli;
+    mod config;
+    mod heads;
+    mod large_vocab;
+    mod lora;
+    mod parity;
+    mod qlora;
+    mod real_tokenizers;
+    mod registry;
+    mod train_step;
+}

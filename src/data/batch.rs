@@ -9,26 +9,10 @@ use tokenizers::Tokenizer;
 use super::encode::{ClassifierExample, KtoExample, PreferenceExample, PromptExample, SftExample};
 use crate::models::layers::Tokens;
 
-/// Sequences of different lengths, right-padded with `pad` to the longest;
-/// positions count real tokens from 0 (pads get 0), as in [`Tokens::left_padded`].
+/// Training rows right-padded with `pad` to the longest
+/// ([`Tokens::padded`], the one padding mechanism).
 pub fn right_padded(seqs: &[Vec<i32>], pad: i32) -> Result<Tokens> {
-    ensure!(!seqs.is_empty(), "no sequences");
-    let seq = seqs.iter().map(Vec::len).max().unwrap_or(0);
-    ensure!(seq > 0, "every sequence is empty");
-    let (mut ids, mut positions, mut mask) = (Vec::new(), Vec::new(), Vec::new());
-    for s in seqs {
-        let pads = seq - s.len();
-        ids.extend(s.iter().copied().chain(std::iter::repeat_n(pad, pads)));
-        mask.extend(std::iter::repeat_n(1, s.len()).chain(std::iter::repeat_n(0, pads)));
-        positions.extend((0..s.len() as i32).chain(std::iter::repeat_n(0, pads)));
-    }
-    Ok(Tokens {
-        batch: seqs.len(),
-        seq,
-        ids,
-        positions,
-        mask,
-    })
+    Tokens::right_padded(seqs, pad)
 }
 
 /// The id to pad with: the tokenizer's padding id, else `<|padding|>`

@@ -1,12 +1,20 @@
-//! `config.json` for GPT-2 and GPT-NeoX, in every spelling users bring.
+//! `config.json`: the fields every architecture shares, the head on the
+//! trunk, and the key readers each architecture's `parse_config` uses for
+//! its own spellings (see [`super::arch::Architecture`]). Which architecture
+//! reads a file is the registry's choice ([`super::registry`], where
+//! `ModelConfig::from_file` / `from_json` live).
 //!
 //! The original JSON is kept, so saving writes back every field transformers
 //! wrote (only the ones engine changes are updated).
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Result};
 use serde_json::Value;
-use std::path::Path;
 
+use crate::ops::gelu::GeluKind;
+
+/// Which architecture a config describes: its identity (`engine init --arch`,
+/// `engine info`). Everything an architecture does is behind its
+/// [`Architecture`](super::arch::Architecture) in the registry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Arch {
     Gpt2,
@@ -20,6 +28,81 @@ pub enum Activation {
     GeluTanh,
     /// `gelu`, the exact erf form (Pythia).
     GeluErf,
+}
+
+impl Activation {
+    /// transformers' activation name, as `activation_function` / `hidden_act` spell it.
+    pub fn parse(name: &str, file: &str) -> Result<Activation> {
+        Ok(match name {
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Activation::GeluTanh,
+            "gelu" => Activation::GeluErf,
+            other => {
+                bail!("{file}: unsupported activation `{other}` (engine has gelu and gelu_new)")
+            }
+        })
+    }
+
+    /// The kernel variant that computes it.
+    pub fn gelu_kind(self) -> GeluKind {
+        match self {
+            Activation::GeluErf => GeluKind::Erf,
+            Activation::GeluTanh => GeluKind::Tanh,
+        }
+    }
+}
+
+/// TRL's value head `v_head.summary`: Linear(C, 1).
+pub const V_HEAD_W: &str = "v_head.summary.weight";
+pub const V_HEAD_B: &str = "v_head.summary.bias";
+/// transformers' sequence-classification head: `score.weight` [labels, C].
+pub const SCORE: &str = "score.weight";
+
+/// Which head sits on the trunk, as found in the checkpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Head {
+    /// A causal LM (GPT2LMHeadModel, GPTNeoXForCausalLM).
+    Lm,
+    /// A causal LM plus TRL's `v_head.summary` Linear(C, 1).
+    LmWithValue,
+    /// GPT2/GPTNeoXForSequenceClassification: `score.weight` [labels, C], no LM head.
+    Reward,
+}
+
+impl Head {
+    /// The head a checkpoint holds weights for.
+    pub fn detect(has: impl Fn(&str) -> bool) -> Head {
+        if has(SCORE) {
+            Head::Reward
+        } else if has(V_HEAD_W) {
+            Head::LmWithValue
+        } else {
+            Head::Lm
+        }
+    }
+
+    /// The head's own parameters (the LM head belongs to the architecture).
+    pub fn param_shapes(self, cfg: &ModelConfig) -> Vec<(String, Vec<usize>)> {
+        let c = cfg.hidden;
+        match self {
+            Head::Lm => vec![],
+            Head::LmWithValue => vec![(V_HEAD_W.into(), vec![1, c]), (V_HEAD_B.into(), vec![1])],
+            Head::Reward => vec![(SCORE.into(), vec![cfg.num_labels, c])],
+        }
+    }
+}
+
+/// The size of a new model (`engine init`, the demo pipeline).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelShape {
+    pub arch: Arch,
+    pub vocab_size: usize,
+    pub hidden: usize,
+    pub layers: usize,
+    pub heads: usize,
+    /// MLP width (default 4 × hidden).
+    pub intermediate: usize,
+    /// Longest sequence (positions).
+    pub context: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -50,7 +133,8 @@ pub struct ModelConfig {
     pub raw: Value,
 }
 
-fn usize_key(v: &Value, keys: &[&str], file: &str) -> Result<usize> {
+/// The first of `keys` that holds an integer.
+pub fn usize_key(v: &Value, keys: &[&str], file: &str) -> Result<usize> {
     for k in keys {
         if let Some(x) = v.get(*k).and_then(Value::as_u64) {
             return Ok(x as usize);
@@ -59,15 +143,23 @@ fn usize_key(v: &Value, keys: &[&str], file: &str) -> Result<usize> {
     bail!("{file}: missing integer `{}`", keys.join("` or `"))
 }
 
-fn f32_key(v: &Value, keys: &[&str]) -> Option<f32> {
+/// The first of `keys` that holds a number; `a.b` looks up nested keys
+/// (transformers 5 nests rope settings).
+pub fn f32_key(v: &Value, keys: &[&str]) -> Option<f32> {
     keys.iter()
-        .find_map(|k| pointer(v, k).and_then(Value::as_f64))
+        .find_map(|k| {
+            v.pointer(&format!("/{}", k.replace('.', "/")))
+                .and_then(Value::as_f64)
+        })
         .map(|x| x as f32)
 }
 
-/// `a.b` looks up nested keys (transformers 5 nests rope settings).
-fn pointer<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
-    v.pointer(&format!("/{}", key.replace('.', "/")))
+pub fn bool_key(v: &Value, key: &str) -> Option<bool> {
+    v.get(key).and_then(Value::as_bool)
+}
+
+pub fn str_key<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str)
 }
 
 fn token_id(v: &Value, key: &str) -> Option<u32> {
@@ -80,82 +172,21 @@ fn token_id(v: &Value, key: &str) -> Option<u32> {
 }
 
 impl ModelConfig {
-    pub fn from_file(path: &Path) -> Result<ModelConfig> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let raw: Value = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not valid JSON", path.display()))?;
-        ModelConfig::from_json(raw, &path.display().to_string())
-    }
-
-    pub fn from_json(raw: Value, file: &str) -> Result<ModelConfig> {
-        let model_type = raw
-            .get("model_type")
-            .and_then(Value::as_str)
-            .ok_or_else(|| anyhow!("{file}: missing `model_type`"))?;
-        let arch = match model_type {
-            "gpt2" => Arch::Gpt2,
-            "gpt_neox" => Arch::GptNeox,
-            other => {
-                bail!("{file}: unknown model_type `{other}` (engine supports gpt2 and gpt_neox)")
-            }
-        };
-        let gpt2 = arch == Arch::Gpt2;
+    /// The keys every architecture reads alike (sizes, epsilon, rotary base,
+    /// special tokens, labels). The architecture's own fields start at
+    /// GPT-2's values (no rotary, sequential residual, tied embeddings,
+    /// `gelu_new`, MLP 4 × hidden) for its `parse_config` to overwrite.
+    pub fn common(raw: Value, file: &str, arch: Arch) -> Result<ModelConfig> {
         let hidden = usize_key(&raw, &["n_embd", "hidden_size"], file)?;
         let n_head = usize_key(&raw, &["n_head", "num_attention_heads"], file)?;
         if n_head == 0 || hidden % n_head != 0 {
             bail!("{file}: hidden size {hidden} is not divisible by {n_head} heads");
         }
-        let intermediate = match raw
-            .get(if gpt2 { "n_inner" } else { "intermediate_size" })
-            .and_then(Value::as_u64)
-        {
-            Some(n) => n as usize,
-            None if gpt2 => 4 * hidden,
-            None => bail!("{file}: missing integer `intermediate_size`"),
-        };
-        let act_key = if gpt2 {
-            "activation_function"
-        } else {
-            "hidden_act"
-        };
-        let act = raw.get(act_key).and_then(Value::as_str).unwrap_or(if gpt2 {
-            "gelu_new"
-        } else {
-            "gelu"
-        });
-        let activation = match act {
-            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Activation::GeluTanh,
-            "gelu" => Activation::GeluErf,
-            other => {
-                bail!("{file}: unsupported activation `{other}` (engine has gelu and gelu_new)")
-            }
-        };
-        // Published Pythia configs say rotary_pct / rotary_emb_base; transformers 5
-        // writes rope_parameters.{partial_rotary_factor, rope_theta}.
-        let rotary_pct = f32_key(
-            &raw,
-            &[
-                "rotary_pct",
-                "rope_parameters.partial_rotary_factor",
-                "partial_rotary_factor",
-            ],
-        )
-        .unwrap_or(if gpt2 { 0.0 } else { 0.25 });
-        let rotary_base = f32_key(
-            &raw,
-            &[
-                "rotary_emb_base",
-                "rope_parameters.rope_theta",
-                "rope_theta",
-            ],
-        )
-        .unwrap_or(10000.0);
         let num_labels = match raw.get("id2label").and_then(Value::as_object) {
             Some(m) if !m.is_empty() => m.len(),
             _ => raw.get("num_labels").and_then(Value::as_u64).unwrap_or(2) as usize,
         };
-        let cfg = ModelConfig {
+        Ok(ModelConfig {
             arch,
             vocab_size: usize_key(&raw, &["vocab_size"], file)?,
             hidden,
@@ -166,37 +197,30 @@ impl ModelConfig {
                 &["n_positions", "max_position_embeddings", "n_ctx"],
                 file,
             )?,
-            intermediate,
+            intermediate: 4 * hidden,
             layer_norm_eps: f32_key(&raw, &["layer_norm_epsilon", "layer_norm_eps"])
                 .unwrap_or(1e-5),
-            activation,
-            rotary_pct,
-            rotary_base,
-            parallel_residual: raw
-                .get("use_parallel_residual")
-                .and_then(Value::as_bool)
-                .unwrap_or(!gpt2),
-            tie_word_embeddings: raw
-                .get("tie_word_embeddings")
-                .and_then(Value::as_bool)
-                .unwrap_or(gpt2),
+            activation: Activation::GeluTanh,
+            rotary_pct: 0.0,
+            // Published Pythia configs say rotary_emb_base; transformers 5
+            // writes rope_parameters.rope_theta.
+            rotary_base: f32_key(
+                &raw,
+                &[
+                    "rotary_emb_base",
+                    "rope_parameters.rope_theta",
+                    "rope_theta",
+                ],
+            )
+            .unwrap_or(10000.0),
+            parallel_residual: false,
+            tie_word_embeddings: true,
             bos_token_id: token_id(&raw, "bos_token_id"),
             eos_token_id: token_id(&raw, "eos_token_id"),
             pad_token_id: token_id(&raw, "pad_token_id"),
             num_labels,
             raw,
-        };
-        if !gpt2 {
-            let rot = cfg.rotary_dims();
-            if !(0.0..=1.0).contains(&cfg.rotary_pct) || !rot.is_multiple_of(2) {
-                bail!(
-                    "{file}: rotary_pct {} gives {rot} rotary dims of {}; need an even count",
-                    cfg.rotary_pct,
-                    cfg.head_dim()
-                );
-            }
-        }
-        Ok(cfg)
+        })
     }
 
     pub fn head_dim(&self) -> usize {

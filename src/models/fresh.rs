@@ -1,76 +1,23 @@
 //! New models from a shape: the config.json transformers would write for a
-//! GPT-2 or GPT-NeoX of that size, and freshly initialised weights
+//! model of that architecture and size, and freshly initialised weights
 //! ([`super::init`]). `engine init` and the support-tiny pipeline start here.
 
 use anyhow::{ensure, Context, Result};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-use super::config::{Arch, ModelConfig};
-use super::lm::{CausalLm, Head};
+use super::config::{Head, ModelConfig};
+use super::lm::CausalLm;
+use super::registry;
 use crate::device::Gpu;
 
-/// The size of a new model.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ModelShape {
-    pub arch: Arch,
-    pub vocab_size: usize,
-    pub hidden: usize,
-    pub layers: usize,
-    pub heads: usize,
-    /// MLP width (default 4 × hidden).
-    pub intermediate: usize,
-    /// Longest sequence (positions).
-    pub context: usize,
-}
+pub use super::config::ModelShape;
 
 impl ModelShape {
-    /// config.json as transformers writes it for this shape (GPT-NeoX with
-    /// Pythia's defaults: rotary on a quarter of each head, parallel residual,
-    /// untied embeddings; GPT-2 with tied embeddings and gelu_new).
+    /// config.json as transformers writes it for this shape: the
+    /// architecture's keys (`Architecture::new_config`), special tokens and dtype.
     pub fn hf_config(&self, eos: u32, pad: Option<u32>) -> Value {
-        let mut v = match self.arch {
-            Arch::GptNeox => json!({
-                "architectures": ["GPTNeoXForCausalLM"],
-                "model_type": "gpt_neox",
-                "vocab_size": self.vocab_size,
-                "hidden_size": self.hidden,
-                "num_hidden_layers": self.layers,
-                "num_attention_heads": self.heads,
-                "intermediate_size": self.intermediate,
-                "max_position_embeddings": self.context,
-                "hidden_act": "gelu",
-                "rotary_pct": 0.25,
-                "rotary_emb_base": 10000,
-                "use_parallel_residual": true,
-                "tie_word_embeddings": false,
-                "layer_norm_eps": 1e-5,
-                "initializer_range": 0.02,
-                "attention_bias": true,
-                "attention_dropout": 0.0,
-                "hidden_dropout": 0.0,
-                "use_cache": true,
-            }),
-            Arch::Gpt2 => json!({
-                "architectures": ["GPT2LMHeadModel"],
-                "model_type": "gpt2",
-                "vocab_size": self.vocab_size,
-                "n_embd": self.hidden,
-                "n_layer": self.layers,
-                "n_head": self.heads,
-                "n_inner": self.intermediate,
-                "n_positions": self.context,
-                "n_ctx": self.context,
-                "activation_function": "gelu_new",
-                "layer_norm_epsilon": 1e-5,
-                "initializer_range": 0.02,
-                "resid_pdrop": 0.0,
-                "embd_pdrop": 0.0,
-                "attn_pdrop": 0.0,
-                "tie_word_embeddings": true,
-                "use_cache": true,
-            }),
-        };
+        let mut v = registry::architecture(self.arch).new_config(self);
         let obj = v.as_object_mut().expect("a JSON object");
         obj.insert("bos_token_id".into(), json!(eos));
         obj.insert("eos_token_id".into(), json!(eos));
@@ -81,15 +28,18 @@ impl ModelShape {
         v
     }
 
-    /// Weights of an LM with this shape (embeddings and heads included).
+    /// Weights of an LM with this shape (embeddings and heads included),
+    /// counted from the parameters its config lists; 0 for a shape that
+    /// makes no valid config (which `fresh_model` refuses).
     pub fn param_count(&self) -> usize {
-        let (c, v, l, f) = (self.hidden, self.vocab_size, self.layers, self.intermediate);
-        let block = 4 * c * c + 4 * c + 2 * c * f + f + c + 4 * c;
-        let embed = match self.arch {
-            Arch::GptNeox => 2 * v * c,
-            Arch::Gpt2 => v * c + self.context * c,
+        let Ok(cfg) = ModelConfig::from_json(self.hf_config(0, None), "new model config") else {
+            return 0;
         };
-        embed + l * block + 2 * c
+        let arch = registry::architecture(self.arch);
+        arch.param_shapes(&cfg)
+            .iter()
+            .map(|(_, shape)| shape.iter().product::<usize>())
+            .sum()
     }
 }
 

@@ -11,13 +11,12 @@
 //! and layouts, so loading and saving are plain copies.
 
 use anyhow::Result;
-use std::sync::Arc;
+use serde_json::{json, Value};
 
+use super::arch::{Architecture, Buffers, Identity, Linears};
 use super::checkpoint::Checkpoint;
-use super::config::ModelConfig;
+use super::config::{bool_key, str_key, Activation, Arch, Head, ModelConfig, ModelShape};
 use super::layers::{Fwd, KvCache};
-use super::params::ParamStore;
-use crate::device::Gpu;
 use crate::ops::elementwise::add;
 use crate::ops::embedding::embedding;
 use crate::ops::gelu::{gelu, GeluKind};
@@ -27,99 +26,171 @@ use crate::tape::Var;
 
 const P: &str = "transformer.";
 
-/// Every parameter name with its shape, in checkpoint order.
-pub fn param_shapes(cfg: &ModelConfig) -> Vec<(String, Vec<usize>)> {
-    let (c, i) = (cfg.hidden, cfg.intermediate);
-    let mut out = vec![
-        (format!("{P}wte.weight"), vec![cfg.vocab_size, c]),
-        (format!("{P}wpe.weight"), vec![cfg.n_ctx, c]),
-    ];
-    for l in 0..cfg.n_layer {
-        let h = format!("{P}h.{l}.");
-        // Conv1D weights are stored [in, out]: y = x·W + b, the transpose of nn.Linear.
-        out.extend([
-            (format!("{h}ln_1.weight"), vec![c]),
-            (format!("{h}ln_1.bias"), vec![c]),
-            (format!("{h}attn.c_attn.weight"), vec![c, 3 * c]),
-            (format!("{h}attn.c_attn.bias"), vec![3 * c]),
-            (format!("{h}attn.c_proj.weight"), vec![c, c]),
-            (format!("{h}attn.c_proj.bias"), vec![c]),
-            (format!("{h}ln_2.weight"), vec![c]),
-            (format!("{h}ln_2.bias"), vec![c]),
-            (format!("{h}mlp.c_fc.weight"), vec![c, i]),
-            (format!("{h}mlp.c_fc.bias"), vec![i]),
-            (format!("{h}mlp.c_proj.weight"), vec![i, c]),
-            (format!("{h}mlp.c_proj.bias"), vec![c]),
-        ]);
-    }
-    out.push((format!("{P}ln_f.weight"), vec![c]));
-    out.push((format!("{P}ln_f.bias"), vec![c]));
-    out
-}
+pub struct Gpt2;
 
-/// Loads the trunk. Files written by GPT2Model lack the `transformer.` prefix
-/// that GPT2LMHeadModel writes; both are accepted and stored prefixed.
-/// `lm_head.weight`, when present, is the tied `wte` and is not loaded;
-/// `attn.bias` / `attn.masked_bias` are causal-mask buffers, not parameters.
-pub fn load(
-    gpu: &Arc<Gpu>,
-    cfg: &ModelConfig,
-    ck: &Checkpoint,
-    store: &mut ParamStore,
-) -> Result<()> {
-    let bare = !ck.contains(&format!("{P}wte.weight")) && ck.contains("wte.weight");
-    for (name, shape) in param_shapes(cfg) {
-        let key = if bare {
-            name.trim_start_matches(P)
+impl Architecture for Gpt2 {
+    fn identity(&self) -> Identity {
+        Identity {
+            arch: Arch::Gpt2,
+            model_types: &["gpt2"],
+            causal_lm: "GPT2LMHeadModel",
+            classifier: "GPT2ForSequenceClassification",
+        }
+    }
+
+    fn parse_config(&self, raw: Value, file: &str) -> Result<ModelConfig> {
+        let mut cfg = ModelConfig::common(raw, file, Arch::Gpt2)?;
+        let raw = &cfg.raw;
+        // n_inner: null (the usual) means 4 × n_embd.
+        if let Some(n) = raw.get("n_inner").and_then(Value::as_u64) {
+            cfg.intermediate = n as usize;
+        }
+        let act = str_key(raw, "activation_function").unwrap_or("gelu_new");
+        cfg.activation = Activation::parse(act, file)?;
+        cfg.tie_word_embeddings = bool_key(raw, "tie_word_embeddings").unwrap_or(true);
+        Ok(cfg)
+    }
+
+    fn new_config(&self, s: &ModelShape) -> Value {
+        json!({
+            "architectures": [self.class_name(Head::Lm)],
+            "model_type": "gpt2",
+            "vocab_size": s.vocab_size,
+            "n_embd": s.hidden,
+            "n_layer": s.layers,
+            "n_head": s.heads,
+            "n_inner": s.intermediate,
+            "n_positions": s.context,
+            "n_ctx": s.context,
+            "activation_function": "gelu_new",
+            "layer_norm_epsilon": 1e-5,
+            "initializer_range": 0.02,
+            "resid_pdrop": 0.0,
+            "embd_pdrop": 0.0,
+            "attn_pdrop": 0.0,
+            "tie_word_embeddings": true,
+            "use_cache": true,
+        })
+    }
+
+    fn param_shapes(&self, cfg: &ModelConfig) -> Vec<(String, Vec<usize>)> {
+        let (c, i) = (cfg.hidden, cfg.intermediate);
+        let mut out = vec![
+            (format!("{P}wte.weight"), vec![cfg.vocab_size, c]),
+            (format!("{P}wpe.weight"), vec![cfg.n_ctx, c]),
+        ];
+        for l in 0..cfg.n_layer {
+            let h = format!("{P}h.{l}.");
+            // Conv1D weights are stored [in, out]: y = x·W + b, the transpose of nn.Linear.
+            out.extend([
+                (format!("{h}ln_1.weight"), vec![c]),
+                (format!("{h}ln_1.bias"), vec![c]),
+                (format!("{h}attn.c_attn.weight"), vec![c, 3 * c]),
+                (format!("{h}attn.c_attn.bias"), vec![3 * c]),
+                (format!("{h}attn.c_proj.weight"), vec![c, c]),
+                (format!("{h}attn.c_proj.bias"), vec![c]),
+                (format!("{h}ln_2.weight"), vec![c]),
+                (format!("{h}ln_2.bias"), vec![c]),
+                (format!("{h}mlp.c_fc.weight"), vec![c, i]),
+                (format!("{h}mlp.c_fc.bias"), vec![i]),
+                (format!("{h}mlp.c_proj.weight"), vec![i, c]),
+                (format!("{h}mlp.c_proj.bias"), vec![c]),
+            ]);
+        }
+        out.push((format!("{P}ln_f.weight"), vec![c]));
+        out.push((format!("{P}ln_f.bias"), vec![c]));
+        out
+    }
+
+    /// The LM head is tied to `wte`: it has no parameter of its own.
+    fn lm_head_params(&self, _cfg: &ModelConfig) -> Vec<String> {
+        vec![]
+    }
+
+    /// Files written by GPT2Model lack the `transformer.` prefix that
+    /// GPT2LMHeadModel writes; both are read and stored prefixed.
+    /// `lm_head.weight`, when present, is the tied `wte` and is not read;
+    /// `attn.bias` / `attn.masked_bias` are causal-mask buffers, not parameters.
+    fn checkpoint_key(&self, ck: &Checkpoint, name: &str) -> String {
+        let bare = !ck.contains(&format!("{P}wte.weight")) && ck.contains("wte.weight");
+        if bare {
+            name.trim_start_matches(P).to_string()
         } else {
-            name.as_str()
-        };
-        store.load(gpu, ck, key, &name, &shape)?;
+            name.to_string()
+        }
     }
-    Ok(())
-}
 
-/// The final hidden states [B, T, C] (after ln_f).
-pub fn hidden(f: &Fwd, cfg: &ModelConfig, mut cache: Option<&mut KvCache>) -> Result<Var> {
-    let (tape, tokens) = (f.tape, f.tokens);
-    let (h, d) = (cfg.n_head, cfg.head_dim());
-    let tok = embedding(tape, f.p(&format!("{P}wte.weight"))?, &f.ids, &tokens.ids)?;
-    // Learned positions, counted from each sequence's first real token.
-    let pos = embedding(
-        tape,
-        f.p(&format!("{P}wpe.weight"))?,
-        &f.positions,
-        &tokens.positions,
-    )?;
-    let mut x = add(tape, &tok, &pos)?;
-    for l in 0..cfg.n_layer {
-        let b = format!("{P}h.{l}.");
-        let a = f.layernorm(&x, &format!("{b}ln_1"), cfg.layer_norm_eps)?;
-        let qkv = f.linear(&a, &format!("{b}attn.c_attn"), false)?;
-        // c_attn's output is [q | k | v] over all heads, each block split into heads.
-        let [q, k, v] = split_qkv(tape, &qkv, QkvLayout::Blocked, h, d)?;
-        let a = f.attention(&q, &k, &v, cache.as_deref_mut().map(|c| (c, l)))?;
-        x = add(tape, &x, &f.linear(&a, &format!("{b}attn.c_proj"), false)?)?;
-        let m = f.layernorm(&x, &format!("{b}ln_2"), cfg.layer_norm_eps)?;
-        let m = gelu(
+    /// GPT-2 scales the projections that write into the residual stream by
+    /// 1/√(2·n_layer).
+    fn init_std(&self, cfg: &ModelConfig, name: &str, std: f32) -> f32 {
+        if name.ends_with("c_proj.weight") {
+            std / (2.0 * cfg.n_layer as f32).sqrt()
+        } else {
+            std
+        }
+    }
+
+    fn linears(&self) -> Linears {
+        Linears {
+            layers: "transformer.h",
+            modules: &["attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"],
+            out_in: false,
+        }
+    }
+
+    fn default_lora_targets(&self) -> &'static [&'static str] {
+        &["c_attn"]
+    }
+
+    fn hidden(
+        &self,
+        f: &Fwd,
+        cfg: &ModelConfig,
+        _buffers: &Buffers,
+        mut cache: Option<&mut KvCache>,
+    ) -> Result<Var> {
+        let (tape, tokens) = (f.tape, f.tokens);
+        let (h, d) = (cfg.n_head, cfg.head_dim());
+        let tok = embedding(tape, f.p(&format!("{P}wte.weight"))?, &f.ids, &tokens.ids)?;
+        // Learned positions, counted from each sequence's first real token.
+        let pos = embedding(
             tape,
-            &f.linear(&m, &format!("{b}mlp.c_fc"), false)?,
-            GeluKind::Tanh,
+            f.p(&format!("{P}wpe.weight"))?,
+            &f.positions,
+            &tokens.positions,
         )?;
-        x = add(tape, &x, &f.linear(&m, &format!("{b}mlp.c_proj"), false)?)?;
+        let mut x = add(tape, &tok, &pos)?;
+        for l in 0..cfg.n_layer {
+            let b = format!("{P}h.{l}.");
+            let a = f.layernorm(&x, &format!("{b}ln_1"), cfg.layer_norm_eps)?;
+            let qkv = f.linear(&a, &format!("{b}attn.c_attn"), false)?;
+            // c_attn's output is [q | k | v] over all heads, each block split into heads.
+            let [q, k, v] = split_qkv(tape, &qkv, QkvLayout::Blocked, h, d)?;
+            let a = f.attention(&q, &k, &v, cache.as_deref_mut().map(|c| (c, l)))?;
+            x = add(tape, &x, &f.linear(&a, &format!("{b}attn.c_proj"), false)?)?;
+            let m = f.layernorm(&x, &format!("{b}ln_2"), cfg.layer_norm_eps)?;
+            let m = gelu(
+                tape,
+                &f.linear(&m, &format!("{b}mlp.c_fc"), false)?,
+                // Always the tanh form, whatever `activation_function` says
+                // (kept as it was; transformers would honour the config).
+                GeluKind::Tanh,
+            )?;
+            x = add(tape, &x, &f.linear(&m, &format!("{b}mlp.c_proj"), false)?)?;
+        }
+        f.commit(cache);
+        f.layernorm(&x, &format!("{P}ln_f"), cfg.layer_norm_eps)
     }
-    f.commit(cache);
-    f.layernorm(&x, &format!("{P}ln_f"), cfg.layer_norm_eps)
-}
 
-/// Logits [B, T, V]: the LM head is tied to `wte`, so logits = h·wteᵀ.
-pub fn lm_head(f: &Fwd, hidden: &Var) -> Result<Var> {
-    matmul(
-        f.tape,
-        hidden,
-        f.p(&format!("{P}wte.weight"))?,
-        None,
-        false,
-        true,
-    )
+    /// The LM head is tied to `wte`, so logits = h·wteᵀ.
+    fn lm_head(&self, f: &Fwd, _cfg: &ModelConfig, hidden: &Var) -> Result<Var> {
+        matmul(
+            f.tape,
+            hidden,
+            f.p(&format!("{P}wte.weight"))?,
+            None,
+            false,
+            true,
+        )
+    }
 }

@@ -11,151 +11,225 @@
 //!
 //! Parameters keep transformers' names and `nn.Linear` [out, in] layouts.
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
 use std::sync::Arc;
 
+use super::arch::{Architecture, Buffers, Identity, Linears};
 use super::checkpoint::Checkpoint;
-use super::config::{Activation, ModelConfig};
+use super::config::{bool_key, f32_key, str_key, usize_key, Activation, Arch, Head};
+use super::config::{ModelConfig, ModelShape};
 use super::layers::{Fwd, KvCache};
-use super::params::ParamStore;
 use crate::device::Gpu;
 use crate::ops::elementwise::add;
 use crate::ops::embedding::embedding;
-use crate::ops::gelu::{gelu, GeluKind};
+use crate::ops::gelu::gelu;
 use crate::ops::head_slice::{split_qkv, QkvLayout};
 use crate::ops::matmul::matmul;
 use crate::ops::rotary::{rotary, RotaryTable};
 use crate::tape::Var;
 
 const P: &str = "gpt_neox.";
+const EMBED_OUT: &str = "embed_out.weight";
 
-/// Every parameter name with its shape, in checkpoint order.
-pub fn param_shapes(cfg: &ModelConfig) -> Vec<(String, Vec<usize>)> {
-    let (c, i) = (cfg.hidden, cfg.intermediate);
-    // The embedding is padded past the tokenizer (Pythia: 50,304 rows for
-    // 50,277 tokens); the pad rows are real parameters and stay in the softmax.
-    let mut out = vec![(format!("{P}embed_in.weight"), vec![cfg.vocab_size, c])];
-    for l in 0..cfg.n_layer {
-        let h = format!("{P}layers.{l}.");
-        out.extend([
-            (format!("{h}input_layernorm.weight"), vec![c]),
-            (format!("{h}input_layernorm.bias"), vec![c]),
-            (format!("{h}post_attention_layernorm.weight"), vec![c]),
-            (format!("{h}post_attention_layernorm.bias"), vec![c]),
-            (
-                format!("{h}attention.query_key_value.weight"),
-                vec![3 * c, c],
-            ),
-            (format!("{h}attention.query_key_value.bias"), vec![3 * c]),
-            (format!("{h}attention.dense.weight"), vec![c, c]),
-            (format!("{h}attention.dense.bias"), vec![c]),
-            (format!("{h}mlp.dense_h_to_4h.weight"), vec![i, c]),
-            (format!("{h}mlp.dense_h_to_4h.bias"), vec![i]),
-            (format!("{h}mlp.dense_4h_to_h.weight"), vec![c, i]),
-            (format!("{h}mlp.dense_4h_to_h.bias"), vec![c]),
-        ]);
-    }
-    out.push((format!("{P}final_layer_norm.weight"), vec![c]));
-    out.push((format!("{P}final_layer_norm.bias"), vec![c]));
-    // Untied output embedding (transformers 5 calls it lm_head in memory but
-    // still saves `embed_out`, like the published Pythia files).
-    out.push(("embed_out.weight".into(), vec![cfg.vocab_size, c]));
-    out
-}
+pub struct GptNeox;
 
-/// Loads every parameter; `attention.bias`, `masked_bias` and
-/// `rotary_emb.inv_freq` buffers in older files are ignored. A
-/// sequence-classification checkpoint (`trunk_only`) has no `embed_out`.
-pub fn load(
-    gpu: &Arc<Gpu>,
-    cfg: &ModelConfig,
-    ck: &Checkpoint,
-    store: &mut ParamStore,
-    trunk_only: bool,
-) -> Result<()> {
-    for (name, shape) in param_shapes(cfg) {
-        if trunk_only && name == "embed_out.weight" {
-            continue;
+impl Architecture for GptNeox {
+    fn identity(&self) -> Identity {
+        Identity {
+            arch: Arch::GptNeox,
+            model_types: &["gpt_neox"],
+            causal_lm: "GPTNeoXForCausalLM",
+            classifier: "GPTNeoXForSequenceClassification",
         }
-        let key = if name == "embed_out.weight" && !ck.contains(&name) {
-            "lm_head.weight"
+    }
+
+    fn parse_config(&self, raw: Value, file: &str) -> Result<ModelConfig> {
+        let mut cfg = ModelConfig::common(raw, file, Arch::GptNeox)?;
+        let raw = &cfg.raw;
+        cfg.intermediate = usize_key(raw, &["intermediate_size"], file)?;
+        cfg.activation = Activation::parse(str_key(raw, "hidden_act").unwrap_or("gelu"), file)?;
+        // Published Pythia configs say rotary_pct; transformers 5 writes
+        // rope_parameters.partial_rotary_factor.
+        cfg.rotary_pct = f32_key(
+            raw,
+            &[
+                "rotary_pct",
+                "rope_parameters.partial_rotary_factor",
+                "partial_rotary_factor",
+            ],
+        )
+        .unwrap_or(0.25);
+        cfg.parallel_residual = bool_key(raw, "use_parallel_residual").unwrap_or(true);
+        cfg.tie_word_embeddings = bool_key(raw, "tie_word_embeddings").unwrap_or(false);
+        let rot = cfg.rotary_dims();
+        if !(0.0..=1.0).contains(&cfg.rotary_pct) || !rot.is_multiple_of(2) {
+            bail!(
+                "{file}: rotary_pct {} gives {rot} rotary dims of {}; need an even count",
+                cfg.rotary_pct,
+                cfg.head_dim()
+            );
+        }
+        Ok(cfg)
+    }
+
+    /// Pythia's defaults: rotary on a quarter of each head, parallel
+    /// residual, untied embeddings.
+    fn new_config(&self, s: &ModelShape) -> Value {
+        json!({
+            "architectures": [self.class_name(Head::Lm)],
+            "model_type": "gpt_neox",
+            "vocab_size": s.vocab_size,
+            "hidden_size": s.hidden,
+            "num_hidden_layers": s.layers,
+            "num_attention_heads": s.heads,
+            "intermediate_size": s.intermediate,
+            "max_position_embeddings": s.context,
+            "hidden_act": "gelu",
+            "rotary_pct": 0.25,
+            "rotary_emb_base": 10000,
+            "use_parallel_residual": true,
+            "tie_word_embeddings": false,
+            "layer_norm_eps": 1e-5,
+            "initializer_range": 0.02,
+            "attention_bias": true,
+            "attention_dropout": 0.0,
+            "hidden_dropout": 0.0,
+            "use_cache": true,
+        })
+    }
+
+    fn param_shapes(&self, cfg: &ModelConfig) -> Vec<(String, Vec<usize>)> {
+        let (c, i) = (cfg.hidden, cfg.intermediate);
+        // The embedding is padded past the tokenizer (Pythia: 50,304 rows for
+        // 50,277 tokens); the pad rows are real parameters and stay in the softmax.
+        let mut out = vec![(format!("{P}embed_in.weight"), vec![cfg.vocab_size, c])];
+        for l in 0..cfg.n_layer {
+            let h = format!("{P}layers.{l}.");
+            out.extend([
+                (format!("{h}input_layernorm.weight"), vec![c]),
+                (format!("{h}input_layernorm.bias"), vec![c]),
+                (format!("{h}post_attention_layernorm.weight"), vec![c]),
+                (format!("{h}post_attention_layernorm.bias"), vec![c]),
+                (
+                    format!("{h}attention.query_key_value.weight"),
+                    vec![3 * c, c],
+                ),
+                (format!("{h}attention.query_key_value.bias"), vec![3 * c]),
+                (format!("{h}attention.dense.weight"), vec![c, c]),
+                (format!("{h}attention.dense.bias"), vec![c]),
+                (format!("{h}mlp.dense_h_to_4h.weight"), vec![i, c]),
+                (format!("{h}mlp.dense_h_to_4h.bias"), vec![i]),
+                (format!("{h}mlp.dense_4h_to_h.weight"), vec![c, i]),
+                (format!("{h}mlp.dense_4h_to_h.bias"), vec![c]),
+            ]);
+        }
+        out.push((format!("{P}final_layer_norm.weight"), vec![c]));
+        out.push((format!("{P}final_layer_norm.bias"), vec![c]));
+        // Untied output embedding (transformers 5 calls it lm_head in memory but
+        // still saves `embed_out`, like the published Pythia files).
+        out.push((EMBED_OUT.into(), vec![cfg.vocab_size, c]));
+        out
+    }
+
+    /// A sequence-classification checkpoint has no `embed_out`.
+    fn lm_head_params(&self, _cfg: &ModelConfig) -> Vec<String> {
+        vec![EMBED_OUT.into()]
+    }
+
+    /// `embed_out` may be saved as `lm_head.weight`; `attention.bias`,
+    /// `masked_bias` and `rotary_emb.inv_freq` buffers in older files are
+    /// never read.
+    fn checkpoint_key(&self, ck: &Checkpoint, name: &str) -> String {
+        if name == EMBED_OUT && !ck.contains(name) {
+            "lm_head.weight".into()
         } else {
-            name.as_str()
-        };
-        store.load(gpu, ck, key, &name, &shape)?;
+            name.into()
+        }
     }
-    Ok(())
-}
 
-/// The cos/sin table for this config's partial rotary.
-pub fn rotary_table(gpu: &Arc<Gpu>, cfg: &ModelConfig) -> Result<RotaryTable> {
-    RotaryTable::new(
-        gpu,
-        cfg.head_dim(),
-        cfg.rotary_pct as f64,
-        cfg.rotary_base,
-        cfg.n_ctx,
-    )
-}
-
-fn act(cfg: &ModelConfig) -> GeluKind {
-    match cfg.activation {
-        Activation::GeluErf => GeluKind::Erf,
-        Activation::GeluTanh => GeluKind::Tanh,
+    fn linears(&self) -> Linears {
+        Linears {
+            layers: "gpt_neox.layers",
+            modules: &[
+                "attention.query_key_value",
+                "attention.dense",
+                "mlp.dense_h_to_4h",
+                "mlp.dense_4h_to_h",
+            ],
+            out_in: true,
+        }
     }
-}
 
-/// The final hidden states [B, T, C] (after final_layer_norm).
-pub fn hidden(
-    f: &Fwd,
-    cfg: &ModelConfig,
-    rope: &RotaryTable,
-    mut cache: Option<&mut KvCache>,
-) -> Result<Var> {
-    let tape = f.tape;
-    let (h, d, eps) = (cfg.n_head, cfg.head_dim(), cfg.layer_norm_eps);
-    let mut x = embedding(
-        tape,
-        f.p(&format!("{P}embed_in.weight"))?,
-        &f.ids,
-        &f.tokens.ids,
-    )?;
-    for l in 0..cfg.n_layer {
-        let b = format!("{P}layers.{l}.");
-        let a = f.layernorm(&x, &format!("{b}input_layernorm"), eps)?;
-        let qkv = f.linear(&a, &format!("{b}attention.query_key_value"), true)?;
-        // query_key_value is fused per head: its output is [..., H, 3·D] with
-        // q, k and v contiguous inside each head (not [q | k | v]).
-        let [q, k, v] = split_qkv(tape, &qkv, QkvLayout::PerHead, h, d)?;
-        // Partial rotary: only the first rotary_pct·D dims of q and k rotate.
-        let q = rotary(tape, &q, &f.positions, rope)?;
-        let k = rotary(tape, &k, &f.positions, rope)?;
-        let a = f.attention(&q, &k, &v, cache.as_deref_mut().map(|c| (c, l)))?;
-        let a = f.linear(&a, &format!("{b}attention.dense"), true)?;
-        let mlp = |input: &Var| -> Result<Var> {
-            let m = f.layernorm(input, &format!("{b}post_attention_layernorm"), eps)?;
-            let m = gelu(
-                tape,
-                &f.linear(&m, &format!("{b}mlp.dense_h_to_4h"), true)?,
-                act(cfg),
-            )?;
-            f.linear(&m, &format!("{b}mlp.dense_4h_to_h"), true)
-        };
-        x = if cfg.parallel_residual {
-            // use_parallel_residual: attention and MLP both read the block input.
-            let m = mlp(&x)?;
-            add(tape, &add(tape, &x, &a)?, &m)?
-        } else {
-            let x1 = add(tape, &x, &a)?;
-            let m = mlp(&x1)?;
-            add(tape, &x1, &m)?
-        };
+    fn default_lora_targets(&self) -> &'static [&'static str] {
+        &["query_key_value"]
     }
-    f.commit(cache);
-    f.layernorm(&x, &format!("{P}final_layer_norm"), eps)
-}
 
-/// Logits [B, T, V] through the untied `embed_out` [V, C].
-pub fn lm_head(f: &Fwd, hidden: &Var) -> Result<Var> {
-    matmul(f.tape, hidden, f.p("embed_out.weight")?, None, false, true)
+    /// The cos/sin table for this config's partial rotary.
+    fn buffers(&self, gpu: &Arc<Gpu>, cfg: &ModelConfig) -> Result<Buffers> {
+        let rope = RotaryTable::new(
+            gpu,
+            cfg.head_dim(),
+            cfg.rotary_pct as f64,
+            cfg.rotary_base,
+            cfg.n_ctx,
+        )?;
+        Ok(Buffers { rope: Some(rope) })
+    }
+
+    fn hidden(
+        &self,
+        f: &Fwd,
+        cfg: &ModelConfig,
+        buffers: &Buffers,
+        mut cache: Option<&mut KvCache>,
+    ) -> Result<Var> {
+        let tape = f.tape;
+        let (h, d, eps) = (cfg.n_head, cfg.head_dim(), cfg.layer_norm_eps);
+        let rope = buffers.rope.as_ref().context("GPT-NeoX needs its rotary table")?;
+        let mut x = embedding(
+            tape,
+            f.p(&format!("{P}embed_in.weight"))?,
+            &f.ids,
+            &f.tokens.ids,
+        )?;
+        for l in 0..cfg.n_layer {
+            let b = format!("{P}layers.{l}.");
+            let a = f.layernorm(&x, &format!("{b}input_layernorm"), eps)?;
+            let qkv = f.linear(&a, &format!("{b}attention.query_key_value"), true)?;
+            // query_key_value is fused per head: its output is [..., H, 3·D] with
+            // q, k and v contiguous inside each head (not [q | k | v]).
+            let [q, k, v] = split_qkv(tape, &qkv, QkvLayout::PerHead, h, d)?;
+            // Partial rotary: only the first rotary_pct·D dims of q and k rotate.
+            let q = rotary(tape, &q, &f.positions, rope)?;
+            let k = rotary(tape, &k, &f.positions, rope)?;
+            let a = f.attention(&q, &k, &v, cache.as_deref_mut().map(|c| (c, l)))?;
+            let a = f.linear(&a, &format!("{b}attention.dense"), true)?;
+            let mlp = |input: &Var| -> Result<Var> {
+                let m = f.layernorm(input, &format!("{b}post_attention_layernorm"), eps)?;
+                let m = gelu(
+                    tape,
+                    &f.linear(&m, &format!("{b}mlp.dense_h_to_4h"), true)?,
+                    cfg.activation.gelu_kind(),
+                )?;
+                f.linear(&m, &format!("{b}mlp.dense_4h_to_h"), true)
+            };
+            x = if cfg.parallel_residual {
+                // use_parallel_residual: attention and MLP both read the block input.
+                let m = mlp(&x)?;
+                add(tape, &add(tape, &x, &a)?, &m)?
+            } else {
+                let x1 = add(tape, &x, &a)?;
+                let m = mlp(&x1)?;
+                add(tape, &x1, &m)?
+            };
+        }
+        f.commit(cache);
+        f.layernorm(&x, &format!("{P}final_layer_norm"), eps)
+    }
+
+    /// Logits through the untied `embed_out` [V, C].
+    fn lm_head(&self, f: &Fwd, _cfg: &ModelConfig, hidden: &Var) -> Result<Var> {
+        matmul(f.tape, hidden, f.p(EMBED_OUT)?, None, false, true)
+    }
 }

@@ -1,15 +1,16 @@
 //! Fresh weights for a config, initialised as transformers does: normal(0,
 //! initializer_range) matrices and embeddings, zero biases, unit LayerNorm
-//! gains, and GPT-2's residual projections scaled by 1/√(2·n_layer).
+//! gains, and whatever an architecture scales (GPT-2's residual projections
+//! by 1/√(2·n_layer); see `Architecture::init_std`).
 //! Used for models trained from scratch and for shape-only benchmarks.
 
 use anyhow::Result;
 use std::sync::Arc;
 
-use super::config::{Arch, ModelConfig};
-use super::lm::Head;
+use super::arch::param_shapes_with_head;
+use super::config::{Head, ModelConfig};
 use super::params::ParamStore;
-use super::{gpt2, gpt_neox};
+use super::registry;
 use crate::device::Gpu;
 use crate::rng::Rng;
 use crate::tensor::Tensor;
@@ -31,22 +32,8 @@ pub fn random_params(
         .get("initializer_range")
         .and_then(|v| v.as_f64())
         .unwrap_or(0.02) as f32;
-    let mut shapes = match cfg.arch {
-        Arch::Gpt2 => gpt2::param_shapes(cfg),
-        Arch::GptNeox => gpt_neox::param_shapes(cfg),
-    };
-    let c = cfg.hidden;
-    match head {
-        Head::Lm => {}
-        Head::LmWithValue => shapes.extend([
-            ("v_head.summary.weight".to_string(), vec![1, c]),
-            ("v_head.summary.bias".to_string(), vec![1]),
-        ]),
-        Head::Reward => {
-            shapes.retain(|(n, _)| n != "embed_out.weight");
-            shapes.push(("score.weight".to_string(), vec![cfg.num_labels, c]));
-        }
-    }
+    let arch = registry::architecture(cfg.arch);
+    let shapes = param_shapes_with_head(arch, cfg, head);
     let mut rng = Rng::new(seed);
     let mut store = ParamStore::default();
     for (name, shape) in shapes {
@@ -56,14 +43,7 @@ pub fn random_params(
         } else if name.ends_with(".bias") {
             vec![0.0; n]
         } else {
-            // GPT-2 scales the projections that write into the residual stream.
-            let residual = cfg.arch == Arch::Gpt2 && name.ends_with("c_proj.weight");
-            let s = if residual {
-                std / (2.0 * cfg.n_layer as f32).sqrt()
-            } else {
-                std
-            };
-            rng.normals(n, s)
+            rng.normals(n, arch.init_std(cfg, &name, std))
         };
         store.insert(&name, Tensor::from_f32(gpu, &shape, &data)?);
     }

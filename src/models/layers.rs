@@ -1,77 +1,23 @@
-//! Pieces shared by GPT-2 and GPT-NeoX: named layer norms and projections,
-//! token layout (padding, positions), and self-attention with a KV cache.
+//! The building blocks every architecture's forward pass is written with:
+//! named layer norms and projections (dense, LoRA-adapted or over a
+//! quantized base), and self-attention with a KV cache.
 
 use anyhow::{ensure, Result};
 use std::sync::Arc;
 
-use super::params::ParamVars;
-use super::quantized::quantized_linear;
+use super::params::{LoraSite, ParamVars};
 use crate::device::Gpu;
 use crate::ops::attention::{attention, AttnOptions};
 use crate::ops::layernorm::layernorm;
 use crate::ops::lora::lora_linear;
+use crate::ops::lora::{qlora_linear, LoraSpec};
 use crate::ops::matmul::matmul;
+use crate::ops::qmatmul::qlinear;
+use crate::quant::QuantizedWeight;
 use crate::tape::{Tape, Var};
 use crate::tensor::{DType, Tensor};
 
-/// The tokens of one forward pass: B sequences of T new tokens each.
-#[derive(Clone, Debug)]
-pub struct Tokens {
-    pub batch: usize,
-    pub seq: usize,
-    /// [B·T] token ids (pads included).
-    pub ids: Vec<i32>,
-    /// [B·T] position of each token, counting real tokens only, so a
-    /// left-padded sequence starts at 0 like transformers' `cumsum(mask) - 1`.
-    pub positions: Vec<i32>,
-    /// [B·T] 1 for real tokens, 0 for pads.
-    pub mask: Vec<i32>,
-}
-
-impl Tokens {
-    /// Unpadded sequences of equal length.
-    pub fn new(ids: Vec<i32>, batch: usize) -> Result<Tokens> {
-        ensure!(
-            batch > 0 && ids.len().is_multiple_of(batch),
-            "{} ids do not split into {batch} sequences",
-            ids.len()
-        );
-        let seq = ids.len() / batch;
-        let positions = (0..ids.len()).map(|i| (i % seq) as i32).collect();
-        Ok(Tokens {
-            batch,
-            seq,
-            mask: vec![1; ids.len()],
-            ids,
-            positions,
-        })
-    }
-
-    /// Sequences of different lengths, left-padded with `pad` to the longest.
-    pub fn left_padded(seqs: &[Vec<i32>], pad: i32) -> Result<Tokens> {
-        ensure!(!seqs.is_empty(), "no sequences");
-        let seq = seqs.iter().map(Vec::len).max().unwrap_or(0);
-        ensure!(seq > 0, "every sequence is empty");
-        let (mut ids, mut positions, mut mask) = (Vec::new(), Vec::new(), Vec::new());
-        for s in seqs {
-            let pads = seq - s.len();
-            ids.extend(std::iter::repeat_n(pad, pads).chain(s.iter().copied()));
-            mask.extend(std::iter::repeat_n(0, pads).chain(std::iter::repeat_n(1, s.len())));
-            positions.extend(std::iter::repeat_n(0, pads).chain(0..s.len() as i32));
-        }
-        Ok(Tokens {
-            batch: seqs.len(),
-            seq,
-            ids,
-            positions,
-            mask,
-        })
-    }
-
-    pub fn has_padding(&self) -> bool {
-        self.mask.contains(&0)
-    }
-}
+pub use super::tokens::Tokens;
 
 /// Keys and values of every layer for incremental decoding.
 pub struct KvCache {
@@ -273,4 +219,23 @@ impl<'a> Fwd<'a> {
             c.commit(self.tokens);
         }
     }
+}
+
+/// A linear layer over a quantized base (QLoRA; see `models::quantized`),
+/// with an optional LoRA term (fused).
+pub fn quantized_linear(
+    tape: &Tape,
+    x: &Var,
+    w: &QuantizedWeight,
+    bias: Option<&Var>,
+    lora: Option<LoraSite>,
+) -> Result<Var> {
+    let Some(l) = lora else {
+        return qlinear(tape, x, w, bias);
+    };
+    let spec = LoraSpec {
+        dropout: l.dropout,
+        ..LoraSpec::new(l.scale, true)
+    };
+    qlora_linear(tape, &spec, x, w, bias, l.a, l.b)
 }

@@ -1,7 +1,9 @@
-//! A Hugging Face model directory on the GPU: GPT-2 or GPT-NeoX trunk, with
-//! its LM head, and optionally TRL's value head or a sequence-classification
-//! (reward) head. The heads other than the LM head (value, reward score) and
-//! the head swaps live in `lm/heads.rs`.
+//! A Hugging Face model directory on the GPU: a registered architecture's
+//! trunk (see [`super::registry`]) with its LM head, and optionally TRL's
+//! value head or a sequence-classification (reward) head. The heads other
+//! than the LM head (value, reward score) and the head swaps live in
+//! `lm/heads.rs`; LoRA, QLoRA and PEFT files extend [`CausalLm`] from
+//! `models::lora` and `models::quantized`, above this file.
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use std::collections::BTreeMap;
@@ -9,29 +11,32 @@ use std::path::Path;
 use std::sync::Arc;
 
 mod heads;
-pub use heads::Head;
 
+use super::arch::{param_shapes_with_head, Architecture, Buffers};
 use super::checkpoint::{save_safetensors, write_atomic, Checkpoint, SaveDtype};
-use super::config::{Arch, ModelConfig};
+use super::config::ModelConfig;
 use super::layers::{Fwd, KvCache, Tokens};
-use super::lora::{is_adapter_param, Adapters};
-use super::params::{ParamStore, ParamVars};
-use super::{gpt2, gpt_neox};
+use super::params::{is_adapter_param, Adapters, ParamStore, ParamVars};
+use super::registry;
 use crate::device::Gpu;
 use crate::ops::cross_entropy::cross_entropy;
 use crate::ops::elementwise::scale;
 use crate::ops::reduce::sum;
-use crate::ops::rotary::RotaryTable;
 use crate::quant::QuantizedWeight;
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
+
+pub use super::config::Head;
+pub use super::tokens::next_token_targets;
 
 pub struct CausalLm {
     pub cfg: ModelConfig,
     pub head: Head,
     pub params: ParamStore,
     pub tokenizer: Option<tokenizers::Tokenizer>,
-    rope: Option<RotaryTable>,
+    /// `cfg.arch`'s implementation, and the buffers it built for `cfg`.
+    arch: &'static dyn Architecture,
+    buffers: Buffers,
     gpu: Arc<Gpu>,
     /// LoRA adapters (`models::lora`): attach, load, merge, save.
     pub lora: Option<Adapters>,
@@ -40,35 +45,16 @@ pub struct CausalLm {
     pub quantized: Arc<BTreeMap<String, QuantizedWeight>>,
 }
 
-const V_HEAD_W: &str = "v_head.summary.weight";
-const V_HEAD_B: &str = "v_head.summary.bias";
-const SCORE: &str = "score.weight";
-
 impl CausalLm {
     /// Loads config.json, the safetensors weights and tokenizer.json (if any).
     pub fn load(gpu: &Arc<Gpu>, dir: &Path) -> Result<CausalLm> {
         let cfg = ModelConfig::from_file(&dir.join("config.json"))?;
         let ck = Checkpoint::open(dir)?;
-        let head = if ck.contains(SCORE) {
-            Head::Reward
-        } else if ck.contains(V_HEAD_W) {
-            Head::LmWithValue
-        } else {
-            Head::Lm
-        };
+        let head = Head::detect(|name| ck.contains(name));
+        let arch = registry::architecture(cfg.arch);
         let mut params = ParamStore::default();
-        match cfg.arch {
-            Arch::Gpt2 => gpt2::load(gpu, &cfg, &ck, &mut params)?,
-            Arch::GptNeox => gpt_neox::load(gpu, &cfg, &ck, &mut params, head == Head::Reward)?,
-        }
-        let c = cfg.hidden;
-        match head {
-            Head::Lm => {}
-            Head::LmWithValue => {
-                params.load(gpu, &ck, V_HEAD_W, V_HEAD_W, &[1, c])?;
-                params.load(gpu, &ck, V_HEAD_B, V_HEAD_B, &[1])?;
-            }
-            Head::Reward => params.load(gpu, &ck, SCORE, SCORE, &[cfg.num_labels, c])?,
+        for (name, shape) in param_shapes_with_head(arch, &cfg, head) {
+            params.load(gpu, &ck, &arch.checkpoint_key(&ck, &name), &name, &shape)?;
         }
         let tok_path = dir.join("tokenizer.json");
         let tokenizer = if tok_path.exists() {
@@ -82,7 +68,7 @@ impl CausalLm {
         CausalLm::assemble(gpu, cfg, head, params, tokenizer)
     }
 
-    /// Puts the parts together, building the rotary table where needed.
+    /// Puts the parts together, building the architecture's buffers.
     fn assemble(
         gpu: &Arc<Gpu>,
         cfg: ModelConfig,
@@ -90,16 +76,15 @@ impl CausalLm {
         params: ParamStore,
         tokenizer: Option<tokenizers::Tokenizer>,
     ) -> Result<CausalLm> {
-        let rope = match cfg.arch {
-            Arch::GptNeox => Some(gpt_neox::rotary_table(gpu, &cfg)?),
-            Arch::Gpt2 => None,
-        };
+        let arch = registry::architecture(cfg.arch);
+        let buffers = arch.buffers(gpu, &cfg)?;
         Ok(CausalLm {
             cfg,
             head,
             params,
             tokenizer,
-            rope,
+            arch,
+            buffers,
             gpu: gpu.clone(),
             lora: None,
             quantized: Arc::default(),
@@ -114,6 +99,11 @@ impl CausalLm {
 
     pub fn gpu(&self) -> &Arc<Gpu> {
         &self.gpu
+    }
+
+    /// The architecture this model runs (from the registry).
+    pub fn arch(&self) -> &'static dyn Architecture {
+        self.arch
     }
 
     /// A frozen deep copy of this LM's weights (no value head, no adapters):
@@ -147,10 +137,10 @@ impl CausalLm {
     }
 
     /// A fresh tape view of the parameters for one forward pass, adapters on
-    /// (see [`CausalLm::reference_vars`] for the base model).
+    /// (`models::lora`'s `reference_vars` gives the base model).
     pub fn vars(&self, tape: &Tape) -> ParamVars {
         let mut v = self.params.vars(tape);
-        v.lora = self.lora_vars();
+        v.lora = self.lora.as_ref().map(Adapters::vars);
         v.quantized = self.quantized.clone();
         v
     }
@@ -164,10 +154,7 @@ impl CausalLm {
             "sequence of {limit} tokens exceeds the model's context of {}",
             self.cfg.n_ctx
         );
-        match self.cfg.arch {
-            Arch::Gpt2 => gpt2::hidden(f, &self.cfg, cache),
-            Arch::GptNeox => gpt_neox::hidden(f, &self.cfg, self.rope.as_ref().unwrap(), cache),
-        }
+        self.arch.hidden(f, &self.cfg, &self.buffers, cache)
     }
 
     /// Logits [B, T, V] from hidden states.
@@ -176,10 +163,7 @@ impl CausalLm {
             self.head != Head::Reward,
             "a sequence-classification checkpoint has no LM head"
         );
-        match self.cfg.arch {
-            Arch::Gpt2 => gpt2::lm_head(f, hidden),
-            Arch::GptNeox => gpt_neox::lm_head(f, hidden),
-        }
+        self.arch.lm_head(f, &self.cfg, hidden)
     }
 
     /// Hidden states and logits for `tokens` in one pass.
@@ -270,22 +254,6 @@ impl CausalLm {
             t.get_vocab_size(true).min(self.cfg.vocab_size)
         })
     }
-}
-
-/// Next-token targets [B·T] with -100 where nothing is predicted.
-pub fn next_token_targets(tokens: &Tokens, loss_mask: Option<&[i32]>) -> Vec<i32> {
-    let (b, t) = (tokens.batch, tokens.seq);
-    let mut out = vec![-100; b * t];
-    for bi in 0..b {
-        for ti in 0..t.saturating_sub(1) {
-            let next = bi * t + ti + 1;
-            let wanted = loss_mask.is_none_or(|m| m[next] != 0);
-            if tokens.mask[bi * t + ti] == 1 && tokens.mask[next] == 1 && wanted {
-                out[bi * t + ti] = tokens.ids[next];
-            }
-        }
-    }
-    out
 }
 
 /// Fails unless `n` tokens fit the context, naming the input.

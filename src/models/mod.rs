@@ -1,6 +1,16 @@
-//! Hugging Face model directories: config, checkpoint files, and (next) the
-//! GPT-2 and GPT-NeoX architectures on the tape.
+//! Hugging Face model directories on the tape, layered bottom-up:
+//!
+//! - shared building blocks, which know no architecture: `checkpoint`
+//!   (safetensors), `config` (ModelConfig, Head), `tokens` (padding and
+//!   positions), `params` (named weights, LoRA vars), `layers` (norms,
+//!   dense / LoRA / quantized linears, attention with a KV cache);
+//! - `arch`: the [`Architecture`] trait each architecture file implements
+//!   (`gpt2`, `gpt_neox`), listed in `registry`;
+//! - `lm`: [`CausalLm`], driving any registered architecture, with its heads;
+//! - extensions of a `CausalLm`: `lora` (+ PEFT files), `quantized` (QLoRA),
+//!   `init` / `fresh` (new models), `generate` / `sampling`.
 
+pub mod arch;
 pub mod checkpoint;
 pub mod config;
 pub mod fresh;
@@ -13,8 +23,11 @@ pub mod lm;
 pub mod lora;
 pub mod params;
 pub mod quantized;
+pub mod registry;
 pub mod sampling;
+pub mod tokens;
 
+pub use arch::Architecture;
 pub use checkpoint::{Checkpoint, HostTensor};
 pub use config::{Activation, Arch, ModelConfig};
 pub use lm::CausalLm;

@@ -1,16 +1,22 @@
 //! Named model parameters on the GPU, in the checkpoint's own naming, so that
-//! loading, saving, optimizer state and gradients all line up by name.
+//! loading, saving, optimizer state and gradients all line up by name. The
+//! LoRA adapters' parameter-level side (config, names, a pass's view) is in
+//! [`adapters`].
 
 use anyhow::{anyhow, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::checkpoint::{Checkpoint, HostTensor};
-use super::lora::LoraVars;
 use crate::device::Gpu;
 use crate::quant::QuantizedWeight;
 use crate::tape::{Grads, Tape, Var};
 use crate::tensor::{DType, Tensor};
+
+mod adapters;
+pub use adapters::{
+    is_adapter_param, lora_a_name, lora_b_name, Adapters, LoraConfig, LoraSite, LoraVars,
+};
 
 pub struct Param {
     pub name: String,
@@ -139,7 +145,7 @@ impl ParamStore {
 /// The tape's view of a [`ParamStore`] for one forward pass.
 pub struct ParamVars {
     vars: HashMap<String, Var>,
-    /// The model's LoRA adapters for this pass (see `models::lora`).
+    /// The model's LoRA adapters for this pass (see [`adapters`]).
     pub lora: Option<LoraVars>,
     /// Frozen quantized base weights by module (see `models::quantized`).
     pub quantized: Arc<BTreeMap<String, QuantizedWeight>>,

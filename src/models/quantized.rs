@@ -4,9 +4,10 @@
 //! `QuantizedWeight` (bitsandbytes layout, [out, in]) and drops the f32 copy,
 //! so the base costs ~0.52 (NF4) or ~1 (int8) byte per weight. Biases,
 //! embeddings and layer norms stay f32. The forward runs the dequantizing
-//! kernels (`qlinear`), whose backward gives dx only: the base is frozen by
-//! type. LoRA on a quantized module runs the fused QLoRA op
-//! ([`qlora_linear`]: the dequantizing kernel adds `s·(dropout(x)·Aᵀ)·Bᵀ` in
+//! kernels (`qlinear`, through `layers::quantized_linear`), whose backward
+//! gives dx only: the base is frozen by type. LoRA on a quantized module runs
+//! the fused QLoRA op
+//! (`qlora_linear`: the dequantizing kernel adds `s·(dropout(x)·Aᵀ)·Bᵀ` in
 //! its epilogue, forward and dx), and "adapters off" is the plain quantized layer.
 
 use anyhow::{bail, Result};
@@ -14,11 +15,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::lm::CausalLm;
-use super::lora::LoraSite;
-use crate::ops::lora::{qlora_linear, LoraSpec};
-use crate::ops::qmatmul::qlinear;
 use crate::quant::{QuantFormat, QuantizedWeight, WeightLayout};
-use crate::tape::{Tape, Var};
 use crate::tensor::DType;
 
 /// Parses `none`, `int8` or `nf4`.
@@ -108,22 +105,4 @@ impl CausalLm {
         }
         rows
     }
-}
-
-/// A linear layer over a quantized base, with an optional LoRA term (fused).
-pub fn quantized_linear(
-    tape: &Tape,
-    x: &Var,
-    w: &QuantizedWeight,
-    bias: Option<&Var>,
-    lora: Option<LoraSite>,
-) -> Result<Var> {
-    let Some(l) = lora else {
-        return qlinear(tape, x, w, bias);
-    };
-    let spec = LoraSpec {
-        dropout: l.dropout,
-        ..LoraSpec::new(l.scale, true)
-    };
-    qlora_linear(tape, &spec, x, w, bias, l.a, l.b)
 }

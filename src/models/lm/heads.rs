@@ -4,25 +4,14 @@
 
 use anyhow::{anyhow, ensure, Result};
 
-use super::{CausalLm, SCORE, V_HEAD_B, V_HEAD_W};
-use crate::models::config::Arch;
+use super::{CausalLm, Head};
+use crate::models::config::{SCORE, V_HEAD_B, V_HEAD_W};
 use crate::models::layers::Fwd;
 use crate::models::params::ParamStore;
 use crate::ops::matmul::matmul;
 use crate::ops::row_gather::row_gather;
 use crate::tape::Var;
 use crate::tensor::Tensor;
-
-/// Which head sits on the trunk, as found in the checkpoint.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Head {
-    /// A causal LM (GPT2LMHeadModel, GPTNeoXForCausalLM).
-    Lm,
-    /// A causal LM plus TRL's `v_head.summary` Linear(C, 1).
-    LmWithValue,
-    /// GPT2/GPTNeoXForSequenceClassification: `score.weight` [labels, C], no LM head.
-    Reward,
-}
 
 impl CausalLm {
     /// Puts a fresh TRL value head (`v_head.summary`, `nn.Linear(C, 1)`) on a
@@ -109,9 +98,10 @@ impl CausalLm {
             "switch heads before attaching LoRA adapters"
         );
         let c = self.cfg.hidden;
+        let lm_head = self.arch.lm_head_params(&self.cfg);
         let mut params = ParamStore::default();
         for p in self.params.iter() {
-            let lm_only = p.name == "embed_out.weight" || p.name.starts_with("v_head.");
+            let lm_only = lm_head.contains(&p.name) || p.name.starts_with("v_head.");
             if !lm_only && p.name != SCORE {
                 params.insert(&p.name, p.tensor.clone());
             }
@@ -122,10 +112,7 @@ impl CausalLm {
         params.insert(SCORE, Tensor::from_f32(&self.gpu, &[num_labels, c], &w)?);
         cfg.num_labels = num_labels;
         cfg.pad_token_id = cfg.pad_token_id.or(cfg.eos_token_id);
-        let arch = match cfg.arch {
-            Arch::Gpt2 => "GPT2ForSequenceClassification",
-            Arch::GptNeox => "GPTNeoXForSequenceClassification",
-        };
+        let arch = self.arch.class_name(Head::Reward);
         let id2label: serde_json::Map<String, serde_json::Value> = (0..num_labels)
             .map(|i| (i.to_string(), format!("LABEL_{i}").into()))
             .collect();

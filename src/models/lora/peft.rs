@@ -20,7 +20,6 @@ use super::{lora_a_name, lora_b_name, LoraConfig};
 use crate::models::checkpoint::{
     save_safetensors, write_atomic, Checkpoint, HostTensor, SaveDtype,
 };
-use crate::models::config::Arch;
 use crate::models::lm::CausalLm;
 use crate::tensor::Tensor;
 
@@ -144,7 +143,8 @@ impl CausalLm {
             }
         }
         save_safetensors(&dir.join(WEIGHTS_FILE), &tensors, SaveDtype::F32)?;
-        let fan_in_fan_out = self.cfg.arch == Arch::Gpt2;
+        // PEFT's flag for Conv1D's [in, out] weights.
+        let fan_in_fan_out = !self.arch().linears().out_in;
         let cfg = serde_json::to_string_pretty(&config_json(&ad.config, fan_in_fan_out))?;
         write_atomic(&dir.join(CONFIG_FILE), cfg.as_bytes())
     }

@@ -45,7 +45,6 @@ use serde::{Deserialize, Deserializer, Serialize};
 use std::path::{Path, PathBuf};
 
 use crate::data::{ChatTemplate, ColumnMap, LoadOptions};
-use crate::models::config::Arch;
 use crate::models::lm::CausalLm;
 use crate::models::lora::{is_adapter_param, LoraConfig};
 use crate::train::optim::Schedule;
@@ -242,11 +241,9 @@ impl CommonArgs {
             return None;
         }
         let targets = self.lora_targets.clone().unwrap_or_else(|| {
-            // PEFT's defaults for these architectures.
-            vec![match model.cfg.arch {
-                Arch::Gpt2 => "c_attn".to_string(),
-                Arch::GptNeox => "query_key_value".to_string(),
-            }]
+            // PEFT's default for the architecture.
+            let targets = model.arch().default_lora_targets();
+            targets.iter().map(|t| t.to_string()).collect()
         });
         let mut cfg = LoraConfig::new(self.lora_r, self.lora_alpha, &[]);
         cfg.target_modules = targets;

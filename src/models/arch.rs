@@ -1,0 +1,167 @@
+//! What an architecture is to engine: one file per architecture implements
+//! [`Architecture`], and [`super::registry`] lists them.
+//!
+//! The shared building blocks sit below this trait and know no architecture:
+//! [`super::config`] (ModelConfig, Head), [`super::params`] (named weights,
+//! LoRA and quantized views), [`super::layers`] (norms, linears incl. LoRA and
+//! quantized, attention with a KV cache) and [`super::tokens`]. Above it,
+//! [`super::lm::CausalLm`] drives loading, saving, heads and losses through
+//! the trait without naming an architecture.
+
+use anyhow::Result;
+use serde_json::Value;
+use std::sync::Arc;
+
+use super::checkpoint::Checkpoint;
+use super::config::{Arch, Head, ModelConfig, ModelShape};
+use super::layers::{Fwd, KvCache};
+use crate::device::Gpu;
+use crate::ops::rotary::RotaryTable;
+use crate::tape::Var;
+
+/// Buffers an architecture builds once per model from its config (not
+/// parameters: never loaded, saved or trained). A new kind of buffer gets a
+/// field here.
+#[derive(Default)]
+pub struct Buffers {
+    /// The cos/sin table of rotary position embeddings.
+    pub rope: Option<RotaryTable>,
+}
+
+/// The block linears of an architecture: the modules LoRA can adapt and a
+/// quantized base replaces.
+pub struct Linears {
+    /// The module path of the layer list, e.g. `transformer.h`; module
+    /// names are `<layers>.<l>.<module>`.
+    pub layers: &'static str,
+    /// Each layer's linears in model order, e.g. `attn.c_attn`.
+    pub modules: &'static [&'static str],
+    /// Weights stored `[out, in]` (nn.Linear) rather than `[in, out]`
+    /// (GPT-2's Conv1D; PEFT's `fan_in_fan_out`).
+    pub out_in: bool,
+}
+
+/// What names an architecture: its config identity and transformers' names.
+pub struct Identity {
+    pub arch: Arch,
+    /// The `model_type` values of config.json it reads (first: the one it writes).
+    pub model_types: &'static [&'static str],
+    /// The class of the causal LM (`*ForCausalLM` / `*LMHeadModel`).
+    pub causal_lm: &'static str,
+    /// The class with a sequence-classification head (`*ForSequenceClassification`).
+    pub classifier: &'static str,
+}
+
+/// One transformer architecture, as transformers names and lays it out.
+///
+/// Parameters keep the checkpoint's own names, so load and save are copies
+/// by name; [`Architecture::checkpoint_key`] maps the spellings a file may
+/// use (prefix variants, tied or renamed heads) onto them. The forward pass
+/// is written against the shared layers in [`Fwd`].
+///
+/// How the next architectures plug in (each is one file plus its line in
+/// the registry):
+/// - **Llama / Qwen2 / Mistral**: `parse_config` reads `rms_norm_eps`,
+///   `num_key_value_heads`, `rope_theta` / `rope_scaling`, `attention_bias`
+///   (Qwen2's q/k/v biases) and `tie_word_embeddings` into new `ModelConfig`
+///   fields; `buffers` builds the (scaled) rotary table; `hidden` is written
+///   with RMSNorm, SwiGLU and grouped-query attention, which join `layers` as
+///   shared blocks (`Fwd::linear` already takes optional biases);
+///   `checkpoint_key` maps the `model.` prefix (as GPT-2's does
+///   `transformer.`) and, when tied, `lm_head` reads `model.embed_tokens`;
+///   when untied, `param_shapes` lists `lm_head.weight` and `lm_head_params`
+///   names it, so `*ForSequenceClassification` files, whose head is the same
+///   `score` as here ([`Head::Reward`]), drop it. `linears` lists
+///   `q_proj`..`down_proj`; `default_lora_targets` is `q_proj`, `v_proj`.
+/// - **Encoder classifiers (BERT / DistilBERT / RoBERTa)**: `hidden` runs
+///   post-LN blocks with token-type embeddings (a `Tokens` field, zeros by
+///   default) and bidirectional attention under the padding mask `Fwd`
+///   already builds (an `Fwd` attention option turns off the causal mask).
+///   Their heads differ per architecture (pooler + `classifier`,
+///   `pre_classifier`, `classifier.out_proj`), so the trait gains a
+///   `classify` method whose default is today's last-token `score` head of
+///   the causal LMs, and head detection asks the architecture for its head's
+///   tensor names; `lm_head` fails with a clear error for an encoder.
+pub trait Architecture: Sync {
+    /// Its config identity, `model_type`s and transformers' class names.
+    fn identity(&self) -> Identity;
+
+    /// transformers' class name for `head` (the config's `architectures`).
+    fn class_name(&self, head: Head) -> &'static str {
+        let id = self.identity();
+        match head {
+            Head::Lm | Head::LmWithValue => id.causal_lm,
+            Head::Reward => id.classifier,
+        }
+    }
+
+    /// Reads config.json: the shared keys ([`ModelConfig::common`]) plus this
+    /// architecture's spellings and defaults, checked.
+    fn parse_config(&self, raw: Value, file: &str) -> Result<ModelConfig>;
+
+    /// The config.json transformers would write for a new model of `shape`
+    /// (the architecture's keys; special tokens and dtype are added after).
+    fn new_config(&self, shape: &ModelShape) -> Value;
+
+    /// Every parameter of the trunk and the LM head, with its shape, in
+    /// checkpoint order (a tied LM head adds none).
+    fn param_shapes(&self, cfg: &ModelConfig) -> Vec<(String, Vec<usize>)>;
+
+    /// The parameters only the LM head uses (an untied output embedding):
+    /// absent under a sequence-classification head.
+    fn lm_head_params(&self, cfg: &ModelConfig) -> Vec<String>;
+
+    /// The tensor to read parameter `name` from in `ck` (default: `name`).
+    fn checkpoint_key(&self, ck: &Checkpoint, name: &str) -> String {
+        let _ = ck;
+        name.to_string()
+    }
+
+    /// The normal init's standard deviation for `name`, given the config's
+    /// `initializer_range` (default: that range).
+    fn init_std(&self, cfg: &ModelConfig, name: &str, std: f32) -> f32 {
+        let _ = (cfg, name);
+        std
+    }
+
+    /// The block linears (LoRA targets, quantized base).
+    fn linears(&self) -> Linears;
+
+    /// PEFT's default `target_modules` for this architecture.
+    fn default_lora_targets(&self) -> &'static [&'static str];
+
+    /// Per-model buffers built from the config (rotary tables).
+    fn buffers(&self, gpu: &Arc<Gpu>, cfg: &ModelConfig) -> Result<Buffers> {
+        let _ = (gpu, cfg);
+        Ok(Buffers::default())
+    }
+
+    /// The final hidden states [B, T, C] (after the final norm).
+    fn hidden(
+        &self,
+        f: &Fwd,
+        cfg: &ModelConfig,
+        buffers: &Buffers,
+        cache: Option<&mut KvCache>,
+    ) -> Result<Var>;
+
+    /// Logits [B, T, V] from the final hidden states.
+    fn lm_head(&self, f: &Fwd, cfg: &ModelConfig, hidden: &Var) -> Result<Var>;
+}
+
+/// Every parameter of a model of `arch` with `head`, in load order: the
+/// trunk and LM head (without the LM head's own weights under a score head),
+/// then the head's parameters.
+pub fn param_shapes_with_head(
+    arch: &dyn Architecture,
+    cfg: &ModelConfig,
+    head: Head,
+) -> Vec<(String, Vec<usize>)> {
+    let mut shapes = arch.param_shapes(cfg);
+    if head == Head::Reward {
+        let lm_only = arch.lm_head_params(cfg);
+        shapes.retain(|(name, _)| !lm_only.contains(name));
+    }
+    shapes.extend(head.param_shapes(cfg));
+    shapes
+}
