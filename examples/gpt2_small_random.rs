@@ -1,4 +1,4 @@
-//! A full GPT-2-small-shaped model (../shared/configs/gpt2.config.json: 12
+//! A full GPT-2-small-shaped model (kernels-tests/fixtures/configs/gpt2.config.json: 12
 //! layers, 768 wide, 50,257 vocab) with random weights: one forward and
 //! backward step at B=1, T=64, timed. Not a test: it shows that the real
 //! shapes run (the 154 MB tied embedding is chunked across bindings where
@@ -18,7 +18,7 @@ fn main() -> Result<()> {
     let gpu = Gpu::shared()?;
     println!("adapter: {}", gpu.describe());
     let cfg_path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/configs/gpt2.config.json");
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels-tests/fixtures/configs/gpt2.config.json");
     let cfg = ModelConfig::from_file(&cfg_path)?;
     let t0 = Instant::now();
     let model = CausalLm::random(&gpu, cfg, Head::Lm, 0)?;

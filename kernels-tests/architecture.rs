@@ -31,8 +31,14 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 /// Module path of a file: `src/ops/matmul/gemm.rs` → [ops, matmul, gemm].
 fn module_of(root: &Path, file: &Path) -> Module {
     let rel = file.strip_prefix(root).unwrap().with_extension("");
-    let mut parts: Module = rel.iter().map(|s| s.to_string_lossy().into_owned()).collect();
-    if matches!(parts.last().map(String::as_str), Some("mod" | "lib" | "main")) {
+    let mut parts: Module = rel
+        .iter()
+        .map(|s| s.to_string_lossy().into_owned())
+        .collect();
+    if matches!(
+        parts.last().map(String::as_str),
+        Some("mod" | "lib" | "main")
+    ) {
         parts.pop();
     }
     parts
@@ -93,12 +99,20 @@ fn expand(prefix: &[String], tree: &str, out: &mut Vec<Module>) {
         if let Some(open) = item.find('{') {
             let head = item[..open].trim_end_matches("::");
             let mut p = prefix.to_vec();
-            p.extend(head.split("::").filter(|s| !s.is_empty()).map(str::to_string));
+            p.extend(
+                head.split("::")
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string),
+            );
             expand(&p, &item[open + 1..item.len() - 1], out);
         } else {
             let item = item.split(" as ").next().unwrap().trim();
             let mut p = prefix.to_vec();
-            p.extend(item.split("::").filter(|s| !s.is_empty()).map(str::to_string));
+            p.extend(
+                item.split("::")
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string),
+            );
             out.push(p);
         }
     }
@@ -132,7 +146,11 @@ fn paths_in(text: &str) -> Vec<Module> {
                     j += 1;
                 }
                 segs.push(chars[start..j].iter().collect::<String>());
-                if j + 2 < chars.len() && chars[j] == ':' && chars[j + 1] == ':' && is_ident(chars[j + 2]) {
+                if j + 2 < chars.len()
+                    && chars[j] == ':'
+                    && chars[j + 1] == ':'
+                    && is_ident(chars[j + 2])
+                {
                     j += 2;
                 } else {
                     break;
@@ -197,7 +215,10 @@ fn graph() -> Graph {
     let root = src_root();
     let mut list = Vec::new();
     rust_files(&root, &mut list);
-    let files: BTreeMap<Module, PathBuf> = list.into_iter().map(|f| (module_of(&root, &f), f)).collect();
+    let files: BTreeMap<Module, PathBuf> = list
+        .into_iter()
+        .map(|f| (module_of(&root, &f), f))
+        .collect();
     let names: BTreeSet<Module> = files.keys().cloned().collect();
     let mut edges = BTreeMap::new();
     for (m, f) in &files {
@@ -289,7 +310,9 @@ fn layer(top: &str) -> usize {
         "train" | "bench" => 7,
         "demo" => 8,
         "cli" => 9,
-        other => panic!("src/{other}: a new top-level module needs a layer in kernels-tests/architecture.rs"),
+        other => panic!(
+            "src/{other}: a new top-level module needs a layer in kernels-tests/architecture.rs"
+        ),
     }
 }
 
@@ -318,7 +341,11 @@ fn lower_layers_never_import_higher_ones() {
             }
         }
     }
-    assert!(bad.is_empty(), "imports that point up the house:\n{}", bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "imports that point up the house:\n{}",
+        bad.join("\n")
+    );
 }
 
 #[test]
@@ -346,7 +373,11 @@ fn source_and_shader_files_stay_under_400_lines() {
             (n > 400).then(|| format!("{} ({n} lines)", f.strip_prefix(root).unwrap().display()))
         })
         .collect();
-    assert!(long.is_empty(), "files over 400 lines:\n{}", long.join("\n"));
+    assert!(
+        long.is_empty(),
+        "files over 400 lines:\n{}",
+        long.join("\n")
+    );
 }
 
 #[test]
@@ -359,7 +390,10 @@ fn train_keeps_only_shared_files_flat_and_a_folder_per_trainer() {
         .count();
     assert!(flat <= 12, "src/train/ has {flat} flat files (at most 12)");
     for trainer in ["ppo", "dpo", "sample"] {
-        assert!(dir.join(trainer).join("mod.rs").exists(), "src/train/{trainer}/ is missing");
+        assert!(
+            dir.join(trainer).join("mod.rs").exists(),
+            "src/train/{trainer}/ is missing"
+        );
     }
 }
 

@@ -1,9 +1,10 @@
 //! Training-data tests: TRL formats from small fixtures in fixtures/data/ and
-//! the real datasets in ../shared (hh-rlhf, IMDB, bitext), templates,
+//! the real datasets in ../shared/datasets (hh-rlhf, IMDB, bitext; beside the
+//! checkout, not in it), templates,
 //! tokenisation with the real GPT-2 tokenizer, padding, splits and epochs.
 //! CPU only: `cargo test --release --test data`.
 
-mod data_tests {
+mod data {
     pub mod batching;
     pub mod encoding;
     pub mod errors;

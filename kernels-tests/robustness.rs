@@ -25,5 +25,7 @@ mod data_rows;
 mod divergence;
 #[path = "robustness/flags.rs"]
 mod flags;
+#[path = "robustness/fuzz.rs"]
+mod fuzz;
 #[path = "robustness/outputs.rs"]
 mod outputs;

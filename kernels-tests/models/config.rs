@@ -4,15 +4,15 @@ use engine::models::{Activation, Arch, ModelConfig};
 use serde_json::json;
 use std::path::Path;
 
-fn shared(name: &str) -> std::path::PathBuf {
+fn real_config(name: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/configs")
+        .join("kernels-tests/fixtures/configs")
         .join(name)
 }
 
 #[test]
 fn reads_the_real_gpt2_config() {
-    let c = ModelConfig::from_file(&shared("gpt2.config.json")).unwrap();
+    let c = ModelConfig::from_file(&real_config("gpt2.config.json")).unwrap();
     assert_eq!(
         (c.arch, c.vocab_size, c.hidden, c.n_layer, c.n_head, c.n_ctx),
         (Arch::Gpt2, 50257, 768, 12, 12, 1024)
@@ -26,7 +26,7 @@ fn reads_the_real_gpt2_config() {
 
 #[test]
 fn reads_the_real_pythia_config() {
-    let c = ModelConfig::from_file(&shared("pythia-14m.config.json")).unwrap();
+    let c = ModelConfig::from_file(&real_config("pythia-14m.config.json")).unwrap();
     assert_eq!(
         (c.arch, c.vocab_size, c.hidden, c.n_head, c.head_dim()),
         (Arch::GptNeox, 50304, 128, 4, 32)

@@ -1,4 +1,4 @@
-//! The real 50k tokenizers in ../shared, read by the tokenizers crate the way
+//! The real 50k tokenizers (copied into kernels-tests/fixtures/tokenizers/), read by the tokenizers crate the way
 //! model directories' tokenizer.json files are.
 
 use std::path::Path;
@@ -7,7 +7,7 @@ use tokenizers::Tokenizer;
 fn load(rel: &str) -> Tokenizer {
     Tokenizer::from_file(
         Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/tokenizers")
+            .join("kernels-tests/fixtures/tokenizers")
             .join(rel),
     )
     .unwrap()

@@ -25,7 +25,11 @@ fn header_len(b: &[u8]) -> usize {
 
 #[test]
 fn a_truncated_file_is_named() {
-    corrupt("st-truncated", |b| b.truncate(b.len() / 2), &["model.safetensors"]);
+    corrupt(
+        "st-truncated",
+        |b| b.truncate(b.len() / 2),
+        &["model.safetensors"],
+    );
 }
 
 #[test]
@@ -35,7 +39,11 @@ fn an_empty_file_is_named() {
 
 #[test]
 fn a_header_length_past_the_end_is_refused_without_allocating_it() {
-    corrupt("st-hdr-huge", |b| b[..8].copy_from_slice(&(u64::MAX / 2).to_le_bytes()), &["model.safetensors"]);
+    corrupt(
+        "st-hdr-huge",
+        |b| b[..8].copy_from_slice(&(u64::MAX / 2).to_le_bytes()),
+        &["model.safetensors"],
+    );
 }
 
 #[test]
@@ -70,9 +78,16 @@ fn a_tensor_of_the_wrong_shape_names_the_tensor_and_both_shapes() {
     let file = m.join("model.safetensors");
     let mut t = read_tensors(&file);
     let (d, _, b) = t.remove("transformer.ln_f.weight").unwrap();
-    t.insert("transformer.ln_f.weight".into(), (d, vec![24], b[..96].to_vec()));
+    t.insert(
+        "transformer.ln_f.weight".into(),
+        (d, vec![24], b[..96].to_vec()),
+    );
     write_tensors(&file, &t);
-    expect_error(&s.0, &info(&s, &m), &["model.safetensors", "transformer.ln_f.weight", "48"]);
+    expect_error(
+        &s.0,
+        &info(&s, &m),
+        &["model.safetensors", "transformer.ln_f.weight", "48"],
+    );
 }
 
 #[test]
@@ -82,7 +97,10 @@ fn a_weight_stored_as_integers_is_refused() {
     let file = m.join("model.safetensors");
     let mut t = read_tensors(&file);
     let (_, shape, b) = t.remove("transformer.ln_f.weight").unwrap();
-    t.insert("transformer.ln_f.weight".into(), (safetensors::Dtype::I32, shape, b));
+    t.insert(
+        "transformer.ln_f.weight".into(),
+        (safetensors::Dtype::I32, shape, b),
+    );
     write_tensors(&file, &t);
     expect_error(&s.0, &info(&s, &m), &["transformer.ln_f.weight"]);
 }
@@ -124,7 +142,11 @@ fn fewer_layers_in_the_config_than_in_the_file_is_an_error_for_neox_too() {
     let s = Scratch::new("st-neox-layers");
     let m = s.model("neox-parallel", "m");
     edit_config(&m, |c| c["num_hidden_layers"] = serde_json::json!(1));
-    expect_error(&s.0, &info(&s, &m), &["gpt_neox.layers.1", "num_hidden_layers"]);
+    expect_error(
+        &s.0,
+        &info(&s, &m),
+        &["gpt_neox.layers.1", "num_hidden_layers"],
+    );
 }
 
 #[test]
@@ -137,7 +159,15 @@ fn unknown_extra_tensors_are_listed_in_a_warning() {
     t.insert("classifier.dense.weight".into(), ln.clone());
     t.insert("transformer.extra_norm.weight".into(), ln);
     write_tensors(&file, &t);
-    expect_success(&s.0, &info(&s, &m), &["warning", "classifier.dense.weight", "transformer.extra_norm.weight"]);
+    expect_success(
+        &s.0,
+        &info(&s, &m),
+        &[
+            "warning",
+            "classifier.dense.weight",
+            "transformer.extra_norm.weight",
+        ],
+    );
 }
 
 #[test]
@@ -148,7 +178,12 @@ fn a_sharded_index_naming_a_missing_shard_is_named() {
     std::fs::remove_file(m.join("model.safetensors")).unwrap();
     let map: serde_json::Map<String, serde_json::Value> = t
         .keys()
-        .map(|k| (k.clone(), serde_json::json!("model-00001-of-00002.safetensors")))
+        .map(|k| {
+            (
+                k.clone(),
+                serde_json::json!("model-00001-of-00002.safetensors"),
+            )
+        })
         .collect();
     let index = serde_json::json!({"metadata": {}, "weight_map": map});
     std::fs::write(m.join("model.safetensors.index.json"), index.to_string()).unwrap();

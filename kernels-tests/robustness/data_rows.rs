@@ -3,7 +3,17 @@
 
 use crate::harness::*;
 
-const SFT: &[&str] = &["train-sft", "--model", "@model/gpt2-tiny", "--steps", "1", "--batch-size", "2", "--out", "@tmp/run"];
+const SFT: &[&str] = &[
+    "train-sft",
+    "--model",
+    "@model/gpt2-tiny",
+    "--steps",
+    "1",
+    "--batch-size",
+    "2",
+    "--out",
+    "@tmp/run",
+];
 
 fn sft_on(case: &str, file: &str, text: &str, extra: &[&str], mentions: &[&str]) -> Outcome {
     let s = Scratch::new(case);
@@ -17,7 +27,13 @@ fn sft_on(case: &str, file: &str, text: &str, extra: &[&str], mentions: &[&str])
 
 #[test]
 fn a_bad_row_is_named_by_file_and_line() {
-    sft_on("row-bad", "d.jsonl", "{\"prompt\": \"a\", \"completion\": \" b\"}\n{\"prompt\": \"no completion\"}\n", &[], &["d.jsonl:2", "completion"]);
+    sft_on(
+        "row-bad",
+        "d.jsonl",
+        "{\"prompt\": \"a\", \"completion\": \" b\"}\n{\"prompt\": \"no completion\"}\n",
+        &[],
+        &["d.jsonl:2", "completion"],
+    );
 }
 
 #[test]
@@ -29,7 +45,11 @@ fn skipping_bad_rows_when_every_row_is_bad_shows_the_count_and_reasons() {
         &["--skip-bad-rows"],
         &["d.jsonl", "3", "bad"],
     );
-    assert!(o.stderr.contains("d.jsonl:1"), "no first reason: {}", o.stderr);
+    assert!(
+        o.stderr.contains("d.jsonl:1"),
+        "no first reason: {}",
+        o.stderr
+    );
 }
 
 #[test]
@@ -39,7 +59,21 @@ fn an_empty_data_file_is_named() {
 
 #[test]
 fn a_missing_data_file_is_named() {
-    refused("rows-missing", &["train-sft", "--model", "@model/gpt2-tiny", "--data", "@tmp/nope.jsonl", "--steps", "1", "--out", "@tmp/run"], &["nope.jsonl"]);
+    refused(
+        "rows-missing",
+        &[
+            "train-sft",
+            "--model",
+            "@model/gpt2-tiny",
+            "--data",
+            "@tmp/nope.jsonl",
+            "--steps",
+            "1",
+            "--out",
+            "@tmp/run",
+        ],
+        &["nope.jsonl"],
+    );
 }
 
 #[test]
@@ -56,21 +90,58 @@ fn a_corrupt_gzip_file_is_named() {
 
 #[test]
 fn a_csv_with_a_missing_column_is_named() {
-    sft_on("rows-csv", "d.csv", "question,answer\nhi,there\n", &[], &["d.csv", "prompt"]);
+    sft_on(
+        "rows-csv",
+        "d.csv",
+        "question,answer\nhi,there\n",
+        &[],
+        &["d.csv", "prompt"],
+    );
 }
 
 #[test]
 fn a_preference_row_without_rejected_is_named() {
     let s = Scratch::new("rows-prefs");
     s.write("p.jsonl", "{\"prompt\": \"a\", \"chosen\": \" b\"}\n");
-    let a = args(&s, &["train-reward", "--model", "@model/gpt2-tiny", "--data", "@tmp/p.jsonl", "--steps", "1", "--out", "@tmp/run"]);
+    let a = args(
+        &s,
+        &[
+            "train-reward",
+            "--model",
+            "@model/gpt2-tiny",
+            "--data",
+            "@tmp/p.jsonl",
+            "--steps",
+            "1",
+            "--out",
+            "@tmp/run",
+        ],
+    );
     expect_error(&s.0, &a, &["p.jsonl:1", "rejected"]);
 }
 
 #[test]
 fn a_kto_label_that_is_not_a_boolean_is_named() {
     let s = Scratch::new("rows-kto");
-    s.write("k.jsonl", "{\"prompt\": \"a\", \"completion\": \" b\", \"label\": \"maybe\"}\n");
-    let a = args(&s, &["train-dpo", "--loss", "kto", "--model", "@model/gpt2-tiny", "--data", "@tmp/k.jsonl", "--steps", "1", "--out", "@tmp/run"]);
+    s.write(
+        "k.jsonl",
+        "{\"prompt\": \"a\", \"completion\": \" b\", \"label\": \"maybe\"}\n",
+    );
+    let a = args(
+        &s,
+        &[
+            "train-dpo",
+            "--loss",
+            "kto",
+            "--model",
+            "@model/gpt2-tiny",
+            "--data",
+            "@tmp/k.jsonl",
+            "--steps",
+            "1",
+            "--out",
+            "@tmp/run",
+        ],
+    );
     expect_error(&s.0, &a, &["k.jsonl:1", "label"]);
 }

@@ -27,10 +27,22 @@ fn trainer(s: &Scratch, cmd: &str, data: &str, extra: &[&str]) -> Vec<std::ffi::
 #[test]
 fn sft_with_a_huge_learning_rate_stops_and_saves_nothing_non_finite() {
     let s = Scratch::new("sft-lr-1e9");
-    let args = trainer(&s, "train-sft", "sft.jsonl", &["--steps", "6", "--lr", "1e9"]);
-    expect_error(&s.0, &args, &["step", "non-finite", "checkpoint", "--max-skipped-steps"]);
+    let args = trainer(
+        &s,
+        "train-sft",
+        "sft.jsonl",
+        &["--steps", "6", "--lr", "1e9"],
+    );
+    expect_error(
+        &s.0,
+        &args,
+        &["step", "non-finite", "checkpoint", "--max-skipped-steps"],
+    );
     assert!(no_nonfinite_weights_under(&s.path("run")));
-    assert!(!s.path("run/model/model.safetensors").exists(), "a diverged run wrote its model");
+    assert!(
+        !s.path("run/model/model.safetensors").exists(),
+        "a diverged run wrote its model"
+    );
 }
 
 #[test]
@@ -48,7 +60,12 @@ fn max_skipped_steps_of_one_stops_at_the_first_non_finite_step() {
 #[test]
 fn reward_training_with_a_huge_learning_rate_stops() {
     let s = Scratch::new("rm-lr-1e9");
-    let args = trainer(&s, "train-reward", "prefs.jsonl", &["--steps", "6", "--lr", "1e9"]);
+    let args = trainer(
+        &s,
+        "train-reward",
+        "prefs.jsonl",
+        &["--steps", "6", "--lr", "1e9"],
+    );
     expect_error(&s.0, &args, &["step", "non-finite"]);
     assert!(no_nonfinite_weights_under(&s.path("run")));
 }
@@ -56,7 +73,12 @@ fn reward_training_with_a_huge_learning_rate_stops() {
 #[test]
 fn dpo_with_a_huge_learning_rate_stops() {
     let s = Scratch::new("dpo-lr-1e9");
-    let args = trainer(&s, "train-dpo", "prefs.jsonl", &["--steps", "6", "--lr", "1e9"]);
+    let args = trainer(
+        &s,
+        "train-dpo",
+        "prefs.jsonl",
+        &["--steps", "6", "--lr", "1e9"],
+    );
     expect_error(&s.0, &args, &["step", "non-finite"]);
     assert!(no_nonfinite_weights_under(&s.path("run")));
 }
@@ -69,8 +91,18 @@ fn ppo_with_a_huge_learning_rate_stops() {
         "train-ppo",
         "prompts.jsonl",
         &[
-            "--steps", "5", "--lr", "1e9", "--reward-keyword", "a", "--max-new-tokens", "4",
-            "--mini-batch-size", "2", "--ppo-epochs", "1",
+            "--steps",
+            "5",
+            "--lr",
+            "1e9",
+            "--reward-keyword",
+            "a",
+            "--max-new-tokens",
+            "4",
+            "--mini-batch-size",
+            "2",
+            "--ppo-epochs",
+            "1",
         ],
     );
     expect_error(&s.0, &args, &["step", "non-finite"]);
@@ -87,8 +119,24 @@ fn poisoned_model(s: &Scratch, fixture: &str, tensor: &str, value: f32) -> Strin
 fn generate_refuses_a_nan_weight_by_file_and_tensor() {
     let s = Scratch::new("gen-nan");
     let m = poisoned_model(&s, "gpt2-tiny", "transformer.h.1.mlp.c_fc.weight", f32::NAN);
-    let args = os(&["generate", "--model", &m, "--prompt", "Hello", "--max-new-tokens", "3"]);
-    expect_error(&s.0, &args, &["model.safetensors", "transformer.h.1.mlp.c_fc.weight", "non-finite"]);
+    let args = os(&[
+        "generate",
+        "--model",
+        &m,
+        "--prompt",
+        "Hello",
+        "--max-new-tokens",
+        "3",
+    ]);
+    expect_error(
+        &s.0,
+        &args,
+        &[
+            "model.safetensors",
+            "transformer.h.1.mlp.c_fc.weight",
+            "non-finite",
+        ],
+    );
 }
 
 #[test]
@@ -96,8 +144,18 @@ fn perplexity_refuses_an_infinite_weight() {
     let s = Scratch::new("ppl-inf");
     let m = poisoned_model(&s, "gpt2-tiny", "transformer.ln_f.weight", f32::INFINITY);
     let text = s.write("t.txt", "Hello world, this is a test.");
-    let args = os(&["perplexity", "--model", &m, "--text", &text.display().to_string()]);
-    expect_error(&s.0, &args, &["model.safetensors", "transformer.ln_f.weight"]);
+    let args = os(&[
+        "perplexity",
+        "--model",
+        &m,
+        "--text",
+        &text.display().to_string(),
+    ]);
+    expect_error(
+        &s.0,
+        &args,
+        &["model.safetensors", "transformer.ln_f.weight"],
+    );
 }
 
 #[test]
@@ -105,8 +163,22 @@ fn training_refuses_a_nan_weight_in_the_base() {
     let s = Scratch::new("sft-nan-base");
     let m = poisoned_model(&s, "neox-parallel", "gpt_neox.embed_in.weight", f32::NAN);
     let data = fixture_data("sft.jsonl").display().to_string();
-    let args = os(&["train-sft", "--model", &m, "--data", &data, "--steps", "1", "--batch-size", "2"]);
-    expect_error(&s.0, &args, &["model.safetensors", "gpt_neox.embed_in.weight"]);
+    let args = os(&[
+        "train-sft",
+        "--model",
+        &m,
+        "--data",
+        &data,
+        "--steps",
+        "1",
+        "--batch-size",
+        "2",
+    ]);
+    expect_error(
+        &s.0,
+        &args,
+        &["model.safetensors", "gpt_neox.embed_in.weight"],
+    );
 }
 
 #[test]
@@ -116,7 +188,15 @@ fn eval_refuses_a_reward_model_with_a_nan_head() {
     let policy = fixture_model("gpt2-tiny").display().to_string();
     let data = fixture_data("prompts.jsonl").display().to_string();
     let args = os(&[
-        "eval", "--model", &policy, "--reward-model", &rm, "--data", &data, "--max-new-tokens", "3",
+        "eval",
+        "--model",
+        &policy,
+        "--reward-model",
+        &rm,
+        "--data",
+        &data,
+        "--max-new-tokens",
+        "3",
     ]);
     expect_error(&s.0, &args, &["model.safetensors", "score.weight"]);
 }
@@ -126,12 +206,23 @@ fn an_adapter_with_a_nan_weight_is_refused_by_file_and_tensor() {
     let s = Scratch::new("adapter-nan");
     let dir = s.model("gpt2-tiny-lora", "adapter");
     let file = dir.join("adapter_model.safetensors");
-    let name = read_tensors(&file).keys().find(|k| k.contains("lora_B")).unwrap().clone();
+    let name = read_tensors(&file)
+        .keys()
+        .find(|k| k.contains("lora_B"))
+        .unwrap()
+        .clone();
     edit_f32(&file, &name, |v| v[0] = f32::NAN);
     let base = fixture_model("gpt2-tiny").display().to_string();
     let args = os(&[
-        "generate", "--model", &base, "--adapter", &dir.display().to_string(), "--prompt", "Hi",
-        "--max-new-tokens", "2",
+        "generate",
+        "--model",
+        &base,
+        "--adapter",
+        &dir.display().to_string(),
+        "--prompt",
+        "Hi",
+        "--max-new-tokens",
+        "2",
     ]);
     expect_error(&s.0, &args, &["adapter_model.safetensors", &name]);
 }
@@ -141,7 +232,9 @@ fn an_adapter_with_a_nan_weight_is_refused_by_file_and_tensor() {
 fn overflowing_reward_model(s: &Scratch) -> String {
     let dir = s.model("gpt2-tiny-reward", "rm");
     edit_f32(&dir.join("model.safetensors"), "score.weight", |v| {
-        v.iter_mut().enumerate().for_each(|(i, x)| *x = if i % 2 == 0 { 3e38 } else { -3e38 })
+        v.iter_mut()
+            .enumerate()
+            .for_each(|(i, x)| *x = if i % 2 == 0 { 3e38 } else { -3e38 })
     });
     dir.display().to_string()
 }
@@ -153,9 +246,25 @@ fn ppo_fails_the_step_when_the_reward_model_scores_non_finite() {
     let policy = fixture_model("gpt2-tiny").display().to_string();
     let data = fixture_data("prompts.jsonl").display().to_string();
     let args = os(&[
-        "train-ppo", "--model", &policy, "--reward-model", &rm, "--data", &data, "--steps", "2",
-        "--batch-size", "2", "--mini-batch-size", "2", "--max-new-tokens", "3", "--progress", "plain",
-        "--out", &s.path("run").display().to_string(),
+        "train-ppo",
+        "--model",
+        &policy,
+        "--reward-model",
+        &rm,
+        "--data",
+        &data,
+        "--steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--mini-batch-size",
+        "2",
+        "--max-new-tokens",
+        "3",
+        "--progress",
+        "plain",
+        "--out",
+        &s.path("run").display().to_string(),
     ]);
     expect_error(&s.0, &args, &["reward", "non-finite", "step"]);
 }
@@ -167,8 +276,19 @@ fn best_of_n_fails_when_the_reward_model_scores_non_finite() {
     let policy = fixture_model("gpt2-tiny").display().to_string();
     let data = fixture_data("prompts.jsonl").display().to_string();
     let args = os(&[
-        "best-of-n", "--model", &policy, "--reward-model", &rm, "--data", &data, "--n", "2",
-        "--max-new-tokens", "3", "--out", &s.path("best.jsonl").display().to_string(),
+        "best-of-n",
+        "--model",
+        &policy,
+        "--reward-model",
+        &rm,
+        "--data",
+        &data,
+        "--n",
+        "2",
+        "--max-new-tokens",
+        "3",
+        "--out",
+        &s.path("best.jsonl").display().to_string(),
     ]);
     expect_error(&s.0, &args, &["reward", "non-finite"]);
 }

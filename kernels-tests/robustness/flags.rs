@@ -4,7 +4,19 @@
 
 use crate::harness::*;
 
-const SFT: &[&str] = &["train-sft", "--model", "@model/gpt2-tiny", "--data", "@data/sft.jsonl", "--steps", "1", "--batch-size", "2", "--out", "@tmp/run"];
+const SFT: &[&str] = &[
+    "train-sft",
+    "--model",
+    "@model/gpt2-tiny",
+    "--data",
+    "@data/sft.jsonl",
+    "--steps",
+    "1",
+    "--batch-size",
+    "2",
+    "--out",
+    "@tmp/run",
+];
 
 fn sft_with(case: &str, extra: &[&str], mentions: &[&str]) {
     let all: Vec<&str> = SFT.iter().chain(extra).copied().collect();
@@ -35,7 +47,11 @@ fn a_zero_lr_is_refused() {
 fn lora_alpha_nan_is_refused_without_talking_of_checkpoints() {
     let o = {
         let s = Scratch::new("alpha-nan");
-        let all: Vec<&str> = SFT.iter().chain(&["--lora-r", "2", "--lora-alpha", "NaN"]).copied().collect();
+        let all: Vec<&str> = SFT
+            .iter()
+            .chain(&["--lora-r", "2", "--lora-alpha", "NaN"])
+            .copied()
+            .collect();
         expect_error(&s.0, &args(&s, &all), &["--lora-alpha"])
     };
     assert!(!o.stderr.to_lowercase().contains("resum"), "{}", o.stderr);
@@ -43,22 +59,38 @@ fn lora_alpha_nan_is_refused_without_talking_of_checkpoints() {
 
 #[test]
 fn lora_dropout_of_one_is_refused() {
-    sft_with("dropout-1", &["--lora-r", "2", "--lora-dropout", "1.0"], &["--lora-dropout"]);
+    sft_with(
+        "dropout-1",
+        &["--lora-r", "2", "--lora-dropout", "1.0"],
+        &["--lora-dropout"],
+    );
 }
 
 #[test]
 fn a_negative_lora_dropout_is_refused() {
-    sft_with("dropout-neg", &["--lora-r", "2", "--lora-dropout=-0.1"], &["--lora-dropout"]);
+    sft_with(
+        "dropout-neg",
+        &["--lora-r", "2", "--lora-dropout=-0.1"],
+        &["--lora-dropout"],
+    );
 }
 
 #[test]
 fn a_lora_rank_above_the_layer_width_is_refused_before_allocating() {
-    sft_with("lora-r-huge", &["--lora-r", "100000"], &["--lora-r", "100000"]);
+    sft_with(
+        "lora-r-huge",
+        &["--lora-r", "100000"],
+        &["--lora-r", "100000"],
+    );
 }
 
 #[test]
 fn max_grad_norm_nan_is_refused() {
-    sft_with("gradnorm-nan", &["--max-grad-norm", "NaN"], &["--max-grad-norm"]);
+    sft_with(
+        "gradnorm-nan",
+        &["--max-grad-norm", "NaN"],
+        &["--max-grad-norm"],
+    );
 }
 
 #[test]
@@ -68,14 +100,30 @@ fn a_negative_weight_decay_is_refused() {
 
 #[test]
 fn an_eval_fraction_of_one_and_a_half_is_refused() {
-    sft_with("evalfrac", &["--eval-fraction", "1.5"], &["--eval-fraction"]);
+    sft_with(
+        "evalfrac",
+        &["--eval-fraction", "1.5"],
+        &["--eval-fraction"],
+    );
 }
 
 #[test]
 fn dpo_beta_nan_is_refused() {
     refused(
         "beta-nan",
-        &["train-dpo", "--model", "@model/gpt2-tiny", "--data", "@data/prefs.jsonl", "--steps", "1", "--beta", "NaN", "--out", "@tmp/run"],
+        &[
+            "train-dpo",
+            "--model",
+            "@model/gpt2-tiny",
+            "--data",
+            "@data/prefs.jsonl",
+            "--steps",
+            "1",
+            "--beta",
+            "NaN",
+            "--out",
+            "@tmp/run",
+        ],
         &["--beta"],
     );
 }
@@ -84,7 +132,19 @@ fn dpo_beta_nan_is_refused() {
 fn dpo_label_smoothing_of_one_is_refused() {
     refused(
         "smoothing",
-        &["train-dpo", "--model", "@model/gpt2-tiny", "--data", "@data/prefs.jsonl", "--steps", "1", "--label-smoothing", "1", "--out", "@tmp/run"],
+        &[
+            "train-dpo",
+            "--model",
+            "@model/gpt2-tiny",
+            "--data",
+            "@data/prefs.jsonl",
+            "--steps",
+            "1",
+            "--label-smoothing",
+            "1",
+            "--out",
+            "@tmp/run",
+        ],
         &["--label-smoothing"],
     );
 }
@@ -93,7 +153,21 @@ fn dpo_label_smoothing_of_one_is_refused() {
 fn ppo_cliprange_nan_is_refused() {
     refused(
         "cliprange-nan",
-        &["train-ppo", "--model", "@model/gpt2-tiny", "--data", "@data/prompts.jsonl", "--reward-keyword", "a", "--steps", "1", "--cliprange", "NaN", "--out", "@tmp/run"],
+        &[
+            "train-ppo",
+            "--model",
+            "@model/gpt2-tiny",
+            "--data",
+            "@data/prompts.jsonl",
+            "--reward-keyword",
+            "a",
+            "--steps",
+            "1",
+            "--cliprange",
+            "NaN",
+            "--out",
+            "@tmp/run",
+        ],
         &["--cliprange"],
     );
 }
@@ -102,7 +176,20 @@ fn ppo_cliprange_nan_is_refused() {
 fn ppo_negative_init_kl_coef_is_refused() {
     refused(
         "klcoef-neg",
-        &["train-ppo", "--model", "@model/gpt2-tiny", "--data", "@data/prompts.jsonl", "--reward-keyword", "a", "--steps", "1", "--init-kl-coef=-0.1", "--out", "@tmp/run"],
+        &[
+            "train-ppo",
+            "--model",
+            "@model/gpt2-tiny",
+            "--data",
+            "@data/prompts.jsonl",
+            "--reward-keyword",
+            "a",
+            "--steps",
+            "1",
+            "--init-kl-coef=-0.1",
+            "--out",
+            "@tmp/run",
+        ],
         &["--init-kl-coef"],
     );
 }
@@ -111,7 +198,15 @@ fn ppo_negative_init_kl_coef_is_refused() {
 fn generate_temperature_nan_is_refused() {
     refused(
         "temp-nan",
-        &["generate", "--model", "@model/gpt2-tiny", "--prompt", "Hi", "--temperature", "NaN"],
+        &[
+            "generate",
+            "--model",
+            "@model/gpt2-tiny",
+            "--prompt",
+            "Hi",
+            "--temperature",
+            "NaN",
+        ],
         &["--temperature"],
     );
 }
@@ -120,7 +215,14 @@ fn generate_temperature_nan_is_refused() {
 fn generate_negative_temperature_is_refused() {
     refused(
         "temp-neg",
-        &["generate", "--model", "@model/gpt2-tiny", "--prompt", "Hi", "--temperature=-1"],
+        &[
+            "generate",
+            "--model",
+            "@model/gpt2-tiny",
+            "--prompt",
+            "Hi",
+            "--temperature=-1",
+        ],
         &["--temperature"],
     );
 }
@@ -129,7 +231,15 @@ fn generate_negative_temperature_is_refused() {
 fn generate_top_p_above_one_is_refused() {
     refused(
         "top-p",
-        &["generate", "--model", "@model/gpt2-tiny", "--prompt", "Hi", "--top-p", "1.5"],
+        &[
+            "generate",
+            "--model",
+            "@model/gpt2-tiny",
+            "--prompt",
+            "Hi",
+            "--top-p",
+            "1.5",
+        ],
         &["--top-p"],
     );
 }
@@ -138,7 +248,15 @@ fn generate_top_p_above_one_is_refused() {
 fn generate_zero_repetition_penalty_is_refused() {
     refused(
         "rep-pen",
-        &["generate", "--model", "@model/gpt2-tiny", "--prompt", "Hi", "--repetition-penalty", "0"],
+        &[
+            "generate",
+            "--model",
+            "@model/gpt2-tiny",
+            "--prompt",
+            "Hi",
+            "--repetition-penalty",
+            "0",
+        ],
         &["--repetition-penalty"],
     );
 }
@@ -165,5 +283,9 @@ fn a_run_file_negative_lr_is_refused() {
 
 #[test]
 fn a_misspelled_flag_is_refused_with_a_suggestion() {
-    refused("typo", &["train-sft", "--modle", "@model/gpt2-tiny"], &["--modle"]);
+    refused(
+        "typo",
+        &["train-sft", "--modle", "@model/gpt2-tiny"],
+        &["--modle"],
+    );
 }

@@ -102,7 +102,10 @@ impl Outcome {
         let stderr: String = self.stderr.chars().take(3000).collect();
         format!(
             "engine {}\nexit code {:?} (signal {:?}), peak RSS {} MB\n--- stderr ---\n{stderr}",
-            args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "),
+            args.iter()
+                .map(|a| a.to_string_lossy())
+                .collect::<Vec<_>>()
+                .join(" "),
             self.code,
             self.signal,
             self.max_rss_mb
@@ -163,10 +166,21 @@ pub fn expect_error(dir: &Path, args: &[OsString], mentions: &[&str]) -> Outcome
     assert!(o.stderr.contains("error:"), "no `error:` line:\n{what}");
     let lower = o.stderr.to_lowercase();
     for m in mentions {
-        assert!(lower.contains(&m.to_lowercase()), "the error does not mention `{m}`:\n{what}");
+        assert!(
+            lower.contains(&m.to_lowercase()),
+            "the error does not mention `{m}`:\n{what}"
+        );
     }
-    assert!(o.stderr.len() < 20_000, "an error message of {} bytes:\n{what}", o.stderr.len());
-    assert!(o.max_rss_mb <= MAX_RSS_MB, "peak RSS {} MB > {MAX_RSS_MB} MB:\n{what}", o.max_rss_mb);
+    assert!(
+        o.stderr.len() < 20_000,
+        "an error message of {} bytes:\n{what}",
+        o.stderr.len()
+    );
+    assert!(
+        o.max_rss_mb <= MAX_RSS_MB,
+        "peak RSS {} MB > {MAX_RSS_MB} MB:\n{what}",
+        o.max_rss_mb
+    );
     o
 }
 
@@ -178,9 +192,16 @@ pub fn expect_success(dir: &Path, args: &[OsString], mentions: &[&str]) -> Outco
     assert_eq!(o.code, Some(0), "expected success:\n{what}");
     let lower = o.text().to_lowercase();
     for m in mentions {
-        assert!(lower.contains(&m.to_lowercase()), "the output does not mention `{m}`:\n{what}");
+        assert!(
+            lower.contains(&m.to_lowercase()),
+            "the output does not mention `{m}`:\n{what}"
+        );
     }
-    assert!(o.max_rss_mb <= MAX_RSS_MB, "peak RSS {} MB > {MAX_RSS_MB} MB:\n{what}", o.max_rss_mb);
+    assert!(
+        o.max_rss_mb <= MAX_RSS_MB,
+        "peak RSS {} MB > {MAX_RSS_MB} MB:\n{what}",
+        o.max_rss_mb
+    );
     o
 }
 
@@ -207,7 +228,12 @@ pub fn read_tensors(file: &Path) -> Tensors {
 pub fn write_tensors(file: &Path, tensors: &Tensors) {
     let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
         .iter()
-        .map(|(n, (d, s, b))| (n.clone(), safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap()))
+        .map(|(n, (d, s, b))| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap(),
+            )
+        })
         .collect();
     let mut meta = HashMap::new();
     meta.insert("format".to_string(), "pt".to_string());
@@ -217,9 +243,14 @@ pub fn write_tensors(file: &Path, tensors: &Tensors) {
 /// Rewrites one f32 tensor's values.
 pub fn edit_f32(file: &Path, tensor: &str, f: impl FnOnce(&mut [f32])) {
     let mut t = read_tensors(file);
-    let (dtype, _, bytes) = t.get_mut(tensor).unwrap_or_else(|| panic!("no tensor {tensor}"));
+    let (dtype, _, bytes) = t
+        .get_mut(tensor)
+        .unwrap_or_else(|| panic!("no tensor {tensor}"));
     assert_eq!(*dtype, safetensors::Dtype::F32);
-    let mut vals: Vec<f32> = bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+    let mut vals: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
     f(&mut vals);
     *bytes = vals.iter().flat_map(|v| v.to_le_bytes()).collect();
     write_tensors(file, &t);
@@ -229,7 +260,8 @@ pub fn edit_f32(file: &Path, tensor: &str, f: impl FnOnce(&mut [f32])) {
 pub fn all_finite(file: &Path) -> bool {
     read_tensors(file).values().all(|(d, _, b)| {
         *d != safetensors::Dtype::F32
-            || b.chunks_exact(4).all(|c| f32::from_le_bytes(c.try_into().unwrap()).is_finite())
+            || b.chunks_exact(4)
+                .all(|c| f32::from_le_bytes(c.try_into().unwrap()).is_finite())
     })
 }
 

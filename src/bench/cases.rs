@@ -8,7 +8,7 @@
 use anyhow::Result;
 use std::sync::Arc;
 
-use super::{Case, Run, Work};
+use super::case::{Case, Run, Work};
 use crate::device::Gpu;
 use crate::ops::attention::{
     attention_backward, attention_forward, attention_naive_forward, AttnOptions,

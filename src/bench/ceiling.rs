@@ -2,7 +2,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{Case, Work};
+use super::case::{Case, Work};
 use crate::kernel::{groups_1d, Kernel};
 use crate::tensor::{DType, Tensor};
 

@@ -11,7 +11,7 @@
 use anyhow::Result;
 use std::sync::Arc;
 
-use super::{Case, Run, Work};
+use super::case::{Case, Run, Work};
 use crate::device::Gpu;
 use crate::ops::lora::{
     lora_backward, lora_backward_on, lora_forward, lora_forward_on, lora_forward_unfused,

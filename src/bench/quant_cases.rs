@@ -11,7 +11,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use super::{Case, Run, Work};
+use super::case::{Case, Run, Work};
 use crate::device::Gpu;
 use crate::ops::matmul::matmul_forward;
 use crate::ops::qmatmul::{qmatmul_forward_into, quantize, QgemmPath};

@@ -1,5 +1,6 @@
-//! RLHF math, named after the equations, with TRL parity (the spec is
-//! `shared/notes/rlhf-math.md`; the reference implementations are TRL 0.11's
+//! RLHF math, named after the equations, with TRL parity (the reference
+//! values are written by TRL itself: `kernels-tests/fixtures/make_rl_fixtures.py`,
+//! described in `kernels-tests/fixtures/rl/README.md`; the implementations are TRL 0.11's
 //! `PPOTrainer`, `DPOTrainer`, `KTOTrainer` and `RewardTrainer`, and TRL
 //! 0.9.4's `DPOTrainer` for `kto_pair`).
 //!

@@ -1,5 +1,6 @@
-//! PPO with TRL 0.11 `PPOTrainer` semantics (the math is [`crate::rl`]; see
-//! `shared/notes/rlhf-math.md`), read in the order of one
+//! PPO with TRL 0.11 `PPOTrainer` semantics (the math is [`crate::rl`], whose
+//! TRL reference values come from `kernels-tests/fixtures/make_rl_fixtures.py`),
+//! read in the order of one
 //! [`PpoTrainer::step`]:
 //!
 //! 1. **rollout** (`rollout.rs`): sample responses (pure sampling, seeded),

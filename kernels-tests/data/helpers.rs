@@ -1,4 +1,5 @@
-//! Fixture paths, the shared datasets and the GPT-2 tokenizer.
+//! Fixture paths, the shared datasets (../shared/datasets, beside the
+//! checkout) and the GPT-2 tokenizer (a copy in kernels-tests/fixtures/tokenizers).
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -25,7 +26,11 @@ pub fn shared(rel: &str) -> PathBuf {
 
 pub fn gpt2() -> &'static Tokenizer {
     static TOK: OnceLock<Tokenizer> = OnceLock::new();
-    TOK.get_or_init(|| Tokenizer::from_file(shared("tokenizers/gpt2/tokenizer.json")).unwrap())
+    TOK.get_or_init(|| {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("kernels-tests/fixtures/tokenizers/gpt2/tokenizer.json");
+        Tokenizer::from_file(path).unwrap()
+    })
 }
 
 pub fn ids(text: &str) -> Vec<i32> {
