@@ -314,7 +314,9 @@ pub fn apply_adaptation(model: &mut CausalLm, args: &CommonArgs) -> Result<()> {
         quantize_base(model, args.quant)?;
     }
     if let Some(cfg) = args.lora_config(model) {
-        model.attach_lora(&cfg, args.seed ^ LORA_INIT_STREAM)?;
+        model
+            .attach_lora(&cfg, args.seed ^ LORA_INIT_STREAM)
+            .with_context(|| format!("--lora-r {}", args.lora_r))?;
         keep_heads_trainable(model);
     }
     Ok(())
