@@ -261,10 +261,12 @@ pub fn info_cmd(gpu: &Arc<Gpu>, a: &InfoArgs) -> Result<()> {
     let mut model = a.model.load(gpu)?;
     if let Some(r) = a.lora_r {
         let targets: Vec<&str> = a.lora_targets.split(',').map(str::trim).collect();
-        model.attach_lora(
-            &engine::models::lora::LoraConfig::new(r, 2.0 * r as f32, &targets),
-            0,
-        )?;
+        model
+            .attach_lora(
+                &engine::models::lora::LoraConfig::new(r, 2.0 * r as f32, &targets),
+                0,
+            )
+            .with_context(|| format!("--lora-r {r}"))?;
     }
     if a.json {
         let quantized: usize = model

@@ -133,10 +133,16 @@ pub struct ModelConfig {
     pub raw: Value,
 }
 
-/// The first of `keys` present (and not null) in `v`, with its value.
+/// `key` in `v`, unless absent or null; `a.b` looks up nested keys
+/// (transformers 5 nests rope settings).
+fn lookup<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+    v.pointer(&format!("/{}", key.replace('.', "/")))
+        .filter(|x| !x.is_null())
+}
+
+/// The first of `keys` present in `v`, with its value.
 fn find_key<'a, 'k>(v: &'a Value, keys: &[&'k str]) -> Option<(&'k str, &'a Value)> {
-    keys.iter()
-        .find_map(|k| v.get(*k).filter(|x| !x.is_null()).map(|x| (*k, x)))
+    keys.iter().find_map(|k| lookup(v, k).map(|x| (*k, x)))
 }
 
 /// The value of `key` as a positive integer: a key that is present but
@@ -182,24 +188,16 @@ const CONTEXT_KEYS: &[&str] = &["n_positions", "max_position_embeddings", "n_ctx
 /// (transformers 5 nests rope settings).
 pub fn f32_key(v: &Value, keys: &[&str]) -> Option<f32> {
     keys.iter()
-        .find_map(|k| {
-            v.pointer(&format!("/{}", k.replace('.', "/")))
-                .and_then(Value::as_f64)
-        })
+        .find_map(|k| lookup(v, k).and_then(Value::as_f64))
         .map(|x| x as f32)
 }
 
 /// Like [`f32_key`], but a value present that is not a positive finite
-/// number (a string, NaN written as a string, 1e300) is an error naming it.
+/// number (a string, 1e300) is an error naming it.
 pub fn finite_key(v: &Value, keys: &[&str], file: &str) -> Result<Option<f32>> {
-    let Some(x) = keys.iter().find_map(|k| {
-        v.pointer(&format!("/{}", k.replace('.', "/")))
-            .filter(|x| !x.is_null())
-            .map(|x| (*k, x))
-    }) else {
+    let Some((key, x)) = find_key(v, keys) else {
         return Ok(None);
     };
-    let (key, x) = x;
     match x.as_f64().map(|f| f as f32) {
         Some(f) if f.is_finite() && f > 0.0 => Ok(Some(f)),
         _ => bail!("{file}: `{key}` = {x} is invalid: expected a positive finite number"),
