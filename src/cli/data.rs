@@ -2,6 +2,7 @@
 
 use anyhow::Result;
 use engine::data::support::{generate, write_splits, SupportOptions};
+use engine::train::config::bounds;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -40,7 +41,7 @@ pub struct SupportArgs {
     #[arg(long, default_value_t = SupportOptions::default().eval)]
     pub eval: usize,
     /// Fraction of SFT completions that are sensitive or rude (2:1).
-    #[arg(long, default_value_t = SupportOptions::default().unsafe_fraction)]
+    #[arg(long, default_value_t = SupportOptions::default().unsafe_fraction, value_parser = bounds::unit::<f64>)]
     pub unsafe_fraction: f64,
 }
 

@@ -9,6 +9,7 @@ use engine::models::generate::{generate, GenerateConfig};
 use engine::models::layers::Tokens;
 use engine::models::sampling::SamplingConfig;
 use engine::models::CausalLm;
+use engine::train::config::bounds;
 use engine::{DType, Gpu, Tape};
 
 /// A base model plus optional quantization and a PEFT adapter.
@@ -43,15 +44,15 @@ pub struct SamplingArgs {
     /// Greedy decoding (the default when no sampling flag is given).
     #[arg(long)]
     pub greedy: bool,
-    #[arg(long)]
+    #[arg(long, value_parser = bounds::positive::<f32>)]
     pub temperature: Option<f32>,
     /// 0 means off, as in transformers.
     #[arg(long)]
     pub top_k: Option<usize>,
     /// 1 means off, as in transformers.
-    #[arg(long)]
+    #[arg(long, value_parser = bounds::probability::<f32>)]
     pub top_p: Option<f32>,
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = bounds::positive::<f32>)]
     pub repetition_penalty: f32,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -260,10 +261,12 @@ pub fn info_cmd(gpu: &Arc<Gpu>, a: &InfoArgs) -> Result<()> {
     let mut model = a.model.load(gpu)?;
     if let Some(r) = a.lora_r {
         let targets: Vec<&str> = a.lora_targets.split(',').map(str::trim).collect();
-        model.attach_lora(
-            &engine::models::lora::LoraConfig::new(r, 2.0 * r as f32, &targets),
-            0,
-        )?;
+        model
+            .attach_lora(
+                &engine::models::lora::LoraConfig::new(r, 2.0 * r as f32, &targets),
+                0,
+            )
+            .with_context(|| format!("--lora-r {r}"))?;
     }
     if a.json {
         let quantized: usize = model

@@ -117,6 +117,14 @@ pub trait Architecture: Sync {
         name.to_string()
     }
 
+    /// Whether checkpoint tensor `name` is a known non-parameter (a mask or
+    /// rotary buffer, a tied head's copy) that loading skips without a
+    /// warning (default: none is).
+    fn unused_tensor(&self, name: &str) -> bool {
+        let _ = name;
+        false
+    }
+
     /// The normal init's standard deviation for `name`, given the config's
     /// `initializer_range` (default: that range).
     fn init_std(&self, cfg: &ModelConfig, name: &str, std: f32) -> f32 {

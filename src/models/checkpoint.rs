@@ -44,6 +44,8 @@ pub struct Checkpoint {
     files: Vec<(PathBuf, Vec<u8>)>,
     /// Tensor name -> index into `files`.
     index: HashMap<String, usize>,
+    /// Tensor name -> shape, from the headers (checked before any read).
+    shapes: HashMap<String, Vec<usize>>,
 }
 
 impl Checkpoint {
@@ -94,17 +96,39 @@ impl Checkpoint {
     fn open_files(paths: Vec<PathBuf>) -> Result<Checkpoint> {
         let mut files = Vec::new();
         let mut index = HashMap::new();
+        let mut shapes = HashMap::new();
         for path in paths {
             let bytes =
                 std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
             let st = SafeTensors::deserialize(&bytes)
                 .map_err(|e| anyhow!("{} is not a valid safetensors file: {e}", path.display()))?;
-            for n in st.names() {
-                index.insert(n.to_string(), files.len());
+            for (n, view) in st.tensors() {
+                index.insert(n.clone(), files.len());
+                shapes.insert(n, view.shape().to_vec());
             }
             files.push((path, bytes));
         }
-        Ok(Checkpoint { files, index })
+        Ok(Checkpoint {
+            files,
+            index,
+            shapes,
+        })
+    }
+
+    /// Fails unless tensor `name` exists with `shape`, from the header alone
+    /// (nothing is read or allocated).
+    pub fn check_shape(&self, name: &str, shape: &[usize]) -> Result<()> {
+        let Some(found) = self.shapes.get(name) else {
+            bail!("{}: missing tensor `{name}`", self.describe());
+        };
+        if found != shape {
+            let file = &self.files[self.index[name]].0;
+            bail!(
+                "{}: tensor `{name}` has shape {found:?}, expected {shape:?}",
+                file.display()
+            );
+        }
+        Ok(())
     }
 
     pub fn names(&self) -> impl Iterator<Item = &str> {

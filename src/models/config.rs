@@ -133,25 +133,75 @@ pub struct ModelConfig {
     pub raw: Value,
 }
 
-/// The first of `keys` that holds an integer.
-pub fn usize_key(v: &Value, keys: &[&str], file: &str) -> Result<usize> {
-    for k in keys {
-        if let Some(x) = v.get(*k).and_then(Value::as_u64) {
-            return Ok(x as usize);
-        }
-    }
-    bail!("{file}: missing integer `{}`", keys.join("` or `"))
+/// `key` in `v`, unless absent or null; `a.b` looks up nested keys
+/// (transformers 5 nests rope settings).
+fn lookup<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+    v.pointer(&format!("/{}", key.replace('.', "/")))
+        .filter(|x| !x.is_null())
 }
+
+/// The first of `keys` present in `v`, with its value.
+fn find_key<'a, 'k>(v: &'a Value, keys: &[&'k str]) -> Option<(&'k str, &'a Value)> {
+    keys.iter().find_map(|k| lookup(v, k).map(|x| (*k, x)))
+}
+
+/// The value of `key` as a positive integer: a key that is present but
+/// negative, zero, fractional or not a number is invalid (never "missing").
+fn positive_int(key: &str, x: &Value, file: &str) -> Result<usize> {
+    match x.as_u64() {
+        Some(n) if n > 0 => Ok(n as usize),
+        _ => bail!("{file}: `{key}` = {x} is invalid: expected a positive integer"),
+    }
+}
+
+/// The first of `keys` that is present, as a positive integer.
+pub fn usize_key(v: &Value, keys: &[&str], file: &str) -> Result<usize> {
+    sized_key(v, keys, file, usize::MAX).map(|(_, n)| n)
+}
+
+/// The first of `keys` that is present, as a positive integer of at most
+/// `max` (sizes allocated from), with the key it was read from.
+fn sized_key<'k>(v: &Value, keys: &[&'k str], file: &str, max: usize) -> Result<(&'k str, usize)> {
+    let Some((key, x)) = find_key(v, keys) else {
+        bail!("{file}: missing integer `{}`", keys.join("` or `"))
+    };
+    let n = positive_int(key, x, file)?;
+    if n > max {
+        bail!("{file}: `{key}` = {n} is not a plausible size (engine allows at most {max})");
+    }
+    Ok((key, n))
+}
+
+/// Upper bounds on the config's sizes, far above any published model, so a
+/// typo is refused before anything is allocated from it.
+const MAX_LAYERS: usize = 4096;
+const MAX_HIDDEN: usize = 1 << 17;
+const MAX_VOCAB: usize = 1 << 22;
+const MAX_CONTEXT: usize = 1 << 24;
+/// The keys each size is read from, first found wins.
+const HIDDEN_KEYS: &[&str] = &["n_embd", "hidden_size"];
+const HEAD_KEYS: &[&str] = &["n_head", "num_attention_heads"];
+const LAYER_KEYS: &[&str] = &["n_layer", "num_hidden_layers"];
+const CONTEXT_KEYS: &[&str] = &["n_positions", "max_position_embeddings", "n_ctx"];
 
 /// The first of `keys` that holds a number; `a.b` looks up nested keys
 /// (transformers 5 nests rope settings).
 pub fn f32_key(v: &Value, keys: &[&str]) -> Option<f32> {
     keys.iter()
-        .find_map(|k| {
-            v.pointer(&format!("/{}", k.replace('.', "/")))
-                .and_then(Value::as_f64)
-        })
+        .find_map(|k| lookup(v, k).and_then(Value::as_f64))
         .map(|x| x as f32)
+}
+
+/// Like [`f32_key`], but a value present that is not a positive finite
+/// number (a string, 1e300) is an error naming it.
+pub fn finite_key(v: &Value, keys: &[&str], file: &str) -> Result<Option<f32>> {
+    let Some((key, x)) = find_key(v, keys) else {
+        return Ok(None);
+    };
+    match x.as_f64().map(|f| f as f32) {
+        Some(f) if f.is_finite() && f > 0.0 => Ok(Some(f)),
+        _ => bail!("{file}: `{key}` = {x} is invalid: expected a positive finite number"),
+    }
 }
 
 pub fn bool_key(v: &Value, key: &str) -> Option<bool> {
@@ -177,42 +227,35 @@ impl ModelConfig {
     /// GPT-2's values (no rotary, sequential residual, tied embeddings,
     /// `gelu_new`, MLP 4 × hidden) for its `parse_config` to overwrite.
     pub fn common(raw: Value, file: &str, arch: Arch) -> Result<ModelConfig> {
-        let hidden = usize_key(&raw, &["n_embd", "hidden_size"], file)?;
-        let n_head = usize_key(&raw, &["n_head", "num_attention_heads"], file)?;
-        if n_head == 0 || hidden % n_head != 0 {
-            bail!("{file}: hidden size {hidden} is not divisible by {n_head} heads");
+        let (hidden_key, hidden) = sized_key(&raw, HIDDEN_KEYS, file, MAX_HIDDEN)?;
+        let (head_key, n_head) = sized_key(&raw, HEAD_KEYS, file, MAX_HIDDEN)?;
+        if hidden % n_head != 0 {
+            bail!("{file}: `{hidden_key}` = {hidden} is not divisible by `{head_key}` = {n_head}");
         }
         let num_labels = match raw.get("id2label").and_then(Value::as_object) {
             Some(m) if !m.is_empty() => m.len(),
             _ => raw.get("num_labels").and_then(Value::as_u64).unwrap_or(2) as usize,
         };
-        Ok(ModelConfig {
-            arch,
-            vocab_size: usize_key(&raw, &["vocab_size"], file)?,
-            hidden,
-            n_layer: usize_key(&raw, &["n_layer", "num_hidden_layers"], file)?,
-            n_head,
-            n_ctx: usize_key(
-                &raw,
-                &["n_positions", "max_position_embeddings", "n_ctx"],
-                file,
-            )?,
-            intermediate: 4 * hidden,
-            layer_norm_eps: f32_key(&raw, &["layer_norm_epsilon", "layer_norm_eps"])
-                .unwrap_or(1e-5),
-            activation: Activation::GeluTanh,
-            rotary_pct: 0.0,
+        let layer_norm_eps = finite_key(&raw, &["layer_norm_epsilon", "layer_norm_eps"], file)?;
+        let rotary_base = finite_key(
+            &raw,
             // Published Pythia configs say rotary_emb_base; transformers 5
             // writes rope_parameters.rope_theta.
-            rotary_base: f32_key(
-                &raw,
-                &[
-                    "rotary_emb_base",
-                    "rope_parameters.rope_theta",
-                    "rope_theta",
-                ],
-            )
-            .unwrap_or(10000.0),
+            &["rotary_emb_base", "rope_parameters.rope_theta", "rope_theta"],
+            file,
+        )?;
+        Ok(ModelConfig {
+            arch,
+            vocab_size: sized_key(&raw, &["vocab_size"], file, MAX_VOCAB)?.1,
+            hidden,
+            n_layer: sized_key(&raw, LAYER_KEYS, file, MAX_LAYERS)?.1,
+            n_head,
+            n_ctx: sized_key(&raw, CONTEXT_KEYS, file, MAX_CONTEXT)?.1,
+            intermediate: 4 * hidden,
+            layer_norm_eps: layer_norm_eps.unwrap_or(1e-5),
+            activation: Activation::GeluTanh,
+            rotary_pct: 0.0,
+            rotary_base: rotary_base.unwrap_or(10000.0),
             parallel_residual: false,
             tie_word_embeddings: true,
             bos_token_id: token_id(&raw, "bos_token_id"),
@@ -221,6 +264,12 @@ impl ModelConfig {
             num_labels,
             raw,
         })
+    }
+
+    /// The config key the layer count was read from (`n_layer` or
+    /// `num_hidden_layers`), for errors about the checkpoint's layers.
+    pub fn layer_key(&self) -> &'static str {
+        find_key(&self.raw, LAYER_KEYS).map_or(LAYER_KEYS[0], |(k, _)| k)
     }
 
     pub fn head_dim(&self) -> usize {

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use super::arch::{Architecture, Buffers, Identity, Linears};
 use super::checkpoint::Checkpoint;
-use super::config::{bool_key, str_key, Activation, Arch, Head, ModelConfig, ModelShape};
+use super::config::{bool_key, str_key, usize_key, Activation, Arch, Head, ModelConfig, ModelShape};
 use super::layers::{Fwd, KvCache};
 use crate::ops::elementwise::add;
 use crate::ops::embedding::embedding;
@@ -42,8 +42,8 @@ impl Architecture for Gpt2 {
         let mut cfg = ModelConfig::common(raw, file, Arch::Gpt2)?;
         let raw = &cfg.raw;
         // n_inner: null (the usual) means 4 × n_embd.
-        if let Some(n) = raw.get("n_inner").and_then(Value::as_u64) {
-            cfg.intermediate = n as usize;
+        if raw.get("n_inner").is_some_and(|n| !n.is_null()) {
+            cfg.intermediate = usize_key(raw, &["n_inner"], file)?;
         }
         let act = str_key(raw, "activation_function").unwrap_or("gelu_new");
         cfg.activation = Activation::parse(act, file)?;
@@ -118,6 +118,11 @@ impl Architecture for Gpt2 {
         } else {
             name.to_string()
         }
+    }
+
+    /// transformers' `_keys_to_ignore_on_load_unexpected` for GPT-2.
+    fn unused_tensor(&self, name: &str) -> bool {
+        name.ends_with(".attn.bias") || name.ends_with(".attn.masked_bias") || name == "lm_head.weight"
     }
 
     /// GPT-2 scales the projections that write into the residual stream by

@@ -148,6 +148,13 @@ impl Architecture for GptNeox {
         }
     }
 
+    /// The causal-mask and rotary buffers older files hold.
+    fn unused_tensor(&self, name: &str) -> bool {
+        [".attention.bias", ".attention.masked_bias", ".rotary_emb.inv_freq"]
+            .iter()
+            .any(|b| name.ends_with(b))
+    }
+
     fn linears(&self) -> Linears {
         Linears {
             layers: "gpt_neox.layers",

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
+mod checks;
 mod heads;
 
 use super::arch::{param_shapes_with_head, Architecture, Buffers};
@@ -52,19 +53,14 @@ impl CausalLm {
         let ck = Checkpoint::open(dir)?;
         let head = Head::detect(|name| ck.contains(name));
         let arch = registry::architecture(cfg.arch);
+        // Everything is checked against the config before a GPU buffer exists.
+        let shapes = param_shapes_with_head(arch, &cfg, head);
+        let keys = checks::check_checkpoint(arch, &cfg, head, &ck, &shapes)?;
+        let tokenizer = checks::load_tokenizer(dir, &cfg)?;
         let mut params = ParamStore::default();
-        for (name, shape) in param_shapes_with_head(arch, &cfg, head) {
-            params.load(gpu, &ck, &arch.checkpoint_key(&ck, &name), &name, &shape)?;
+        for ((name, shape), key) in shapes.iter().zip(&keys) {
+            params.load(gpu, &ck, key, name, shape)?;
         }
-        let tok_path = dir.join("tokenizer.json");
-        let tokenizer = if tok_path.exists() {
-            Some(
-                tokenizers::Tokenizer::from_file(&tok_path)
-                    .map_err(|e| anyhow!("{}: {e}", tok_path.display()))?,
-            )
-        } else {
-            None
-        };
         CausalLm::assemble(gpu, cfg, head, params, tokenizer)
     }
 

@@ -120,6 +120,19 @@ impl CausalLm {
             "unmerge the current adapters before attaching new ones"
         );
         let targets = self.lora_targets(cfg)?;
+        // Checked on every target before anything is allocated: a rank past
+        // the layer's smaller side adds parameters and no expressiveness.
+        for m in &targets {
+            let limit = m.in_features.min(m.out_features);
+            ensure!(
+                cfg.r <= limit,
+                "LoRA rank r = {} exceeds min(in, out) = {limit} of `{}` ({} in, {} out)",
+                cfg.r,
+                m.name,
+                m.in_features,
+                m.out_features
+            );
+        }
         let mut rng = Rng::new(seed);
         let mut modules = BTreeMap::new();
         for m in &targets {

@@ -50,6 +50,7 @@ use crate::models::lora::{is_adapter_param, LoraConfig};
 use crate::train::optim::Schedule;
 use crate::train::progress::ProgressMode;
 
+pub mod bounds;
 pub mod run_file;
 
 /// Frozen-base storage for QLoRA.
@@ -109,7 +110,7 @@ pub struct CommonArgs {
     #[arg(long)]
     pub eval_data: Option<PathBuf>,
     /// Without --eval-data: hold out this fraction of --data (seeded).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = bounds::fraction::<f64>)]
     pub eval_fraction: f64,
     /// Run directory (default `./runs/<UTC timestamp>`).
     #[arg(long)]
@@ -121,7 +122,7 @@ pub struct CommonArgs {
     #[arg(long, default_value_t = 8)]
     pub batch_size: usize,
     /// Peak learning rate (default: the trainer's own).
-    #[arg(long)]
+    #[arg(long, value_parser = bounds::positive::<f32>)]
     pub lr: Option<f32>,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -142,9 +143,9 @@ pub struct CommonArgs {
     #[arg(long, value_parser = parse_schedule)]
     pub schedule: Option<Schedule>,
     /// Global gradient-norm clip (0 = off).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = bounds::non_negative::<f32>)]
     pub max_grad_norm: f32,
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = bounds::non_negative::<f32>)]
     pub weight_decay: f32,
     /// Eval every N steps (0 = only at the end).
     #[arg(long, default_value_t = 0)]
@@ -177,9 +178,9 @@ pub struct CommonArgs {
     /// LoRA rank (0 = full fine-tuning).
     #[arg(long, default_value_t = 0)]
     pub lora_r: usize,
-    #[arg(long, default_value_t = 16.0)]
+    #[arg(long, default_value_t = 16.0, value_parser = bounds::positive::<f32>)]
     pub lora_alpha: f32,
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = bounds::fraction::<f32>)]
     pub lora_dropout: f32,
     /// Adapted modules, comma list (default: c_attn / query_key_value).
     #[arg(long, value_delimiter = ',')]
@@ -257,10 +258,6 @@ impl CommonArgs {
         ensure!(self.grad_accum > 0, "--grad-accum must be positive");
         ensure!(self.steps > 0, "--steps must be positive");
         ensure!(
-            (0.0..1.0).contains(&self.lora_dropout),
-            "--lora-dropout must be in [0, 1)"
-        );
-        ensure!(
             self.quant == Quant::None || self.lora_r > 0,
             "--quant {} keeps the base frozen: add LoRA adapters (--lora-r N) to train",
             self.quant
@@ -314,7 +311,9 @@ pub fn apply_adaptation(model: &mut CausalLm, args: &CommonArgs) -> Result<()> {
         quantize_base(model, args.quant)?;
     }
     if let Some(cfg) = args.lora_config(model) {
-        model.attach_lora(&cfg, args.seed ^ LORA_INIT_STREAM)?;
+        model
+            .attach_lora(&cfg, args.seed ^ LORA_INIT_STREAM)
+            .with_context(|| format!("--lora-r {}", args.lora_r))?;
         keep_heads_trainable(model);
     }
     Ok(())

@@ -23,7 +23,7 @@ const NOT_RESUMED: &[&str] = &["resume", "config", "stop-after"];
 /// Any command whose options [`load_args`] merges with a run file: every
 /// trainer (through [`TrainArgs`]) and the sampling commands (best-of-n,
 /// eval), which take a few of the shared options under the same names.
-pub trait RunArgs: Serialize + DeserializeOwned {
+pub trait RunArgs: Serialize + DeserializeOwned + Args {
     /// The run file's table for this command (one of [`SECTIONS`]).
     const SECTION: &'static str;
     /// `--config`.
@@ -40,7 +40,7 @@ pub trait RunArgs: Serialize + DeserializeOwned {
     }
 }
 
-impl<T: TrainArgs> RunArgs for T {
+impl<T: TrainArgs + Args> RunArgs for T {
     const SECTION: &'static str = <T as TrainArgs>::SECTION;
     fn run_file(&self) -> Option<&Path> {
         self.common().config.as_deref()
@@ -99,7 +99,9 @@ fn run_file_entries<T: RunArgs>(
                         known.contains_key(&k),
                         "{file}: unknown key `{k}` in [{key}] (not an option of this command)"
                     );
-                    own.push((k, serde_json::to_value(v)?, format!("{file}: [{key}] `")));
+                    let at = format!("{file}: [{key}] `");
+                    check_number::<T>(&k, &v, &at)?;
+                    own.push((k, serde_json::to_value(v)?, at));
                 }
             }
             toml::Value::Table(_) => bail!(
@@ -113,12 +115,44 @@ fn run_file_entries<T: RunArgs>(
                     "{file}: unknown key `{key}` (not an option of this command; \
                      trainer-specific keys go in their [table])"
                 );
-                flat.push((key, serde_json::to_value(v)?, format!("{file}: `")));
+                let at = format!("{file}: `");
+                check_number::<T>(&key, &v, &at)?;
+                flat.push((key, serde_json::to_value(v)?, at));
             }
         }
     }
     flat.extend(own); // the command's own table last: it wins
     Ok(flat)
+}
+
+/// A number in the run file goes through its flag's own value parser, so
+/// the file and the command line accept the same range (see
+/// [`super::bounds`]); this also catches `nan` and `inf`, which JSON (the
+/// merge's format) cannot carry. `at` is the error's prefix up to the key.
+fn check_number<T: Args>(key: &str, value: &toml::Value, at: &str) -> Result<()> {
+    let text = match value {
+        toml::Value::Float(f) => f.to_string(),
+        toml::Value::Integer(i) => i.to_string(),
+        _ => return Ok(()),
+    };
+    let cmd = T::augment_args(clap::Command::new("engine"));
+    let Some((arg, long)) = cmd
+        .get_arguments()
+        .filter(|a| a.get_id().as_str().replace('_', "-") == key)
+        .find_map(|a| Some((a, a.get_long()?)))
+    else {
+        return Ok(());
+    };
+    // The option alone, parsed as if given as `--key=value`.
+    let alone = clap::Command::new("engine").arg(arg.clone());
+    match alone.try_get_matches_from(["engine".to_string(), format!("--{long}={text}")]) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let why = std::error::Error::source(&e)
+                .map_or_else(|| e.kind().to_string(), |s| s.to_string());
+            bail!("{at}{key}` = {text}: {why}")
+        }
+    }
 }
 
 /// Merges the run file and a resumed checkpoint's config into `args` for
@@ -158,11 +192,9 @@ pub fn merge_args<T: RunArgs>(args: T, matches: &ArgMatches) -> Result<T> {
         }
     }
     // --resume may itself come from the run file.
-    if let Some(resume) = json
-        .get("resume")
-        .and_then(Value::as_str)
-        .map(PathBuf::from)
-    {
+    let resume = json.get("resume").and_then(Value::as_str).map(PathBuf::from);
+    let resumed = resume.is_some();
+    if let Some(resume) = resume {
         let state = crate::train::run::read_state(&crate::train::run::checkpoint_dir(&resume)?)?;
         if let Value::Object(stored) = state.config {
             for (key, value) in stored {
@@ -176,8 +208,11 @@ pub fn merge_args<T: RunArgs>(args: T, matches: &ArgMatches) -> Result<T> {
             }
         }
     }
-    serde_json::from_value(Value::Object(json))
-        .context("merging flags, the run file and the resumed checkpoint's config")
+    serde_json::from_value(Value::Object(json)).context(if resumed {
+        "merging flags, the run file and the resumed checkpoint's config"
+    } else {
+        "merging flags and the run file"
+    })
 }
 
 /// Parses `argv` (program name first) as `T`'s flags and merges the layers:

@@ -28,7 +28,7 @@ use self::trainer::DpoTrainer;
 use crate::data::{Encoder, Truncation};
 use crate::device::Gpu;
 use crate::models::lm::{CausalLm, Head};
-use crate::train::config::{apply_adaptation, CommonArgs, TrainArgs};
+use crate::train::config::{apply_adaptation, bounds, CommonArgs, TrainArgs};
 use crate::train::driver::{no_model_error, owned_row, resumed_extra, RlhfSummary};
 use crate::train::optim::Schedule;
 use crate::train::session::Session;
@@ -62,15 +62,15 @@ pub struct DpoArgs {
     #[arg(long, default_value = "dpo", value_parser = parse_loss)]
     pub loss: String,
     /// β: the KL strength.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, value_parser = bounds::positive::<f32>)]
     pub beta: f32,
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = bounds::below_half::<f32>)]
     pub label_smoothing: f32,
     /// KTO's weight of desirable examples.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = bounds::non_negative::<f32>)]
     pub desirable_weight: f32,
     /// KTO's weight of undesirable examples.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = bounds::non_negative::<f32>)]
     pub undesirable_weight: f32,
 }
 

@@ -26,7 +26,7 @@ use crate::models::lm::{CausalLm, Head};
 use crate::rl::{KlEstimator, ScoreOptions};
 use crate::train::driver::RlhfSummary;
 use crate::train::driver::{bool_arg, no_model_error, owned_row, prompt_encoder, resumed_extra};
-use crate::train::config::{apply_adaptation, CommonArgs, TrainArgs};
+use crate::train::config::{apply_adaptation, bounds, CommonArgs, TrainArgs};
 use crate::train::optim::Schedule;
 use crate::train::reward_fn::{Keyword, TargetTokenRate};
 use crate::train::scoring::{RewardModelScorer, Scorer};
@@ -70,13 +70,13 @@ pub struct PpoArgs {
     #[arg(long)]
     pub reward_target_token: Option<u32>,
     /// Initial KL coefficient β.
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = 0.2, value_parser = bounds::non_negative::<f64>)]
     pub init_kl_coef: f64,
     /// The adaptive KL controller's target KL.
-    #[arg(long, default_value_t = 6.0)]
+    #[arg(long, default_value_t = 6.0, value_parser = bounds::positive::<f64>)]
     pub target_kl_value: f64,
     /// The adaptive KL controller's horizon.
-    #[arg(long, default_value_t = 10000.0)]
+    #[arg(long, default_value_t = 10000.0, value_parser = bounds::positive::<f64>)]
     pub horizon: f64,
     /// Adapt β toward --target-kl-value (false: fixed β).
     #[arg(long, default_value = "true", value_parser = bool_arg, action = clap::ArgAction::Set, value_name = "BOOL")]
@@ -92,13 +92,13 @@ pub struct PpoArgs {
     pub gradient_accumulation_steps: Option<usize>,
     #[arg(long, default_value_t = 32)]
     pub max_new_tokens: usize,
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = 0.2, value_parser = bounds::positive::<f32>)]
     pub cliprange: f32,
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = 0.2, value_parser = bounds::positive::<f32>)]
     pub cliprange_value: f32,
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, value_parser = bounds::non_negative::<f32>)]
     pub vf_coef: f32,
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = bounds::finite::<f32>)]
     pub ent_coef: f32,
     /// Per-token KL estimator of the penalty: k1 or k3.
     #[arg(long, value_enum, default_value_t = KlEstimatorArg::K1)]
@@ -110,7 +110,7 @@ pub struct PpoArgs {
     #[arg(long, default_value = "false", value_parser = bool_arg, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub use_score_norm: bool,
     /// Clip the (scaled) scores to [-X, X] (TRL).
-    #[arg(long)]
+    #[arg(long, value_parser = bounds::finite::<f64>)]
     pub score_clip: Option<f64>,
     /// Whiten the per-token rewards before GAE (TRL).
     #[arg(long, default_value = "false", value_parser = bool_arg, action = clap::ArgAction::Set, value_name = "BOOL")]

@@ -36,7 +36,7 @@ use crate::device::Gpu;
 use crate::models::lm::CausalLm;
 use crate::tape::Tape;
 use crate::tensor::Tensor;
-use crate::train::config::{apply_adaptation, CommonArgs, TrainArgs};
+use crate::train::config::{apply_adaptation, bounds, CommonArgs, TrainArgs};
 use crate::train::session::{step_seed, weighted_backward, GradAccum, RunSummary, Session};
 
 /// TRL RewardConfig's default learning rate.
@@ -52,7 +52,7 @@ pub struct RewardArgs {
     #[arg(long, value_enum)]
     pub loss: Option<RewardLoss>,
     /// TRL's center_rewards_coefficient (bt): λ·mean (r_c + r_r)².
-    #[arg(long)]
+    #[arg(long, value_parser = bounds::non_negative::<f32>)]
     pub center_coef: Option<f32>,
 }
 

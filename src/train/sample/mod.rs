@@ -27,7 +27,7 @@ use crate::models::generate::GenerateConfig;
 use crate::models::lm::CausalLm;
 use crate::models::sampling::SamplingConfig;
 use crate::train::config::run_file::{is_common_key, RunArgs};
-use crate::train::config::{chat_template, load_options};
+use crate::train::config::{bounds, chat_template, load_options};
 use crate::train::driver::{no_model_error, prompt_encoder};
 use crate::train::scoring::{RewardModelScorer, Scorer};
 
@@ -40,7 +40,7 @@ pub struct SampleArgs {
     pub max_new_tokens: usize,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = bounds::positive::<f32>)]
     pub temperature: f32,
     /// Prompts per generation pass.
     #[arg(long, default_value_t = 8)]
