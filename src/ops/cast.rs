@@ -62,39 +62,38 @@ pub fn cast_forward(x: &Tensor, dtype: DType) -> Result<Tensor> {
     if x.dtype() != DType::F32 {
         bail!("cast_forward takes an f32 tensor, got {x:?}");
     }
-    let consts = [("BF16", kind(dtype)?)];
-    let gpu = x.gpu();
-    let y = Tensor::empty(gpu, x.shape(), dtype)?;
-    for (lo, hi) in chunks(gpu, x.numel()) {
-        let p = CastParams {
-            n: (hi - lo) as u32,
-            _pad: [0; 3],
-        };
-        let binds = [bind_f32(x, 1, lo, hi), bind_packed(&y, 2, lo, hi)];
-        let k = Kernel::new("cast", "cast_forward").with(&consts);
-        gpu.dispatch(
-            &k,
-            &p,
-            &binds,
-            groups_1d(gpu, p.n.div_ceil(2).div_ceil(256)),
-        )?;
-    }
-    Ok(y)
+    convert(x, dtype, kind(dtype)?)
 }
 
 /// F16 / BF16 → f32.
 pub fn cast_backward(x: &Tensor) -> Result<Tensor> {
-    let consts = [("BF16", kind(x.dtype())?)];
+    let bf16 = kind(x.dtype())?;
+    convert(x, DType::F32, bf16)
+}
+
+/// x into a new `out`-typed y, one dispatch per chunk: packing when `out` is
+/// 16-bit (`cast_forward`, a thread per packed word of two elements), else
+/// unpacking (`cast_backward`, a thread per element).
+fn convert(x: &Tensor, out: DType, bf16: f64) -> Result<Tensor> {
+    let pack = out != DType::F32;
+    let consts = [("BF16", bf16)];
     let gpu = x.gpu();
-    let y = Tensor::empty(gpu, x.shape(), DType::F32)?;
+    let y = Tensor::empty(gpu, x.shape(), out)?;
     for (lo, hi) in chunks(gpu, x.numel()) {
         let p = CastParams {
             n: (hi - lo) as u32,
             _pad: [0; 3],
         };
-        let binds = [bind_packed(x, 3, lo, hi), bind_f32(&y, 4, lo, hi)];
-        let k = Kernel::new("cast", "cast_backward").with(&consts);
-        gpu.dispatch(&k, &p, &binds, groups_1d(gpu, p.n.div_ceil(256)))?;
+        let (entry, binds, per_thread) = if pack {
+            let binds = [bind_f32(x, 1, lo, hi), bind_packed(&y, 2, lo, hi)];
+            ("cast_forward", binds, 2)
+        } else {
+            let binds = [bind_packed(x, 3, lo, hi), bind_f32(&y, 4, lo, hi)];
+            ("cast_backward", binds, 1)
+        };
+        let k = Kernel::new("cast", entry).with(&consts);
+        let groups = groups_1d(gpu, p.n.div_ceil(per_thread).div_ceil(256));
+        gpu.dispatch(&k, &p, &binds, groups)?;
     }
     Ok(y)
 }

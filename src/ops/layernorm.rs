@@ -16,7 +16,7 @@
 use anyhow::{bail, ensure, Result};
 
 mod backward;
-pub(crate) use backward::partial_sum_blocks;
+pub(crate) use backward::{check_backward_inputs, empty_f32_if, partial_sum_blocks};
 pub use backward::{layernorm_backward, layernorm_backward_into, layernorm_backward_with};
 
 use crate::device::Gpu;

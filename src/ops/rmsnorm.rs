@@ -16,7 +16,9 @@ use anyhow::{ensure, Result};
 use crate::device::Gpu;
 use crate::kernel::{groups_1d, Kernel};
 use crate::ops::embedding::row_chunks;
-use crate::ops::layernorm::{params, partial_sum_blocks, LayerNormParams};
+use crate::ops::layernorm::{
+    check_backward_inputs, empty_f32_if, params, partial_sum_blocks, LayerNormParams,
+};
 use crate::tape::{Tape, Var};
 use crate::tensor::{DType, Tensor};
 
@@ -137,12 +139,8 @@ pub fn rmsnorm_backward(
     want_dw: bool,
 ) -> Result<(Option<Tensor>, Option<Tensor>)> {
     let gpu = x.gpu();
-    let dx = want_dx
-        .then(|| Tensor::empty(gpu, x.shape(), DType::F32))
-        .transpose()?;
-    let dw = want_dw
-        .then(|| Tensor::empty(gpu, &[x.cols()], DType::F32))
-        .transpose()?;
+    let dx = empty_f32_if(want_dx, gpu, x.shape())?;
+    let dw = empty_f32_if(want_dw, gpu, &[x.cols()])?;
     rmsnorm_backward_into(dy, x, w, rstd, dx.as_ref(), dw.as_ref())?;
     Ok((dx, dw))
 }
@@ -156,17 +154,9 @@ pub fn rmsnorm_backward_into(
     dx: Option<&Tensor>,
     dw: Option<&Tensor>,
 ) -> Result<()> {
-    let (n, c) = (x.rows(), x.cols());
-    check_f32("x", x, n * c)?;
-    check_f32("dy", dy, n * c)?;
-    check_f32("weight", w, c)?;
-    check_f32("rstd", rstd, n)?;
+    let c = x.cols();
+    check_backward_inputs("rmsnorm", dy, x, w, &[("rstd", rstd)], dx)?;
     if let Some(dx) = dx {
-        check_f32("dx", dx, n * c)?;
-        ensure!(
-            !dx.same_storage(dy) && !dx.same_storage(x),
-            "rmsnorm: dx must not alias an input"
-        );
         run(x, w, Pass::Backward { dy, dx, rstd })?;
     }
     if let Some(dw) = dw {

@@ -37,15 +37,9 @@ pub fn layernorm_backward_with(
 ) -> Result<LayerNormGrads> {
     let gpu = x.gpu();
     let c = x.cols();
-    let dx = want_dx
-        .then(|| Tensor::empty(gpu, x.shape(), DType::F32))
-        .transpose()?;
-    let dw = want_dwb
-        .then(|| Tensor::empty(gpu, &[c], DType::F32))
-        .transpose()?;
-    let db = want_dwb
-        .then(|| Tensor::empty(gpu, &[c], DType::F32))
-        .transpose()?;
+    let dx = empty_f32_if(want_dx, gpu, x.shape())?;
+    let dw = empty_f32_if(want_dwb, gpu, &[c])?;
+    let db = empty_f32_if(want_dwb, gpu, &[c])?;
     layernorm_backward_into(
         dy,
         x,
@@ -57,6 +51,46 @@ pub fn layernorm_backward_with(
         dw.as_ref().zip(db.as_ref()),
     )?;
     Ok(LayerNormGrads { dx, dw, db })
+}
+
+/// An f32 tensor of `shape` when `want`: a gradient buffer the caller asked for.
+pub(crate) fn empty_f32_if(want: bool, gpu: &Arc<Gpu>, shape: &[usize]) -> Result<Option<Tensor>> {
+    want.then(|| Tensor::empty(gpu, shape, DType::F32)).transpose()
+}
+
+/// The checks every norm backward shares (`op` names the norm in errors): `x`
+/// and `dy` f32 [N, C], the weight [C], the saved per-row `stats` [N] each,
+/// and a `dx` of x's size that aliases neither `dy` nor `x`.
+pub(crate) fn check_backward_inputs(
+    op: &str,
+    dy: &Tensor,
+    x: &Tensor,
+    w: &Tensor,
+    stats: &[(&str, &Tensor)],
+    dx: Option<&Tensor>,
+) -> Result<()> {
+    let (n, c) = (x.rows(), x.cols());
+    let check = |what: &str, t: &Tensor, numel: usize| {
+        ensure!(
+            t.dtype() == DType::F32 && t.numel() == numel,
+            "{op}: {what} is {t:?}, expected {numel} f32 elements"
+        );
+        Ok(())
+    };
+    check("x", x, n * c)?;
+    check("dy", dy, n * c)?;
+    check("weight", w, c)?;
+    for (what, t) in stats {
+        check(what, t, n)?;
+    }
+    if let Some(dx) = dx {
+        check("dx", dx, n * c)?;
+        ensure!(
+            !dx.same_storage(dy) && !dx.same_storage(x),
+            "{op}: dx must not alias an input"
+        );
+    }
+    Ok(())
 }
 
 /// Backward into existing tensors: `dx` (x's element count) and/or `(dγ, dβ)` ([C] each).
@@ -72,18 +106,7 @@ pub fn layernorm_backward_into(
     dwb: Option<(&Tensor, &Tensor)>,
 ) -> Result<()> {
     let (n, c) = (x.rows(), x.cols());
-    check_f32("x", x, n * c)?;
-    check_f32("dy", dy, n * c)?;
-    check_f32("weight", w, c)?;
-    check_f32("mean", mean, n)?;
-    check_f32("rstd", rstd, n)?;
-    if let Some(dx) = dx {
-        check_f32("dx", dx, n * c)?;
-        ensure!(
-            !dx.same_storage(dy) && !dx.same_storage(x),
-            "layernorm: dx must not alias an input"
-        );
-    }
+    check_backward_inputs("layernorm", dy, x, w, &[("mean", mean), ("rstd", rstd)], dx)?;
     if let Some((dw, db)) = dwb {
         check_f32("dweight", dw, c)?;
         check_f32("dbias", db, c)?;

@@ -42,36 +42,19 @@ pub fn matmul_backward_with(
     let (a_bs, b_bs, c_bs) = (m * k, if d.b_shared { 0 } else { k * n }, m * n);
     let gpu = a.gpu();
     let mut g = MatmulGrads::default();
+    // Each gradient is a fresh (beta = 0), bias-free product of two of dC, A, B.
+    type Ops<'a> = (&'a Tensor, &'a Tensor, &'a Tensor);
+    let grad = |ops: Ops<'_>, trans, mnkb, strides, reduce| {
+        gemm(variant, ops, None, trans, mnkb, strides, false, reduce, None)
+    };
     if needs[0] {
         let da = Tensor::empty(gpu, a.shape(), DType::F32)?;
         if ta {
             // dA (stored [K, M]) = op(B)·dCᵀ
-            let ops = (&da, b, dc);
-            gemm(
-                variant,
-                ops,
-                None,
-                (tb, true),
-                (k, m, n, batch),
-                (b_bs, c_bs),
-                false,
-                false,
-                None,
-            )?;
+            grad((&da, b, dc), (tb, true), (k, m, n, batch), (b_bs, c_bs), false)?;
         } else {
             // dA [M, K] = dC·op(B)ᵀ
-            let ops = (&da, dc, b);
-            gemm(
-                variant,
-                ops,
-                None,
-                (false, !tb),
-                (m, k, n, batch),
-                (c_bs, b_bs),
-                false,
-                false,
-                None,
-            )?;
+            grad((&da, dc, b), (false, !tb), (m, k, n, batch), (c_bs, b_bs), false)?;
         }
         g.da = Some(da);
     }
@@ -80,32 +63,10 @@ pub fn matmul_backward_with(
         let reduce = d.b_shared;
         if tb {
             // dB (stored [N, K]) = dCᵀ·op(A)
-            let ops = (&db, dc, a);
-            gemm(
-                variant,
-                ops,
-                None,
-                (true, ta),
-                (n, k, m, batch),
-                (c_bs, a_bs),
-                false,
-                reduce,
-                None,
-            )?;
+            grad((&db, dc, a), (true, ta), (n, k, m, batch), (c_bs, a_bs), reduce)?;
         } else {
             // dB [K, N] = op(A)ᵀ·dC
-            let ops = (&db, a, dc);
-            gemm(
-                variant,
-                ops,
-                None,
-                (!ta, false),
-                (k, n, m, batch),
-                (a_bs, c_bs),
-                false,
-                reduce,
-                None,
-            )?;
+            grad((&db, a, dc), (!ta, false), (k, n, m, batch), (a_bs, c_bs), reduce)?;
         }
         g.db = Some(db);
     }
