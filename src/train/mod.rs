@@ -34,6 +34,7 @@
 pub mod chart;
 pub mod config;
 pub mod dpo;
+pub mod divergence;
 pub mod driver;
 pub mod logprobs;
 pub mod metrics;
@@ -46,4 +47,5 @@ pub mod run;
 pub mod sample;
 pub mod scoring;
 pub mod session;
+pub mod summary;
 pub mod sft;
