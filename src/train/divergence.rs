@@ -161,19 +161,16 @@ impl Stop {
                 self.step
             ),
             None => format!(
-                "training diverged: {} consecutive steps were skipped as non-finite, up to step {} \
+                "training diverged: {} steps in a row were skipped as non-finite, up to step {} \
                  (--max-skipped-steps {})",
                 self.consecutive, self.step, self.max_skipped
             ),
         };
-        let first = format!(
-            "the first non-finite step was step {}: {}",
-            self.first_step, self.first
-        );
-        let ckpt = last_checkpoint_note(last_checkpoint);
         format!(
-            "{why}; {first}; {ckpt}. Nothing non-finite was written. (--max-skipped-steps sets how \
-             many non-finite steps in a row are skipped before stopping.)"
+            "{why}; the first was step {}: {}. {}. Nothing non-finite was written.",
+            self.first_step,
+            self.first,
+            last_checkpoint_note(last_checkpoint)
         )
     }
 }
@@ -183,11 +180,11 @@ impl Stop {
 pub fn last_checkpoint_note(last_checkpoint: Option<(u64, &Path)>) -> String {
     match last_checkpoint {
         Some((step, dir)) => format!(
-            "the last good checkpoint is {} (step {step}): resume from it with --resume and a \
+            "The last good checkpoint is {} (step {step}): resume from it with --resume and a \
              lower --lr",
             dir.display()
         ),
-        None => "no checkpoint was saved (--save-every N writes one every N steps); lower --lr \
+        None => "No checkpoint was saved (--save-every N writes one every N steps): lower --lr \
                  and start again"
             .to_string(),
     }

@@ -36,6 +36,7 @@ pub mod config;
 pub mod dpo;
 pub mod divergence;
 pub mod driver;
+pub mod grad_accum;
 pub mod logprobs;
 pub mod metrics;
 pub mod optim;

@@ -23,12 +23,11 @@ use super::metrics::MetricsLog;
 use super::optim::{LrSchedule, Optimizer, Schedule, StepReport};
 use super::progress::Progress;
 use super::run::{self, DataCursor, ExtraFiles, SavedModel, TrainerState};
+pub use super::grad_accum::{weighted_backward, GradAccum};
 pub use super::summary::{is_timing_metric, RunSummary};
 use crate::data::{ChatTemplate, EpochSampler};
 use crate::models::lm::CausalLm;
 use crate::ops::adamw::AdamwConfig;
-use crate::tensor::axpy::axpy;
-use crate::tape::{Grads, Tape, Var};
 use crate::tensor::Tensor;
 
 /// A seed for (`step`, `stream`) of a run seeded `seed` (SplitMix64 mix).
@@ -39,53 +38,6 @@ pub fn step_seed(seed: u64, step: u64, stream: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
-}
-
-/// Backpropagates `loss · weight` (a micro-batch's share of the step).
-pub fn weighted_backward(tape: &Tape, loss: &Var, weight: f32) -> Result<Grads> {
-    let seed = Tensor::full(tape.gpu(), loss.shape(), weight)?;
-    tape.backward_with(loss, seed)
-}
-
-/// Sum of micro-batch gradients (each already weighted by its share, e.g.
-/// through [`weighted_backward`]), accumulated with `axpy` into the first
-/// micro-batch's tensors.
-#[derive(Default)]
-pub struct GradAccum {
-    sum: Option<BTreeMap<String, Tensor>>,
-}
-
-impl GradAccum {
-    pub fn add(&mut self, grads: BTreeMap<String, Tensor>) -> Result<()> {
-        match &mut self.sum {
-            None => {
-                // Accumulating in place must not write through a buffer two
-                // gradients share (an op may hand the same tensor to both inputs).
-                let mut owned: BTreeMap<String, Tensor> = BTreeMap::new();
-                for (name, g) in grads {
-                    let shared = owned.values().any(|o| o.same_storage(&g));
-                    owned.insert(name, if shared { g.deep_copy()? } else { g });
-                }
-                self.sum = Some(owned);
-            }
-            Some(sum) => {
-                for (name, g) in grads {
-                    match sum.get(&name) {
-                        Some(acc) => axpy(acc, 1.0, &g)?,
-                        None => {
-                            sum.insert(name, g.deep_copy()?);
-                        }
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    pub fn finish(self) -> Result<BTreeMap<String, Tensor>> {
-        self.sum
-            .ok_or_else(|| anyhow::anyhow!("no micro-batch gradients to apply"))
-    }
 }
 
 /// AdamW at `lr` with the flags' weight decay, warm-up and decay schedule
@@ -337,7 +289,7 @@ impl Session {
     fn ensure_finite(&self, model: &CausalLm, what: &str) -> Result<()> {
         if let Some(name) = non_finite_parameter(&model.params)? {
             bail!(
-                "step {}: non-finite parameter `{name}`: not writing the {what}; {}",
+                "step {}: non-finite parameter `{name}`: not writing the {what}. {}",
                 self.state.step,
                 last_checkpoint_note(self.last_checkpoint())
             );
