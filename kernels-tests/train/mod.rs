@@ -7,6 +7,7 @@
 mod checkpoint;
 mod cli_rlhf;
 mod config;
+mod divergence;
 mod dpo;
 mod examples;
 mod ppo;

@@ -222,6 +222,7 @@ pub fn run_demo(
         before,
         after,
         steps: summary.steps,
+        skipped_steps: summary.skipped_steps,
         seconds: t0.elapsed().as_secs_f64(),
         health_warnings: summary.warnings.clone(),
         chart: summary.chart.clone(),

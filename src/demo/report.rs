@@ -43,6 +43,8 @@ pub struct DemoReport {
     pub before: PolicyMeasure,
     pub after: PolicyMeasure,
     pub steps: u64,
+    /// PPO steps skipped as non-finite (their update vetoed).
+    pub skipped_steps: u64,
     pub seconds: f64,
     pub health_warnings: Vec<String>,
     pub chart: Option<PathBuf>,
@@ -71,6 +73,7 @@ impl DemoReport {
             "mean_length_after": self.after.mean_length,
             "eval_prompts": self.after.prompts,
             "steps": self.steps,
+            "skipped_steps": self.skipped_steps,
             "seconds": self.seconds,
             "health_warnings": self.health_warnings,
             "chart": self.chart.as_ref().map(|p| p.display().to_string()),
@@ -106,6 +109,9 @@ impl std::fmt::Display for DemoReport {
             "\n== report: {} PPO steps in {:.0} s, measured on {} held-out prompts ==",
             self.steps, self.seconds, a.prompts
         )?;
+        if self.skipped_steps > 0 {
+            writeln!(f, "({} steps skipped as non-finite)", self.skipped_steps)?;
+        }
         writeln!(f, "{:<28} {:>10} {:>10}", "", "before", "after")?;
         writeln!(
             f,

@@ -234,13 +234,40 @@ impl safetensors::View for &Owned {
     }
 }
 
+/// Refuses to write `tensors` to `path` as `dtype` when a value is NaN/Inf,
+/// or would become Inf as float16 (|x| > 65504), naming the tensor. Every
+/// save goes through [`save_safetensors`], so no model, adapter, head or
+/// optimizer file is ever written with a non-finite value.
+pub fn ensure_finite_to_save(
+    path: &Path,
+    tensors: &BTreeMap<String, HostTensor>,
+    dtype: SaveDtype,
+) -> Result<()> {
+    let limit = match dtype {
+        SaveDtype::F16 => half::f16::MAX.to_f32(),
+        SaveDtype::F32 | SaveDtype::BF16 => f32::MAX,
+    };
+    for (name, t) in tensors {
+        if let Some((i, v)) = t.data.iter().enumerate().find(|(_, v)| !(v.abs() <= limit)) {
+            let why = if v.is_finite() { "does not fit float16 (max 65504)" } else { "is non-finite" };
+            bail!(
+                "refusing to write {}: tensor `{name}` holds {v} at index {i}, which {why}",
+                path.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Writes tensors as one safetensors file (with `{"format": "pt"}` metadata,
-/// as transformers expects), atomically.
+/// as transformers expects), atomically; never a non-finite value
+/// ([`ensure_finite_to_save`]).
 pub fn save_safetensors(
     path: &Path,
     tensors: &BTreeMap<String, HostTensor>,
     dtype: SaveDtype,
 ) -> Result<()> {
+    ensure_finite_to_save(path, tensors, dtype)?;
     let owned: Vec<(String, Owned)> = tensors
         .iter()
         .map(|(name, t)| {

@@ -209,11 +209,12 @@ impl CausalLm {
             SaveDtype::F16 => "float16",
             SaveDtype::BF16 => "bfloat16",
         };
-        let cfg = serde_json::to_string_pretty(&self.cfg.to_json(name))?;
-        write_atomic(&dir.join("config.json"), cfg.as_bytes())?;
+        // The weights first: a refused (non-finite) model leaves no config.
         let mut host = self.params.to_host()?;
         host.retain(|name, _| !is_adapter_param(name));
         save_safetensors(&dir.join("model.safetensors"), &host, dtype)?;
+        let cfg = serde_json::to_string_pretty(&self.cfg.to_json(name))?;
+        write_atomic(&dir.join("config.json"), cfg.as_bytes())?;
         if let Some(tok) = &self.tokenizer {
             let json = tok
                 .to_string(true)

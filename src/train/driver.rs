@@ -41,8 +41,10 @@ pub struct RlhfSummary {
     /// The latest checkpoint (`<out>/checkpoint`).
     pub checkpoint: Option<PathBuf>,
     pub chart: Option<PathBuf>,
-    /// Optimizer steps the non-finite guard skipped over the run.
+    /// Steps skipped as non-finite over the run (their update vetoed).
     pub skipped_steps: u64,
+    /// Optimizer updates vetoed as non-finite (PPO makes several a step).
+    pub skipped_updates: u64,
     /// Last-step metrics shown in the summary.
     pub last: Vec<(String, f64)>,
     /// Health warnings (PPO) and data notes.
@@ -76,6 +78,7 @@ impl RlhfSummary {
             checkpoint: run.checkpoint,
             chart: run.chart,
             skipped_steps: run.skipped_steps,
+            skipped_updates: run.skipped_updates,
             last,
             notes,
             warnings: Vec::new(),
@@ -104,8 +107,12 @@ impl std::fmt::Display for RlhfSummary {
         for (k, v) in &self.last {
             writeln!(f, "  {k:<24} {v:.6}")?;
         }
-        if self.skipped_steps > 0 {
-            writeln!(f, "  {} non-finite updates skipped", self.skipped_steps)?;
+        if self.skipped_steps + self.skipped_updates > 0 {
+            writeln!(
+                f,
+                "  {} non-finite steps skipped ({} optimizer updates vetoed)",
+                self.skipped_steps, self.skipped_updates
+            )?;
         }
         if self.notes.is_empty() {
             write!(f, "no warnings")?;

@@ -34,7 +34,9 @@
 pub mod chart;
 pub mod config;
 pub mod dpo;
+pub mod divergence;
 pub mod driver;
+pub mod grad_accum;
 pub mod logprobs;
 pub mod metrics;
 pub mod optim;
@@ -46,4 +48,5 @@ pub mod run;
 pub mod sample;
 pub mod scoring;
 pub mod session;
+pub mod summary;
 pub mod sft;

@@ -3,7 +3,9 @@
 //! guard that skips any step whose loss or gradients are not finite.
 //!
 //! The guard checks before anything is written, so a skipped step leaves
-//! weights and optimizer moments exactly as they were.
+//! weights and optimizer moments exactly as they were. A vetoed update
+//! records what was non-finite ([`Optimizer::fault`]), which the
+//! divergence guard (`train::divergence`) reads to stop a diverged run.
 
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
@@ -14,6 +16,7 @@ use crate::models::params::ParamStore;
 use crate::ops::adamw::{adamw_step, AdamwConfig};
 use crate::ops::grad_clip::{clip_grad_norm, grad_norm};
 use crate::tensor::{DType, Tensor};
+use crate::train::divergence::{first_non_finite, non_finite_parameter, NonFinite, Updates};
 
 /// Learning-rate schedule over optimizer steps (1-based).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -80,6 +83,9 @@ pub struct Optimizer {
     pub step: u32,
     /// Steps skipped by the non-finite guard.
     pub skipped: u32,
+    /// What made the latest update non-finite; None once one is applied.
+    /// Not checkpointed (a resumed run starts from an applied state).
+    pub fault: Option<NonFinite>,
     moments: BTreeMap<String, (Tensor, Tensor)>,
 }
 
@@ -91,6 +97,7 @@ impl Optimizer {
             max_grad_norm,
             step: 0,
             skipped: 0,
+            fault: None,
             moments: BTreeMap::new(),
         }
     }
@@ -116,7 +123,18 @@ impl Optimizer {
         let norm = grad_norm(&gpu, &list)?.item()?;
         let lr = self.schedule.lr_at(self.step + 1);
         if !loss.is_finite() || !norm.is_finite() {
-            self.skipped += 1;
+            let fault = if let Some(name) = non_finite_parameter(params)? {
+                NonFinite::Parameter(name)
+            } else if !loss.is_finite() {
+                NonFinite::Loss(loss)
+            } else {
+                let named = trainable.iter().map(|p| (p.name.as_str(), &grads[&p.name]));
+                NonFinite::GradNorm {
+                    norm,
+                    first: first_non_finite(&gpu, named)?,
+                }
+            };
+            self.veto(fault);
             return Ok(StepReport {
                 grad_norm: norm,
                 lr,
@@ -127,6 +145,7 @@ impl Optimizer {
             clip_grad_norm(&gpu, &list, max)?;
         }
         self.step += 1;
+        self.fault = None;
         let cfg = AdamwConfig { lr, ..self.cfg };
         for p in trainable {
             if !self.moments.contains_key(&p.name) {
@@ -141,6 +160,22 @@ impl Optimizer {
             lr,
             applied: true,
         })
+    }
+
+    /// Counts an update vetoed as non-finite (by [`Optimizer::step`], or by
+    /// a trainer before it got here) and records why.
+    pub fn veto(&mut self, fault: NonFinite) {
+        self.skipped += 1;
+        self.fault = Some(fault);
+    }
+
+    /// The counters the divergence guard reads after each trainer step.
+    pub fn updates(&self) -> Updates<'_> {
+        Updates {
+            applied: self.step,
+            vetoed: self.skipped,
+            fault: self.fault.as_ref(),
+        }
     }
 
     /// Writes the moments (`<name>.exp_avg`, `<name>.exp_avg_sq`) atomically.

@@ -33,6 +33,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::config::{is_head_param, keep_heads_trainable};
+use super::divergence::GuardState;
 use super::optim::Optimizer;
 use crate::models::checkpoint::{
     save_safetensors, write_atomic, Checkpoint, HostTensor, SaveDtype,
@@ -70,6 +71,9 @@ pub struct TrainerState {
     /// Optimizer::step and Optimizer::skipped.
     pub optimizer_step: u32,
     pub optimizer_skipped: u32,
+    /// The divergence guard's counters (skipped steps, the current streak).
+    #[serde(default)]
+    pub divergence: GuardState,
     /// Named RNG streams (`Rng::state`), for trainers with stateful sampling.
     #[serde(default)]
     pub rng: BTreeMap<String, u64>,

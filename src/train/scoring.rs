@@ -15,7 +15,7 @@
 //! trained to be. PPO rewards and eval/best-of-n scores are thus the same
 //! numbers for the same response.
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -43,6 +43,10 @@ pub struct Sample<'a> {
 /// Scores samples: one scalar per sample, higher is better.
 pub trait Scorer {
     fn score(&self, samples: &[Sample]) -> Result<Vec<f32>>;
+    /// What scores, in errors ("the reward model", "the reward function").
+    fn describe(&self) -> String {
+        "the reward function".to_string()
+    }
 }
 
 /// How the reward model reads a sample.
@@ -136,6 +140,10 @@ impl RewardModelScorer {
 }
 
 impl Scorer for RewardModelScorer {
+    fn describe(&self) -> String {
+        "the reward model".to_string()
+    }
+
     fn score(&self, samples: &[Sample]) -> Result<Vec<f32>> {
         ensure!(self.batch_size > 0, "reward model batch_size must be > 0");
         let labels = self.model.cfg.num_labels;
@@ -169,7 +177,9 @@ impl Scorer for RewardModelScorer {
     }
 }
 
-/// `scorer` on `samples`, checked to give one score each.
+/// `scorer` on `samples`, checked to give one finite score each: a NaN/Inf
+/// reward can be neither trained on (PPO) nor ranked or averaged
+/// (best-of-n, eval), so it is an error naming the sample.
 pub fn score_checked(scorer: &dyn Scorer, samples: &[Sample]) -> Result<Vec<f32>> {
     let scores = scorer.score(samples).context("scoring responses")?;
     ensure!(
@@ -178,6 +188,22 @@ pub fn score_checked(scorer: &dyn Scorer, samples: &[Sample]) -> Result<Vec<f32>
         scores.len(),
         samples.len()
     );
+    if let Some(i) = scores.iter().position(|s| !s.is_finite()) {
+        let short = |t: &str| -> String {
+            let cut: String = t.chars().take(60).collect();
+            if cut.len() < t.len() { format!("{cut}…") } else { cut }
+        };
+        bail!(
+            "{} gave a non-finite reward ({}) for response {} of {} (prompt {:?}, response {:?}); \
+             a NaN/Inf reward can be neither trained on nor ranked",
+            scorer.describe(),
+            scores[i],
+            i + 1,
+            samples.len(),
+            short(samples[i].prompt),
+            short(samples[i].response)
+        );
+    }
     Ok(scores)
 }
 

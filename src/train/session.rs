@@ -2,29 +2,32 @@
 //! directory, builds the optimizer from [`CommonArgs`](super::config::CommonArgs), restores a
 //! checkpoint on `--resume`, hands out steps and data batches, logs metrics
 //! and progress, checkpoints on schedule, and at the end saves the final
-//! model, the chart and the summary. [`GradAccum`] sums micro-batch
+//! model, the chart and the summary ([`RunSummary`]). After every step the
+//! divergence guard (`train::divergence`) reads what the optimizer did and
+//! stops a run gone non-finite; no checkpoint or final model is written
+//! with a non-finite trainable weight. [`GradAccum`] sums micro-batch
 //! gradients; [`step_seed`] derives per-step seeds, so a resumed run draws
 //! the same randomness without saving RNG streams.
 
-use anyhow::{ensure, Result};
-use serde::Serialize;
-use serde_json::{Map, Value};
+use anyhow::{anyhow, bail, ensure, Result};
+use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::chart::write_chart;
 use super::config::run_file::effective_config;
 use super::config::{CommonArgs, TrainArgs};
+use super::divergence::{last_checkpoint_note, non_finite_parameter, DivergenceGuard, Stop};
 use super::metrics::MetricsLog;
 use super::optim::{LrSchedule, Optimizer, Schedule, StepReport};
 use super::progress::Progress;
 use super::run::{self, DataCursor, ExtraFiles, SavedModel, TrainerState};
+pub use super::grad_accum::{weighted_backward, GradAccum};
+pub use super::summary::{is_timing_metric, RunSummary};
 use crate::data::{ChatTemplate, EpochSampler};
 use crate::models::lm::CausalLm;
 use crate::ops::adamw::AdamwConfig;
-use crate::tensor::axpy::axpy;
-use crate::tape::{Grads, Tape, Var};
 use crate::tensor::Tensor;
 
 /// A seed for (`step`, `stream`) of a run seeded `seed` (SplitMix64 mix).
@@ -35,59 +38,6 @@ pub fn step_seed(seed: u64, step: u64, stream: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
-}
-
-/// Metric names under `time/` are timings: they differ between runs and
-/// are left out of resume comparisons.
-pub fn is_timing_metric(key: &str) -> bool {
-    key.starts_with("time/")
-}
-
-/// Backpropagates `loss · weight` (a micro-batch's share of the step).
-pub fn weighted_backward(tape: &Tape, loss: &Var, weight: f32) -> Result<Grads> {
-    let seed = Tensor::full(tape.gpu(), loss.shape(), weight)?;
-    tape.backward_with(loss, seed)
-}
-
-/// Sum of micro-batch gradients (each already weighted by its share, e.g.
-/// through [`weighted_backward`]), accumulated with `axpy` into the first
-/// micro-batch's tensors.
-#[derive(Default)]
-pub struct GradAccum {
-    sum: Option<BTreeMap<String, Tensor>>,
-}
-
-impl GradAccum {
-    pub fn add(&mut self, grads: BTreeMap<String, Tensor>) -> Result<()> {
-        match &mut self.sum {
-            None => {
-                // Accumulating in place must not write through a buffer two
-                // gradients share (an op may hand the same tensor to both inputs).
-                let mut owned: BTreeMap<String, Tensor> = BTreeMap::new();
-                for (name, g) in grads {
-                    let shared = owned.values().any(|o| o.same_storage(&g));
-                    owned.insert(name, if shared { g.deep_copy()? } else { g });
-                }
-                self.sum = Some(owned);
-            }
-            Some(sum) => {
-                for (name, g) in grads {
-                    match sum.get(&name) {
-                        Some(acc) => axpy(acc, 1.0, &g)?,
-                        None => {
-                            sum.insert(name, g.deep_copy()?);
-                        }
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    pub fn finish(self) -> Result<BTreeMap<String, Tensor>> {
-        self.sum
-            .ok_or_else(|| anyhow::anyhow!("no micro-batch gradients to apply"))
-    }
 }
 
 /// AdamW at `lr` with the flags' weight decay, warm-up and decay schedule
@@ -122,45 +72,9 @@ pub struct Session {
     /// The current epoch's batches (cached), for `next_batch`.
     epoch_cache: Option<(u64, Vec<Vec<usize>>)>,
     started: Instant,
-}
-
-/// What a finished (or stopped) run reports.
-#[derive(Clone, Debug, Serialize)]
-pub struct RunSummary {
-    pub trainer: String,
-    pub out: PathBuf,
-    pub steps: u64,
-    pub total_steps: u64,
-    /// False when stopped early (`--stop-after`).
-    pub finished: bool,
-    /// Non-finite steps the optimizer guard skipped (over the whole run).
-    pub skipped_steps: u64,
-    pub checkpoint: Option<PathBuf>,
-    pub saved: SavedModel,
-    pub chart: Option<PathBuf>,
-    /// The last logged value of every metric.
-    pub last: Map<String, Value>,
-    pub seconds: f64,
-}
-
-impl std::fmt::Display for RunSummary {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let state = if self.finished { "done" } else { "stopped" };
-        write!(
-            f,
-            "{} {state}: step {}/{}",
-            self.trainer, self.steps, self.total_steps
-        )?;
-        for (k, v) in &self.last {
-            if let (false, Some(x)) = (is_timing_metric(k) || k == "step", v.as_f64()) {
-                write!(f, "  {k} {}", super::progress::fmt_value(x))?;
-            }
-        }
-        if self.skipped_steps > 0 {
-            write!(f, "  ({} non-finite steps skipped)", self.skipped_steps)?;
-        }
-        write!(f, "  [{:.1}s]", self.seconds)
-    }
+    guard: DivergenceGuard,
+    /// The latest checkpoint written (or resumed from): (step, directory).
+    last_checkpoint: Option<(u64, PathBuf)>,
 }
 
 impl Session {
@@ -199,6 +113,7 @@ impl Session {
         let common = args.common().clone();
         let config = effective_config(args)?;
         let mut opt = optimizer(&common, lr);
+        let mut last_checkpoint = None;
         let state = match &common.resume {
             Some(path) => {
                 let ckpt = run::checkpoint_dir(path)?;
@@ -212,6 +127,7 @@ impl Session {
                 std::fs::create_dir_all(&out)?;
                 run::rewind_metrics(&out, &ckpt, st.step)?;
                 st.config = config.clone();
+                last_checkpoint = Some((st.step, ckpt));
                 st
             }
             None => {
@@ -235,6 +151,11 @@ impl Session {
             common.log_every,
             shown,
         );
+        let guard = DivergenceGuard::new(
+            common.max_skipped_steps,
+            state.divergence.clone(),
+            opt.updates(),
+        );
         Ok(Session {
             out,
             metrics,
@@ -246,6 +167,8 @@ impl Session {
             common,
             epoch_cache: None,
             started: Instant::now(),
+            guard,
+            last_checkpoint,
         })
     }
 
@@ -303,19 +226,20 @@ impl Session {
         loss: f32,
     ) -> Result<StepReport> {
         let report = self.opt.step(&model.params, grads, loss)?;
-        if !report.applied {
+        if let (false, Some(fault)) = (report.applied, &self.opt.fault) {
             self.progress.warn(&format!(
-                "step {}: non-finite loss {loss} or grad norm {}; update skipped",
-                self.state.step + 1,
-                report.grad_norm
+                "step {}: {fault}; update skipped",
+                self.state.step + 1
             ));
         }
         Ok(report)
     }
 
-    /// Ends `step`: logs `row` (with `step`), updates progress, and writes a
-    /// checkpoint on `--save-every`, the last step, and `--stop-after`.
-    /// `extra` writes trainer-specific files into the checkpoint.
+    /// Ends `step`: logs `row` (with `step`), updates progress, lets the
+    /// divergence guard judge the step (an error stops a diverged run, after
+    /// writing its summary), and writes a checkpoint on `--save-every`, the
+    /// last step, and `--stop-after`. `extra` writes trainer-specific files
+    /// into the checkpoint.
     pub fn end_step(
         &mut self,
         model: &CausalLm,
@@ -327,6 +251,11 @@ impl Session {
         self.metrics.write(step, &pairs)?;
         self.progress.update(step, row);
         self.state.step = step;
+        let stop = self.guard.observe(step, self.opt.updates());
+        self.state.divergence = self.guard.state().clone();
+        if let Some(stop) = stop {
+            return Err(self.diverged(&stop));
+        }
         let every = self.common.save_every;
         let due = (every > 0 && step.is_multiple_of(every))
             || step == self.total_steps
@@ -337,15 +266,76 @@ impl Session {
         Ok(())
     }
 
+    /// Writes a checkpoint now (its trainable weights checked finite first).
     pub fn checkpoint(&mut self, model: &CausalLm, extra: Option<ExtraFiles>) -> Result<PathBuf> {
-        run::save_checkpoint(
+        self.ensure_finite(model, "checkpoint")?;
+        let dir = run::save_checkpoint(
             &self.out,
             model,
             &self.opt,
             &self.state,
             self.common.keep_checkpoints,
             extra,
-        )
+        )?;
+        self.last_checkpoint = Some((self.state.step, dir.clone()));
+        Ok(dir)
+    }
+
+    fn last_checkpoint(&self) -> Option<(u64, &Path)> {
+        self.last_checkpoint.as_ref().map(|(s, d)| (*s, d.as_path()))
+    }
+
+    /// Refuses to write `what` when a trainable weight is non-finite.
+    fn ensure_finite(&self, model: &CausalLm, what: &str) -> Result<()> {
+        if let Some(name) = non_finite_parameter(&model.params)? {
+            bail!(
+                "step {}: non-finite parameter `{name}`: not writing the {what}. {}",
+                self.state.step,
+                last_checkpoint_note(self.last_checkpoint())
+            );
+        }
+        Ok(())
+    }
+
+    /// The error that stops a diverged run; its summary is written first.
+    fn diverged(&mut self, stop: &Stop) -> anyhow::Error {
+        let message = stop.message(self.last_checkpoint());
+        let summary = self.summary(false, SavedModel::default(), None, Some(message.clone()));
+        if let Err(e) = self.write_summary(&summary) {
+            self.progress.warn(&format!("writing summary.json: {e:#}"));
+        }
+        self.progress.finish();
+        anyhow!(message)
+    }
+
+    fn summary(
+        &self,
+        finished: bool,
+        saved: SavedModel,
+        chart: Option<PathBuf>,
+        diverged: Option<String>,
+    ) -> RunSummary {
+        let ckpt = self.out.join(run::CHECKPOINT);
+        RunSummary {
+            trainer: self.state.trainer.clone(),
+            out: self.out.clone(),
+            steps: self.state.step,
+            total_steps: self.total_steps,
+            finished,
+            skipped_steps: self.guard.state().skipped_steps,
+            skipped_updates: self.opt.skipped as u64,
+            diverged,
+            checkpoint: ckpt.exists().then_some(ckpt),
+            saved,
+            chart,
+            last: self.metrics.rows.last().cloned().unwrap_or_default(),
+            seconds: self.started.elapsed().as_secs_f64(),
+        }
+    }
+
+    fn write_summary(&self, summary: &RunSummary) -> Result<()> {
+        let text = serde_json::to_string_pretty(summary)? + "\n";
+        crate::models::checkpoint::write_atomic(&self.out.join("summary.json"), text.as_bytes())
     }
 
     /// Ends the run: when all steps are done, saves the final model (see
@@ -360,6 +350,7 @@ impl Session {
     ) -> Result<RunSummary> {
         let finished = self.state.step >= self.total_steps;
         let (saved, chart) = if finished {
+            self.ensure_finite(model, "final model")?;
             let saved = run::save_final(&self.out, model, merged, template)?;
             let title = format!("{} — {}", self.state.trainer, self.out.display());
             let chart = write_chart(
@@ -372,22 +363,8 @@ impl Session {
         } else {
             (SavedModel::default(), None)
         };
-        let ckpt = self.out.join(run::CHECKPOINT);
-        let summary = RunSummary {
-            trainer: self.state.trainer.clone(),
-            out: self.out.clone(),
-            steps: self.state.step,
-            total_steps: self.total_steps,
-            finished,
-            skipped_steps: self.opt.skipped as u64,
-            checkpoint: ckpt.exists().then_some(ckpt),
-            saved,
-            chart,
-            last: self.metrics.rows.last().cloned().unwrap_or_default(),
-            seconds: self.started.elapsed().as_secs_f64(),
-        };
-        let text = serde_json::to_string_pretty(&summary)? + "\n";
-        crate::models::checkpoint::write_atomic(&self.out.join("summary.json"), text.as_bytes())?;
+        let summary = self.summary(finished, saved, chart, None);
+        self.write_summary(&summary)?;
         self.progress.finish();
         Ok(summary)
     }

@@ -1,5 +1,5 @@
 //! The guards of a PPO step, each forced: the ratio threshold, early
-//! stopping, NaN losses and weights, a non-finite rollout; and the
+//! stopping, NaN losses and weights, a non-finite reward; and the
 //! checkpointable state (a restored trainer continues exactly).
 
 use super::{policy, prompts, tiny_cfg, weights};
@@ -81,17 +81,16 @@ fn nan_loss_is_skipped_and_nan_weights_are_restored() {
 }
 
 #[test]
-fn non_finite_scores_skip_the_update() {
+fn non_finite_scores_fail_the_step() {
     let model = policy("gpt2-tiny");
     let ps = prompts(&model);
     let reference = RefSource::frozen_copy(&model).unwrap();
     let nan = |_: &str, _: &str, _: &[u32]| f32::NAN;
     let mut tr = PpoTrainer::new(model, reference, Box::new(nan), tiny_cfg()).unwrap();
     let before = weights(&tr.policy);
-    let beta = tr.kl_coef();
-    let r = tr.step(&ps).unwrap();
-    assert!(r.skipped.is_some() && r.minibatches == 0);
-    assert_eq!((tr.steps_done(), tr.kl_coef()), (1, beta));
+    let err = format!("{:#}", tr.step(&ps).unwrap_err());
+    assert!(err.contains("PPO step 1") && err.contains("non-finite reward (NaN)"), "{err}");
+    assert_eq!(tr.steps_done(), 0);
     assert_eq!(weights(&tr.policy), before);
 }
 

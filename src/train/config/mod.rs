@@ -96,6 +96,10 @@ fn string_or_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>
     })
 }
 
+fn default_max_skipped_steps() -> u32 {
+    3
+}
+
 /// Options every training command takes.
 #[derive(Args, Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -189,6 +193,11 @@ pub struct CommonArgs {
     /// auto (a bar on a terminal, else plain lines), bar, plain or silent.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
+    /// Stop the run after this many steps in a row were skipped as
+    /// non-finite (NaN/Inf loss or gradients); at least 1.
+    #[arg(long, default_value_t = 3)]
+    #[serde(default = "default_max_skipped_steps")]
+    pub max_skipped_steps: u32,
     /// Stop after this step as if interrupted (checkpointing first).
     #[arg(long, hide = true)]
     pub stop_after: Option<u64>,
@@ -257,6 +266,11 @@ impl CommonArgs {
         ensure!(self.batch_size > 0, "--batch-size must be positive");
         ensure!(self.grad_accum > 0, "--grad-accum must be positive");
         ensure!(self.steps > 0, "--steps must be positive");
+        ensure!(
+            self.max_skipped_steps >= 1,
+            "--max-skipped-steps must be at least 1 (got {})",
+            self.max_skipped_steps
+        );
         ensure!(
             self.quant == Quant::None || self.lora_r > 0,
             "--quant {} keeps the base frozen: add LoRA adapters (--lora-r N) to train",

@@ -230,9 +230,21 @@ impl Rollout {
     /// Whether every log-prob, value and score is finite (else the step
     /// skips its update).
     pub fn is_finite(&self) -> bool {
-        [&self.logp, &self.values, &self.ref_logp, &self.scores]
-            .iter()
-            .all(|x| x.iter().all(|v| v.is_finite()))
+        self.non_finite().is_none()
+    }
+
+    /// The first of the policy's log-probs, values, the reference's
+    /// log-probs and the scores that holds a NaN/Inf, by name.
+    pub fn non_finite(&self) -> Option<&'static str> {
+        [
+            ("policy log-probs", &self.logp),
+            ("values", &self.values),
+            ("reference log-probs", &self.ref_logp),
+            ("scores", &self.scores),
+        ]
+        .into_iter()
+        .find(|(_, x)| x.iter().any(|v| !v.is_finite()))
+        .map(|(name, _)| name)
     }
 }
 

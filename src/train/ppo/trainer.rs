@@ -19,6 +19,7 @@ use super::update::{Fault, UpdatePhase};
 use crate::models::lm::{CausalLm, Head};
 use crate::ops::adamw::AdamwConfig;
 use crate::rl;
+use crate::train::divergence::NonFinite;
 use crate::train::metrics::MetricsLog;
 use crate::train::optim::{LrSchedule, Optimizer};
 use crate::train::scoring::Scorer;
@@ -165,8 +166,10 @@ impl PpoTrainer {
         rep.describe_rollout(&ro);
         let beta = self.scalars.kl_coef();
         rep.kl_coef = beta;
-        if !ro.is_finite() {
-            rep.skipped = Some("non-finite log-probs, values or scores in the rollout".into());
+        if let Some(what) = ro.non_finite() {
+            let fault = NonFinite::Other(format!("{what} in the rollout"));
+            rep.skipped = Some(fault.to_string());
+            self.optimizer.veto(fault);
         } else {
             let t = ro.t;
             // TRL scales/clips the scores it trains on; env/reward_* stay raw.

@@ -23,7 +23,8 @@
 //!   they were) and is counted; the others still train. After the epochs, if any
 //!   trainable weight is not finite (a NaN that got written anyway), all of
 //!   them are restored from the snapshot taken before the epochs (Adam's
-//!   moments are not; reload a checkpoint if that ever happens).
+//!   moments are not; reload a checkpoint if that ever happens), and the
+//!   step counts as vetoed ([`Optimizer::veto`]) for the divergence guard.
 //!
 //! LoRA dropout (when the adapters have some) is on in these passes only,
 //! seeded per minibatch from `(seed, step)`; the rollout's passes run
@@ -39,11 +40,11 @@ use crate::data::shuffled;
 use crate::models::lm::CausalLm;
 use crate::ops::elementwise as ew;
 use crate::ops::entropy::entropy;
-use crate::ops::grad_clip::grad_norm;
 use crate::ops::reduce;
 use crate::rl::{self, Advantages, PpoLossStats, PpoMinibatch};
 use crate::tape::Tape;
 use crate::tensor::Tensor;
+use crate::train::divergence::{non_finite_parameter, NonFinite};
 use crate::train::optim::Optimizer;
 use crate::train::session::{weighted_backward, GradAccum};
 
@@ -156,11 +157,17 @@ impl UpdatePhase<'_> {
             host[0] = f32::NAN;
             w.write(&host)?;
         }
-        if !snapshot.is_empty() && !self.weights_finite()? {
-            for (w, s) in self.trainable().into_iter().zip(&snapshot) {
-                w.copy_from(s)?;
+        if !snapshot.is_empty() {
+            if let Some(name) = non_finite_parameter(&self.policy.params)? {
+                for (w, s) in self.trainable().into_iter().zip(&snapshot) {
+                    w.copy_from(s)?;
+                }
+                rep.restored = true;
+                // The step's updates are undone: it counts as a skipped one.
+                self.optimizer.veto(NonFinite::Other(format!(
+                    "parameter `{name}` after the update (restored to before the step)"
+                )));
             }
-            rep.restored = true;
         }
         Ok(())
     }
@@ -173,12 +180,6 @@ impl UpdatePhase<'_> {
             .filter(|p| p.trainable)
             .map(|p| &p.tensor)
             .collect()
-    }
-
-    /// One GPU reduction over every trainable weight (NaN/Inf propagate).
-    fn weights_finite(&self) -> Result<bool> {
-        let w = self.trainable();
-        Ok(grad_norm(self.policy.gpu(), &w)?.item()?.is_finite())
     }
 
     /// Forward, loss and (unless the ratio guard skips it) the backward of
