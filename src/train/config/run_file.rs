@@ -178,6 +178,10 @@ pub fn merge_args<T: RunArgs>(args: T, matches: &ArgMatches) -> Result<T> {
                 }
             }
         }
+        if known.contains_key("out") && !given.contains("out") && !from_file.contains("out") {
+            let dir = crate::train::run::resumed_run_dir(&resume);
+            json.insert("out".into(), serde_json::to_value(dir)?);
+        }
     }
     serde_json::from_value(Value::Object(json))
         .context("merging flags, the run file and the resumed checkpoint's config")
