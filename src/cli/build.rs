@@ -10,6 +10,7 @@ use engine::data::bpe::{save_tokenizer, texts_of_file, train_bpe};
 use engine::data::{ChatTemplate, LoadOptions, TEMPLATE_FILE};
 use engine::models::checkpoint::SaveDtype;
 use engine::models::fresh::{fresh_model, ModelShape};
+use engine::models::outputs::{refuse_existing_file, refuse_non_empty_dir};
 use engine::models::Arch;
 use engine::Gpu;
 
@@ -30,9 +31,13 @@ pub struct TrainTokenizerArgs {
     /// Output directory (tokenizer.json is written there).
     #[arg(long)]
     pub out: PathBuf,
+    /// Replace an existing tokenizer.json in --out.
+    #[arg(long)]
+    pub force: bool,
 }
 
 pub fn train_tokenizer_cmd(args: &TrainTokenizerArgs) -> Result<()> {
+    refuse_existing_file(&args.out.join("tokenizer.json"), "--out", args.force)?;
     let opts = LoadOptions {
         max_rows: args.max_rows,
         ..LoadOptions::default()
@@ -89,9 +94,13 @@ pub struct InitArgs {
     /// Output model directory.
     #[arg(long)]
     pub out: PathBuf,
+    /// Write into --out even when it exists and is not empty.
+    #[arg(long)]
+    pub force: bool,
 }
 
 pub fn init_cmd(gpu: &Arc<Gpu>, args: &InitArgs) -> Result<()> {
+    refuse_non_empty_dir(&args.out, "--out", args.force)?;
     let path = if args.tokenizer.is_dir() {
         args.tokenizer.join("tokenizer.json")
     } else {

@@ -23,6 +23,9 @@ pub struct SupportArgs {
     /// Output directory (created if missing).
     #[arg(long)]
     pub out: PathBuf,
+    /// Write into --out even when it exists and is not empty.
+    #[arg(long)]
+    pub force: bool,
     #[arg(long, default_value_t = SupportOptions::default().seed)]
     pub seed: u64,
     /// SFT rows.
@@ -52,6 +55,7 @@ pub fn data_cmd(args: &DataArgs) -> Result<()> {
 }
 
 fn support_cmd(a: &SupportArgs) -> Result<()> {
+    engine::models::outputs::refuse_non_empty_dir(&a.out, "--out", a.force)?;
     let opts = SupportOptions {
         seed: a.seed,
         sft: a.sft,

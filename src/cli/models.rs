@@ -355,6 +355,9 @@ pub struct ExportArgs {
     /// Storage dtype of the written weights: f32, f16 or bf16.
     #[arg(long, default_value = "f32")]
     pub dtype: String,
+    /// Write into a non-empty --out (never into --model itself).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Re-saves a model directory in Hugging Face layout (config.json,
@@ -367,6 +370,16 @@ pub fn export_cmd(gpu: &Arc<Gpu>, a: &ExportArgs) -> Result<()> {
         "bf16" | "bfloat16" => SaveDtype::BF16,
         other => bail!("unknown --dtype `{other}` (f32, f16 or bf16)"),
     };
+    // Exporting over the source would rewrite it lossily (e.g. to f16) and,
+    // on a failure half-way, leave neither version: never, even with --force.
+    if engine::models::outputs::same_path(&a.out, &a.model) {
+        bail!(
+            "--out {} is the --model directory {}; export writes a copy, choose another --out",
+            a.out.display(),
+            a.model.display()
+        );
+    }
+    engine::models::outputs::refuse_non_empty_dir(&a.out, "--out", a.force)?;
     let model = CausalLm::load(gpu, &a.model)?;
     model.save(&a.out, dtype)?;
     println!("wrote {}", a.out.display());

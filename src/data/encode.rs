@@ -290,6 +290,7 @@ impl<'a> Encoder<'a> {
 /// Applies `encode` to every row; with `skip_bad_rows` a failing row (e.g.
 /// an over-long prompt under [`Overflow::Error`]) is skipped and counted,
 /// and the first few reasons kept, else the first failure is returned.
+/// When every row fails, the error gives the count and the first reasons.
 pub fn encode_all<T, E>(
     rows: &[Row<T>],
     skip_bad_rows: bool,
@@ -307,6 +308,10 @@ pub fn encode_all<T, E>(
             }
             Err(e) => return Err(e),
         }
+    }
+    if out.is_empty() && skipped > 0 {
+        let file = rows.first().map(|r| r.origin.file.to_path_buf()).unwrap_or_default();
+        anyhow::bail!("{}", super::source::every_row_bad(&file, skipped, &reasons));
     }
     Ok((out, skipped, reasons))
 }

@@ -88,10 +88,27 @@ pub(crate) fn load<T>(
         FileFormat::Tsv => read_csv(reader, b'\t', &mut c, &parse)?,
     }
     c.report.kept = c.rows.len();
+    if c.rows.is_empty() && c.report.skipped_bad > 0 {
+        bail!("{}", every_row_bad(&c.report.file, c.report.skipped_bad, &c.report.reasons));
+    }
     Ok(Dataset {
         rows: c.rows,
         report: c.report,
     })
+}
+
+/// The error for a file whose every row was skipped as bad: the count and
+/// the first reasons, so `--skip-bad-rows` never hides why nothing is left.
+pub(crate) fn every_row_bad(file: &Path, skipped: usize, reasons: &[String]) -> String {
+    let mut msg = format!(
+        "{}: all {skipped} rows are bad (skipped under --skip-bad-rows), nothing is left; the first:",
+        file.display()
+    );
+    for r in reasons {
+        msg.push_str("\n  ");
+        msg.push_str(r);
+    }
+    msg
 }
 
 fn read_jsonl<T>(

@@ -130,7 +130,7 @@ impl ChatTemplate {
 
     pub fn save(&self, path: &Path) -> Result<()> {
         let json = serde_json::to_string_pretty(self)?;
-        std::fs::write(path, json + "\n").with_context(|| format!("writing {}", path.display()))
+        crate::models::checkpoint::write_atomic(path, (json + "\n").as_bytes())
     }
 
     /// The model directory's [`TEMPLATE_FILE`], or the default when absent.

@@ -3,7 +3,9 @@
 //!
 //! Tensors are converted to f32 on the host as they are read; f32, f16 and
 //! bf16 files are accepted. Every error names the file and, where there is
-//! one, the tensor.
+//! one, the tensor. A NaN or infinity in a tensor that is read is an error:
+//! every command (generate, eval, trainers, export, adapters and value/reward
+//! heads) loads through [`Checkpoint::get`], so none runs on poisoned weights.
 
 use anyhow::{anyhow, bail, Context, Result};
 use safetensors::{Dtype, SafeTensors};
@@ -184,6 +186,14 @@ impl Checkpoint {
                 path.display()
             ),
         };
+        if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+            bail!(
+                "{}: tensor `{name}` holds a non-finite value ({}) at flat index {i}; \
+                 the checkpoint is corrupt or came from a diverged run",
+                path.display(),
+                data[i]
+            );
+        }
         Ok(HostTensor {
             shape: view.shape().to_vec(),
             data,
@@ -323,8 +333,16 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         name.to_string_lossy(),
         std::process::id()
     ));
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-    Ok(())
+    // Errors name the real path (a full disk shows up while writing the
+    // temporary); the temporary never outlives a failure.
+    let written = std::fs::write(&tmp, bytes)
+        .with_context(|| format!("writing {} (through {})", path.display(), tmp.display()))
+        .and_then(|()| {
+            std::fs::rename(&tmp, path)
+                .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+        });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }

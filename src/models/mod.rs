@@ -8,7 +8,8 @@
 //!   (`gpt2`, `gpt_neox`), listed in `registry`;
 //! - `lm`: [`CausalLm`], driving any registered architecture, with its heads;
 //! - extensions of a `CausalLm`: `lora` (+ PEFT files), `quantized` (QLoRA),
-//!   `init` / `fresh` (new models), `generate` / `sampling`.
+//!   `init` / `fresh` (new models), `generate` / `sampling`;
+//! - `outputs`: the guards that keep commands from overwriting by surprise.
 
 pub mod arch;
 pub mod checkpoint;
@@ -21,6 +22,7 @@ pub mod init;
 pub mod layers;
 pub mod lm;
 pub mod lora;
+pub mod outputs;
 pub mod params;
 pub mod quantized;
 pub mod registry;

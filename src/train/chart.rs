@@ -45,45 +45,47 @@ pub fn write_chart(
     if series.is_empty() {
         return Ok(None);
     }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
     let err = |e: &dyn std::fmt::Display| anyhow!("drawing {}: {e}", path.display());
     let height = PANEL_H * series.len() as u32 + 40;
-    let root = SVGBackend::new(path, (PANEL_W, height)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| err(&e))?;
-    let root = root
-        .titled(title, ("sans-serif", 20))
-        .map_err(|e| err(&e))?;
-    let panels = root.split_evenly((series.len(), 1));
-    for (i, ((key, pts), area)) in series.iter().zip(panels.iter()).enumerate() {
-        let (x0, x1) = padded_range(pts.iter().map(|p| p.0));
-        let (y0, y1) = padded_range(pts.iter().map(|p| p.1));
-        let mut chart = ChartBuilder::on(area)
-            .caption(*key, ("sans-serif", 16))
-            .margin(8)
-            .x_label_area_size(28)
-            .y_label_area_size(64)
-            .build_cartesian_2d(x0..x1, y0..y1)
+    // Drawn into memory, then written atomically: never half an SVG.
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (PANEL_W, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(&e))?;
+        let root = root
+            .titled(title, ("sans-serif", 20))
             .map_err(|e| err(&e))?;
-        chart
-            .configure_mesh()
-            .x_desc("step")
-            .x_label_formatter(&|v| format!("{v:.0}"))
-            .y_label_formatter(&|v| super::progress::fmt_value(*v))
-            .draw()
-            .map_err(|e| err(&e))?;
-        let color = Palette99::pick(i).to_rgba();
-        chart
-            .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))
-            .map_err(|e| err(&e))?;
-        if pts.len() == 1 {
-            // A lone point draws no line: mark it.
-            chart
-                .draw_series(pts.iter().map(|p| Circle::new(*p, 3, color.filled())))
+        let panels = root.split_evenly((series.len(), 1));
+        for (i, ((key, pts), area)) in series.iter().zip(panels.iter()).enumerate() {
+            let (x0, x1) = padded_range(pts.iter().map(|p| p.0));
+            let (y0, y1) = padded_range(pts.iter().map(|p| p.1));
+            let mut chart = ChartBuilder::on(area)
+                .caption(*key, ("sans-serif", 16))
+                .margin(8)
+                .x_label_area_size(28)
+                .y_label_area_size(64)
+                .build_cartesian_2d(x0..x1, y0..y1)
                 .map_err(|e| err(&e))?;
+            chart
+                .configure_mesh()
+                .x_desc("step")
+                .x_label_formatter(&|v| format!("{v:.0}"))
+                .y_label_formatter(&|v| super::progress::fmt_value(*v))
+                .draw()
+                .map_err(|e| err(&e))?;
+            let color = Palette99::pick(i).to_rgba();
+            chart
+                .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))
+                .map_err(|e| err(&e))?;
+            if pts.len() == 1 {
+                // A lone point draws no line: mark it.
+                chart
+                    .draw_series(pts.iter().map(|p| Circle::new(*p, 3, color.filled())))
+                    .map_err(|e| err(&e))?;
+            }
         }
+        root.present().map_err(|e| err(&e))?;
     }
-    root.present().map_err(|e| err(&e))?;
+    crate::models::checkpoint::write_atomic(path, svg.as_bytes())?;
     Ok(Some(path.to_path_buf()))
 }

@@ -1,14 +1,20 @@
 //! Per-step metrics as JSON lines (`<out>/metrics.jsonl`), one object per
 //! step with a `step` key and TRL's metric names.
+//!
+//! Each row goes out as one write of one whole line; if it fails (a full
+//! disk), the file is cut back to its last whole line, so a reader never sees
+//! half a row, and the error names the file.
 
 use anyhow::{Context, Result};
 use serde_json::{Map, Value};
-use std::io::Write;
+use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 
 pub struct MetricsLog {
     path: PathBuf,
     file: std::fs::File,
+    /// Bytes of whole lines written so far (where a failed write is cut back to).
+    len: u64,
     /// Every row written, kept for the end-of-run report and chart.
     pub rows: Vec<Map<String, Value>>,
 }
@@ -36,7 +42,16 @@ impl MetricsLog {
             .truncate(!append)
             .open(&path)
             .with_context(|| format!("opening {}", path.display()))?;
-        Ok(MetricsLog { path, file, rows })
+        let len = file
+            .metadata()
+            .with_context(|| format!("reading the size of {}", path.display()))?
+            .len();
+        Ok(MetricsLog {
+            path,
+            file,
+            len,
+            rows,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -53,8 +68,15 @@ impl MetricsLog {
                 serde_json::Number::from_f64(*v).map_or(Value::Null, Value::Number),
             );
         }
-        writeln!(self.file, "{}", Value::Object(row.clone()))?;
-        self.file.flush()?;
+        let line = format!("{}\n", Value::Object(row.clone()));
+        if let Err(e) = self.file.write_all(line.as_bytes()).and_then(|()| self.file.flush()) {
+            // Best effort: a device such as /dev/full cannot be cut back.
+            let _ = self.file.set_len(self.len);
+            let _ = self.file.seek(std::io::SeekFrom::Start(self.len));
+            return Err(anyhow::Error::new(e)
+                .context(format!("appending step {step} to {}", self.path.display())));
+        }
+        self.len += line.len() as u64;
         self.rows.push(row);
         Ok(())
     }

@@ -40,6 +40,7 @@ use crate::models::checkpoint::{
 };
 use crate::models::lm::CausalLm;
 use crate::models::lora::is_adapter_param;
+use crate::models::outputs::{refuse_non_empty_dir, same_path};
 
 pub const CHECKPOINT: &str = "checkpoint";
 const TMP: &str = ".checkpoint.tmp";
@@ -148,6 +149,34 @@ pub fn checkpoint_dir(path: &Path) -> Result<PathBuf> {
         "{}: no checkpoint ({STATE_FILE} not found there or in {CHECKPOINT}/)",
         path.display()
     )
+}
+
+/// The run directory a `--resume PATH` continues when no --out is given:
+/// PATH itself when it is a run directory, else (PATH is a checkpoint) the
+/// run directory holding it. Never the directory recorded in the checkpoint,
+/// so resuming a copied run writes into the copy.
+pub fn resumed_run_dir(path: &Path) -> PathBuf {
+    if path.join(STATE_FILE).is_file() {
+        match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    } else {
+        path.to_path_buf()
+    }
+}
+
+/// A resume continues its own directory (`resumed`); any other run must not
+/// write into an `out` with files it did not make, unless `force`. A
+/// directory holding a checkpoint is left to the session's own refusal
+/// (which suggests --resume).
+pub fn check_out_dir(out: &Path, resumed: Option<&Path>, force: bool) -> Result<()> {
+    let resuming_here = resumed.is_some_and(|d| same_path(d, out));
+    let holds_checkpoint = resumed.is_none() && out.join(CHECKPOINT).exists();
+    if resuming_here || holds_checkpoint {
+        return Ok(());
+    }
+    refuse_non_empty_dir(out, "--out", force)
 }
 
 pub fn read_state(ckpt: &Path) -> Result<TrainerState> {
@@ -357,7 +386,8 @@ pub fn rewind_metrics(out: &Path, ckpt: &Path, step: u64) -> Result<()> {
             _ => return Ok(()),
         }
     };
-    let text = std::fs::read_to_string(&source)?;
+    let text = std::fs::read_to_string(&source)
+        .with_context(|| format!("reading {}", source.display()))?;
     let kept: String = text
         .lines()
         .filter(|l| {

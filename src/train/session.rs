@@ -109,10 +109,15 @@ impl Session {
         let c = args.common_mut();
         c.validate()?;
         let lr = *c.lr.get_or_insert(default_lr);
-        let out = c.out.get_or_insert_with(run::default_out_dir).clone();
+        let resumed_dir = c.resume.as_deref().map(run::resumed_run_dir);
+        let out = c
+            .out
+            .get_or_insert_with(|| resumed_dir.clone().unwrap_or_else(run::default_out_dir))
+            .clone();
         let common = args.common().clone();
         let config = effective_config(args)?;
         let mut opt = optimizer(&common, lr);
+        run::check_out_dir(&out, resumed_dir.as_deref(), common.force)?;
         let mut last_checkpoint = None;
         let state = match &common.resume {
             Some(path) => {
@@ -124,7 +129,6 @@ impl Session {
                     ckpt.display(),
                     st.trainer
                 );
-                std::fs::create_dir_all(&out)?;
                 run::rewind_metrics(&out, &ckpt, st.step)?;
                 st.config = config.clone();
                 last_checkpoint = Some((st.step, ckpt));

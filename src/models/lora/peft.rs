@@ -6,10 +6,12 @@
 //! regex-style `target_modules` need no regex engine); `target_modules` is
 //! kept to write back. `task_type` may be missing or null. Features that would
 //! change the math and that engine does not implement (`use_dora`, trained
-//! biases, `modules_to_save`, per-module `alpha_pattern`, `layer_replication`,
-//! `target_parameters`, `trainable_token_indices`, QALoRA) are refused with an
-//! error naming the file; every error names the file and, where there is one,
-//! the key. Per-module ranks (`rank_pattern`) follow from the tensors' shapes.
+//! biases, `modules_to_save`, `layer_replication`, `target_parameters`,
+//! `trainable_token_indices`, QALoRA, and the per-module/per-layer selectors
+//! `rank_pattern`, `alpha_pattern`, `layers_to_transform`, `layers_pattern`)
+//! are refused with an error naming the file and the key: ignoring them would
+//! give logits that differ from PEFT's. Every error names the file and, where
+//! there is one, the key. Every module's rank must equal `r`.
 
 use anyhow::{anyhow, ensure, Context, Result};
 use serde_json::{json, Value};
@@ -68,13 +70,21 @@ pub fn read_config(path: &Path) -> Result<LoraConfig> {
     );
     let unsupported = [
         "modules_to_save",
+        "rank_pattern",
         "alpha_pattern",
+        "layers_to_transform",
+        "layers_pattern",
         "layer_replication",
         "target_parameters",
         "trainable_token_indices",
     ];
     for k in unsupported {
-        ensure!(empty(k), "{file}: `{k}` is not supported");
+        ensure!(
+            empty(k),
+            "{file}: `{k}` is set ({}); engine does not implement it, and ignoring it \
+             would give logits that differ from PEFT's",
+            v[k]
+        );
     }
     let target_modules = match v.get("target_modules") {
         Some(Value::Array(a)) => a
@@ -198,6 +208,11 @@ impl CausalLm {
                 m.in_features
             );
             let r = a.shape[0];
+            ensure!(
+                r == cfg.r,
+                "{file}: `{a_key}` has rank {r}, but {CONFIG_FILE} says r = {}",
+                cfg.r
+            );
             let b = ck.get_shaped(&b_key, &[m.out_features, r])?;
             loaded.push((m.name.clone(), a, b));
             modules.insert(m.name.clone(), cfg.scale_for(r));

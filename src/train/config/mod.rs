@@ -116,9 +116,15 @@ pub struct CommonArgs {
     /// Without --eval-data: hold out this fraction of --data (seeded).
     #[arg(long, default_value_t = 0.0, value_parser = bounds::fraction::<f64>)]
     pub eval_fraction: f64,
-    /// Run directory (default `./runs/<UTC timestamp>`).
+    /// Run directory (default `./runs/<UTC timestamp>`; with --resume, the
+    /// resumed run's directory).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Write into an --out that exists and is not empty (not needed to
+    /// resume a run in its own directory).
+    #[arg(long)]
+    #[serde(default)]
+    pub force: bool,
     /// Optimizer steps of the whole run.
     #[arg(long, default_value_t = 100)]
     pub steps: u64,

@@ -17,8 +17,11 @@ use super::{CommonArgs, TrainArgs};
 /// when it gets its own table.
 pub const SECTIONS: &[&str] = &["sft", "reward", "ppo", "dpo", "best-of-n", "eval"];
 
-/// Keys never taken from a resumed checkpoint's stored config.
-const NOT_RESUMED: &[&str] = &["resume", "config", "stop-after"];
+/// Keys never taken from a resumed checkpoint's stored config. `out` is not:
+/// a resumed run writes into the directory it was resumed from (or --out),
+/// never into the one recorded when the checkpoint was made (which a copied
+/// run would overwrite); `force` is asked for anew each time.
+const NOT_RESUMED: &[&str] = &["resume", "config", "stop-after", "out", "force"];
 
 /// Any command whose options [`load_args`] merges with a run file: every
 /// trainer (through [`TrainArgs`]) and the sampling commands (best-of-n,
@@ -206,6 +209,10 @@ pub fn merge_args<T: RunArgs>(args: T, matches: &ArgMatches) -> Result<T> {
                     json.insert(key, value);
                 }
             }
+        }
+        if known.contains_key("out") && !given.contains("out") && !from_file.contains("out") {
+            let dir = crate::train::run::resumed_run_dir(&resume);
+            json.insert("out".into(), serde_json::to_value(dir)?);
         }
     }
     serde_json::from_value(Value::Object(json)).context(if resumed {

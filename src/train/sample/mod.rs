@@ -108,6 +108,10 @@ pub struct BestOfNArgs {
     /// Output JSONL (prompt, best completion, score).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Replace an existing --out file.
+    #[arg(long)]
+    #[serde(default)]
+    pub force: bool,
     #[command(flatten)]
     #[serde(flatten)]
     pub common: SampleArgs,
@@ -123,7 +127,8 @@ impl RunArgs for BestOfNArgs {
         self.common.load_options().map(|_| ())
     }
     fn skips_flat_key(key: &str, known: bool) -> bool {
-        key == "out" || (!known && is_common_key(key))
+        // A flat `out`/`force` is a trainer's run directory, not this file.
+        key == "out" || key == "force" || (!known && is_common_key(key))
     }
 }
 
@@ -143,6 +148,7 @@ pub fn run_best_of_n(gpu: &Arc<Gpu>, args: &BestOfNArgs) -> Result<(BestOfNRepor
     let data = required(&args.data, "data", "prompt file")?;
     let out = required(&args.out, "out", "output file")?;
     let rm = required(&args.reward_model, "reward-model", "reward model")?;
+    crate::models::outputs::refuse_existing_file(out, "--out", args.force)?;
     let policy = CausalLm::load(gpu, dir)?;
     let template = args.common.template(dir)?;
     let enc = prompt_encoder(
