@@ -288,17 +288,9 @@ pub fn load_options(columns: Option<&str>, skip_bad_rows: bool) -> Result<LoadOp
     })
 }
 
-/// `--template` (a preset name or an `engine_template.json` path), else the
-/// model directory's template file, else gpt2. `model_dir` is only read
-/// without a `--template`.
+/// `--template`, else the model directory's template; see [`ChatTemplate::resolve`].
 pub fn chat_template(template: Option<&str>, model_dir: Result<&Path>) -> Result<ChatTemplate> {
-    match template {
-        Some(t) if Path::new(t).is_file() || t.ends_with(".json") => {
-            ChatTemplate::load(Path::new(t))
-        }
-        Some(t) => ChatTemplate::preset(t),
-        None => ChatTemplate::for_model_dir(model_dir?),
-    }
+    ChatTemplate::resolve(template, model_dir)
 }
 
 /// Seed offset of LoRA's initialisation (distinct from data order seeds).
