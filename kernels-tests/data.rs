@@ -5,6 +5,7 @@
 
 mod data_tests {
     pub mod batching;
+    pub mod chat_templates;
     pub mod encoding;
     pub mod errors;
     pub mod formats;
