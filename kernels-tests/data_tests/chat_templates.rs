@@ -41,7 +41,11 @@ fn check_style(name: &str) {
         let got = t.render(&messages(&case["messages"]), gen);
         match (&case["expected"], &case["error"]) {
             (Value::String(want), _) => {
-                assert_eq!(&got.unwrap(), want, "{name} case {i} (generation prompt {gen})")
+                assert_eq!(
+                    &got.unwrap(),
+                    want,
+                    "{name} case {i} (generation prompt {gen})"
+                )
             }
             (_, Value::String(err)) => {
                 let e = format!("{:#}", got.unwrap_err());
@@ -110,8 +114,14 @@ fn sft_segments_train_on_assistant_turns_of_the_models_template() {
             .map(|s| s.text.as_str())
             .collect();
         assert_eq!(trained.len(), 2, "{name}: {segs:?}");
-        assert!(trained[0].contains("Hello.") && !trained[0].contains("Hi"), "{name}");
-        assert!(trained[1].contains("Goodbye.") && !trained[1].contains("Bye<"), "{name}");
+        assert!(
+            trained[0].contains("Hello.") && !trained[0].contains("Hi"),
+            "{name}"
+        );
+        assert!(
+            trained[1].contains("Goodbye.") && !trained[1].contains("Bye<"),
+            "{name}"
+        );
     }
 }
 
@@ -119,20 +129,33 @@ fn sft_segments_train_on_assistant_turns_of_the_models_template() {
 fn string_data_is_concatenated_with_eos_and_no_wrapper() {
     let t = hf("chatml");
     assert_eq!(
-        t.render_example(&"The sky is".into(), &" blue.".into()).unwrap(),
+        t.render_example(&"The sky is".into(), &" blue.".into())
+            .unwrap(),
         ("The sky is".to_string(), " blue.<|im_end|>".to_string())
     );
     // Already ending with EOS: not doubled.
     assert_eq!(
-        t.render_example(&"Q".into(), &" A<|im_end|>".into()).unwrap().1,
+        t.render_example(&"Q".into(), &" A<|im_end|>".into())
+            .unwrap()
+            .1,
         " A<|im_end|>"
     );
     assert_eq!(t.render_prompt(&"Q: hi\nA:".into()).unwrap(), "Q: hi\nA:");
     // No chat template: strings still work, messages say what is missing.
     let bare = ChatTemplate::Hf(HfTemplate::new(None, BTreeMap::new()).unwrap());
-    assert_eq!(bare.render_example(&"a".into(), &"b".into()).unwrap().1, "b");
-    let e = format!("{:#}", bare.render_prompt(&vec![Message::user("x")].into()).unwrap_err());
-    assert!(e.contains("chat_template") && e.contains("--template"), "{e}");
+    assert_eq!(
+        bare.render_example(&"a".into(), &"b".into()).unwrap().1,
+        "b"
+    );
+    let e = format!(
+        "{:#}",
+        bare.render_prompt(&vec![Message::user("x")].into())
+            .unwrap_err()
+    );
+    assert!(
+        e.contains("chat_template") && e.contains("--template"),
+        "{e}"
+    );
     // Mixed kinds are refused.
     assert!(t
         .render_example(&"a".into(), &vec![Message::assistant("b")].into())
@@ -167,7 +190,10 @@ fn engine_templates_have_exact_jinja_equivalents() {
                 "{e:?}"
             );
         }
-        assert_eq!(ChatTemplate::Engine(e.clone()).jinja_source(), Some(e.to_jinja()));
+        assert_eq!(
+            ChatTemplate::Engine(e.clone()).jinja_source(),
+            Some(e.to_jinja())
+        );
     }
 }
 
@@ -184,7 +210,10 @@ fn model_dirs_give_their_template_and_special_tokens() {
     std::fs::write(dir.join("tokenizer_config.json"), cfg.to_string()).unwrap();
     let t = ChatTemplate::resolve(None, Ok(&dir)).unwrap();
     assert_eq!(t, hf("zephyr"));
-    assert_eq!(t.render_example(&"a".into(), &"b".into()).unwrap().1, "b</s>");
+    assert_eq!(
+        t.render_example(&"a".into(), &"b".into()).unwrap().1,
+        "b</s>"
+    );
     // chat_template.jinja (transformers' separate file) wins; --template
     // .jinja files render with the model's tokens; presets stay engine's.
     std::fs::write(dir.join("chat_template.jinja"), "{{ eos_token }}").unwrap();
@@ -194,7 +223,10 @@ fn model_dirs_give_their_template_and_special_tokens() {
     std::fs::write(&file, "{{ bos_token }}{{ messages | length }}").unwrap();
     let t = ChatTemplate::resolve(Some(file.to_str().unwrap()), Ok(&dir)).unwrap();
     assert_eq!(t.render_messages(&[Message::user("q")]).unwrap(), "<s>1");
-    assert_eq!(ChatTemplate::resolve(Some("hh"), Ok(&dir)).unwrap(), ChatTemplate::hh());
+    assert_eq!(
+        ChatTemplate::resolve(Some("hh"), Ok(&dir)).unwrap(),
+        ChatTemplate::hh()
+    );
     std::fs::write(dir.join("chat_template.jinja"), "{% if %}").unwrap();
     assert!(ChatTemplate::for_model_dir(&dir).is_err());
     std::fs::remove_dir_all(&dir).ok();
@@ -211,5 +243,8 @@ fn strftime_now_and_tojson_follow_python() {
     assert!(strftime_utc("%Q", t).is_err());
     let v = serde_json::json!({"a": [1, 2.5, "é"], "b": {}});
     assert_eq!(python_json(&v, None), r#"{"a": [1, 2.5, "é"], "b": {}}"#);
-    assert_eq!(python_json(&v, Some(2)), "{\n  \"a\": [\n    1,\n    2.5,\n    \"é\"\n  ],\n  \"b\": {}\n}");
+    assert_eq!(
+        python_json(&v, Some(2)),
+        "{\n  \"a\": [\n    1,\n    2.5,\n    \"é\"\n  ],\n  \"b\": {}\n}"
+    );
 }

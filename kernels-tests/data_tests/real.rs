@@ -83,7 +83,10 @@ fn hh_rlhf_prompts_are_extracted_from_real_rows() {
             .render_example(&row.record.prompt, &row.record.chosen)
             .unwrap();
         assert_eq!(&(p.clone() + &c), chosen, "{}", row.origin);
-        assert_eq!(&(p + &t.render_completion(&row.record.rejected).unwrap()), rejected);
+        assert_eq!(
+            &(p + &t.render_completion(&row.record.rejected).unwrap()),
+            rejected
+        );
     }
 }
 

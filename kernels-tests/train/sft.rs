@@ -86,23 +86,36 @@ fn hf_files_are_complete(dir: &Path, m: &CausalLm) {
     assert_eq!(st["pad_token"], tc["pad_token"]);
     let gen = read("generation_config.json");
     let tok = m.tokenizer.as_ref().unwrap();
-    for (id, token) in [("eos_token_id", "eos_token"), ("bos_token_id", "bos_token"), ("pad_token_id", "pad_token")] {
-        assert_eq!(gen[id], tok.token_to_id(tc[token].as_str().unwrap()).unwrap(), "{id}");
+    for (id, token) in [
+        ("eos_token_id", "eos_token"),
+        ("bos_token_id", "bos_token"),
+        ("pad_token_id", "pad_token"),
+    ] {
+        assert_eq!(
+            gen[id],
+            tok.token_to_id(tc[token].as_str().unwrap()).unwrap(),
+            "{id}"
+        );
     }
-    assert!(!dir.join("engine_template.json").exists(), "no engine template was asked for");
+    assert!(
+        !dir.join("engine_template.json").exists(),
+        "no engine template was asked for"
+    );
 }
 
 #[test]
 fn an_engine_template_is_written_as_the_chat_template() {
     let out = scratch("sft-template");
-    let args = sft_args(&out, &["--steps", "1", "--batch-size", "2", "--template", "plain"]);
+    let args = sft_args(
+        &out,
+        &["--steps", "1", "--batch-size", "2", "--template", "plain"],
+    );
     let (_, summary) = train_sft(&crate::common::gpu(), args).unwrap();
     let dir = summary.saved.model.unwrap();
     assert!(dir.join("engine_template.json").is_file());
-    let tc: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("tokenizer_config.json")).unwrap(),
-    )
-    .unwrap();
+    let tc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("tokenizer_config.json")).unwrap())
+            .unwrap();
     let jinja = engine::data::EngineTemplate::plain().to_jinja();
     assert_eq!(tc["chat_template"], jinja.as_str());
 }
@@ -190,11 +203,19 @@ fn lora_sft_trains_only_adapters() {
     let adapter = summary.saved.adapter.unwrap();
     assert!(adapter.join("adapter_config.json").is_file());
     // AutoPeftModelForCausalLM finds the base model, and the tokenizer is saved beside.
-    let cfg: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(adapter.join("adapter_config.json")).unwrap())
-            .unwrap();
-    assert_eq!(cfg["base_model_name_or_path"], model_dir("gpt2-tiny").as_str());
-    for f in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"] {
+    let cfg: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(adapter.join("adapter_config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        cfg["base_model_name_or_path"],
+        model_dir("gpt2-tiny").as_str()
+    );
+    for f in [
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+    ] {
         assert!(adapter.join(f).is_file(), "{f}");
     }
     assert!(summary.saved.model.is_none());

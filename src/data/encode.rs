@@ -197,14 +197,20 @@ impl<'a> Encoder<'a> {
                 (ids, vec![1; n])
             }
             SftRecord::PromptCompletion { prompt, completion } => {
-                let (p, c) = self.template.render_example(prompt, completion).map_err(|e| anyhow!("{origin}: {e:#}"))?;
+                let (p, c) = self
+                    .template
+                    .render_example(prompt, completion)
+                    .map_err(|e| anyhow!("{origin}: {e:#}"))?;
                 let (p, c) = self.pair(&p, &c, origin)?;
                 let mask = [vec![prompt_flag; p.len()], vec![1; c.len()]].concat();
                 ([p, c].concat(), mask)
             }
             SftRecord::Messages(m) => {
                 let (mut ids, mut mask) = (Vec::new(), Vec::new());
-                let segments = self.template.render_conversation(m).map_err(|e| anyhow!("{origin}: {e:#}"))?;
+                let segments = self
+                    .template
+                    .render_conversation(m)
+                    .map_err(|e| anyhow!("{origin}: {e:#}"))?;
                 for seg in segments {
                     let seg_ids = self.encode_at(&seg.text, origin)?;
                     let flag = if seg.trainable { 1 } else { prompt_flag };

@@ -61,7 +61,9 @@ impl JinjaTemplate {
         env.add_function("raise_exception", |msg: String| -> Result<Value, Error> {
             Err(Error::new(ErrorKind::InvalidOperation, msg))
         });
-        env.add_function("strftime_now", |format: String| strftime_utc(&format, unix_now()));
+        env.add_function("strftime_now", |format: String| {
+            strftime_utc(&format, unix_now())
+        });
         env.add_filter("tojson", tojson);
         env.add_template_owned(NAME, source.to_string())
             .map_err(|e| anyhow!("chat template does not compile: {e:#}"))?;
@@ -104,7 +106,10 @@ impl JinjaTemplate {
         for (k, v) in extra {
             ctx.insert(k.clone(), Value::from(minijinja::value::Serde(v)));
         }
-        ctx.insert("messages".into(), Value::from(minijinja::value::Serde(messages)));
+        ctx.insert(
+            "messages".into(),
+            Value::from(minijinja::value::Serde(messages)),
+        );
         ctx.insert(
             "add_generation_prompt".into(),
             Value::from(add_generation_prompt),
@@ -185,11 +190,27 @@ fn unix_now() -> i64 {
 /// templates use (`%d %m %y %Y %b %B %a %A %H %I %M %S %p %j %%`); others fail.
 pub fn strftime_utc(format: &str, unix: i64) -> Result<String, Error> {
     const MONTHS: [&str; 12] = [
-        "January", "February", "March", "April", "May", "June", "July", "August", "September",
-        "October", "November", "December",
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
     ];
     const DAYS: [&str; 7] = [
-        "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday",
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
     ];
     let (days, secs) = (unix.div_euclid(86_400), unix.rem_euclid(86_400));
     let (y, m, d) = civil_from_days(days);
@@ -222,7 +243,10 @@ pub fn strftime_utc(format: &str, unix: i64) -> Result<String, Error> {
             other => {
                 return Err(Error::new(
                     ErrorKind::InvalidOperation,
-                    format!("strftime_now: unsupported directive %{}", other.unwrap_or(' ')),
+                    format!(
+                        "strftime_now: unsupported directive %{}",
+                        other.unwrap_or(' ')
+                    ),
                 ))
             }
         };

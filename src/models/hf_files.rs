@@ -100,8 +100,10 @@ impl CausalLm {
             _ => "PreTrainedTokenizerFast",
         };
         cfg.entry("tokenizer_class").or_insert_with(|| json!(class));
-        cfg.entry("model_max_length").or_insert_with(|| json!(self.cfg.n_ctx));
-        cfg.entry("clean_up_tokenization_spaces").or_insert(json!(false));
+        cfg.entry("model_max_length")
+            .or_insert_with(|| json!(self.cfg.n_ctx));
+        cfg.entry("clean_up_tokenization_spaces")
+            .or_insert(json!(false));
         Some(cfg)
     }
 
@@ -141,9 +143,10 @@ impl CausalLm {
     pub(super) fn save_hf_files(&self, dir: &Path) -> Result<()> {
         let tokens = self.save_token_files(dir)?;
         let id = |name: &str, fallback: Option<u32>| {
-            let from_tok = self.tokenizer.as_ref().and_then(|t| {
-                t.token_to_id(tokens.get(name)?.as_str()?)
-            });
+            let from_tok = self
+                .tokenizer
+                .as_ref()
+                .and_then(|t| t.token_to_id(tokens.get(name)?.as_str()?));
             from_tok.or(fallback)
         };
         let mut gen = Map::new();

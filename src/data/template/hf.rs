@@ -68,7 +68,10 @@ pub fn read_tokenizer_config(dir: &Path) -> Result<TokenizerConfig> {
                 .iter()
                 .find(|t| t.get("name").and_then(Value::as_str) == Some("default"))
                 .and_then(|t| t.get("template")?.as_str().map(str::to_string)),
-            Some(_) => bail!("{}: chat_template must be a string or a list", path.display()),
+            Some(_) => bail!(
+                "{}: chat_template must be a string or a list",
+                path.display()
+            ),
         };
         out.raw = raw;
     } else if std::fs::read_to_string(dir.join("tokenizer.json"))
@@ -150,7 +153,11 @@ impl HfTemplate {
         }
     }
 
-    pub fn render_example(&self, prompt: &Content, completion: &Content) -> Result<(String, String)> {
+    pub fn render_example(
+        &self,
+        prompt: &Content,
+        completion: &Content,
+    ) -> Result<(String, String)> {
         match (prompt, completion) {
             (Content::Plain(p), Content::Plain(c)) => Ok((p.clone(), self.with_eos(c))),
             (Content::Chat(p), Content::Chat(c)) => {

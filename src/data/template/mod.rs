@@ -153,12 +153,18 @@ impl ChatTemplate {
     pub fn render_completion(&self, completion: &Content) -> Result<String> {
         match self {
             ChatTemplate::Engine(t) => Ok(t.render_completion(completion)),
-            ChatTemplate::Hf(t) => t.render_example(&Content::Chat(vec![]), completion).map(|x| x.1),
+            ChatTemplate::Hf(t) => t
+                .render_example(&Content::Chat(vec![]), completion)
+                .map(|x| x.1),
         }
     }
 
     /// (prompt text, completion text); their concatenation is the example.
-    pub fn render_example(&self, prompt: &Content, completion: &Content) -> Result<(String, String)> {
+    pub fn render_example(
+        &self,
+        prompt: &Content,
+        completion: &Content,
+    ) -> Result<(String, String)> {
         match self {
             ChatTemplate::Engine(t) => Ok(t.render_example(prompt, completion)),
             ChatTemplate::Hf(t) => t.render_example(prompt, completion),

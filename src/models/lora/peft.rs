@@ -146,7 +146,11 @@ impl CausalLm {
         save_safetensors(&dir.join(WEIGHTS_FILE), &tensors, SaveDtype::F32)?;
         // PEFT's flag for Conv1D's [in, out] weights.
         let fan_in_fan_out = !self.arch().linears().out_in;
-        let cfg = serde_json::to_string_pretty(&config_json(&ad.config, fan_in_fan_out, self.name_or_path.as_deref()))?;
+        let cfg = serde_json::to_string_pretty(&config_json(
+            &ad.config,
+            fan_in_fan_out,
+            self.name_or_path.as_deref(),
+        ))?;
         write_atomic(&dir.join(CONFIG_FILE), cfg.as_bytes())
     }
 
