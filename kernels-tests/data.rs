@@ -6,6 +6,7 @@
 
 mod data {
     pub mod batching;
+    pub mod chat_templates;
     pub mod encoding;
     pub mod errors;
     pub mod formats;

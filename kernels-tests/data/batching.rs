@@ -78,7 +78,7 @@ fn preference_batch_rows_chosen_then_rejected() {
 
 #[test]
 fn kto_classifier_and_prompt_batches_from_fixtures() {
-    let t = ChatTemplate::default();
+    let t = ChatTemplate::gpt2();
     let enc = Encoder::new(gpt2(), &t, Truncation::truncate(64));
     let k = load_kto(&fixture("kto.jsonl"), &LoadOptions::default()).unwrap();
     let (kx, _, _) = encode_all(&k.rows, false, |r| enc.kto(r)).unwrap();

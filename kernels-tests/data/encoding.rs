@@ -28,7 +28,7 @@ fn sft(prompt: &str, completion: &str) -> Row<SftRecord> {
 
 #[test]
 fn encodes_like_the_gpt2_tokenizer() {
-    let t = ChatTemplate::default();
+    let t = ChatTemplate::gpt2();
     let enc = Encoder::new(gpt2(), &t, Truncation::truncate(1024));
     assert_eq!(enc.encode_text("Hello world").unwrap(), [15496, 995]);
     assert_eq!(enc.encode_text("<|endoftext|>").unwrap(), [EOS]);
@@ -37,7 +37,7 @@ fn encodes_like_the_gpt2_tokenizer() {
 
 #[test]
 fn sft_completion_only_mask() {
-    let t = ChatTemplate::default();
+    let t = ChatTemplate::gpt2();
     let mut enc = Encoder::new(gpt2(), &t, Truncation::truncate(1024));
     let ex = enc.sft(&sft("What is 2+2?", "4.")).unwrap();
     let p = ids("User: What is 2+2?\nAssistant:");
@@ -54,7 +54,7 @@ fn sft_completion_only_mask() {
 #[test]
 fn sft_fixture_rows_text_and_conversation() {
     let d = load_sft(&fixture("sft.jsonl"), &LoadOptions::default()).unwrap();
-    let t = ChatTemplate::default();
+    let t = ChatTemplate::gpt2();
     let enc = Encoder::new(gpt2(), &t, Truncation::truncate(1024));
     let text = enc.sft(&d.rows[1]).unwrap();
     assert_eq!(text.ids, ids("Just some text to learn."));
@@ -67,6 +67,7 @@ fn sft_fixture_rows_text_and_conversation() {
             SftRecord::Messages(m) => m.clone(),
             _ => panic!(),
         })
+        .unwrap()
         .into_iter()
         .map(|s| s.text)
         .collect::<String>()
@@ -178,7 +179,7 @@ fn over_long_prompts_and_completions_fail_naming_the_row() {
 
 #[test]
 fn a_conversation_cut_before_any_answer_is_an_error() {
-    let t = ChatTemplate::default();
+    let t = ChatTemplate::gpt2();
     let enc = Encoder::new(gpt2(), &t, Truncation::truncate(4));
     let m = vec![
         Message::user("a long question with many words"),
@@ -196,7 +197,7 @@ fn a_conversation_cut_before_any_answer_is_an_error() {
 
 #[test]
 fn kto_prompt_and_classifier_examples() {
-    let t = ChatTemplate::default();
+    let t = ChatTemplate::gpt2();
     let enc = Encoder::new(gpt2(), &t, Truncation::truncate(64));
     let d = load_kto(&fixture("kto.jsonl"), &LoadOptions::default()).unwrap();
     let k = enc.kto(&d.rows[1]).unwrap();

@@ -108,7 +108,7 @@ fn hh_dialogues_as_messages_render_back_with_the_hh_template() {
     );
     assert_eq!(r.rejected, vec![Message::assistant("No.")].into());
     let t = ChatTemplate::hh();
-    let (p, c) = t.render_example(&r.prompt, &r.chosen);
+    let (p, c) = t.render_example(&r.prompt, &r.chosen).unwrap();
     assert_eq!(
         p + &c,
         "\n\nHuman: Hi there\n\nAssistant: Hello! How can I help?\n\nHuman: Tell me a joke\n\nAssistant: Why did the chicken cross the road?"

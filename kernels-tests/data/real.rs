@@ -79,9 +79,14 @@ fn hh_rlhf_prompts_are_extracted_from_real_rows() {
     let t = ChatTemplate::hh();
     for row in &m.rows {
         let (chosen, rejected) = &raw[row.origin.line - 1];
-        let (p, c) = t.render_example(&row.record.prompt, &row.record.chosen);
+        let (p, c) = t
+            .render_example(&row.record.prompt, &row.record.chosen)
+            .unwrap();
         assert_eq!(&(p.clone() + &c), chosen, "{}", row.origin);
-        assert_eq!(&(p + &t.render_completion(&row.record.rejected)), rejected);
+        assert_eq!(
+            &(p + &t.render_completion(&row.record.rejected).unwrap()),
+            rejected
+        );
     }
 }
 
@@ -103,7 +108,7 @@ fn imdb_labels_and_the_unlabelled_split() {
     assert_eq!(unsup.report.skipped_bad, 0);
 
     // Tokenized and cut from the right to a context.
-    let template = ChatTemplate::default();
+    let template = ChatTemplate::gpt2();
     let enc = Encoder::new(gpt2(), &template, Truncation::truncate(64));
     let ex: Vec<ClassifierExample> = test.rows[..8]
         .iter()
@@ -151,7 +156,7 @@ fn bitext_csv_with_a_column_mapping() {
         &opts,
     )
     .unwrap();
-    let template = ChatTemplate::default();
+    let template = ChatTemplate::gpt2();
     let enc = Encoder::new(gpt2(), &template, Truncation::truncate(128));
     let ex = enc.sft(&d.rows[0]).unwrap();
     let prompt = enc

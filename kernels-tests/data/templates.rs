@@ -1,5 +1,5 @@
-//! The chat template: presets, rendering, conversation segments, and its
-//! JSON file in a model directory.
+//! engine's own templates: presets, rendering, conversation segments, their
+//! JSON file in a model directory, and their Jinja equivalents.
 
 use super::helpers::{err_text, temp_file};
 use engine::data::*;
@@ -16,8 +16,8 @@ fn convo() -> Vec<Message> {
 
 #[test]
 fn gpt2_template_renders_prompts_and_examples() {
-    let t = ChatTemplate::default();
-    assert_eq!(t, ChatTemplate::gpt2());
+    let t = EngineTemplate::gpt2();
+    assert_eq!(t, EngineTemplate::gpt2());
     assert_eq!(t.render_prompt(&"Hi".into()), "User: Hi\nAssistant:");
     assert_eq!(
         t.render_example(&"Hi".into(), &"Hello.".into()),
@@ -47,9 +47,9 @@ fn gpt2_template_renders_prompts_and_examples() {
 fn prompt_plus_completion_is_the_whole_conversation() {
     let m = convo();
     for t in [
-        ChatTemplate::gpt2(),
-        ChatTemplate::plain(),
-        ChatTemplate::hh(),
+        EngineTemplate::gpt2(),
+        EngineTemplate::plain(),
+        EngineTemplate::hh(),
     ] {
         for split in [2, 4] {
             let (p, c) = t.render_example(&m[..split].to_vec().into(), &m[split..].to_vec().into());
@@ -60,7 +60,7 @@ fn prompt_plus_completion_is_the_whole_conversation() {
 
 #[test]
 fn conversation_segments_mark_assistant_answers() {
-    let t = ChatTemplate::gpt2();
+    let t = EngineTemplate::gpt2();
     let segs = t.render_conversation(&convo());
     let trained: Vec<&str> = segs
         .iter()
@@ -75,13 +75,13 @@ fn conversation_segments_mark_assistant_answers() {
 
 #[test]
 fn plain_template_concatenates_verbatim() {
-    let t = ChatTemplate::plain();
+    let t = EngineTemplate::plain();
     assert_eq!(
         t.render_example(&"The sky is".into(), &" blue.".into()),
         ("The sky is".to_string(), " blue.".to_string())
     );
     assert_eq!(t.render_prompt(&"Q: hi\nA:".into()), "Q: hi\nA:");
-    let hh = ChatTemplate::hh();
+    let hh = EngineTemplate::hh();
     assert_eq!(
         hh.render_prompt(&vec![Message::user("q")].into()),
         "\n\nHuman: q\n\nAssistant:"
@@ -91,10 +91,10 @@ fn plain_template_concatenates_verbatim() {
 #[test]
 fn template_file_and_presets() {
     assert_eq!(TEMPLATE_FILE, "engine_template.json");
-    let t = ChatTemplate {
+    let t = EngineTemplate {
         eos: None,
         user_prefix: "### Q: ".into(),
-        ..ChatTemplate::gpt2()
+        ..EngineTemplate::gpt2()
     };
     let json = serde_json::to_value(&t).unwrap();
     assert_eq!(json["user_prefix"], "### Q: ");
@@ -106,23 +106,27 @@ fn template_file_and_presets() {
         .unwrap()
         .to_path_buf();
     std::fs::remove_file(dir.join(TEMPLATE_FILE)).ok();
+    // Without the file, the model's own tokenizer template (none here).
+    assert!(matches!(
+        ChatTemplate::for_model_dir(&dir).unwrap(),
+        ChatTemplate::Hf(h) if h.jinja().is_none()
+    ));
+    t.save(&dir.join(TEMPLATE_FILE)).unwrap();
     assert_eq!(
         ChatTemplate::for_model_dir(&dir).unwrap(),
-        ChatTemplate::default()
+        ChatTemplate::Engine(t)
     );
-    t.save(&dir.join(TEMPLATE_FILE)).unwrap();
-    assert_eq!(ChatTemplate::for_model_dir(&dir).unwrap(), t);
     // Missing fields take the defaults; unknown ones are refused.
-    let partial: ChatTemplate = serde_json::from_str(r#"{"turn_separator": "\n\n"}"#).unwrap();
+    let partial: EngineTemplate = serde_json::from_str(r#"{"turn_separator": "\n\n"}"#).unwrap();
     assert_eq!(partial.turn_separator, "\n\n");
     assert_eq!(partial.user_prefix, "User: ");
-    assert!(serde_json::from_str::<ChatTemplate>(r#"{"user": "x"}"#).is_err());
+    assert!(serde_json::from_str::<EngineTemplate>(r#"{"user": "x"}"#).is_err());
     std::fs::write(dir.join(TEMPLATE_FILE), "{\"eos\": 3}").unwrap();
     assert!(err_text(ChatTemplate::for_model_dir(&dir)).contains(TEMPLATE_FILE));
     assert_eq!(
-        ChatTemplate::preset("plain").unwrap(),
-        ChatTemplate::plain()
+        EngineTemplate::preset("plain").unwrap(),
+        EngineTemplate::plain()
     );
-    assert_eq!(ChatTemplate::preset("hh").unwrap(), ChatTemplate::hh());
-    assert!(ChatTemplate::preset("llama").is_err());
+    assert_eq!(EngineTemplate::preset("hh").unwrap(), EngineTemplate::hh());
+    assert!(EngineTemplate::preset("llama").is_err());
 }

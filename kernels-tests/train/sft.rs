@@ -61,13 +61,63 @@ fn loss_falls_and_eval_is_reported() {
     // The final model is an HF directory that loads back.
     let dir = summary.saved.model.clone().unwrap();
     let m = CausalLm::load(&crate::common::gpu(), &dir).unwrap();
-    assert!(dir.join("engine_template.json").is_file());
     assert_eq!(m.head, engine::models::lm::Head::Lm);
+    hf_files_are_complete(&dir, &m);
     // The chart: a complete SVG with a line per panel.
     let chart = std::fs::read_to_string(summary.chart.unwrap()).unwrap();
     assert!(chart.starts_with("<svg") && chart.trim_end().ends_with("</svg>"));
     assert!(chart.contains("train/loss") && chart.contains("eval/ppl"));
     assert!(chart.contains("<polyline"), "no series drawn");
+}
+
+/// transformers' save_pretrained files: special tokens, model_max_length,
+/// tokenizer_class; no engine template unless one was asked for.
+fn hf_files_are_complete(dir: &Path, m: &CausalLm) {
+    let read = |f: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join(f)).unwrap()).unwrap()
+    };
+    let tc = read("tokenizer_config.json");
+    for key in ["bos_token", "eos_token", "pad_token", "tokenizer_class"] {
+        assert!(tc[key].is_string(), "tokenizer_config.json {key}: {tc}");
+    }
+    assert_eq!(tc["model_max_length"], m.cfg.n_ctx);
+    let st = read("special_tokens_map.json");
+    assert_eq!(st["eos_token"], tc["eos_token"]);
+    assert_eq!(st["pad_token"], tc["pad_token"]);
+    let gen = read("generation_config.json");
+    let tok = m.tokenizer.as_ref().unwrap();
+    for (id, token) in [
+        ("eos_token_id", "eos_token"),
+        ("bos_token_id", "bos_token"),
+        ("pad_token_id", "pad_token"),
+    ] {
+        assert_eq!(
+            gen[id],
+            tok.token_to_id(tc[token].as_str().unwrap()).unwrap(),
+            "{id}"
+        );
+    }
+    assert!(
+        !dir.join("engine_template.json").exists(),
+        "no engine template was asked for"
+    );
+}
+
+#[test]
+fn an_engine_template_is_written_as_the_chat_template() {
+    let out = scratch("sft-template");
+    let args = sft_args(
+        &out,
+        &["--steps", "1", "--batch-size", "2", "--template", "plain"],
+    );
+    let (_, summary) = train_sft(&crate::common::gpu(), args).unwrap();
+    let dir = summary.saved.model.unwrap();
+    assert!(dir.join("engine_template.json").is_file());
+    let tc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("tokenizer_config.json")).unwrap())
+            .unwrap();
+    let jinja = engine::data::EngineTemplate::plain().to_jinja();
+    assert_eq!(tc["chat_template"], jinja.as_str());
 }
 
 #[test]
@@ -152,6 +202,22 @@ fn lora_sft_trains_only_adapters() {
     assert_eq!(adapters, 4, "c_attn A and B in 2 layers");
     let adapter = summary.saved.adapter.unwrap();
     assert!(adapter.join("adapter_config.json").is_file());
+    // AutoPeftModelForCausalLM finds the base model, and the tokenizer is saved beside.
+    let cfg: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(adapter.join("adapter_config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        cfg["base_model_name_or_path"],
+        model_dir("gpt2-tiny").as_str()
+    );
+    for f in [
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+    ] {
+        assert!(adapter.join(f).is_file(), "{f}");
+    }
     assert!(summary.saved.model.is_none());
     assert!(out
         .join("checkpoint/adapter/adapter_model.safetensors")

@@ -121,15 +121,16 @@ pub fn init_cmd(gpu: &Arc<Gpu>, args: &InitArgs) -> Result<()> {
         intermediate: args.intermediate.unwrap_or(4 * args.hidden),
         context: args.context,
     };
-    let model = fresh_model(gpu, &shape, tok, args.seed)
+    let mut model = fresh_model(gpu, &shape, tok, args.seed)
         .with_context(|| format!("initialising a model with {}", path.display()))?;
+    // A new model has no chat template of its own: engine's gpt2 unless asked.
+    let template = match &args.template {
+        Some(t) => ChatTemplate::preset_or_file(t)?,
+        None => ChatTemplate::gpt2(),
+    };
+    model.set_chat_template(template.jinja_source());
     model.save(&args.out, SaveDtype::F32)?;
-    if let Some(t) = &args.template {
-        let template = ChatTemplate::preset_or_file(t)?;
-        template.save(&args.out.join(TEMPLATE_FILE))?;
-    } else {
-        ChatTemplate::default().save(&args.out.join(TEMPLATE_FILE))?;
-    }
+    template.save(&args.out.join(TEMPLATE_FILE))?;
     println!(
         "{} parameters ({} layers, hidden {}, {} heads, vocab {}, context {})",
         shape.param_count(),

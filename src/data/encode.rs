@@ -197,14 +197,21 @@ impl<'a> Encoder<'a> {
                 (ids, vec![1; n])
             }
             SftRecord::PromptCompletion { prompt, completion } => {
-                let (p, c) = self.template.render_example(prompt, completion);
+                let (p, c) = self
+                    .template
+                    .render_example(prompt, completion)
+                    .map_err(|e| anyhow!("{origin}: {e:#}"))?;
                 let (p, c) = self.pair(&p, &c, origin)?;
                 let mask = [vec![prompt_flag; p.len()], vec![1; c.len()]].concat();
                 ([p, c].concat(), mask)
             }
             SftRecord::Messages(m) => {
                 let (mut ids, mut mask) = (Vec::new(), Vec::new());
-                for seg in self.template.render_conversation(m) {
+                let segments = self
+                    .template
+                    .render_conversation(m)
+                    .map_err(|e| anyhow!("{origin}: {e:#}"))?;
+                for seg in segments {
                     let seg_ids = self.encode_at(&seg.text, origin)?;
                     let flag = if seg.trainable { 1 } else { prompt_flag };
                     mask.extend(std::iter::repeat_n(flag, seg_ids.len()));
@@ -239,8 +246,12 @@ impl<'a> Encoder<'a> {
 
     pub fn preference(&self, row: &Row<PreferenceRecord>) -> Result<PreferenceExample> {
         let (origin, r) = (&row.origin, &row.record);
-        let (p, c) = self.template.render_example(&r.prompt, &r.chosen);
-        let rej = self.template.render_completion(&r.rejected);
+        let render = |c| {
+            self.template
+                .render_example(&r.prompt, c)
+                .map_err(|e| anyhow!("{origin}: {e:#}"))
+        };
+        let ((p, c), (_, rej)) = (render(&r.chosen)?, render(&r.rejected)?);
         let prompt_ids = self.fit_prompt(self.encode_at(&p, origin)?, 1, origin)?;
         let n = prompt_ids.len();
         Ok(PreferenceExample {
@@ -258,7 +269,10 @@ impl<'a> Encoder<'a> {
 
     pub fn kto(&self, row: &Row<KtoRecord>) -> Result<KtoExample> {
         let r = &row.record;
-        let (p, c) = self.template.render_example(&r.prompt, &r.completion);
+        let (p, c) = self
+            .template
+            .render_example(&r.prompt, &r.completion)
+            .map_err(|e| anyhow!("{}: {e:#}", row.origin))?;
         let (prompt_ids, completion_ids) = self.pair(&p, &c, &row.origin)?;
         Ok(KtoExample {
             prompt_ids,
@@ -269,7 +283,10 @@ impl<'a> Encoder<'a> {
     }
 
     pub fn prompt(&self, row: &Row<PromptRecord>) -> Result<PromptExample> {
-        let p = self.template.render_prompt(&row.record.prompt);
+        let p = self
+            .template
+            .render_prompt(&row.record.prompt)
+            .map_err(|e| anyhow!("{}: {e:#}", row.origin))?;
         Ok(PromptExample {
             prompt_ids: self.fit_prompt(self.encode_at(&p, &row.origin)?, 0, &row.origin)?,
             origin: row.origin.clone(),

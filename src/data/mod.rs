@@ -29,15 +29,19 @@
 //! [`LoadReport`] with the first few reasons.
 //!
 //! # Template
-//! [`ChatTemplate`] is set per model: the file [`TEMPLATE_FILE`]
-//! (`engine_template.json`) in the model directory, or the `template` field
-//! of a run config, holds its JSON. Every stage renders prompts with it.
+//! [`ChatTemplate`] is set per model: by default the model's own Jinja
+//! `chat_template` (tokenizer_config.json, rendered by [`jinja`] as
+//! transformers does) for conversational data and TRL's plain concatenation
+//! for strings; engine's own templates only when asked for (`--template`,
+//! a run config's `template`, or [`TEMPLATE_FILE`] in the model directory).
+//! Every stage renders prompts with it.
 
 mod batch;
 pub mod bpe;
 mod dataset;
 mod encode;
 mod fields;
+pub mod jinja;
 mod records;
 mod source;
 mod split;
@@ -61,4 +65,7 @@ pub use records::{
     PromptRecord, Role, SftRecord,
 };
 pub use split::{shuffled, train_eval_split, EpochSampler};
-pub use template::{ChatTemplate, Segment, TEMPLATE_FILE};
+pub use template::{
+    read_tokenizer_config, ChatTemplate, EngineTemplate, HfTemplate, Segment, TokenizerConfig,
+    TEMPLATE_FILE,
+};

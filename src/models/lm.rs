@@ -35,6 +35,12 @@ pub struct CausalLm {
     pub head: Head,
     pub params: ParamStore,
     pub tokenizer: Option<tokenizers::Tokenizer>,
+    /// The loaded tokenizer_config.json (with any chat_template.jinja), kept
+    /// and completed on save (`models::hf_files`).
+    pub tokenizer_config: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The directory it was loaded from, as given: an adapter's
+    /// `base_model_name_or_path` (transformers' `name_or_path`).
+    pub name_or_path: Option<String>,
     /// `cfg.arch`'s implementation, and the buffers it built for `cfg`.
     arch: &'static dyn Architecture,
     buffers: Buffers,
@@ -61,7 +67,10 @@ impl CausalLm {
         for ((name, shape), key) in shapes.iter().zip(&keys) {
             params.load(gpu, &ck, key, name, shape)?;
         }
-        CausalLm::assemble(gpu, cfg, head, params, tokenizer)
+        let mut lm = CausalLm::assemble(gpu, cfg, head, params, tokenizer)?;
+        lm.tokenizer_config = super::hf_files::read_tokenizer_config(dir)?;
+        lm.name_or_path = Some(dir.to_string_lossy().into_owned());
+        Ok(lm)
     }
 
     /// Puts the parts together, building the architecture's buffers.
@@ -79,6 +88,8 @@ impl CausalLm {
             head,
             params,
             tokenizer,
+            tokenizer_config: None,
+            name_or_path: None,
             arch,
             buffers,
             gpu: gpu.clone(),
@@ -194,8 +205,9 @@ impl CausalLm {
         scale(tape, &sum(tape, &per_token)?, 1.0 / count as f32, 0.0)
     }
 
-    /// Writes config.json, model.safetensors (and tokenizer.json) to `dir`,
-    /// each atomically, in the layout transformers loads. LoRA adapters are
+    /// Writes config.json, model.safetensors, generation_config.json (and
+    /// tokenizer.json, tokenizer_config.json, special_tokens_map.json) to
+    /// `dir`, each atomically, in the layout transformers loads. LoRA adapters are
     /// not part of it (merged ones are, through the base weights; see
     /// [`CausalLm::save_adapter`]).
     pub fn save(&self, dir: &Path, dtype: SaveDtype) -> Result<()> {
@@ -221,7 +233,7 @@ impl CausalLm {
                 .map_err(|e| anyhow!("serialising tokenizer: {e}"))?;
             write_atomic(&dir.join("tokenizer.json"), json.as_bytes())?;
         }
-        Ok(())
+        self.save_hf_files(dir)
     }
 
     /// Token ids of `text` as the model's tokenizer produces them.

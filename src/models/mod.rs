@@ -6,7 +6,8 @@
 //!   dense / LoRA / quantized linears, attention with a KV cache);
 //! - `arch`: the [`Architecture`] trait each architecture file implements
 //!   (`gpt2`, `gpt_neox`), listed in `registry`;
-//! - `lm`: [`CausalLm`], driving any registered architecture, with its heads;
+//! - `lm`: [`CausalLm`], driving any registered architecture, with its heads,
+//!   and `hf_files` (the tokenizer/generation files saved beside it);
 //! - extensions of a `CausalLm`: `lora` (+ PEFT files), `quantized` (QLoRA),
 //!   `init` / `fresh` (new models), `generate` / `sampling`;
 //! - `outputs`: the guards that keep commands from overwriting by surprise.
@@ -18,6 +19,7 @@ pub mod fresh;
 pub mod generate;
 pub mod gpt2;
 pub mod gpt_neox;
+pub mod hf_files;
 pub mod init;
 pub mod layers;
 pub mod lm;

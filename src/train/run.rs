@@ -349,9 +349,14 @@ pub fn save_final(
 ) -> Result<SavedModel> {
     let mut saved = SavedModel::default();
     let model_dir = out.join("model");
+    // The template the run used is the outputs' tokenizer chat_template.
+    if let Some(t) = template {
+        model.set_chat_template(t.jinja_source());
+    }
     if model.lora.is_some() {
         let dir = out.join("adapter");
         model.save_adapter(&dir)?;
+        model.save_tokenizer(&dir)?;
         save_heads(model, &dir.join(HEADS_FILE))?;
         saved.adapter = Some(dir);
         if merged {
@@ -365,7 +370,7 @@ pub fn save_final(
         model.save(&model_dir, SaveDtype::F32)?;
         saved.model = Some(model_dir.clone());
     }
-    if let Some(t) = template {
+    if let Some(t @ crate::data::ChatTemplate::Engine(_)) = template {
         for dir in [&saved.model, &saved.adapter].into_iter().flatten() {
             t.save(&dir.join(crate::data::TEMPLATE_FILE))?;
         }

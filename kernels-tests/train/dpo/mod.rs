@@ -37,7 +37,7 @@ pub fn lora_model() -> CausalLm {
 /// The fixture tokenizer knows only the characters of its training text (no
 /// ':'), so the prompt and completion are joined as they are.
 pub fn template() -> ChatTemplate {
-    ChatTemplate {
+    ChatTemplate::Engine(engine::data::EngineTemplate {
         system_prefix: String::new(),
         user_prefix: String::new(),
         assistant_prefix: String::new(),
@@ -45,7 +45,7 @@ pub fn template() -> ChatTemplate {
         turn_separator: "\n".into(),
         eos: None,
         wrap_plain: false,
-    }
+    })
 }
 
 pub fn load(m: &CausalLm, file: &str, loss: DirectLoss) -> DirectData {

@@ -108,12 +108,13 @@ pub fn read_config(path: &Path) -> Result<LoraConfig> {
     })
 }
 
-/// The JSON PEFT writes for `cfg` (the fields `LoraConfig` reads back).
-pub fn config_json(cfg: &LoraConfig, fan_in_fan_out: bool) -> Value {
+/// The JSON PEFT writes for `cfg` (the fields `LoraConfig` reads back);
+/// `base` is the base model's path as given (AutoPeftModel loads it).
+pub fn config_json(cfg: &LoraConfig, fan_in_fan_out: bool, base: Option<&str>) -> Value {
     json!({
         "peft_type": "LORA",
         "task_type": "CAUSAL_LM",
-        "base_model_name_or_path": null,
+        "base_model_name_or_path": base,
         "revision": null,
         "inference_mode": true,
         "r": cfg.r,
@@ -155,7 +156,11 @@ impl CausalLm {
         save_safetensors(&dir.join(WEIGHTS_FILE), &tensors, SaveDtype::F32)?;
         // PEFT's flag for Conv1D's [in, out] weights.
         let fan_in_fan_out = !self.arch().linears().out_in;
-        let cfg = serde_json::to_string_pretty(&config_json(&ad.config, fan_in_fan_out))?;
+        let cfg = serde_json::to_string_pretty(&config_json(
+            &ad.config,
+            fan_in_fan_out,
+            self.name_or_path.as_deref(),
+        ))?;
         write_atomic(&dir.join(CONFIG_FILE), cfg.as_bytes())
     }
 

@@ -172,8 +172,9 @@ pub struct CommonArgs {
     /// Most tokens per sequence (default: the model's context).
     #[arg(long)]
     pub max_len: Option<usize>,
-    /// Chat template: gpt2, plain, hh, or a path to an engine_template.json
-    /// (default: the model directory's, else gpt2).
+    /// Chat template: an engine preset (gpt2, plain, hh, support), an
+    /// engine_template.json, or a .jinja file (default: the model
+    /// directory's engine_template.json, else its tokenizer's chat_template).
     #[arg(long)]
     pub template: Option<String>,
     /// Skip (and count) bad data rows instead of failing.
@@ -240,7 +241,7 @@ impl CommonArgs {
         load_options(self.columns.as_deref(), self.skip_bad_rows)
     }
 
-    /// --template, else the model directory's template file, else gpt2.
+    /// --template, else the model directory's template (see [`ChatTemplate::resolve`]).
     pub fn chat_template(&self) -> Result<ChatTemplate> {
         chat_template(self.template.as_deref(), self.model_dir())
     }
@@ -305,17 +306,9 @@ pub fn load_options(columns: Option<&str>, skip_bad_rows: bool) -> Result<LoadOp
     })
 }
 
-/// `--template` (a preset name or an `engine_template.json` path), else the
-/// model directory's template file, else gpt2. `model_dir` is only read
-/// without a `--template`.
+/// `--template`, else the model directory's template; see [`ChatTemplate::resolve`].
 pub fn chat_template(template: Option<&str>, model_dir: Result<&Path>) -> Result<ChatTemplate> {
-    match template {
-        Some(t) if Path::new(t).is_file() || t.ends_with(".json") => {
-            ChatTemplate::load(Path::new(t))
-        }
-        Some(t) => ChatTemplate::preset(t),
-        None => ChatTemplate::for_model_dir(model_dir?),
-    }
+    ChatTemplate::resolve(template, model_dir)
 }
 
 /// Seed offset of LoRA's initialisation (distinct from data order seeds).

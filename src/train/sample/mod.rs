@@ -66,7 +66,7 @@ impl SampleArgs {
         load_options(self.columns.as_deref(), self.skip_bad_rows)
     }
 
-    /// `--template`, else the template file in `dir`, else gpt2.
+    /// `--template`, else `dir`'s template (see [`ChatTemplate::resolve`]).
     fn template(&self, dir: &Path) -> Result<ChatTemplate> {
         chat_template(self.template.as_deref(), Ok(dir))
     }

@@ -1,26 +1,25 @@
-//! The one prompt/chat template of a model, used by every stage (data
-//! loading, SFT, reward scoring, PPO, eval) so a prompt is rendered the same
-//! way in training and generation.
+//! engine's own prompt templates (`User: …\nAssistant: …`, hh, support),
+//! used only when asked for: `--template`, a run file's `template`, or a
+//! model directory's `engine_template.json`. Each has a Jinja equivalent
+//! ([`EngineTemplate::to_jinja`]) written into the outputs'
+//! tokenizer_config.json so transformers renders conversations the same way.
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-use super::records::{Content, Message, Role};
-
-/// The template's file in a model directory. A run config holds the same
-/// JSON object under its `template` field.
-pub const TEMPLATE_FILE: &str = "engine_template.json";
+use crate::data::records::{Content, Message, Role};
+use crate::data::template::Segment;
 
 /// How turns become text. A conversation renders each turn as its role's
 /// prefix then the content, turns joined by `turn_separator`; an assistant
 /// turn is `assistant_prefix + assistant_lead + content + eos`. A prompt
 /// ends with `assistant_prefix` (the generation point), so a completion
 /// starts with `assistant_lead`. In JSON every field is optional (missing
-/// ones take the [`ChatTemplate::gpt2`] values).
+/// ones take the [`EngineTemplate::gpt2`] values).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct ChatTemplate {
+pub struct EngineTemplate {
     pub system_prefix: String,
     pub user_prefix: String,
     pub assistant_prefix: String,
@@ -38,25 +37,17 @@ pub struct ChatTemplate {
     pub wrap_plain: bool,
 }
 
-/// A piece of rendered text; `trainable` marks assistant content (with its
-/// lead and EOS), which completion-only losses keep.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Segment {
-    pub text: String,
-    pub trainable: bool,
-}
-
-impl Default for ChatTemplate {
+impl Default for EngineTemplate {
     fn default() -> Self {
-        ChatTemplate::gpt2()
+        EngineTemplate::gpt2()
     }
 }
 
-impl ChatTemplate {
+impl EngineTemplate {
     /// `"System: …\nUser: …\nAssistant: …<|endoftext|>"`, for GPT-2-style
     /// base models (also GPT-NeoX: same EOS text). The default.
-    pub fn gpt2() -> ChatTemplate {
-        ChatTemplate {
+    pub fn gpt2() -> EngineTemplate {
+        EngineTemplate {
             system_prefix: "System: ".into(),
             user_prefix: "User: ".into(),
             assistant_prefix: "Assistant:".into(),
@@ -69,19 +60,19 @@ impl ChatTemplate {
 
     /// TRL's default for standard data: prompt + completion as they are, no
     /// EOS. Messages still render with the gpt2 prefixes.
-    pub fn plain() -> ChatTemplate {
-        ChatTemplate {
+    pub fn plain() -> EngineTemplate {
+        EngineTemplate {
             eos: None,
             wrap_plain: false,
-            ..ChatTemplate::gpt2()
+            ..EngineTemplate::gpt2()
         }
     }
 
     /// Anthropic hh-rlhf's `"\n\nHuman: …\n\nAssistant: …"`; string data is
     /// used verbatim (it already has the markers), and messages parsed from
     /// hh text render back to the same text.
-    pub fn hh() -> ChatTemplate {
-        ChatTemplate {
+    pub fn hh() -> EngineTemplate {
+        EngineTemplate {
             system_prefix: "\n\nSystem: ".into(),
             user_prefix: "\n\nHuman: ".into(),
             assistant_prefix: "\n\nAssistant:".into(),
@@ -94,35 +85,26 @@ impl ChatTemplate {
 
     /// A customer-support transcript, `"Customer: …\nAgent: …<|endoftext|>"`
     /// (the embedded support-tiny default's).
-    pub fn support() -> ChatTemplate {
-        ChatTemplate {
+    pub fn support() -> EngineTemplate {
+        EngineTemplate {
             user_prefix: "Customer: ".into(),
             assistant_prefix: "Agent:".into(),
-            ..ChatTemplate::gpt2()
+            ..EngineTemplate::gpt2()
         }
     }
 
     /// By name: `gpt2` (or `default`, `chat`), `plain`, `hh`, `support`.
-    pub fn preset(name: &str) -> Result<ChatTemplate> {
+    pub fn preset(name: &str) -> Result<EngineTemplate> {
         Ok(match name {
-            "gpt2" | "default" | "chat" => ChatTemplate::gpt2(),
-            "plain" => ChatTemplate::plain(),
-            "hh" => ChatTemplate::hh(),
-            "support" => ChatTemplate::support(),
+            "gpt2" | "default" | "chat" => EngineTemplate::gpt2(),
+            "plain" => EngineTemplate::plain(),
+            "hh" => EngineTemplate::hh(),
+            "support" => EngineTemplate::support(),
             _ => bail!("unknown template {name:?}: expected gpt2, plain, hh or support"),
         })
     }
 
-    /// A preset name, or a path to an engine_template.json.
-    pub fn preset_or_file(t: &str) -> Result<ChatTemplate> {
-        if Path::new(t).is_file() || t.ends_with(".json") {
-            ChatTemplate::load(Path::new(t))
-        } else {
-            ChatTemplate::preset(t)
-        }
-    }
-
-    pub fn load(path: &Path) -> Result<ChatTemplate> {
+    pub fn load(path: &Path) -> Result<EngineTemplate> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
@@ -133,14 +115,27 @@ impl ChatTemplate {
         crate::models::checkpoint::write_atomic(path, (json + "\n").as_bytes())
     }
 
-    /// The model directory's [`TEMPLATE_FILE`], or the default when absent.
-    pub fn for_model_dir(dir: &Path) -> Result<ChatTemplate> {
-        let path = dir.join(TEMPLATE_FILE);
-        if path.exists() {
-            ChatTemplate::load(&path)
-        } else {
-            Ok(ChatTemplate::default())
-        }
+    /// The Jinja chat template that renders conversations as
+    /// [`EngineTemplate::render_messages`] does, and with
+    /// `add_generation_prompt` as [`EngineTemplate::render_prompt`] does;
+    /// written into tokenizer_config.json for transformers.
+    pub fn to_jinja(&self) -> String {
+        let lit = |s: &str| serde_json::Value::String(s.to_string()).to_string();
+        let answer_end = lit(self.eos());
+        let sep = lit(&self.turn_separator);
+        format!(
+            "{{% for message in messages %}}{{% if not loop.first %}}{{{{ {sep} }}}}{{% endif %}}\
+             {{% if message['role'] == 'system' %}}{{{{ {sys} + message['content'] }}}}\
+             {{% elif message['role'] == 'user' %}}{{{{ {user} + message['content'] }}}}\
+             {{% elif message['role'] == 'assistant' %}}{{{{ {asst} + message['content'] + {answer_end} }}}}\
+             {{% else %}}{{{{ raise_exception('unknown role: ' + message['role']) }}}}{{% endif %}}\
+             {{% endfor %}}{{% if add_generation_prompt %}}{{% if messages %}}{{{{ {sep} }}}}{{% endif %}}\
+             {{{{ {prompt_end} }}}}{{% endif %}}",
+            sys = lit(&self.system_prefix),
+            user = lit(&self.user_prefix),
+            asst = lit(&format!("{}{}", self.assistant_prefix, self.assistant_lead)),
+            prompt_end = lit(&self.assistant_prefix),
+        )
     }
 
     fn eos(&self) -> &str {
