@@ -9,6 +9,7 @@ mod cli_rlhf;
 mod config;
 mod dpo;
 mod examples;
+mod llama_e2e;
 mod ppo;
 mod reward;
 mod rlhf_resume;
