@@ -9,6 +9,7 @@ mod models {
     mod config;
     mod heads;
     mod large_vocab;
+    mod llama;
     mod lora;
     mod parity;
     mod qlora;

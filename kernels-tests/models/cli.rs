@@ -4,7 +4,7 @@
 use super::parity::{fixture, ids, root};
 use std::process::Command;
 
-fn engine(args: &[&str]) -> (bool, String, String) {
+pub fn engine(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_engine"))
         .args(args)
         .output()
@@ -16,7 +16,7 @@ fn engine(args: &[&str]) -> (bool, String, String) {
     )
 }
 
-fn model_dir(name: &str) -> String {
+pub fn model_dir(name: &str) -> String {
     root()
         .join("models/fixtures")
         .join(name)

@@ -45,7 +45,7 @@ pub fn ids(v: &Value) -> Vec<i32> {
         .collect()
 }
 
-fn batch_tokens(json: &Value) -> Tokens {
+pub fn batch_tokens(json: &Value) -> Tokens {
     Tokens::new(
         ids(&json["input_ids"]),
         json["input_shape"][0].as_u64().unwrap() as usize,
@@ -53,7 +53,7 @@ fn batch_tokens(json: &Value) -> Tokens {
     .unwrap()
 }
 
-fn check_forward_loss_and_grads(name: &str) {
+pub fn check_forward_loss_and_grads(name: &str) {
     let (model, json, refs) = fixture(name);
     let refs = refs.unwrap();
     let tokens = batch_tokens(&json);
@@ -107,7 +107,7 @@ fn check_forward_loss_and_grads(name: &str) {
     }
 }
 
-fn check_training_trajectory(name: &str) {
+pub fn check_training_trajectory(name: &str) {
     let (model, json, _) = fixture(name);
     let traj = &json["trajectory"];
     let betas = traj["betas"].as_array().unwrap();
@@ -155,7 +155,7 @@ fn check_training_trajectory(name: &str) {
     );
 }
 
-fn check_greedy_generation(name: &str) {
+pub fn check_greedy_generation(name: &str) {
     let (model, json, _) = fixture(name);
     let g = &json["generation"];
     let prompts: Vec<Vec<i32>> = g["prompts"].as_array().unwrap().iter().map(ids).collect();
@@ -180,7 +180,7 @@ fn check_greedy_generation(name: &str) {
     );
 }
 
-fn check_perplexity(name: &str) {
+pub fn check_perplexity(name: &str) {
     let (model, json, _) = fixture(name);
     let ppl_ids = ids(&json["ppl_ids"]);
     assert_eq!(

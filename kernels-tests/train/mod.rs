@@ -10,6 +10,7 @@ mod config;
 mod divergence;
 mod dpo;
 mod examples;
+mod llama_e2e;
 mod ppo;
 mod reward;
 mod rlhf_resume;

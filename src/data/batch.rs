@@ -16,13 +16,15 @@ pub fn right_padded(seqs: &[Vec<i32>], pad: i32) -> Result<Tokens> {
 }
 
 /// The id to pad with: the tokenizer's padding id, else `<|padding|>`
-/// (Pythia), else `<|endoftext|>` (GPT-2). Pads are masked, so any id works.
+/// (Pythia), else `<|endoftext|>` (GPT-2), else `</s>` (Llama). Pads are masked, so any id works.
 pub fn pad_id(tokenizer: &Tokenizer) -> Option<i32> {
     tokenizer
         .get_padding()
         .map(|p| p.pad_id)
         .or_else(|| tokenizer.token_to_id("<|padding|>"))
         .or_else(|| tokenizer.token_to_id("<|endoftext|>"))
+        // SentencePiece-style (Llama) tokenizers: pad with EOS.
+        .or_else(|| tokenizer.token_to_id("</s>"))
         .map(|i| i as i32)
 }
 

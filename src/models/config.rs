@@ -19,6 +19,8 @@ use crate::ops::gelu::GeluKind;
 pub enum Arch {
     Gpt2,
     GptNeox,
+    /// Llama and its variants (Qwen2, Mistral without a sliding window).
+    Llama,
 }
 
 /// The MLP activation.
@@ -112,6 +114,11 @@ pub struct ModelConfig {
     pub hidden: usize,
     pub n_layer: usize,
     pub n_head: usize,
+    /// Key/value heads of grouped-query attention (`num_key_value_heads`;
+    /// `n_head` unless an architecture reads it).
+    pub n_kv_head: usize,
+    /// An explicit `head_dim` (Llama-family configs); else hidden / n_head.
+    pub head_size: Option<usize>,
     /// Maximum sequence length (n_positions / max_position_embeddings).
     pub n_ctx: usize,
     pub intermediate: usize,
@@ -126,6 +133,9 @@ pub struct ModelConfig {
     pub tie_word_embeddings: bool,
     pub bos_token_id: Option<u32>,
     pub eos_token_id: Option<u32>,
+    /// Every EOS id when the config lists several (Llama 3); generation
+    /// stops on each of them. Holds `eos_token_id` when it is one id.
+    pub eos_token_ids: Vec<u32>,
     pub pad_token_id: Option<u32>,
     /// Sequence-classification heads: number of labels.
     pub num_labels: usize,
@@ -213,11 +223,16 @@ pub fn str_key<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
 }
 
 fn token_id(v: &Value, key: &str) -> Option<u32> {
-    match v.get(key)? {
-        Value::Number(n) => n.as_u64().map(|x| x as u32),
-        // Some configs list several EOS ids; the first is the one generation stops on.
-        Value::Array(a) => a.first().and_then(Value::as_u64).map(|x| x as u32),
-        _ => None,
+    token_ids(v, key).first().copied()
+}
+
+/// Every id of `key`: some configs list several EOS ids (the first is the
+/// one written as the pad / appended EOS; generation stops on any).
+fn token_ids(v: &Value, key: &str) -> Vec<u32> {
+    match v.get(key) {
+        Some(Value::Number(n)) => n.as_u64().map(|x| x as u32).into_iter().collect(),
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_u64).map(|x| x as u32).collect(),
+        _ => vec![],
     }
 }
 
@@ -250,6 +265,8 @@ impl ModelConfig {
             hidden,
             n_layer: sized_key(&raw, LAYER_KEYS, file, MAX_LAYERS)?.1,
             n_head,
+            n_kv_head: n_head,
+            head_size: None,
             n_ctx: sized_key(&raw, CONTEXT_KEYS, file, MAX_CONTEXT)?.1,
             intermediate: 4 * hidden,
             layer_norm_eps: layer_norm_eps.unwrap_or(1e-5),
@@ -260,6 +277,7 @@ impl ModelConfig {
             tie_word_embeddings: true,
             bos_token_id: token_id(&raw, "bos_token_id"),
             eos_token_id: token_id(&raw, "eos_token_id"),
+            eos_token_ids: token_ids(&raw, "eos_token_id"),
             pad_token_id: token_id(&raw, "pad_token_id"),
             num_labels,
             raw,
@@ -273,7 +291,7 @@ impl ModelConfig {
     }
 
     pub fn head_dim(&self) -> usize {
-        self.hidden / self.n_head
+        self.head_size.unwrap_or(self.hidden / self.n_head)
     }
 
     /// GPT-NeoX: `int(head_dim * rotary_pct)`, as transformers truncates it.

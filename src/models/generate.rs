@@ -18,7 +18,9 @@ use crate::tape::{Tape, Var};
 pub struct GenerateConfig {
     pub max_new_tokens: usize,
     pub sampling: SamplingConfig,
-    /// Generation of a row stops after this token (which is kept).
+    /// Generation of a row stops after this token (which is kept). When it
+    /// is one of the model's EOS ids, every id of the config's
+    /// `eos_token_id` list stops it (Llama 3 lists several).
     pub eos: Option<u32>,
     /// Generation of a row stops once its decoded text contains one of these.
     pub stop_strings: Vec<String>,
@@ -89,9 +91,11 @@ pub fn generate(
         .or(model.cfg.eos_token_id)
         .unwrap_or(0) as i32;
     let batch = prompts.len();
-    let (h, d) = (model.cfg.n_head, model.cfg.head_dim());
+    // The cache holds the KV heads only (grouped-query attention shares them).
+    let (h, d) = (model.cfg.n_kv_head, model.cfg.head_dim());
     let capacity = longest + cfg.max_new_tokens;
     let mut cache = KvCache::new(gpu, model.cfg.n_layer, batch, capacity, h, d)?;
+    let stop_ids = stop_ids(model, cfg);
     let mut rng = Rng::new(cfg.seed);
     let valid = model.sampling_vocab();
     let mut context: Vec<Vec<u32>> = prompts
@@ -124,7 +128,7 @@ pub fn generate(
             next[b] = tok as i32;
             out.new_ids[b].push(tok);
             context[b].push(tok);
-            if Some(tok) == cfg.eos || hits_stop(model, &out.new_ids[b], &cfg.stop_strings)? {
+            if stop_ids.contains(&tok) || hits_stop(model, &out.new_ids[b], &cfg.stop_strings)? {
                 out.finished[b] = true;
             }
         }
@@ -134,6 +138,15 @@ pub fn generate(
         tokens = cache.next_tokens(&next);
     }
     Ok(out)
+}
+
+/// The ids that end a row: `cfg.eos`, widened to all of the model's EOS ids
+/// when it is one of them.
+fn stop_ids(model: &CausalLm, cfg: &GenerateConfig) -> Vec<u32> {
+    match cfg.eos {
+        Some(e) if model.cfg.eos_token_ids.contains(&e) => model.cfg.eos_token_ids.clone(),
+        e => e.into_iter().collect(),
+    }
 }
 
 fn hits_stop(model: &CausalLm, new_ids: &[u32], stops: &[String]) -> Result<bool> {

@@ -1,5 +1,5 @@
 //! The building blocks every architecture's forward pass is written with:
-//! named layer norms and projections (dense, LoRA-adapted or over a
+//! named layer norms, RMS norms and projections (dense, LoRA-adapted or over a
 //! quantized base), and self-attention with a KV cache.
 
 use anyhow::{ensure, Result};
@@ -13,6 +13,7 @@ use crate::ops::lora::lora_linear;
 use crate::ops::lora::{qlora_linear, LoraSpec};
 use crate::ops::matmul::matmul;
 use crate::ops::qmatmul::qlinear;
+use crate::ops::rmsnorm::rmsnorm;
 use crate::quant::QuantizedWeight;
 use crate::tape::{Tape, Var};
 use crate::tensor::{DType, Tensor};
@@ -154,6 +155,11 @@ impl<'a> Fwd<'a> {
             self.p(&format!("{prefix}.bias"))?,
             eps,
         )
+    }
+
+    /// RMSNorm with `<prefix>.weight` (no bias; Llama's `LlamaRMSNorm`).
+    pub fn rmsnorm(&self, x: &Var, prefix: &str, eps: f32) -> Result<Var> {
+        rmsnorm(self.tape, x, self.p(&format!("{prefix}.weight"))?, eps)
     }
 
     /// x·W + b with `<prefix>.weight` stored [in, out] (GPT-2's Conv1D) or

@@ -236,14 +236,16 @@ impl CausalLm {
         self.save_hf_files(dir)
     }
 
-    /// Token ids of `text` as the model's tokenizer produces them.
+    /// Token ids of `text` as the model's tokenizer produces them, with the
+    /// special tokens its post-processor adds (Llama's BOS; GPT-2's and
+    /// NeoX's byte-level post-processors add none), as `tokenizer(text)` does.
     pub fn encode(&self, text: &str) -> Result<Vec<i32>> {
         let tok = self
             .tokenizer
             .as_ref()
             .ok_or_else(|| anyhow!("the model directory has no tokenizer.json"))?;
         let enc = tok
-            .encode(text, false)
+            .encode(text, true)
             .map_err(|e| anyhow!("tokenizing: {e}"))?;
         Ok(enc.get_ids().iter().map(|&i| i as i32).collect())
     }

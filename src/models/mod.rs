@@ -5,7 +5,7 @@
 //!   positions), `params` (named weights, LoRA vars), `layers` (norms,
 //!   dense / LoRA / quantized linears, attention with a KV cache);
 //! - `arch`: the [`Architecture`] trait each architecture file implements
-//!   (`gpt2`, `gpt_neox`), listed in `registry`;
+//!   (`gpt2`, `gpt_neox`, `llama`), listed in `registry`;
 //! - `lm`: [`CausalLm`], driving any registered architecture, with its heads,
 //!   and `hf_files` (the tokenizer/generation files saved beside it);
 //! - extensions of a `CausalLm`: `lora` (+ PEFT files), `quantized` (QLoRA),
@@ -22,6 +22,7 @@ pub mod gpt_neox;
 pub mod hf_files;
 pub mod init;
 pub mod layers;
+pub mod llama;
 pub mod lm;
 pub mod lora;
 pub mod outputs;

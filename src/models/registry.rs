@@ -13,10 +13,10 @@ use std::path::Path;
 
 use super::arch::Architecture;
 use super::config::{Arch, ModelConfig};
-use super::{gpt2, gpt_neox};
+use super::{gpt2, gpt_neox, llama};
 
 /// Every architecture, in the order error messages list them.
-pub const ARCHITECTURES: &[&dyn Architecture] = &[&gpt2::Gpt2, &gpt_neox::GptNeox];
+pub const ARCHITECTURES: &[&dyn Architecture] = &[&gpt2::Gpt2, &gpt_neox::GptNeox, &llama::Llama];
 
 /// The architecture that reads `model_type`, if any.
 pub fn by_model_type(model_type: &str) -> Option<&'static dyn Architecture> {
@@ -57,7 +57,7 @@ impl ModelConfig {
                 .collect();
             bail!(
                 "{file}: unknown model_type `{model_type}` (engine supports {})",
-                known.join(" and ")
+                known.join(", ")
             );
         };
         arch.parse_config(raw, file)
