@@ -231,7 +231,11 @@ fn token_id(v: &Value, key: &str) -> Option<u32> {
 fn token_ids(v: &Value, key: &str) -> Vec<u32> {
     match v.get(key) {
         Some(Value::Number(n)) => n.as_u64().map(|x| x as u32).into_iter().collect(),
-        Some(Value::Array(a)) => a.iter().filter_map(Value::as_u64).map(|x| x as u32).collect(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_u64)
+            .map(|x| x as u32)
+            .collect(),
         _ => vec![],
     }
 }
@@ -256,7 +260,11 @@ impl ModelConfig {
             &raw,
             // Published Pythia configs say rotary_emb_base; transformers 5
             // writes rope_parameters.rope_theta.
-            &["rotary_emb_base", "rope_parameters.rope_theta", "rope_theta"],
+            &[
+                "rotary_emb_base",
+                "rope_parameters.rope_theta",
+                "rope_theta",
+            ],
             file,
         )?;
         Ok(ModelConfig {

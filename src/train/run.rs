@@ -40,9 +40,11 @@ use crate::models::checkpoint::{
 };
 use crate::models::lm::CausalLm;
 use crate::models::lora::is_adapter_param;
-use crate::models::outputs::{refuse_non_empty_dir, same_path};
 
 pub const CHECKPOINT: &str = "checkpoint";
+mod out_dir;
+pub use out_dir::{check_out_dir, default_out_dir, resumed_run_dir, utc_stamp};
+
 const TMP: &str = ".checkpoint.tmp";
 const OLD: &str = ".checkpoint.old";
 pub const STATE_FILE: &str = "trainer_state.json";
@@ -99,43 +101,6 @@ impl TrainerState {
     }
 }
 
-/// `./runs/<UTC timestamp>` (a suffix is added if that exists).
-pub fn default_out_dir() -> PathBuf {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let base = PathBuf::from("runs").join(utc_stamp(secs));
-    let mut dir = base.clone();
-    for i in 2.. {
-        if !dir.exists() {
-            break;
-        }
-        dir = PathBuf::from(format!("{}-{i}", base.display()));
-    }
-    dir
-}
-
-/// `YYYY-MM-DDTHH-MM-SSZ` (no colons: valid on every filesystem).
-pub fn utc_stamp(unix_secs: u64) -> String {
-    let (days, rem) = (unix_secs / 86_400, unix_secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}-{:02}-{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
-
 /// The checkpoint directory for `--resume PATH`: PATH itself when it holds
 /// a trainer state, else PATH/checkpoint (or the `.checkpoint.old` a crash
 /// mid-swap left).
@@ -149,34 +114,6 @@ pub fn checkpoint_dir(path: &Path) -> Result<PathBuf> {
         "{}: no checkpoint ({STATE_FILE} not found there or in {CHECKPOINT}/)",
         path.display()
     )
-}
-
-/// The run directory a `--resume PATH` continues when no --out is given:
-/// PATH itself when it is a run directory, else (PATH is a checkpoint) the
-/// run directory holding it. Never the directory recorded in the checkpoint,
-/// so resuming a copied run writes into the copy.
-pub fn resumed_run_dir(path: &Path) -> PathBuf {
-    if path.join(STATE_FILE).is_file() {
-        match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        }
-    } else {
-        path.to_path_buf()
-    }
-}
-
-/// A resume continues its own directory (`resumed`); any other run must not
-/// write into an `out` with files it did not make, unless `force`. A
-/// directory holding a checkpoint is left to the session's own refusal
-/// (which suggests --resume).
-pub fn check_out_dir(out: &Path, resumed: Option<&Path>, force: bool) -> Result<()> {
-    let resuming_here = resumed.is_some_and(|d| same_path(d, out));
-    let holds_checkpoint = resumed.is_none() && out.join(CHECKPOINT).exists();
-    if resuming_here || holds_checkpoint {
-        return Ok(());
-    }
-    refuse_non_empty_dir(out, "--out", force)
 }
 
 pub fn read_state(ckpt: &Path) -> Result<TrainerState> {

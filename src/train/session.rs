@@ -23,12 +23,15 @@ use super::metrics::MetricsLog;
 use super::optim::{LrSchedule, Optimizer, Schedule, StepReport};
 use super::progress::Progress;
 use super::run::{self, DataCursor, ExtraFiles, SavedModel, TrainerState};
-pub use super::grad_accum::{weighted_backward, GradAccum};
-pub use super::summary::{is_timing_metric, RunSummary};
+mod grad_accum;
+mod summary;
+
 use crate::data::{ChatTemplate, EpochSampler};
 use crate::models::lm::CausalLm;
 use crate::ops::adamw::AdamwConfig;
 use crate::tensor::Tensor;
+pub use grad_accum::{weighted_backward, GradAccum};
+pub use summary::{is_timing_metric, RunSummary};
 
 /// A seed for (`step`, `stream`) of a run seeded `seed` (SplitMix64 mix).
 pub fn step_seed(seed: u64, step: u64, stream: u64) -> u64 {
@@ -286,7 +289,9 @@ impl Session {
     }
 
     fn last_checkpoint(&self) -> Option<(u64, &Path)> {
-        self.last_checkpoint.as_ref().map(|(s, d)| (*s, d.as_path()))
+        self.last_checkpoint
+            .as_ref()
+            .map(|(s, d)| (*s, d.as_path()))
     }
 
     /// Refuses to write `what` when a trainable weight is non-finite.

@@ -72,20 +72,22 @@ fn beyond_last_layer(name: &str, n_layer: usize, expected: &HashSet<&str>) -> Op
         let l: usize = p.parse().ok()?;
         let mut first = parts.clone();
         first[i] = "0";
-        (l >= n_layer && expected.contains(first.join(".").as_str()))
-            .then(|| parts[..=i].join("."))
+        (l >= n_layer && expected.contains(first.join(".").as_str())).then(|| parts[..=i].join("."))
     })
 }
 
 /// Reads `dir/tokenizer.json` (None without one); its vocabulary must be
 /// non-empty and every id must be a row of the `vocab_size` embedding table.
-pub(super) fn load_tokenizer(dir: &Path, cfg: &ModelConfig) -> Result<Option<tokenizers::Tokenizer>> {
+pub(super) fn load_tokenizer(
+    dir: &Path,
+    cfg: &ModelConfig,
+) -> Result<Option<tokenizers::Tokenizer>> {
     let path = dir.join("tokenizer.json");
     if !path.exists() {
         return Ok(None);
     }
-    let tok = tokenizers::Tokenizer::from_file(&path)
-        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let tok =
+        tokenizers::Tokenizer::from_file(&path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
     let vocab = tok.get_vocab(true);
     ensure!(
         !vocab.is_empty(),

@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use std::path::PathBuf;
 
-use super::run::SavedModel;
+use crate::train::run::SavedModel;
 
 /// Metric names under `time/` are timings: they differ between runs and
 /// are left out of resume comparisons.
@@ -53,7 +53,7 @@ impl std::fmt::Display for RunSummary {
         )?;
         for (k, v) in &self.last {
             if let (false, Some(x)) = (is_timing_metric(k) || k == "step", v.as_f64()) {
-                write!(f, "  {k} {}", super::progress::fmt_value(x))?;
+                write!(f, "  {k} {}", crate::train::progress::fmt_value(x))?;
             }
         }
         if self.skipped_steps > 0 {
