@@ -5,7 +5,16 @@
 
 use crate::harness::*;
 
-const SFT: &[&str] = &["--batch-size", "2", "--progress", "plain"];
+/// The fixture data mixes string and conversational rows; gpt2-tiny has no
+/// chat_template of its own, so the runs name engine's gpt2 template.
+const SFT: &[&str] = &[
+    "--batch-size",
+    "2",
+    "--progress",
+    "plain",
+    "--template",
+    "gpt2",
+];
 
 fn trainer(s: &Scratch, cmd: &str, data: &str, extra: &[&str]) -> Vec<std::ffi::OsString> {
     let model = fixture_model("gpt2-tiny");
@@ -169,6 +178,8 @@ fn training_refuses_a_nan_weight_in_the_base() {
         &m,
         "--data",
         &data,
+        "--template",
+        "gpt2",
         "--steps",
         "1",
         "--batch-size",
@@ -195,6 +206,8 @@ fn eval_refuses_a_reward_model_with_a_nan_head() {
         &rm,
         "--data",
         &data,
+        "--template",
+        "gpt2",
         "--max-new-tokens",
         "3",
     ]);
@@ -253,6 +266,8 @@ fn ppo_fails_the_step_when_the_reward_model_scores_non_finite() {
         &rm,
         "--data",
         &data,
+        "--template",
+        "gpt2",
         "--steps",
         "2",
         "--batch-size",
@@ -283,6 +298,8 @@ fn best_of_n_fails_when_the_reward_model_scores_non_finite() {
         &rm,
         "--data",
         &data,
+        "--template",
+        "gpt2",
         "--n",
         "2",
         "--max-new-tokens",
