@@ -17,8 +17,8 @@ fn main() -> Result<()> {
     let t: usize = std::env::args().nth(1).map_or(Ok(64), |s| s.parse())?;
     let gpu = Gpu::shared()?;
     println!("adapter: {}", gpu.describe());
-    let cfg_path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels-tests/fixtures/configs/gpt2.config.json");
+    let cfg_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("kernels-tests/fixtures/configs/gpt2.config.json");
     let cfg = ModelConfig::from_file(&cfg_path)?;
     let t0 = Instant::now();
     let model = CausalLm::random(&gpu, cfg, Head::Lm, 0)?;

@@ -16,7 +16,8 @@ fn one_gpt2_layer_at_full_vocab_fits_128_mib_bindings() {
     let mut opts = GpuOptions::from_env().unwrap();
     opts.max_binding_override = Some(128 << 20);
     let gpu = Gpu::new(&opts).unwrap();
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels-tests/fixtures/configs/gpt2.config.json");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("kernels-tests/fixtures/configs/gpt2.config.json");
     let mut cfg = ModelConfig::from_file(&path).unwrap();
     cfg.n_layer = 1;
     let (v, c) = (cfg.vocab_size, cfg.hidden);

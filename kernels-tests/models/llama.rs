@@ -62,7 +62,10 @@ fn configs_read_as_transformers_writes_them() {
     assert!(!c.tie_word_embeddings && m.params.contains("lm_head.weight"));
     assert_eq!(c.eos_token_ids, vec![2, 3]);
     assert_eq!(c.eos_token_id, Some(2));
-    assert_eq!(json["fallback_ids"], json!(m.encode(json["fallback_text"].as_str().unwrap()).unwrap()));
+    assert_eq!(
+        json["fallback_ids"],
+        json!(m.encode(json["fallback_text"].as_str().unwrap()).unwrap())
+    );
     let (q, _, _) = fixture("qwen2-bias");
     assert!(q.params.contains("model.layers.0.self_attn.k_proj.bias"));
     assert!(!q.params.contains("model.layers.0.self_attn.o_proj.bias"));
@@ -80,13 +83,21 @@ fn sliding_windows_shorter_than_the_context_are_refused() {
         c[k] = v;
         ModelConfig::from_json(c, "m/config.json")
     };
-    assert_eq!(with("sliding_window", json!(null)).unwrap().arch, Arch::Llama);
+    assert_eq!(
+        with("sliding_window", json!(null)).unwrap().arch,
+        Arch::Llama
+    );
     assert!(with("sliding_window", json!(128)).is_ok());
     let e = with("sliding_window", json!(64)).unwrap_err().to_string();
-    assert!(e.contains("m/config.json") && e.contains("sliding_window 64"), "{e}");
+    assert!(
+        e.contains("m/config.json") && e.contains("sliding_window 64"),
+        "{e}"
+    );
     let e = with("hidden_act", json!("gelu")).unwrap_err().to_string();
     assert!(e.contains("hidden_act"), "{e}");
-    let e = with("num_key_value_heads", json!(3)).unwrap_err().to_string();
+    let e = with("num_key_value_heads", json!(3))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("num_key_value_heads 3"), "{e}");
     // Qwen2 has a window only with use_sliding_window.
     let mut q = base.clone();
@@ -102,12 +113,22 @@ fn bf16_checkpoint_loads_exactly() {
     let (m, json, refs) = fixture("llama-gqa-bf16");
     let tokens = Tokens::new(ids(&json["input_ids"]), 2).unwrap();
     let want = refs.unwrap().get("logits").unwrap();
-    assert_close("bf16 logits", &logits(&m, &tokens), &to_f64(&want.data), 1e-4, 1e-4);
+    assert_close(
+        "bf16 logits",
+        &logits(&m, &tokens),
+        &to_f64(&want.data),
+        1e-4,
+        1e-4,
+    );
     let tape = Tape::new(&gpu());
     let vars = m.vars(&tape);
     let loss = m.lm_loss(&tape, &vars, &tokens, None).unwrap();
     let l = loss.tensor().item().unwrap() as f64;
-    assert!((l - json["loss"].as_f64().unwrap()).abs() < 1e-5, "{l} vs {}", json["loss"]);
+    assert!(
+        (l - json["loss"].as_f64().unwrap()).abs() < 1e-5,
+        "{l} vs {}",
+        json["loss"]
+    );
 }
 
 /// Prefill then one token at a time through the cache gives the logits of
@@ -139,7 +160,13 @@ fn kv_cache_decoding_equals_the_full_forward() {
             next += 1;
         }
         assert_eq!(got.len(), 20 * v);
-        assert_close(&format!("{name} cached logits"), &got, &to_f64(&full), 1e-4, 1e-4);
+        assert_close(
+            &format!("{name} cached logits"),
+            &got,
+            &to_f64(&full),
+            1e-4,
+            1e-4,
+        );
     }
 }
 
@@ -176,9 +203,16 @@ fn all_linear_lora_on_an_nf4_base_runs_forward_and_backward() {
     m.quantize_base(QuantFormat::Nf4).unwrap();
     assert_eq!(m.quantized.len(), 7 * m.cfg.n_layer);
     let base = logits(&m, &tokens);
-    m.attach_lora(&LoraConfig::new(8, 16.0, &["all-linear"]), 3).unwrap();
+    m.attach_lora(&LoraConfig::new(8, 16.0, &["all-linear"]), 3)
+        .unwrap();
     assert_eq!(m.lora.as_ref().unwrap().modules.len(), 14);
-    assert_close("fresh LoRA on NF4", &logits(&m, &tokens), &to_f64(&base), 1e-5, 0.0);
+    assert_close(
+        "fresh LoRA on NF4",
+        &logits(&m, &tokens),
+        &to_f64(&base),
+        1e-5,
+        0.0,
+    );
     let tape = Tape::new(&gpu());
     let vars = m.vars(&tape);
     let loss = m.lm_loss(&tape, &vars, &tokens, None).unwrap();
@@ -194,7 +228,8 @@ fn all_linear_lora_on_an_nf4_base_runs_forward_and_backward() {
     }
     // PEFT's names pick single projections too.
     let (mut m, _, _) = fixture("qwen2-bias");
-    m.attach_lora(&LoraConfig::new(4, 8.0, &["q_proj", "down_proj"]), 1).unwrap();
+    m.attach_lora(&LoraConfig::new(4, 8.0, &["q_proj", "down_proj"]), 1)
+        .unwrap();
     assert_eq!(m.lora.as_ref().unwrap().modules.len(), 4);
 }
 
@@ -225,10 +260,16 @@ fn save_and_reload_round_trips() {
     for name in ["llama-gqa", "qwen2-bias"] {
         let (m, json, _) = fixture(name);
         let tokens = batch_tokens(&json);
-        let dir = std::env::temp_dir().join(format!("engine-llama-save-{name}-{}", std::process::id()));
-        m.save(&dir, engine::models::checkpoint::SaveDtype::F32).unwrap();
+        let dir =
+            std::env::temp_dir().join(format!("engine-llama-save-{name}-{}", std::process::id()));
+        m.save(&dir, engine::models::checkpoint::SaveDtype::F32)
+            .unwrap();
         let ck = Checkpoint::open(&dir).unwrap();
-        assert_eq!(ck.contains("lm_head.weight"), !m.cfg.tie_word_embeddings, "{name}");
+        assert_eq!(
+            ck.contains("lm_head.weight"),
+            !m.cfg.tie_word_embeddings,
+            "{name}"
+        );
         let back = CausalLm::load(&gpu(), &dir).unwrap();
         assert_eq!(logits(&back, &tokens), logits(&m, &tokens), "{name}");
         std::fs::remove_dir_all(&dir).unwrap();
@@ -241,7 +282,10 @@ fn cli_info_and_greedy_generate() {
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["architecture"], "Llama");
-    assert_eq!((v["heads"].as_u64(), v["hidden"].as_u64()), (Some(4), Some(32)));
+    assert_eq!(
+        (v["heads"].as_u64(), v["hidden"].as_u64()),
+        (Some(4), Some(32))
+    );
     for name in ["llama-gqa", "qwen2-bias"] {
         let (_, json, _) = fixture(name);
         let g = &json["cli_generation"];
@@ -259,7 +303,11 @@ fn cli_info_and_greedy_generate() {
         ]);
         assert!(ok, "{err}");
         let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-        assert_eq!(ids(&v["prompt_ids"]), ids(&g["prompt_ids"]), "{name}: BOS + prompt");
+        assert_eq!(
+            ids(&v["prompt_ids"]),
+            ids(&g["prompt_ids"]),
+            "{name}: BOS + prompt"
+        );
         assert_eq!(ids(&v["new_ids"]), ids(&g["new_ids"]), "{name}");
     }
     let _ = root();

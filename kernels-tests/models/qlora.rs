@@ -253,8 +253,8 @@ fn lora_trains_on_an_nf4_base_which_stays_frozen() {
 
 #[test]
 fn nf4_memory_at_gpt2_small_shapes() {
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels-tests/fixtures/configs/gpt2.config.json");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("kernels-tests/fixtures/configs/gpt2.config.json");
     let mut cfg = engine::models::ModelConfig::from_file(&path).unwrap();
     cfg.n_layer = 1;
     let mut model =

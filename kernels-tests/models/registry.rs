@@ -23,7 +23,11 @@ fn shape_for(arch: engine::models::Arch) -> ModelShape {
 fn every_architecture_is_found_by_identity_and_model_type() {
     for a in ARCHITECTURES {
         let id = a.identity();
-        assert!(std::ptr::addr_eq(*a, architecture(id.arch)), "{:?}", id.arch);
+        assert!(
+            std::ptr::addr_eq(*a, architecture(id.arch)),
+            "{:?}",
+            id.arch
+        );
         for t in id.model_types {
             let found = by_model_type(t).unwrap();
             assert_eq!(found.identity().arch, id.arch, "{t}");

@@ -55,12 +55,20 @@ fn k_skipped_steps_in_a_row_stop_and_a_finite_step_starts_over() {
     opt.veto(nan_loss());
     assert!(g.observe(7, opt.updates()).is_none());
     opt.veto(nan_loss());
-    let stop = g.observe(8, opt.updates()).expect("3 skipped steps in a row");
+    let stop = g
+        .observe(8, opt.updates())
+        .expect("3 skipped steps in a row");
     assert_eq!((stop.step, stop.first_step, stop.consecutive), (8, 5, 3));
     assert!(stop.first.contains("gradient of `w`"), "{}", stop.first);
     assert_eq!(g.state().skipped_steps, 5);
     let msg = stop.message(Some((4, Path::new("/runs/x/checkpoint"))));
-    for want in ["step 8", "step 5", "non-finite", "/runs/x/checkpoint (step 4)", "--max-skipped-steps 3"] {
+    for want in [
+        "step 8",
+        "step 5",
+        "non-finite",
+        "/runs/x/checkpoint (step 4)",
+        "--max-skipped-steps 3",
+    ] {
         assert!(msg.contains(want), "`{want}` not in: {msg}");
     }
     assert!(stop.message(None).contains("No checkpoint was saved"));
@@ -76,7 +84,10 @@ fn a_step_whose_last_update_applied_is_not_skipped() {
     assert!(g.observe(1, opt.updates()).is_none());
     applied(&mut opt);
     opt.veto(nan_loss());
-    assert!(g.observe(2, opt.updates()).is_some(), "K = 1 stops at the first");
+    assert!(
+        g.observe(2, opt.updates()).is_some(),
+        "K = 1 stops at the first"
+    );
 }
 
 #[test]
@@ -88,7 +99,9 @@ fn a_non_finite_parameter_stops_at_once_and_state_resumes() {
     // A resumed guard carries the streak on.
     let mut g = DivergenceGuard::new(5, g.state().clone(), opt.updates());
     opt.veto(NonFinite::Parameter("transformer.wte.weight".into()));
-    let stop = g.observe(2, opt.updates()).expect("a NaN weight cannot recover");
+    let stop = g
+        .observe(2, opt.updates())
+        .expect("a NaN weight cannot recover");
     assert_eq!((stop.first_step, stop.consecutive), (1, 2));
     assert!(stop.message(None).contains("`transformer.wte.weight`"));
 }
@@ -96,8 +109,18 @@ fn a_non_finite_parameter_stops_at_once_and_state_resumes() {
 fn sft_session_args(out: &Path, extra: &[&str]) -> SftArgs {
     let out = out.display().to_string();
     let mut flags = vec![
-        "--model", &model_dir("gpt2-tiny"), "--data", &fixture("sft_train.jsonl"), "--out",
-        &out, "--progress", "silent", "--lr", "1e-3", "--batch-size", "2",
+        "--model",
+        &model_dir("gpt2-tiny"),
+        "--data",
+        &fixture("sft_train.jsonl"),
+        "--out",
+        &out,
+        "--progress",
+        "silent",
+        "--lr",
+        "1e-3",
+        "--batch-size",
+        "2",
     ]
     .into_iter()
     .map(String::from)
@@ -114,7 +137,10 @@ fn run_poisoned(
     name: &str,
     extra: &[&str],
     poisoned: &[u64],
-) -> (Result<engine::train::session::RunSummary, String>, std::path::PathBuf) {
+) -> (
+    Result<engine::train::session::RunSummary, String>,
+    std::path::PathBuf,
+) {
     let gpu = crate::common::gpu();
     let out = scratch(name);
     let mut args = sft_session_args(&out, extra);
@@ -146,7 +172,11 @@ fn summary_json(out: &Path) -> serde_json::Value {
 
 #[test]
 fn skipped_steps_are_counted_and_the_run_finishes_below_k() {
-    let (end, out) = run_poisoned("div-count", &["--steps", "5", "--max-skipped-steps", "2"], &[1, 3, 5]);
+    let (end, out) = run_poisoned(
+        "div-count",
+        &["--steps", "5", "--max-skipped-steps", "2"],
+        &[1, 3, 5],
+    );
     let summary = end.unwrap();
     assert!(summary.finished);
     assert_eq!((summary.skipped_steps, summary.skipped_updates), (3, 3));
@@ -159,7 +189,14 @@ fn skipped_steps_are_counted_and_the_run_finishes_below_k() {
 fn k_skipped_steps_stop_the_run_naming_step_quantity_and_checkpoint() {
     let (end, out) = run_poisoned(
         "div-stop",
-        &["--steps", "6", "--max-skipped-steps", "2", "--save-every", "1"],
+        &[
+            "--steps",
+            "6",
+            "--max-skipped-steps",
+            "2",
+            "--save-every",
+            "1",
+        ],
         &[2, 3],
     );
     let err = end.unwrap_err();
@@ -175,14 +212,23 @@ fn k_skipped_steps_stop_the_run_naming_step_quantity_and_checkpoint() {
         assert!(err.contains(want), "`{want}` not in: {err}");
     }
     let s = summary_json(&out);
-    assert_eq!((s["finished"].as_bool(), s["skipped_steps"].as_u64()), (Some(false), Some(2)));
+    assert_eq!(
+        (s["finished"].as_bool(), s["skipped_steps"].as_u64()),
+        (Some(false), Some(2))
+    );
     assert!(s["diverged"].as_str().unwrap().contains("step 3"));
-    assert!(!out.join("model").exists(), "a diverged run wrote its final model");
+    assert!(
+        !out.join("model").exists(),
+        "a diverged run wrote its final model"
+    );
     let state: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(out.join("checkpoint/trainer_state.json")).unwrap(),
     )
     .unwrap();
-    assert_eq!(state["divergence"]["consecutive"], 1, "the streak is checkpointed");
+    assert_eq!(
+        state["divergence"]["consecutive"], 1,
+        "the streak is checkpointed"
+    );
 }
 
 #[test]
@@ -202,10 +248,16 @@ fn a_non_finite_weight_stops_at_once_and_is_never_checkpointed() {
     let (loss, grads) = sft_grads(&model, &[b], |_| None).unwrap();
     assert!(!s.apply(&model, &grads, loss as f32).unwrap().applied);
     let err = format!("{:#}", s.end_step(&model, step, &[], None).unwrap_err());
-    assert!(err.contains(&format!("non-finite parameter `{ln}`")), "{err}");
+    assert!(
+        err.contains(&format!("non-finite parameter `{ln}`")),
+        "{err}"
+    );
     assert!(err.contains("No checkpoint was saved"), "{err}");
     let err = format!("{:#}", s.checkpoint(&model, None).unwrap_err());
-    assert!(err.contains("not writing the checkpoint") && err.contains(ln), "{err}");
+    assert!(
+        err.contains("not writing the checkpoint") && err.contains(ln),
+        "{err}"
+    );
     assert!(!out.join("checkpoint").exists());
 }
 
@@ -215,14 +267,26 @@ fn saving_refuses_a_non_finite_or_f16_overflowing_tensor() {
     let path = dir.join("w.safetensors");
     let mut t = BTreeMap::new();
     t.insert("ok".to_string(), HostTensor::new(&[2], vec![1.0, 2.0]));
-    t.insert("bad".to_string(), HostTensor::new(&[3], vec![1.0, 2.0, f32::INFINITY]));
-    let err = format!("{:#}", save_safetensors(&path, &t, SaveDtype::F32).unwrap_err());
-    assert!(err.contains("`bad`") && err.contains("non-finite") && err.contains("index 2"), "{err}");
+    t.insert(
+        "bad".to_string(),
+        HostTensor::new(&[3], vec![1.0, 2.0, f32::INFINITY]),
+    );
+    let err = format!(
+        "{:#}",
+        save_safetensors(&path, &t, SaveDtype::F32).unwrap_err()
+    );
+    assert!(
+        err.contains("`bad`") && err.contains("non-finite") && err.contains("index 2"),
+        "{err}"
+    );
     assert!(!path.exists());
     t.remove("bad");
     t.insert("big".to_string(), HostTensor::new(&[1], vec![1e9]));
     save_safetensors(&path, &t, SaveDtype::F32).expect("huge but finite is the user's choice");
-    let err = format!("{:#}", save_safetensors(&path, &t, SaveDtype::F16).unwrap_err());
+    let err = format!(
+        "{:#}",
+        save_safetensors(&path, &t, SaveDtype::F16).unwrap_err()
+    );
     assert!(err.contains("`big`") && err.contains("float16"), "{err}");
 }
 
@@ -237,8 +301,17 @@ fn a_non_finite_reward_is_an_error_naming_the_response() {
         finished: true,
     };
     let samples = [sample("a"), sample("b")];
-    let err = format!("{:#}", score_checked(&nan as &dyn Scorer, &samples).unwrap_err());
-    assert!(err.contains("reward function gave a non-finite reward (NaN) for response 2 of 2"), "{err}");
+    let err = format!(
+        "{:#}",
+        score_checked(&nan as &dyn Scorer, &samples).unwrap_err()
+    );
+    assert!(
+        err.contains("reward function gave a non-finite reward (NaN) for response 2 of 2"),
+        "{err}"
+    );
     let ok = |_: &str, _: &str, _: &[u32]| 0.5f32;
-    assert_eq!(score_checked(&ok as &dyn Scorer, &samples).unwrap(), vec![0.5, 0.5]);
+    assert_eq!(
+        score_checked(&ok as &dyn Scorer, &samples).unwrap(),
+        vec![0.5, 0.5]
+    );
 }

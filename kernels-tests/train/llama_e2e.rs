@@ -6,7 +6,11 @@ use super::{model_dir, root, scratch};
 use std::process::Command;
 
 fn data(rel: &str) -> String {
-    root().join("kernels-tests/fixtures").join(rel).display().to_string()
+    root()
+        .join("kernels-tests/fixtures")
+        .join(rel)
+        .display()
+        .to_string()
 }
 
 fn run(cmd: &str, name: &str, extra: &[&str]) {
@@ -16,7 +20,10 @@ fn run(cmd: &str, name: &str, extra: &[&str]) {
     args.extend_from_slice(&["--batch-size", "2", "--quant", "nf4", "--lora-r", "8"]);
     args.extend_from_slice(&["--out", &o, "--progress", "silent"]);
     args.extend_from_slice(extra);
-    let res = Command::new(env!("CARGO_BIN_EXE_engine")).args(&args).output().unwrap();
+    let res = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(&args)
+        .output()
+        .unwrap();
     assert!(
         res.status.success(),
         "engine {args:?}:\n{}",
@@ -24,16 +31,27 @@ fn run(cmd: &str, name: &str, extra: &[&str]) {
     );
     let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
     assert!(metrics.lines().count() >= 2, "{cmd}: {metrics}");
-    assert!(!metrics.contains("NaN") && !metrics.contains("null"), "{cmd}: {metrics}");
+    assert!(
+        !metrics.contains("NaN") && !metrics.contains("null"),
+        "{cmd}: {metrics}"
+    );
     assert!(out.join("adapter/adapter_config.json").is_file(), "{cmd}");
 }
 
 #[test]
 fn sft_dpo_and_ppo_train_lora_on_an_nf4_llama() {
     let sft = data("train/sft_train.jsonl");
-    run("train-sft", "llama-sft", &["--data", &sft, "--max-len", "48"]);
+    run(
+        "train-sft",
+        "llama-sft",
+        &["--data", &sft, "--max-len", "48"],
+    );
     let prefs = data("dpo/prefs.jsonl");
-    run("train-dpo", "llama-dpo", &["--data", &prefs, "--max-len", "48"]);
+    run(
+        "train-dpo",
+        "llama-dpo",
+        &["--data", &prefs, "--max-len", "48"],
+    );
     let prompts = data("dpo/prompts.jsonl");
     let ppo = [
         "--data",

@@ -327,7 +327,10 @@ pub fn encode_all<T, E>(
         }
     }
     if out.is_empty() && skipped > 0 {
-        let file = rows.first().map(|r| r.origin.file.to_path_buf()).unwrap_or_default();
+        let file = rows
+            .first()
+            .map(|r| r.origin.file.to_path_buf())
+            .unwrap_or_default();
         anyhow::bail!("{}", super::source::every_row_bad(&file, skipped, &reasons));
     }
     Ok((out, skipped, reasons))

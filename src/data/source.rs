@@ -89,7 +89,10 @@ pub(crate) fn load<T>(
     }
     c.report.kept = c.rows.len();
     if c.rows.is_empty() && c.report.skipped_bad > 0 {
-        bail!("{}", every_row_bad(&c.report.file, c.report.skipped_bad, &c.report.reasons));
+        bail!(
+            "{}",
+            every_row_bad(&c.report.file, c.report.skipped_bad, &c.report.reasons)
+        );
     }
     Ok(Dataset {
         rows: c.rows,

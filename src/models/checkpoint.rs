@@ -259,7 +259,11 @@ pub fn ensure_finite_to_save(
     };
     for (name, t) in tensors {
         if let Some((i, v)) = t.data.iter().enumerate().find(|(_, v)| !(v.abs() <= limit)) {
-            let why = if v.is_finite() { "does not fit float16 (max 65504)" } else { "is non-finite" };
+            let why = if v.is_finite() {
+                "does not fit float16 (max 65504)"
+            } else {
+                "is non-finite"
+            };
             bail!(
                 "refusing to write {}: tensor `{name}` holds {v} at index {i}, which {why}",
                 path.display()

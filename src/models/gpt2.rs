@@ -15,7 +15,9 @@ use serde_json::{json, Value};
 
 use super::arch::{Architecture, Buffers, Identity, Linears};
 use super::checkpoint::Checkpoint;
-use super::config::{bool_key, str_key, usize_key, Activation, Arch, Head, ModelConfig, ModelShape};
+use super::config::{
+    bool_key, str_key, usize_key, Activation, Arch, Head, ModelConfig, ModelShape,
+};
 use super::layers::{Fwd, KvCache};
 use crate::ops::elementwise::add;
 use crate::ops::embedding::embedding;
@@ -122,7 +124,9 @@ impl Architecture for Gpt2 {
 
     /// transformers' `_keys_to_ignore_on_load_unexpected` for GPT-2.
     fn unused_tensor(&self, name: &str) -> bool {
-        name.ends_with(".attn.bias") || name.ends_with(".attn.masked_bias") || name == "lm_head.weight"
+        name.ends_with(".attn.bias")
+            || name.ends_with(".attn.masked_bias")
+            || name == "lm_head.weight"
     }
 
     /// GPT-2 scales the projections that write into the residual stream by

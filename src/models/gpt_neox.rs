@@ -150,9 +150,13 @@ impl Architecture for GptNeox {
 
     /// The causal-mask and rotary buffers older files hold.
     fn unused_tensor(&self, name: &str) -> bool {
-        [".attention.bias", ".attention.masked_bias", ".rotary_emb.inv_freq"]
-            .iter()
-            .any(|b| name.ends_with(b))
+        [
+            ".attention.bias",
+            ".attention.masked_bias",
+            ".rotary_emb.inv_freq",
+        ]
+        .iter()
+        .any(|b| name.ends_with(b))
     }
 
     fn linears(&self) -> Linears {
@@ -193,7 +197,10 @@ impl Architecture for GptNeox {
     ) -> Result<Var> {
         let tape = f.tape;
         let (h, d, eps) = (cfg.n_head, cfg.head_dim(), cfg.layer_norm_eps);
-        let rope = buffers.rope.as_ref().context("GPT-NeoX needs its rotary table")?;
+        let rope = buffers
+            .rope
+            .as_ref()
+            .context("GPT-NeoX needs its rotary table")?;
         let mut x = embedding(
             tape,
             f.p(&format!("{P}embed_in.weight"))?,

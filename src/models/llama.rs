@@ -131,7 +131,10 @@ impl Architecture for Llama {
             cfg.n_kv_head,
             cfg.n_head
         );
-        cfg.head_size = raw.get("head_dim").and_then(Value::as_u64).map(|d| d as usize);
+        cfg.head_size = raw
+            .get("head_dim")
+            .and_then(Value::as_u64)
+            .map(|d| d as usize);
         let d = cfg.head_dim();
         ensure!(
             d > 0 && d.is_multiple_of(4) && d <= 128,
@@ -199,7 +202,11 @@ impl Architecture for Llama {
             out.push((format!("{h}post_attention_layernorm.weight"), vec![c]));
         }
         out.push((format!("{P}norm.weight"), vec![c]));
-        out.extend(self.lm_head_params(cfg).into_iter().map(|n| (n, vec![cfg.vocab_size, c])));
+        out.extend(
+            self.lm_head_params(cfg)
+                .into_iter()
+                .map(|n| (n, vec![cfg.vocab_size, c])),
+        );
         out
     }
 
@@ -271,7 +278,10 @@ impl Architecture for Llama {
         let tape = f.tape;
         let (b, t) = (f.tokens.batch, f.tokens.seq);
         let (d, eps) = (cfg.head_dim(), cfg.layer_norm_eps);
-        let rope = buffers.rope.as_ref().context("Llama needs its rotary table")?;
+        let rope = buffers
+            .rope
+            .as_ref()
+            .context("Llama needs its rotary table")?;
         let heads = |x: &Var, h: usize| tape.reshape(x, &[b, t, h, d]);
         let mut x = embedding(tape, f.p(EMBED)?, &f.ids, &f.tokens.ids)?;
         for l in 0..cfg.n_layer {
@@ -284,7 +294,11 @@ impl Architecture for Llama {
             let q = rotary(tape, &q, &f.positions, rope)?;
             let k = rotary(tape, &k, &f.positions, rope)?;
             let a = f.attention(&q, &k, &v, cache.as_deref_mut().map(|c| (c, l)))?;
-            let h = add(tape, &x, &f.linear(&a, &format!("{p}self_attn.o_proj"), true)?)?;
+            let h = add(
+                tape,
+                &x,
+                &f.linear(&a, &format!("{p}self_attn.o_proj"), true)?,
+            )?;
             let n = f.rmsnorm(&h, &format!("{p}post_attention_layernorm"), eps)?;
             let mlp = |m: &str, input: &Var| f.linear(input, &format!("{p}mlp.{m}"), true);
             let m = swiglu(tape, &mlp("gate_proj", &n)?, &mlp("up_proj", &n)?)?;
@@ -296,7 +310,11 @@ impl Architecture for Llama {
 
     /// Logits through `lm_head` [V, C], or the embedding when tied.
     fn lm_head(&self, f: &Fwd, cfg: &ModelConfig, hidden: &Var) -> Result<Var> {
-        let w = if cfg.tie_word_embeddings { EMBED } else { LM_HEAD };
+        let w = if cfg.tie_word_embeddings {
+            EMBED
+        } else {
+            LM_HEAD
+        };
         matmul(f.tape, hidden, f.p(w)?, None, false, true)
     }
 }

@@ -37,10 +37,10 @@ use std::collections::BTreeMap;
 
 use super::lm::CausalLm;
 use super::params::ParamVars;
-use crate::tensor::axpy::axpy;
 use crate::ops::matmul::matmul_forward;
 use crate::rng::Rng;
 use crate::tape::Tape;
+use crate::tensor::axpy::axpy;
 use crate::tensor::Tensor;
 
 pub mod peft;

@@ -46,10 +46,10 @@ pub use base::LoraBase;
 pub use epilogue::{LoraEpilogueParams, LowRank};
 pub use tape::{lora_linear, lora_linear_on, lora_linear_with, qlora_linear};
 
-use crate::tensor::axpy::axpy;
 use crate::ops::dropout::{dropout_backward, dropout_forward};
 use crate::ops::elementwise::{unary_forward, UnaryOp};
 use crate::ops::matmul::{bias_grad, matmul_forward_with, MatmulVariant};
+use crate::tensor::axpy::axpy;
 use crate::tensor::{DType, Tensor};
 
 /// LoRA dropout on the input of A: probability `p`, and the `(seed, offset)`

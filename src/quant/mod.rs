@@ -13,7 +13,7 @@
 //!
 //! Formats and buffers only: the kernels that quantize, dequantize and
 //! multiply on the GPU, and the tape function `qlinear`, are
-//! [`crate::ops::qmatmul`]; this module imports nothing above `tensor`.
+//! `ops/qmatmul/` (one layer up); this module imports nothing above `tensor`.
 
 pub mod int8;
 pub mod nf4;

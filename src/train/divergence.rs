@@ -225,8 +225,10 @@ impl DivergenceGuard {
                 let s = &mut self.state;
                 s.skipped_steps += 1;
                 s.consecutive += 1;
-                let (first_step, first) =
-                    s.first.get_or_insert_with(|| (step, fault.to_string())).clone();
+                let (first_step, first) = s
+                    .first
+                    .get_or_insert_with(|| (step, fault.to_string()))
+                    .clone();
                 let fatal = fault.is_fatal().then(|| fault.to_string());
                 (fatal.is_some() || s.consecutive >= self.max_skipped).then(|| Stop {
                     step,

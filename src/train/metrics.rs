@@ -69,7 +69,11 @@ impl MetricsLog {
             );
         }
         let line = format!("{}\n", Value::Object(row.clone()));
-        if let Err(e) = self.file.write_all(line.as_bytes()).and_then(|()| self.file.flush()) {
+        if let Err(e) = self
+            .file
+            .write_all(line.as_bytes())
+            .and_then(|()| self.file.flush())
+        {
             // Best effort: a device such as /dev/full cannot be cut back.
             let _ = self.file.set_len(self.len);
             let _ = self.file.seek(std::io::SeekFrom::Start(self.len));

@@ -33,8 +33,8 @@
 
 pub mod chart;
 pub mod config;
-pub mod dpo;
 pub mod divergence;
+pub mod dpo;
 pub mod driver;
 pub mod logprobs;
 pub mod metrics;

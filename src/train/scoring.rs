@@ -191,7 +191,11 @@ pub fn score_checked(scorer: &dyn Scorer, samples: &[Sample]) -> Result<Vec<f32>
     if let Some(i) = scores.iter().position(|s| !s.is_finite()) {
         let short = |t: &str| -> String {
             let cut: String = t.chars().take(60).collect();
-            if cut.len() < t.len() { format!("{cut}…") } else { cut }
+            if cut.len() < t.len() {
+                format!("{cut}…")
+            } else {
+                cut
+            }
         };
         bail!(
             "{} gave a non-finite reward ({}) for response {} of {} (prompt {:?}, response {:?}); \

@@ -89,7 +89,10 @@ fn non_finite_scores_fail_the_step() {
     let mut tr = PpoTrainer::new(model, reference, Box::new(nan), tiny_cfg()).unwrap();
     let before = weights(&tr.policy);
     let err = format!("{:#}", tr.step(&ps).unwrap_err());
-    assert!(err.contains("PPO step 1") && err.contains("non-finite reward (NaN)"), "{err}");
+    assert!(
+        err.contains("PPO step 1") && err.contains("non-finite reward (NaN)"),
+        "{err}"
+    );
     assert_eq!(tr.steps_done(), 0);
     assert_eq!(weights(&tr.policy), before);
 }

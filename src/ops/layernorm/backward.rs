@@ -55,7 +55,8 @@ pub fn layernorm_backward_with(
 
 /// An f32 tensor of `shape` when `want`: a gradient buffer the caller asked for.
 pub(crate) fn empty_f32_if(want: bool, gpu: &Arc<Gpu>, shape: &[usize]) -> Result<Option<Tensor>> {
-    want.then(|| Tensor::empty(gpu, shape, DType::F32)).transpose()
+    want.then(|| Tensor::empty(gpu, shape, DType::F32))
+        .transpose()
 }
 
 /// The checks every norm backward shares (`op` names the norm in errors): `x`

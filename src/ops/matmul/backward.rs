@@ -45,16 +45,30 @@ pub fn matmul_backward_with(
     // Each gradient is a fresh (beta = 0), bias-free product of two of dC, A, B.
     type Ops<'a> = (&'a Tensor, &'a Tensor, &'a Tensor);
     let grad = |ops: Ops<'_>, trans, mnkb, strides, reduce| {
-        gemm(variant, ops, None, trans, mnkb, strides, false, reduce, None)
+        gemm(
+            variant, ops, None, trans, mnkb, strides, false, reduce, None,
+        )
     };
     if needs[0] {
         let da = Tensor::empty(gpu, a.shape(), DType::F32)?;
         if ta {
             // dA (stored [K, M]) = op(B)·dCᵀ
-            grad((&da, b, dc), (tb, true), (k, m, n, batch), (b_bs, c_bs), false)?;
+            grad(
+                (&da, b, dc),
+                (tb, true),
+                (k, m, n, batch),
+                (b_bs, c_bs),
+                false,
+            )?;
         } else {
             // dA [M, K] = dC·op(B)ᵀ
-            grad((&da, dc, b), (false, !tb), (m, k, n, batch), (c_bs, b_bs), false)?;
+            grad(
+                (&da, dc, b),
+                (false, !tb),
+                (m, k, n, batch),
+                (c_bs, b_bs),
+                false,
+            )?;
         }
         g.da = Some(da);
     }
@@ -63,10 +77,22 @@ pub fn matmul_backward_with(
         let reduce = d.b_shared;
         if tb {
             // dB (stored [N, K]) = dCᵀ·op(A)
-            grad((&db, dc, a), (true, ta), (n, k, m, batch), (c_bs, a_bs), reduce)?;
+            grad(
+                (&db, dc, a),
+                (true, ta),
+                (n, k, m, batch),
+                (c_bs, a_bs),
+                reduce,
+            )?;
         } else {
             // dB [K, N] = op(A)ᵀ·dC
-            grad((&db, a, dc), (!ta, false), (k, n, m, batch), (a_bs, c_bs), reduce)?;
+            grad(
+                (&db, a, dc),
+                (!ta, false),
+                (k, n, m, batch),
+                (a_bs, c_bs),
+                reduce,
+            )?;
         }
         g.db = Some(db);
     }

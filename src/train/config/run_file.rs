@@ -195,7 +195,10 @@ pub fn merge_args<T: RunArgs>(args: T, matches: &ArgMatches) -> Result<T> {
         }
     }
     // --resume may itself come from the run file.
-    let resume = json.get("resume").and_then(Value::as_str).map(PathBuf::from);
+    let resume = json
+        .get("resume")
+        .and_then(Value::as_str)
+        .map(PathBuf::from);
     let resumed = resume.is_some();
     if let Some(resume) = resume {
         let state = crate::train::run::read_state(&crate::train::run::checkpoint_dir(&resume)?)?;
