@@ -8,6 +8,7 @@
 //! that every write lands in program order relative to the recorded kernels.
 
 use anyhow::{anyhow, bail, Context, Result};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use wgpu::util::DeviceExt;
 
@@ -29,6 +30,17 @@ pub struct Gpu {
     pub(crate) pipelines: PipelineCache,
     batch: Mutex<Batch>,
     pool: Mutex<BufferPool>,
+    counters: [AtomicU64; 3],
+}
+
+/// Running totals since the device opened (`engine bench` reports them per
+/// generated token).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GpuCounters {
+    pub dispatches: u64,
+    pub submits: u64,
+    /// Bytes copied back to the host.
+    pub bytes_read: u64,
 }
 
 struct Batch {
@@ -77,6 +89,7 @@ impl Gpu {
                 commands: 0,
             }),
             pool: Mutex::new(BufferPool::default()),
+            counters: Default::default(),
         }))
     }
 
@@ -146,8 +159,19 @@ impl Gpu {
         }
     }
 
+    /// Dispatches, submits and read-back bytes so far.
+    pub fn counters(&self) -> GpuCounters {
+        let c = |i: usize| self.counters[i].load(Ordering::Relaxed);
+        GpuCounters {
+            dispatches: c(0),
+            submits: c(1),
+            bytes_read: c(2),
+        }
+    }
+
     fn submit(&self, batch: &mut Batch) {
         if let Some(enc) = batch.encoder.take() {
+            self.counters[1].fetch_add(1, Ordering::Relaxed);
             self.queue.submit([enc.finish()]);
         }
         batch.commands = 0;
@@ -230,6 +254,7 @@ impl Gpu {
         if size == 0 {
             return Ok(Vec::new());
         }
+        self.counters[2].fetch_add(size, Ordering::Relaxed);
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: None,
             size,
@@ -287,5 +312,8 @@ impl Dispatcher for Gpu {
     }
     fn record_commands(&self, f: &mut dyn FnMut(&mut wgpu::CommandEncoder)) {
         self.record(f)
+    }
+    fn note_dispatch(&self) {
+        self.counters[0].fetch_add(1, Ordering::Relaxed);
     }
 }

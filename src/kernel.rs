@@ -28,6 +28,8 @@ pub trait Dispatcher {
     fn uniform(&self, bytes: &[u8]) -> wgpu::Buffer;
     /// Runs `f` with the pending command encoder.
     fn record_commands(&self, f: &mut dyn FnMut(&mut wgpu::CommandEncoder));
+    /// Counts one recorded dispatch (for `engine bench`'s per-token figures).
+    fn note_dispatch(&self) {}
 
     /// Required alignment of a storage binding's offset.
     fn binding_alignment(&self) -> u64 {
@@ -53,6 +55,9 @@ impl<D: Dispatcher + ?Sized> Dispatcher for Arc<D> {
     }
     fn record_commands(&self, f: &mut dyn FnMut(&mut wgpu::CommandEncoder)) {
         (**self).record_commands(f)
+    }
+    fn note_dispatch(&self) {
+        (**self).note_dispatch()
     }
 }
 
@@ -209,23 +214,28 @@ impl PipelineCache {
     }
 }
 
-/// Records one dispatch of `kernel` over `groups` workgroups. `params` goes
-/// to binding 0 as a uniform; `binds` supplies every storage binding the
-/// entry point uses (extra ones are ignored).
-pub fn dispatch<P: bytemuck::Pod>(
+/// A kernel with its bind group made once: record it as often as needed
+/// with no pipeline, bind-group or uniform creation per use (token loops).
+/// The params uniform is fixed at [`prepare`] time, so anything that changes
+/// between uses lives in a storage buffer.
+pub struct Prepared {
+    compiled: Arc<Compiled>,
+    bind_group: wgpu::BindGroup,
+    _uniform: wgpu::Buffer,
+}
+
+/// Compiles (or finds) `kernel` and binds `params` and `binds` once (see
+/// [`dispatch`] for the binding rules).
+pub fn prepare<P: bytemuck::Pod>(
     gpu: &(impl Dispatcher + ?Sized),
     kernel: &Kernel,
     params: &P,
     binds: &[Bind],
-    groups: [u32; 3],
-) -> Result<()> {
+) -> Result<Prepared> {
     let c = gpu
         .pipeline_cache()
         .compiled(gpu.wgpu_device(), kernel)
         .with_context(|| format!("compiling {}::{}", kernel.shader, kernel.entry))?;
-    if groups.contains(&0) {
-        return Ok(());
-    }
     let uniform = gpu.uniform(bytemuck::bytes_of(params));
     let mut entries = Vec::with_capacity(c.bindings.len());
     for &(binding, kind) in &c.bindings {
@@ -254,11 +264,46 @@ pub fn dispatch<P: bytemuck::Pod>(
             layout: &c.layout,
             entries: &entries,
         });
-    gpu.record_commands(&mut |enc| {
-        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
-        pass.set_pipeline(&c.pipeline);
-        pass.set_bind_group(0, &bind_group, &[]);
-        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
-    });
+    Ok(Prepared {
+        compiled: c,
+        bind_group,
+        _uniform: uniform,
+    })
+}
+
+impl Prepared {
+    /// Records one dispatch over `groups` workgroups.
+    pub fn record(&self, gpu: &(impl Dispatcher + ?Sized), groups: [u32; 3]) {
+        if groups.contains(&0) {
+            return;
+        }
+        gpu.note_dispatch();
+        gpu.record_commands(&mut |enc| {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+            pass.set_pipeline(&self.compiled.pipeline);
+            pass.set_bind_group(0, &self.bind_group, &[]);
+            pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+        });
+    }
+}
+
+/// Records one dispatch of `kernel` over `groups` workgroups. `params` goes
+/// to binding 0 as a uniform; `binds` supplies every storage binding the
+/// entry point uses (extra ones are ignored).
+pub fn dispatch<P: bytemuck::Pod>(
+    gpu: &(impl Dispatcher + ?Sized),
+    kernel: &Kernel,
+    params: &P,
+    binds: &[Bind],
+    groups: [u32; 3],
+) -> Result<()> {
+    if groups.contains(&0) {
+        // Still compile, so a bad kernel fails the same way at any size.
+        gpu.pipeline_cache()
+            .compiled(gpu.wgpu_device(), kernel)
+            .with_context(|| format!("compiling {}::{}", kernel.shader, kernel.entry))?;
+        return Ok(());
+    }
+    prepare(gpu, kernel, params, binds)?.record(gpu, groups);
     Ok(())
 }

@@ -19,6 +19,7 @@ mod reduce;
 mod rmsnorm;
 mod rope_scaling;
 mod rotary;
+mod sample;
 mod row_gather;
 mod shaders;
 mod softmax;

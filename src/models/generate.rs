@@ -4,15 +4,20 @@
 //! count real tokens only and pads are masked out of attention, so every row
 //! gives the tokens it would give alone. One prefill pass fills the cache,
 //! then each step feeds one token per row.
+//!
+//! Tokens are chosen on the device ([`DeviceSampler`]): per token the host
+//! reads back only the B chosen ids, and stop ids end rows there too; stop
+//! strings, which need the tokenizer, are checked here.
 
 use anyhow::{ensure, Result};
 
 use super::layers::{Fwd, KvCache, Tokens};
 use super::lm::CausalLm;
-use super::sampling::{choose, SamplingConfig};
+use super::sampling::SamplingConfig;
 use crate::ops::row_gather::row_gather;
-use crate::rng::Rng;
+use crate::ops::sample::DeviceSampler;
 use crate::tape::{Tape, Var};
+use crate::tensor::Tensor;
 
 #[derive(Clone, Debug)]
 pub struct GenerateConfig {
@@ -50,7 +55,7 @@ pub struct Generation {
 
 /// Logits [B, V] of each row's last position (rows are left-padded, so it is
 /// the last column for every row).
-fn last_logits(model: &CausalLm, f: &Fwd, hidden: &Var) -> Result<Vec<f32>> {
+fn last_logits(model: &CausalLm, f: &Fwd, hidden: &Var) -> Result<Tensor> {
     let t = f.tokens;
     let idx: Vec<i32> = (0..t.batch)
         .map(|b| (b * t.seq + t.seq - 1) as i32)
@@ -59,7 +64,7 @@ fn last_logits(model: &CausalLm, f: &Fwd, hidden: &Var) -> Result<Vec<f32>> {
         .tape
         .reshape(hidden, &[t.batch * t.seq, model.cfg.hidden])?;
     let last = row_gather(f.tape, &flat, &idx)?;
-    model.logits(f, &last)?.tensor().to_vec()
+    Ok(model.logits(f, &last)?.tensor().clone())
 }
 
 /// Generates continuations of `prompts` (token ids).
@@ -96,9 +101,7 @@ pub fn generate(
     let capacity = longest + cfg.max_new_tokens;
     let mut cache = KvCache::new(gpu, model.cfg.n_layer, batch, capacity, h, d)?;
     let stop_ids = stop_ids(model, cfg);
-    let mut rng = Rng::new(cfg.seed);
-    let valid = model.sampling_vocab();
-    let mut context: Vec<Vec<u32>> = prompts
+    let contexts: Vec<Vec<u32>> = prompts
         .iter()
         .map(|p| p.iter().map(|&t| t as u32).collect())
         .collect();
@@ -108,30 +111,36 @@ pub fn generate(
     };
 
     let mut tokens = Tokens::left_padded(prompts, pad)?;
+    let mut sampler: Option<DeviceSampler> = None;
     for _ in 0..cfg.max_new_tokens {
         let f = Fwd::new(&tape, &vars, &tokens, Some(&mut cache))?;
         let hidden = model.hidden(&f, Some(&mut cache))?;
         let logits = last_logits(model, &f, &hidden)?;
-        let v = logits.len() / batch;
+        if sampler.is_none() {
+            sampler = Some(DeviceSampler::new(
+                gpu,
+                batch,
+                logits.cols(),
+                model.sampling_vocab(),
+                &cfg.sampling.spec(),
+                &stop_ids,
+                pad as u32,
+                cfg.seed,
+                &contexts,
+            )?);
+        }
+        let s = sampler.as_mut().expect("made above");
+        let ids = s.step(&logits)?;
         let mut next = vec![pad; batch];
-        for b in 0..batch {
-            if out.finished[b] {
-                continue;
-            }
-            let tok = choose(
-                &logits[b * v..(b + 1) * v],
-                valid,
-                &context[b],
-                &cfg.sampling,
-                &mut rng,
-            );
+        for (b, id) in ids.into_iter().enumerate() {
+            let Some(tok) = id else { continue };
             next[b] = tok as i32;
             out.new_ids[b].push(tok);
-            context[b].push(tok);
-            if stop_ids.contains(&tok) || hits_stop(model, &out.new_ids[b], &cfg.stop_strings)? {
-                out.finished[b] = true;
+            if hits_stop(model, &out.new_ids[b], &cfg.stop_strings)? {
+                s.finish(b);
             }
         }
+        out.finished.copy_from_slice(s.finished());
         if out.finished.iter().all(|&f| f) {
             break;
         }

@@ -2,11 +2,13 @@
 //! repetition penalty, then temperature, top-k and top-p, then either argmax
 //! (greedy) or a draw from the seeded RNG.
 //!
-//! Logits come back to the host once per generated token (one row of V
-//! floats per sequence); the choice itself is cheap and exact here.
+//! Generation samples on the device (`ops::sample`, which only sends the
+//! chosen ids back); [`choose`] here is its f64 reference and draws from
+//! the same stream in the same order.
 
 use anyhow::{ensure, Result};
 
+use crate::ops::sample::SampleSpec;
 use crate::rng::Rng;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -40,6 +42,17 @@ impl SamplingConfig {
         SamplingConfig {
             greedy: false,
             ..Default::default()
+        }
+    }
+
+    /// The device sampler's settings.
+    pub fn spec(&self) -> SampleSpec {
+        SampleSpec {
+            greedy: self.greedy,
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            repetition_penalty: self.repetition_penalty,
         }
     }
 

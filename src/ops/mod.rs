@@ -22,5 +22,6 @@ pub mod reduce;
 pub mod rmsnorm;
 pub mod rotary;
 pub mod row_gather;
+pub mod sample;
 pub mod softmax;
 pub mod swiglu;

@@ -1,0 +1,446 @@
+// sample: next-token choice on the device, in transformers' order
+// (RepetitionPenaltyLogitsProcessor, temperature, TopKLogitsWarper,
+// TopPLogitsWarper, then argmax or a draw), so that only the chosen ids
+// (B × 4 bytes) go back to the host per token. Inference only: no backward.
+//
+// For row b over the `valid` first entries of logits [B, stride]:
+//   x_i  = l_i · (l_i < 0 ? penalty : 1/penalty) if i was seen in the row's
+//          context, else l_i; then x_i / T unless greedy
+//   greedy: the first index of max x
+//   top-k: keep x_i ≥ the k-th largest x (ties with it kept)
+//   top-p: sort ascending by (x, i) (a stable sort); drop the prefix whose
+//          cumulative probability is ≤ 1 − p
+//   draw: with e_i = exp(x_i − max) over kept i, the first i (index order)
+//         with u·Σe < Σ_{j≤i} e_j; u from SplitMix64 (below)
+// Thresholds are found by bisection over the order-preserving u32 key of x
+// (counts for top-k, probability mass for top-p), then over the index among
+// ties, so no sort and no [V]-sized scratch is needed.
+//
+// Randomness: the host's `Rng` (SplitMix64) stream is continued here. The
+// state lives in rng[0..2] (lo, hi); this step's draws go, in row order, to
+// the rows not yet finished (as the CPU sampler draws them), so row b uses
+// state + (k_b + 1)·γ with k_b = unfinished rows before b; `sample_advance`
+// then moves the state past them. u keeps the top 24 of the CPU's 53 bits and
+// the CDF is summed in f32: the ids equal the CPU sampler's unless u lies
+// within ~1e-6 of a CDF boundary.
+//
+// Stop handling: finished rows emit `pad` and draw nothing; `sample_advance`
+// marks a row finished when its id is one of `stop` and records the id in
+// the row's `seen` bitmap (for the penalty).
+//#include common/grid
+
+struct SampleParams {
+    batch: u32,
+    // Row stride of logits (the head's vocab) and the sampled range.
+    stride: u32,
+    valid: u32,
+    greedy: u32,
+    temperature: f32,
+    top_k: u32,
+    top_p: f32,
+    penalty: f32,
+    pad: u32,
+    n_stop: u32,
+    // u32 words per row of `seen` (valid / 32, rounded up).
+    seen_words: u32,
+    _pad0: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: SampleParams;
+@group(0) @binding(1) var<storage, read> logits: array<f32>;
+@group(0) @binding(2) var<storage, read> stop: array<u32>;
+// [lo, hi] of the SplitMix64 state.
+@group(0) @binding(3) var<storage, read_write> rng: array<u32>;
+// [B] 1 once a row has ended.
+@group(0) @binding(4) var<storage, read_write> finished: array<u32>;
+// [B] this step's ids.
+@group(0) @binding(5) var<storage, read_write> chosen: array<u32>;
+// [B, seen_words] bit i set when token i is in the row's context.
+@group(0) @binding(6) var<storage, read_write> seen: array<u32>;
+
+override WG: u32 = 256u;
+const MAX_WG: u32 = 256u;
+
+var<workgroup> red_f: array<f32, MAX_WG>;
+var<workgroup> red_u: array<u32, MAX_WG>;
+var<workgroup> one_u: u32;
+var<workgroup> pick: atomic<u32>;
+
+// ---- 64-bit arithmetic on vec2(lo, hi) for SplitMix64 ----
+
+fn mul32(a: u32, b: u32) -> vec2<u32> {
+    let al = a & 0xffffu;
+    let ah = a >> 16u;
+    let bl = b & 0xffffu;
+    let bh = b >> 16u;
+    let ll = al * bl;
+    let lh = al * bh;
+    let hl = ah * bl;
+    let mid = (ll >> 16u) + (lh & 0xffffu) + (hl & 0xffffu);
+    let lo = (ll & 0xffffu) | (mid << 16u);
+    let hi = ah * bh + (lh >> 16u) + (hl >> 16u) + (mid >> 16u);
+    return vec2<u32>(lo, hi);
+}
+
+fn mul64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> {
+    let l = mul32(a.x, b.x);
+    return vec2<u32>(l.x, l.y + a.x * b.y + a.y * b.x);
+}
+
+fn add64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> {
+    let lo = a.x + b.x;
+    return vec2<u32>(lo, a.y + b.y + select(0u, 1u, lo < a.x));
+}
+
+// z ^ (z >> n) for 0 < n < 32.
+fn xorshr(z: vec2<u32>, n: u32) -> vec2<u32> {
+    return z ^ vec2<u32>((z.x >> n) | (z.y << (32u - n)), z.y >> n);
+}
+
+const GAMMA: vec2<u32> = vec2<u32>(0x7f4a7c15u, 0x9e3779b9u);
+
+// The `draw`-th next_u64 after `state` (0-based), as a uniform in [0, 1)
+// with 24 bits.
+fn splitmix_unit(state: vec2<u32>, draw: u32) -> f32 {
+    var z = add64(state, mul64(GAMMA, vec2<u32>(draw + 1u, 0u)));
+    z = mul64(xorshr(z, 30u), vec2<u32>(0x1ce4e5b9u, 0xbf58476du));
+    z = mul64(xorshr(z, 27u), vec2<u32>(0x133111ebu, 0x94d049bbu));
+    z = xorshr(z, 31u);
+    return f32(z.y >> 8u) * (1.0 / 16777216.0);
+}
+
+// ---- one row ----
+
+// Order-preserving key: a < b as floats ⇔ key(a) < key(b) (NaN aside).
+fn key_of(x: f32) -> u32 {
+    let b = bitcast<u32>(x);
+    return b ^ select(0x80000000u, 0xffffffffu, (b >> 31u) == 1u);
+}
+
+fn is_seen(row: u32, i: u32) -> bool {
+    return (seen[row * p.seen_words + (i >> 5u)] & (1u << (i & 31u))) != 0u;
+}
+
+fn value(row: u32, i: u32) -> f32 {
+    var x = logits[row * p.stride + i];
+    if (p.penalty != 1.0 && is_seen(row, i)) {
+        x = select(x / p.penalty, x * p.penalty, x < 0.0);
+    }
+    if (p.greedy == 0u) {
+        x = x / p.temperature;
+    }
+    return x;
+}
+
+// Finite (or +inf) and not NaN: a candidate at all.
+fn alive(x: f32) -> bool {
+    return x == x && x >= -3.4028235e38;
+}
+
+fn sum_f(lid: u32, v: f32) -> f32 {
+    red_f[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+        if (lid < s) {
+            red_f[lid] = red_f[lid] + red_f[lid + s];
+        }
+        workgroupBarrier();
+    }
+    let r = workgroupUniformLoad(&red_f[0]);
+    workgroupBarrier();
+    return r;
+}
+
+fn max_f(lid: u32, v: f32) -> f32 {
+    red_f[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+        if (lid < s) {
+            red_f[lid] = max(red_f[lid], red_f[lid + s]);
+        }
+        workgroupBarrier();
+    }
+    let r = workgroupUniformLoad(&red_f[0]);
+    workgroupBarrier();
+    return r;
+}
+
+fn sum_u(lid: u32, v: u32) -> u32 {
+    red_u[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+        if (lid < s) {
+            red_u[lid] = red_u[lid] + red_u[lid + s];
+        }
+        workgroupBarrier();
+    }
+    let r = workgroupUniformLoad(&red_u[0]);
+    workgroupBarrier();
+    return r;
+}
+
+fn min_u(lid: u32, v: u32) -> u32 {
+    red_u[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+        if (lid < s) {
+            red_u[lid] = min(red_u[lid], red_u[lid + s]);
+        }
+        workgroupBarrier();
+    }
+    let r = workgroupUniformLoad(&red_u[0]);
+    workgroupBarrier();
+    return r;
+}
+
+// Each invocation owns a contiguous chunk, so chunk order is index order.
+fn chunk_lo(lid: u32) -> u32 {
+    return min(lid * ((p.valid + WG - 1u) / WG), p.valid);
+}
+
+fn chunk_hi(lid: u32) -> u32 {
+    return min((lid + 1u) * ((p.valid + WG - 1u) / WG), p.valid);
+}
+
+// The top-k threshold key (kept: key ≥ it); 0 keeps everything.
+fn top_k_key(row: u32, lid: u32) -> u32 {
+    if (p.top_k == 0u || p.top_k >= p.valid) {
+        return 0u;
+    }
+    var lo = 0u;
+    var hi = 0xffffffffu;
+    for (var it = 0u; it < 32u && lo < hi; it++) {
+        let mid = lo + (hi - lo) / 2u + 1u;
+        var n = 0u;
+        for (var i = chunk_lo(lid); i < chunk_hi(lid); i++) {
+            let x = value(row, i);
+            n += u32(alive(x) && key_of(x) >= mid);
+        }
+        if (sum_u(lid, n) >= p.top_k) {
+            lo = mid;
+        } else {
+            hi = mid - 1u;
+        }
+    }
+    return lo;
+}
+
+// What survives top-k (kmin) and top-p ((key, index) > (cut_key, cut_idx)).
+struct Cut {
+    kmin: u32,
+    cut_key: u32,
+    cut_idx: u32,
+    m: f32,
+}
+
+fn kept(c: Cut, x: f32, i: u32) -> bool {
+    let k = key_of(x);
+    return alive(x) && k >= c.kmin && (k > c.cut_key || (k == c.cut_key && i >= c.cut_idx));
+}
+
+// Mass of the top-k survivors whose (key, index) is below (k, j): key < k,
+// or key == k and index < j.
+fn mass_below(row: u32, lid: u32, c: Cut, k: u32, j: u32) -> f32 {
+    var s = 0.0;
+    for (var i = chunk_lo(lid); i < chunk_hi(lid); i++) {
+        let x = value(row, i);
+        let ki = key_of(x);
+        if (kept(c, x, i) && (ki < k || (ki == k && i < j))) {
+            s += exp(x - c.m);
+        }
+    }
+    return sum_f(lid, s);
+}
+
+// Sets the top-p cut: the largest prefix in (key, index) order whose mass
+// is ≤ (1 − p)·Σe is dropped.
+fn top_p_cut(row: u32, lid: u32, c0: Cut) -> Cut {
+    var c = c0;
+    if (p.top_p >= 1.0) {
+        return c;
+    }
+    let total = mass_below(row, lid, c, 0xffffffffu, 0xffffffffu);
+    let thr = (1.0 - p.top_p) * total;
+    // The largest key v1 whose whole "≤ v1" set fits under thr.
+    var lo = 0u;
+    var hi = 0xfffffffeu;
+    for (var it = 0u; it < 32u && lo < hi; it++) {
+        let mid = lo + (hi - lo) / 2u + 1u;
+        if (mass_below(row, lid, c, mid + 1u, 0u) <= thr) {
+            lo = mid;
+        } else {
+            hi = mid - 1u;
+        }
+    }
+    // The next key present, and how many survivors share it.
+    var kmin_above = 0xffffffffu;
+    for (var i = chunk_lo(lid); i < chunk_hi(lid); i++) {
+        let x = value(row, i);
+        if (kept(c, x, i) && key_of(x) > lo) {
+            kmin_above = min(kmin_above, key_of(x));
+        }
+    }
+    let vstar = min_u(lid, kmin_above);
+    var ties = 0u;
+    for (var i = chunk_lo(lid); i < chunk_hi(lid); i++) {
+        let x = value(row, i);
+        ties += u32(kept(c, x, i) && key_of(x) == vstar);
+    }
+    let n_ties = sum_u(lid, ties);
+    // Among ties at vstar, the lowest indices go first (a stable sort).
+    var jlo = 0u;
+    if (n_ties > 1u) {
+        var jhi = p.valid;
+        for (var it = 0u; it < 32u && jlo < jhi; it++) {
+            let mid = jlo + (jhi - jlo) / 2u + 1u;
+            if (mass_below(row, lid, c, vstar, mid) <= thr) {
+                jlo = mid;
+            } else {
+                jhi = mid - 1u;
+            }
+        }
+    }
+    c.cut_key = vstar;
+    c.cut_idx = jlo;
+    return c;
+}
+
+fn choose_greedy(row: u32, lid: u32) -> u32 {
+    var best = -3.4028235e38;
+    var best_i = 0xffffffffu;
+    for (var i = chunk_lo(lid); i < chunk_hi(lid); i++) {
+        let x = value(row, i);
+        if (x > best) {
+            best = x;
+            best_i = i;
+        }
+    }
+    let m = max_f(lid, best);
+    let first = min_u(lid, select(0xffffffffu, best_i, best == m && best_i != 0xffffffffu));
+    return select(first, 0u, first == 0xffffffffu);
+}
+
+fn choose_sampled(row: u32, lid: u32, u: f32) -> u32 {
+    var c = Cut(top_k_key(row, lid), 0u, 0u, 0.0);
+    var local_max = -3.4028235e38;
+    for (var i = chunk_lo(lid); i < chunk_hi(lid); i++) {
+        let x = value(row, i);
+        if (kept(c, x, i)) {
+            local_max = max(local_max, x);
+        }
+    }
+    c.m = max_f(lid, local_max);
+    c = top_p_cut(row, lid, c);
+
+    var part = 0.0;
+    for (var i = chunk_lo(lid); i < chunk_hi(lid); i++) {
+        let x = value(row, i);
+        if (kept(c, x, i)) {
+            part += exp(x - c.m);
+        }
+    }
+    // Inclusive prefix over the chunks, in index order.
+    red_f[lid] = part;
+    workgroupBarrier();
+    var incl = 0.0;
+    for (var t = 0u; t <= lid; t++) {
+        incl += red_f[t];
+    }
+    workgroupBarrier();
+    red_f[lid] = incl;
+    workgroupBarrier();
+    let total = workgroupUniformLoad(&red_f[WG - 1u]);
+    let prev = select(0.0, red_f[max(lid, 1u) - 1u], lid > 0u);
+    workgroupBarrier();
+    let goal = u * total;
+    // The chunk holding the goal; when rounding leaves the goal at the
+    // total, the last chunk with mass (atomicMax) keeps its last token.
+    if (part > 0.0 && prev <= goal && (goal < incl || incl == total)) {
+        let want = goal - prev;
+        var cum = 0.0;
+        var got = 0xffffffffu;
+        var last = 0u;
+        for (var i = chunk_lo(lid); i < chunk_hi(lid); i++) {
+            let x = value(row, i);
+            if (kept(c, x, i)) {
+                let e = exp(x - c.m);
+                cum += e;
+                if (e > 0.0) {
+                    last = i;
+                }
+                if (want < cum && got == 0xffffffffu) {
+                    got = i;
+                }
+            }
+        }
+        atomicMax(&pick, select(last, got, got != 0xffffffffu));
+    }
+    workgroupBarrier();
+    if (lid == 0u) {
+        one_u = atomicLoad(&pick);
+    }
+    return workgroupUniformLoad(&one_u);
+}
+
+@compute @workgroup_size(WG)
+fn sample_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+    let row = linear_group(wg, nwg);
+    if (row >= p.batch) {
+        return;
+    }
+    if (lid == 0u) {
+        // The draw index: rows still running before this one.
+        var k = 0u;
+        for (var b = 0u; b < row; b++) {
+            k += u32(finished[b] == 0u);
+        }
+        one_u = select(k, 0xffffffffu, finished[row] != 0u);
+        atomicStore(&pick, 0u);
+    }
+    let draw = workgroupUniformLoad(&one_u);
+    if (draw == 0xffffffffu) {
+        if (lid == 0u) {
+            chosen[row] = p.pad;
+        }
+        return;
+    }
+    var id: u32;
+    if (p.greedy != 0u) {
+        id = choose_greedy(row, lid);
+    } else {
+        let u = splitmix_unit(vec2<u32>(rng[0], rng[1]), draw);
+        id = choose_sampled(row, lid, u);
+    }
+    if (lid == 0u) {
+        chosen[row] = id;
+    }
+}
+
+// One invocation: finish rows that chose a stop id, note the ids in `seen`
+// and move the RNG past this step's draws.
+@compute @workgroup_size(1)
+fn sample_advance() {
+    var draws = 0u;
+    for (var b = 0u; b < p.batch; b++) {
+        if (finished[b] != 0u) {
+            continue;
+        }
+        draws += 1u;
+        let id = chosen[b];
+        if (p.seen_words > 0u && id < p.valid) {
+            let w = b * p.seen_words + (id >> 5u);
+            seen[w] = seen[w] | (1u << (id & 31u));
+        }
+        for (var s = 0u; s < p.n_stop; s++) {
+            if (stop[s] == id) {
+                finished[b] = 1u;
+            }
+        }
+    }
+    if (p.greedy == 0u) {
+        let st = add64(vec2<u32>(rng[0], rng[1]), mul64(GAMMA, vec2<u32>(draws, 0u)));
+        rng[0] = st.x;
+        rng[1] = st.y;
+    }
+}

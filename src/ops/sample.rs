@@ -1,0 +1,248 @@
+//! sample: next-token choice on the device (repetition penalty, temperature,
+//! top-k, top-p, then argmax or a seeded draw; stop ids end a row). The math
+//! and the RNG are described in `shaders/sample.wgsl`; the f64 reference is
+//! `models::sampling::choose`, which draws from the same SplitMix64 stream
+//! in the same order, so the ids match it except when a draw lands within
+//! f32 rounding (~1e-6) of a CDF boundary.
+//!
+//! Inference only: a [`DeviceSampler`] works on tensors, never on tape
+//! variables, so it cannot join the tape. It owns every buffer it binds, so
+//! both kernels are compiled and bound once ([`Prepared`]); a token then
+//! costs one logits copy, two dispatches and a B × 4-byte read-back, with no
+//! pipeline, bind-group or uniform creation.
+
+use anyhow::{ensure, Result};
+use std::sync::Arc;
+
+use crate::device::Gpu;
+use crate::kernel::{groups_1d, prepare, Kernel, Prepared};
+use crate::rng::Rng;
+use crate::tensor::{DType, Tensor};
+
+/// What to do with one row of logits (transformers' names and defaults).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SampleSpec {
+    /// Argmax of the penalised logits; temperature, top-k and top-p unused.
+    pub greedy: bool,
+    pub temperature: f32,
+    /// 0 disables.
+    pub top_k: usize,
+    /// 1.0 disables.
+    pub top_p: f32,
+    /// 1.0 disables.
+    pub repetition_penalty: f32,
+}
+
+/// Mirrors `SampleParams` in `shaders/sample.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct SampleParams {
+    pub batch: u32,
+    pub stride: u32,
+    pub valid: u32,
+    pub greedy: u32,
+    pub temperature: f32,
+    pub top_k: u32,
+    pub top_p: f32,
+    pub penalty: f32,
+    pub pad: u32,
+    pub n_stop: u32,
+    pub seen_words: u32,
+    pub _pad0: u32,
+}
+
+/// Invocations per row: one workgroup per row, reductions in shared memory.
+const WG: u32 = 256;
+
+/// Samples one token per row per [`DeviceSampler::step`].
+pub struct DeviceSampler {
+    gpu: Arc<Gpu>,
+    batch: usize,
+    pad: u32,
+    stop_ids: Vec<u32>,
+    /// [B, V] input: callers copy each step's logits here.
+    logits: Tensor,
+    chosen: Tensor,
+    finished: Tensor,
+    /// Host mirror of `finished` (the device sets it on stop ids, the host
+    /// on stop strings).
+    host_finished: Vec<bool>,
+    _stop: Tensor,
+    _rng: Tensor,
+    _seen: Tensor,
+    rows: Prepared,
+    advance: Prepared,
+}
+
+impl DeviceSampler {
+    /// A sampler for `batch` rows of `vocab` logits, of which the first
+    /// `valid` may be chosen. `contexts` (one per row, ids < `valid` count)
+    /// seed the repetition penalty; `seed` starts the same stream as
+    /// `Rng::new(seed)`. Finished rows emit `pad`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        gpu: &Arc<Gpu>,
+        batch: usize,
+        vocab: usize,
+        valid: usize,
+        spec: &SampleSpec,
+        stop_ids: &[u32],
+        pad: u32,
+        seed: u64,
+        contexts: &[Vec<u32>],
+    ) -> Result<DeviceSampler> {
+        ensure!(batch > 0 && valid > 0, "sampling needs at least one row and one token");
+        ensure!(valid <= vocab, "{valid} sampled ids exceed a vocab of {vocab}");
+        ensure!(contexts.len() == batch, "{} contexts for {batch} rows", contexts.len());
+        ensure!(
+            spec.greedy || spec.temperature > 0.0,
+            "temperature must be > 0 (got {})",
+            spec.temperature
+        );
+        ensure!(
+            spec.top_p > 0.0 && spec.top_p <= 1.0,
+            "top_p must be in (0, 1] (got {})",
+            spec.top_p
+        );
+        ensure!(spec.repetition_penalty > 0.0, "repetition_penalty must be > 0");
+        let bytes = (batch * vocab * 4) as u64;
+        ensure!(
+            bytes <= gpu.max_binding(),
+            "{batch} rows of {vocab} logits ({bytes} bytes) exceed one storage binding ({} bytes); sample fewer rows at a time",
+            gpu.max_binding()
+        );
+        let words = if spec.repetition_penalty != 1.0 {
+            valid.div_ceil(32)
+        } else {
+            0
+        };
+        let mut bits = vec![0u32; (batch * words).max(1)];
+        for (b, ctx) in contexts.iter().enumerate().filter(|_| words > 0) {
+            for &t in ctx.iter().filter(|&&t| (t as usize) < valid) {
+                bits[b * words + (t as usize >> 5)] |= 1 << (t & 31);
+            }
+        }
+        let u32_tensor = |data: &[u32]| {
+            let ints: Vec<i32> = data.iter().map(|&x| x as i32).collect();
+            Tensor::from_i32(gpu, &[data.len()], &ints)
+        };
+        let state = Rng::new(seed).state();
+        let stop_list: Vec<u32> = if stop_ids.is_empty() {
+            vec![u32::MAX]
+        } else {
+            stop_ids.to_vec()
+        };
+        let logits = Tensor::empty(gpu, &[batch, vocab], DType::F32)?;
+        let chosen = Tensor::zeros(gpu, &[batch], DType::I32)?;
+        let finished = Tensor::zeros(gpu, &[batch], DType::I32)?;
+        let stop = u32_tensor(&stop_list)?;
+        let rng = u32_tensor(&[state as u32, (state >> 32) as u32])?;
+        let seen = u32_tensor(&bits)?;
+        let params = SampleParams {
+            batch: batch as u32,
+            stride: vocab as u32,
+            valid: valid as u32,
+            greedy: spec.greedy as u32,
+            temperature: spec.temperature,
+            top_k: spec.top_k.min(u32::MAX as usize) as u32,
+            top_p: spec.top_p,
+            penalty: spec.repetition_penalty,
+            pad,
+            n_stop: stop_ids.len() as u32,
+            seen_words: words as u32,
+            _pad0: 0,
+        };
+        let binds = [
+            logits.bind(1),
+            stop.bind(2),
+            rng.bind(3),
+            finished.bind(4),
+            chosen.bind(5),
+            seen.bind(6),
+        ];
+        let wg = [("WG", f64::from(WG))];
+        let rows = prepare(
+            gpu.as_ref(),
+            &Kernel::new("sample", "sample_rows").with(&wg),
+            &params,
+            &binds,
+        )?;
+        let advance = prepare(
+            gpu.as_ref(),
+            &Kernel::new("sample", "sample_advance"),
+            &params,
+            &binds,
+        )?;
+        Ok(DeviceSampler {
+            gpu: gpu.clone(),
+            batch,
+            pad,
+            stop_ids: stop_ids.to_vec(),
+            logits,
+            chosen,
+            finished,
+            host_finished: vec![false; batch],
+            _stop: stop,
+            _rng: rng,
+            _seen: seen,
+            rows,
+            advance,
+        })
+    }
+
+    /// Records one step on `logits` [B, V] (copied into the sampler's own
+    /// buffer, so nothing is bound anew).
+    pub fn record(&self, logits: &Tensor) -> Result<()> {
+        ensure!(
+            logits.dtype() == DType::F32 && logits.numel() == self.logits.numel(),
+            "sampler expects {:?} logits, got {:?}",
+            self.logits.shape(),
+            logits
+        );
+        self.logits.copy_from(logits)?;
+        let gpu = self.gpu.as_ref();
+        self.rows.record(gpu, groups_1d(gpu, self.batch as u32));
+        self.advance.record(gpu, [1, 1, 1]);
+        Ok(())
+    }
+
+    /// Records a step and reads its ids back (B × 4 bytes; this submits).
+    /// Rows that had finished before the step get `None`.
+    pub fn step(&mut self, logits: &Tensor) -> Result<Vec<Option<u32>>> {
+        self.record(logits)?;
+        let bytes = self
+            .gpu
+            .read(self.chosen.buffer(), 0, self.batch as u64 * 4)?;
+        let ids: &[u32] = bytemuck::cast_slice(&bytes);
+        let mut out = Vec::with_capacity(self.batch);
+        for (b, &id) in ids.iter().enumerate() {
+            if self.host_finished[b] {
+                out.push(None);
+                continue;
+            }
+            // The device finished this row too (sample_advance).
+            self.host_finished[b] = self.stop_ids.contains(&id);
+            out.push(Some(id));
+        }
+        Ok(out)
+    }
+
+    /// Ends row `b` from the host (a stop string matched): it draws nothing
+    /// and emits the pad id from the next step on.
+    pub fn finish(&mut self, b: usize) {
+        if !self.host_finished[b] {
+            self.host_finished[b] = true;
+            self.gpu
+                .upload(self.finished.buffer(), b as u64 * 4, &1u32.to_le_bytes());
+        }
+    }
+
+    pub fn finished(&self) -> &[bool] {
+        &self.host_finished
+    }
+
+    /// The id finished rows emit.
+    pub fn pad(&self) -> u32 {
+        self.pad
+    }
+}
