@@ -39,6 +39,15 @@ pub struct Row {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gbps: Option<f64>,
     pub pct_of_ceiling: f64,
+    /// Generation rows only: per decode step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens_per_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dispatches_per_token: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub submits_per_token: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_read_per_token: Option<f64>,
 }
 
 /// Times one prepared run through completion, in milliseconds.
@@ -88,5 +97,9 @@ pub(super) fn row(case: &Case, ms: f64, ceil: &Ceilings) -> Row {
         gflops,
         gbps,
         pct_of_ceiling: pct,
+        tokens_per_s: None,
+        dispatches_per_token: None,
+        submits_per_token: None,
+        bytes_read_per_token: None,
     }
 }

@@ -9,6 +9,8 @@
 mod case;
 mod cases;
 mod ceiling;
+mod generate_cases;
+mod ppo_case;
 mod lora_cases;
 mod quant_cases;
 
@@ -23,7 +25,8 @@ pub use cases::cases;
 
 /// Runs the ceilings then every case (or those whose op starts with one of
 /// `only`), printing a table or JSON lines.
-pub fn run(gpu: &Arc<Gpu>, quick: bool, json: bool, only: &[String]) -> Result<()> {
+/// With `ppo`, only the ceilings and the PPO-step rows ([`ppo_case`]) run.
+pub fn run(gpu: &Arc<Gpu>, quick: bool, json: bool, only: &[String], ppo: bool) -> Result<()> {
     let adapter = format!("adapter: {}", gpu.describe());
     if json {
         eprintln!("{adapter}");
@@ -48,6 +51,17 @@ pub fn run(gpu: &Arc<Gpu>, quick: bool, json: bool, only: &[String]) -> Result<(
                 "{:<22} {:<22} {:>10.3} {:>14} {:>7.1}%",
                 r.op, r.shape, r.ms, rate, r.pct_of_ceiling
             );
+            if let (Some(t), Some(d), Some(s), Some(b)) = (
+                r.tokens_per_s,
+                r.dispatches_per_token,
+                r.submits_per_token,
+                r.bytes_read_per_token,
+            ) {
+                println!(
+                    "{:<22} {t:.2} tokens/s; per token {d:.0} dispatches, {s:.1} submits, {b:.0} bytes read",
+                    ""
+                );
+            }
         }
     };
     let mut ceil = Ceilings {
@@ -64,10 +78,21 @@ pub fn run(gpu: &Arc<Gpu>, quick: bool, json: bool, only: &[String]) -> Result<(
         r.pct_of_ceiling = 100.0;
         emit(&r);
     }
+    if ppo {
+        for r in ppo_case::ppo_rows(gpu, quick, &ceil)? {
+            emit(&r);
+        }
+        return Ok(());
+    }
     let selected = |c: &Case| only.is_empty() || only.iter().any(|o| c.op.starts_with(o.as_str()));
     for case in cases(quick).into_iter().filter(selected) {
         let ms = median_ms(gpu, &case, runs)?;
         emit(&row(&case, ms, &ceil));
+    }
+    if only.is_empty() || only.iter().any(|o| "generate".starts_with(o.as_str())) {
+        for r in generate_cases::generate_rows(gpu, quick, &ceil)? {
+            emit(&r);
+        }
     }
     Ok(())
 }

@@ -21,6 +21,10 @@ pub struct BenchArgs {
     /// `--only rmsnorm --only gqa`); the two ceilings always run.
     #[arg(long, value_name = "OP")]
     pub only: Vec<String>,
+    /// Time PPO steps at TRL 0.11's example shape (seconds per phase, MFU)
+    /// instead of the kernels.
+    #[arg(long)]
+    pub ppo: bool,
 }
 
 pub fn devices(opts: &GpuOptions) -> Result<()> {
@@ -72,5 +76,5 @@ pub fn devices(opts: &GpuOptions) -> Result<()> {
 
 pub fn bench(opts: &GpuOptions, args: &BenchArgs) -> Result<()> {
     let gpu = Gpu::new(opts)?;
-    engine::bench::run(&gpu, args.quick, args.json, &args.only)
+    engine::bench::run(&gpu, args.quick, args.json, &args.only, args.ppo)
 }
