@@ -28,6 +28,9 @@
 // marks a row finished when its id is one of `stop` and records the id in
 // the row's `seen` bitmap (for the penalty).
 //#include common/grid
+//#include common/splitmix64
+//#include common/exp_neg
+//#include common/wg_reduce
 
 struct SampleParams {
     batch: u32,
@@ -59,55 +62,8 @@ struct SampleParams {
 @group(0) @binding(6) var<storage, read_write> seen: array<u32>;
 
 override WG: u32 = 256u;
-const MAX_WG: u32 = 256u;
-
-var<workgroup> red_f: array<f32, MAX_WG>;
-var<workgroup> red_u: array<u32, MAX_WG>;
 var<workgroup> one_u: u32;
 var<workgroup> pick: atomic<u32>;
-
-// ---- 64-bit arithmetic on vec2(lo, hi) for SplitMix64 ----
-
-fn mul32(a: u32, b: u32) -> vec2<u32> {
-    let al = a & 0xffffu;
-    let ah = a >> 16u;
-    let bl = b & 0xffffu;
-    let bh = b >> 16u;
-    let ll = al * bl;
-    let lh = al * bh;
-    let hl = ah * bl;
-    let mid = (ll >> 16u) + (lh & 0xffffu) + (hl & 0xffffu);
-    let lo = (ll & 0xffffu) | (mid << 16u);
-    let hi = ah * bh + (lh >> 16u) + (hl >> 16u) + (mid >> 16u);
-    return vec2<u32>(lo, hi);
-}
-
-fn mul64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> {
-    let l = mul32(a.x, b.x);
-    return vec2<u32>(l.x, l.y + a.x * b.y + a.y * b.x);
-}
-
-fn add64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> {
-    let lo = a.x + b.x;
-    return vec2<u32>(lo, a.y + b.y + select(0u, 1u, lo < a.x));
-}
-
-// z ^ (z >> n) for 0 < n < 32.
-fn xorshr(z: vec2<u32>, n: u32) -> vec2<u32> {
-    return z ^ vec2<u32>((z.x >> n) | (z.y << (32u - n)), z.y >> n);
-}
-
-const GAMMA: vec2<u32> = vec2<u32>(0x7f4a7c15u, 0x9e3779b9u);
-
-// The `draw`-th next_u64 after `state` (0-based), as a uniform in [0, 1)
-// with 24 bits.
-fn splitmix_unit(state: vec2<u32>, draw: u32) -> f32 {
-    var z = add64(state, mul64(GAMMA, vec2<u32>(draw + 1u, 0u)));
-    z = mul64(xorshr(z, 30u), vec2<u32>(0x1ce4e5b9u, 0xbf58476du));
-    z = mul64(xorshr(z, 27u), vec2<u32>(0x133111ebu, 0x94d049bbu));
-    z = xorshr(z, 31u);
-    return f32(z.y >> 8u) * (1.0 / 16777216.0);
-}
 
 // ---- one row ----
 
@@ -132,68 +88,10 @@ fn value(row: u32, i: u32) -> f32 {
     return x;
 }
 
-// Finite (or +inf) and not NaN: a candidate at all.
 fn alive(x: f32) -> bool {
     return x == x && x >= -3.4028235e38;
 }
 
-fn sum_f(lid: u32, v: f32) -> f32 {
-    red_f[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
-        if (lid < s) {
-            red_f[lid] = red_f[lid] + red_f[lid + s];
-        }
-        workgroupBarrier();
-    }
-    let r = workgroupUniformLoad(&red_f[0]);
-    workgroupBarrier();
-    return r;
-}
-
-fn max_f(lid: u32, v: f32) -> f32 {
-    red_f[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
-        if (lid < s) {
-            red_f[lid] = max(red_f[lid], red_f[lid + s]);
-        }
-        workgroupBarrier();
-    }
-    let r = workgroupUniformLoad(&red_f[0]);
-    workgroupBarrier();
-    return r;
-}
-
-fn sum_u(lid: u32, v: u32) -> u32 {
-    red_u[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
-        if (lid < s) {
-            red_u[lid] = red_u[lid] + red_u[lid + s];
-        }
-        workgroupBarrier();
-    }
-    let r = workgroupUniformLoad(&red_u[0]);
-    workgroupBarrier();
-    return r;
-}
-
-fn min_u(lid: u32, v: u32) -> u32 {
-    red_u[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
-        if (lid < s) {
-            red_u[lid] = min(red_u[lid], red_u[lid + s]);
-        }
-        workgroupBarrier();
-    }
-    let r = workgroupUniformLoad(&red_u[0]);
-    workgroupBarrier();
-    return r;
-}
-
-// Each invocation owns a contiguous chunk, so chunk order is index order.
 fn chunk_lo(lid: u32) -> u32 {
     return min(lid * ((p.valid + WG - 1u) / WG), p.valid);
 }
@@ -246,7 +144,7 @@ fn mass_below(row: u32, lid: u32, c: Cut, k: u32, j: u32) -> f32 {
         let x = value(row, i);
         let ki = key_of(x);
         if (kept(c, x, i) && (ki < k || (ki == k && i < j))) {
-            s += exp(x - c.m);
+            s += exp_neg(x - c.m);
         }
     }
     return sum_f(lid, s);
@@ -336,7 +234,7 @@ fn choose_sampled(row: u32, lid: u32, u: f32) -> u32 {
     for (var i = chunk_lo(lid); i < chunk_hi(lid); i++) {
         let x = value(row, i);
         if (kept(c, x, i)) {
-            part += exp(x - c.m);
+            part += exp_neg(x - c.m);
         }
     }
     // Inclusive prefix over the chunks, in index order.
@@ -363,7 +261,7 @@ fn choose_sampled(row: u32, lid: u32, u: f32) -> u32 {
         for (var i = chunk_lo(lid); i < chunk_hi(lid); i++) {
             let x = value(row, i);
             if (kept(c, x, i)) {
-                let e = exp(x - c.m);
+                let e = exp_neg(x - c.m);
                 cum += e;
                 if (e > 0.0) {
                     last = i;
