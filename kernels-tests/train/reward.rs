@@ -257,7 +257,7 @@ fn skipped_reward_rows_are_reported() {
     )
     .unwrap();
     let mut a = args(&out, "prefs_train.jsonl", &["--skip-bad-rows"]);
-    a.common.template = Some("hh".into());
+    a.common.format.template = Some("hh".into());
     let tok =
         tokenizers::Tokenizer::from_file(Path::new(&model_dir("gpt2-tiny")).join("tokenizer.json"))
             .unwrap();

@@ -43,15 +43,20 @@ use clap::Args;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use crate::data::{ChatTemplate, ColumnMap, LoadOptions};
-use crate::models::lm::CausalLm;
+use crate::data::{ChatTemplate, LoadOptions};
+use crate::device::Gpu;
+use crate::models::lm::{CausalLm, Head};
 use crate::models::lora::{is_adapter_param, LoraConfig};
 use crate::train::optim::Schedule;
 use crate::train::progress::ProgressMode;
 
 pub mod bounds;
+pub mod data_format;
 pub mod run_file;
+
+use self::data_format::DataFormatArgs;
 
 /// Frozen-base storage for QLoRA.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
@@ -172,17 +177,9 @@ pub struct CommonArgs {
     /// Most tokens per sequence (default: the model's context).
     #[arg(long)]
     pub max_len: Option<usize>,
-    /// Chat template: an engine preset (gpt2, plain, hh, support), an
-    /// engine_template.json, or a .jinja file (default: the model
-    /// directory's engine_template.json, else its tokenizer's chat_template).
-    #[arg(long)]
-    pub template: Option<String>,
-    /// Skip (and count) bad data rows instead of failing.
-    #[arg(long)]
-    pub skip_bad_rows: bool,
-    /// Column renames, `field=column,...`.
-    #[arg(long)]
-    pub columns: Option<String>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub format: DataFormatArgs,
     /// Store the frozen base quantized (needs LoRA).
     #[arg(long, value_enum, default_value_t = Quant::None)]
     pub quant: Quant,
@@ -233,17 +230,13 @@ impl CommonArgs {
         self.schedule.unwrap_or(default)
     }
 
-    pub fn column_map(&self) -> Result<ColumnMap> {
-        column_map(self.columns.as_deref())
-    }
-
     pub fn load_options(&self) -> Result<LoadOptions> {
-        load_options(self.columns.as_deref(), self.skip_bad_rows)
+        self.format.load_options()
     }
 
     /// --template, else the model directory's template (see [`ChatTemplate::resolve`]).
     pub fn chat_template(&self) -> Result<ChatTemplate> {
-        chat_template(self.template.as_deref(), self.model_dir())
+        self.format.chat_template(self.model_dir())
     }
 
     /// Sequence length limit: --max-len capped at the model's context.
@@ -283,32 +276,9 @@ impl CommonArgs {
             "--quant {} keeps the base frozen: add LoRA adapters (--lora-r N) to train",
             self.quant
         );
-        self.column_map()?;
+        self.format.column_map()?;
         Ok(())
     }
-}
-
-/// `--columns` (`field=column,...`), or no renames.
-fn column_map(columns: Option<&str>) -> Result<ColumnMap> {
-    match columns {
-        Some(s) => s.parse().context("--columns"),
-        None => Ok(ColumnMap::default()),
-    }
-}
-
-/// Load options from `--columns` and `--skip-bad-rows`, for the trainers
-/// and the sampling commands alike.
-pub fn load_options(columns: Option<&str>, skip_bad_rows: bool) -> Result<LoadOptions> {
-    Ok(LoadOptions {
-        columns: column_map(columns)?,
-        skip_bad_rows,
-        ..LoadOptions::default()
-    })
-}
-
-/// `--template`, else the model directory's template; see [`ChatTemplate::resolve`].
-pub fn chat_template(template: Option<&str>, model_dir: Result<&Path>) -> Result<ChatTemplate> {
-    ChatTemplate::resolve(template, model_dir)
 }
 
 /// Seed offset of LoRA's initialisation (distinct from data order seeds).
@@ -330,6 +300,20 @@ pub fn apply_adaptation(model: &mut CausalLm, args: &CommonArgs) -> Result<()> {
         keep_heads_trainable(model);
     }
     Ok(())
+}
+
+/// Loads `--model` for a trainer of its LM head (`trainer`, e.g. "SFT",
+/// names it in the error for a reward model) and adapts it as the flags ask
+/// ([`apply_adaptation`]).
+pub fn load_adapted_lm(gpu: &Arc<Gpu>, args: &CommonArgs, trainer: &str) -> Result<CausalLm> {
+    let mut model = CausalLm::load(gpu, args.model_dir()?)?;
+    ensure!(
+        model.head != Head::Reward,
+        "{} is a sequence-classification model; {trainer} needs an LM head",
+        args.model_dir()?.display()
+    );
+    apply_adaptation(&mut model, args)?;
+    Ok(model)
 }
 
 /// Stores the frozen base as int8/NF4 (`CausalLm::quantize_base`).
@@ -363,3 +347,20 @@ pub trait TrainArgs: Serialize + DeserializeOwned {
     fn common(&self) -> &CommonArgs;
     fn common_mut(&mut self) -> &mut CommonArgs;
 }
+
+/// Implements [`TrainArgs`] for an args struct whose `common` field is the
+/// flattened [`CommonArgs`]: `train_args!(SftArgs, "sft");`.
+macro_rules! train_args {
+    ($args:ty, $section:literal) => {
+        impl $crate::train::config::TrainArgs for $args {
+            const SECTION: &'static str = $section;
+            fn common(&self) -> &$crate::train::config::CommonArgs {
+                &self.common
+            }
+            fn common_mut(&mut self) -> &mut $crate::train::config::CommonArgs {
+                &mut self.common
+            }
+        }
+    };
+}
+pub(crate) use train_args;

@@ -27,8 +27,8 @@ use self::data::DirectData;
 use self::trainer::DpoTrainer;
 use crate::data::{Encoder, Truncation};
 use crate::device::Gpu;
-use crate::models::lm::{CausalLm, Head};
-use crate::train::config::{apply_adaptation, bounds, CommonArgs, TrainArgs};
+use crate::models::lm::CausalLm;
+use crate::train::config::{load_adapted_lm, bounds, train_args, CommonArgs};
 use crate::train::driver::{no_model_error, owned_row, resumed_extra, RlhfSummary};
 use crate::train::optim::Schedule;
 use crate::train::session::Session;
@@ -88,15 +88,7 @@ fn direct_loss(s: &str) -> Result<DirectLoss, String> {
     }
 }
 
-impl TrainArgs for DpoArgs {
-    const SECTION: &'static str = "dpo";
-    fn common(&self) -> &CommonArgs {
-        &self.common
-    }
-    fn common_mut(&mut self) -> &mut CommonArgs {
-        &mut self.common
-    }
-}
+train_args!(DpoArgs, "dpo");
 
 /// Runs DPO/IPO/KTO as `args` say; returns the trained model and the summary.
 pub fn train_dpo(gpu: &Arc<Gpu>, mut args: DpoArgs) -> Result<(CausalLm, RlhfSummary)> {
@@ -105,13 +97,7 @@ pub fn train_dpo(gpu: &Arc<Gpu>, mut args: DpoArgs) -> Result<(CausalLm, RlhfSum
         return Err(no_model_error("train-dpo", " (preference or KTO JSONL)"));
     }
     let loss = direct_loss(&args.loss).map_err(anyhow::Error::msg)?;
-    let mut model = CausalLm::load(gpu, c.model_dir()?)?;
-    ensure!(
-        model.head != Head::Reward,
-        "{} is a sequence-classification model; DPO needs an LM head",
-        c.model_dir()?.display()
-    );
-    apply_adaptation(&mut model, &c)?;
+    let mut model = load_adapted_lm(gpu, &c, "DPO")?;
     let template = c.chat_template()?;
     let opts = c.load_options()?;
     let (train, eval) = {

@@ -24,7 +24,7 @@ use crate::data::load_prompts;
 use crate::device::Gpu;
 use crate::models::lm::{CausalLm, Head};
 use crate::rl::{KlEstimator, ScoreOptions};
-use crate::train::config::{apply_adaptation, bounds, CommonArgs, TrainArgs};
+use crate::train::config::{apply_adaptation, bounds, train_args, CommonArgs};
 use crate::train::driver::RlhfSummary;
 use crate::train::driver::{bool_arg, no_model_error, owned_row, prompt_encoder, resumed_extra};
 use crate::train::optim::Schedule;
@@ -117,15 +117,7 @@ pub struct PpoArgs {
     pub whiten_rewards: bool,
 }
 
-impl TrainArgs for PpoArgs {
-    const SECTION: &'static str = "ppo";
-    fn common(&self) -> &CommonArgs {
-        &self.common
-    }
-    fn common_mut(&mut self) -> &mut CommonArgs {
-        &mut self.common
-    }
-}
+train_args!(PpoArgs, "ppo");
 
 impl PpoArgs {
     /// The trainer's config from the flags.
@@ -211,7 +203,7 @@ fn load_prompt_ids(
     let ds = load_prompts(c.data_file()?, &c.load_options()?)?;
     notes.push(ds.report.to_string());
     let (ex, skipped, reasons) =
-        crate::data::encode_all(&ds.rows, c.skip_bad_rows, |r| enc.prompt(r))?;
+        crate::data::encode_all(&ds.rows, c.format.skip_bad_rows, |r| enc.prompt(r))?;
     if skipped > 0 {
         notes.push(format!(
             "{skipped} prompts skipped while encoding: {reasons:?}"

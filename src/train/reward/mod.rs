@@ -36,7 +36,7 @@ use crate::device::Gpu;
 use crate::models::lm::CausalLm;
 use crate::tape::Tape;
 use crate::tensor::Tensor;
-use crate::train::config::{apply_adaptation, bounds, CommonArgs, TrainArgs};
+use crate::train::config::{apply_adaptation, bounds, train_args, CommonArgs};
 use crate::train::session::{step_seed, weighted_backward, GradAccum, RunSummary, Session};
 
 /// TRL RewardConfig's default learning rate.
@@ -56,15 +56,7 @@ pub struct RewardArgs {
     pub center_coef: Option<f32>,
 }
 
-impl TrainArgs for RewardArgs {
-    const SECTION: &'static str = "reward";
-    fn common(&self) -> &CommonArgs {
-        &self.common
-    }
-    fn common_mut(&mut self) -> &mut CommonArgs {
-        &mut self.common
-    }
-}
+train_args!(RewardArgs, "reward");
 
 /// Keys drawn in the end-of-run chart.
 pub const REWARD_CHART: &[&str] = &[

@@ -25,8 +25,8 @@ use crate::data::{
     SftExample, Truncation,
 };
 use crate::device::Gpu;
-use crate::models::lm::{CausalLm, Head};
-use crate::train::config::{apply_adaptation, CommonArgs, TrainArgs};
+use crate::models::lm::CausalLm;
+use crate::train::config::{load_adapted_lm, train_args, CommonArgs};
 use crate::train::session::{step_seed, RunSummary, Session};
 
 /// TRL SFTConfig's default learning rate.
@@ -43,15 +43,7 @@ pub struct SftArgs {
     pub completion_only: bool,
 }
 
-impl TrainArgs for SftArgs {
-    const SECTION: &'static str = "sft";
-    fn common(&self) -> &CommonArgs {
-        &self.common
-    }
-    fn common_mut(&mut self) -> &mut CommonArgs {
-        &mut self.common
-    }
-}
+train_args!(SftArgs, "sft");
 
 /// Encoded SFT examples and how loading went.
 pub struct SftData {
@@ -70,7 +62,7 @@ fn encode_file(
 ) -> Result<Vec<SftExample>> {
     let ds = load_sft(path, &common.load_options()?)?;
     notes.push(ds.report.to_string());
-    let (ex, skipped, reasons) = encode_all(&ds.rows, common.skip_bad_rows, |r| enc.sft(r))?;
+    let (ex, skipped, reasons) = encode_all(&ds.rows, common.format.skip_bad_rows, |r| enc.sft(r))?;
     if skipped > 0 {
         notes.push(format!(
             "{skipped} rows skipped while encoding: {reasons:?}"
@@ -121,13 +113,7 @@ pub const SFT_CHART: &[&str] = &[
 /// Runs SFT as `args` say; returns the trained model and the summary.
 pub fn train_sft(gpu: &Arc<Gpu>, mut args: SftArgs) -> Result<(CausalLm, RunSummary)> {
     let c = args.common.clone();
-    let mut model = CausalLm::load(gpu, c.model_dir()?)?;
-    ensure!(
-        model.head != Head::Reward,
-        "{} is a sequence-classification model; SFT needs an LM head",
-        c.model_dir()?.display()
-    );
-    apply_adaptation(&mut model, &c)?;
+    let mut model = load_adapted_lm(gpu, &c, "SFT")?;
     let template = c.chat_template()?;
     let data = load_sft_data(&args, &model, &template)?;
     let shown = ["train/loss", "eval/loss", "train/lr"];
