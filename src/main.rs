@@ -29,7 +29,7 @@ enum Command {
     /// Continue a prompt with a Hugging Face GPT-2 / GPT-NeoX model directory.
     Generate(cli::models::GenerateArgs),
     /// Chat interactively, keeping the conversation history.
-    Chat(cli::models::ChatArgs),
+    Chat(cli::chat::ChatArgs),
     /// Mean next-token NLL and perplexity of a text file.
     Perplexity(cli::models::PerplexityArgs),
     /// Architecture, parameter count and memory per storage dtype.
@@ -91,7 +91,7 @@ fn run(cli: Cli, matches: &ArgMatches) -> Result<()> {
         Command::Devices => cli::devices(&opts),
         Command::Bench(args) => cli::bench(&opts, &args),
         Command::Generate(a) => cli::models::generate_cmd(&engine::Gpu::new(&opts)?, &a),
-        Command::Chat(a) => cli::models::chat_cmd(&engine::Gpu::new(&opts)?, &a),
+        Command::Chat(a) => cli::chat::chat_cmd(&engine::Gpu::new(&opts)?, &a),
         Command::Perplexity(a) => cli::models::perplexity_cmd(&engine::Gpu::new(&opts)?, &a),
         Command::Info(a) => cli::models::info_cmd(&engine::Gpu::new(&opts)?, &a),
         Command::Export(a) => cli::models::export_cmd(&engine::Gpu::new(&opts)?, &a),

@@ -12,6 +12,7 @@ mod dpo;
 mod examples;
 mod llama_e2e;
 mod ppo;
+mod report_to;
 mod reward;
 mod rlhf_resume;
 mod sample;

@@ -63,7 +63,10 @@ init-kl-coef = 0.1
         (2, 3, 5)
     );
     assert_eq!(args.out.as_deref(), Some(out.as_path()));
-    assert_eq!(args.common.format.columns.as_deref(), Some("prompt=question"));
+    assert_eq!(
+        args.common.format.columns.as_deref(),
+        Some("prompt=question")
+    );
     assert!(!args.common.format.skip_bad_rows);
 
     // Row 2 is bad: an error naming the file and line, unless skipped.
@@ -112,7 +115,9 @@ batch-size = 2
     );
     let args: EvalArgs = parse(&["--config", &cfg]);
     assert!(
-        args.common.format.skip_bad_rows && args.common.batch_size == 2 && args.common.max_new_tokens == 3
+        args.common.format.skip_bad_rows
+            && args.common.batch_size == 2
+            && args.common.max_new_tokens == 3
     );
     let r = run_eval(&crate::common::gpu(), &args).unwrap();
     assert_eq!(r.prompts, 2, "the bad row is skipped");

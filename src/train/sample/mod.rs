@@ -26,9 +26,9 @@ use crate::device::Gpu;
 use crate::models::generate::GenerateConfig;
 use crate::models::lm::CausalLm;
 use crate::models::sampling::SamplingConfig;
-use crate::train::config::run_file::{is_common_key, RunArgs};
 use crate::train::config::bounds;
 use crate::train::config::data_format::DataFormatArgs;
+use crate::train::config::run_file::{is_common_key, RunArgs};
 use crate::train::driver::{no_model_error, prompt_encoder};
 use crate::train::scoring::{RewardModelScorer, Scorer};
 
@@ -150,9 +150,10 @@ pub fn run_best_of_n(gpu: &Arc<Gpu>, args: &BestOfNArgs) -> Result<(BestOfNRepor
     if ds.report.skipped_bad > 0 {
         eprintln!("{}", ds.report);
     }
-    let (prompts, skipped, reasons) = encode_all(&ds.rows, args.common.format.skip_bad_rows, |r| {
-        BestOfNPrompt::encode(std::slice::from_ref(r), &enc).map(|mut v| v.remove(0))
-    })?;
+    let (prompts, skipped, reasons) =
+        encode_all(&ds.rows, args.common.format.skip_bad_rows, |r| {
+            BestOfNPrompt::encode(std::slice::from_ref(r), &enc).map(|mut v| v.remove(0))
+        })?;
     report_skipped(data, skipped, &reasons);
     anyhow::ensure!(!prompts.is_empty(), "{}: no usable prompts", data.display());
     let scorer = RewardModelScorer::load(gpu, rm)?;
