@@ -60,6 +60,9 @@ enum Command {
     Init(cli::build::InitArgs),
     /// Generate datasets (`data support`: the customer-support RLHF data).
     Data(cli::data::DataArgs),
+    /// A run's TRL equivalent: config kwargs, data mapping, launch lines
+    /// (`export-run --to trl RUN_DIR`).
+    ExportRun(cli::export_run::ExportRunArgs),
 }
 
 fn main() {
@@ -119,5 +122,6 @@ fn run(cli: Cli, matches: &ArgMatches) -> Result<()> {
         }
         Command::Init(a) => cli::build::init_cmd(&engine::Gpu::new(&opts)?, &a),
         Command::Data(a) => cli::data::data_cmd(&a),
+        Command::ExportRun(a) => cli::export_run::export_run_cmd(&a),
     }
 }

@@ -10,6 +10,7 @@ mod config;
 mod divergence;
 mod dpo;
 mod examples;
+mod export_run;
 mod llama_e2e;
 mod ppo;
 mod report_to;

@@ -161,7 +161,7 @@ fn the_chart_ticks_each_whole_step_once() {
     write_chart(&log, &["loss"], &path, "t").unwrap().unwrap();
     let svg = std::fs::read_to_string(&path).unwrap();
     for tick in ["1", "2", "3"] {
-        let n = svg.matches(&format!(">{tick}</text>")).count();
+        let n = svg.matches(&format!(">\n{tick}\n</text>")).count();
         assert_eq!(n, 1, "tick {tick} drawn {n} times");
     }
 }

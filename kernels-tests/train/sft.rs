@@ -63,7 +63,7 @@ fn loss_falls_and_eval_is_reported() {
     // The chart: a complete SVG with a line per panel.
     let chart = std::fs::read_to_string(summary.chart.unwrap()).unwrap();
     assert!(chart.starts_with("<svg") && chart.trim_end().ends_with("</svg>"));
-    assert!(chart.contains(">eval_loss<") && chart.contains(">grad_norm<"));
+    assert!(chart.contains(">\neval_loss\n<") && chart.contains(">\ngrad_norm\n<"));
     assert!(chart.contains("<polyline"), "no series drawn");
 }
 

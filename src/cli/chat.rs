@@ -182,13 +182,16 @@ pub fn chat_cmd(gpu: &Arc<Gpu>, a: &ChatArgs) -> Result<()> {
             }
             Input::History => {
                 let (ids, cut) = chat.window(&model, None, room)?;
-                let ids: Vec<u32> = ids.iter().map(|&i| i as u32).collect();
+                // The text as rendered, or the tokens kept when some were cut.
+                let text = match cut {
+                    0 => chat.render(None),
+                    _ => model.decode(&ids.iter().map(|&i| i as u32).collect::<Vec<_>>())?,
+                };
                 say(&format!(
-                    "--- history: {} turns, {} tokens in the window{} ---\n{}\n--- end of history ---",
+                    "--- history: {} turns, {} tokens in the window{} ---\n{text}\n--- end of history ---",
                     chat.turns.len(),
                     ids.len(),
                     if cut > 0 { format!(", {cut} older tokens cut") } else { String::new() },
-                    model.decode(&ids)?
                 ));
                 continue;
             }

@@ -3,6 +3,7 @@
 pub mod build;
 pub mod chat;
 pub mod data;
+pub mod export_run;
 pub mod models;
 pub mod train;
 

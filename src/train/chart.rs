@@ -97,7 +97,8 @@ pub fn write_chart(
                 .x_desc("step")
                 .x_labels(10)
                 .y_label_formatter(&|v| super::progress::fmt_value(*v))
-                .light_line_style(RGBColor(235, 235, 235))
+                .bold_line_style(RGBColor(225, 225, 225))
+                .light_line_style(TRANSPARENT)
                 .draw()
                 .map_err(|e| err(&e))?;
             let colour = COLOURS[i % COLOURS.len()];
