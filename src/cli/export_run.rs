@@ -49,13 +49,20 @@ fn trainer_of(dir: &Path) -> Result<String> {
     )
 }
 
-/// The TRL config of run `cfg` (engine's kebab-case keys) by `trainer`:
-/// (trainer class, config class, kwargs, notes).
-pub fn trl_config(
-    trainer: &str,
-    cfg: &Map<String, Value>,
-    out: &Path,
-) -> Result<(String, String, Map<String, Value>, Vec<String>)> {
+/// A run as a TRL trainer and config.
+pub struct TrlConfig {
+    /// `DPOTrainer`, ...
+    pub trainer: &'static str,
+    /// `DPOConfig`, ...
+    pub config_class: &'static str,
+    /// The config's keyword arguments.
+    pub kwargs: Map<String, Value>,
+    /// What TRL has no option for.
+    pub notes: Vec<String>,
+}
+
+/// The TRL config of run `cfg` (engine's kebab-case keys) by `trainer`.
+pub fn trl_config(trainer: &str, cfg: &Map<String, Value>, out: &Path) -> Result<TrlConfig> {
     let get = |k: &str| cfg.get(k).cloned().unwrap_or(Value::Null);
     let mut kw = Map::new();
     let mut notes = Vec::new();
@@ -208,7 +215,12 @@ pub fn trl_config(
             }
         }
     }
-    Ok((trainer_cls.into(), config_cls.into(), kw, notes))
+    Ok(TrlConfig {
+        trainer: trainer_cls,
+        config_class: config_cls,
+        kwargs: kw,
+        notes,
+    })
 }
 
 /// PEFT's LoraConfig and the quantized base, as TRL's ModelConfig names them.
@@ -271,8 +283,12 @@ pub fn export_run_cmd(args: &ExportRunArgs) -> Result<()> {
         serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
     let trainer = trainer_of(dir)?;
     let out = dir.join("trl");
-    let (trainer_cls, config_cls, kwargs, mut notes) =
-        trl_config(&trainer, &cfg, &out.join("output"))?;
+    let TrlConfig {
+        trainer: trainer_cls,
+        config_class: config_cls,
+        kwargs,
+        mut notes,
+    } = trl_config(&trainer, &cfg, &out.join("output"))?;
     let model = model_config(&cfg);
     let columns = cfg.get("columns").and_then(Value::as_str).map(|c| {
         let pairs = c.split(',').filter_map(|p| p.split_once('='));
@@ -300,12 +316,12 @@ pub fn export_run_cmd(args: &ExportRunArgs) -> Result<()> {
     }
     let launch = format!(
         "accelerate launch --num_processes 8 {} --config {}",
-        script(&trainer, &trainer_cls),
+        script(&trainer, trainer_cls),
         out.join("config.yaml").display()
     );
     let deepspeed = format!(
         "accelerate launch --config_file examples/accelerate_configs/deepspeed_zero3.yaml {} --config {}",
-        script(&trainer, &trainer_cls),
+        script(&trainer, trainer_cls),
         out.join("config.yaml").display()
     );
     let all = json!({
