@@ -29,7 +29,7 @@ enum Command {
     /// Continue a prompt with a Hugging Face GPT-2 / GPT-NeoX model directory.
     Generate(cli::models::GenerateArgs),
     /// Chat interactively, keeping the conversation history.
-    Chat(cli::models::ChatArgs),
+    Chat(cli::chat::ChatArgs),
     /// Mean next-token NLL and perplexity of a text file.
     Perplexity(cli::models::PerplexityArgs),
     /// Architecture, parameter count and memory per storage dtype.
@@ -60,6 +60,9 @@ enum Command {
     Init(cli::build::InitArgs),
     /// Generate datasets (`data support`: the customer-support RLHF data).
     Data(cli::data::DataArgs),
+    /// A run's TRL equivalent: config kwargs, data mapping, launch lines
+    /// (`export-run --to trl RUN_DIR`).
+    ExportRun(cli::export_run::ExportRunArgs),
 }
 
 fn main() {
@@ -91,7 +94,7 @@ fn run(cli: Cli, matches: &ArgMatches) -> Result<()> {
         Command::Devices => cli::devices(&opts),
         Command::Bench(args) => cli::bench(&opts, &args),
         Command::Generate(a) => cli::models::generate_cmd(&engine::Gpu::new(&opts)?, &a),
-        Command::Chat(a) => cli::models::chat_cmd(&engine::Gpu::new(&opts)?, &a),
+        Command::Chat(a) => cli::chat::chat_cmd(&engine::Gpu::new(&opts)?, &a),
         Command::Perplexity(a) => cli::models::perplexity_cmd(&engine::Gpu::new(&opts)?, &a),
         Command::Info(a) => cli::models::info_cmd(&engine::Gpu::new(&opts)?, &a),
         Command::Export(a) => cli::models::export_cmd(&engine::Gpu::new(&opts)?, &a),
@@ -119,5 +122,6 @@ fn run(cli: Cli, matches: &ArgMatches) -> Result<()> {
         }
         Command::Init(a) => cli::build::init_cmd(&engine::Gpu::new(&opts)?, &a),
         Command::Data(a) => cli::data::data_cmd(&a),
+        Command::ExportRun(a) => cli::export_run::export_run_cmd(&a),
     }
 }

@@ -83,8 +83,8 @@ step best_of_n engine best-of-n --model sft/model --reward-model rm/model --data
 
 echo
 echo "== results ($WORK)"
-echo "held-out pairwise accuracy  $(last_metric rm/metrics.jsonl eval/accuracy)"
-echo "train pairwise accuracy     $(last_metric rm/metrics.jsonl train/accuracy) (last step)"
+echo "held-out pairwise accuracy  $(last_metric rm/metrics.jsonl eval_accuracy)"
+echo "train pairwise accuracy     $(last_metric rm/metrics.jsonl accuracy) (last step)"
 echo "best-of-n                   $(grep "^best-of-" best_of_n.txt)"
 echo "times:"
 sed 's/^/  /' "$TIMES"

@@ -109,7 +109,7 @@ step eval_after engine eval --model ppo/model --reference-model sft/model --rewa
 field() { awk -v k="$2" '$1 == k { print $2 }' "$1"; }
 echo
 echo "== results ($WORK)"
-echo "classifier held-out accuracy  $(last_metric rm/metrics.jsonl eval/accuracy)  ($(zcat rm_test.jsonl.gz | wc -l) test reviews)"
+echo "classifier held-out accuracy  $(last_metric rm/metrics.jsonl eval_accuracy)  ($(zcat rm_test.jsonl.gz | wc -l) test reviews)"
 echo "reward mean before PPO        $(field eval_before.txt eval/reward_mean)"
 echo "reward mean after PPO         $(field eval_after.txt eval/reward_mean)"
 echo "KL to the SFT policy (after)  $(field eval_after.txt eval/kl)"

@@ -218,3 +218,71 @@ fn info_and_chat_have_json_output() {
     assert_eq!(lines[1]["user"], "the sea");
     assert_eq!(lines[1]["new_ids"].as_array().unwrap().len(), 3);
 }
+
+/// Runs `engine chat` on gpt2-tiny with `input` piped in: (stdout, stderr).
+fn chat(extra: &[&str], input: &str) -> (String, String) {
+    let mut args = vec![
+        "chat".to_string(),
+        "--model".to_string(),
+        model_dir("gpt2-tiny"),
+        "--max-new-tokens".to_string(),
+        "3".to_string(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(&args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let (o, e) = (
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    );
+    assert!(out.status.success(), "{e}");
+    (o, e)
+}
+
+#[test]
+fn chat_commands_are_never_sent_to_the_model() {
+    let input =
+        "/help\n/system Be brief.\nhello\n/history\n/bogus\n/reset\n/history\n/exit\nnever read\n";
+    // JSON mode: one reply line, for the one user turn; the rest on stderr.
+    let (out, err) = chat(&["--json"], input);
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{out}");
+    assert_eq!(lines[0]["user"], "hello");
+    assert!(!lines[0]["reply"]
+        .as_str()
+        .unwrap()
+        .contains("<|endoftext|>"));
+    assert!(
+        err.contains("engine chat:") && err.contains("gpt2-tiny"),
+        "banner: {err}"
+    );
+    assert!(
+        err.contains("/reset") && err.contains("/system TEXT"),
+        "{err}"
+    );
+    assert!(err.contains("unknown command /bogus"), "{err}");
+    // The history window holds the system text and the turn, then nothing.
+    assert!(err.contains("history: 1 turns"), "{err}");
+    assert!(err.contains("Be brief.\nUser: hello\nAssistant:"), "{err}");
+    assert!(err.contains("history: 0 turns"), "{err}");
+    // Interactive mode: the same on stdout, after the banner.
+    let (out, _) = chat(&[], "/help\n/exit\n");
+    assert!(out.starts_with("engine chat: "), "{out}");
+    assert!(out.contains("commands (never sent to the model)"), "{out}");
+}

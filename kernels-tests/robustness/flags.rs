@@ -295,3 +295,30 @@ fn a_misspelled_flag_is_refused_with_a_suggestion() {
         &["--modle"],
     );
 }
+
+#[test]
+fn a_near_miss_flag_suggests_the_right_one() {
+    // TRL's name without its `s`: clap's suggestion names the alias.
+    sft_with(
+        "near-miss",
+        &["--num-train-epoch", "2"],
+        &["--num-train-epochs"],
+    );
+}
+
+#[test]
+fn steps_and_epochs_together_are_refused() {
+    sft_with("steps-epochs", &["--epochs", "2"], &["--epochs", "--steps"]);
+}
+
+#[test]
+fn a_run_file_setting_steps_and_epochs_is_refused() {
+    let s = Scratch::new("steps-epochs-file");
+    s.write("run.toml", "steps = 3\nepochs = 2\n");
+    let all: Vec<&str> = SFT
+        .iter()
+        .chain(&["--config", "@tmp/run.toml"])
+        .copied()
+        .collect();
+    expect_error(&s.0, &args(&s, &all), &["run.toml", "epochs", "steps"]);
+}

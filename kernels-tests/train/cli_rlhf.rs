@@ -128,7 +128,7 @@ fn dpo(out: &Path, loss: &str, file: &str, extra: &[&str]) {
     engine(&args);
     let r = rows(&out.join("metrics.jsonl"));
     assert!(r.len() >= 2, "{r:?}");
-    assert!(r[0].contains_key("train/loss") && r[0].contains_key("rewards/margins"));
+    assert!(r[0].contains_key("loss") && r[0].contains_key("rewards/margins"));
 }
 
 #[test]

@@ -3,8 +3,9 @@
 
 use super::{model_dir, parse, scratch};
 use engine::models::CausalLm;
+use engine::train::config::adapt::apply_adaptation;
 use engine::train::config::run_file::{effective_config, parse_args};
-use engine::train::config::{apply_adaptation, Quant};
+use engine::train::config::Quant;
 use engine::train::optim::Schedule;
 use engine::train::run::utc_stamp;
 use engine::train::sft::SftArgs;

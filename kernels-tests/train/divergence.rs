@@ -158,11 +158,11 @@ fn run_poisoned(
         }
         let rep = s.apply(&model, &grads, loss as f32).unwrap();
         assert_eq!(rep.applied, !poisoned.contains(&step), "step {step}");
-        if let Err(e) = s.end_step(&model, step, &[("train/loss".into(), loss)], None) {
+        if let Err(e) = s.end_step(&model, step, &[("loss".into(), loss)], None) {
             return (Err(format!("{e:#}")), out);
         }
     }
-    let summary = s.finish(&mut model, false, None, &["train/loss"]);
+    let summary = s.finish(&mut model, false, None, &["loss"]);
     (summary.map_err(|e| format!("{e:#}")), out)
 }
 

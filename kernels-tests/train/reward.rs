@@ -92,17 +92,17 @@ fn bt_training_beats_chance_and_reloads() {
     let (model, summary) = train_reward(&gpu, a).unwrap();
     let rows = metric_rows(&out);
     let last = rows.last().unwrap();
-    assert!(metric(last, "eval/accuracy") >= 0.99, "{last:?}");
+    assert!(metric(last, "eval_accuracy") >= 0.99, "{last:?}");
     assert!(
-        metric(last, "eval/loss") < 0.5 * loss0,
+        metric(last, "eval_loss") < 0.5 * loss0,
         "{last:?} vs initial {loss0}"
     );
-    assert!(metric(last, "train/margin") > 0.0);
+    assert!(metric(last, "margin") > 0.0);
     assert_eq!(
         reward_eval(&model, &eval, 4, 1).unwrap().1,
-        metric(last, "eval/accuracy")
+        metric(last, "eval_accuracy")
     );
-    assert!(acc0 < metric(last, "eval/accuracy"));
+    assert!(acc0 < metric(last, "eval_accuracy"));
 
     // The saved directory: an HF sequence-classification model.
     let dir = summary.saved.model.unwrap();
@@ -132,7 +132,7 @@ fn classifier_loss_and_lora_reward_model() {
     );
     let (_, s) = train_reward(&gpu, a).unwrap();
     let last = metric_rows(&out).pop().unwrap();
-    assert!(last.contains_key("eval/accuracy") && last.contains_key("train/accuracy"));
+    assert!(last.contains_key("eval_accuracy") && last.contains_key("accuracy"));
     let cfg = std::fs::read_to_string(s.saved.model.unwrap().join("config.json")).unwrap();
     assert!(cfg.contains("multi_label_classification"));
 
@@ -257,7 +257,7 @@ fn skipped_reward_rows_are_reported() {
     )
     .unwrap();
     let mut a = args(&out, "prefs_train.jsonl", &["--skip-bad-rows"]);
-    a.common.template = Some("hh".into());
+    a.common.format.template = Some("hh".into());
     let tok =
         tokenizers::Tokenizer::from_file(Path::new(&model_dir("gpt2-tiny")).join("tokenizer.json"))
             .unwrap();

@@ -207,7 +207,7 @@ fn check_dpo(name: &str, extra: &[&str], weights: &str) {
     assert!(s.finished && s.steps == 5);
     let (ra, rb) = (metric_rows(&a), metric_rows(&b));
     assert_eq!(ra.len(), 5);
-    assert!(ra[1].contains_key("eval/loss") && ra[4].contains_key("eval/loss"));
+    assert!(ra[1].contains_key("eval_loss") && ra[4].contains_key("eval_loss"));
     assert_eq!(ra, rb, "metrics differ after resume");
     same_file(&a, &b, weights);
     same_file(&a, &b, "checkpoint/optimizer.safetensors");

@@ -63,8 +63,11 @@ init-kl-coef = 0.1
         (2, 3, 5)
     );
     assert_eq!(args.out.as_deref(), Some(out.as_path()));
-    assert_eq!(args.common.columns.as_deref(), Some("prompt=question"));
-    assert!(!args.common.skip_bad_rows);
+    assert_eq!(
+        args.common.format.columns.as_deref(),
+        Some("prompt=question")
+    );
+    assert!(!args.common.format.skip_bad_rows);
 
     // Row 2 is bad: an error naming the file and line, unless skipped.
     let e = format!(
@@ -112,7 +115,9 @@ batch-size = 2
     );
     let args: EvalArgs = parse(&["--config", &cfg]);
     assert!(
-        args.common.skip_bad_rows && args.common.batch_size == 2 && args.common.max_new_tokens == 3
+        args.common.format.skip_bad_rows
+            && args.common.batch_size == 2
+            && args.common.max_new_tokens == 3
     );
     let r = run_eval(&crate::common::gpu(), &args).unwrap();
     assert_eq!(r.prompts, 2, "the bad row is skipped");
@@ -121,7 +126,7 @@ batch-size = 2
 
     // Without skipping, the bad row is an error naming the file.
     let mut args = args;
-    args.common.skip_bad_rows = false;
+    args.common.format.skip_bad_rows = false;
     let e = format!("{:#}", run_eval(&crate::common::gpu(), &args).unwrap_err());
     assert!(e.contains("questions.jsonl"), "{e}");
 }

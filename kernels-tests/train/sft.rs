@@ -45,19 +45,16 @@ fn loss_falls_and_eval_is_reported() {
     assert!(summary.finished && summary.steps == 8);
     let rows = metric_rows(&out);
     assert_eq!(rows.len(), 8);
-    let (first, last) = (
-        metric(&rows[0], "train/loss"),
-        metric(&rows[7], "train/loss"),
-    );
+    let (first, last) = (metric(&rows[0], "loss"), metric(&rows[7], "loss"));
     assert!(last < 0.6 * first, "train loss {first} -> {last}");
     for (i, row) in rows.iter().enumerate() {
-        assert_eq!(row.contains_key("eval/loss"), i == 3 || i == 7, "row {i}");
-        assert!(metric(row, "train/grad_norm") > 0.0);
-        assert!(metric(row, "train/lr") > 0.0);
+        assert_eq!(row.contains_key("eval_loss"), i == 3 || i == 7, "row {i}");
+        assert!(metric(row, "grad_norm") > 0.0);
+        assert!(metric(row, "learning_rate") > 0.0);
     }
-    let (l4, l8) = (metric(&rows[3], "eval/loss"), metric(&rows[7], "eval/loss"));
+    let (l4, l8) = (metric(&rows[3], "eval_loss"), metric(&rows[7], "eval_loss"));
     assert!(l8 < l4, "eval loss {l4} -> {l8}");
-    assert!((metric(&rows[7], "eval/ppl") - l8.exp()).abs() < 1e-9 * l8.exp());
+    assert!((metric(&rows[7], "eval_ppl") - l8.exp()).abs() < 1e-9 * l8.exp());
     // The final model is an HF directory that loads back.
     let dir = summary.saved.model.clone().unwrap();
     let m = CausalLm::load(&crate::common::gpu(), &dir).unwrap();
@@ -66,7 +63,7 @@ fn loss_falls_and_eval_is_reported() {
     // The chart: a complete SVG with a line per panel.
     let chart = std::fs::read_to_string(summary.chart.unwrap()).unwrap();
     assert!(chart.starts_with("<svg") && chart.trim_end().ends_with("</svg>"));
-    assert!(chart.contains("train/loss") && chart.contains("eval/ppl"));
+    assert!(chart.contains(">\neval_loss\n<") && chart.contains(">\ngrad_norm\n<"));
     assert!(chart.contains("<polyline"), "no series drawn");
 }
 
@@ -253,7 +250,7 @@ fn check_resume(name: &str, extra: &[&str], weights: &str) {
     assert!(!s.finished && s.steps == 3 && s.saved.model.is_none() && s.saved.adapter.is_none());
     // A row logged after the checkpoint (a crash mid-step 4) is redone.
     let mut log = std::fs::read_to_string(b.join("metrics.jsonl")).unwrap();
-    log.push_str("{\"step\":4,\"train/loss\":123}\n");
+    log.push_str("{\"step\":4,\"loss\":123}\n");
     std::fs::write(b.join("metrics.jsonl"), log).unwrap();
     // Only --resume: every other setting comes from the checkpoint.
     let ckpt = b.join("checkpoint").display().to_string();

@@ -1,7 +1,9 @@
 //! Subcommand implementations for the `engine` binary.
 
 pub mod build;
+pub mod chat;
 pub mod data;
+pub mod export_run;
 pub mod models;
 pub mod train;
 

@@ -1,7 +1,7 @@
-//! `engine generate`, `chat`, `perplexity` and `info`.
+//! `engine generate`, `perplexity` and `info`, and the model and sampling
+//! flags they share with `chat` ([`super::chat`]).
 
 use anyhow::{bail, ensure, Context, Result};
-use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -64,7 +64,7 @@ pub struct SamplingArgs {
 }
 
 impl SamplingArgs {
-    fn config(&self, model: &CausalLm) -> Result<GenerateConfig> {
+    pub fn config(&self, model: &CausalLm) -> Result<GenerateConfig> {
         let sampled = self.temperature.is_some() || self.top_k.is_some() || self.top_p.is_some();
         ensure!(
             !(self.greedy && sampled),
@@ -118,74 +118,6 @@ pub fn generate_cmd(gpu: &Arc<Gpu>, a: &GenerateArgs) -> Result<()> {
         println!("{}{}", a.prompt, text);
     }
     Ok(())
-}
-
-#[derive(clap::Args)]
-pub struct ChatArgs {
-    #[command(flatten)]
-    pub model: ModelArgs,
-    /// Text put before the conversation.
-    #[arg(long, default_value = "")]
-    pub system: String,
-    #[arg(long, default_value = "User: ")]
-    pub user_prefix: String,
-    #[arg(long, default_value = "Assistant:")]
-    pub assistant_prefix: String,
-    #[arg(long, default_value = "\n")]
-    pub separator: String,
-    #[command(flatten)]
-    pub sampling: SamplingArgs,
-    /// One JSON line per reply: {"user", "reply", "new_ids"}.
-    #[arg(long)]
-    pub json: bool,
-}
-
-/// Interactive chat: each turn is rendered with the template and appended to
-/// the history, and the reply stops at EOS or the next user prefix.
-pub fn chat_cmd(gpu: &Arc<Gpu>, a: &ChatArgs) -> Result<()> {
-    let model = a.model.load(gpu)?;
-    let mut cfg = a.sampling.config(&model)?;
-    let next_user = format!("{}{}", a.separator, a.user_prefix.trim_end());
-    cfg.stop_strings.push(next_user.clone());
-    let mut history = a.system.clone();
-    let stdin = std::io::stdin();
-    loop {
-        if !a.json {
-            print!("> ");
-            std::io::stdout().flush()?;
-        }
-        let mut line = String::new();
-        if stdin.lock().read_line(&mut line)? == 0 {
-            return Ok(());
-        }
-        let line = line.trim_end();
-        if line.is_empty() {
-            continue;
-        }
-        history.push_str(&format!(
-            "{}{}{}{}",
-            a.user_prefix, line, a.separator, a.assistant_prefix
-        ));
-        let mut ids = model.encode(&history)?;
-        let room = model.cfg.n_ctx.saturating_sub(cfg.max_new_tokens);
-        if ids.len() > room {
-            // Keep the most recent turns that fit the context.
-            ids.drain(..ids.len() - room);
-        }
-        let out = generate(&model, &[ids], &cfg)?;
-        let mut reply = model.decode(&out.new_ids[0])?;
-        if let Some(cut) = reply.find(&next_user) {
-            reply.truncate(cut);
-        }
-        if a.json {
-            let line =
-                serde_json::json!({"user": line, "reply": reply.trim(), "new_ids": out.new_ids[0]});
-            println!("{line}");
-        } else {
-            println!("{}", reply.trim());
-        }
-        history.push_str(&format!("{}{}", reply, a.separator));
-    }
 }
 
 #[derive(clap::Args)]

@@ -228,9 +228,8 @@ pub fn run_pipeline(gpu: &Arc<Gpu>, args: &PipelineArgs) -> Result<PathBuf> {
     )?;
     let accuracy = rm_summary
         .last
-        .iter()
-        .find(|(k, _)| k.contains("accuracy"))
-        .and_then(|(_, v)| v.as_f64());
+        .get("eval_accuracy")
+        .and_then(|v| v.as_f64());
     let readme = readme(
         &preset,
         args,
@@ -270,7 +269,7 @@ fn readme(
     seconds: f64,
 ) -> String {
     let sft_loss = sft_last
-        .get("train/loss")
+        .get("loss")
         .and_then(|v| v.as_f64())
         .unwrap_or(f64::NAN);
     format!(

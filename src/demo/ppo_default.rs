@@ -23,7 +23,7 @@ use crate::device::Gpu;
 use crate::models::generate::GenerateConfig;
 use crate::models::sampling::SamplingConfig;
 use crate::models::CausalLm;
-use crate::train::config::apply_adaptation;
+use crate::train::config::adapt::apply_adaptation;
 use crate::train::config::run_file::{effective_config, load_args};
 use crate::train::driver::prompt_encoder;
 use crate::train::ppo::{train_ppo, PpoArgs};

@@ -17,7 +17,7 @@
 //!    [`config::TrainArgs`] (its run-file table name and the `common` accessors).
 //!    The CLI passes it through [`config::run_file::load_args`] (tests:
 //!    [`config::run_file::parse_args`]).
-//! 2. Load the model, switch heads if needed, then [`config::apply_adaptation`]
+//! 2. Load the model, switch heads if needed, then [`config::adapt::apply_adaptation`]
 //!    (LoRA / quantized base). Load data with the `common` helpers
 //!    (`load_options`, `chat_template`, `max_len_for`).
 //! 3. [`session::Session::start`] (restores everything on `--resume`), then

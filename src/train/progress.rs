@@ -104,8 +104,7 @@ impl Progress {
             .iter()
             .filter_map(|k| {
                 let (_, v) = row.iter().find(|(n, _)| n == k)?;
-                let short = k.strip_prefix("train/").unwrap_or(k);
-                Some(format!("{short} {}", fmt_value(*v)))
+                Some(format!("{k} {}", fmt_value(*v)))
             })
             .collect::<Vec<_>>()
             .join("  ")

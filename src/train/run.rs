@@ -32,7 +32,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::config::{is_head_param, keep_heads_trainable};
+use super::config::adapt::{is_head_param, keep_heads_trainable};
 use super::divergence::GuardState;
 use super::optim::Optimizer;
 use crate::models::checkpoint::{

@@ -147,7 +147,8 @@ impl Session {
                 TrainerState::new(trainer, config.clone())
             }
         };
-        let metrics = MetricsLog::open(&out, common.resume.is_some())?;
+        let mut metrics = MetricsLog::open(&out, common.resume.is_some())?;
+        metrics.report_to(&common.report_to)?;
         let text = serde_json::to_string_pretty(&config)? + "\n";
         crate::models::checkpoint::write_atomic(&out.join(run::RUN_CONFIG_FILE), text.as_bytes())?;
         let progress = Progress::new(
@@ -189,6 +190,13 @@ impl Session {
         let next = self.state.step + 1;
         let stop = self.common.stop_after.unwrap_or(u64::MAX);
         (next <= self.total_steps && self.state.step < stop).then_some(next)
+    }
+
+    /// The latest logged value of `key` (0 before any): for running totals
+    /// such as `num_tokens`, which continue across `--resume`.
+    pub fn last_metric(&self, key: &str) -> f64 {
+        let value = self.metrics.rows.iter().rev().find_map(|r| r.get(key));
+        value.and_then(Value::as_f64).unwrap_or(0.0)
     }
 
     /// True on eval steps: every `--eval-every` and the last step.

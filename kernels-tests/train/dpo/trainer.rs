@@ -62,8 +62,8 @@ fn dpo_raises_accuracy_and_margins() {
     assert!(after.loss < before.loss - 0.02, "{after:?}");
     // Metrics rows: 20 steps and 2 evals, with TRL's names.
     let log = t.metrics().unwrap();
-    assert_eq!(log.series("train/loss").len(), 20);
-    assert_eq!(log.series("eval/rewards/accuracies").len(), 2);
+    assert_eq!(log.series("loss").len(), 20);
+    assert_eq!(log.series("eval_rewards/accuracies").len(), 2);
     assert_eq!(log.series("rewards/margins").len(), 20);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -117,7 +117,7 @@ fn kto_reports_kl_and_group_rewards() {
     assert_eq!(m.count_chosen + m.count_rejected, 4);
     let names: Vec<&str> = r.named().iter().map(|x| x.0).collect();
     assert!(
-        names.contains(&"kl") && names.contains(&"train/loss"),
+        names.contains(&"kl") && names.contains(&"loss"),
         "{names:?}"
     );
 }

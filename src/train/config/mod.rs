@@ -1,6 +1,6 @@
 //! Run configuration shared by every training command: [`CommonArgs`] (the
 //! flags), a TOML run file (`--config run.toml`) that can supply any of them,
-//! the model-adaptation hook ([`apply_adaptation`]: LoRA, quantized base) and
+//! the model-adaptation hook ([`adapt::apply_adaptation`]: LoRA, quantized base) and
 //! the effective config as JSON.
 //!
 //! # Layers, highest first
@@ -38,20 +38,25 @@
 //! reward-model = "runs/rm/model"
 //! ```
 
-use anyhow::{anyhow, ensure, Context, Result};
+use anyhow::{anyhow, ensure, Result};
 use clap::Args;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
 use std::path::{Path, PathBuf};
 
-use crate::data::{ChatTemplate, ColumnMap, LoadOptions};
+use crate::data::{ChatTemplate, LoadOptions};
 use crate::models::lm::CausalLm;
-use crate::models::lora::{is_adapter_param, LoraConfig};
+use crate::models::lora::LoraConfig;
+use crate::train::metrics::report_to::ReportTo;
 use crate::train::optim::Schedule;
 use crate::train::progress::ProgressMode;
 
+pub mod adapt;
 pub mod bounds;
+pub mod data_format;
 pub mod run_file;
+
+use self::data_format::DataFormatArgs;
 
 /// Frozen-base storage for QLoRA.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
@@ -128,11 +133,21 @@ pub struct CommonArgs {
     /// Optimizer steps of the whole run.
     #[arg(long, default_value_t = 100)]
     pub steps: u64,
+    /// Passes over --data instead of --steps (may be fractional): steps =
+    /// ⌈epochs × max(1, ⌊batches per epoch / --grad-accum⌋)⌉, as
+    /// transformers' Trainer (PPO: prompts per epoch / --batch-size).
+    #[arg(
+        long,
+        visible_alias = "num-train-epochs",
+        conflicts_with = "steps",
+        value_parser = bounds::positive::<f64>
+    )]
+    pub epochs: Option<f64>,
     /// Examples per micro-batch.
     #[arg(long, default_value_t = 8)]
     pub batch_size: usize,
     /// Peak learning rate (default: the trainer's own).
-    #[arg(long, value_parser = bounds::positive::<f32>)]
+    #[arg(long, visible_alias = "learning-rate", value_parser = bounds::positive::<f32>)]
     pub lr: Option<f32>,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -166,23 +181,21 @@ pub struct CommonArgs {
     /// Also keep `checkpoint-<step>` copies.
     #[arg(long)]
     pub keep_checkpoints: bool,
+    /// Also write the metrics for other tools, comma list: tensorboard
+    /// (event files in <out>/runs/), csv (<out>/metrics.csv); metrics.jsonl
+    /// is always written.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    #[serde(default)]
+    pub report_to: Vec<ReportTo>,
     /// Plain log line every N steps when stdout is not a terminal.
     #[arg(long, default_value_t = 10)]
     pub log_every: u64,
     /// Most tokens per sequence (default: the model's context).
-    #[arg(long)]
+    #[arg(long, visible_alias = "max-length")]
     pub max_len: Option<usize>,
-    /// Chat template: an engine preset (gpt2, plain, hh, support), an
-    /// engine_template.json, or a .jinja file (default: the model
-    /// directory's engine_template.json, else its tokenizer's chat_template).
-    #[arg(long)]
-    pub template: Option<String>,
-    /// Skip (and count) bad data rows instead of failing.
-    #[arg(long)]
-    pub skip_bad_rows: bool,
-    /// Column renames, `field=column,...`.
-    #[arg(long)]
-    pub columns: Option<String>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub format: DataFormatArgs,
     /// Store the frozen base quantized (needs LoRA).
     #[arg(long, value_enum, default_value_t = Quant::None)]
     pub quant: Quant,
@@ -223,6 +236,27 @@ impl CommonArgs {
             .ok_or_else(|| anyhow!("no data: pass --data FILE (or `data` in the run file)"))
     }
 
+    /// With `--epochs`, sets `--steps` for `batches_per_epoch` micro-batches
+    /// an epoch and `per_step` of them an optimizer step, as transformers'
+    /// Trainer: ⌈epochs × max(1, ⌊batches_per_epoch / per_step⌋)⌉.
+    pub fn resolve_epochs(&mut self, batches_per_epoch: usize, per_step: usize) -> Result<()> {
+        ensure!(
+            self.epochs.is_none() || batches_per_epoch > 0,
+            "--epochs: --data gives no full batch of {}",
+            self.batch_size
+        );
+        let updates = (batches_per_epoch / per_step.max(1)).max(1);
+        self.resolve_epochs_by(|epochs| epochs * updates as f64);
+        Ok(())
+    }
+
+    /// With `--epochs`, sets `--steps` to ⌈`steps(epochs)`⌉ (at least 1).
+    pub fn resolve_epochs_by(&mut self, steps: impl FnOnce(f64) -> f64) {
+        if let Some(epochs) = self.epochs {
+            self.steps = steps(epochs).ceil().max(1.0) as u64;
+        }
+    }
+
     /// The learning rate, `default` unless one was given.
     pub fn lr_or(&self, default: f32) -> f32 {
         self.lr.unwrap_or(default)
@@ -233,17 +267,13 @@ impl CommonArgs {
         self.schedule.unwrap_or(default)
     }
 
-    pub fn column_map(&self) -> Result<ColumnMap> {
-        column_map(self.columns.as_deref())
-    }
-
     pub fn load_options(&self) -> Result<LoadOptions> {
-        load_options(self.columns.as_deref(), self.skip_bad_rows)
+        self.format.load_options()
     }
 
     /// --template, else the model directory's template (see [`ChatTemplate::resolve`]).
     pub fn chat_template(&self) -> Result<ChatTemplate> {
-        chat_template(self.template.as_deref(), self.model_dir())
+        self.format.chat_template(self.model_dir())
     }
 
     /// Sequence length limit: --max-len capped at the model's context.
@@ -283,76 +313,21 @@ impl CommonArgs {
             "--quant {} keeps the base frozen: add LoRA adapters (--lora-r N) to train",
             self.quant
         );
-        self.column_map()?;
+        self.format.column_map()?;
         Ok(())
     }
 }
 
-/// `--columns` (`field=column,...`), or no renames.
-fn column_map(columns: Option<&str>) -> Result<ColumnMap> {
-    match columns {
-        Some(s) => s.parse().context("--columns"),
-        None => Ok(ColumnMap::default()),
+/// TRL's names of `--batch-size` and `--grad-accum` as visible aliases,
+/// for the trainers whose batch is transformers' per-device train batch
+/// (SFT, reward, DPO; PPO has its own `--gradient-accumulation-steps`):
+/// `#[command(mut_args(config::trl_batch_aliases))]`.
+pub fn trl_batch_aliases(arg: clap::Arg) -> clap::Arg {
+    match arg.get_id().as_str() {
+        "batch_size" => arg.visible_alias("per-device-train-batch-size"),
+        "grad_accum" => arg.visible_alias("gradient-accumulation-steps"),
+        _ => arg,
     }
-}
-
-/// Load options from `--columns` and `--skip-bad-rows`, for the trainers
-/// and the sampling commands alike.
-pub fn load_options(columns: Option<&str>, skip_bad_rows: bool) -> Result<LoadOptions> {
-    Ok(LoadOptions {
-        columns: column_map(columns)?,
-        skip_bad_rows,
-        ..LoadOptions::default()
-    })
-}
-
-/// `--template`, else the model directory's template; see [`ChatTemplate::resolve`].
-pub fn chat_template(template: Option<&str>, model_dir: Result<&Path>) -> Result<ChatTemplate> {
-    ChatTemplate::resolve(template, model_dir)
-}
-
-/// Seed offset of LoRA's initialisation (distinct from data order seeds).
-const LORA_INIT_STREAM: u64 = 0x4c6f_5241;
-
-/// Adapts a loaded model as the flags ask: quantizes the frozen base
-/// (`--quant`), then attaches fresh LoRA adapters (`--lora-*`). With
-/// adapters, task heads (`v_head.*`, `score.weight`) stay trainable, as
-/// PEFT's `modules_to_save`; everything else is frozen.
-pub fn apply_adaptation(model: &mut CausalLm, args: &CommonArgs) -> Result<()> {
-    args.validate()?;
-    if args.quant != Quant::None {
-        quantize_base(model, args.quant)?;
-    }
-    if let Some(cfg) = args.lora_config(model) {
-        model
-            .attach_lora(&cfg, args.seed ^ LORA_INIT_STREAM)
-            .with_context(|| format!("--lora-r {}", args.lora_r))?;
-        keep_heads_trainable(model);
-    }
-    Ok(())
-}
-
-/// Stores the frozen base as int8/NF4 (`CausalLm::quantize_base`).
-fn quantize_base(model: &mut CausalLm, quant: Quant) -> Result<()> {
-    let format = match quant {
-        Quant::None => return Ok(()),
-        Quant::Int8 => crate::quant::QuantFormat::Int8,
-        Quant::Nf4 => crate::quant::QuantFormat::Nf4,
-    };
-    model.quantize_base(format)
-}
-
-/// True for head parameters that train alongside LoRA adapters.
-pub fn is_head_param(name: &str) -> bool {
-    name.starts_with("v_head.") || name == "score.weight"
-}
-
-/// Adapters and heads trainable, the rest frozen (after attaching or
-/// loading adapters, which freeze everything else).
-pub fn keep_heads_trainable(model: &mut CausalLm) {
-    model
-        .params
-        .set_trainable(|n| is_adapter_param(n) || is_head_param(n));
 }
 
 /// A training command's args struct: a `clap::Args` + serde (kebab-case)
@@ -363,3 +338,20 @@ pub trait TrainArgs: Serialize + DeserializeOwned {
     fn common(&self) -> &CommonArgs;
     fn common_mut(&mut self) -> &mut CommonArgs;
 }
+
+/// Implements [`TrainArgs`] for an args struct whose `common` field is the
+/// flattened [`CommonArgs`]: `train_args!(SftArgs, "sft");`.
+macro_rules! train_args {
+    ($args:ty, $section:literal) => {
+        impl $crate::train::config::TrainArgs for $args {
+            const SECTION: &'static str = $section;
+            fn common(&self) -> &$crate::train::config::CommonArgs {
+                &self.common
+            }
+            fn common_mut(&mut self) -> &mut $crate::train::config::CommonArgs {
+                &mut self.common
+            }
+        }
+    };
+}
+pub(crate) use train_args;

@@ -23,6 +23,20 @@ pub const SECTIONS: &[&str] = &["sft", "reward", "ppo", "dpo", "best-of-n", "eva
 /// run would overwrite); `force` is asked for anew each time.
 const NOT_RESUMED: &[&str] = &["resume", "config", "stop-after", "out", "force"];
 
+/// Options that say the same thing two ways (`--steps` or `--epochs`): a
+/// layer that sets one drops the other from the layers below it, and one
+/// layer (a run file) may not set both.
+const EITHER: &[(&str, &str)] = &[("steps", "epochs")];
+
+/// The other option of `key`'s [`EITHER`] pair.
+fn partner(key: &str) -> Option<&'static str> {
+    EITHER.iter().find_map(|&(a, b)| match key {
+        k if k == a => Some(b),
+        k if k == b => Some(a),
+        _ => None,
+    })
+}
+
 /// Any command whose options [`load_args`] merges with a run file: every
 /// trainer (through [`TrainArgs`]) and the sampling commands (best-of-n,
 /// eval), which take a few of the shared options under the same names.
@@ -124,6 +138,18 @@ fn run_file_entries<T: RunArgs>(
             }
         }
     }
+    for scope in [&flat, &own] {
+        for (key, _, at) in scope {
+            if let Some(other) = partner(key) {
+                ensure!(
+                    !scope.iter().any(|(k, _, _)| k == other),
+                    "{at}{key}`: `{other}` is set beside it; set one of them"
+                );
+            }
+        }
+    }
+    // The table's choice of an EITHER pair drops the flat key's partner.
+    flat.retain(|(k, _, _)| !partner(k).is_some_and(|p| own.iter().any(|(o, _, _)| o == p)));
     flat.extend(own); // the command's own table last: it wins
     Ok(flat)
 }
@@ -182,7 +208,7 @@ pub fn merge_args<T: RunArgs>(args: T, matches: &ArgMatches) -> Result<T> {
                 key != "config",
                 "{at}config`: a run file cannot name another"
             );
-            if given.contains(&key) {
+            if given.contains(&key) || partner(&key).is_some_and(|p| given.contains(p)) {
                 continue;
             }
             // Type-check each key alone so the error names it.
@@ -204,8 +230,9 @@ pub fn merge_args<T: RunArgs>(args: T, matches: &ArgMatches) -> Result<T> {
         let state = crate::train::run::read_state(&crate::train::run::checkpoint_dir(&resume)?)?;
         if let Value::Object(stored) = state.config {
             for (key, value) in stored {
-                let keep = given.contains(&key)
-                    || from_file.contains(&key)
+                let set_above = |k: &str| given.contains(k) || from_file.contains(k);
+                let keep = set_above(&key)
+                    || partner(&key).is_some_and(set_above)
                     || NOT_RESUMED.contains(&key.as_str())
                     || !known.contains_key(&key);
                 if !keep {

@@ -22,33 +22,34 @@ pub struct DirectMetrics {
 }
 
 impl DirectMetrics {
-    /// TRL's names, with `eval/` in front for eval.
+    /// TRL's names, with `eval_` in front for eval (as transformers' Trainer
+    /// prefixes eval metrics).
     pub fn named(&self, eval: bool) -> Vec<(&'static str, f64)> {
         let n = |train: &'static str, ev: &'static str| if eval { ev } else { train };
         let mut out = vec![
             (
-                n("rewards/chosen", "eval/rewards/chosen"),
+                n("rewards/chosen", "eval_rewards/chosen"),
                 self.rewards_chosen,
             ),
             (
-                n("rewards/rejected", "eval/rewards/rejected"),
+                n("rewards/rejected", "eval_rewards/rejected"),
                 self.rewards_rejected,
             ),
             (
-                n("rewards/margins", "eval/rewards/margins"),
+                n("rewards/margins", "eval_rewards/margins"),
                 self.rewards_margins,
             ),
-            (n("logps/chosen", "eval/logps/chosen"), self.logps_chosen),
+            (n("logps/chosen", "eval_logps/chosen"), self.logps_chosen),
             (
-                n("logps/rejected", "eval/logps/rejected"),
+                n("logps/rejected", "eval_logps/rejected"),
                 self.logps_rejected,
             ),
         ];
         if let Some(a) = self.rewards_accuracies {
-            out.push((n("rewards/accuracies", "eval/rewards/accuracies"), a));
+            out.push((n("rewards/accuracies", "eval_rewards/accuracies"), a));
         }
         if let Some(k) = self.kl {
-            out.push((n("kl", "eval/kl"), k));
+            out.push((n("kl", "eval_kl"), k));
         }
         out
     }
@@ -69,9 +70,9 @@ pub struct DpoStepReport {
 }
 
 impl DpoStepReport {
-    /// `train/loss`, the reward metrics, `grad_norm`, `learning_rate`.
+    /// `loss`, the reward metrics, `grad_norm`, `learning_rate`.
     pub fn named(&self) -> Vec<(&'static str, f64)> {
-        let mut out = vec![("train/loss", self.loss)];
+        let mut out = vec![("loss", self.loss)];
         out.extend(self.metrics.named(false));
         out.push(("grad_norm", self.grad_norm as f64));
         out.push(("learning_rate", self.lr as f64));
@@ -89,7 +90,7 @@ pub struct DpoEvalReport {
 
 impl DpoEvalReport {
     pub fn named(&self) -> Vec<(&'static str, f64)> {
-        let mut out = vec![("eval/loss", self.loss)];
+        let mut out = vec![("eval_loss", self.loss)];
         out.extend(self.metrics.named(true));
         out
     }

@@ -25,10 +25,11 @@ use std::time::Instant;
 use self::config::{DirectLoss, DpoConfig};
 use self::data::DirectData;
 use self::trainer::DpoTrainer;
-use crate::data::{Encoder, Truncation};
+use crate::data::{Encoder, EpochSampler, Truncation};
 use crate::device::Gpu;
-use crate::models::lm::{CausalLm, Head};
-use crate::train::config::{apply_adaptation, bounds, CommonArgs, TrainArgs};
+use crate::models::lm::CausalLm;
+use crate::train::config::adapt::load_adapted_lm;
+use crate::train::config::{bounds, train_args, trl_batch_aliases, CommonArgs};
 use crate::train::driver::{no_model_error, owned_row, resumed_extra, RlhfSummary};
 use crate::train::optim::Schedule;
 use crate::train::session::Session;
@@ -38,22 +39,19 @@ pub const DPO_LR: f32 = 1e-6;
 
 /// Keys drawn in the DPO chart.
 pub const DPO_CHART: &[&str] = &[
-    "train/loss",
+    "loss",
+    "eval_loss",
     "rewards/margins",
     "rewards/accuracies",
-    "eval/loss",
+    "logps/chosen",
 ];
 
 /// Keys in the progress line and the summary.
-const SHOWN: &[&str] = &[
-    "train/loss",
-    "rewards/margins",
-    "rewards/accuracies",
-    "eval/loss",
-];
+const SHOWN: &[&str] = &["loss", "rewards/margins", "rewards/accuracies", "eval_loss"];
 
 #[derive(clap::Args, Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[command(mut_args(trl_batch_aliases))]
 pub struct DpoArgs {
     #[command(flatten)]
     #[serde(flatten)]
@@ -88,15 +86,7 @@ fn direct_loss(s: &str) -> Result<DirectLoss, String> {
     }
 }
 
-impl TrainArgs for DpoArgs {
-    const SECTION: &'static str = "dpo";
-    fn common(&self) -> &CommonArgs {
-        &self.common
-    }
-    fn common_mut(&mut self) -> &mut CommonArgs {
-        &mut self.common
-    }
-}
+train_args!(DpoArgs, "dpo");
 
 /// Runs DPO/IPO/KTO as `args` say; returns the trained model and the summary.
 pub fn train_dpo(gpu: &Arc<Gpu>, mut args: DpoArgs) -> Result<(CausalLm, RlhfSummary)> {
@@ -105,13 +95,7 @@ pub fn train_dpo(gpu: &Arc<Gpu>, mut args: DpoArgs) -> Result<(CausalLm, RlhfSum
         return Err(no_model_error("train-dpo", " (preference or KTO JSONL)"));
     }
     let loss = direct_loss(&args.loss).map_err(anyhow::Error::msg)?;
-    let mut model = CausalLm::load(gpu, c.model_dir()?)?;
-    ensure!(
-        model.head != Head::Reward,
-        "{} is a sequence-classification model; DPO needs an LM head",
-        c.model_dir()?.display()
-    );
-    apply_adaptation(&mut model, &c)?;
+    let mut model = load_adapted_lm(gpu, &c, "DPO")?;
     let template = c.chat_template()?;
     let opts = c.load_options()?;
     let (train, eval) = {
@@ -127,6 +111,11 @@ pub fn train_dpo(gpu: &Arc<Gpu>, mut args: DpoArgs) -> Result<(CausalLm, RlhfSum
         };
         (train, eval)
     };
+    let batches_per_epoch =
+        EpochSampler::new(train.len(), c.batch_size, c.seed)?.batches_per_epoch();
+    args.common
+        .resolve_epochs(batches_per_epoch, c.grad_accum)?;
+    let c = args.common.clone();
     let cfg = DpoConfig {
         loss,
         beta: args.beta,
@@ -176,6 +165,11 @@ pub fn train_dpo(gpu: &Arc<Gpu>, mut args: DpoArgs) -> Result<(CausalLm, RlhfSum
         std::mem::swap(&mut s.opt, trainer.optimizer_mut());
         let (rep, eval, state) = result?;
         let mut row = owned_row(rep.named());
+        let micro_batches = step as f64 * c.grad_accum as f64;
+        row.push((
+            "epoch".to_string(),
+            micro_batches / batches_per_epoch as f64,
+        ));
         if let Some(e) = eval {
             row.extend(owned_row(e.named()));
         }

@@ -24,7 +24,8 @@ use crate::data::load_prompts;
 use crate::device::Gpu;
 use crate::models::lm::{CausalLm, Head};
 use crate::rl::{KlEstimator, ScoreOptions};
-use crate::train::config::{apply_adaptation, bounds, CommonArgs, TrainArgs};
+use crate::train::config::adapt::apply_adaptation;
+use crate::train::config::{bounds, train_args, CommonArgs};
 use crate::train::driver::RlhfSummary;
 use crate::train::driver::{bool_arg, no_model_error, owned_row, prompt_encoder, resumed_extra};
 use crate::train::optim::Schedule;
@@ -117,15 +118,7 @@ pub struct PpoArgs {
     pub whiten_rewards: bool,
 }
 
-impl TrainArgs for PpoArgs {
-    const SECTION: &'static str = "ppo";
-    fn common(&self) -> &CommonArgs {
-        &self.common
-    }
-    fn common_mut(&mut self) -> &mut CommonArgs {
-        &mut self.common
-    }
-}
+train_args!(PpoArgs, "ppo");
 
 impl PpoArgs {
     /// The trainer's config from the flags.
@@ -211,7 +204,7 @@ fn load_prompt_ids(
     let ds = load_prompts(c.data_file()?, &c.load_options()?)?;
     notes.push(ds.report.to_string());
     let (ex, skipped, reasons) =
-        crate::data::encode_all(&ds.rows, c.skip_bad_rows, |r| enc.prompt(r))?;
+        crate::data::encode_all(&ds.rows, c.format.skip_bad_rows, |r| enc.prompt(r))?;
     if skipped > 0 {
         notes.push(format!(
             "{skipped} prompts skipped while encoding: {reasons:?}"
@@ -257,6 +250,12 @@ pub fn train_ppo(gpu: &Arc<Gpu>, mut args: PpoArgs) -> Result<(CausalLm, RlhfSum
     let mut notes = Vec::new();
     let prompts = load_prompt_ids(&c, &policy, &template, cfg.max_new_tokens, &mut notes)?;
     let n_prompts = prompts.len();
+    // TRL's PPOTrainer: episodes = epochs × prompts, a step takes a batch.
+    let prompts_per_step = c.batch_size as f64;
+    args.common
+        .resolve_epochs_by(|epochs| epochs * n_prompts as f64 / prompts_per_step);
+    let mut cfg = cfg;
+    cfg.total_steps = args.common.steps.min(u32::MAX as u64) as u32;
 
     let opt_cfg = cfg.clone();
     let mut s = Session::start_with(&mut args, &mut policy, "ppo", PPO_LR, SHOWN, |_, _| {
@@ -307,7 +306,10 @@ pub fn train_ppo(gpu: &Arc<Gpu>, mut args: PpoArgs) -> Result<(CausalLm, RlhfSum
             "ppo_next_sampling_seed".into(),
             derive_seed(seed, step + 1, SALT_GENERATE, 0),
         );
-        s.end_step(&trainer.policy, step, &owned_row(rep.metrics()), None)?;
+        let mut row = owned_row(rep.metrics());
+        let epoch = step as f64 * prompts_per_step / n_prompts as f64;
+        row.push(("epoch".to_string(), epoch));
+        s.end_step(&trainer.policy, step, &row, None)?;
     }
     let warnings = trainer.health.summary();
     let mut policy = trainer.policy;

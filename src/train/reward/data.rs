@@ -96,7 +96,7 @@ pub fn load_reward_file_noted(
     notes: &mut Vec<String>,
 ) -> Result<RewardData> {
     let opts = common.load_options()?;
-    let skip = common.skip_bad_rows;
+    let skip = common.format.skip_bad_rows;
     let (data, skipped, reasons) = match loss {
         RewardLoss::Bt => {
             let ds = load_preferences(path, &opts)?;

@@ -15,10 +15,11 @@
 //! `*ForSequenceClassification` directory in `<out>/model` (LoRA merged
 //! into it; the adapter is also kept in `<out>/adapter`).
 //!
-//! Metrics: `train/loss`, `train/accuracy` (pairwise: r_chosen ≥ r_rejected,
-//! ties counted correct as in TRL; classifier: (logit > 0) == label),
-//! `train/margin` (bt) , `train/lr`, `train/grad_norm`, `eval/loss`,
-//! `eval/accuracy`, `time/step_s`.
+//! Metrics, named as transformers' Trainer and TRL's RewardTrainer log them:
+//! `loss`, `accuracy` (pairwise: r_chosen ≥ r_rejected, ties counted correct
+//! as in TRL; classifier: (logit > 0) == label), `margin` (bt),
+//! `learning_rate`, `grad_norm`, `epoch` (fractional), `eval_loss`,
+//! `eval_accuracy`, and engine's timing `time/step_s`.
 
 pub mod data;
 pub mod model;
@@ -36,7 +37,8 @@ use crate::device::Gpu;
 use crate::models::lm::CausalLm;
 use crate::tape::Tape;
 use crate::tensor::Tensor;
-use crate::train::config::{apply_adaptation, bounds, CommonArgs, TrainArgs};
+use crate::train::config::adapt::apply_adaptation;
+use crate::train::config::{bounds, train_args, trl_batch_aliases, CommonArgs};
 use crate::train::session::{step_seed, weighted_backward, GradAccum, RunSummary, Session};
 
 /// TRL RewardConfig's default learning rate.
@@ -44,6 +46,7 @@ pub const REWARD_LR: f32 = 1e-5;
 
 #[derive(clap::Args, Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[command(mut_args(trl_batch_aliases))]
 pub struct RewardArgs {
     #[command(flatten)]
     #[serde(flatten)]
@@ -56,24 +59,10 @@ pub struct RewardArgs {
     pub center_coef: Option<f32>,
 }
 
-impl TrainArgs for RewardArgs {
-    const SECTION: &'static str = "reward";
-    fn common(&self) -> &CommonArgs {
-        &self.common
-    }
-    fn common_mut(&mut self) -> &mut CommonArgs {
-        &mut self.common
-    }
-}
+train_args!(RewardArgs, "reward");
 
 /// Keys drawn in the end-of-run chart.
-pub const REWARD_CHART: &[&str] = &[
-    "train/loss",
-    "eval/loss",
-    "train/accuracy",
-    "eval/accuracy",
-    "train/margin",
-];
+pub const REWARD_CHART: &[&str] = &["loss", "eval_loss", "accuracy", "eval_accuracy", "margin"];
 
 /// Trains a reward model as `args` say; returns it and the summary.
 pub fn train_reward(gpu: &Arc<Gpu>, mut args: RewardArgs) -> Result<(CausalLm, RunSummary)> {
@@ -110,12 +99,15 @@ pub fn train_reward(gpu: &Arc<Gpu>, mut args: RewardArgs) -> Result<(CausalLm, R
         }
         None => None,
     };
-    let shown = ["train/loss", "train/accuracy", "eval/accuracy"];
+    let sampler = EpochSampler::new(train.len(), c.batch_size, c.seed)?;
+    let per_epoch = sampler.batches_per_epoch() as f64;
+    args.common
+        .resolve_epochs(sampler.batches_per_epoch(), c.grad_accum)?;
+    let shown = ["loss", "accuracy", "eval_accuracy"];
     let mut s = Session::start(&mut args, &mut model, "reward", REWARD_LR, &shown)?;
     for n in &notes {
         s.progress.println(n);
     }
-    let sampler = EpochSampler::new(train.len(), c.batch_size, c.seed)?;
     let dropout = model.lora.as_ref().is_some_and(|a| a.config.dropout > 0.0);
     while let Some(step) = s.next_step() {
         let t0 = Instant::now();
@@ -138,19 +130,24 @@ pub fn train_reward(gpu: &Arc<Gpu>, mut args: RewardArgs) -> Result<(CausalLm, R
         let grads: BTreeMap<String, Tensor> = acc.finish()?;
         let rep = s.apply(&model, &grads, loss as f32)?;
         drop(grads);
+        let cur = s.state.cursor;
         let mut row = vec![
-            ("train/loss".to_string(), loss),
-            ("train/accuracy".to_string(), accuracy),
-            ("train/lr".to_string(), rep.lr as f64),
-            ("train/grad_norm".to_string(), rep.grad_norm as f64),
+            ("loss".to_string(), loss),
+            ("accuracy".to_string(), accuracy),
+            ("learning_rate".to_string(), rep.lr as f64),
+            ("grad_norm".to_string(), rep.grad_norm as f64),
+            (
+                "epoch".to_string(),
+                cur.epoch as f64 + cur.batch as f64 / per_epoch,
+            ),
         ];
         if loss_kind == RewardLoss::Bt {
-            row.push(("train/margin".to_string(), margin));
+            row.push(("margin".to_string(), margin));
         }
         if let Some(e) = eval.as_ref().filter(|_| s.is_eval_step(step)) {
             let (l, a) = reward_eval(&model, e, c.batch_size, pad)?;
-            row.push(("eval/loss".to_string(), l));
-            row.push(("eval/accuracy".to_string(), a));
+            row.push(("eval_loss".to_string(), l));
+            row.push(("eval_accuracy".to_string(), a));
         }
         row.push(("time/step_s".to_string(), t0.elapsed().as_secs_f64()));
         s.end_step(&model, step, &row, None)?;

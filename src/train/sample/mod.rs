@@ -21,20 +21,26 @@ pub mod text_metrics;
 
 use self::best_of_n::{best_of_n, BestOfNConfig, BestOfNPrompt, BestOfNReport};
 use self::eval::{evaluate, EvalConfig, EvalPrompt, EvalReport, KlReference};
-use crate::data::{encode_all, load_prompts, load_sft, ChatTemplate, LoadOptions};
+use crate::data::{encode_all, load_prompts, load_sft, LoadOptions};
 use crate::device::Gpu;
 use crate::models::generate::GenerateConfig;
 use crate::models::lm::CausalLm;
 use crate::models::sampling::SamplingConfig;
+use crate::train::config::bounds;
+use crate::train::config::data_format::DataFormatArgs;
 use crate::train::config::run_file::{is_common_key, RunArgs};
-use crate::train::config::{bounds, chat_template, load_options};
 use crate::train::driver::{no_model_error, prompt_encoder};
 use crate::train::scoring::{RewardModelScorer, Scorer};
 
-/// The options best-of-n and eval share: sampling, prompt loading and the
-/// run file (flattened into both, in clap and serde).
+// The options best-of-n and eval share: sampling, prompt loading and the
+// run file (flattened into both, in clap and serde). Not a `///` comment: it
+// would become both commands' `about`.
 #[derive(clap::Args, Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[command(mut_arg("template", |a| a.help(
+    "Chat template (default: the model directory's; eval: an --adapter directory's first)"
+)))]
+#[command(mut_arg("skip_bad_rows", |a| a.help("Skip (and count) bad prompt rows instead of failing")))]
 pub struct SampleArgs {
     #[arg(long, default_value_t = 32)]
     pub max_new_tokens: usize,
@@ -45,32 +51,15 @@ pub struct SampleArgs {
     /// Prompts per generation pass.
     #[arg(long, default_value_t = 8)]
     pub batch_size: usize,
-    /// Chat template (default: the model directory's; eval: an --adapter
-    /// directory's first).
-    #[arg(long)]
-    pub template: Option<String>,
-    /// Column renames, `field=column,...`.
-    #[arg(long)]
-    pub columns: Option<String>,
-    /// Skip (and count) bad prompt rows instead of failing.
-    #[arg(long)]
-    pub skip_bad_rows: bool,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub format: DataFormatArgs,
     /// TOML run file supplying any option (flags take precedence).
     #[arg(long)]
     pub config: Option<PathBuf>,
 }
 
 impl SampleArgs {
-    /// Load options from `--columns` and `--skip-bad-rows` (as the trainers').
-    fn load_options(&self) -> Result<LoadOptions> {
-        load_options(self.columns.as_deref(), self.skip_bad_rows)
-    }
-
-    /// `--template`, else `dir`'s template (see [`ChatTemplate::resolve`]).
-    fn template(&self, dir: &Path) -> Result<ChatTemplate> {
-        chat_template(self.template.as_deref(), Ok(dir))
-    }
-
     /// Plain sampling at `--temperature`, up to `--max-new-tokens`, seeded.
     fn generate_config(&self, model: &CausalLm) -> GenerateConfig {
         let mut sampling = SamplingConfig::sample();
@@ -124,7 +113,7 @@ impl RunArgs for BestOfNArgs {
     }
     fn validate(&self) -> Result<()> {
         anyhow::ensure!(self.n > 0, "--n must be positive");
-        self.common.load_options().map(|_| ())
+        self.common.format.load_options().map(|_| ())
     }
     fn skips_flat_key(key: &str, known: bool) -> bool {
         // A flat `out`/`force` is a trainer's run directory, not this file.
@@ -150,20 +139,21 @@ pub fn run_best_of_n(gpu: &Arc<Gpu>, args: &BestOfNArgs) -> Result<(BestOfNRepor
     let rm = required(&args.reward_model, "reward-model", "reward model")?;
     crate::models::outputs::refuse_existing_file(out, "--out", args.force)?;
     let policy = CausalLm::load(gpu, dir)?;
-    let template = args.common.template(dir)?;
+    let template = args.common.format.chat_template(Ok(dir))?;
     let enc = prompt_encoder(
         &policy,
         &template,
         policy.cfg.n_ctx,
         args.common.max_new_tokens,
     )?;
-    let ds = load_prompts(data, &args.common.load_options()?)?;
+    let ds = load_prompts(data, &args.common.format.load_options()?)?;
     if ds.report.skipped_bad > 0 {
         eprintln!("{}", ds.report);
     }
-    let (prompts, skipped, reasons) = encode_all(&ds.rows, args.common.skip_bad_rows, |r| {
-        BestOfNPrompt::encode(std::slice::from_ref(r), &enc).map(|mut v| v.remove(0))
-    })?;
+    let (prompts, skipped, reasons) =
+        encode_all(&ds.rows, args.common.format.skip_bad_rows, |r| {
+            BestOfNPrompt::encode(std::slice::from_ref(r), &enc).map(|mut v| v.remove(0))
+        })?;
     report_skipped(data, skipped, &reasons);
     anyhow::ensure!(!prompts.is_empty(), "{}: no usable prompts", data.display());
     let scorer = RewardModelScorer::load(gpu, rm)?;
@@ -213,7 +203,7 @@ impl RunArgs for EvalArgs {
         self.common.config.as_deref()
     }
     fn validate(&self) -> Result<()> {
-        self.common.load_options().map(|_| ())
+        self.common.format.load_options().map(|_| ())
     }
     fn skips_flat_key(key: &str, known: bool) -> bool {
         !known && is_common_key(key)
@@ -270,14 +260,14 @@ pub fn run_eval(gpu: &Arc<Gpu>, args: &EvalArgs) -> Result<EvalReport> {
         Some(a) if a.join(crate::data::TEMPLATE_FILE).is_file() => a.as_path(),
         _ => dir,
     };
-    let template = args.common.template(tdir)?;
+    let template = args.common.format.chat_template(Ok(tdir))?;
     let enc = prompt_encoder(
         &policy,
         &template,
         policy.cfg.n_ctx,
         args.common.max_new_tokens,
     )?;
-    let opts = args.common.load_options()?;
+    let opts = args.common.format.load_options()?;
     let prompts = eval_prompts(data, &opts, &enc)?;
     let scorer = match &args.reward_model {
         Some(d) => Some(RewardModelScorer::load(gpu, d)?),

@@ -5,12 +5,14 @@
 //! Next-token cross-entropy on
 //! prompt/completion, text or conversation data, optionally on completions
 //! (assistant turns) only; full fine-tuning, LoRA or QLoRA through
-//! [`apply_adaptation`]; gradient accumulation weighted by target tokens (so
+//! [`apply_adaptation`](crate::train::config::adapt::apply_adaptation); gradient accumulation weighted by target tokens (so
 //! `k` micro-batches give the gradient of their union as one batch); eval
 //! loss and perplexity.
 //!
-//! Metrics: `train/loss`, `train/lr`, `train/grad_norm`, `train/epoch`,
-//! `train/tokens`, `eval/loss`, `eval/ppl`, `time/tokens_per_s`, `time/step_s`.
+//! Metrics, named as transformers' Trainer and TRL's SFTTrainer log them:
+//! `loss`, `learning_rate`, `grad_norm`, `epoch` (fractional),
+//! `num_tokens` (tokens seen so far), `eval_loss`, `eval_ppl`, and engine's
+//! timings `time/tokens_per_s`, `time/step_s`.
 
 use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -25,8 +27,9 @@ use crate::data::{
     SftExample, Truncation,
 };
 use crate::device::Gpu;
-use crate::models::lm::{CausalLm, Head};
-use crate::train::config::{apply_adaptation, CommonArgs, TrainArgs};
+use crate::models::lm::CausalLm;
+use crate::train::config::adapt::load_adapted_lm;
+use crate::train::config::{train_args, trl_batch_aliases, CommonArgs};
 use crate::train::session::{step_seed, RunSummary, Session};
 
 /// TRL SFTConfig's default learning rate.
@@ -34,6 +37,7 @@ pub const SFT_LR: f32 = 2e-5;
 
 #[derive(clap::Args, Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[command(mut_args(trl_batch_aliases))]
 pub struct SftArgs {
     #[command(flatten)]
     #[serde(flatten)]
@@ -43,15 +47,7 @@ pub struct SftArgs {
     pub completion_only: bool,
 }
 
-impl TrainArgs for SftArgs {
-    const SECTION: &'static str = "sft";
-    fn common(&self) -> &CommonArgs {
-        &self.common
-    }
-    fn common_mut(&mut self) -> &mut CommonArgs {
-        &mut self.common
-    }
-}
+train_args!(SftArgs, "sft");
 
 /// Encoded SFT examples and how loading went.
 pub struct SftData {
@@ -70,7 +66,7 @@ fn encode_file(
 ) -> Result<Vec<SftExample>> {
     let ds = load_sft(path, &common.load_options()?)?;
     notes.push(ds.report.to_string());
-    let (ex, skipped, reasons) = encode_all(&ds.rows, common.skip_bad_rows, |r| enc.sft(r))?;
+    let (ex, skipped, reasons) = encode_all(&ds.rows, common.format.skip_bad_rows, |r| enc.sft(r))?;
     if skipped > 0 {
         notes.push(format!(
             "{skipped} rows skipped while encoding: {reasons:?}"
@@ -110,32 +106,22 @@ pub fn load_sft_data(args: &SftArgs, model: &CausalLm, template: &ChatTemplate) 
 }
 
 /// Keys drawn in the end-of-run chart.
-pub const SFT_CHART: &[&str] = &[
-    "train/loss",
-    "eval/loss",
-    "eval/ppl",
-    "train/grad_norm",
-    "train/lr",
-];
+pub const SFT_CHART: &[&str] = &["loss", "eval_loss", "grad_norm", "learning_rate"];
 
 /// Runs SFT as `args` say; returns the trained model and the summary.
 pub fn train_sft(gpu: &Arc<Gpu>, mut args: SftArgs) -> Result<(CausalLm, RunSummary)> {
     let c = args.common.clone();
-    let mut model = CausalLm::load(gpu, c.model_dir()?)?;
-    ensure!(
-        model.head != Head::Reward,
-        "{} is a sequence-classification model; SFT needs an LM head",
-        c.model_dir()?.display()
-    );
-    apply_adaptation(&mut model, &c)?;
+    let mut model = load_adapted_lm(gpu, &c, "SFT")?;
     let template = c.chat_template()?;
     let data = load_sft_data(&args, &model, &template)?;
-    let shown = ["train/loss", "eval/loss", "train/lr"];
+    let sampler = EpochSampler::new(data.train.len(), c.batch_size, c.seed)?;
+    args.common
+        .resolve_epochs(sampler.batches_per_epoch(), c.grad_accum)?;
+    let shown = ["loss", "eval_loss", "learning_rate"];
     let mut s = Session::start(&mut args, &mut model, "sft", SFT_LR, &shown)?;
     for n in &data.notes {
         s.progress.println(n);
     }
-    let sampler = EpochSampler::new(data.train.len(), c.batch_size, c.seed)?;
     let per_epoch = sampler.batches_per_epoch() as f64;
     let dropout = model.lora.as_ref().is_some_and(|a| a.config.dropout > 0.0);
     while let Some(step) = s.next_step() {
@@ -155,21 +141,24 @@ pub fn train_sft(gpu: &Arc<Gpu>, mut args: SftArgs) -> Result<(CausalLm, RunSumm
             .sum();
         let cur = s.state.cursor;
         let mut row = vec![
-            ("train/loss".to_string(), loss),
-            ("train/lr".to_string(), rep.lr as f64),
-            ("train/grad_norm".to_string(), rep.grad_norm as f64),
+            ("loss".to_string(), loss),
+            ("learning_rate".to_string(), rep.lr as f64),
+            ("grad_norm".to_string(), rep.grad_norm as f64),
             (
-                "train/epoch".to_string(),
+                "epoch".to_string(),
                 cur.epoch as f64 + cur.batch as f64 / per_epoch,
             ),
-            ("train/tokens".to_string(), tokens as f64),
+            (
+                "num_tokens".to_string(),
+                s.last_metric("num_tokens") + tokens as f64,
+            ),
         ];
         let secs = t0.elapsed().as_secs_f64();
         row.push(("time/tokens_per_s".to_string(), tokens as f64 / secs));
         if s.is_eval_step(step) && !data.eval.is_empty() {
             let (l, ppl) = sft_eval(&model, &data.eval, c.batch_size, data.pad)?;
-            row.push(("eval/loss".to_string(), l));
-            row.push(("eval/ppl".to_string(), ppl));
+            row.push(("eval_loss".to_string(), l));
+            row.push(("eval_ppl".to_string(), ppl));
         }
         row.push(("time/step_s".to_string(), t0.elapsed().as_secs_f64()));
         s.end_step(&model, step, &row, None)?;

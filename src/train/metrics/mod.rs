@@ -1,5 +1,8 @@
 //! Per-step metrics as JSON lines (`<out>/metrics.jsonl`), one object per
-//! step with a `step` key and TRL's metric names.
+//! step with a `step` key and transformers'/TRL's metric names (`loss`,
+//! `learning_rate`, `grad_norm`, `epoch`, `eval_*`, each trainer's own such
+//! as `rewards/margins` or `objective/kl`), and the same rows to the
+//! `--report-to` sinks ([`report_to`]: TensorBoard, CSV).
 //!
 //! Each row goes out as one write of one whole line; if it fails (a full
 //! disk), the file is cut back to its last whole line, so a reader never sees
@@ -10,6 +13,10 @@ use serde_json::{Map, Value};
 use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 
+pub mod report_to;
+
+use self::report_to::{ReportTo, Reporters};
+
 pub struct MetricsLog {
     path: PathBuf,
     file: std::fs::File,
@@ -17,6 +24,7 @@ pub struct MetricsLog {
     len: u64,
     /// Every row written, kept for the end-of-run report and chart.
     pub rows: Vec<Map<String, Value>>,
+    reporters: Option<Reporters>,
 }
 
 impl MetricsLog {
@@ -51,7 +59,17 @@ impl MetricsLog {
             file,
             len,
             rows,
+            reporters: None,
         })
+    }
+
+    /// Also writes every row to `to` (the rows so far included, in the CSV).
+    pub fn report_to(&mut self, to: &[ReportTo]) -> Result<()> {
+        if !to.is_empty() {
+            let dir = self.path.parent().unwrap_or(Path::new("."));
+            self.reporters = Some(Reporters::open(dir, to, &self.rows)?);
+        }
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -82,6 +100,9 @@ impl MetricsLog {
         }
         self.len += line.len() as u64;
         self.rows.push(row);
+        if let (Some(r), Some(row)) = (&mut self.reporters, self.rows.last()) {
+            r.write(row, &self.rows)?;
+        }
         Ok(())
     }
 
