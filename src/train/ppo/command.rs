@@ -115,6 +115,12 @@ pub struct PpoArgs {
     /// Whiten the per-token rewards before GAE (TRL).
     #[arg(long, default_value = "false", value_parser = bool_arg, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub whiten_rewards: bool,
+    /// Judge each step's responses against the sentences the support-data
+    /// generator (`engine data support`) can write, and warn when that
+    /// well-formed rate falls (on by default in the demo).
+    #[arg(long, default_value = "false", value_parser = bool_arg, action = clap::ArgAction::Set, value_name = "BOOL")]
+    #[serde(default)]
+    pub well_formed_check: bool,
 }
 
 impl TrainArgs for PpoArgs {
@@ -169,6 +175,7 @@ impl PpoArgs {
         cfg.max_grad_norm = (c.max_grad_norm > 0.0).then_some(c.max_grad_norm);
         cfg.seed = c.seed;
         cfg.ent_coef = self.ent_coef;
+        cfg.judge_well_formed = self.well_formed_check;
         Ok(cfg)
     }
 
