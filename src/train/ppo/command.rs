@@ -302,7 +302,7 @@ pub fn train_ppo(gpu: &Arc<Gpu>, mut args: PpoArgs) -> Result<(CausalLm, RlhfSum
         std::mem::swap(&mut s.opt, &mut trainer.optimizer);
         let rep = rep?;
         for w in &rep.warnings {
-            s.progress.warn(&format!("step {step}: {w}"));
+            s.progress.warn(w); // each warning already names its step
         }
         let seed = trainer.cfg.seed;
         s.state.extra = json!({
