@@ -14,6 +14,7 @@ mod data {
     pub mod real;
     /// The customer-support data set (`src/data/support/`).
     pub mod support {
+        pub mod fluency;
         pub mod generate;
         pub mod safety;
     }

@@ -240,8 +240,8 @@ pub fn run_pipeline(gpu: &Arc<Gpu>, args: &PipelineArgs) -> Result<PathBuf> {
     );
     write_atomic(&out.join("README.md"), readme.as_bytes())?;
     println!(
-        "\nSFT policy on {} held-out prompts: unsafe-reply rate {:.3}, reward mean {:.3}, distinct-2 {:.3}",
-        m.prompts, m.unsafe_rate, m.reward_mean, m.distinct2
+        "\nSFT policy on {} held-out prompts: unsafe-reply rate {:.3}, well-formed rate {:.3}, reward mean {:.3}, distinct-2 {:.3}",
+        m.prompts, m.unsafe_rate, m.well_formed_rate, m.reward_mean, m.distinct2
     );
     if let Some(a) = accuracy {
         println!("reward model held-out pairwise accuracy {a:.3}");
@@ -286,7 +286,7 @@ fn readme(
          - SFT final train loss: {sft_loss:.3}\n\
          - reward model held-out pairwise accuracy: {acc}\n\
          - SFT policy on {n} eval prompts (temperature 1, seed {seed}): unsafe-reply rate {ur:.3}, \
-         reward mean {rw:.3}, distinct-2 {d2:.3}\n\n\
+         well-formed rate {wf:.3}, reward mean {rw:.3}, distinct-2 {d2:.3}\n\n\
          Templates and data are the project's own (generated, no third-party text).\n",
         preset = args.preset,
         seed = args.seed,
@@ -301,6 +301,7 @@ fn readme(
         acc = rm_accuracy.map_or("n/a".to_string(), |a| format!("{a:.3}")),
         n = m.prompts,
         ur = m.unsafe_rate,
+        wf = m.well_formed_rate,
         rw = m.reward_mean,
         d2 = m.distinct2,
     )

@@ -10,6 +10,7 @@
 //! horizon, with the adaptive KL target well inside the 0–10 nats window.
 
 use anyhow::{ensure, Result};
+use clap::parser::ValueSource;
 use clap::ArgMatches;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use std::time::Instant;
 
 use super::embedded;
 use super::report::{DemoReport, PolicyMeasure, Sample};
+use crate::data::support::fluency::WellFormed;
 use crate::data::support::safety::check_reply;
 use crate::data::{load_prompts, ChatTemplate, Content, LoadOptions};
 use crate::device::Gpu;
@@ -98,8 +100,8 @@ fn eval_prompts(
 }
 
 /// Samples one response per eval prompt (temperature 1, no truncation,
-/// `seed`) and measures reward, unsafe rate, distinct-2 and (with a
-/// reference) KL.
+/// `seed`) and measures reward, unsafe rate, well-formed rate, distinct-2
+/// and (with a reference) KL.
 pub fn measure_policy(
     policy: &CausalLm,
     template: &ChatTemplate,
@@ -121,6 +123,7 @@ pub fn measure_policy(
         batch_size: prompts.len().min(64),
     };
     let r = evaluate(policy, &prompts, &cfg, Some(scorer), kl)?;
+    let judge = WellFormed::support();
     let samples: Vec<Sample> = r
         .samples
         .iter()
@@ -130,6 +133,7 @@ pub fn measure_policy(
             response: s.response.clone(),
             reward: s.reward.unwrap_or(f32::NAN) as f64,
             flagged: check_reply(&s.response).map(|v| v.kind.name().to_string()),
+            well_formed: judge.judge(&s.response).rate(),
         })
         .collect();
     let flagged = samples.iter().filter(|s| s.flagged.is_some()).count();
@@ -137,6 +141,7 @@ pub fn measure_policy(
         prompts: samples.len(),
         reward_mean: r.reward_mean.unwrap_or(f64::NAN),
         unsafe_rate: flagged as f64 / samples.len().max(1) as f64,
+        well_formed_rate: judge.rate(samples.iter().map(|s| s.response.as_str())),
         distinct2: r.distinct_2,
         mean_length: r.mean_length,
         kl_mean: r.kl,
@@ -163,6 +168,10 @@ pub fn run_demo(
         args.common.config = Some(defaults.join("demo.toml"));
     }
     let mut args = load_args(args, matches)?;
+    // The demo's data is the support generator's, so its fluency is judged.
+    if matches.value_source("well_formed_check") != Some(ValueSource::CommandLine) {
+        args.well_formed_check = true;
+    }
     let c = &mut args.common;
     c.model = Some(defaults.join("policy"));
     c.data
@@ -194,9 +203,10 @@ pub fn run_demo(
     println!("measuring the SFT policy on the held-out eval prompts...");
     let before = measure_policy(&sft, &template, &scorer, &eval_file, seed, new_tokens, None)?;
     println!(
-        "  before: reward mean {:.3}, unsafe-reply rate {:.1}%, distinct-2 {:.3} ({:.0}s)",
+        "  before: reward mean {:.3}, unsafe-reply rate {:.1}%, well-formed {:.1}%, distinct-2 {:.3} ({:.0}s)",
         before.reward_mean,
         100.0 * before.unsafe_rate,
+        100.0 * before.well_formed_rate,
         before.distinct2,
         t0.elapsed().as_secs_f64()
     );
@@ -230,5 +240,6 @@ pub fn run_demo(
         out: out.clone(),
     };
     println!("{report}");
+    report.write_eval_responses(&out)?;
     report.write(&out)
 }

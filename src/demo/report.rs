@@ -9,6 +9,11 @@
 //!   per-token log-ratio to the reference (the SFT policy), sampled at
 //!   temperature 1: an estimate of KL(π‖ref) per response, in nats.
 //! - `distinct2_*`: distinct bigrams / all bigrams over the responses.
+//! - `well_formed_rate_*`: the fraction of reply sentences the support-data
+//!   generator can write ([`crate::data::support::fluency`]): fluency
+//!   judged without a model.
+//!
+//! Every eval response, before and after, goes to `eval_responses.jsonl`.
 
 use anyhow::Result;
 use serde::Serialize;
@@ -21,6 +26,7 @@ pub struct PolicyMeasure {
     pub prompts: usize,
     pub reward_mean: f64,
     pub unsafe_rate: f64,
+    pub well_formed_rate: f64,
     pub distinct2: f64,
     pub mean_length: f64,
     /// Only when measured against a reference.
@@ -35,6 +41,8 @@ pub struct Sample {
     pub reward: f64,
     /// What the checker flagged, if anything.
     pub flagged: Option<String>,
+    /// The response's well-formed sentences / sentences.
+    pub well_formed: f64,
 }
 
 /// Everything the demo reports (the JSON field names are the contract).
@@ -66,6 +74,8 @@ impl DemoReport {
             "reward_mean_after": self.after.reward_mean,
             "unsafe_rate_before": self.before.unsafe_rate,
             "unsafe_rate_after": self.after.unsafe_rate,
+            "well_formed_rate_before": self.before.well_formed_rate,
+            "well_formed_rate_after": self.after.well_formed_rate,
             "kl_mean": self.after.kl_mean,
             "distinct2_before": self.before.distinct2,
             "distinct2_after": self.after.distinct2,
@@ -82,6 +92,30 @@ impl DemoReport {
             "samples_after": samples(&self.after),
             "out": self.out.display().to_string(),
         })
+    }
+
+    /// Writes `eval_responses.jsonl` (atomically) into `dir`: one object per
+    /// eval prompt with the response, reward, checker flag and well-formed
+    /// rate of the policy before and after.
+    pub fn write_eval_responses(&self, dir: &Path) -> Result<PathBuf> {
+        let path = dir.join("eval_responses.jsonl");
+        let mut text = String::new();
+        for (b, a) in self.before.samples.iter().zip(&self.after.samples) {
+            let row = json!({
+                "prompt": b.prompt,
+                "response_before": b.response,
+                "response_after": a.response,
+                "reward_before": b.reward,
+                "reward_after": a.reward,
+                "flagged_before": b.flagged,
+                "flagged_after": a.flagged,
+                "well_formed_before": b.well_formed,
+                "well_formed_after": a.well_formed,
+            });
+            text += &(row.to_string() + "\n");
+        }
+        crate::models::checkpoint::write_atomic(&path, text.as_bytes())?;
+        Ok(path)
     }
 
     /// Writes `report.json` (atomically) into `dir`; returns its path.
@@ -124,6 +158,13 @@ impl std::fmt::Display for DemoReport {
             "unsafe-reply rate",
             100.0 * b.unsafe_rate,
             100.0 * a.unsafe_rate
+        )?;
+        writeln!(
+            f,
+            "{:<28} {:>9.1}% {:>9.1}%",
+            "well-formed sentences",
+            100.0 * b.well_formed_rate,
+            100.0 * a.well_formed_rate
         )?;
         writeln!(
             f,

@@ -21,6 +21,7 @@ struct Step {
     ref_logp: f64,
     responses: Vec<Vec<u32>>,
     finished: Vec<bool>,
+    well_formed: Option<f64>,
 }
 
 /// A healthy run: KL creeping up to ~3 nats (k1 ≈ k3), steady entropy and
@@ -43,6 +44,7 @@ fn healthy() -> Vec<Step> {
                     .map(|_| (0..12).map(|_| 2 + rng.below(100) as u32).collect())
                     .collect(),
                 finished: (0..8).map(|i| i != 3).collect(),
+                well_formed: Some(0.95 + 0.01 * (s % 3) as f64),
             }
         })
         .collect()
@@ -64,6 +66,7 @@ fn run(trace: &[Step]) -> (HealthMonitor, Vec<(u64, Check)>) {
             ref_logp_per_token: s.ref_logp,
             responses: &s.responses,
             finished: &s.finished,
+            well_formed: s.well_formed,
         };
         for w in m.observe(&input) {
             assert!(w.message.starts_with(&format!("step {}: ", w.step)));
@@ -150,6 +153,31 @@ fn repetition_by_looping_responses() {
     assert!(m.warnings[0].message.contains("3 of 8 responses loop"));
     let (n, count, coverage) = dominant_ngram(&[40, 41, 42].repeat(4), 4);
     assert_eq!((n, count, coverage), (3, 4, 1.0));
+}
+
+#[test]
+fn fluency_drift_by_well_formed_rate() {
+    let m = fires(Check::FluencyDrift, |_, s| s.well_formed = Some(0.7));
+    assert!(m.warnings[0].message.contains("well-formed sentences 70%"));
+    // Without a judge the check only watches distinct-2.
+    let mut trace = healthy();
+    trace.iter_mut().for_each(|s| s.well_formed = None);
+    assert!(run(&trace).1.is_empty());
+}
+
+#[test]
+fn fluency_drift_by_distinct_2() {
+    // Each response opens with the same 5 tokens (60 61 60 61 60): distinct-2
+    // falls to about 0.66 of the start, short of the repetition check's 0.5,
+    // and no n-gram dominates a response.
+    let m = fires(Check::FluencyDrift, |_, s| {
+        for r in s.responses.iter_mut() {
+            for (i, t) in r.iter_mut().take(5).enumerate() {
+                *t = 60 + (i % 2) as u32;
+            }
+        }
+    });
+    assert!(m.warnings[0].message.contains("distinct-2"));
 }
 
 #[test]

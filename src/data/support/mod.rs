@@ -22,6 +22,7 @@
 mod accounts;
 mod alt;
 mod dataset;
+pub mod fluency;
 mod intents;
 mod messages;
 mod orders;
@@ -34,7 +35,7 @@ pub use dataset::{
     MAX_MIXED_REPLY_WORDS, MAX_REPLY_WORDS, SENSITIVE_SHARE,
 };
 pub use intents::{Intent, INTENTS};
-pub use replies::{all_pieces, ReplyKind, SensitiveItem, SENSITIVE_ITEMS};
+pub use replies::{all_pieces, every_piece, ReplyKind, SensitiveItem, SENSITIVE_ITEMS};
 pub use write::{write_splits, SPLIT_FILES};
 
 use anyhow::{ensure, Result};

@@ -264,6 +264,58 @@ pub fn reply(intent_index: usize, kind: ReplyKind, max_words: usize, rng: &mut R
     compose(parts, max_words)
 }
 
+/// Every piece any reply can be made of, of every kind, fully expanded for
+/// every intent: leads, tails, openers, closers and polite prefixes (what
+/// [`super::fluency`] accepts as a well-formed sentence).
+pub fn every_piece() -> Vec<String> {
+    let mut out = Vec::new();
+    for intent in INTENTS.iter() {
+        let tables: [&[&str]; 12] = [
+            OPENERS,
+            ACKS,
+            intent.helps,
+            CLOSERS,
+            SECURITY_CLOSERS,
+            SENSITIVE_TAILS,
+            REVEAL_TAILS,
+            POLITE_PREFIXES,
+            RUDE_LEADS,
+            RUDE_TAILS,
+            REQUEST_LEADS,
+            REVEAL_LEADS,
+        ];
+        for t in tables.iter().flat_map(|t| t.iter()) {
+            for s in expand_all(t) {
+                for goal in expand_all(intent.goal) {
+                    out.push(s.replace("{goal}", &goal).replace("{topic}", intent.topic));
+                }
+            }
+        }
+    }
+    // `{item}` and `{value}` stay as slots: placeholders are normalised away
+    // and the nouns expanded here.
+    let nouns: Vec<(String, &str)> = SENSITIVE_ITEMS
+        .iter()
+        .flat_map(|i| i.nouns.iter().flat_map(|n| expand_all(n)).map(|n| (n, i.value)))
+        .collect();
+    out = out
+        .into_iter()
+        .flat_map(|s| {
+            if s.contains("{item}") {
+                nouns
+                    .iter()
+                    .map(|(n, v)| s.replace("{item}", n).replace("{value}", v))
+                    .collect()
+            } else {
+                vec![s]
+            }
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// Every sentence a reply of `kind` can contain, fully expanded for every
 /// intent: good replies are made only of these, and every sensitive or rude
 /// reply contains one of its kind's leads (for exhaustive checker tests).

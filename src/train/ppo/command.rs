@@ -116,6 +116,12 @@ pub struct PpoArgs {
     /// Whiten the per-token rewards before GAE (TRL).
     #[arg(long, default_value = "false", value_parser = bool_arg, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub whiten_rewards: bool,
+    /// Judge each step's responses against the sentences the support-data
+    /// generator (`engine data support`) can write, and warn when that
+    /// well-formed rate falls (on by default in the demo).
+    #[arg(long, default_value = "false", value_parser = bool_arg, action = clap::ArgAction::Set, value_name = "BOOL")]
+    #[serde(default)]
+    pub well_formed_check: bool,
 }
 
 train_args!(PpoArgs, "ppo");
@@ -162,6 +168,7 @@ impl PpoArgs {
         cfg.max_grad_norm = (c.max_grad_norm > 0.0).then_some(c.max_grad_norm);
         cfg.seed = c.seed;
         cfg.ent_coef = self.ent_coef;
+        cfg.judge_well_formed = self.well_formed_check;
         Ok(cfg)
     }
 
@@ -294,7 +301,7 @@ pub fn train_ppo(gpu: &Arc<Gpu>, mut args: PpoArgs) -> Result<(CausalLm, RlhfSum
         std::mem::swap(&mut s.opt, &mut trainer.optimizer);
         let rep = rep?;
         for w in &rep.warnings {
-            s.progress.warn(&format!("step {step}: {w}"));
+            s.progress.warn(w); // each warning already names its step
         }
         let seed = trainer.cfg.seed;
         s.state.extra = json!({

@@ -52,6 +52,12 @@ pub struct HealthConfig {
     /// Responses that never end: at least this fraction (default 0.8) hit
     /// max_new_tokens without EOS (only when an EOS is configured).
     pub unfinished_frac: f64,
+    /// Fluency drift: the well-formed rate of the responses (when judged,
+    /// see [`HealthInput::well_formed`]) below this fraction of the baseline
+    /// (default 0.9), or distinct-2 below `distinct2_drift_frac` (default
+    /// 0.8) of it: earlier and milder than the repetition check.
+    pub fluency_frac: f64,
+    pub distinct2_drift_frac: f64,
     /// Re-warn a failing check every this many steps (default 10).
     pub remind_every: u64,
 }
@@ -73,6 +79,8 @@ impl Default for HealthConfig {
             hack_reward_rise: 1.0,
             hack_ref_logp_drop: 2.0,
             unfinished_frac: 0.8,
+            fluency_frac: 0.9,
+            distinct2_drift_frac: 0.8,
             remind_every: 10,
         }
     }
@@ -87,6 +95,7 @@ pub enum Check {
     Repetition,
     RewardHacking,
     NeverEnding,
+    FluencyDrift,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -113,9 +122,15 @@ pub struct HealthInput<'a> {
     pub responses: &'a [Vec<u32>],
     /// Whether each response ended on EOS; empty when no EOS is configured.
     pub finished: &'a [bool],
+    /// The responses' well-formed rate, when a judge is configured
+    /// ([`crate::data::support::fluency`]).
+    pub well_formed: Option<f64>,
 }
 
+/// Means over the first steps (`well_formed` is absent from checkpoints
+/// written before it existed).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 struct Baseline {
     n: usize,
     entropy: f64,
@@ -123,6 +138,7 @@ struct Baseline {
     reward: f64,
     reward_std: f64,
     ref_logp: f64,
+    well_formed: f64,
 }
 
 /// Per check: first and last failing step, and how many steps failed.
@@ -279,6 +295,11 @@ impl HealthMonitor {
                 failing.push((Check::Repetition, msg));
             }
         }
+        // Milder than repetition, so only reported without it.
+        let repeating = failing.iter().any(|(k, _)| *k == Check::Repetition);
+        if b.n >= c.baseline_steps && c.baseline_steps > 0 && !repeating {
+            failing.extend(self.fluency_drift(x, d2).map(|m| (Check::FluencyDrift, m)));
+        }
         if !x.finished.is_empty() {
             let open = x.finished.iter().filter(|&&f| !f).count();
             if open as f64 >= c.unfinished_frac * x.finished.len() as f64 {
@@ -300,9 +321,28 @@ impl HealthMonitor {
             b.reward = avg(b.reward, x.reward_mean);
             b.reward_std = avg(b.reward_std, x.reward_std);
             b.ref_logp = avg(b.ref_logp, x.ref_logp_per_token);
+            b.well_formed = avg(b.well_formed, x.well_formed.unwrap_or(0.0));
             b.n += 1;
         }
         self.emit(x.step, failing)
+    }
+
+    /// The fluency-drift message, if the step's well-formed rate or
+    /// distinct-2 fell below its fraction of the baseline.
+    fn fluency_drift(&self, x: &HealthInput, d2: f64) -> Option<String> {
+        let (c, b) = (&self.cfg, &self.baseline);
+        let mut why = Vec::new();
+        if let Some(wf) = x.well_formed.filter(|&wf| wf < c.fluency_frac * b.well_formed) {
+            why.push(format!(
+                "well-formed sentences {:.0}%, down from {:.0}%",
+                100.0 * wf,
+                100.0 * b.well_formed
+            ));
+        }
+        if d2 < c.distinct2_drift_frac * b.distinct2 {
+            why.push(format!("distinct-2 {d2:.3}, down from {:.3}", b.distinct2));
+        }
+        (!why.is_empty()).then(|| format!("fluency drift: {}", why.join("; ")))
     }
 
     fn emit(&mut self, step: u64, failing: Vec<(Check, String)>) -> Vec<HealthWarning> {

@@ -51,6 +51,9 @@ pub struct PpoTrainConfig {
     /// weights).
     pub snapshot_weights: bool,
     pub health: HealthConfig,
+    /// Judge each step's responses against the support-data generator's
+    /// sentences (the health checks' fluency drift; the demo turns it on).
+    pub judge_well_formed: bool,
 }
 
 impl Default for PpoTrainConfig {
@@ -74,6 +77,7 @@ impl Default for PpoTrainConfig {
             ent_coef: 0.0,
             snapshot_weights: true,
             health: HealthConfig::default(),
+            judge_well_formed: false,
         }
     }
 }

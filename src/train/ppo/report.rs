@@ -188,7 +188,8 @@ impl PpoStepReport {
 
     /// What the health checks see of this step; `with_eos`: responses can
     /// end (an EOS is configured), so the never-ending check applies.
-    pub(super) fn health_input(&self, with_eos: bool) -> HealthInput<'_> {
+    /// `well_formed`: the responses' well-formed rate, when judged.
+    pub(super) fn health_input(&self, with_eos: bool, well_formed: Option<f64>) -> HealthInput<'_> {
         HealthInput {
             step: self.step,
             kl: self.kl,
@@ -200,6 +201,7 @@ impl PpoStepReport {
             ref_logp_per_token: self.ref_logp_per_token,
             responses: &self.responses,
             finished: if with_eos { &self.finished } else { &[] },
+            well_formed,
         }
     }
 

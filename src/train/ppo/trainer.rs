@@ -16,6 +16,7 @@ use super::rollout::{rollout, RefSource, RolloutConfig};
 use super::seeds::{derive_seed, SALT_GENERATE};
 use super::state::ScalarState;
 use super::update::{Fault, UpdatePhase};
+use crate::data::support::fluency::WellFormed;
 use crate::models::lm::{CausalLm, Head};
 use crate::ops::adamw::AdamwConfig;
 use crate::rl;
@@ -221,7 +222,13 @@ impl PpoTrainer {
         self.scalars.set_steps_done(step);
         rep.total_s = clock.elapsed().as_secs_f64();
         rep.tokens_per_s = rep.tokens as f64 / rep.total_s;
-        let warnings = self.health.observe(&rep.health_input(self.eos().is_some()));
+        let well_formed = self
+            .cfg
+            .judge_well_formed
+            .then(|| WellFormed::support().rate(rep.response_texts.iter().map(String::as_str)));
+        let warnings = self
+            .health
+            .observe(&rep.health_input(self.eos().is_some(), well_formed));
         rep.warnings = warnings.into_iter().map(|w| w.message).collect();
         Ok(rep)
     }

@@ -25,6 +25,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::text_metrics::{distinct_n, rouge, Rouge};
+use crate::data::support::fluency::WellFormed;
 use crate::data::support::safety::unsafe_rate;
 use crate::data::{right_padded, Content, Encoder, LmBatch, PromptRecord, Role, Row, SftRecord};
 use crate::models::generate::{generate, GenerateConfig};
@@ -179,15 +180,21 @@ pub struct EvalReport {
     /// The fraction of responses the safety checker flags
     /// ([`crate::data::support::safety`]); filled by [`EvalReport::with_safety`].
     pub unsafe_rate: Option<f64>,
+    /// The fraction of reply sentences the support-data generator can write
+    /// ([`crate::data::support::fluency`]); filled with `unsafe_rate`.
+    pub well_formed_rate: Option<f64>,
     pub samples: Vec<EvalSample>,
 }
 
 impl EvalReport {
     /// Adds the unsafe-reply rate of the responses (sensitive-data requests
-    /// and rude phrases, by the pattern checker, no reward model involved).
+    /// and rude phrases, by the pattern checker, no reward model involved)
+    /// and their well-formed rate (support-data sentences).
     pub fn with_safety(mut self) -> EvalReport {
         let texts: Vec<String> = self.samples.iter().map(|s| s.response.clone()).collect();
         self.unsafe_rate = Some(unsafe_rate(&texts));
+        self.well_formed_rate =
+            Some(WellFormed::support().rate(texts.iter().map(|s| s.as_str())));
         self
     }
 
@@ -212,6 +219,7 @@ impl EvalReport {
             ("eval/rougeL", self.rouge_l),
             ("eval/kl", self.kl),
             ("eval/unsafe_rate", self.unsafe_rate),
+            ("eval/well_formed_rate", self.well_formed_rate),
         ] {
             if let Some(v) = v {
                 out.push((k, v));
@@ -301,6 +309,7 @@ pub fn evaluate(
         finished_fraction: samples.iter().filter(|s| s.finished).count() as f64 / n,
         kl: kls.as_ref().map(|k| k.iter().sum::<f64>() / k.len() as f64),
         unsafe_rate: None,
+        well_formed_rate: None,
         samples,
     })
 }
