@@ -125,6 +125,12 @@ impl HfTemplate {
         HfTemplate::new(Some(source), self.tokens.clone())
     }
 
+    /// A special token's text (`bos_token`, `eos_token`, ...) as the
+    /// tokenizer config names it.
+    pub fn token(&self, name: &str) -> Option<&str> {
+        self.tokens.get(name).map(String::as_str)
+    }
+
     pub fn jinja(&self) -> Option<&JinjaTemplate> {
         self.jinja.as_ref()
     }
