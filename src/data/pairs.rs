@@ -132,6 +132,8 @@ impl Encoder<'_> {
             }
             None => max - 1,
         };
+        // The prompt is one text: its cut is counted once.
+        let mut prompt_cut = 0;
         for s in sides.iter_mut() {
             let n = s.prompt.len();
             if n + longer > max && n > keep_prompt {
@@ -141,10 +143,11 @@ impl Encoder<'_> {
                          {max}: at most {keep_prompt} prompt tokens"
                     );
                 }
-                self.count_cut(n - keep_prompt);
+                prompt_cut = prompt_cut.max(n - keep_prompt);
                 s.prompt.drain(..n - keep_prompt);
             }
         }
+        self.count_cut(prompt_cut);
         for s in sides.iter_mut() {
             if s.prompt.len() + longer <= max {
                 continue;
