@@ -214,3 +214,81 @@ fn reward_three_full_batch_steps_match_trl() {
     }
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// `rel` under the shared tree (../shared beside the checkout, or further up
+/// from a worktree).
+fn shared(rel: &str) -> PathBuf {
+    root()
+        .ancestors()
+        .skip(1)
+        .take(3)
+        .map(|a| a.join("shared"))
+        .find(|s| s.join("datasets").is_dir())
+        .unwrap_or_else(|| root().join("../shared"))
+        .join(rel)
+}
+
+/// TRL's RewardTrainer trains on pairs that share no prompt (whole texts):
+/// so does engine, on HH-RLHF rows cut to their last 600 characters.
+#[test]
+fn reward_training_on_hh_rlhf_cut_to_600_characters_runs() {
+    use std::io::Read;
+    let mut text = String::new();
+    let gz = std::fs::File::open(shared("datasets/hh-rlhf/harmless-base-test.jsonl.gz")).unwrap();
+    flate2::read::GzDecoder::new(gz)
+        .read_to_string(&mut text)
+        .unwrap();
+    let tail = |s: &str| {
+        let mut i = s.len().saturating_sub(600);
+        while !s.is_char_boundary(i) {
+            i += 1;
+        }
+        s[i..].to_string()
+    };
+    let out = scratch("hh600-rm");
+    let mut rows = String::new();
+    for line in text.lines().take(6) {
+        let v: Value = serde_json::from_str(line).unwrap();
+        let (c, r) = (
+            v["chosen"].as_str().unwrap(),
+            v["rejected"].as_str().unwrap(),
+        );
+        rows += &format!(
+            "{}\n",
+            serde_json::json!({"chosen": tail(c), "rejected": tail(r)})
+        );
+    }
+    let data = out.join("hh600.jsonl");
+    std::fs::write(&data, rows).unwrap();
+    let (m, d, o) = (
+        model_dir("gpt2-tiny"),
+        data.display().to_string(),
+        out.join("run").display().to_string(),
+    );
+    let args: RewardArgs = parse(&[
+        "--model",
+        &m,
+        "--data",
+        &d,
+        "--out",
+        &o,
+        "--progress",
+        "silent",
+        "--steps",
+        "2",
+        "--batch-size",
+        "3",
+        "--lr",
+        "1e-3",
+        "--log-every",
+        "1",
+    ]);
+    train_reward(&crate::common::gpu(), args).unwrap();
+    let rows = metric_rows(&out.join("run"));
+    assert_eq!(rows.len(), 2);
+    assert!(
+        rows.iter().all(|r| metric(r, "train/loss").is_finite()),
+        "{rows:?}"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}
