@@ -73,6 +73,59 @@ pub struct ClassifierExample {
     pub origin: Origin,
 }
 
+impl Encoder<'_> {
+    /// Rows and tokens cut by truncation in every row encoded so far.
+    pub fn truncated(&self) -> TruncationCount {
+        self.cut.get()
+    }
+
+    /// A warning line for what truncation cut out of `rows` rows, if any.
+    pub fn truncation_note(&self, rows: usize, what: &str) -> Option<String> {
+        let c = self.cut.get();
+        let t = &self.truncation;
+        let prompt = t
+            .max_prompt_len
+            .map_or(String::new(), |p| format!(", max_prompt_len {p}"));
+        (c.rows > 0).then(|| {
+            format!(
+                "warning: {what}: truncated {} of {rows} rows to max_len {}{prompt}: {} tokens cut",
+                c.rows, t.max_len, c.tokens
+            )
+        })
+    }
+
+    /// Runs the encoding of one row, counting its cuts when it succeeds.
+    pub(super) fn counted<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        self.begin_row();
+        let out = f();
+        if out.is_ok() {
+            self.end_row();
+        }
+        out
+    }
+
+    /// Starts counting the cuts of one row.
+    pub(super) fn begin_row(&self) {
+        self.row_cut.set(0);
+    }
+
+    /// Counts `n` tokens cut from the current row.
+    pub(super) fn count_cut(&self, n: usize) {
+        self.row_cut.set(self.row_cut.get() + n);
+    }
+
+    /// Adds the current row's cuts to the totals.
+    pub(super) fn end_row(&self) {
+        let n = self.row_cut.replace(0);
+        if n > 0 {
+            let mut c = self.cut.get();
+            c.rows += 1;
+            c.tokens += n;
+            self.cut.set(c);
+        }
+    }
+}
+
 /// Renders with the model's template, tokenizes, and fits `truncation`.
 pub struct Encoder<'a> {
     pub tokenizer: &'a Tokenizer,

@@ -232,7 +232,8 @@ impl Encoder<'_> {
     /// A reward-model pair: prompt + chosen and prompt + rejected each as one
     /// text with the tokenizer's own special tokens, no prompt split (the
     /// prompt may be empty: pairs with no shared prefix). A text longer than
-    /// max_len keeps its first tokens, or fails under [`Overflow::Error`].
+    /// max_len keeps its last tokens (where the responses differ and the
+    /// score is read), or fails under [`Overflow::Error`].
     pub fn reward_pair(&self, row: &Row<PreferenceRecord>) -> Result<PreferenceExample> {
         self.counted(|| {
             let (origin, r) = (&row.origin, &row.record);
@@ -245,8 +246,20 @@ impl Encoder<'_> {
                     .tokenizer
                     .encode(format!("{p}{c}"), true)
                     .map_err(|e| anyhow!("{origin}: tokenizing: {e}"))?;
-                let ids = enc.get_ids().iter().map(|&i| i as i32).collect();
-                self.fit_rest(ids, 0, what, origin)
+                let mut ids: Vec<i32> = enc.get_ids().iter().map(|&i| i as i32).collect();
+                let max = self.truncation.max_len;
+                if ids.len() > max {
+                    ensure!(
+                        self.truncation.completion == Overflow::Truncate,
+                        "{origin}: {what} of {} tokens is longer than max_len {max}",
+                        ids.len()
+                    );
+                    // The score is read at the last token: keep the end.
+                    self.count_cut(ids.len() - max);
+                    ids.drain(..ids.len() - max);
+                }
+                ensure!(!ids.is_empty(), "{origin}: the {what} has no tokens");
+                Ok(ids)
             };
             Ok(PreferenceExample {
                 prompt_ids: Vec::new(),
