@@ -11,6 +11,7 @@ mod data {
     pub mod errors;
     pub mod formats;
     pub mod helpers;
+    pub mod pairs;
     pub mod real;
     /// The customer-support data set (`src/data/support/`).
     pub mod support {

@@ -145,3 +145,55 @@ fn a_kto_label_that_is_not_a_boolean_is_named() {
     );
     expect_error(&s.0, &a, &["k.jsonl:1", "label"]);
 }
+
+#[test]
+fn a_kto_file_under_a_pairwise_loss_names_loss_kto() {
+    let s = Scratch::new("rows-kto-as-pairs");
+    s.write(
+        "k.jsonl",
+        "{\"prompt\": \"a\", \"completion\": \" b\", \"label\": true}\n",
+    );
+    let a = args(
+        &s,
+        &[
+            "train-dpo",
+            "--model",
+            "@model/gpt2-tiny",
+            "--data",
+            "@tmp/k.jsonl",
+            "--steps",
+            "1",
+            "--out",
+            "@tmp/run",
+        ],
+    );
+    expect_error(&s.0, &a, &["k.jsonl", "KTO", "--loss kto"]);
+}
+
+#[test]
+fn a_max_prompt_len_beyond_the_sequence_is_named() {
+    let s = Scratch::new("rows-max-prompt-len");
+    s.write(
+        "p.jsonl",
+        "{\"prompt\": \"a\", \"chosen\": \" b\", \"rejected\": \" c\"}\n",
+    );
+    let a = args(
+        &s,
+        &[
+            "train-dpo",
+            "--model",
+            "@model/gpt2-tiny",
+            "--data",
+            "@tmp/p.jsonl",
+            "--max-len",
+            "16",
+            "--max-prompt-len",
+            "16",
+            "--steps",
+            "1",
+            "--out",
+            "@tmp/run",
+        ],
+    );
+    expect_error(&s.0, &a, &["--max-prompt-len", "16"]);
+}

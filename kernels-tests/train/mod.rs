@@ -19,6 +19,7 @@ mod rlhf_resume;
 mod sample;
 mod sample_config;
 mod sft;
+mod trl_parity;
 
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};

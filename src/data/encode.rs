@@ -4,55 +4,13 @@
 //! fails naming the row's file and line.
 
 use anyhow::{anyhow, bail, ensure, Result};
-use serde::{Deserialize, Serialize};
+use std::cell::Cell;
 use tokenizers::Tokenizer;
 
 use super::dataset::{Origin, Row, REPORTED_REASONS};
-use super::records::{ClassifierRecord, KtoRecord, PreferenceRecord, PromptRecord, SftRecord};
+use super::records::{ClassifierRecord, KtoRecord, PromptRecord, SftRecord};
 use super::template::ChatTemplate;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Overflow {
-    /// Cut to fit: a prompt keeps its last tokens, a completion its first.
-    Truncate,
-    /// Fail with the row's file and line.
-    Error,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Truncation {
-    /// Most tokens of one sequence: prompt + completion, or a prompt alone,
-    /// or a classifier text. At most the model's context.
-    pub max_len: usize,
-    /// Most prompt tokens (TRL's `max_prompt_length`). Without it a prompt
-    /// may take `max_len`, less one token for a completion when there is one.
-    pub max_prompt_len: Option<usize>,
-    pub prompt: Overflow,
-    /// Also governs `text`-only SFT rows, conversations and classifier texts.
-    pub completion: Overflow,
-}
-
-impl Truncation {
-    /// Cuts whatever is too long.
-    pub fn truncate(max_len: usize) -> Truncation {
-        Truncation {
-            max_len,
-            max_prompt_len: None,
-            prompt: Overflow::Truncate,
-            completion: Overflow::Truncate,
-        }
-    }
-
-    /// Fails on anything too long.
-    pub fn strict(max_len: usize) -> Truncation {
-        Truncation {
-            prompt: Overflow::Error,
-            completion: Overflow::Error,
-            ..Truncation::truncate(max_len)
-        }
-    }
-}
+pub use super::truncation::{Overflow, Truncation, TruncationCount};
 
 /// `ids` and a `loss_mask` aligned with them: 1 where the token is a target
 /// of the loss (the mask `CausalLm::lm_loss` takes), 0 for prompt tokens
@@ -64,13 +22,33 @@ pub struct SftExample {
     pub origin: Origin,
 }
 
-/// Responses without the prompt; the batch joins them.
+/// Responses without the prompt; the batch joins them. Built by
+/// [`Encoder::preference`] (TRL 0.11's DPO tokenization, see `pairs.rs`)
+/// or [`Encoder::reward_pair`] (whole texts, no prompt).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PreferenceExample {
     pub prompt_ids: Vec<i32>,
     pub chosen_ids: Vec<i32>,
     pub rejected_ids: Vec<i32>,
+    /// Prompt tokens of the chosen / the rejected side only, after
+    /// `prompt_ids`, masked like the prompt: where the prompt's last token
+    /// merged with the response when tokenized together (TRL's
+    /// `build_tokenized_answer`). Usually both empty.
+    pub prompt_tails: [Vec<i32>; 2],
     pub origin: Origin,
+}
+
+impl PreferenceExample {
+    /// Chosen and rejected are the same tokens (e.g. after truncation):
+    /// the pair teaches nothing.
+    pub fn is_tie(&self) -> bool {
+        self.chosen_ids == self.rejected_ids && self.prompt_tails[0] == self.prompt_tails[1]
+    }
+
+    /// The prompt of side 0 (chosen) or 1 (rejected).
+    pub fn side_prompt(&self, side: usize) -> Vec<i32> {
+        [self.prompt_ids.as_slice(), &self.prompt_tails[side]].concat()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -95,6 +73,59 @@ pub struct ClassifierExample {
     pub origin: Origin,
 }
 
+impl Encoder<'_> {
+    /// Rows and tokens cut by truncation in every row encoded so far.
+    pub fn truncated(&self) -> TruncationCount {
+        self.cut.get()
+    }
+
+    /// A warning line for what truncation cut out of `rows` rows, if any.
+    pub fn truncation_note(&self, rows: usize, what: &str) -> Option<String> {
+        let c = self.cut.get();
+        let t = &self.truncation;
+        let prompt = t
+            .max_prompt_len
+            .map_or(String::new(), |p| format!(", max_prompt_len {p}"));
+        (c.rows > 0).then(|| {
+            format!(
+                "warning: {what}: truncated {} of {rows} rows to max_len {}{prompt}: {} tokens cut",
+                c.rows, t.max_len, c.tokens
+            )
+        })
+    }
+
+    /// Runs the encoding of one row, counting its cuts when it succeeds.
+    pub(super) fn counted<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        self.begin_row();
+        let out = f();
+        if out.is_ok() {
+            self.end_row();
+        }
+        out
+    }
+
+    /// Starts counting the cuts of one row.
+    pub(super) fn begin_row(&self) {
+        self.row_cut.set(0);
+    }
+
+    /// Counts `n` tokens cut from the current row.
+    pub(super) fn count_cut(&self, n: usize) {
+        self.row_cut.set(self.row_cut.get() + n);
+    }
+
+    /// Adds the current row's cuts to the totals.
+    pub(super) fn end_row(&self) {
+        let n = self.row_cut.replace(0);
+        if n > 0 {
+            let mut c = self.cut.get();
+            c.rows += 1;
+            c.tokens += n;
+            self.cut.set(c);
+        }
+    }
+}
+
 /// Renders with the model's template, tokenizes, and fits `truncation`.
 pub struct Encoder<'a> {
     pub tokenizer: &'a Tokenizer,
@@ -103,6 +134,10 @@ pub struct Encoder<'a> {
     /// SFT loss only on completions / assistant answers (TRL's
     /// `completion_only_loss` and `assistant_only_loss`); default true.
     pub completion_only: bool,
+    /// What truncation cut so far (rows, tokens).
+    pub(super) cut: Cell<TruncationCount>,
+    /// Tokens cut from the row being encoded.
+    pub(super) row_cut: Cell<usize>,
 }
 
 impl<'a> Encoder<'a> {
@@ -116,6 +151,8 @@ impl<'a> Encoder<'a> {
             template,
             truncation,
             completion_only: true,
+            cut: Cell::default(),
+            row_cut: Cell::default(),
         }
     }
 
@@ -129,12 +166,17 @@ impl<'a> Encoder<'a> {
         Ok(enc.get_ids().iter().map(|&i| i as i32).collect())
     }
 
-    fn encode_at(&self, text: &str, origin: &Origin) -> Result<Vec<i32>> {
+    pub(super) fn encode_at(&self, text: &str, origin: &Origin) -> Result<Vec<i32>> {
         self.encode_text(text).map_err(|e| anyhow!("{origin}: {e}"))
     }
 
     /// Fits a prompt, leaving `reserve` tokens for a completion.
-    fn fit_prompt(&self, mut ids: Vec<i32>, reserve: usize, origin: &Origin) -> Result<Vec<i32>> {
+    pub(super) fn fit_prompt(
+        &self,
+        mut ids: Vec<i32>,
+        reserve: usize,
+        origin: &Origin,
+    ) -> Result<Vec<i32>> {
         let t = &self.truncation;
         let cap = t
             .max_prompt_len
@@ -151,13 +193,14 @@ impl<'a> Encoder<'a> {
                     t.max_len
                 );
             }
+            self.count_cut(ids.len() - cap);
             ids.drain(..ids.len() - cap);
         }
         Ok(ids)
     }
 
     /// Fits a completion after `used` tokens.
-    fn fit_rest(
+    pub(super) fn fit_rest(
         &self,
         mut ids: Vec<i32>,
         used: usize,
@@ -174,6 +217,7 @@ impl<'a> Encoder<'a> {
                     t.max_len
                 );
             }
+            self.count_cut(ids.len() - room);
             ids.truncate(room);
         }
         ensure!(!ids.is_empty(), "{origin}: the {what} has no tokens");
@@ -188,6 +232,10 @@ impl<'a> Encoder<'a> {
     }
 
     pub fn sft(&self, row: &Row<SftRecord>) -> Result<SftExample> {
+        self.counted(|| self.sft_row(row))
+    }
+
+    fn sft_row(&self, row: &Row<SftRecord>) -> Result<SftExample> {
         let origin = &row.origin;
         let prompt_flag = if self.completion_only { 0 } else { 1 };
         let (ids, loss_mask) = match &row.record {
@@ -225,6 +273,7 @@ impl<'a> Encoder<'a> {
                             ids.len()
                         );
                     }
+                    self.count_cut(ids.len() - max);
                     ids.truncate(max);
                     mask.truncate(max);
                 }
@@ -244,36 +293,17 @@ impl<'a> Encoder<'a> {
         })
     }
 
-    pub fn preference(&self, row: &Row<PreferenceRecord>) -> Result<PreferenceExample> {
-        let (origin, r) = (&row.origin, &row.record);
-        let render = |c| {
-            self.template
-                .render_example(&r.prompt, c)
-                .map_err(|e| anyhow!("{origin}: {e:#}"))
-        };
-        let ((p, c), (_, rej)) = (render(&r.chosen)?, render(&r.rejected)?);
-        let prompt_ids = self.fit_prompt(self.encode_at(&p, origin)?, 1, origin)?;
-        let n = prompt_ids.len();
-        Ok(PreferenceExample {
-            chosen_ids: self.fit_rest(self.encode_at(&c, origin)?, n, "chosen response", origin)?,
-            rejected_ids: self.fit_rest(
-                self.encode_at(&rej, origin)?,
-                n,
-                "rejected response",
-                origin,
-            )?,
-            prompt_ids,
-            origin: origin.clone(),
-        })
+    pub fn kto(&self, row: &Row<KtoRecord>) -> Result<KtoExample> {
+        self.counted(|| self.kto_row(row))
     }
 
-    pub fn kto(&self, row: &Row<KtoRecord>) -> Result<KtoExample> {
+    fn kto_row(&self, row: &Row<KtoRecord>) -> Result<KtoExample> {
         let r = &row.record;
         let (p, c) = self
             .template
             .render_example(&r.prompt, &r.completion)
             .map_err(|e| anyhow!("{}: {e:#}", row.origin))?;
-        let (prompt_ids, completion_ids) = self.pair(&p, &c, &row.origin)?;
+        let (prompt_ids, completion_ids) = self.kto_pair(&p, &c, &row.origin)?;
         Ok(KtoExample {
             prompt_ids,
             completion_ids,
@@ -283,6 +313,10 @@ impl<'a> Encoder<'a> {
     }
 
     pub fn prompt(&self, row: &Row<PromptRecord>) -> Result<PromptExample> {
+        self.counted(|| self.prompt_row(row))
+    }
+
+    fn prompt_row(&self, row: &Row<PromptRecord>) -> Result<PromptExample> {
         let p = self
             .template
             .render_prompt(&row.record.prompt)
@@ -295,6 +329,10 @@ impl<'a> Encoder<'a> {
 
     /// The text as it is (no template), cut from the right.
     pub fn classifier(&self, row: &Row<ClassifierRecord>) -> Result<ClassifierExample> {
+        self.counted(|| self.classifier_row(row))
+    }
+
+    fn classifier_row(&self, row: &Row<ClassifierRecord>) -> Result<ClassifierExample> {
         let ids = self.encode_at(&row.record.text, &row.origin)?;
         Ok(ClassifierExample {
             ids: self.fit_rest(ids, 0, "text", &row.origin)?,

@@ -42,11 +42,13 @@ mod dataset;
 mod encode;
 mod fields;
 pub mod jinja;
+mod pairs;
 mod records;
 mod source;
 mod split;
 pub mod support;
 mod template;
+mod truncation;
 
 pub use batch::{
     classifier_batch, kto_batch, pad_id, preference_batch, prompt_batch, right_padded, sft_batch,
@@ -57,8 +59,9 @@ pub use dataset::{
 };
 pub use encode::{
     encode_all, ClassifierExample, Encoder, KtoExample, Overflow, PreferenceExample, PromptExample,
-    SftExample, Truncation,
+    SftExample, Truncation, TruncationCount,
 };
+pub use pairs::drop_ties;
 pub use records::{
     extract_prompt, load_classifier, load_kto, load_preferences, load_prompts, load_sft,
     parse_hh_dialogue, ClassifierRecord, Content, KtoRecord, Message, PreferenceRecord,

@@ -238,7 +238,7 @@ fn parse_preference(f: &Fields) -> RowResult<PreferenceRecord> {
     match (c, r) {
         (Value::String(c), Value::String(r)) => {
             let (p, c, r) = extract_prompt(c, r)?;
-            if !f.opts.hh_as_messages {
+            if !f.opts.hh_as_messages || p.is_empty() {
                 return Ok(PreferenceRecord {
                     prompt: p.into(),
                     chosen: c.into(),
@@ -264,7 +264,10 @@ const HH_ASSISTANT: &str = "\n\nAssistant:";
 /// TRL's `extract_prompt` for string pairs: the prompt is the longest common
 /// prefix, cut just after its last `"\n\nAssistant:"` (hh-rlhf), or, with no
 /// such marker, TRL's character rule (a trailing space goes to the
-/// responses). Returns (prompt, chosen response, rejected response).
+/// responses). Returns (prompt, chosen response, rejected response); with
+/// no shared prefix the prompt is empty and the responses are the whole
+/// texts (TRL's RewardTrainer trains on such pairs; DPO refuses them when
+/// encoding).
 pub fn extract_prompt(chosen: &str, rejected: &str) -> RowResult<(String, String, String)> {
     if chosen == rejected {
         return Err("chosen and rejected are identical".into());
@@ -283,9 +286,6 @@ pub fn extract_prompt(chosen: &str, rejected: &str) -> RowResult<(String, String
         None if shared.ends_with(' ') => common - 1,
         None => common,
     };
-    if cut == 0 {
-        return Err("chosen and rejected share no prompt".into());
-    }
     let (c, r) = (&chosen[cut..], &rejected[cut..]);
     for (what, text) in [("chosen", c), ("rejected", r)] {
         if text.trim().is_empty() {

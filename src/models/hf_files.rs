@@ -99,6 +99,12 @@ impl CausalLm {
             Some("gpt_neox") => "GPTNeoXTokenizer",
             _ => "PreTrainedTokenizerFast",
         };
+        // transformers 5 names its generic fast tokenizer TokenizersBackend,
+        // which 4.x (what TRL 0.11 and PEFT 0.13 run on) cannot import;
+        // PreTrainedTokenizerFast reads the same tokenizer.json in both.
+        if cfg.get("tokenizer_class") == Some(&json!("TokenizersBackend")) {
+            cfg.insert("tokenizer_class".into(), json!("PreTrainedTokenizerFast"));
+        }
         cfg.entry("tokenizer_class").or_insert_with(|| json!(class));
         cfg.entry("model_max_length")
             .or_insert_with(|| json!(self.cfg.n_ctx));

@@ -9,6 +9,8 @@
 //!   model/                    final model, HF layout (full fine-tuning; merged
 //!                             LoRA where the trainer asks for it)
 //!   adapter/                  final PEFT adapter (LoRA) + heads.safetensors
+//!                             (+ model.safetensors: the PPO v_head.* alone,
+//!                             where TRL's value-head loader reads it)
 //!   checkpoint/               latest checkpoint, replaced atomically:
 //!     model/                  full fine-tuning: HF layout (config, weights, tokenizer)
 //!     adapter/                LoRA: PEFT adapter_config.json + adapter_model.safetensors
@@ -50,6 +52,8 @@ const OLD: &str = ".checkpoint.old";
 pub const STATE_FILE: &str = "trainer_state.json";
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 pub const HEADS_FILE: &str = "heads.safetensors";
+/// The PPO value head in a final adapter directory, as TRL reads it.
+pub const TRL_VALUE_HEAD_FILE: &str = "model.safetensors";
 pub const RUN_CONFIG_FILE: &str = "run_config.json";
 
 /// A trainer's hook that writes its own files into a checkpoint directory
@@ -140,6 +144,27 @@ fn save_heads(model: &CausalLm, path: &Path) -> Result<()> {
         save_safetensors(path, &heads, SaveDtype::F32)?;
     }
     Ok(())
+}
+
+/// A PPO value head beside a LoRA adapter where TRL finds it: TRL 0.11's
+/// `AutoModelForCausalLMWithValueHead.from_pretrained(adapter_dir)` loads
+/// the adapter with PEFT, then reads `adapter_dir/model.safetensors` (else
+/// `pytorch_model.bin`, what its own `save_pretrained` writes for a PEFT
+/// model) and keeps the `v_head.*` tensors (`PreTrainedModelWrapper.post_init`).
+fn save_trl_value_head(model: &CausalLm, dir: &Path) -> Result<()> {
+    let mut head = BTreeMap::new();
+    for p in model
+        .params
+        .iter()
+        .filter(|p| p.name.starts_with("v_head."))
+    {
+        let host = HostTensor::new(p.tensor.shape(), p.tensor.to_vec()?);
+        head.insert(p.name.clone(), host);
+    }
+    if head.is_empty() {
+        return Ok(());
+    }
+    save_safetensors(&dir.join(TRL_VALUE_HEAD_FILE), &head, SaveDtype::F32)
 }
 
 /// The trained weights into `dir`: `model/` (full fine-tuning) or
@@ -295,6 +320,7 @@ pub fn save_final(
         model.save_adapter(&dir)?;
         model.save_tokenizer(&dir)?;
         save_heads(model, &dir.join(HEADS_FILE))?;
+        save_trl_value_head(model, &dir)?;
         saved.adapter = Some(dir);
         if merged {
             model.merge_lora()?;

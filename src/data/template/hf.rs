@@ -42,9 +42,9 @@ fn token_text(v: &Value) -> Option<String> {
     }
 }
 
-/// Reads `dir`'s tokenizer_config.json (and chat_template.jinja). Without
-/// them, a tokenizer.json with GPT-2's `<|endoftext|>` gets it as its
-/// BOS/EOS, as transformers' GPT-2 and GPT-NeoX tokenizers do.
+/// Reads `dir`'s tokenizer_config.json (and chat_template.jinja). Where it
+/// names no BOS/EOS/UNK, a tokenizer.json with GPT-2's `<|endoftext|>` gets
+/// it as those, as transformers' GPT-2 and GPT-NeoX tokenizers do.
 pub fn read_tokenizer_config(dir: &Path) -> Result<TokenizerConfig> {
     let mut out = TokenizerConfig::default();
     let path = dir.join("tokenizer_config.json");
@@ -74,11 +74,17 @@ pub fn read_tokenizer_config(dir: &Path) -> Result<TokenizerConfig> {
             ),
         };
         out.raw = raw;
-    } else if std::fs::read_to_string(dir.join("tokenizer.json"))
+    }
+    // GPT-2's hub tokenizer_config.json is only {"model_max_length": 1024}:
+    // transformers' GPT2/GPT-NeoX tokenizer classes default BOS, EOS and UNK
+    // to <|endoftext|>, so a config that names none gets it here too.
+    if std::fs::read_to_string(dir.join("tokenizer.json"))
         .is_ok_and(|t| t.contains("\"<|endoftext|>\""))
     {
         for name in ["bos_token", "eos_token", "unk_token"] {
-            out.tokens.insert(name.into(), "<|endoftext|>".into());
+            out.tokens
+                .entry(name.into())
+                .or_insert_with(|| "<|endoftext|>".into());
         }
     }
     let jinja = dir.join("chat_template.jinja");
@@ -123,6 +129,12 @@ impl HfTemplate {
     /// The same special tokens with another Jinja template.
     pub fn with_source(&self, source: &str) -> Result<HfTemplate> {
         HfTemplate::new(Some(source), self.tokens.clone())
+    }
+
+    /// A special token's text (`bos_token`, `eos_token`, ...) as the
+    /// tokenizer config names it.
+    pub fn token(&self, name: &str) -> Option<&str> {
+        self.tokens.get(name).map(String::as_str)
     }
 
     pub fn jinja(&self) -> Option<&JinjaTemplate> {

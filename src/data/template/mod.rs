@@ -139,6 +139,15 @@ impl ChatTemplate {
         }
     }
 
+    /// The tokenizer config's special token `name` (`bos_token`, ...) when
+    /// this is the model's own (HF) template; engine's templates add none.
+    pub fn hf_token(&self, name: &str) -> Option<&str> {
+        match self {
+            ChatTemplate::Engine(_) => None,
+            ChatTemplate::Hf(t) => t.token(name),
+        }
+    }
+
     /// The text up to the generation point.
     pub fn render_prompt(&self, prompt: &Content) -> Result<String> {
         match self {

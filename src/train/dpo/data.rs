@@ -10,8 +10,8 @@ use std::path::Path;
 use super::config::{DirectLoss, DpoConfig};
 use super::metrics::{mean, DirectMetrics};
 use crate::data::{
-    encode_all, kto_batch, load_kto, load_preferences, preference_batch, Encoder, KtoBatch,
-    KtoExample, LoadOptions, PreferenceBatch, PreferenceExample,
+    drop_ties, encode_all, kto_batch, load_kto, load_preferences, preference_batch, Encoder,
+    KtoBatch, KtoExample, LoadOptions, PreferenceBatch, PreferenceExample,
 };
 use crate::models::params::ParamVars;
 use crate::models::CausalLm;
@@ -52,17 +52,32 @@ impl DirectData {
         encoder: &Encoder,
         opts: &LoadOptions,
     ) -> Result<DirectData> {
-        let pairs = |opts: &LoadOptions| -> Result<DirectData> {
+        DirectData::load_noted(path, loss, encoder, opts, &mut Vec::new())
+    }
+
+    /// [`DirectData::load`], adding warnings to `notes`: rows and tokens cut
+    /// by truncation, pairs skipped as identical after it.
+    pub fn load_noted(
+        path: &Path,
+        loss: DirectLoss,
+        encoder: &Encoder,
+        opts: &LoadOptions,
+        notes: &mut Vec<String>,
+    ) -> Result<DirectData> {
+        let what = path.display().to_string();
+        let mut pairs = |opts: &LoadOptions| -> Result<DirectData> {
             let ds = load_preferences(path, opts)?;
             let (ex, _, _) = encode_all(&ds.rows, opts.skip_bad_rows, |r| encoder.preference(r))?;
-            Ok(DirectData::Pairs(ex))
+            notes.extend(encoder.truncation_note(ex.len(), &what));
+            Ok(DirectData::Pairs(drop_ties(ex, &what, notes)))
         };
         if loss.paired() {
-            return pairs(opts);
+            return pairs(opts).map_err(|e| kto_shaped(path, opts, loss).unwrap_or(e));
         }
         match load_kto(path, opts) {
             Ok(ds) => {
                 let (ex, _, _) = encode_all(&ds.rows, opts.skip_bad_rows, |r| encoder.kto(r))?;
+                notes.extend(encoder.truncation_note(ex.len(), &what));
                 Ok(DirectData::Unpaired(ex))
             }
             Err(kto_err) => match pairs(opts) {
@@ -85,7 +100,7 @@ impl DirectData {
         for chunk in pairs.chunks(1000) {
             for (chosen, e) in [(true, chunk), (false, chunk)] {
                 out.extend(e.iter().map(|p| KtoExample {
-                    prompt_ids: p.prompt_ids.clone(),
+                    prompt_ids: p.side_prompt(if chosen { 0 } else { 1 }),
                     completion_ids: if chosen {
                         p.chosen_ids.clone()
                     } else {
@@ -98,6 +113,23 @@ impl DirectData {
         }
         DirectData::Unpaired(out)
     }
+}
+
+/// The error for a KTO file (`prompt`/`completion`/`label` rows) given to
+/// a pairwise loss, if that is what `path` holds.
+fn kto_shaped(path: &Path, opts: &LoadOptions, loss: DirectLoss) -> Option<anyhow::Error> {
+    let one = LoadOptions {
+        max_rows: Some(1),
+        skip_bad_rows: false,
+        ..opts.clone()
+    };
+    load_kto(path, &one).ok().filter(|d| !d.is_empty())?;
+    Some(anyhow::anyhow!(
+        "{}: the rows are KTO data (prompt, completion, label), not preference pairs \
+         (prompt, chosen, rejected) as --loss {} needs: pass --loss kto",
+        path.display(),
+        loss.name()
+    ))
 }
 
 /// The padded batch of some examples. For KTO also the batch of their

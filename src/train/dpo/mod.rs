@@ -70,6 +70,13 @@ pub struct DpoArgs {
     /// KTO's weight of undesirable examples.
     #[arg(long, default_value_t = 1.0, value_parser = bounds::non_negative::<f32>)]
     pub undesirable_weight: f32,
+    /// Most prompt tokens (TRL's max_prompt_length): a prompt that does not
+    /// fit with its longer response keeps its last N tokens, and each
+    /// response then at most --max-len minus N. Default: the prompt may take
+    /// all but one token.
+    #[arg(long, visible_alias = "max-prompt-length")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_prompt_len: Option<usize>,
 }
 
 fn parse_loss(s: &str) -> Result<String, String> {
@@ -98,15 +105,30 @@ pub fn train_dpo(gpu: &Arc<Gpu>, mut args: DpoArgs) -> Result<(CausalLm, RlhfSum
     let mut model = load_adapted_lm(gpu, &c, "DPO")?;
     let template = c.chat_template()?;
     let opts = c.load_options()?;
+    let mut notes = Vec::new();
     let (train, eval) = {
         let tok = model
             .tokenizer
             .as_ref()
             .context("the model directory has no tokenizer.json")?;
-        let enc = Encoder::new(tok, &template, Truncation::truncate(c.max_len_for(&model)));
-        let train = DirectData::load(c.data_file()?, loss, &enc, &opts)?;
+        let max_len = c.max_len_for(&model);
+        if let Some(p) = args.max_prompt_len {
+            ensure!(
+                p > 0 && p < max_len,
+                "--max-prompt-len {p} must be between 1 and the sequence length {max_len} (--max-len) less one"
+            );
+        }
+        let truncation = Truncation {
+            max_prompt_len: args.max_prompt_len,
+            ..Truncation::truncate(max_len)
+        };
+        let enc = Encoder::new(tok, &template, truncation.clone());
+        let train = DirectData::load_noted(c.data_file()?, loss, &enc, &opts, &mut notes)?;
         let eval = match &c.eval_data {
-            Some(p) => Some(DirectData::load(p, loss, &enc, &opts)?),
+            Some(p) => {
+                let enc = Encoder::new(tok, &template, truncation);
+                Some(DirectData::load_noted(p, loss, &enc, &opts, &mut notes)?)
+            }
             None => None,
         };
         (train, eval)
@@ -136,6 +158,9 @@ pub fn train_dpo(gpu: &Arc<Gpu>, mut args: DpoArgs) -> Result<(CausalLm, RlhfSum
     // The session's optimizer is DpoTrainer's (same AdamW, schedule and
     // clipping from the flags); it restores the weights on --resume.
     let mut s = Session::start(&mut args, &mut model, "dpo", DPO_LR, SHOWN)?;
+    for n in &notes {
+        s.progress.println(n);
+    }
     let mut trainer = DpoTrainer::new(model, cfg, train)?;
     if let Some(e) = eval {
         trainer = trainer.with_eval_data(e)?;

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 use crate::data::{
-    encode_all, load_classifier, load_preferences, train_eval_split, ClassifierExample, Encoder,
-    LoadOptions, PreferenceExample,
+    drop_ties, encode_all, load_classifier, load_preferences, train_eval_split, ClassifierExample,
+    Encoder, LoadOptions, PreferenceExample,
 };
 use crate::train::config::CommonArgs;
 
@@ -101,8 +101,12 @@ pub fn load_reward_file_noted(
         RewardLoss::Bt => {
             let ds = load_preferences(path, &opts)?;
             notes.push(ds.report.to_string());
-            let (v, n, r) = encode_all(&ds.rows, skip, |r| enc.preference(r))?;
-            (RewardData::Pairs(v), n, r)
+            let (v, n, r) = encode_all(&ds.rows, skip, |r| enc.reward_pair(r))?;
+            (
+                RewardData::Pairs(drop_ties(v, &path.display().to_string(), notes)),
+                n,
+                r,
+            )
         }
         RewardLoss::Classifier => {
             let ds = load_classifier(path, &opts)?;
@@ -111,6 +115,7 @@ pub fn load_reward_file_noted(
             (RewardData::Labels(v), n, r)
         }
     };
+    notes.extend(enc.truncation_note(data.len() + skipped, &path.display().to_string()));
     if skipped > 0 {
         notes.push(format!(
             "{skipped} rows skipped while encoding: {reasons:?}"

@@ -1,0 +1,294 @@
+//! Trainer-level parity with TRL 0.11.4: the token ids TRL built and the
+//! metrics its DPOTrainer and RewardTrainer logged over 3 full-batch steps
+//! on the tiny GPT-2 fixtures (fixtures/trl/parity.json, written by
+//! fixtures/make_trl_parity.py), replayed by engine's trainers with the same
+//! data, model and hyper-parameters, within 1e-4.
+
+use super::{metric, metric_rows, model_dir, parse, root, scratch};
+use engine::data::{
+    load_preferences, ChatTemplate, Encoder, LoadOptions, PreferenceExample, Truncation,
+};
+use engine::models::CausalLm;
+use engine::train::dpo::config::{DirectLoss, DpoConfig};
+use engine::train::dpo::data::DirectData;
+use engine::train::dpo::trainer::DpoTrainer;
+use engine::train::optim::Schedule;
+use engine::train::reward::{train_reward, RewardArgs};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+const TOL: f64 = 1e-4;
+
+fn fixture() -> Value {
+    let path = root().join("kernels-tests/fixtures/trl/parity.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn data() -> PathBuf {
+    root().join("kernels-tests/fixtures/dpo/prefs.jsonl")
+}
+
+fn ids(v: &Value) -> Vec<i32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_i64().unwrap() as i32)
+        .collect()
+}
+
+/// TRL's DPOConfig(max_length=64, max_prompt_length=32).
+fn truncation() -> Truncation {
+    Truncation {
+        max_prompt_len: Some(32),
+        ..Truncation::truncate(64)
+    }
+}
+
+fn lm(name: &str) -> (CausalLm, ChatTemplate) {
+    let dir = Path::new(&model_dir(name)).to_path_buf();
+    let m = CausalLm::load(&crate::common::gpu(), &dir).unwrap();
+    (m, ChatTemplate::for_model_dir(&dir).unwrap())
+}
+
+fn close(what: &str, step: usize, ours: f64, theirs: &Value) {
+    let t = theirs.as_f64().unwrap_or_else(|| panic!("no {what}"));
+    assert!(
+        (ours - t).abs() <= TOL,
+        "step {step} {what}: engine {ours} vs TRL {t}"
+    );
+}
+
+#[test]
+fn dpo_and_reward_tokens_match_trl() {
+    let fx = fixture();
+    let (m, template) = lm("gpt2-tiny");
+    let enc = Encoder::new(m.tokenizer.as_ref().unwrap(), &template, truncation());
+    let rows = load_preferences(&data(), &LoadOptions::default()).unwrap();
+    let pairs: Vec<PreferenceExample> = rows
+        .rows
+        .iter()
+        .map(|r| enc.preference(r).unwrap())
+        .collect();
+    for (e, t) in pairs.iter().zip(fx["dpo"]["tokens"].as_array().unwrap()) {
+        for (side, key, response) in [
+            (0, "chosen", &e.chosen_ids),
+            (1, "rejected", &e.rejected_ids),
+        ] {
+            let prompt = e.side_prompt(side);
+            let seq = [prompt.as_slice(), response].concat();
+            assert_eq!(
+                seq,
+                ids(&t[format!("{key}_input_ids")]),
+                "{key} of {}",
+                e.origin
+            );
+            // Labels: the prompt masked (-100), the response (with EOS) kept.
+            let labels: Vec<i32> = ids(&t[format!("{key}_labels")]);
+            let masked = labels.iter().take_while(|&&l| l == -100).count();
+            assert_eq!(masked, prompt.len(), "{key} mask of {}", e.origin);
+        }
+        assert_eq!(e.prompt_ids, ids(&t["prompt_input_ids"]));
+    }
+    let (rm, rt) = lm("gpt2-tiny-reward");
+    let enc = Encoder::new(
+        rm.tokenizer.as_ref().unwrap(),
+        &rt,
+        Truncation::truncate(64),
+    );
+    for (r, t) in rows
+        .rows
+        .iter()
+        .zip(fx["reward"]["tokens"].as_array().unwrap())
+    {
+        let e = enc.reward_pair(r).unwrap();
+        assert_eq!(e.chosen_ids, ids(&t["chosen"]));
+        assert_eq!(e.rejected_ids, ids(&t["rejected"]));
+    }
+}
+
+#[test]
+fn dpo_three_full_batch_steps_match_trl() {
+    let fx = fixture();
+    let (m, template) = lm("gpt2-tiny");
+    let enc = Encoder::new(m.tokenizer.as_ref().unwrap(), &template, truncation());
+    let train = DirectData::load(&data(), DirectLoss::Dpo, &enc, &LoadOptions::default()).unwrap();
+    // TRL's settings: AdamW lr 1e-3 constant, no warmup or decay, clip 1.0;
+    // the reference is the initial policy (TRL's copy of the model).
+    let cfg = DpoConfig {
+        batch_size: 8,
+        lr: 1e-3,
+        weight_decay: 0.0,
+        warmup_steps: 0,
+        total_steps: 3,
+        schedule: Schedule::Constant,
+        max_grad_norm: Some(1.0),
+        ..Default::default()
+    };
+    let mut t = DpoTrainer::new(m, cfg, train).unwrap();
+    for (i, s) in fx["dpo"]["steps"].as_array().unwrap().iter().enumerate() {
+        let r = t.step().unwrap();
+        let m = &r.metrics;
+        println!("step {}: {r:?}", i + 1);
+        close("loss", i + 1, r.loss, &s["loss_exact"]);
+        close("grad_norm", i + 1, r.grad_norm as f64, &s["grad_norm"]);
+        close(
+            "rewards/chosen",
+            i + 1,
+            m.rewards_chosen,
+            &s["rewards/chosen"],
+        );
+        close(
+            "rewards/rejected",
+            i + 1,
+            m.rewards_rejected,
+            &s["rewards/rejected"],
+        );
+        close(
+            "rewards/margins",
+            i + 1,
+            m.rewards_margins,
+            &s["rewards/margins"],
+        );
+        let acc = m.rewards_accuracies.unwrap();
+        close("rewards/accuracies", i + 1, acc, &s["rewards/accuracies"]);
+        close("logps/chosen", i + 1, m.logps_chosen, &s["logps/chosen"]);
+        close(
+            "logps/rejected",
+            i + 1,
+            m.logps_rejected,
+            &s["logps/rejected"],
+        );
+    }
+}
+
+#[test]
+fn reward_three_full_batch_steps_match_trl() {
+    let fx = fixture();
+    let out = scratch("trl-parity-rm");
+    let (m, d, o) = (
+        model_dir("gpt2-tiny-reward"),
+        data().display().to_string(),
+        out.join("run").display().to_string(),
+    );
+    let args: RewardArgs = parse(&[
+        "--model",
+        &m,
+        "--data",
+        &d,
+        "--out",
+        &o,
+        "--progress",
+        "silent",
+        "--steps",
+        "3",
+        "--batch-size",
+        "8",
+        "--lr",
+        "1e-3",
+        "--schedule",
+        "constant",
+        "--warmup-steps",
+        "0",
+        "--weight-decay",
+        "0",
+        "--max-grad-norm",
+        "1",
+        "--log-every",
+        "1",
+        "--max-len",
+        "64",
+    ]);
+    train_reward(&crate::common::gpu(), args).unwrap();
+    let rows = metric_rows(&out.join("run"));
+    let steps = fx["reward"]["steps"].as_array().unwrap();
+    assert_eq!(rows.len(), steps.len(), "{rows:?}");
+    for (i, (row, s)) in rows.iter().zip(steps).enumerate() {
+        println!("step {}: {row:?}", i + 1);
+        close("loss", i + 1, metric(row, "train/loss"), &s["loss_exact"]);
+        close(
+            "grad_norm",
+            i + 1,
+            metric(row, "train/grad_norm"),
+            &s["grad_norm"],
+        );
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// `rel` under the shared tree (../shared beside the checkout, or further up
+/// from a worktree).
+fn shared(rel: &str) -> PathBuf {
+    root()
+        .ancestors()
+        .skip(1)
+        .take(3)
+        .map(|a| a.join("shared"))
+        .find(|s| s.join("datasets").is_dir())
+        .unwrap_or_else(|| root().join("../shared"))
+        .join(rel)
+}
+
+/// TRL's RewardTrainer trains on pairs that share no prompt (whole texts):
+/// so does engine, on HH-RLHF rows cut to their last 600 characters.
+#[test]
+fn reward_training_on_hh_rlhf_cut_to_600_characters_runs() {
+    use std::io::Read;
+    let mut text = String::new();
+    let gz = std::fs::File::open(shared("datasets/hh-rlhf/harmless-base-test.jsonl.gz")).unwrap();
+    flate2::read::GzDecoder::new(gz)
+        .read_to_string(&mut text)
+        .unwrap();
+    let tail = |s: &str| {
+        let mut i = s.len().saturating_sub(600);
+        while !s.is_char_boundary(i) {
+            i += 1;
+        }
+        s[i..].to_string()
+    };
+    let out = scratch("hh600-rm");
+    let mut rows = String::new();
+    for line in text.lines().take(6) {
+        let v: Value = serde_json::from_str(line).unwrap();
+        let (c, r) = (
+            v["chosen"].as_str().unwrap(),
+            v["rejected"].as_str().unwrap(),
+        );
+        rows += &format!(
+            "{}\n",
+            serde_json::json!({"chosen": tail(c), "rejected": tail(r)})
+        );
+    }
+    let data = out.join("hh600.jsonl");
+    std::fs::write(&data, rows).unwrap();
+    let (m, d, o) = (
+        model_dir("gpt2-tiny"),
+        data.display().to_string(),
+        out.join("run").display().to_string(),
+    );
+    let args: RewardArgs = parse(&[
+        "--model",
+        &m,
+        "--data",
+        &d,
+        "--out",
+        &o,
+        "--progress",
+        "silent",
+        "--steps",
+        "2",
+        "--batch-size",
+        "3",
+        "--lr",
+        "1e-3",
+        "--log-every",
+        "1",
+    ]);
+    train_reward(&crate::common::gpu(), args).unwrap();
+    let rows = metric_rows(&out.join("run"));
+    assert_eq!(rows.len(), 2);
+    assert!(
+        rows.iter().all(|r| metric(r, "train/loss").is_finite()),
+        "{rows:?}"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}
