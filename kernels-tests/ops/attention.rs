@@ -2,8 +2,10 @@
 //! variants and the naive baseline against an f64 reference, over causal /
 //! full, left-padded batches, KV-cache decoding and odd sizes; the tape
 //! against finite differences; exact zeros for pad queries. Grouped-query
-//! attention (fewer KV heads) is in `attention/gqa.rs`.
+//! attention (fewer KV heads) is in `attention/gqa.rs`, encoder-style
+//! bidirectional attention over right padding in `attention/bidirectional.rs`.
 
+mod bidirectional;
 mod gqa;
 
 use crate::common::*;
@@ -23,6 +25,8 @@ struct Case {
     causal: bool,
     /// Left padding per batch row (mask [B, tcap]); None = no mask.
     pads: Option<Vec<usize>>,
+    /// The pads end each row instead (encoders' right padding).
+    right: bool,
     scale: Option<f32>,
 }
 
@@ -37,6 +41,7 @@ fn case(b: usize, t: usize, h: usize, d: usize) -> Case {
         d,
         causal: true,
         pads: None,
+        right: false,
         scale: None,
     }
 }
@@ -70,7 +75,10 @@ impl Case {
         let nk = self.b * self.tcap * self.hkv * self.d;
         let mask = self.pads.as_ref().map(|pads| {
             (0..self.b * self.tcap)
-                .map(|e| (e % self.tcap >= pads[e / self.tcap]) as i32)
+                .map(|e| {
+                    let (j, pad) = (e % self.tcap, pads[e / self.tcap]);
+                    (if self.right { j + pad < self.tcap } else { j >= pad }) as i32
+                })
                 .collect()
         });
         Data {
@@ -225,6 +233,18 @@ fn cases() -> Vec<Case> {
             pads: Some(vec![0, 4]),
             scale: Some(0.3),
             ..case(2, 17, 3, 16)
+        },
+        // Bidirectional over right-padded rows (an encoder batch), odd D/4.
+        Case {
+            causal: false,
+            right: true,
+            pads: Some(vec![0, 6, 12]),
+            ..case(3, 13, 2, 20)
+        },
+        // Bidirectional, one token, no mask.
+        Case {
+            causal: false,
+            ..case(2, 1, 3, 8)
         },
         // A batch row that is all padding.
         Case {
