@@ -191,3 +191,46 @@ fn saved_classifiers_load_back_identically() {
         assert_eq!(back.cfg.id2label(), m.cfg.id2label());
     }
 }
+
+/// `engine classify --data F --max-length N --json` prints transformers'
+/// logits, label and scores for every row, long texts truncated; without
+/// `--max-length` the tokenizer's model_max_length applies.
+#[test]
+fn classify_command_matches_transformers() {
+    for name in ["distilbert-tiny-cls", "roberta-tiny-cls"] {
+        let (_, json, _) = fixture(name);
+        let cases = json["classify"].as_array().unwrap();
+        let file = std::env::temp_dir().join(format!("engine-classify-{name}-{}.jsonl", std::process::id()));
+        let rows: Vec<String> = cases
+            .iter()
+            .filter(|c| c["max_length"].is_null())
+            .map(|c| serde_json::json!({"text": c["text"]}).to_string())
+            .collect();
+        std::fs::write(&file, rows.join("\n") + "\n").unwrap();
+        for max_length in [None, Some(12)] {
+            let dir = super::cli::model_dir(name);
+            let path = file.display().to_string();
+            let mut args = vec!["classify", "--model", &dir, "--data", &path, "--json"];
+            let n = max_length.map(|n: usize| n.to_string());
+            if let Some(n) = &n {
+                args.extend(["--max-length", n]);
+            }
+            let (ok, out, err) = super::cli::engine(&args);
+            assert!(ok, "{err}");
+            let want = cases.iter().filter(|c| c["max_length"].as_u64() == max_length.map(|n| n as u64));
+            let lines: Vec<&str> = out.lines().collect();
+            assert_eq!(lines.len(), rows.len(), "{out}");
+            for (line, w) in lines.iter().zip(want) {
+                let got: Value = serde_json::from_str(line).unwrap();
+                assert_eq!(got["label"], w["label"], "{name} {line}");
+                for key in ["logits", "scores"] {
+                    let g: Vec<f64> = got[key].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+                    let g: Vec<f32> = g.iter().map(|&x| x as f32).collect();
+                    let w: Vec<f64> = w[key].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+                    assert_close(&format!("{name} {key} {max_length:?}"), &g, &w, 2e-5, 2e-5);
+                }
+            }
+        }
+        std::fs::remove_file(&file).unwrap();
+    }
+}

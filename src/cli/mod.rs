@@ -1,6 +1,7 @@
 //! Subcommand implementations for the `engine` binary.
 
 pub mod build;
+pub mod classify;
 pub mod data;
 pub mod models;
 pub mod train;

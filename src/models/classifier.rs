@@ -109,10 +109,11 @@ pub fn classification_loss(tape: &Tape, logits: &Var, labels: &Labels) -> Result
     }
 }
 
-/// The probabilities of one row of logits: softmax, or per-logit sigmoids
-/// for a multi-label classifier.
+/// The probabilities of one row of logits as transformers' pipeline gives
+/// them: softmax, or per-logit sigmoids for a multi-label classifier or a
+/// single logit.
 pub fn scores(logits: &[f32], problem: ProblemType) -> Vec<f32> {
-    if problem == ProblemType::MultiLabel {
+    if problem == ProblemType::MultiLabel || logits.len() == 1 {
         return logits.iter().map(|&x| 1.0 / (1.0 + (-x).exp())).collect();
     }
     let m = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
