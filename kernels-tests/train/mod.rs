@@ -9,6 +9,7 @@ mod cli_rlhf;
 mod config;
 mod divergence;
 mod dpo;
+mod encoder_reward;
 mod examples;
 mod llama_e2e;
 mod ppo;
