@@ -136,3 +136,70 @@ fn ppo_best_of_n_and_eval_take_an_encoder_classifier() {
     let r = v["reward_mean"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&r), "{v}");
 }
+
+/// Separable labelled texts: positive words → 1, negative words → 0.
+fn sentiment_file(dir: &Path) -> String {
+    let (pos, neg) = (["good", "great", "wonderful"], ["bad", "terrible", "awful"]);
+    let mut rows = Vec::new();
+    for (i, subject) in ["movie", "film", "story", "engine"].iter().enumerate() {
+        for k in 0..3 {
+            let p = format!("The {subject} was {} and {}.", pos[k], pos[(k + i) % 3]);
+            let n = format!("The {subject} was {} and {}.", neg[k], neg[(k + i) % 3]);
+            rows.push(serde_json::json!({"text": p, "label": 1}).to_string());
+            rows.push(serde_json::json!({"text": n, "label": 0}).to_string());
+        }
+    }
+    let path = dir.join("sentiment.jsonl");
+    std::fs::write(&path, rows.join("\n") + "\n").unwrap();
+    path.display().to_string()
+}
+
+/// `train-reward` on an encoder classifier: cross-entropy on `label` with
+/// its own head and labels (full fine-tuning lifts eval accuracy to 1 on
+/// separable data; the saved directory reloads with the same logits), and
+/// LoRA on query/value with the classifier head trainable.
+#[test]
+fn train_reward_fine_tunes_encoder_classifiers() {
+    use engine::train::reward::train_reward;
+    let gpu = gpu();
+    let out = super::scratch("rm-encoder");
+    let data = sentiment_file(&out);
+    let m = model_dir("distilbert-tiny-cls");
+    let o = out.join("full").display().to_string();
+    let flags = [
+        "--model", &m, "--data", &data, "--out", &o, "--progress", "silent", "--lr", "3e-3",
+        "--batch-size", "8", "--steps", "12", "--eval-fraction", "0.25",
+    ];
+    let (model, s) = train_reward(&gpu, super::parse(&flags)).unwrap();
+    let rows = super::metric_rows(&out.join("full"));
+    let first = rows[0]["train/loss"].as_f64().unwrap();
+    let last = rows.last().unwrap();
+    assert!(last["train/loss"].as_f64().unwrap() < first, "{rows:?}");
+    assert_eq!(last["eval/accuracy"].as_f64().unwrap(), 1.0, "{last:?}");
+    let saved = s.saved.model.unwrap();
+    let back = engine::models::CausalLm::load(&gpu, &saved).unwrap();
+    assert_eq!(back.cfg.id2label(), ["NEGATIVE", "POSITIVE"]);
+    let text = ["The film was good and great."];
+    let (a, b) = (model.classify_texts(&text, None).unwrap(), back.classify_texts(&text, None).unwrap());
+    for (x, y) in a[0].iter().zip(&b[0]) {
+        assert!((x - y).abs() < 1e-5, "{a:?} vs {b:?}");
+    }
+
+    let m = model_dir("roberta-tiny-cls");
+    let o = out.join("lora").display().to_string();
+    let flags = [
+        "--model", &m, "--data", &data, "--out", &o, "--progress", "silent", "--batch-size", "4",
+        "--steps", "2", "--lora-r", "2",
+    ];
+    let (model, _) = train_reward(&gpu, super::parse(&flags)).unwrap();
+    let trainable: Vec<&str> = model
+        .params
+        .iter()
+        .filter(|p| p.trainable)
+        .map(|p| p.name.as_str())
+        .collect();
+    assert!(trainable.iter().any(|n| n.contains("attention.self.query.lora_A")), "{trainable:?}");
+    assert!(trainable.iter().any(|n| n.contains("attention.self.value.lora_B")), "{trainable:?}");
+    assert!(!trainable.iter().any(|n| n.contains("key.lora") || n.contains("word_embeddings")));
+    assert!(trainable.contains(&"classifier.out_proj.weight"), "{trainable:?}");
+}
