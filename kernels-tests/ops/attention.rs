@@ -77,7 +77,9 @@ impl Case {
             (0..self.b * self.tcap)
                 .map(|e| {
                     let (j, pad) = (e % self.tcap, pads[e / self.tcap]);
-                    (if self.right { j + pad < self.tcap } else { j >= pad }) as i32
+                    // Distance from the padded end of the row.
+                    let from_pad_end = if self.right { self.tcap - 1 - j } else { j };
+                    (from_pad_end >= pad) as i32
                 })
                 .collect()
         });
@@ -353,28 +355,30 @@ fn attention_naive_matches_reference() {
 
 #[test]
 fn attention_tape_matches_finite_differences() {
-    let c = Case {
+    let causal = Case {
         pads: Some(vec![0, 1]),
         ..case(2, 3, 2, 4)
     };
-    let x = c.data(9);
-    let mask = Tensor::from_i32(&gpu(), &[c.b, c.tcap], x.mask.as_ref().unwrap()).unwrap();
-    let inputs = vec![
-        (c.qshape().to_vec(), x.q.clone()),
-        (c.kshape().to_vec(), x.k.clone()),
-        (c.kshape().to_vec(), x.v.clone()),
-    ];
-    check_grads("attention", &inputs, 1e-2, 2e-3, |tape: &Tape, vs| {
-        attention(
-            tape,
-            &vs[0],
-            &vs[1],
-            &vs[2],
-            Some(&mask),
-            &AttnOptions::default(),
-        )
-        .unwrap()
-    });
+    // Bidirectional over right padding (an encoder batch).
+    let full = Case {
+        causal: false,
+        right: true,
+        pads: Some(vec![0, 2]),
+        ..case(2, 4, 2, 4)
+    };
+    for (c, seed) in [(causal, 9), (full, 11)] {
+        let x = c.data(seed);
+        let mask = Tensor::from_i32(&gpu(), &[c.b, c.tcap], x.mask.as_ref().unwrap()).unwrap();
+        let inputs = vec![
+            (c.qshape().to_vec(), x.q.clone()),
+            (c.kshape().to_vec(), x.k.clone()),
+            (c.kshape().to_vec(), x.v.clone()),
+        ];
+        let opts = c.opts(AttnVariant::Auto);
+        check_grads("attention", &inputs, 1e-2, 2e-3, |tape: &Tape, vs| {
+            attention(tape, &vs[0], &vs[1], &vs[2], Some(&mask), &opts).unwrap()
+        });
+    }
 }
 
 #[test]

@@ -4,13 +4,13 @@
 //! transformers truncates, the same scorer for PPO, best-of-n and eval;
 //! scores against transformers' outputs from make_encoder_fixtures.py.
 
+use super::cli_rlhf::{engine, ppo};
 use super::model_dir;
 use crate::common::gpu;
 use engine::models::classifier::{scores, ProblemType};
 use engine::train::scoring::{OwnedSample, RewardKind, RewardLabelArgs, RewardModelScorer, Scorer};
 use serde_json::Value;
 use std::path::Path;
-use std::process::Command;
 
 fn reference(name: &str) -> Value {
     let p = super::root().join(format!("kernels-tests/fixtures/{name}.json"));
@@ -88,50 +88,45 @@ fn classifier_rewards_are_transformers_logits_and_probabilities() {
     assert!(format!("{e:#}").contains("--reward-label"), "{e:#}");
 }
 
-fn engine(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_engine"))
-        .args(args)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{args:?}: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
 /// PPO, best-of-n and eval on gpt2-tiny with a DistilBERT classifier's
 /// POSITIVE logit (probability for eval) as the reward.
 #[test]
 fn ppo_best_of_n_and_eval_take_an_encoder_classifier() {
     let out = super::scratch("cli-ppo-encoder");
-    let o = out.display().to_string();
     let (m, rm) = (model_dir("gpt2-tiny"), model_dir("distilbert-tiny-cls"));
+    ppo(&out, &["--reward-model", &rm, "--reward-label", "POSITIVE"]);
     let d = super::root()
         .join("kernels-tests/fixtures/dpo/prompts.jsonl")
         .display()
         .to_string();
-    let common = ["--model", &m, "--data", &d, "--template", "plain", "--reward-model", &rm];
-    let mut args = vec!["train-ppo", "--reward-label", "POSITIVE", "--steps", "1"];
-    args.extend(common);
-    args.extend(["--batch-size", "2", "--max-new-tokens", "4", "--ppo-epochs", "1"]);
-    args.extend(["--out", &o, "--progress", "silent"]);
-    engine(&args);
-    let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
-    let row: Value = serde_json::from_str(metrics.lines().next().unwrap()).unwrap();
-    assert!(row["env/reward_mean"].as_f64().is_some(), "{row}");
-
+    let common = ["--model", &m, "--data", &d, "--reward-model", &rm];
+    let common = [
+        &common[..],
+        &["--template", "plain", "--max-new-tokens", "4"],
+    ]
+    .concat();
     let best = out.join("best.jsonl").display().to_string();
-    let mut args = vec!["best-of-n", "--reward-label", "1", "--n", "2", "--out", &best];
-    args.extend(common);
-    args.extend(["--max-new-tokens", "4"]);
+    let mut args = vec![
+        "best-of-n",
+        "--reward-label",
+        "1",
+        "--n",
+        "2",
+        "--out",
+        &best,
+    ];
+    args.extend(&common);
     assert!(engine(&args).contains("mean best score"));
 
-    let mut args = vec!["eval", "--reward-label", "POSITIVE", "--reward-kind", "prob"];
-    args.extend(common);
-    args.extend(["--max-new-tokens", "4", "--json"]);
+    let mut args = vec![
+        "eval",
+        "--reward-label",
+        "POSITIVE",
+        "--reward-kind",
+        "prob",
+    ];
+    args.extend(&common);
+    args.push("--json");
     let v: Value = serde_json::from_str(&engine(&args)).unwrap();
     let r = v["reward_mean"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&r), "{v}");
@@ -160,17 +155,36 @@ fn sentiment_file(dir: &Path) -> String {
 /// LoRA on query/value with the classifier head trainable.
 #[test]
 fn train_reward_fine_tunes_encoder_classifiers() {
-    use engine::train::reward::train_reward;
+    use engine::train::reward::{train_reward, RewardArgs};
     let gpu = gpu();
     let out = super::scratch("rm-encoder");
     let data = sentiment_file(&out);
-    let m = model_dir("distilbert-tiny-cls");
-    let o = out.join("full").display().to_string();
-    let flags = [
-        "--model", &m, "--data", &data, "--out", &o, "--progress", "silent", "--lr", "3e-3",
-        "--batch-size", "8", "--steps", "12", "--eval-fraction", "0.25",
+    let flags = |model: &str, run: &str, extra: &[&str]| -> RewardArgs {
+        let (m, o) = (model_dir(model), out.join(run).display().to_string());
+        let mut f = vec![
+            "--model",
+            &m,
+            "--data",
+            &data,
+            "--out",
+            &o,
+            "--progress",
+            "silent",
+        ];
+        f.extend(extra);
+        super::parse(&f)
+    };
+    let full = [
+        "--lr",
+        "3e-3",
+        "--batch-size",
+        "8",
+        "--steps",
+        "12",
+        "--eval-fraction",
+        "0.25",
     ];
-    let (model, s) = train_reward(&gpu, super::parse(&flags)).unwrap();
+    let (model, s) = train_reward(&gpu, flags("distilbert-tiny-cls", "full", &full)).unwrap();
     let rows = super::metric_rows(&out.join("full"));
     let first = rows[0]["train/loss"].as_f64().unwrap();
     let last = rows.last().unwrap();
@@ -180,26 +194,23 @@ fn train_reward_fine_tunes_encoder_classifiers() {
     let back = engine::models::CausalLm::load(&gpu, &saved).unwrap();
     assert_eq!(back.cfg.id2label(), ["NEGATIVE", "POSITIVE"]);
     let text = ["The film was good and great."];
-    let (a, b) = (model.classify_texts(&text, None).unwrap(), back.classify_texts(&text, None).unwrap());
+    let (a, b) = (
+        model.classify_texts(&text, None).unwrap(),
+        back.classify_texts(&text, None).unwrap(),
+    );
     for (x, y) in a[0].iter().zip(&b[0]) {
         assert!((x - y).abs() < 1e-5, "{a:?} vs {b:?}");
     }
 
-    let m = model_dir("roberta-tiny-cls");
-    let o = out.join("lora").display().to_string();
-    let flags = [
-        "--model", &m, "--data", &data, "--out", &o, "--progress", "silent", "--batch-size", "4",
-        "--steps", "2", "--lora-r", "2",
-    ];
-    let (model, _) = train_reward(&gpu, super::parse(&flags)).unwrap();
-    let trainable: Vec<&str> = model
-        .params
-        .iter()
-        .filter(|p| p.trainable)
-        .map(|p| p.name.as_str())
-        .collect();
-    assert!(trainable.iter().any(|n| n.contains("attention.self.query.lora_A")), "{trainable:?}");
-    assert!(trainable.iter().any(|n| n.contains("attention.self.value.lora_B")), "{trainable:?}");
-    assert!(!trainable.iter().any(|n| n.contains("key.lora") || n.contains("word_embeddings")));
-    assert!(trainable.contains(&"classifier.out_proj.weight"), "{trainable:?}");
+    let lora = ["--batch-size", "4", "--steps", "2", "--lora-r", "2"];
+    let (model, _) = train_reward(&gpu, flags("roberta-tiny-cls", "lora", &lora)).unwrap();
+    let trains = |part: &str| {
+        model
+            .params
+            .iter()
+            .any(|p| p.trainable && p.name.contains(part))
+    };
+    assert!(trains("attention.self.query.lora_A") && trains("attention.self.value.lora_B"));
+    assert!(!trains("key.lora") && !trains("word_embeddings"));
+    assert!(trains("classifier.out_proj.weight"));
 }

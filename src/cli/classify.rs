@@ -51,7 +51,9 @@ pub fn classify_cmd(gpu: &Arc<Gpu>, a: &ClassifyArgs) -> Result<()> {
     let problem = model.cfg.problem_type()?;
     for (text, l) in texts.iter().zip(&logits) {
         let s = scores(l, problem);
-        let best = (0..l.len()).max_by(|&i, &j| l[i].total_cmp(&l[j])).unwrap_or(0);
+        let best = (0..l.len())
+            .max_by(|&i, &j| l[i].total_cmp(&l[j]))
+            .unwrap_or(0);
         if a.json {
             let row = serde_json::json!({"logits": l, "label": names[best], "scores": s});
             println!("{row}");

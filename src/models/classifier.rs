@@ -95,7 +95,10 @@ pub fn classification_loss(tape: &Tape, logits: &Var, labels: &Labels) -> Result
         Labels::Values(y) if y.len() == b * n && n > 1 => {
             // BCEWithLogits: softplus(x) − y·x = −[y·log σ(x) + (1−y)·log(1−σ(x))].
             let y = tape.constant(Tensor::from_f32(tape.gpu(), &[b, n], y)?);
-            mean(tape, &sub(tape, &softplus(tape, logits)?, &mul(tape, &y, logits)?)?)
+            mean(
+                tape,
+                &sub(tape, &softplus(tape, logits)?, &mul(tape, &y, logits)?)?,
+            )
         }
         Labels::Values(y) => {
             ensure!(
@@ -148,7 +151,11 @@ impl CausalLm {
 
     /// Token ids of each text as `tokenizer(text, truncation=True,
     /// max_length=N)` gives them (N: `max_length`, default [`Self::max_length`]).
-    pub fn encode_truncated(&self, texts: &[&str], max_length: Option<usize>) -> Result<Vec<Vec<i32>>> {
+    pub fn encode_truncated(
+        &self,
+        texts: &[&str],
+        max_length: Option<usize>,
+    ) -> Result<Vec<Vec<i32>>> {
         let n = max_length.unwrap_or_else(|| self.max_length());
         ensure!(n > 0, "--max-length must be at least 1");
         let mut tok = self
@@ -164,7 +171,9 @@ impl CausalLm {
         texts
             .iter()
             .map(|t| {
-                let enc = tok.encode(*t, true).map_err(|e| anyhow!("tokenizing: {e}"))?;
+                let enc = tok
+                    .encode(*t, true)
+                    .map_err(|e| anyhow!("tokenizing: {e}"))?;
                 Ok(enc.get_ids().iter().map(|&i| i as i32).collect())
             })
             .collect()
@@ -195,7 +204,11 @@ impl CausalLm {
     }
 
     /// Classification logits of texts (see [`Self::encode_truncated`]).
-    pub fn classify_texts(&self, texts: &[&str], max_length: Option<usize>) -> Result<Vec<Vec<f32>>> {
+    pub fn classify_texts(
+        &self,
+        texts: &[&str],
+        max_length: Option<usize>,
+    ) -> Result<Vec<Vec<f32>>> {
         self.classify_ids(&self.encode_truncated(texts, max_length)?)
     }
 }

@@ -85,22 +85,18 @@ pub fn bert_style_config(cfg: &mut ModelConfig, file: &str) -> Result<()> {
 
 /// BERT-style config.json of a new trunk (`class` and `model_type` named).
 pub fn bert_style_new_config(class: &str, model_type: &str, s: &ModelShape) -> Value {
-    json!({
-        "architectures": [class],
-        "model_type": model_type,
-        "vocab_size": s.vocab_size,
-        "hidden_size": s.hidden,
-        "num_hidden_layers": s.layers,
-        "num_attention_heads": s.heads,
-        "intermediate_size": s.intermediate,
-        "max_position_embeddings": s.context,
-        "type_vocab_size": 2,
-        "hidden_act": "gelu",
-        "layer_norm_eps": 1e-12,
-        "initializer_range": 0.02,
-        "hidden_dropout_prob": 0.0,
-        "attention_probs_dropout_prob": 0.0,
-    })
+    s.hf_sizes(
+        class,
+        model_type,
+        json!({
+            "type_vocab_size": 2,
+            "hidden_act": "gelu",
+            "layer_norm_eps": 1e-12,
+            "initializer_range": 0.02,
+            "hidden_dropout_prob": 0.0,
+            "attention_probs_dropout_prob": 0.0,
+        }),
+    )
 }
 
 /// `type_vocab_size` (BERT's default 2).
@@ -138,8 +134,14 @@ impl<E: Encoder> Architecture for E {
         let l = self.layout();
         let (c, i) = (cfg.hidden, cfg.intermediate);
         let mut out = vec![
-            (embeddings_name(l, "word_embeddings.weight"), vec![cfg.vocab_size, c]),
-            (embeddings_name(l, "position_embeddings.weight"), vec![cfg.n_ctx, c]),
+            (
+                embeddings_name(l, "word_embeddings.weight"),
+                vec![cfg.vocab_size, c],
+            ),
+            (
+                embeddings_name(l, "position_embeddings.weight"),
+                vec![cfg.n_ctx, c],
+            ),
         ];
         if l.token_types {
             let name = embeddings_name(l, "token_type_embeddings.weight");
@@ -214,7 +216,12 @@ impl<E: Encoder> Architecture for E {
         }
         let emb = |what: &str| f.p(&embeddings_name(l, what));
         let mut x = embedding_ids(tape, emb("word_embeddings.weight")?, &tokens.ids, &[b, t])?;
-        let pos = embedding_ids(tape, emb("position_embeddings.weight")?, &positions, &[b, t])?;
+        let pos = embedding_ids(
+            tape,
+            emb("position_embeddings.weight")?,
+            &positions,
+            &[b, t],
+        )?;
         x = add(tape, &x, &pos)?;
         if l.token_types {
             let types = vec![0; b * t];
@@ -232,7 +239,11 @@ impl<E: Encoder> Architecture for E {
             let a = f.bidirectional_attention(&heads(q)?, &heads(k)?, &heads(v)?)?;
             let a = f.linear(&a, &m(o), true)?;
             x = f.layernorm(&add(tape, &x, &a)?, &m(n1), eps)?;
-            let y = gelu(tape, &f.linear(&x, &m(fc1), true)?, cfg.activation.gelu_kind())?;
+            let y = gelu(
+                tape,
+                &f.linear(&x, &m(fc1), true)?,
+                cfg.activation.gelu_kind(),
+            )?;
             let y = f.linear(&y, &m(fc2), true)?;
             x = f.layernorm(&add(tape, &x, &y)?, &m(n2), eps)?;
         }

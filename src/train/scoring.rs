@@ -64,7 +64,15 @@ pub enum RmInput {
 
 /// Which number of the classifier's output is the reward.
 #[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum RewardKind {
@@ -146,7 +154,11 @@ impl RewardModelScorer {
 
     /// [`RewardModelScorer::load`] with the label and kind the flags name.
     /// An encoder classifier with several labels needs `--reward-label`.
-    pub fn load_with(gpu: &Arc<Gpu>, dir: &Path, flags: &RewardLabelArgs) -> Result<RewardModelScorer> {
+    pub fn load_with(
+        gpu: &Arc<Gpu>,
+        dir: &Path,
+        flags: &RewardLabelArgs,
+    ) -> Result<RewardModelScorer> {
         let mut rm = RewardModelScorer::load(gpu, dir)?;
         let cfg = &rm.model.cfg;
         rm.label = match &flags.reward_label {

@@ -147,6 +147,10 @@ pub fn load_encoder_labels(
             origin: r.origin.clone(),
         })
         .collect();
-    ensure!(!examples.is_empty(), "{}: no usable examples", path.display());
+    ensure!(
+        !examples.is_empty(),
+        "{}: no usable examples",
+        path.display()
+    );
     Ok(RewardData::Labels(examples))
 }
