@@ -138,7 +138,7 @@ impl CausalLm {
             .as_ref()
             .and_then(|c| c.get("model_max_length"))
             .and_then(Value::as_f64)
-            .filter(|&n| n >= 1.0 && n < 1e9);
+            .filter(|n| (1.0..1e9).contains(n));
         let positions = match self.cfg.arch {
             Arch::Roberta => self
                 .cfg
