@@ -7,6 +7,7 @@ mod models {
     mod checkpoint_io;
     mod cli;
     mod config;
+    mod encoders;
     mod heads;
     mod large_vocab;
     mod llama;

@@ -17,6 +17,8 @@ mod harness;
 mod adapters;
 #[path = "robustness/checkpoints.rs"]
 mod checkpoints;
+#[path = "robustness/classifiers.rs"]
+mod classifiers;
 #[path = "robustness/configs.rs"]
 mod configs;
 #[path = "robustness/data_rows.rs"]

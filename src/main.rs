@@ -32,6 +32,8 @@ enum Command {
     Chat(cli::chat::ChatArgs),
     /// Mean next-token NLL and perplexity of a text file.
     Perplexity(cli::models::PerplexityArgs),
+    /// A sequence classifier's logits, label and scores for texts.
+    Classify(cli::classify::ClassifyArgs),
     /// Architecture, parameter count and memory per storage dtype.
     Info(cli::models::InfoArgs),
     /// Re-save a model directory in Hugging Face layout (optionally as f16/bf16).
@@ -96,6 +98,7 @@ fn run(cli: Cli, matches: &ArgMatches) -> Result<()> {
         Command::Generate(a) => cli::models::generate_cmd(&engine::Gpu::new(&opts)?, &a),
         Command::Chat(a) => cli::chat::chat_cmd(&engine::Gpu::new(&opts)?, &a),
         Command::Perplexity(a) => cli::models::perplexity_cmd(&engine::Gpu::new(&opts)?, &a),
+        Command::Classify(a) => cli::classify::classify_cmd(&engine::Gpu::new(&opts)?, &a),
         Command::Info(a) => cli::models::info_cmd(&engine::Gpu::new(&opts)?, &a),
         Command::Export(a) => cli::models::export_cmd(&engine::Gpu::new(&opts)?, &a),
         Command::TrainSft(a) => {

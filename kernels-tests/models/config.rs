@@ -60,10 +60,13 @@ fn reads_transformers_5_rope_parameters() {
 
 #[test]
 fn unknown_architecture_and_missing_keys_are_named() {
-    let e = ModelConfig::from_json(json!({"model_type": "bert"}), "x/config.json")
+    let e = ModelConfig::from_json(json!({"model_type": "t5"}), "x/config.json")
         .unwrap_err()
         .to_string();
-    assert!(e.contains("x/config.json") && e.contains("bert"), "{e}");
+    assert!(
+        e.contains("x/config.json") && e.contains("t5") && e.contains("bert"),
+        "{e}"
+    );
     let e = ModelConfig::from_json(
         json!({"model_type": "gpt2", "n_embd": 8, "n_head": 2}),
         "c.json",

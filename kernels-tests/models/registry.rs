@@ -34,7 +34,7 @@ fn every_architecture_is_found_by_identity_and_model_type() {
         }
         assert_ne!(a.class_name(Head::Lm), a.class_name(Head::Reward));
     }
-    assert!(by_model_type("bert").is_none());
+    assert!(by_model_type("t5").is_none());
 }
 
 #[test]

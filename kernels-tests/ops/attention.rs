@@ -2,8 +2,10 @@
 //! variants and the naive baseline against an f64 reference, over causal /
 //! full, left-padded batches, KV-cache decoding and odd sizes; the tape
 //! against finite differences; exact zeros for pad queries. Grouped-query
-//! attention (fewer KV heads) is in `attention/gqa.rs`.
+//! attention (fewer KV heads) is in `attention/gqa.rs`, encoder-style
+//! bidirectional attention over right padding in `attention/bidirectional.rs`.
 
+mod bidirectional;
 mod gqa;
 
 use crate::common::*;
@@ -23,6 +25,8 @@ struct Case {
     causal: bool,
     /// Left padding per batch row (mask [B, tcap]); None = no mask.
     pads: Option<Vec<usize>>,
+    /// The pads end each row instead (encoders' right padding).
+    right: bool,
     scale: Option<f32>,
 }
 
@@ -37,6 +41,7 @@ fn case(b: usize, t: usize, h: usize, d: usize) -> Case {
         d,
         causal: true,
         pads: None,
+        right: false,
         scale: None,
     }
 }
@@ -70,7 +75,12 @@ impl Case {
         let nk = self.b * self.tcap * self.hkv * self.d;
         let mask = self.pads.as_ref().map(|pads| {
             (0..self.b * self.tcap)
-                .map(|e| (e % self.tcap >= pads[e / self.tcap]) as i32)
+                .map(|e| {
+                    let (j, pad) = (e % self.tcap, pads[e / self.tcap]);
+                    // Distance from the padded end of the row.
+                    let from_pad_end = if self.right { self.tcap - 1 - j } else { j };
+                    (from_pad_end >= pad) as i32
+                })
                 .collect()
         });
         Data {
@@ -345,28 +355,30 @@ fn attention_naive_matches_reference() {
 
 #[test]
 fn attention_tape_matches_finite_differences() {
-    let c = Case {
+    let causal = Case {
         pads: Some(vec![0, 1]),
         ..case(2, 3, 2, 4)
     };
-    let x = c.data(9);
-    let mask = Tensor::from_i32(&gpu(), &[c.b, c.tcap], x.mask.as_ref().unwrap()).unwrap();
-    let inputs = vec![
-        (c.qshape().to_vec(), x.q.clone()),
-        (c.kshape().to_vec(), x.k.clone()),
-        (c.kshape().to_vec(), x.v.clone()),
-    ];
-    check_grads("attention", &inputs, 1e-2, 2e-3, |tape: &Tape, vs| {
-        attention(
-            tape,
-            &vs[0],
-            &vs[1],
-            &vs[2],
-            Some(&mask),
-            &AttnOptions::default(),
-        )
-        .unwrap()
-    });
+    // Bidirectional over right padding (an encoder batch).
+    let full = Case {
+        causal: false,
+        right: true,
+        pads: Some(vec![0, 2]),
+        ..case(2, 4, 2, 4)
+    };
+    for (c, seed) in [(causal, 9), (full, 11)] {
+        let x = c.data(seed);
+        let mask = Tensor::from_i32(&gpu(), &[c.b, c.tcap], x.mask.as_ref().unwrap()).unwrap();
+        let inputs = vec![
+            (c.qshape().to_vec(), x.q.clone()),
+            (c.kshape().to_vec(), x.k.clone()),
+            (c.kshape().to_vec(), x.v.clone()),
+        ];
+        let opts = c.opts(AttnVariant::Auto);
+        check_grads("attention", &inputs, 1e-2, 2e-3, |tape: &Tape, vs| {
+            attention(tape, &vs[0], &vs[1], &vs[2], Some(&mask), &opts).unwrap()
+        });
+    }
 }
 
 #[test]

@@ -17,7 +17,7 @@ fn data(rel: &str) -> String {
 }
 
 /// Runs `engine <args>`, asserting exit 0; returns stdout.
-fn engine(args: &[&str]) -> String {
+pub(super) fn engine(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_engine"))
         .args(args)
         .output()
@@ -39,7 +39,8 @@ fn rows(path: &Path) -> Vec<serde_json::Map<String, Value>> {
         .collect()
 }
 
-fn ppo(out: &Path, reward: &[&str]) {
+/// Two PPO steps on gpt2-tiny with `reward`'s flags, checking the metrics.
+pub(super) fn ppo(out: &Path, reward: &[&str]) {
     let o = out.display().to_string();
     let (m, d) = (model_dir("gpt2-tiny"), data("dpo/prompts.jsonl"));
     let mut args = vec![

@@ -9,6 +9,7 @@ mod cli_rlhf;
 mod config;
 mod divergence;
 mod dpo;
+mod encoder_reward;
 mod examples;
 mod export_run;
 mod llama_e2e;

@@ -2,6 +2,7 @@
 
 pub mod build;
 pub mod chat;
+pub mod classify;
 pub mod data;
 pub mod export_run;
 pub mod models;

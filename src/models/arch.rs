@@ -73,15 +73,11 @@ pub struct Identity {
 ///   names it, so `*ForSequenceClassification` files, whose head is the same
 ///   `score` as here ([`Head::Reward`]), drop it. `linears` lists
 ///   `q_proj`..`down_proj`; `default_lora_targets` is `q_proj`, `v_proj`.
-/// - **Encoder classifiers (BERT / DistilBERT / RoBERTa)**: `hidden` runs
-///   post-LN blocks with token-type embeddings (a `Tokens` field, zeros by
-///   default) and bidirectional attention under the padding mask `Fwd`
-///   already builds (an `Fwd` attention option turns off the causal mask).
-///   Their heads differ per architecture (pooler + `classifier`,
-///   `pre_classifier`, `classifier.out_proj`), so the trait gains a
-///   `classify` method whose default is today's last-token `score` head of
-///   the causal LMs, and head detection asks the architecture for its head's
-///   tensor names; `lm_head` fails with a clear error for an encoder.
+/// - **Encoder classifiers (BERT / DistilBERT / RoBERTa)** plug in through
+///   [`super::encoder::Encoder`]: post-LN blocks under bidirectional
+///   attention, every checkpoint a sequence classifier whose head the
+///   architecture names ([`Architecture::classifier_params`]) and runs
+///   ([`Architecture::classify`]); they have no LM head.
 pub trait Architecture: Sync {
     /// Its config identity, `model_type`s and transformers' class names.
     fn identity(&self) -> Identity;
@@ -155,6 +151,27 @@ pub trait Architecture: Sync {
 
     /// Logits [B, T, V] from the final hidden states.
     fn lm_head(&self, f: &Fwd, cfg: &ModelConfig, hidden: &Var) -> Result<Var>;
+
+    /// An encoder (bidirectional, no LM head): its checkpoints are sequence
+    /// classifiers only (default: a causal LM).
+    fn is_encoder(&self) -> bool {
+        false
+    }
+
+    /// The sequence-classification head's parameters, when the architecture
+    /// has its own head (default: None, the causal LMs' `score.weight`).
+    fn classifier_params(&self, cfg: &ModelConfig) -> Option<Vec<(String, Vec<usize>)>> {
+        let _ = cfg;
+        None
+    }
+
+    /// Classification logits [B, labels] from the final hidden states with
+    /// the architecture's own head (default: None, the `score` head at each
+    /// sequence's last real token).
+    fn classify(&self, f: &Fwd, cfg: &ModelConfig, hidden: &Var) -> Result<Option<Var>> {
+        let _ = (f, cfg, hidden);
+        Ok(None)
+    }
 }
 
 /// Every parameter of a model of `arch` with `head`, in load order: the
@@ -170,6 +187,9 @@ pub fn param_shapes_with_head(
         let lm_only = arch.lm_head_params(cfg);
         shapes.retain(|(name, _)| !lm_only.contains(name));
     }
-    shapes.extend(head.param_shapes(cfg));
+    match arch.classifier_params(cfg) {
+        Some(own) if head == Head::Reward => shapes.extend(own),
+        _ => shapes.extend(head.param_shapes(cfg)),
+    }
     shapes
 }

@@ -21,6 +21,10 @@ pub enum Arch {
     GptNeox,
     /// Llama and its variants (Qwen2, Mistral without a sliding window).
     Llama,
+    /// Encoder classifiers (bidirectional, post-LN; `*ForSequenceClassification` only).
+    Bert,
+    DistilBert,
+    Roberta,
 }
 
 /// The MLP activation.
@@ -189,9 +193,10 @@ const MAX_HIDDEN: usize = 1 << 17;
 const MAX_VOCAB: usize = 1 << 22;
 const MAX_CONTEXT: usize = 1 << 24;
 /// The keys each size is read from, first found wins.
-const HIDDEN_KEYS: &[&str] = &["n_embd", "hidden_size"];
-const HEAD_KEYS: &[&str] = &["n_head", "num_attention_heads"];
-const LAYER_KEYS: &[&str] = &["n_layer", "num_hidden_layers"];
+/// (`dim`, `n_heads`, `n_layers`: DistilBERT's spellings.)
+const HIDDEN_KEYS: &[&str] = &["n_embd", "hidden_size", "dim"];
+const HEAD_KEYS: &[&str] = &["n_head", "num_attention_heads", "n_heads"];
+const LAYER_KEYS: &[&str] = &["n_layer", "num_hidden_layers", "n_layers"];
 const CONTEXT_KEYS: &[&str] = &["n_positions", "max_position_embeddings", "n_ctx"];
 
 /// The first of `keys` that holds a number; `a.b` looks up nested keys

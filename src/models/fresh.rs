@@ -14,6 +14,26 @@ use crate::device::Gpu;
 pub use super::config::ModelShape;
 
 impl ModelShape {
+    /// The sizes in transformers' common spelling (`hidden_size`,
+    /// `num_hidden_layers`, …), with `architectures` and `model_type`,
+    /// followed by an architecture's own keys (`extra`).
+    pub fn hf_sizes(&self, class: &str, model_type: &str, extra: Value) -> Value {
+        let mut v = json!({
+            "architectures": [class],
+            "model_type": model_type,
+            "vocab_size": self.vocab_size,
+            "hidden_size": self.hidden,
+            "num_hidden_layers": self.layers,
+            "num_attention_heads": self.heads,
+            "intermediate_size": self.intermediate,
+            "max_position_embeddings": self.context,
+        });
+        if let (Some(obj), Value::Object(more)) = (v.as_object_mut(), extra) {
+            obj.extend(more);
+        }
+        v
+    }
+
     /// config.json as transformers writes it for this shape: the
     /// architecture's keys (`Architecture::new_config`), special tokens and dtype.
     pub fn hf_config(&self, eos: u32, pad: Option<u32>) -> Value {

@@ -9,7 +9,7 @@
 //! reads back only the B chosen ids, and stop ids end rows there too; stop
 //! strings, which need the tokenizer, are checked here.
 
-use anyhow::{ensure, Result};
+use anyhow::{bail, ensure, Result};
 
 use super::layers::{Fwd, KvCache, Tokens};
 use super::lm::CausalLm;
@@ -74,6 +74,12 @@ pub fn generate(
     cfg: &GenerateConfig,
 ) -> Result<Generation> {
     cfg.sampling.validate()?;
+    if model.arch().is_encoder() {
+        bail!(
+            "{} is an encoder classifier: it has no LM head and cannot generate",
+            model.arch().class_name(model.head)
+        );
+    }
     ensure!(!prompts.is_empty(), "no prompts to generate from");
     let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
     for (i, p) in prompts.iter().enumerate() {

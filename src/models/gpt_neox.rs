@@ -76,27 +76,24 @@ impl Architecture for GptNeox {
     /// Pythia's defaults: rotary on a quarter of each head, parallel
     /// residual, untied embeddings.
     fn new_config(&self, s: &ModelShape) -> Value {
-        json!({
-            "architectures": [self.class_name(Head::Lm)],
-            "model_type": "gpt_neox",
-            "vocab_size": s.vocab_size,
-            "hidden_size": s.hidden,
-            "num_hidden_layers": s.layers,
-            "num_attention_heads": s.heads,
-            "intermediate_size": s.intermediate,
-            "max_position_embeddings": s.context,
-            "hidden_act": "gelu",
-            "rotary_pct": 0.25,
-            "rotary_emb_base": 10000,
-            "use_parallel_residual": true,
-            "tie_word_embeddings": false,
-            "layer_norm_eps": 1e-5,
-            "initializer_range": 0.02,
-            "attention_bias": true,
-            "attention_dropout": 0.0,
-            "hidden_dropout": 0.0,
-            "use_cache": true,
-        })
+        let class = self.class_name(Head::Lm);
+        s.hf_sizes(
+            class,
+            "gpt_neox",
+            json!({
+                "hidden_act": "gelu",
+                "rotary_pct": 0.25,
+                "rotary_emb_base": 10000,
+                "use_parallel_residual": true,
+                "tie_word_embeddings": false,
+                "layer_norm_eps": 1e-5,
+                "initializer_range": 0.02,
+                "attention_bias": true,
+                "attention_dropout": 0.0,
+                "hidden_dropout": 0.0,
+                "use_cache": true,
+            }),
+        )
     }
 
     fn param_shapes(&self, cfg: &ModelConfig) -> Vec<(String, Vec<usize>)> {

@@ -148,6 +148,10 @@ impl CausalLm {
     /// generation_config.json into `dir` (the first two only with a tokenizer).
     pub(super) fn save_hf_files(&self, dir: &Path) -> Result<()> {
         let tokens = self.save_token_files(dir)?;
+        if self.arch().is_encoder() {
+            // An encoder classifier does not generate: no generation_config.json.
+            return Ok(());
+        }
         let id = |name: &str, fallback: Option<u32>| {
             let from_tok = self
                 .tokenizer

@@ -17,7 +17,7 @@ use crate::tensor::Tensor;
 
 fn is_norm_gain(name: &str) -> bool {
     name.ends_with(".weight")
-        && (name.contains(".ln_") || name.contains("layernorm") || name.contains("layer_norm")
+        && (name.contains(".ln_") || name.contains("layernorm") || name.contains("LayerNorm") || name.contains("layer_norm")
             // Llama's final RMSNorm, `model.norm`.
             || name.ends_with(".norm.weight"))
 }

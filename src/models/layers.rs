@@ -215,8 +215,26 @@ impl<'a> Fwd<'a> {
                 attention(self.tape, q, &kc, &vc, Some(&c.key_mask), &opts)?
             }
         };
+        self.merge_heads(&out)
+    }
+
+    /// Bidirectional (encoder) self-attention of q, k, v [B, T, H, D] →
+    /// [B, T, H·D]: every query sees every real key of its sequence (pads
+    /// are masked as keys; pad queries still get outputs, as in transformers).
+    pub fn bidirectional_attention(&self, q: &Var, k: &Var, v: &Var) -> Result<Var> {
+        let opts = AttnOptions {
+            causal: false,
+            ..Default::default()
+        };
+        let out = attention(self.tape, q, k, v, self.mask.as_ref(), &opts)?;
+        self.merge_heads(&out)
+    }
+
+    /// [B, T, H, D] → [B, T, H·D].
+    fn merge_heads(&self, out: &Var) -> Result<Var> {
+        let (b, t) = (self.tokens.batch, self.tokens.seq);
         let c = out.shape()[2] * out.shape()[3];
-        self.tape.reshape(&out, &[b, t, c])
+        self.tape.reshape(out, &[b, t, c])
     }
 
     /// Marks the cache as holding this pass's tokens (after the last layer).

@@ -57,8 +57,12 @@ impl CausalLm {
     pub fn load(gpu: &Arc<Gpu>, dir: &Path) -> Result<CausalLm> {
         let cfg = ModelConfig::from_file(&dir.join("config.json"))?;
         let ck = Checkpoint::open(dir)?;
-        let head = Head::detect(|name| ck.contains(name));
         let arch = registry::architecture(cfg.arch);
+        // An encoder checkpoint is always a sequence classifier.
+        let head = match arch.is_encoder() {
+            true => Head::Reward,
+            false => Head::detect(|name| ck.contains(name)),
+        };
         // Everything is checked against the config before a GPU buffer exists.
         let shapes = param_shapes_with_head(arch, &cfg, head);
         let keys = checks::check_checkpoint(arch, &cfg, head, &ck, &shapes)?;

@@ -5,7 +5,8 @@
 //!   positions), `params` (named weights, LoRA vars), `layers` (norms,
 //!   dense / LoRA / quantized linears, attention with a KV cache);
 //! - `arch`: the [`Architecture`] trait each architecture file implements
-//!   (`gpt2`, `gpt_neox`, `llama`), listed in `registry`;
+//!   (`gpt2`, `gpt_neox`, `llama`; the encoder classifiers `bert`,
+//!   `distilbert`, `roberta` through `encoder`), listed in `registry`;
 //! - `lm`: [`CausalLm`], driving any registered architecture, with its heads,
 //!   and `hf_files` (the tokenizer/generation files saved beside it);
 //! - extensions of a `CausalLm`: `lora` (+ PEFT files), `quantized` (QLoRA),
@@ -13,8 +14,12 @@
 //! - `outputs`: the guards that keep commands from overwriting by surprise.
 
 pub mod arch;
+pub mod bert;
 pub mod checkpoint;
+pub mod classifier;
 pub mod config;
+pub mod distilbert;
+pub mod encoder;
 pub mod fresh;
 pub mod generate;
 pub mod gpt2;
@@ -29,6 +34,7 @@ pub mod outputs;
 pub mod params;
 pub mod quantized;
 pub mod registry;
+pub mod roberta;
 pub mod sampling;
 pub mod tokens;
 

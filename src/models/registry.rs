@@ -13,10 +13,17 @@ use std::path::Path;
 
 use super::arch::Architecture;
 use super::config::{Arch, ModelConfig};
-use super::{gpt2, gpt_neox, llama};
+use super::{bert, distilbert, gpt2, gpt_neox, llama, roberta};
 
 /// Every architecture, in the order error messages list them.
-pub const ARCHITECTURES: &[&dyn Architecture] = &[&gpt2::Gpt2, &gpt_neox::GptNeox, &llama::Llama];
+pub const ARCHITECTURES: &[&dyn Architecture] = &[
+    &gpt2::Gpt2,
+    &gpt_neox::GptNeox,
+    &llama::Llama,
+    &bert::Bert,
+    &distilbert::DistilBert,
+    &roberta::Roberta,
+];
 
 /// The architecture that reads `model_type`, if any.
 pub fn by_model_type(model_type: &str) -> Option<&'static dyn Architecture> {

@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use crate::data::right_padded;
 use crate::device::Gpu;
+use crate::models::classifier::scores;
 use crate::models::layers::{Fwd, Tokens};
 use crate::models::lm::{CausalLm, Head};
 use crate::tape::Tape;
@@ -61,6 +62,43 @@ pub enum RmInput {
     Retokenize,
 }
 
+/// Which number of the classifier's output is the reward.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum RewardKind {
+    /// The label's logit (TRL's sentiment recipe: `function_to_apply="none"`).
+    #[default]
+    Logit,
+    /// Its probability: softmax over the labels (sigmoid for a multi-label
+    /// or one-logit classifier).
+    Prob,
+}
+
+/// The flags that pick a classifier's reward (`train-ppo`, `best-of-n`, `eval`).
+#[derive(clap::Args, Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RewardLabelArgs {
+    /// The reward model's label whose score is the reward: a name from its
+    /// id2label (e.g. POSITIVE) or an index (default 0).
+    #[arg(long, value_name = "NAME|INDEX")]
+    #[serde(default)]
+    pub reward_label: Option<String>,
+    /// The label's logit (default) or its probability.
+    #[arg(long, value_enum, default_value_t = RewardKind::Logit)]
+    #[serde(default)]
+    pub reward_kind: RewardKind,
+}
+
 /// A text formatter for [`RmInput::Retokenize`]: `(prompt, response) → text`.
 pub type RmFormat = Box<dyn Fn(&str, &str) -> String>;
 
@@ -73,6 +111,8 @@ pub struct RewardModelScorer {
     /// Which logit is the reward (0 for a one-label RM; e.g. the "positive"
     /// class of a sentiment classifier).
     pub label: usize,
+    /// The label's logit or its probability.
+    pub kind: RewardKind,
     /// Sequences per RM forward pass.
     pub batch_size: usize,
 }
@@ -85,6 +125,10 @@ impl RewardModelScorer {
             "a reward model needs a sequence-classification head (score.weight), got {:?}",
             model.head
         );
+        ensure!(
+            model.tokenizer.is_some() || !model.arch().is_encoder(),
+            "an encoder classifier needs its own tokenizer.json to read the policy's text"
+        );
         let input = if model.tokenizer.is_some() {
             RmInput::Retokenize
         } else {
@@ -96,6 +140,7 @@ impl RewardModelScorer {
             format: None,
             append_eos: true,
             label: 0,
+            kind: RewardKind::Logit,
             batch_size: 16,
         })
     }
@@ -105,6 +150,50 @@ impl RewardModelScorer {
         CausalLm::load(gpu, dir)
             .and_then(RewardModelScorer::new)
             .with_context(|| format!("reward model {}", dir.display()))
+    }
+
+    /// [`RewardModelScorer::load`] with the label and kind the flags name.
+    /// An encoder classifier with several labels needs `--reward-label`.
+    pub fn load_with(
+        gpu: &Arc<Gpu>,
+        dir: &Path,
+        flags: &RewardLabelArgs,
+    ) -> Result<RewardModelScorer> {
+        let mut rm = RewardModelScorer::load(gpu, dir)?;
+        let cfg = &rm.model.cfg;
+        rm.label = match &flags.reward_label {
+            Some(l) => cfg
+                .label_index(l)
+                .with_context(|| format!("--reward-label for {}", dir.display()))?,
+            None if rm.model.arch().is_encoder() && cfg.num_labels > 1 => bail!(
+                "{}: a classifier with labels {}: pass --reward-label NAME|INDEX",
+                dir.display(),
+                cfg.id2label().join(", ")
+            ),
+            None => 0,
+        };
+        rm.kind = flags.reward_kind;
+        Ok(rm)
+    }
+
+    /// The input ids of `chunk`: an encoder classifier reads `prompt +
+    /// response` through its own tokenizer truncated on the right at its
+    /// limit, as `tokenizer(text, truncation=True)` (special tokens, no EOS
+    /// appended); other models as [`RewardModelScorer::encode`] says.
+    fn encode_chunk(&self, chunk: &[Sample]) -> Result<Vec<Vec<i32>>> {
+        if !(self.model.arch().is_encoder() && self.input == RmInput::Retokenize) {
+            return chunk.iter().map(|s| self.encode(s)).collect();
+        }
+        let texts: Vec<String> = chunk.iter().map(|s| self.text(s)).collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        self.model.encode_truncated(&refs, None)
+    }
+
+    fn text(&self, s: &Sample) -> String {
+        match &self.format {
+            Some(f) => f(s.prompt, s.response),
+            None => format!("{}{}", s.prompt, s.response),
+        }
     }
 
     /// The RM's input ids for one sample, cut to its context from the left
@@ -117,11 +206,7 @@ impl RewardModelScorer {
                 ids
             }
             RmInput::Retokenize => {
-                let text = match &self.format {
-                    Some(f) => f(s.prompt, s.response),
-                    None => format!("{}{}", s.prompt, s.response),
-                };
-                let mut ids = self.model.encode(&text)?;
+                let mut ids = self.model.encode(&self.text(s))?;
                 if let (true, true, Some(eos)) =
                     (self.append_eos, s.finished, self.model.cfg.eos_token_id)
                 {
@@ -160,10 +245,11 @@ impl Scorer for RewardModelScorer {
             .unwrap_or(0) as i32;
         let mut out = Vec::with_capacity(samples.len());
         for chunk in samples.chunks(self.batch_size) {
-            let seqs: Vec<Vec<i32>> = chunk
-                .iter()
-                .map(|s| self.encode(s))
-                .collect::<Result<_>>()?;
+            let seqs = self.encode_chunk(chunk)?;
+            ensure!(
+                seqs.iter().all(|s| !s.is_empty()),
+                "the reward model got an empty input"
+            );
             let tokens: Tokens = right_padded(&seqs, pad)?;
             let tape = Tape::new(self.model.gpu());
             let _no_grad = tape.no_grad();
@@ -171,7 +257,11 @@ impl Scorer for RewardModelScorer {
             let f = Fwd::new(&tape, &vars, &tokens, None)?;
             let h = self.model.hidden(&f, None)?;
             let s = self.model.scores(&f, &h)?.tensor().to_vec()?;
-            out.extend((0..chunk.len()).map(|b| s[b * labels + self.label]));
+            let problem = self.model.cfg.problem_type()?;
+            out.extend(s.chunks(labels).map(|row| match self.kind {
+                RewardKind::Logit => row[self.label],
+                RewardKind::Prob => scores(row, problem)[self.label],
+            }));
         }
         Ok(out)
     }

@@ -63,12 +63,16 @@ impl CausalLm {
     }
 
     /// Reward-head logits [B, labels] at each sequence's last real token (as
-    /// transformers picks it, whatever the padding side).
+    /// transformers picks it, whatever the padding side); an encoder's own
+    /// head reads the first token instead.
     pub fn scores(&self, f: &Fwd, hidden: &Var) -> Result<Var> {
         ensure!(
             self.head == Head::Reward,
             "this checkpoint has no sequence-classification head (score.weight)"
         );
+        if let Some(logits) = self.arch.classify(f, &self.cfg, hidden)? {
+            return Ok(logits);
+        }
         let t = f.tokens;
         let mut idx = Vec::with_capacity(t.batch);
         for b in 0..t.batch {
@@ -93,6 +97,14 @@ impl CausalLm {
     /// (the EOS id when the model has none). For reward-model training.
     pub fn into_reward_model(mut self, num_labels: usize, seed: u64) -> Result<CausalLm> {
         ensure!(num_labels > 0, "a reward head needs at least one label");
+        if self.arch.is_encoder() {
+            ensure!(
+                num_labels == self.cfg.num_labels,
+                "this encoder classifier has {} labels, not {num_labels}; engine keeps an encoder's own head",
+                self.cfg.num_labels
+            );
+            return Ok(self);
+        }
         ensure!(
             self.lora.is_none(),
             "switch heads before attaching LoRA adapters"

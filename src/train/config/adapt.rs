@@ -56,9 +56,14 @@ fn quantize_base(model: &mut CausalLm, quant: Quant) -> Result<()> {
     model.quantize_base(format)
 }
 
-/// True for head parameters that train alongside LoRA adapters.
+/// True for head parameters that train alongside LoRA adapters (PEFT's
+/// SEQ_CLS `modules_to_save`: `score`, and `classifier` matched as a name
+/// suffix, so DistilBERT's `pre_classifier` too).
 pub fn is_head_param(name: &str) -> bool {
-    name.starts_with("v_head.") || name == "score.weight"
+    name.starts_with("v_head.")
+        || name == "score.weight"
+        || name.starts_with("classifier.")
+        || name.starts_with("pre_classifier.")
 }
 
 /// Adapters and heads trainable, the rest frozen (after attaching or

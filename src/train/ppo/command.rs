@@ -30,7 +30,7 @@ use crate::train::driver::RlhfSummary;
 use crate::train::driver::{bool_arg, no_model_error, owned_row, prompt_encoder, resumed_extra};
 use crate::train::optim::Schedule;
 use crate::train::reward_fn::{Keyword, TargetTokenRate};
-use crate::train::scoring::{RewardModelScorer, Scorer};
+use crate::train::scoring::{RewardLabelArgs, RewardModelScorer, Scorer};
 use crate::train::session::Session;
 
 /// TRL `PPOConfig`'s learning rate.
@@ -61,9 +61,13 @@ pub struct PpoArgs {
     #[command(flatten)]
     #[serde(flatten)]
     pub common: CommonArgs,
-    /// Reward model directory (sequence-classification head).
+    /// Reward model directory (sequence-classification head; an encoder
+    /// classifier reads the decoded text with its own tokenizer).
     #[arg(long)]
     pub reward_model: Option<PathBuf>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub reward_label: RewardLabelArgs,
     /// Reward function: +1 per keyword (comma list) found in the response.
     #[arg(long, value_delimiter = ',')]
     pub reward_keyword: Option<Vec<String>>,
@@ -187,7 +191,7 @@ impl PpoArgs {
             _ => bail!("pass only one of --reward-model, --reward-keyword, --reward-target-token"),
         }
         Ok(if let Some(dir) = &self.reward_model {
-            Box::new(RewardModelScorer::load(gpu, dir)?)
+            Box::new(RewardModelScorer::load_with(gpu, dir, &self.reward_label)?)
         } else if let Some(words) = &self.reward_keyword {
             let w: Vec<&str> = words.iter().map(String::as_str).collect();
             Box::new(Keyword::new(&w))

@@ -10,6 +10,7 @@ use crate::data::{
     drop_ties, encode_all, load_classifier, load_preferences, train_eval_split, ClassifierExample,
     Encoder, LoadOptions, PreferenceExample,
 };
+use crate::models::lm::CausalLm;
 use crate::train::config::CommonArgs;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
@@ -123,4 +124,38 @@ pub fn load_reward_file_noted(
     }
     ensure!(!data.is_empty(), "{}: no usable examples", path.display());
     Ok(data)
+}
+
+/// Labelled texts for an encoder classifier: labels below its `num_labels`,
+/// each text tokenized by its own tokenizer as `tokenizer(text,
+/// truncation=True, max_length=--max-len)` (default: its limit).
+pub fn load_encoder_labels(
+    path: &Path,
+    common: &CommonArgs,
+    model: &CausalLm,
+    notes: &mut Vec<String>,
+) -> Result<RewardData> {
+    let mut opts = common.load_options()?;
+    opts.num_labels = model.cfg.num_labels;
+    let ds = load_classifier(path, &opts)?;
+    notes.push(ds.report.to_string());
+    let texts: Vec<&str> = ds.rows.iter().map(|r| r.record.text.as_str()).collect();
+    let max_length = common.max_len.map(|m| m.min(model.max_length()));
+    let ids = model.encode_truncated(&texts, max_length)?;
+    let examples: Vec<ClassifierExample> = ds
+        .rows
+        .iter()
+        .zip(ids)
+        .map(|(r, ids)| ClassifierExample {
+            ids,
+            label: r.record.label,
+            origin: r.origin.clone(),
+        })
+        .collect();
+    ensure!(
+        !examples.is_empty(),
+        "{}: no usable examples",
+        path.display()
+    );
+    Ok(RewardData::Labels(examples))
 }

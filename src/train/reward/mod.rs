@@ -15,6 +15,12 @@
 //! `*ForSequenceClassification` directory in `<out>/model` (LoRA merged
 //! into it; the adapter is also kept in `<out>/adapter`).
 //!
+//! An encoder classifier (BERT, DistilBERT, RoBERTa) keeps its own head and
+//! labels and trains with cross-entropy on `label` (full fine-tuning, or
+//! LoRA on `query`/`value`-style targets), its texts tokenized as
+//! transformers does (special tokens, truncated on the right at --max-len).
+//! Accuracy is then argmax == label.
+//!
 //! Metrics, named as transformers' Trainer and TRL's RewardTrainer log them:
 //! `loss`, `accuracy` (pairwise: r_chosen ≥ r_rejected, ties counted correct
 //! as in TRL; classifier: (logit > 0) == label), `margin` (bt),
@@ -24,13 +30,13 @@
 pub mod data;
 pub mod model;
 
-use anyhow::{Context, Result};
+use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use self::data::{detect_loss, load_reward_file_noted, RewardLoss};
+use self::data::{detect_loss, load_encoder_labels, load_reward_file_noted, RewardLoss};
 use self::model::{batch_loss, reward_eval, reward_model_from};
 use crate::data::{pad_id, Encoder, EpochSampler, Truncation};
 use crate::device::Gpu;
@@ -74,24 +80,48 @@ pub fn train_reward(gpu: &Arc<Gpu>, mut args: RewardArgs) -> Result<(CausalLm, R
     args.loss = Some(loss_kind);
     let model = CausalLm::load(gpu, c.model_dir()?)?;
     let mut model = reward_model_from(model, c.seed)?;
-    if loss_kind == RewardLoss::Classifier {
+    let encoder = model.arch().is_encoder();
+    if encoder {
+        ensure!(
+            loss_kind == RewardLoss::Classifier,
+            "an encoder classifier trains on labelled texts (`text`, `label` rows); \
+             preference pairs need a decoder reward model"
+        );
+    } else if loss_kind == RewardLoss::Classifier {
         // One logit trained with BCE: transformers' multi-label problem type.
         if let Some(raw) = model.cfg.raw.as_object_mut() {
             raw.insert("problem_type".into(), "multi_label_classification".into());
         }
     }
     apply_adaptation(&mut model, &c)?;
-    let template = c.chat_template()?;
+    // An encoder reads the raw text through its own tokenizer (no template).
+    let template = match encoder {
+        true => None,
+        false => Some(c.chat_template()?),
+    };
     let tok = model
         .tokenizer
         .as_ref()
         .context("the model has no tokenizer.json")?;
-    let pad = pad_id(tok).context("the tokenizer has no pad or EOS token")?;
-    let enc = Encoder::new(tok, &template, Truncation::truncate(c.max_len_for(&model)));
+    // An encoder pads with its config's pad id (RoBERTa's positions skip it).
+    let pad = match (encoder, model.cfg.pad_token_id) {
+        (true, Some(p)) => p as i32,
+        _ => pad_id(tok).context("the tokenizer has no pad or EOS token")?,
+    };
+    let plain = crate::data::ChatTemplate::preset_or_file("plain")?;
+    let enc = Encoder::new(
+        tok,
+        template.as_ref().unwrap_or(&plain),
+        Truncation::truncate(c.max_len_for(&model)),
+    );
     let mut notes = Vec::new();
-    let mut train = load_reward_file_noted(c.data_file()?, loss_kind, &c, &enc, &mut notes)?;
+    let load = |path: &std::path::Path, notes: &mut Vec<String>| match encoder {
+        true => load_encoder_labels(path, &c, &model, notes),
+        false => load_reward_file_noted(path, loss_kind, &c, &enc, notes),
+    };
+    let mut train = load(c.data_file()?, &mut notes)?;
     let eval = match &c.eval_data {
-        Some(p) => Some(load_reward_file_noted(p, loss_kind, &c, &enc, &mut notes)?),
+        Some(p) => Some(load(p, &mut notes)?),
         None if c.eval_fraction > 0.0 => {
             let (t, e) = train.split(c.eval_fraction, c.seed)?;
             train = t;
@@ -152,6 +182,6 @@ pub fn train_reward(gpu: &Arc<Gpu>, mut args: RewardArgs) -> Result<(CausalLm, R
         row.push(("time/step_s".to_string(), t0.elapsed().as_secs_f64()));
         s.end_step(&model, step, &row, None)?;
     }
-    let summary = s.finish(&mut model, true, Some(&template), REWARD_CHART)?;
+    let summary = s.finish(&mut model, true, template.as_ref(), REWARD_CHART)?;
     Ok((model, summary))
 }

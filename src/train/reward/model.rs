@@ -5,6 +5,7 @@ use anyhow::{ensure, Result};
 
 use super::data::RewardData;
 use crate::data::{classifier_batch, preference_batch};
+use crate::models::classifier::{classification_loss, Labels};
 use crate::models::layers::{Fwd, Tokens};
 use crate::models::lm::{CausalLm, Head};
 use crate::models::params::ParamVars;
@@ -47,6 +48,18 @@ pub(super) fn batch_loss(
             let (loss, m) = reward_bt_loss(tape, &c, &r, None, center)?;
             Ok((loss, m.accuracy, m.rewards_margins))
         }
+        RewardData::Labels(v) if model.arch().is_encoder() => {
+            let b = classifier_batch(idx.iter().map(|&i| &v[i]), pad)?;
+            let logits = score_tokens(model, tape, vars, &b.tokens)?;
+            let loss = classification_loss(tape, &logits, &Labels::Classes(b.labels.clone()))?;
+            let x = logits.tensor().to_vec()?;
+            let n = model.cfg.num_labels;
+            let right = x.chunks(n).zip(&b.labels).filter(|(row, &y)| {
+                let best = (0..n).max_by(|&i, &j| row[i].total_cmp(&row[j]));
+                best == Some(y as usize)
+            });
+            Ok((loss, right.count() as f64 / b.labels.len() as f64, f64::NAN))
+        }
         RewardData::Labels(v) => {
             let b = classifier_batch(idx.iter().map(|&i| &v[i]), pad)?;
             let s = score_tokens(model, tape, vars, &b.tokens)?;
@@ -83,6 +96,8 @@ pub fn reward_eval(
 /// The model to train: a reward model as it is, or an LM with a fresh head.
 pub fn reward_model_from(model: CausalLm, seed: u64) -> Result<CausalLm> {
     match model.head {
+        // An encoder classifier keeps its own head and labels.
+        Head::Reward if model.arch().is_encoder() => Ok(model),
         Head::Reward => {
             ensure!(
                 model.cfg.num_labels == 1,

@@ -30,7 +30,7 @@ use crate::train::config::bounds;
 use crate::train::config::data_format::DataFormatArgs;
 use crate::train::config::run_file::{is_common_key, RunArgs};
 use crate::train::driver::{no_model_error, prompt_encoder};
-use crate::train::scoring::{RewardModelScorer, Scorer};
+use crate::train::scoring::{RewardLabelArgs, RewardModelScorer, Scorer};
 
 // The options best-of-n and eval share: sampling, prompt loading and the
 // run file (flattened into both, in clap and serde). Not a `///` comment: it
@@ -88,6 +88,9 @@ pub struct BestOfNArgs {
     /// Reward model directory.
     #[arg(long)]
     pub reward_model: Option<PathBuf>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub reward_label: RewardLabelArgs,
     /// Prompt file (JSONL/CSV, `prompt` or `messages`).
     #[arg(long)]
     pub data: Option<PathBuf>,
@@ -156,7 +159,7 @@ pub fn run_best_of_n(gpu: &Arc<Gpu>, args: &BestOfNArgs) -> Result<(BestOfNRepor
         })?;
     report_skipped(data, skipped, &reasons);
     anyhow::ensure!(!prompts.is_empty(), "{}: no usable prompts", data.display());
-    let scorer = RewardModelScorer::load(gpu, rm)?;
+    let scorer = RewardModelScorer::load_with(gpu, rm, &args.reward_label)?;
     let cfg = BestOfNConfig {
         n: args.n,
         generate: args.common.generate_config(&policy),
@@ -179,6 +182,9 @@ pub struct EvalArgs {
     /// Reward model directory (reward mean/std).
     #[arg(long)]
     pub reward_model: Option<PathBuf>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub reward_label: RewardLabelArgs,
     /// LoRA adapter to load onto --model (KL is then to the adapters-off base).
     #[arg(long)]
     pub adapter: Option<PathBuf>,
@@ -270,7 +276,7 @@ pub fn run_eval(gpu: &Arc<Gpu>, args: &EvalArgs) -> Result<EvalReport> {
     let opts = args.common.format.load_options()?;
     let prompts = eval_prompts(data, &opts, &enc)?;
     let scorer = match &args.reward_model {
-        Some(d) => Some(RewardModelScorer::load(gpu, d)?),
+        Some(d) => Some(RewardModelScorer::load_with(gpu, d, &args.reward_label)?),
         None => None,
     };
     let reference = match (&args.adapter, &args.reference_model) {

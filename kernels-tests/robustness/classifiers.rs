@@ -1,0 +1,82 @@
+//! Encoder classifiers (`engine classify`, `--reward-model` with a BERT-style
+//! classifier, `train-reward` on one): a model without a classification
+//! head, rows without text, a label the classifier does not have, a missing
+//! `--reward-label`, preference data, and generating with an encoder are
+//! refused with errors naming the culprit.
+
+use crate::harness::*;
+
+const DISTILBERT: &str = "@model/distilbert-tiny-cls";
+
+#[test]
+fn classifying_with_a_causal_lm_is_refused() {
+    refused(
+        "classify-lm",
+        &["classify", "--model", "@model/gpt2-tiny", "--text", "hi"],
+        &["gpt2-tiny", "not a sequence classifier"],
+    );
+}
+
+#[test]
+fn a_classify_row_without_text_is_named() {
+    let s = Scratch::new("classify-row");
+    s.write("d.jsonl", "{\"text\": \"fine\"}\n{\"label\": 1}\n");
+    let raw = ["classify", "--model", DISTILBERT, "--data", "@tmp/d.jsonl"];
+    expect_error(&s.0, &args(&s, &raw), &["d.jsonl:2", "text"]);
+}
+
+#[test]
+fn a_zero_max_length_is_refused() {
+    let raw = ["classify", "--model", DISTILBERT, "--text", "hi"];
+    let raw = [&raw[..], &["--max-length", "0"]].concat();
+    refused("classify-max-len", &raw, &["--max-length"]);
+}
+
+#[test]
+fn generating_with_an_encoder_is_refused() {
+    let raw = ["generate", "--model", DISTILBERT, "--prompt", "The"];
+    refused("encoder-generate", &raw, &["no LM head"]);
+}
+
+const PPO: &[&str] = &[
+    "train-ppo",
+    "--model",
+    "@model/gpt2-tiny",
+    "--data",
+    "@data/prompts.jsonl",
+    "--template",
+    "plain",
+    "--steps",
+    "1",
+    "--out",
+    "@tmp/run",
+    "--reward-model",
+    DISTILBERT,
+];
+
+#[test]
+fn an_encoder_reward_needs_a_label_it_has() {
+    refused(
+        "reward-label-missing",
+        PPO,
+        &["--reward-label", "NEGATIVE, POSITIVE"],
+    );
+    let raw = [PPO, &["--reward-label", "happy"]].concat();
+    refused("reward-label-unknown", &raw, &["--reward-label", "happy"]);
+}
+
+#[test]
+fn training_an_encoder_on_preference_pairs_is_refused() {
+    let raw = [
+        "train-reward",
+        "--model",
+        DISTILBERT,
+        "--data",
+        "@data/prefs.jsonl",
+        "--steps",
+        "1",
+        "--out",
+        "@tmp/run",
+    ];
+    refused("encoder-prefs", &raw, &["labelled texts"]);
+}
