@@ -3,6 +3,23 @@
 //! kernels on [`Tensor`](crate::Tensor)s and, for differentiable ops, a
 //! function that records on the [`Tape`](crate::Tape).
 
+/// Tape functions that only fix the op of a general one (`exp(tape, x)` is
+/// `unary(tape, UnaryOp::Exp, x)`): one line per name instead of a function
+/// body each. Written `name(tape, args..) = body;`, each with its own docs.
+macro_rules! fixed_op_fns {
+    ($($(#[$doc:meta])* $name:ident($tape:ident, $($arg:ident),+) = $body:expr;)+) => {
+        $(
+            $(#[$doc])*
+            pub fn $name(
+                $tape: &crate::tape::Tape,
+                $($arg: &crate::tape::Var),+
+            ) -> anyhow::Result<crate::tape::Var> {
+                $body
+            }
+        )+
+    };
+}
+
 pub mod adamw;
 pub mod attention;
 pub mod cast;
