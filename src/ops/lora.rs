@@ -9,9 +9,9 @@
 //! layouts), y `[.., N]`. f32 activations. Dropout (PEFT's `lora_dropout`)
 //! applies to the input of A only.
 //!
-//! **Bases.** W is a [`LoraBase`]: f32 (the functions taking `w: &Tensor`) or a
-//! frozen int8 / NF4 weight `[N, K]` (the `*_on` functions with
-//! [`LoraBase::Quantized`], and [`qlora_linear`]: QLoRA).
+//! **Bases.** W is a [`LoraBase`]: f32 ([`LoraBase::dense`]) or a frozen
+//! int8 / NF4 weight `[N, K]` ([`LoraBase::quantized`], and [`qlora_linear`]:
+//! QLoRA). Every function takes the base, so one path serves both.
 //!
 //! **Kernels.** This op has no shader of its own: the base product runs on
 //! the matmul kernels (`shaders/matmul_cpu.wgsl`, `shaders/matmul.wgsl`) or
@@ -44,7 +44,7 @@ pub mod epilogue;
 mod tape;
 pub use base::LoraBase;
 pub use epilogue::{LoraEpilogueParams, LowRank};
-pub use tape::{lora_linear, lora_linear_on, lora_linear_with, qlora_linear};
+pub use tape::{lora_linear, lora_linear_on, qlora_linear};
 
 use crate::ops::dropout::{dropout_backward, dropout_forward};
 use crate::ops::elementwise::{unary_forward, UnaryOp};
@@ -66,8 +66,8 @@ pub struct LoraDropout {
 pub struct LoraSpec {
     /// `alpha / r` (or `alpha / √r` with rsLoRA).
     pub scale: f32,
-    /// W is stored `[N, K]` (`nn.Linear`) rather than `[K, N]` (Conv1D), for
-    /// the functions taking an f32 `w` (a [`LoraBase`] carries its own layout).
+    /// W is stored `[N, K]` (`nn.Linear`) rather than `[K, N]` (Conv1D): the
+    /// layout [`lora_linear`] gives its f32 base (a [`LoraBase`] carries its own).
     pub trans_b: bool,
     pub dropout: Option<LoraDropout>,
     /// Kernel of the f32 products (the low-rank ones, and a dense base's).
@@ -157,21 +157,9 @@ fn scaled(t: Tensor, s: f32) -> Result<Tensor> {
     )
 }
 
-/// Fused forward on an f32 base: `(y [.., N], xa [M, r])`, xa being what the
-/// backward needs.
+/// Fused forward: `(y [.., N], xa [M, r])`, xa being what the backward needs:
+/// `xa = dropout(x)·Aᵀ`, then one pass over y.
 pub fn lora_forward(
-    spec: &LoraSpec,
-    x: &Tensor,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    a: &Tensor,
-    b: &Tensor,
-) -> Result<(Tensor, Tensor)> {
-    lora_forward_on(spec, &LoraBase::dense(w, spec.trans_b), x, bias, a, b)
-}
-
-/// Fused forward on any base: `xa = dropout(x)·Aᵀ`, then one pass over y.
-pub fn lora_forward_on(
     spec: &LoraSpec,
     base: &LoraBase,
     x: &Tensor,
@@ -188,21 +176,9 @@ pub fn lora_forward_on(
     Ok((y.reshape(&out_shape(x, n))?, xa))
 }
 
-/// The same output computed unfused on an f32 base (base product, `x·Aᵀ`,
-/// `·Bᵀ`, add), for benchmarks and as a test reference.
+/// The same output computed unfused (base product, `x·Aᵀ`, `·Bᵀ`, add), for
+/// benchmarks and as a test reference.
 pub fn lora_forward_unfused(
-    spec: &LoraSpec,
-    x: &Tensor,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    a: &Tensor,
-    b: &Tensor,
-) -> Result<Tensor> {
-    lora_forward_unfused_on(spec, &LoraBase::dense(w, spec.trans_b), x, bias, a, b)
-}
-
-/// [`lora_forward_unfused`] on any base.
-pub fn lora_forward_unfused_on(
     spec: &LoraSpec,
     base: &LoraBase,
     x: &Tensor,
@@ -221,26 +197,10 @@ pub fn lora_forward_unfused_on(
     y.reshape(&out_shape(x, n))
 }
 
-/// Gradients on an f32 base for `dy`, given the forward's inputs and its saved
-/// `xa`; `needs` = [dx, dW, dbias, dA, dB].
+/// Gradients for `dy`, given the forward's inputs and its saved `xa`; `needs`
+/// = [dx, dW, dbias, dA, dB] (a quantized base refuses dW).
 #[allow(clippy::too_many_arguments)]
 pub fn lora_backward(
-    spec: &LoraSpec,
-    dy: &Tensor,
-    x: &Tensor,
-    w: &Tensor,
-    a: &Tensor,
-    b: &Tensor,
-    xa: &Tensor,
-    needs: [bool; 5],
-) -> Result<LoraGrads> {
-    let base = LoraBase::dense(w, spec.trans_b);
-    lora_backward_on(spec, &base, dy, x, a, b, xa, needs)
-}
-
-/// [`lora_backward`] on any base (a quantized one refuses dW).
-#[allow(clippy::too_many_arguments)]
-pub fn lora_backward_on(
     spec: &LoraSpec,
     base: &LoraBase,
     dy: &Tensor,
