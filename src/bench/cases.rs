@@ -111,110 +111,115 @@ fn attention_cases(s: [usize; 4], hkv: usize) -> Vec<Case> {
     ]
 }
 
+/// A case on fresh random inputs: `inputs` are (shape, scale), drawn from
+/// consecutive seeds; `make` turns them into the timed run (the row ops'
+/// cases differ only in these).
+fn random_case<const N: usize>(
+    op: &'static str,
+    shape: String,
+    work: Work,
+    inputs: [(Vec<usize>, f32); N],
+    make: impl Fn([Tensor; N]) -> Result<Run> + 'static,
+) -> Case {
+    Case {
+        op,
+        shape,
+        work,
+        prepare: Box::new(move |gpu, seed| {
+            let mut ts = Vec::with_capacity(N);
+            for (i, (shape, scale)) in inputs.iter().enumerate() {
+                ts.push(random(gpu, shape, seed + i as u64, *scale)?);
+            }
+            make(ts.try_into().unwrap_or_else(|_| unreachable!()))
+        }),
+    }
+}
+
 /// rmsnorm over N×C: forward reads x and writes y; the backward reads x and
 /// dy twice (dx, then dw) and writes dx.
 fn rmsnorm_cases(n: usize, c: usize) -> Vec<Case> {
-    let inputs = move |gpu: &Arc<Gpu>, seed| -> Result<[Tensor; 3]> {
-        Ok([
-            random(gpu, &[n, c], seed, 2.0)?,
-            random(gpu, &[c], seed + 1, 1.0)?,
-            random(gpu, &[n, c], seed + 2, 1.0)?,
-        ])
-    };
+    let inputs = [(vec![n, c], 2.0), (vec![c], 1.0), (vec![n, c], 1.0)];
     let bytes = (n * c * 4) as f64;
     vec![
-        Case {
-            op: "rmsnorm_fwd",
-            shape: format!("{n}x{c}"),
-            work: Work::Bytes(2.0 * bytes),
-            prepare: Box::new(move |gpu, seed| {
-                let [x, w, _] = inputs(gpu, seed)?;
-                Ok(Box::new(move || rmsnorm_forward(&x, &w, 1e-6).map(drop)) as Run)
-            }),
-        },
-        Case {
-            op: "rmsnorm_bwd",
-            shape: format!("{n}x{c}"),
-            work: Work::Bytes(5.0 * bytes),
-            prepare: Box::new(move |gpu, seed| {
-                let [x, w, dy] = inputs(gpu, seed)?;
+        random_case(
+            "rmsnorm_fwd",
+            format!("{n}x{c}"),
+            Work::Bytes(2.0 * bytes),
+            inputs.clone(),
+            |[x, w, _]| Ok(Box::new(move || rmsnorm_forward(&x, &w, 1e-6).map(drop)) as Run),
+        ),
+        random_case(
+            "rmsnorm_bwd",
+            format!("{n}x{c}"),
+            Work::Bytes(5.0 * bytes),
+            inputs,
+            |[x, w, dy]| {
                 let out = rmsnorm_forward(&x, &w, 1e-6)?;
+                let rstd = out.rstd;
                 Ok(
-                    Box::new(move || rmsnorm_backward(&dy, &x, &w, &out.rstd, true, true).map(drop))
+                    Box::new(move || rmsnorm_backward(&dy, &x, &w, &rstd, true, true).map(drop))
                         as Run,
                 )
-            }),
-        },
+            },
+        ),
     ]
 }
 
 /// swiglu over N×I: forward reads g, u and writes h; backward reads g, u, dh
 /// and writes dg, du.
 fn swiglu_cases(n: usize, i: usize) -> Vec<Case> {
-    let inputs = move |gpu: &Arc<Gpu>, seed| -> Result<[Tensor; 3]> {
-        Ok([
-            random(gpu, &[n, i], seed, 4.0)?,
-            random(gpu, &[n, i], seed + 1, 1.0)?,
-            random(gpu, &[n, i], seed + 2, 1.0)?,
-        ])
-    };
+    let inputs = [(vec![n, i], 4.0), (vec![n, i], 1.0), (vec![n, i], 1.0)];
     let bytes = (n * i * 4) as f64;
     vec![
-        Case {
-            op: "swiglu_fwd",
-            shape: format!("{n}x{i}"),
-            work: Work::Bytes(3.0 * bytes),
-            prepare: Box::new(move |gpu, seed| {
-                let [g, u, _] = inputs(gpu, seed)?;
-                Ok(Box::new(move || swiglu_forward(&g, &u).map(drop)) as Run)
-            }),
-        },
-        Case {
-            op: "swiglu_bwd",
-            shape: format!("{n}x{i}"),
-            work: Work::Bytes(5.0 * bytes),
-            prepare: Box::new(move |gpu, seed| {
-                let [g, u, dh] = inputs(gpu, seed)?;
-                Ok(Box::new(move || swiglu_backward(&dh, &g, &u).map(drop)) as Run)
-            }),
-        },
+        random_case(
+            "swiglu_fwd",
+            format!("{n}x{i}"),
+            Work::Bytes(3.0 * bytes),
+            inputs.clone(),
+            |[g, u, _]| Ok(Box::new(move || swiglu_forward(&g, &u).map(drop)) as Run),
+        ),
+        random_case(
+            "swiglu_bwd",
+            format!("{n}x{i}"),
+            Work::Bytes(5.0 * bytes),
+            inputs,
+            |[g, u, dh]| Ok(Box::new(move || swiglu_backward(&dh, &g, &u).map(drop)) as Run),
+        ),
     ]
 }
 
 fn layernorm_cases(n: usize, c: usize) -> Vec<Case> {
-    let inputs = move |gpu: &Arc<Gpu>, seed| -> Result<[Tensor; 4]> {
-        Ok([
-            random(gpu, &[n, c], seed, 2.0)?,
-            random(gpu, &[c], seed + 1, 1.0)?,
-            random(gpu, &[c], seed + 2, 1.0)?,
-            random(gpu, &[n, c], seed + 3, 1.0)?,
-        ])
-    };
+    let inputs = [
+        (vec![n, c], 2.0),
+        (vec![c], 1.0),
+        (vec![c], 1.0),
+        (vec![n, c], 1.0),
+    ];
     let bytes = (n * c * 4) as f64;
     vec![
-        Case {
-            op: "layernorm_fwd",
-            shape: format!("{n}x{c}"),
-            work: Work::Bytes(2.0 * bytes),
-            prepare: Box::new(move |gpu, seed| {
-                let [x, w, b, _] = inputs(gpu, seed)?;
+        random_case(
+            "layernorm_fwd",
+            format!("{n}x{c}"),
+            Work::Bytes(2.0 * bytes),
+            inputs.clone(),
+            |[x, w, b, _]| {
                 Ok(Box::new(move || layernorm_forward(&x, &w, &b, 1e-5).map(drop)) as Run)
-            }),
-        },
-        Case {
-            op: "layernorm_bwd",
-            shape: format!("{n}x{c}"),
-            work: Work::Bytes(3.0 * bytes),
-            prepare: Box::new(move |gpu, seed| {
-                let [x, w, b, dy] = inputs(gpu, seed)?;
+            },
+        ),
+        random_case(
+            "layernorm_bwd",
+            format!("{n}x{c}"),
+            Work::Bytes(3.0 * bytes),
+            inputs,
+            |[x, w, b, dy]| {
                 let out = layernorm_forward(&x, &w, &b, 1e-5)?;
                 Ok(
                     Box::new(move || {
                         layernorm_backward(&dy, &x, &w, &out.mean, &out.rstd).map(drop)
                     }) as Run,
                 )
-            }),
-        },
+            },
+        ),
     ]
 }
 
