@@ -8,7 +8,7 @@
 use anyhow::Result;
 use std::sync::Arc;
 
-use super::case::{Case, Run, Work};
+use super::case::{Case, Prepare, Run, Work};
 use crate::device::Gpu;
 use crate::ops::attention::{
     attention_backward, attention_forward, attention_naive_forward, AttnOptions,
@@ -111,81 +111,78 @@ fn attention_cases(s: [usize; 4], hkv: usize) -> Vec<Case> {
     ]
 }
 
-/// A case on fresh random inputs: `inputs` are (shape, scale), drawn from
-/// consecutive seeds; `make` turns them into the timed run (the row ops'
-/// cases differ only in these).
-fn random_case<const N: usize>(
-    op: &'static str,
-    shape: String,
-    work: Work,
+/// A row op's forward and backward cases over `rows`×`cols`, on fresh random
+/// inputs (shape, scale) drawn from consecutive seeds; `traffic` is each
+/// case's bytes moved, in [rows, cols] f32 tensors. `fwd` and `bwd` turn the
+/// inputs into the timed runs (the row ops' cases differ only in these).
+fn row_op_cases<const N: usize, F, B>(
+    ops: [&'static str; 2],
+    (rows, cols): (usize, usize),
+    traffic: [f64; 2],
     inputs: [(Vec<usize>, f32); N],
-    make: impl Fn([Tensor; N]) -> Result<Run> + 'static,
-) -> Case {
-    Case {
+    fwd: impl Fn([Tensor; N]) -> Result<F> + 'static,
+    bwd: impl Fn([Tensor; N]) -> Result<B> + 'static,
+) -> Vec<Case>
+where
+    F: FnMut() -> Result<()> + 'static,
+    B: FnMut() -> Result<()> + 'static,
+{
+    let bytes = (rows * cols * 4) as f64;
+    let draw = move |gpu: &Arc<Gpu>, seed: u64| -> Result<[Tensor; N]> {
+        let mut ts = Vec::with_capacity(N);
+        for (i, (shape, scale)) in inputs.iter().enumerate() {
+            ts.push(random(gpu, shape, seed + i as u64, *scale)?);
+        }
+        Ok(ts.try_into().unwrap_or_else(|_| unreachable!()))
+    };
+    let case = |op, work, prepare: Prepare| Case {
         op,
-        shape,
-        work,
-        prepare: Box::new(move |gpu, seed| {
-            let mut ts = Vec::with_capacity(N);
-            for (i, (shape, scale)) in inputs.iter().enumerate() {
-                ts.push(random(gpu, shape, seed + i as u64, *scale)?);
-            }
-            make(ts.try_into().unwrap_or_else(|_| unreachable!()))
-        }),
-    }
+        shape: format!("{rows}x{cols}"),
+        work: Work::Bytes(work * bytes),
+        prepare,
+    };
+    let d = draw.clone();
+    vec![
+        case(
+            ops[0],
+            traffic[0],
+            Box::new(move |gpu, seed| Ok(Box::new(fwd(d(gpu, seed)?)?) as Run)),
+        ),
+        case(
+            ops[1],
+            traffic[1],
+            Box::new(move |gpu, seed| Ok(Box::new(bwd(draw(gpu, seed)?)?) as Run)),
+        ),
+    ]
 }
 
 /// rmsnorm over N×C: forward reads x and writes y; the backward reads x and
 /// dy twice (dx, then dw) and writes dx.
 fn rmsnorm_cases(n: usize, c: usize) -> Vec<Case> {
-    let inputs = [(vec![n, c], 2.0), (vec![c], 1.0), (vec![n, c], 1.0)];
-    let bytes = (n * c * 4) as f64;
-    vec![
-        random_case(
-            "rmsnorm_fwd",
-            format!("{n}x{c}"),
-            Work::Bytes(2.0 * bytes),
-            inputs.clone(),
-            |[x, w, _]| Ok(Box::new(move || rmsnorm_forward(&x, &w, 1e-6).map(drop)) as Run),
-        ),
-        random_case(
-            "rmsnorm_bwd",
-            format!("{n}x{c}"),
-            Work::Bytes(5.0 * bytes),
-            inputs,
-            |[x, w, dy]| {
-                let out = rmsnorm_forward(&x, &w, 1e-6)?;
-                let rstd = out.rstd;
-                Ok(
-                    Box::new(move || rmsnorm_backward(&dy, &x, &w, &rstd, true, true).map(drop))
-                        as Run,
-                )
-            },
-        ),
-    ]
+    row_op_cases(
+        ["rmsnorm_fwd", "rmsnorm_bwd"],
+        (n, c),
+        [2.0, 5.0],
+        [(vec![n, c], 2.0), (vec![c], 1.0), (vec![n, c], 1.0)],
+        |[x, w, _]| Ok(move || rmsnorm_forward(&x, &w, 1e-6).map(drop)),
+        |[x, w, dy]| {
+            let rstd = rmsnorm_forward(&x, &w, 1e-6)?.rstd;
+            Ok(move || rmsnorm_backward(&dy, &x, &w, &rstd, true, true).map(drop))
+        },
+    )
 }
 
 /// swiglu over N×I: forward reads g, u and writes h; backward reads g, u, dh
 /// and writes dg, du.
 fn swiglu_cases(n: usize, i: usize) -> Vec<Case> {
-    let inputs = [(vec![n, i], 4.0), (vec![n, i], 1.0), (vec![n, i], 1.0)];
-    let bytes = (n * i * 4) as f64;
-    vec![
-        random_case(
-            "swiglu_fwd",
-            format!("{n}x{i}"),
-            Work::Bytes(3.0 * bytes),
-            inputs.clone(),
-            |[g, u, _]| Ok(Box::new(move || swiglu_forward(&g, &u).map(drop)) as Run),
-        ),
-        random_case(
-            "swiglu_bwd",
-            format!("{n}x{i}"),
-            Work::Bytes(5.0 * bytes),
-            inputs,
-            |[g, u, dh]| Ok(Box::new(move || swiglu_backward(&dh, &g, &u).map(drop)) as Run),
-        ),
-    ]
+    row_op_cases(
+        ["swiglu_fwd", "swiglu_bwd"],
+        (n, i),
+        [3.0, 5.0],
+        [(vec![n, i], 4.0), (vec![n, i], 1.0), (vec![n, i], 1.0)],
+        |[g, u, _]| Ok(move || swiglu_forward(&g, &u).map(drop)),
+        |[g, u, dh]| Ok(move || swiglu_backward(&dh, &g, &u).map(drop)),
+    )
 }
 
 fn layernorm_cases(n: usize, c: usize) -> Vec<Case> {
@@ -195,32 +192,17 @@ fn layernorm_cases(n: usize, c: usize) -> Vec<Case> {
         (vec![c], 1.0),
         (vec![n, c], 1.0),
     ];
-    let bytes = (n * c * 4) as f64;
-    vec![
-        random_case(
-            "layernorm_fwd",
-            format!("{n}x{c}"),
-            Work::Bytes(2.0 * bytes),
-            inputs.clone(),
-            |[x, w, b, _]| {
-                Ok(Box::new(move || layernorm_forward(&x, &w, &b, 1e-5).map(drop)) as Run)
-            },
-        ),
-        random_case(
-            "layernorm_bwd",
-            format!("{n}x{c}"),
-            Work::Bytes(3.0 * bytes),
-            inputs,
-            |[x, w, b, dy]| {
-                let out = layernorm_forward(&x, &w, &b, 1e-5)?;
-                Ok(
-                    Box::new(move || {
-                        layernorm_backward(&dy, &x, &w, &out.mean, &out.rstd).map(drop)
-                    }) as Run,
-                )
-            },
-        ),
-    ]
+    row_op_cases(
+        ["layernorm_fwd", "layernorm_bwd"],
+        (n, c),
+        [2.0, 3.0],
+        inputs,
+        |[x, w, b, _]| Ok(move || layernorm_forward(&x, &w, &b, 1e-5).map(drop)),
+        |[x, w, b, dy]| {
+            let out = layernorm_forward(&x, &w, &b, 1e-5)?;
+            Ok(move || layernorm_backward(&dy, &x, &w, &out.mean, &out.rstd).map(drop))
+        },
+    )
 }
 
 fn cross_entropy_case(n: usize, v: usize) -> Case {
