@@ -20,6 +20,27 @@ macro_rules! fixed_op_fns {
     };
 }
 
+use crate::device::Gpu;
+use crate::kernel::{elem_chunks, groups_1d, Bind, Kernel};
+
+/// The loop of every elementwise op: one dispatch of `kernel` per
+/// binding-sized chunk `[lo, hi)` of `n` elements, `wg` elements per
+/// workgroup; `chunk(lo, hi)` gives that chunk's params and bindings.
+pub(crate) fn dispatch_elem_chunks<'a, P: bytemuck::Pod>(
+    gpu: &Gpu,
+    kernel: &Kernel,
+    n: usize,
+    wg: u32,
+    mut chunk: impl FnMut(usize, usize) -> (P, Vec<Bind<'a>>),
+) -> anyhow::Result<()> {
+    for (lo, hi) in elem_chunks(gpu, n) {
+        let (params, binds) = chunk(lo, hi);
+        let groups = groups_1d(gpu, ((hi - lo) as u32).div_ceil(wg));
+        gpu.dispatch(kernel, &params, &binds, groups)?;
+    }
+    Ok(())
+}
+
 pub mod adamw;
 pub mod attention;
 pub mod cast;
