@@ -11,7 +11,7 @@ use std::sync::Arc;
 use super::case::{Case, Prepare, Run, Work};
 use crate::device::Gpu;
 use crate::ops::attention::{
-    attention_backward, attention_forward, attention_naive_forward, AttnOptions,
+    attention_backward, attention_forward, attention_naive_forward, AttnInputs, AttnOptions,
 };
 use crate::ops::cross_entropy::cross_entropy_forward;
 use crate::ops::layernorm::{layernorm_backward, layernorm_forward};
@@ -75,10 +75,11 @@ fn attention_cases(s: [usize; 4], hkv: usize) -> Vec<Case> {
             let [q, k, v, _] = qkv(gpu, s, hkv, seed)?;
             let opts = AttnOptions::default();
             Ok(Box::new(move || {
+                let x = AttnInputs::new(&q, &k, &v, None);
                 if naive {
-                    attention_naive_forward(&q, &k, &v, None, &opts).map(drop)
+                    attention_naive_forward(x, &opts).map(drop)
                 } else {
-                    attention_forward(&q, &k, &v, None, &opts).map(drop)
+                    attention_forward(x, &opts).map(drop)
                 }
             }) as Run)
         }),
@@ -95,9 +96,10 @@ fn attention_cases(s: [usize; 4], hkv: usize) -> Vec<Case> {
         prepare: Box::new(move |gpu, seed| {
             let [q, k, v, dout] = qkv(gpu, s, hkv, seed)?;
             let opts = AttnOptions::default();
-            let (out, lse) = attention_forward(&q, &k, &v, None, &opts)?;
+            let (out, lse) = attention_forward(AttnInputs::new(&q, &k, &v, None), &opts)?;
             Ok(Box::new(move || {
-                attention_backward(&q, &k, &v, None, &out, &lse, &dout, &opts).map(drop)
+                let x = AttnInputs::new(&q, &k, &v, None);
+                attention_backward(x, (&out, &lse), &dout, &opts).map(drop)
             }) as Run)
         }),
     };
