@@ -243,17 +243,28 @@ pub fn attention_forward_into(
         out.shape() == q.shape() && lse.numel() == (p.batch * p.heads * p.tq) as usize,
         "attention_forward: out {out:?} / lse {lse:?} for q {q:?}"
     );
-    let gpu = q.gpu();
+    let extra = [out.bind(5), lse.bind(6)];
+    flash_pass(x, opts, &p, "attention_forward", &extra, (p.tq, p.heads))
+}
+
+/// One pass of the flash kernels: `entry` of the variant's shader
+/// (specialised on D/4) over `rows` rows of `heads` heads, binding q, k, v,
+/// the mask and `extra`.
+fn flash_pass(
+    x: AttnInputs,
+    opts: &AttnOptions,
+    p: &AttnParams,
+    entry: &'static str,
+    extra: &[Bind],
+    (rows, heads): (u32, u32),
+) -> Result<()> {
+    let gpu = x.q.gpu();
     let stem = stem(gpu, opts.variant);
-    let d4 = [("D4", (p.d / 4) as f64)];
     let mut binds = x.binds().to_vec();
-    binds.extend([out.bind(5), lse.bind(6)]);
-    gpu.dispatch(
-        &Kernel::new(stem, "attention_forward").with(&d4),
-        &p,
-        &binds,
-        row_groups(gpu, stem, &p, p.tq, p.heads),
-    )
+    binds.extend_from_slice(extra);
+    let d4 = [("D4", (p.d / 4) as f64)];
+    let groups = row_groups(gpu, stem, p, rows, heads);
+    gpu.dispatch(&Kernel::new(stem, entry).with(&d4), p, &binds, groups)
 }
 
 /// Backward from the saved forward (`out`, `lse`): returns (dq, dk, dv)
@@ -303,24 +314,19 @@ pub fn attention_backward_into(
         &[out.bind(12), lse.bind(6), dout.bind(7), stats.bind(8)],
         groups_1d(gpu, (rows as u32).div_ceil(WG)),
     )?;
-    let mut common = x.binds().to_vec();
-    common.extend([dout.bind(7), stats.bind(8)]);
-    let mut binds = common.clone();
-    binds.push(dq.bind(9));
-    gpu.dispatch(
-        &Kernel::new(stem, "attention_backward_dq").with(&d4),
+    let common = [dout.bind(7), stats.bind(8)];
+    let dq_binds = [&common[..], &[dq.bind(9)]].concat();
+    flash_pass(
+        x,
+        opts,
         &p,
-        &binds,
-        row_groups(gpu, stem, &p, p.tq, p.heads),
+        "attention_backward_dq",
+        &dq_binds,
+        (p.tq, p.heads),
     )?;
-    let mut binds = common;
-    binds.extend([dk.bind(10), dv.bind(11)]);
-    gpu.dispatch(
-        &Kernel::new(stem, "attention_backward_dkv").with(&d4),
-        &p,
-        &binds,
-        row_groups(gpu, stem, &p, p.kv_stride, p.kv_heads),
-    )
+    let dkv_binds = [&common[..], &[dk.bind(10), dv.bind(11)]].concat();
+    let kv_rows = (p.kv_stride, p.kv_heads);
+    flash_pass(x, opts, &p, "attention_backward_dkv", &dkv_binds, kv_rows)
 }
 
 /// Differentiable attention on the tape (gradients for q, k and v; the mask
