@@ -8,8 +8,8 @@
 use crate::common::*;
 use engine::ops::dropout::dropout_forward;
 use engine::ops::lora::{
-    lora_backward, lora_forward, lora_forward_unfused, lora_linear, LoraBase, LoraDropout,
-    LoraEpilogueParams, LoraSpec, LowRank,
+    lora_backward, lora_forward, lora_linear, LoraBase, LoraDropout, LoraEpilogueParams, LoraSpec,
+    LowRank,
 };
 use engine::ops::matmul::{matmul_lowrank_into, MatmulParams, MatmulVariant};
 use engine::{Gpu, GpuOptions, Tensor};
@@ -184,7 +184,11 @@ fn check(gpu: &Arc<Gpu>, variant: MatmulVariant, c: Case, seed: u64) {
     let bias = c.bias.then_some(&bias);
     let base = LoraBase::dense(&w, spec.trans_b);
     let (y, xa) = lora_forward(&spec, &base, &x, bias, &a, &b).unwrap();
-    let unfused = lora_forward_unfused(&spec, &base, &x, bias, &a, &b).unwrap();
+    let reference = LoraSpec {
+        unfused: true,
+        ..spec
+    };
+    let (unfused, _) = lora_forward(&reference, &base, &x, bias, &a, &b).unwrap();
     let dy = up(&[c.m, c.n], &d.dy);
     let g = lora_backward(&spec, &base, &dy, &x, &a, &b, &xa, [true; 5]).unwrap();
     let got = [
@@ -321,7 +325,11 @@ fn fused_equals_unfused_at_a_model_shape() {
     let spec = LoraSpec::new(2.0, false);
     let base = LoraBase::dense(&w, spec.trans_b);
     let (fused, _) = lora_forward(&spec, &base, &x, Some(&bias), &a, &b).unwrap();
-    let unfused = lora_forward_unfused(&spec, &base, &x, Some(&bias), &a, &b).unwrap();
+    let reference = LoraSpec {
+        unfused: true,
+        ..spec
+    };
+    let (unfused, _) = lora_forward(&reference, &base, &x, Some(&bias), &a, &b).unwrap();
     let want = to_f64(&unfused.to_vec().unwrap());
     assert_close(
         "fused vs unfused",

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use super::case::{Case, Run, Work};
 use crate::device::Gpu;
-use crate::ops::lora::{lora_backward, lora_forward, lora_forward_unfused, LoraBase, LoraSpec};
+use crate::ops::lora::{lora_backward, lora_forward, LoraBase, LoraSpec};
 use crate::ops::matmul::matmul_forward;
 use crate::ops::qmatmul::{qmatmul_forward, quantize};
 use crate::quant::QuantFormat;
@@ -86,7 +86,11 @@ fn qlora_cases(spec: LoraSpec) -> Vec<Case> {
                         lora_forward(&spec, &wb, &x, bias.as_ref(), &a, &b).map(drop)
                     }) as Run,
                     "qlora_nf4_unfused_fwd" => Box::new(move || {
-                        lora_forward_unfused(&spec, &wb, &x, bias.as_ref(), &a, &b).map(drop)
+                        let unfused = LoraSpec {
+                            unfused: true,
+                            ..spec
+                        };
+                        lora_forward(&unfused, &wb, &x, bias.as_ref(), &a, &b).map(drop)
                     }) as Run,
                     _ => {
                         let (_, xa) = lora_forward(&spec, &wb, &x, bias.as_ref(), &a, &b)?;
@@ -121,11 +125,11 @@ pub fn cases(_quick: bool) -> Vec<Case> {
             let [x, w, bias, a, b, _] = inputs(gpu, seed)?;
             let w = LoraBase::dense(&w, spec.trans_b);
             Ok(Box::new(move || {
-                if fused {
-                    lora_forward(&spec, &w, &x, Some(&bias), &a, &b).map(drop)
-                } else {
-                    lora_forward_unfused(&spec, &w, &x, Some(&bias), &a, &b).map(drop)
-                }
+                let spec = LoraSpec {
+                    unfused: !fused,
+                    ..spec
+                };
+                lora_forward(&spec, &w, &x, Some(&bias), &a, &b).map(drop)
             }) as Run)
         }),
     };

@@ -34,7 +34,7 @@
 //!   constant: a LoRA model's base weights get no gradient; a quantized base
 //!   cannot have one).
 //!
-//! [`lora_forward_unfused`] is the reference the benchmark compares with: the
+//! [`LoraSpec::unfused`] is the reference the benchmark compares with: the
 //! base product, `x·Aᵀ`, `·Bᵀ` and an add, each its own pass.
 
 use anyhow::{ensure, Result};
@@ -72,6 +72,9 @@ pub struct LoraSpec {
     pub dropout: Option<LoraDropout>,
     /// Kernel of the f32 products (the low-rank ones, and a dense base's).
     pub variant: MatmulVariant,
+    /// The forward's low-rank term in passes of its own (`x·Aᵀ`, `·Bᵀ`, an
+    /// add) instead of the fused epilogue: the benchmark's reference.
+    pub unfused: bool,
 }
 
 impl LoraSpec {
@@ -81,6 +84,7 @@ impl LoraSpec {
             trans_b,
             dropout: None,
             variant: MatmulVariant::Auto,
+            unfused: false,
         }
     }
 
@@ -157,8 +161,9 @@ fn scaled(t: Tensor, s: f32) -> Result<Tensor> {
     )
 }
 
-/// Fused forward: `(y [.., N], xa [M, r])`, xa being what the backward needs:
-/// `xa = dropout(x)·Aᵀ`, then one pass over y.
+/// Forward: `(y [.., N], xa [M, r])`, xa being what the backward needs:
+/// `xa = dropout(x)·Aᵀ`, then one pass over y with `s·xa·Bᵀ` in its epilogue
+/// (or, with `spec.unfused`, the base product, `·Bᵀ` and an add).
 pub fn lora_forward(
     spec: &LoraSpec,
     base: &LoraBase,
@@ -168,33 +173,19 @@ pub fn lora_forward(
     b: &Tensor,
 ) -> Result<(Tensor, Tensor)> {
     let (m, k, n, _) = dims(x, base, bias, a, b)?;
-    let x2 = x.reshape(&[m, k])?;
-    let xa = matmul_forward_with(spec.variant, &a_input(spec, &x2)?, a, None, false, true)?;
-    let y = Tensor::empty(x.gpu(), &[m, n], DType::F32)?;
-    let lr = LowRank::new(&xa, b, false, spec.scale)?;
-    base.forward_into(spec.variant, &y, &x2, bias, Some(&lr))?;
-    Ok((y.reshape(&out_shape(x, n))?, xa))
-}
-
-/// The same output computed unfused (base product, `x·Aᵀ`, `·Bᵀ`, add), for
-/// benchmarks and as a test reference.
-pub fn lora_forward_unfused(
-    spec: &LoraSpec,
-    base: &LoraBase,
-    x: &Tensor,
-    bias: Option<&Tensor>,
-    a: &Tensor,
-    b: &Tensor,
-) -> Result<Tensor> {
-    let (m, k, n, _) = dims(x, base, bias, a, b)?;
     let v = spec.variant;
     let x2 = x.reshape(&[m, k])?;
-    let y = Tensor::empty(x.gpu(), &[m, n], DType::F32)?;
-    base.forward_into(v, &y, &x2, bias, None)?;
     let xa = matmul_forward_with(v, &a_input(spec, &x2)?, a, None, false, true)?;
-    let z = matmul_forward_with(v, &xa, b, None, false, true)?;
-    axpy(&y, spec.scale, &z)?;
-    y.reshape(&out_shape(x, n))
+    let y = Tensor::empty(x.gpu(), &[m, n], DType::F32)?;
+    if spec.unfused {
+        base.forward_into(v, &y, &x2, bias, None)?;
+        let z = matmul_forward_with(v, &xa, b, None, false, true)?;
+        axpy(&y, spec.scale, &z)?;
+    } else {
+        let lr = LowRank::new(&xa, b, false, spec.scale)?;
+        base.forward_into(v, &y, &x2, bias, Some(&lr))?;
+    }
+    Ok((y.reshape(&out_shape(x, n))?, xa))
 }
 
 /// Gradients for `dy`, given the forward's inputs and its saved `xa`; `needs`
