@@ -79,51 +79,34 @@ fn main() {
     }
 }
 
-/// The matches of subcommand `name`.
-fn sub<'a>(matches: &'a ArgMatches, name: &str) -> &'a ArgMatches {
-    matches
-        .subcommand_matches(name)
-        .expect("clap dispatched this subcommand")
-}
-
 fn run(cli: Cli, matches: &ArgMatches) -> Result<()> {
     let mut opts = engine::GpuOptions::from_env()?;
     opts.device_filter = cli.device.clone();
     if let Some(b) = &cli.backend {
         opts.backends = Some(engine::device::parse_backends(b)?);
     }
+    // The GPU is opened only by the commands that use it.
+    let gpu = || engine::Gpu::new(&opts);
+    // The matches of the subcommand clap dispatched (the trainers' flags).
+    let sub = matches.subcommand().map_or(matches, |(_, m)| m);
     match cli.command {
         Command::Devices => cli::devices(&opts),
         Command::Bench(args) => cli::bench(&opts, &args),
-        Command::Generate(a) => cli::models::generate_cmd(&engine::Gpu::new(&opts)?, &a),
-        Command::Chat(a) => cli::chat::chat_cmd(&engine::Gpu::new(&opts)?, &a),
-        Command::Perplexity(a) => cli::models::perplexity_cmd(&engine::Gpu::new(&opts)?, &a),
-        Command::Classify(a) => cli::classify::classify_cmd(&engine::Gpu::new(&opts)?, &a),
-        Command::Info(a) => cli::models::info_cmd(&engine::Gpu::new(&opts)?, &a),
-        Command::Export(a) => cli::models::export_cmd(&engine::Gpu::new(&opts)?, &a),
-        Command::TrainSft(a) => {
-            cli::train::sft_cmd(&engine::Gpu::new(&opts)?, a, sub(matches, "train-sft"))
-        }
-        Command::TrainReward(a) => {
-            cli::train::reward_cmd(&engine::Gpu::new(&opts)?, a, sub(matches, "train-reward"))
-        }
-        Command::TrainPpo(a) => {
-            cli::train::ppo_cmd(&engine::Gpu::new(&opts)?, a, sub(matches, "train-ppo"))
-        }
-        Command::TrainDpo(a) => {
-            cli::train::dpo_cmd(&engine::Gpu::new(&opts)?, a, sub(matches, "train-dpo"))
-        }
-        Command::BestOfN(a) => {
-            cli::train::best_of_n_cmd(&engine::Gpu::new(&opts)?, a, sub(matches, "best-of-n"))
-        }
-        Command::Eval(a) => {
-            cli::train::eval_cmd(&engine::Gpu::new(&opts)?, a, sub(matches, "eval"))
-        }
+        Command::Generate(a) => cli::models::generate_cmd(&gpu()?, &a),
+        Command::Chat(a) => cli::chat::chat_cmd(&gpu()?, &a),
+        Command::Perplexity(a) => cli::models::perplexity_cmd(&gpu()?, &a),
+        Command::Classify(a) => cli::classify::classify_cmd(&gpu()?, &a),
+        Command::Info(a) => cli::models::info_cmd(&gpu()?, &a),
+        Command::Export(a) => cli::models::export_cmd(&gpu()?, &a),
+        Command::TrainSft(a) => cli::train::sft_cmd(&gpu()?, a, sub),
+        Command::TrainReward(a) => cli::train::reward_cmd(&gpu()?, a, sub),
+        Command::TrainPpo(a) => cli::train::ppo_cmd(&gpu()?, a, sub),
+        Command::TrainDpo(a) => cli::train::dpo_cmd(&gpu()?, a, sub),
+        Command::BestOfN(a) => cli::train::best_of_n_cmd(&gpu()?, a, sub),
+        Command::Eval(a) => cli::train::eval_cmd(&gpu()?, a, sub),
         Command::TrainTokenizer(a) => cli::build::train_tokenizer_cmd(&a),
-        Command::Pipeline(a) => {
-            engine::demo::pipeline::run_pipeline(&engine::Gpu::new(&opts)?, &a).map(|_| ())
-        }
-        Command::Init(a) => cli::build::init_cmd(&engine::Gpu::new(&opts)?, &a),
+        Command::Pipeline(a) => engine::demo::pipeline::run_pipeline(&gpu()?, &a).map(|_| ()),
+        Command::Init(a) => cli::build::init_cmd(&gpu()?, &a),
         Command::Data(a) => cli::data::data_cmd(&a),
         Command::ExportRun(a) => cli::export_run::export_run_cmd(&a),
     }

@@ -187,25 +187,15 @@ fn check(c: &Case, seed: u64, variant: AttnVariant) -> [Vec<f32>; 5] {
     let opts = c.opts(variant);
     let out = poisoned(&c.qshape());
     let lse = poisoned(&[c.b, c.h, c.tq]);
-    attention_forward_into(&q, &k, &v, mask.as_ref(), &opts, &out, &lse).unwrap();
+    let inputs = AttnInputs::new(&q, &k, &v, mask.as_ref());
+    attention_forward_into(inputs, &opts, &out, &lse).unwrap();
     let [dq, dk, dv] = [
         poisoned(&c.qshape()),
         poisoned(&c.kshape()),
         poisoned(&c.kshape()),
     ];
     let dout = upload(&c.qshape(), &x.dout);
-    attention_backward_into(
-        &q,
-        &k,
-        &v,
-        mask.as_ref(),
-        &out,
-        &lse,
-        &dout,
-        &opts,
-        [&dq, &dk, &dv],
-    )
-    .unwrap();
+    attention_backward_into(inputs, (&out, &lse), &dout, &opts, [&dq, &dk, &dv]).unwrap();
     let what = |n: &str| format!("{variant:?} {n} {c:?}");
     let got = [&out, &lse, &dq, &dk, &dv].map(|t| t.to_vec().unwrap());
     assert_close(&what("out"), &got[0], &r.out, 2e-6, 1e-5);
@@ -341,8 +331,12 @@ fn attention_naive_matches_reference() {
         let r = reference(c, &x);
         let (q, k, v, mask) = uploads(c, &x);
         let out = poisoned(&c.qshape());
-        attention_naive_forward_into(&q, &k, &v, mask.as_ref(), &c.opts(AttnVariant::Auto), &out)
-            .unwrap();
+        attention_naive_forward_into(
+            AttnInputs::new(&q, &k, &v, mask.as_ref()),
+            &c.opts(AttnVariant::Auto),
+            &out,
+        )
+        .unwrap();
         assert_close(
             &format!("naive {c:?}"),
             &out.to_vec().unwrap(),
@@ -388,13 +382,13 @@ fn attention_rejects_bad_shapes() {
     let (q, k, v, _) = uploads(&c, &x);
     let opts = AttnOptions::default();
     assert!(
-        attention_forward(&q, &k, &v, None, &opts).is_err(),
+        attention_forward(AttnInputs::new(&q, &k, &v, None), &opts).is_err(),
         "D % 4 != 0"
     );
     let q2 = upload(&[1, 5, 1, 8], &[0.0; 40]);
     let k2 = upload(&[1, 4, 1, 8], &[0.0; 32]);
     assert!(
-        attention_forward(&q2, &k2, &k2, None, &opts).is_err(),
+        attention_forward(AttnInputs::new(&q2, &k2, &k2, None), &opts).is_err(),
         "causal Tq > Tk"
     );
 }

@@ -8,8 +8,8 @@
 use crate::common::*;
 use engine::ops::dropout::dropout_forward;
 use engine::ops::lora::{
-    lora_backward, lora_forward, lora_forward_unfused, lora_linear, LoraDropout,
-    LoraEpilogueParams, LoraSpec, LowRank,
+    lora_backward, lora_forward, lora_linear, LoraBase, LoraDropout, LoraEpilogueParams, LoraSpec,
+    LowRank,
 };
 use engine::ops::matmul::{matmul_lowrank_into, MatmulParams, MatmulVariant};
 use engine::{Gpu, GpuOptions, Tensor};
@@ -182,10 +182,15 @@ fn check(gpu: &Arc<Gpu>, variant: MatmulVariant, c: Case, seed: u64) {
     let want = c.want(&d, &c.keep(gpu));
     let spec = c.spec(variant);
     let bias = c.bias.then_some(&bias);
-    let (y, xa) = lora_forward(&spec, &x, &w, bias, &a, &b).unwrap();
-    let unfused = lora_forward_unfused(&spec, &x, &w, bias, &a, &b).unwrap();
+    let base = LoraBase::dense(&w, spec.trans_b);
+    let (y, xa) = lora_forward(&spec, &base, &x, bias, &a, &b).unwrap();
+    let reference = LoraSpec {
+        unfused: true,
+        ..spec
+    };
+    let (unfused, _) = lora_forward(&reference, &base, &x, bias, &a, &b).unwrap();
     let dy = up(&[c.m, c.n], &d.dy);
-    let g = lora_backward(&spec, &dy, &x, &w, &a, &b, &xa, [true; 5]).unwrap();
+    let g = lora_backward(&spec, &base, &dy, &x, &a, &b, &xa, [true; 5]).unwrap();
     let got = [
         Some(y),
         Some(xa),
@@ -318,8 +323,13 @@ fn fused_equals_unfused_at_a_model_shape() {
     let a = upload(&[r, k], &rng.vec(r * k, 0.1));
     let b = upload(&[n, r], &rng.vec(n * r, 0.1));
     let spec = LoraSpec::new(2.0, false);
-    let (fused, _) = lora_forward(&spec, &x, &w, Some(&bias), &a, &b).unwrap();
-    let unfused = lora_forward_unfused(&spec, &x, &w, Some(&bias), &a, &b).unwrap();
+    let base = LoraBase::dense(&w, spec.trans_b);
+    let (fused, _) = lora_forward(&spec, &base, &x, Some(&bias), &a, &b).unwrap();
+    let reference = LoraSpec {
+        unfused: true,
+        ..spec
+    };
+    let (unfused, _) = lora_forward(&reference, &base, &x, Some(&bias), &a, &b).unwrap();
     let want = to_f64(&unfused.to_vec().unwrap());
     assert_close(
         "fused vs unfused",
@@ -412,6 +422,7 @@ fn leading_dims_and_frozen_base() {
     assert_eq!(grads.get(&b).unwrap().shape(), [5, 2]);
     let bad = upload(&[3, 4], &[0.0; 12]);
     let spec = LoraSpec::new(1.0, false);
-    let err = lora_forward(&spec, x.tensor(), w.tensor(), None, &bad, b.tensor());
+    let base = LoraBase::dense(w.tensor(), spec.trans_b);
+    let err = lora_forward(&spec, &base, x.tensor(), None, &bad, b.tensor());
     assert!(err.is_err(), "A [3, 4] with B [5, 2] must be rejected");
 }

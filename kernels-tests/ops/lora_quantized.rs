@@ -7,8 +7,7 @@
 
 use crate::common::*;
 use engine::ops::lora::{
-    lora_backward_on, lora_forward_on, lora_forward_unfused_on, qlora_linear, LoraBase,
-    LoraDropout, LoraSpec, LowRank,
+    lora_backward, lora_forward, qlora_linear, LoraBase, LoraDropout, LoraSpec, LowRank,
 };
 use engine::ops::qmatmul::{qmatmul_backward_into, qmatmul_forward_into, QgemmPath};
 use engine::quant::{QuantFormat, QuantizedWeight};
@@ -163,9 +162,13 @@ fn check_op(
     };
     let base = LoraBase::Quantized { w: q, path };
     let bias_t = with_bias.then_some(&tbias);
-    let (y, xa) = lora_forward_on(&spec, &base, &tx, bias_t, &ta, &tb).unwrap();
-    let unfused = lora_forward_unfused_on(&spec, &base, &tx, bias_t, &ta, &tb).unwrap();
-    let g = lora_backward_on(
+    let (y, xa) = lora_forward(&spec, &base, &tx, bias_t, &ta, &tb).unwrap();
+    let reference = LoraSpec {
+        unfused: true,
+        ..spec
+    };
+    let (unfused, _) = lora_forward(&reference, &base, &tx, bias_t, &ta, &tb).unwrap();
+    let g = lora_backward(
         &spec,
         &base,
         &tdy,
@@ -354,9 +357,9 @@ fn frozen_base_and_bad_shapes() {
     assert_eq!(grads.get(&b).unwrap().shape(), [5, 2]);
     // A quantized base has no dW, and mismatched adapters are refused.
     let base = LoraBase::quantized(&q);
-    let (_, xa) = lora_forward_on(&spec, &base, x.tensor(), None, a.tensor(), b.tensor()).unwrap();
+    let (_, xa) = lora_forward(&spec, &base, x.tensor(), None, a.tensor(), b.tensor()).unwrap();
     let dy = upload(&[2, 3, 5], &[1.0; 30]);
-    let e = lora_backward_on(
+    let e = lora_backward(
         &spec,
         &base,
         &dy,
@@ -368,6 +371,6 @@ fn frozen_base_and_bad_shapes() {
     );
     assert!(e.is_err_and(|e| format!("{e:#}").contains("frozen")));
     let bad = upload(&[3, 4], &[0.0; 12]);
-    let e = lora_forward_on(&spec, &base, x.tensor(), None, &bad, b.tensor());
+    let e = lora_forward(&spec, &base, x.tensor(), None, &bad, b.tensor());
     assert!(e.is_err(), "A [3, 4] with B [5, 2] must be rejected");
 }

@@ -206,7 +206,14 @@ fn llama_rotation_with_scaled_tables_matches_f64() {
             let tpos = Tensor::from_i32(&gpu, &[b, t], &pos).unwrap();
             let x = rng.vec(n, 2.0);
             let out = poisoned(&[b, t, h, d]);
-            rotary_forward_into(&out, &upload(&[b, t, h, d], &x), &tpos, &table).unwrap();
+            rotary_into(
+                Rotation::Forward,
+                &out,
+                &upload(&[b, t, h, d], &x),
+                &tpos,
+                &table,
+            )
+            .unwrap();
             let want = rotate_ref(&x, &pos, h, d, &table.inv_freq, 1.0);
             assert_close(
                 &format!("{s:?} fwd T={t}"),
@@ -216,7 +223,14 @@ fn llama_rotation_with_scaled_tables_matches_f64() {
                 1e-6,
             );
             let dx = poisoned(&[b, t, h, d]);
-            rotary_backward_into(&dx, &upload(&[b, t, h, d], &x), &tpos, &table).unwrap();
+            rotary_into(
+                Rotation::Backward,
+                &dx,
+                &upload(&[b, t, h, d], &x),
+                &tpos,
+                &table,
+            )
+            .unwrap();
             let want = rotate_ref(&x, &pos, h, d, &table.inv_freq, -1.0);
             assert_close(
                 &format!("{s:?} bwd T={t}"),

@@ -77,13 +77,27 @@ fn rotary_matches_f64_reference() {
                 let pos = left_padded(t, &pads, pad_pos);
                 let tpos = Tensor::from_i32(&gpu, &[b, t], &pos).unwrap();
                 let out = poisoned(&[b, t, h, d]);
-                rotary_forward_into(&out, &upload(&[b, t, h, d], &x), &tpos, &table).unwrap();
+                rotary_into(
+                    Rotation::Forward,
+                    &out,
+                    &upload(&[b, t, h, d], &x),
+                    &tpos,
+                    &table,
+                )
+                .unwrap();
                 let want = reference(&x, &pos, h, d, table.rot_dim, 64, 1.0);
                 assert_close(&what, &out.to_vec().unwrap(), &want, 1e-6, 1e-6);
 
                 let dy = rng.vec(n, 2.0);
                 let dx = poisoned(&[b, t, h, d]);
-                rotary_backward_into(&dx, &upload(&[b, t, h, d], &dy), &tpos, &table).unwrap();
+                rotary_into(
+                    Rotation::Backward,
+                    &dx,
+                    &upload(&[b, t, h, d], &dy),
+                    &tpos,
+                    &table,
+                )
+                .unwrap();
                 let want = reference(&dy, &pos, h, d, table.rot_dim, 64, -1.0);
                 assert_close(
                     &format!("d{what}"),
@@ -165,7 +179,7 @@ fn rotary_chunks_tokens_larger_than_one_binding() {
     let tx = Tensor::from_f32(&small, &[b, t, h, d], &x).unwrap();
     let out = Tensor::empty(&small, &[b, t, h, d], DType::F32).unwrap();
     out.poison();
-    rotary_forward_into(&out, &tx, &tpos, &table).unwrap();
+    rotary_into(Rotation::Forward, &out, &tx, &tpos, &table).unwrap();
     let want = reference(&x, &pos, h, d, 16, 32, 1.0);
     assert_close("chunked", &out.to_vec().unwrap(), &want, 1e-6, 1e-6);
     let dx = rotary_backward(&out, &tpos, &table).unwrap();

@@ -90,7 +90,7 @@ fn check_ppo(name: &str, extra: &[&str], weights: &[&str]) {
     ];
     common.extend_from_slice(extra);
     let (_, s) = train_ppo(&gpu, parse(&strs(&flags(&a, &prompts, &common)))).unwrap();
-    assert!(s.finished && s.steps == 4, "{s}");
+    assert!(s.run.finished && s.run.steps == 4, "{s}");
 
     let mut stop = common.clone();
     stop.extend_from_slice(&[
@@ -101,7 +101,12 @@ fn check_ppo(name: &str, extra: &[&str], weights: &[&str]) {
         "--keep-checkpoints",
     ]);
     let (_, s) = train_ppo(&gpu, parse(&strs(&flags(&b, &prompts, &stop)))).unwrap();
-    assert!(!s.finished && s.steps == 2 && s.saved.model.is_none() && s.saved.adapter.is_none());
+    assert!(
+        !s.run.finished
+            && s.run.steps == 2
+            && s.run.saved.model.is_none()
+            && s.run.saved.adapter.is_none()
+    );
     assert!(format!("{s}").contains("stopped after step 2 of 4"), "{s}");
     assert!(b.join("checkpoint-1/trainer_state.json").is_file());
     let state: serde_json::Value = serde_json::from_str(
@@ -120,7 +125,7 @@ fn check_ppo(name: &str, extra: &[&str], weights: &[&str]) {
     let ckpt = b.join("checkpoint").display().to_string();
     let resumed: PpoArgs = parse(&["--resume", &ckpt, "--progress", "silent"]);
     let (_, s) = train_ppo(&gpu, resumed).unwrap();
-    assert!(s.finished && s.steps == 4, "{s}");
+    assert!(s.run.finished && s.run.steps == 4, "{s}");
     let (ra, rb) = (metric_rows(&a), metric_rows(&b));
     assert_eq!(ra.len(), 4);
     assert_eq!(ra, rb, "metrics differ after resume");
@@ -196,15 +201,15 @@ fn check_dpo(name: &str, extra: &[&str], weights: &str) {
     ];
     common.extend_from_slice(extra);
     let (_, s) = train_dpo(&gpu, parse(&strs(&flags(&a, &prefs, &common)))).unwrap();
-    assert!(s.finished && s.steps == 5, "{s}");
+    assert!(s.run.finished && s.run.steps == 5, "{s}");
     let mut stop = common.clone();
     stop.extend_from_slice(&["--stop-after", "3"]);
     let (_, s) = train_dpo(&gpu, parse(&strs(&flags(&b, &prefs, &stop)))).unwrap();
-    assert!(!s.finished && s.steps == 3);
+    assert!(!s.run.finished && s.run.steps == 3);
     let ckpt = b.join("checkpoint").display().to_string();
     let resumed: DpoArgs = parse(&["--resume", &ckpt, "--progress", "silent"]);
     let (_, s) = train_dpo(&gpu, resumed).unwrap();
-    assert!(s.finished && s.steps == 5);
+    assert!(s.run.finished && s.run.steps == 5);
     let (ra, rb) = (metric_rows(&a), metric_rows(&b));
     assert_eq!(ra.len(), 5);
     assert!(ra[1].contains_key("eval_loss") && ra[4].contains_key("eval_loss"));

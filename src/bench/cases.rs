@@ -8,10 +8,10 @@
 use anyhow::Result;
 use std::sync::Arc;
 
-use super::case::{Case, Run, Work};
+use super::case::{Case, Prepare, Run, Work};
 use crate::device::Gpu;
 use crate::ops::attention::{
-    attention_backward, attention_forward, attention_naive_forward, AttnOptions,
+    attention_backward, attention_forward, attention_naive_forward, AttnInputs, AttnOptions,
 };
 use crate::ops::cross_entropy::cross_entropy_forward;
 use crate::ops::layernorm::{layernorm_backward, layernorm_forward};
@@ -75,10 +75,11 @@ fn attention_cases(s: [usize; 4], hkv: usize) -> Vec<Case> {
             let [q, k, v, _] = qkv(gpu, s, hkv, seed)?;
             let opts = AttnOptions::default();
             Ok(Box::new(move || {
+                let x = AttnInputs::new(&q, &k, &v, None);
                 if naive {
-                    attention_naive_forward(&q, &k, &v, None, &opts).map(drop)
+                    attention_naive_forward(x, &opts).map(drop)
                 } else {
-                    attention_forward(&q, &k, &v, None, &opts).map(drop)
+                    attention_forward(x, &opts).map(drop)
                 }
             }) as Run)
         }),
@@ -95,9 +96,10 @@ fn attention_cases(s: [usize; 4], hkv: usize) -> Vec<Case> {
         prepare: Box::new(move |gpu, seed| {
             let [q, k, v, dout] = qkv(gpu, s, hkv, seed)?;
             let opts = AttnOptions::default();
-            let (out, lse) = attention_forward(&q, &k, &v, None, &opts)?;
+            let (out, lse) = attention_forward(AttnInputs::new(&q, &k, &v, None), &opts)?;
             Ok(Box::new(move || {
-                attention_backward(&q, &k, &v, None, &out, &lse, &dout, &opts).map(drop)
+                let x = AttnInputs::new(&q, &k, &v, None);
+                attention_backward(x, (&out, &lse), &dout, &opts).map(drop)
             }) as Run)
         }),
     };
@@ -111,111 +113,98 @@ fn attention_cases(s: [usize; 4], hkv: usize) -> Vec<Case> {
     ]
 }
 
+/// A row op's forward and backward cases over `rows`×`cols`, on fresh random
+/// inputs (shape, scale) drawn from consecutive seeds; `traffic` is each
+/// case's bytes moved, in [rows, cols] f32 tensors. `fwd` and `bwd` turn the
+/// inputs into the timed runs (the row ops' cases differ only in these).
+fn row_op_cases<const N: usize, F, B>(
+    ops: [&'static str; 2],
+    (rows, cols): (usize, usize),
+    traffic: [f64; 2],
+    inputs: [(Vec<usize>, f32); N],
+    fwd: impl Fn([Tensor; N]) -> Result<F> + 'static,
+    bwd: impl Fn([Tensor; N]) -> Result<B> + 'static,
+) -> Vec<Case>
+where
+    F: FnMut() -> Result<()> + 'static,
+    B: FnMut() -> Result<()> + 'static,
+{
+    let bytes = (rows * cols * 4) as f64;
+    let draw = move |gpu: &Arc<Gpu>, seed: u64| -> Result<[Tensor; N]> {
+        let mut ts = Vec::with_capacity(N);
+        for (i, (shape, scale)) in inputs.iter().enumerate() {
+            ts.push(random(gpu, shape, seed + i as u64, *scale)?);
+        }
+        Ok(ts.try_into().unwrap_or_else(|_| unreachable!()))
+    };
+    let case = |op, work, prepare: Prepare| Case {
+        op,
+        shape: format!("{rows}x{cols}"),
+        work: Work::Bytes(work * bytes),
+        prepare,
+    };
+    let d = draw.clone();
+    vec![
+        case(
+            ops[0],
+            traffic[0],
+            Box::new(move |gpu, seed| Ok(Box::new(fwd(d(gpu, seed)?)?) as Run)),
+        ),
+        case(
+            ops[1],
+            traffic[1],
+            Box::new(move |gpu, seed| Ok(Box::new(bwd(draw(gpu, seed)?)?) as Run)),
+        ),
+    ]
+}
+
 /// rmsnorm over N×C: forward reads x and writes y; the backward reads x and
 /// dy twice (dx, then dw) and writes dx.
 fn rmsnorm_cases(n: usize, c: usize) -> Vec<Case> {
-    let inputs = move |gpu: &Arc<Gpu>, seed| -> Result<[Tensor; 3]> {
-        Ok([
-            random(gpu, &[n, c], seed, 2.0)?,
-            random(gpu, &[c], seed + 1, 1.0)?,
-            random(gpu, &[n, c], seed + 2, 1.0)?,
-        ])
-    };
-    let bytes = (n * c * 4) as f64;
-    vec![
-        Case {
-            op: "rmsnorm_fwd",
-            shape: format!("{n}x{c}"),
-            work: Work::Bytes(2.0 * bytes),
-            prepare: Box::new(move |gpu, seed| {
-                let [x, w, _] = inputs(gpu, seed)?;
-                Ok(Box::new(move || rmsnorm_forward(&x, &w, 1e-6).map(drop)) as Run)
-            }),
+    row_op_cases(
+        ["rmsnorm_fwd", "rmsnorm_bwd"],
+        (n, c),
+        [2.0, 5.0],
+        [(vec![n, c], 2.0), (vec![c], 1.0), (vec![n, c], 1.0)],
+        |[x, w, _]| Ok(move || rmsnorm_forward(&x, &w, 1e-6).map(drop)),
+        |[x, w, dy]| {
+            let rstd = rmsnorm_forward(&x, &w, 1e-6)?.rstd;
+            Ok(move || rmsnorm_backward(&dy, &x, &w, &rstd, true, true).map(drop))
         },
-        Case {
-            op: "rmsnorm_bwd",
-            shape: format!("{n}x{c}"),
-            work: Work::Bytes(5.0 * bytes),
-            prepare: Box::new(move |gpu, seed| {
-                let [x, w, dy] = inputs(gpu, seed)?;
-                let out = rmsnorm_forward(&x, &w, 1e-6)?;
-                Ok(
-                    Box::new(move || rmsnorm_backward(&dy, &x, &w, &out.rstd, true, true).map(drop))
-                        as Run,
-                )
-            }),
-        },
-    ]
+    )
 }
 
 /// swiglu over N×I: forward reads g, u and writes h; backward reads g, u, dh
 /// and writes dg, du.
 fn swiglu_cases(n: usize, i: usize) -> Vec<Case> {
-    let inputs = move |gpu: &Arc<Gpu>, seed| -> Result<[Tensor; 3]> {
-        Ok([
-            random(gpu, &[n, i], seed, 4.0)?,
-            random(gpu, &[n, i], seed + 1, 1.0)?,
-            random(gpu, &[n, i], seed + 2, 1.0)?,
-        ])
-    };
-    let bytes = (n * i * 4) as f64;
-    vec![
-        Case {
-            op: "swiglu_fwd",
-            shape: format!("{n}x{i}"),
-            work: Work::Bytes(3.0 * bytes),
-            prepare: Box::new(move |gpu, seed| {
-                let [g, u, _] = inputs(gpu, seed)?;
-                Ok(Box::new(move || swiglu_forward(&g, &u).map(drop)) as Run)
-            }),
-        },
-        Case {
-            op: "swiglu_bwd",
-            shape: format!("{n}x{i}"),
-            work: Work::Bytes(5.0 * bytes),
-            prepare: Box::new(move |gpu, seed| {
-                let [g, u, dh] = inputs(gpu, seed)?;
-                Ok(Box::new(move || swiglu_backward(&dh, &g, &u).map(drop)) as Run)
-            }),
-        },
-    ]
+    row_op_cases(
+        ["swiglu_fwd", "swiglu_bwd"],
+        (n, i),
+        [3.0, 5.0],
+        [(vec![n, i], 4.0), (vec![n, i], 1.0), (vec![n, i], 1.0)],
+        |[g, u, _]| Ok(move || swiglu_forward(&g, &u).map(drop)),
+        |[g, u, dh]| Ok(move || swiglu_backward(&dh, &g, &u).map(drop)),
+    )
 }
 
 fn layernorm_cases(n: usize, c: usize) -> Vec<Case> {
-    let inputs = move |gpu: &Arc<Gpu>, seed| -> Result<[Tensor; 4]> {
-        Ok([
-            random(gpu, &[n, c], seed, 2.0)?,
-            random(gpu, &[c], seed + 1, 1.0)?,
-            random(gpu, &[c], seed + 2, 1.0)?,
-            random(gpu, &[n, c], seed + 3, 1.0)?,
-        ])
-    };
-    let bytes = (n * c * 4) as f64;
-    vec![
-        Case {
-            op: "layernorm_fwd",
-            shape: format!("{n}x{c}"),
-            work: Work::Bytes(2.0 * bytes),
-            prepare: Box::new(move |gpu, seed| {
-                let [x, w, b, _] = inputs(gpu, seed)?;
-                Ok(Box::new(move || layernorm_forward(&x, &w, &b, 1e-5).map(drop)) as Run)
-            }),
+    let inputs = [
+        (vec![n, c], 2.0),
+        (vec![c], 1.0),
+        (vec![c], 1.0),
+        (vec![n, c], 1.0),
+    ];
+    row_op_cases(
+        ["layernorm_fwd", "layernorm_bwd"],
+        (n, c),
+        [2.0, 3.0],
+        inputs,
+        |[x, w, b, _]| Ok(move || layernorm_forward(&x, &w, &b, 1e-5).map(drop)),
+        |[x, w, b, dy]| {
+            let out = layernorm_forward(&x, &w, &b, 1e-5)?;
+            Ok(move || layernorm_backward(&dy, &x, &w, &out.mean, &out.rstd).map(drop))
         },
-        Case {
-            op: "layernorm_bwd",
-            shape: format!("{n}x{c}"),
-            work: Work::Bytes(3.0 * bytes),
-            prepare: Box::new(move |gpu, seed| {
-                let [x, w, b, dy] = inputs(gpu, seed)?;
-                let out = layernorm_forward(&x, &w, &b, 1e-5)?;
-                Ok(
-                    Box::new(move || {
-                        layernorm_backward(&dy, &x, &w, &out.mean, &out.rstd).map(drop)
-                    }) as Run,
-                )
-            }),
-        },
-    ]
+    )
 }
 
 fn cross_entropy_case(n: usize, v: usize) -> Case {

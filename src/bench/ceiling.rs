@@ -1,8 +1,11 @@
 //! The adapter's ceilings, measured by `shaders/ceiling.wgsl`.
 
+use anyhow::Result;
 use bytemuck::{Pod, Zeroable};
+use std::sync::Arc;
 
 use super::case::{Case, Work};
+use crate::device::Gpu;
 use crate::kernel::{groups_1d, Kernel};
 use crate::tensor::{DType, Tensor};
 
@@ -24,54 +27,54 @@ const COPY_VEC4S: u32 = 4 << 20;
 
 pub fn cases() -> Vec<Case> {
     vec![
-        Case {
-            op: "fma_peak",
-            shape: format!("{FMA_THREADS}x{FMA_ITERS}"),
-            work: Work::Flops(FMA_THREADS as f64 * FMA_ITERS as f64 * 8.0 * 4.0 * 2.0),
-            prepare: Box::new(|gpu, _| {
-                let src = Tensor::full(gpu, &[64 * 4], 0.5)?;
-                let dst = Tensor::empty(gpu, &[64 * 4], DType::F32)?;
-                let gpu = gpu.clone();
-                Ok(Box::new(move || {
-                    let p = CeilingParams {
-                        n: FMA_THREADS,
-                        iters: FMA_ITERS,
-                        _pad: [0; 2],
-                    };
-                    let k = Kernel::new("ceiling", "fma_peak");
-                    gpu.dispatch(
-                        &k,
-                        &p,
-                        &[src.bind(1), dst.bind(2)],
-                        groups_1d(&gpu, FMA_THREADS / 64),
-                    )
-                }))
-            }),
-        },
-        Case {
-            op: "copy_bandwidth",
-            shape: format!("{}MiB", (COPY_VEC4S as u64 * 16) >> 20),
-            work: Work::Bytes(2.0 * COPY_VEC4S as f64 * 16.0),
-            prepare: Box::new(|gpu, _| {
-                let n = COPY_VEC4S as usize * 4;
-                let src = Tensor::zeros(gpu, &[n], DType::F32)?;
-                let dst = Tensor::empty(gpu, &[n], DType::F32)?;
-                let gpu = gpu.clone();
-                Ok(Box::new(move || {
-                    let p = CeilingParams {
-                        n: COPY_VEC4S,
-                        iters: 0,
-                        _pad: [0; 2],
-                    };
-                    let k = Kernel::new("ceiling", "copy_bandwidth");
-                    gpu.dispatch(
-                        &k,
-                        &p,
-                        &[src.bind(1), dst.bind(2)],
-                        groups_1d(&gpu, COPY_VEC4S / 64),
-                    )
-                }))
-            }),
-        },
+        ceiling_case(
+            "fma_peak",
+            format!("{FMA_THREADS}x{FMA_ITERS}"),
+            Work::Flops(FMA_THREADS as f64 * FMA_ITERS as f64 * 8.0 * 4.0 * 2.0),
+            (FMA_THREADS, FMA_ITERS),
+            |gpu| Tensor::full(gpu, &[64 * 4], 0.5),
+        ),
+        ceiling_case(
+            "copy_bandwidth",
+            format!("{}MiB", (COPY_VEC4S as u64 * 16) >> 20),
+            Work::Bytes(2.0 * COPY_VEC4S as f64 * 16.0),
+            (COPY_VEC4S, 0),
+            |gpu| Tensor::zeros(gpu, &[COPY_VEC4S as usize * 4], DType::F32),
+        ),
     ]
+}
+
+/// The `op` entry of `ceiling.wgsl` over `n` invocations of `iters` rounds
+/// (both ceilings are one such dispatch), reading `src` into an f32 `dst` of
+/// the same size.
+fn ceiling_case(
+    op: &'static str,
+    shape: String,
+    work: Work,
+    (n, iters): (u32, u32),
+    src: fn(&Arc<Gpu>) -> Result<Tensor>,
+) -> Case {
+    Case {
+        op,
+        shape,
+        work,
+        prepare: Box::new(move |gpu, _| {
+            let src = src(gpu)?;
+            let dst = Tensor::empty(gpu, src.shape(), DType::F32)?;
+            let gpu = gpu.clone();
+            Ok(Box::new(move || {
+                let p = CeilingParams {
+                    n,
+                    iters,
+                    _pad: [0; 2],
+                };
+                gpu.dispatch(
+                    &Kernel::new("ceiling", op),
+                    &p,
+                    &[src.bind(1), dst.bind(2)],
+                    groups_1d(&gpu, n / 64),
+                )
+            }))
+        }),
+    }
 }

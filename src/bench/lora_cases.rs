@@ -13,10 +13,7 @@ use std::sync::Arc;
 
 use super::case::{Case, Run, Work};
 use crate::device::Gpu;
-use crate::ops::lora::{
-    lora_backward, lora_backward_on, lora_forward, lora_forward_on, lora_forward_unfused,
-    lora_forward_unfused_on, LoraBase, LoraSpec,
-};
+use crate::ops::lora::{lora_backward, lora_forward, LoraBase, LoraSpec};
 use crate::ops::matmul::matmul_forward;
 use crate::ops::qmatmul::{qmatmul_forward, quantize};
 use crate::quant::QuantFormat;
@@ -86,16 +83,20 @@ fn qlora_cases(spec: LoraSpec) -> Vec<Case> {
                         qmatmul_forward(&x, w, bias.as_ref()).map(drop)
                     }) as Run,
                     "qlora_nf4_fused_fwd" => Box::new(move || {
-                        lora_forward_on(&spec, &wb, &x, bias.as_ref(), &a, &b).map(drop)
+                        lora_forward(&spec, &wb, &x, bias.as_ref(), &a, &b).map(drop)
                     }) as Run,
                     "qlora_nf4_unfused_fwd" => Box::new(move || {
-                        lora_forward_unfused_on(&spec, &wb, &x, bias.as_ref(), &a, &b).map(drop)
+                        let unfused = LoraSpec {
+                            unfused: true,
+                            ..spec
+                        };
+                        lora_forward(&unfused, &wb, &x, bias.as_ref(), &a, &b).map(drop)
                     }) as Run,
                     _ => {
-                        let (_, xa) = lora_forward_on(&spec, &wb, &x, bias.as_ref(), &a, &b)?;
+                        let (_, xa) = lora_forward(&spec, &wb, &x, bias.as_ref(), &a, &b)?;
                         let needs = [true, false, false, true, true];
                         Box::new(move || {
-                            lora_backward_on(&spec, &wb, &dy, &x, &a, &b, &xa, needs).map(drop)
+                            lora_backward(&spec, &wb, &dy, &x, &a, &b, &xa, needs).map(drop)
                         }) as Run
                     }
                 })
@@ -122,12 +123,13 @@ pub fn cases(_quick: bool) -> Vec<Case> {
         work: flops(base + low),
         prepare: Box::new(move |gpu, seed| {
             let [x, w, bias, a, b, _] = inputs(gpu, seed)?;
+            let w = LoraBase::dense(&w, spec.trans_b);
             Ok(Box::new(move || {
-                if fused {
-                    lora_forward(&spec, &x, &w, Some(&bias), &a, &b).map(drop)
-                } else {
-                    lora_forward_unfused(&spec, &x, &w, Some(&bias), &a, &b).map(drop)
-                }
+                let spec = LoraSpec {
+                    unfused: !fused,
+                    ..spec
+                };
+                lora_forward(&spec, &w, &x, Some(&bias), &a, &b).map(drop)
             }) as Run)
         }),
     };
@@ -153,11 +155,12 @@ pub fn cases(_quick: bool) -> Vec<Case> {
             work: flops(base + 2.0 * low),
             prepare: Box::new(move |gpu, seed| {
                 let [x, w, bias, a, b, dy] = inputs(gpu, seed)?;
-                let (_, xa) = lora_forward(&spec, &x, &w, Some(&bias), &a, &b)?;
+                let w = LoraBase::dense(&w, spec.trans_b);
+                let (_, xa) = lora_forward(&spec, &w, &x, Some(&bias), &a, &b)?;
                 let needs = [true, false, false, true, true];
                 Ok(
                     Box::new(move || {
-                        lora_backward(&spec, &dy, &x, &w, &a, &b, &xa, needs).map(drop)
+                        lora_backward(&spec, &w, &dy, &x, &a, &b, &xa, needs).map(drop)
                     }) as Run,
                 )
             }),

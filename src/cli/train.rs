@@ -69,9 +69,10 @@ pub fn reward_cmd(gpu: &Arc<Gpu>, args: RewardArgs, matches: &ArgMatches) -> Res
 
 fn print_rlhf(s: &RlhfSummary) {
     println!("{s}");
-    print_outputs(&s.saved, &s.checkpoint, &s.chart, s.finished);
-    println!("metrics    {}", s.metrics.display());
-    println!("output dir {}", s.out.display());
+    let run = &s.run;
+    print_outputs(&run.saved, &run.checkpoint, &run.chart, run.finished);
+    println!("metrics    {}", s.metrics().display());
+    println!("output dir {}", run.out.display());
 }
 
 pub fn ppo_cmd(gpu: &Arc<Gpu>, args: PpoArgs, matches: &ArgMatches) -> Result<()> {

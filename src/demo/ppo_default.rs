@@ -231,11 +231,11 @@ pub fn run_demo(
     let report = DemoReport {
         before,
         after,
-        steps: summary.steps,
-        skipped_steps: summary.skipped_steps,
+        steps: summary.run.steps,
+        skipped_steps: summary.run.skipped_steps,
         seconds: t0.elapsed().as_secs_f64(),
         health_warnings: summary.warnings.clone(),
-        chart: summary.chart.clone(),
+        chart: summary.run.chart.clone(),
         hyperparameters,
         out: out.clone(),
     };

@@ -8,7 +8,8 @@
 
 use anyhow::{ensure, Result};
 
-use crate::kernel::{elem_chunks, groups_1d, Kernel};
+use crate::kernel::Kernel;
+use crate::ops::dispatch_elem_chunks;
 use crate::tensor::{DType, Tensor};
 
 #[repr(C)]
@@ -86,21 +87,19 @@ pub fn adamw_step(
         !grad.same_storage(param) && !m.same_storage(v) && !m.same_storage(param),
         "adamw: param, m and v must be distinct buffers"
     );
-    let gpu = param.gpu();
     let base = cfg.params(t);
-    for (lo, hi) in elem_chunks(gpu, n) {
+    let kernel = Kernel::new("adamw", "adamw_forward");
+    dispatch_elem_chunks(param.gpu(), &kernel, n, 256, |lo, hi| {
         let p = AdamwParams {
             n: (hi - lo) as u32,
             ..base
         };
-        let binds = [
+        let binds = vec![
             grad.bind_elems(1, lo, hi).0,
             param.bind_elems(2, lo, hi).0,
             m.bind_elems(3, lo, hi).0,
             v.bind_elems(4, lo, hi).0,
         ];
-        let groups = groups_1d(gpu, p.n.div_ceil(256));
-        gpu.dispatch(&Kernel::new("adamw", "adamw_forward"), &p, &binds, groups)?;
-    }
-    Ok(())
+        (p, binds)
+    })
 }

@@ -102,15 +102,37 @@ fn dims4(what: &str, t: &Tensor) -> Result<[usize; 4]> {
     Ok([t.shape()[0], t.shape()[1], t.shape()[2], t.shape()[3]])
 }
 
+/// The operands every attention pass reads (and binds at 1..=4): q
+/// [B, Tq, H, D], k and v [B, Tk, Hkv, D] and the optional key mask.
+#[derive(Clone, Copy, Debug)]
+pub struct AttnInputs<'a> {
+    pub q: &'a Tensor,
+    pub k: &'a Tensor,
+    pub v: &'a Tensor,
+    pub mask: Option<&'a Tensor>,
+}
+
+impl<'a> AttnInputs<'a> {
+    pub fn new(
+        q: &'a Tensor,
+        k: &'a Tensor,
+        v: &'a Tensor,
+        mask: Option<&'a Tensor>,
+    ) -> AttnInputs<'a> {
+        AttnInputs { q, k, v, mask }
+    }
+
+    /// q, k, v and the mask at bindings 1..=4 (q stands in for a missing
+    /// mask: the kernel skips it).
+    fn binds(&self) -> [Bind<'a>; 4] {
+        let mask = self.mask.unwrap_or(self.q);
+        [self.q.bind(1), self.k.bind(2), self.v.bind(3), mask.bind(4)]
+    }
+}
+
 /// Validates shapes and builds the kernel params.
-fn params(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    mask: Option<&Tensor>,
-    opts: &AttnOptions,
-    flash: bool,
-) -> Result<AttnParams> {
+fn params(x: AttnInputs, opts: &AttnOptions, flash: bool) -> Result<AttnParams> {
+    let AttnInputs { q, k, v, mask } = x;
     let [b, tq, h, d] = dims4("q", q)?;
     let [bk, tcap, hk, dk] = dims4("k", k)?;
     ensure!(
@@ -195,98 +217,83 @@ fn row_groups(gpu: &Gpu, stem: &str, p: &AttnParams, rows: u32, heads: u32) -> [
     groups_1d(gpu, p.batch * heads * rows.div_ceil(rows_per_group))
 }
 
-/// The mask binding, or any buffer when there is none (the kernel skips it).
-fn mask_bind<'a>(mask: Option<&'a Tensor>, fallback: &'a Tensor) -> Bind<'a> {
-    mask.unwrap_or(fallback).bind(4)
-}
-
 fn empty(gpu: &Arc<Gpu>, shape: &[usize]) -> Result<Tensor> {
     Tensor::empty(gpu, shape, DType::F32)
 }
 
 /// Forward: returns (out [B, Tq, H, D], lse [B, H, Tq]).
-pub fn attention_forward(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    mask: Option<&Tensor>,
-    opts: &AttnOptions,
-) -> Result<(Tensor, Tensor)> {
-    let gpu = q.gpu();
-    let out = empty(gpu, q.shape())?;
-    let lse = empty(gpu, &[q.shape()[0], q.shape()[2], q.shape()[1]])?;
-    attention_forward_into(q, k, v, mask, opts, &out, &lse)?;
+pub fn attention_forward(x: AttnInputs, opts: &AttnOptions) -> Result<(Tensor, Tensor)> {
+    let q = x.q;
+    let out = empty(q.gpu(), q.shape())?;
+    let lse = empty(q.gpu(), &[q.shape()[0], q.shape()[2], q.shape()[1]])?;
+    attention_forward_into(x, opts, &out, &lse)?;
     Ok((out, lse))
 }
 
 /// [`attention_forward`] into caller-allocated `out` and `lse`.
 pub fn attention_forward_into(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    mask: Option<&Tensor>,
+    x: AttnInputs,
     opts: &AttnOptions,
     out: &Tensor,
     lse: &Tensor,
 ) -> Result<()> {
-    let p = params(q, k, v, mask, opts, true)?;
+    let p = params(x, opts, true)?;
+    let q = x.q;
     ensure!(
         out.shape() == q.shape() && lse.numel() == (p.batch * p.heads * p.tq) as usize,
         "attention_forward: out {out:?} / lse {lse:?} for q {q:?}"
     );
-    let gpu = q.gpu();
-    let stem = stem(gpu, opts.variant);
-    let d4 = [("D4", (p.d / 4) as f64)];
-    gpu.dispatch(
-        &Kernel::new(stem, "attention_forward").with(&d4),
-        &p,
-        &[
-            q.bind(1),
-            k.bind(2),
-            v.bind(3),
-            mask_bind(mask, q),
-            out.bind(5),
-            lse.bind(6),
-        ],
-        row_groups(gpu, stem, &p, p.tq, p.heads),
-    )
+    let extra = [out.bind(5), lse.bind(6)];
+    flash_pass(x, opts, &p, "attention_forward", &extra, (p.tq, p.heads))
 }
 
-/// Backward from the saved forward: returns (dq, dk, dv) shaped like q, k, v.
-/// Cache rows at or past `kv_len` and padded keys get zero gradient.
-#[allow(clippy::too_many_arguments)]
+/// One pass of the flash kernels: `entry` of the variant's shader
+/// (specialised on D/4) over `rows` rows of `heads` heads, binding q, k, v,
+/// the mask and `extra`.
+fn flash_pass(
+    x: AttnInputs,
+    opts: &AttnOptions,
+    p: &AttnParams,
+    entry: &'static str,
+    extra: &[Bind],
+    (rows, heads): (u32, u32),
+) -> Result<()> {
+    let gpu = x.q.gpu();
+    let stem = stem(gpu, opts.variant);
+    let mut binds = x.binds().to_vec();
+    binds.extend_from_slice(extra);
+    let d4 = [("D4", (p.d / 4) as f64)];
+    let groups = row_groups(gpu, stem, p, rows, heads);
+    gpu.dispatch(&Kernel::new(stem, entry).with(&d4), p, &binds, groups)
+}
+
+/// Backward from the saved forward (`out`, `lse`): returns (dq, dk, dv)
+/// shaped like q, k, v. Cache rows at or past `kv_len` and padded keys get
+/// zero gradient.
 pub fn attention_backward(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    mask: Option<&Tensor>,
-    out: &Tensor,
-    lse: &Tensor,
+    x: AttnInputs,
+    (out, lse): (&Tensor, &Tensor),
     dout: &Tensor,
     opts: &AttnOptions,
 ) -> Result<(Tensor, Tensor, Tensor)> {
-    let gpu = q.gpu();
-    let dq = empty(gpu, q.shape())?;
-    let dk = empty(gpu, k.shape())?;
-    let dv = empty(gpu, v.shape())?;
-    attention_backward_into(q, k, v, mask, out, lse, dout, opts, [&dq, &dk, &dv])?;
+    let gpu = x.q.gpu();
+    let dq = empty(gpu, x.q.shape())?;
+    let dk = empty(gpu, x.k.shape())?;
+    let dv = empty(gpu, x.v.shape())?;
+    attention_backward_into(x, (out, lse), dout, opts, [&dq, &dk, &dv])?;
     Ok((dq, dk, dv))
 }
 
 /// [`attention_backward`] into caller-allocated `[dq, dk, dv]`.
-#[allow(clippy::too_many_arguments)]
 pub fn attention_backward_into(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    mask: Option<&Tensor>,
-    out: &Tensor,
-    lse: &Tensor,
+    x: AttnInputs,
+    (out, lse): (&Tensor, &Tensor),
     dout: &Tensor,
     opts: &AttnOptions,
     [dq, dk, dv]: [&Tensor; 3],
 ) -> Result<()> {
-    let p = params(q, k, v, mask, opts, true)?;
+    let p = params(x, opts, true)?;
+    let AttnInputs { q, k, .. } = x;
     ensure!(
         out.shape() == q.shape() && dout.shape() == q.shape() && dq.shape() == q.shape(),
         "attention_backward: out {out:?} / dout {dout:?} / dq {dq:?} vs q {q:?}"
@@ -307,30 +314,19 @@ pub fn attention_backward_into(
         &[out.bind(12), lse.bind(6), dout.bind(7), stats.bind(8)],
         groups_1d(gpu, (rows as u32).div_ceil(WG)),
     )?;
-    let common = [
-        q.bind(1),
-        k.bind(2),
-        v.bind(3),
-        mask_bind(mask, q),
-        dout.bind(7),
-        stats.bind(8),
-    ];
-    let mut binds = common.to_vec();
-    binds.push(dq.bind(9));
-    gpu.dispatch(
-        &Kernel::new(stem, "attention_backward_dq").with(&d4),
+    let common = [dout.bind(7), stats.bind(8)];
+    let dq_binds = [&common[..], &[dq.bind(9)]].concat();
+    flash_pass(
+        x,
+        opts,
         &p,
-        &binds,
-        row_groups(gpu, stem, &p, p.tq, p.heads),
+        "attention_backward_dq",
+        &dq_binds,
+        (p.tq, p.heads),
     )?;
-    let mut binds = common.to_vec();
-    binds.extend([dk.bind(10), dv.bind(11)]);
-    gpu.dispatch(
-        &Kernel::new(stem, "attention_backward_dkv").with(&d4),
-        &p,
-        &binds,
-        row_groups(gpu, stem, &p, p.kv_stride, p.kv_heads),
-    )
+    let dkv_binds = [&common[..], &[dk.bind(10), dv.bind(11)]].concat();
+    let kv_rows = (p.kv_stride, p.kv_heads);
+    flash_pass(x, opts, &p, "attention_backward_dkv", &dkv_binds, kv_rows)
 }
 
 /// Differentiable attention on the tape (gradients for q, k and v; the mask
@@ -343,12 +339,13 @@ pub fn attention(
     mask: Option<&Tensor>,
     opts: &AttnOptions,
 ) -> Result<Var> {
-    let (out, lse) = attention_forward(q.tensor(), k.tensor(), v.tensor(), mask, opts)?;
+    let x = AttnInputs::new(q.tensor(), k.tensor(), v.tensor(), mask);
+    let (out, lse) = attention_forward(x, opts)?;
     let (tq, tk, tv) = (q.tensor().clone(), k.tensor().clone(), v.tensor().clone());
     let (saved_out, mask, opts) = (out.clone(), mask.cloned(), *opts);
     Ok(tape.record("attention", &[q, k, v], out, move |dy, needs| {
-        let (dq, dk, dv) =
-            attention_backward(&tq, &tk, &tv, mask.as_ref(), &saved_out, &lse, dy, &opts)?;
+        let x = AttnInputs::new(&tq, &tk, &tv, mask.as_ref());
+        let (dq, dk, dv) = attention_backward(x, (&saved_out, &lse), dy, &opts)?;
         Ok(vec![
             Some(dq).filter(|_| needs[0]),
             Some(dk).filter(|_| needs[1]),

@@ -272,25 +272,13 @@ pub fn binary(tape: &Tape, op: BinaryOp, a: &Var, b: &Var) -> Result<Var> {
     binary_bcast(tape, op, a, b, bc)
 }
 
-pub fn add(tape: &Tape, a: &Var, b: &Var) -> Result<Var> {
-    binary(tape, BinaryOp::Add, a, b)
-}
-pub fn sub(tape: &Tape, a: &Var, b: &Var) -> Result<Var> {
-    binary(tape, BinaryOp::Sub, a, b)
-}
-pub fn mul(tape: &Tape, a: &Var, b: &Var) -> Result<Var> {
-    binary(tape, BinaryOp::Mul, a, b)
-}
-pub fn div(tape: &Tape, a: &Var, b: &Var) -> Result<Var> {
-    binary(tape, BinaryOp::Div, a, b)
-}
-pub fn maximum(tape: &Tape, a: &Var, b: &Var) -> Result<Var> {
-    binary(tape, BinaryOp::Maximum, a, b)
-}
-pub fn minimum(tape: &Tape, a: &Var, b: &Var) -> Result<Var> {
-    binary(tape, BinaryOp::Minimum, a, b)
-}
-/// `1.0` where `a > b`, else `0.0`: a constant (no gradient flows).
-pub fn gt(tape: &Tape, a: &Var, b: &Var) -> Result<Var> {
-    binary(tape, BinaryOp::Gt, a, b)
+fixed_op_fns! {
+    add(tape, a, b) = binary(tape, BinaryOp::Add, a, b);
+    sub(tape, a, b) = binary(tape, BinaryOp::Sub, a, b);
+    mul(tape, a, b) = binary(tape, BinaryOp::Mul, a, b);
+    div(tape, a, b) = binary(tape, BinaryOp::Div, a, b);
+    maximum(tape, a, b) = binary(tape, BinaryOp::Maximum, a, b);
+    minimum(tape, a, b) = binary(tape, BinaryOp::Minimum, a, b);
+    /// `1.0` where `a > b`, else `0.0`: a constant (no gradient flows).
+    gt(tape, a, b) = binary(tape, BinaryOp::Gt, a, b);
 }

@@ -8,7 +8,8 @@
 
 use anyhow::{ensure, Result};
 
-use crate::kernel::{elem_chunks, groups_1d, Kernel};
+use crate::kernel::Kernel;
+use crate::ops::dispatch_elem_chunks;
 use crate::tape::{Tape, Var};
 use crate::tensor::{DType, Tensor};
 
@@ -79,11 +80,10 @@ fn run(
             x
         );
     }
-    let gpu = x.gpu();
-    for (lo, hi) in elem_chunks(gpu, x.numel()) {
-        let n = (hi - lo) as u32;
+    let kernel = Kernel::new("gelu", entry);
+    dispatch_elem_chunks(x.gpu(), &kernel, x.numel(), WG, |lo, hi| {
         let params = GeluParams {
-            n,
+            n: (hi - lo) as u32,
             kind: kind.code(),
             _pad0: 0,
             _pad1: 0,
@@ -92,14 +92,8 @@ fn run(
         if let Some(dy) = dy {
             binds.push(dy.bind_elems(2, lo, hi).0);
         }
-        gpu.dispatch(
-            &Kernel::new("gelu", entry),
-            &params,
-            &binds,
-            groups_1d(gpu, n.div_ceil(WG)),
-        )?;
-    }
-    Ok(())
+        (params, binds)
+    })
 }
 
 /// `y = gelu(x)`, a new tensor of x's shape.

@@ -16,7 +16,7 @@
 use anyhow::{bail, ensure, Result};
 
 mod backward;
-pub(crate) use backward::{check_backward_inputs, empty_f32_if, partial_sum_blocks};
+pub(crate) use backward::{check_backward_inputs, column_sums, empty_f32_if};
 pub use backward::{layernorm_backward, layernorm_backward_into, layernorm_backward_with};
 
 use crate::device::Gpu;
@@ -107,11 +107,12 @@ pub struct LayerNormGrads {
 
 const ROW_WG: u32 = 32;
 
-fn check_f32(what: &str, t: &Tensor, numel: usize) -> Result<()> {
+/// `t` is f32 with `numel` elements, else an error naming the norm `op` and
+/// the tensor (shared by layernorm's and rmsnorm's checks).
+pub(crate) fn check_f32(op: &str, what: &str, t: &Tensor, numel: usize) -> Result<()> {
     ensure!(
         t.dtype() == DType::F32 && t.numel() == numel,
-        "layernorm: {what} is {:?}, expected {numel} f32 elements",
-        t
+        "{op}: {what} is {t:?}, expected {numel} f32 elements"
     );
     Ok(())
 }
@@ -182,12 +183,12 @@ pub fn layernorm_forward_into(
     out: &LayerNormOutput,
 ) -> Result<()> {
     let (n, c) = (x.rows(), x.cols());
-    check_f32("x", x, n * c)?;
-    check_f32("weight", w, c)?;
-    check_f32("bias", b, c)?;
-    check_f32("y", &out.y, n * c)?;
-    check_f32("mean", &out.mean, n)?;
-    check_f32("rstd", &out.rstd, n)?;
+    check_f32("layernorm", "x", x, n * c)?;
+    check_f32("layernorm", "weight", w, c)?;
+    check_f32("layernorm", "bias", b, c)?;
+    check_f32("layernorm", "y", &out.y, n * c)?;
+    check_f32("layernorm", "mean", &out.mean, n)?;
+    check_f32("layernorm", "rstd", &out.rstd, n)?;
     ensure!(!out.y.same_storage(x), "layernorm: y must not alias x");
     let gpu = x.gpu();
     let variant = variant.resolve(gpu)?;

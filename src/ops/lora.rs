@@ -9,9 +9,9 @@
 //! layouts), y `[.., N]`. f32 activations. Dropout (PEFT's `lora_dropout`)
 //! applies to the input of A only.
 //!
-//! **Bases.** W is a [`LoraBase`]: f32 (the functions taking `w: &Tensor`) or a
-//! frozen int8 / NF4 weight `[N, K]` (the `*_on` functions with
-//! [`LoraBase::Quantized`], and [`qlora_linear`]: QLoRA).
+//! **Bases.** W is a [`LoraBase`]: f32 ([`LoraBase::dense`]) or a frozen
+//! int8 / NF4 weight `[N, K]` ([`LoraBase::quantized`], and [`qlora_linear`]:
+//! QLoRA). Every function takes the base, so one path serves both.
 //!
 //! **Kernels.** This op has no shader of its own: the base product runs on
 //! the matmul kernels (`shaders/matmul_cpu.wgsl`, `shaders/matmul.wgsl`) or
@@ -34,7 +34,7 @@
 //!   constant: a LoRA model's base weights get no gradient; a quantized base
 //!   cannot have one).
 //!
-//! [`lora_forward_unfused`] is the reference the benchmark compares with: the
+//! [`LoraSpec::unfused`] is the reference the benchmark compares with: the
 //! base product, `x·Aᵀ`, `·Bᵀ` and an add, each its own pass.
 
 use anyhow::{ensure, Result};
@@ -44,7 +44,7 @@ pub mod epilogue;
 mod tape;
 pub use base::LoraBase;
 pub use epilogue::{LoraEpilogueParams, LowRank};
-pub use tape::{lora_linear, lora_linear_on, lora_linear_with, qlora_linear};
+pub use tape::{lora_linear, lora_linear_on, qlora_linear};
 
 use crate::ops::dropout::{dropout_backward, dropout_forward};
 use crate::ops::elementwise::{unary_forward, UnaryOp};
@@ -66,12 +66,15 @@ pub struct LoraDropout {
 pub struct LoraSpec {
     /// `alpha / r` (or `alpha / √r` with rsLoRA).
     pub scale: f32,
-    /// W is stored `[N, K]` (`nn.Linear`) rather than `[K, N]` (Conv1D), for
-    /// the functions taking an f32 `w` (a [`LoraBase`] carries its own layout).
+    /// W is stored `[N, K]` (`nn.Linear`) rather than `[K, N]` (Conv1D): the
+    /// layout [`lora_linear`] gives its f32 base (a [`LoraBase`] carries its own).
     pub trans_b: bool,
     pub dropout: Option<LoraDropout>,
     /// Kernel of the f32 products (the low-rank ones, and a dense base's).
     pub variant: MatmulVariant,
+    /// The forward's low-rank term in passes of its own (`x·Aᵀ`, `·Bᵀ`, an
+    /// add) instead of the fused epilogue: the benchmark's reference.
+    pub unfused: bool,
 }
 
 impl LoraSpec {
@@ -81,6 +84,7 @@ impl LoraSpec {
             trans_b,
             dropout: None,
             variant: MatmulVariant::Auto,
+            unfused: false,
         }
     }
 
@@ -157,90 +161,37 @@ fn scaled(t: Tensor, s: f32) -> Result<Tensor> {
     )
 }
 
-/// Fused forward on an f32 base: `(y [.., N], xa [M, r])`, xa being what the
-/// backward needs.
+/// Forward: `(y [.., N], xa [M, r])`, xa being what the backward needs:
+/// `xa = dropout(x)·Aᵀ`, then one pass over y with `s·xa·Bᵀ` in its epilogue
+/// (or, with `spec.unfused`, the base product, `·Bᵀ` and an add).
 pub fn lora_forward(
     spec: &LoraSpec,
-    x: &Tensor,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    a: &Tensor,
-    b: &Tensor,
-) -> Result<(Tensor, Tensor)> {
-    lora_forward_on(spec, &LoraBase::dense(w, spec.trans_b), x, bias, a, b)
-}
-
-/// Fused forward on any base: `xa = dropout(x)·Aᵀ`, then one pass over y.
-pub fn lora_forward_on(
-    spec: &LoraSpec,
     base: &LoraBase,
     x: &Tensor,
     bias: Option<&Tensor>,
     a: &Tensor,
     b: &Tensor,
 ) -> Result<(Tensor, Tensor)> {
-    let (m, k, n, _) = dims(x, base, bias, a, b)?;
-    let x2 = x.reshape(&[m, k])?;
-    let xa = matmul_forward_with(spec.variant, &a_input(spec, &x2)?, a, None, false, true)?;
-    let y = Tensor::empty(x.gpu(), &[m, n], DType::F32)?;
-    let lr = LowRank::new(&xa, b, false, spec.scale)?;
-    base.forward_into(spec.variant, &y, &x2, bias, Some(&lr))?;
-    Ok((y.reshape(&out_shape(x, n))?, xa))
-}
-
-/// The same output computed unfused on an f32 base (base product, `x·Aᵀ`,
-/// `·Bᵀ`, add), for benchmarks and as a test reference.
-pub fn lora_forward_unfused(
-    spec: &LoraSpec,
-    x: &Tensor,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    a: &Tensor,
-    b: &Tensor,
-) -> Result<Tensor> {
-    lora_forward_unfused_on(spec, &LoraBase::dense(w, spec.trans_b), x, bias, a, b)
-}
-
-/// [`lora_forward_unfused`] on any base.
-pub fn lora_forward_unfused_on(
-    spec: &LoraSpec,
-    base: &LoraBase,
-    x: &Tensor,
-    bias: Option<&Tensor>,
-    a: &Tensor,
-    b: &Tensor,
-) -> Result<Tensor> {
     let (m, k, n, _) = dims(x, base, bias, a, b)?;
     let v = spec.variant;
     let x2 = x.reshape(&[m, k])?;
-    let y = Tensor::empty(x.gpu(), &[m, n], DType::F32)?;
-    base.forward_into(v, &y, &x2, bias, None)?;
     let xa = matmul_forward_with(v, &a_input(spec, &x2)?, a, None, false, true)?;
-    let z = matmul_forward_with(v, &xa, b, None, false, true)?;
-    axpy(&y, spec.scale, &z)?;
-    y.reshape(&out_shape(x, n))
+    let y = Tensor::empty(x.gpu(), &[m, n], DType::F32)?;
+    if spec.unfused {
+        base.forward_into(v, &y, &x2, bias, None)?;
+        let z = matmul_forward_with(v, &xa, b, None, false, true)?;
+        axpy(&y, spec.scale, &z)?;
+    } else {
+        let lr = LowRank::new(&xa, b, false, spec.scale)?;
+        base.forward_into(v, &y, &x2, bias, Some(&lr))?;
+    }
+    Ok((y.reshape(&out_shape(x, n))?, xa))
 }
 
-/// Gradients on an f32 base for `dy`, given the forward's inputs and its saved
-/// `xa`; `needs` = [dx, dW, dbias, dA, dB].
+/// Gradients for `dy`, given the forward's inputs and its saved `xa`; `needs`
+/// = [dx, dW, dbias, dA, dB] (a quantized base refuses dW).
 #[allow(clippy::too_many_arguments)]
 pub fn lora_backward(
-    spec: &LoraSpec,
-    dy: &Tensor,
-    x: &Tensor,
-    w: &Tensor,
-    a: &Tensor,
-    b: &Tensor,
-    xa: &Tensor,
-    needs: [bool; 5],
-) -> Result<LoraGrads> {
-    let base = LoraBase::dense(w, spec.trans_b);
-    lora_backward_on(spec, &base, dy, x, a, b, xa, needs)
-}
-
-/// [`lora_backward`] on any base (a quantized one refuses dW).
-#[allow(clippy::too_many_arguments)]
-pub fn lora_backward_on(
     spec: &LoraSpec,
     base: &LoraBase,
     dy: &Tensor,

@@ -363,25 +363,15 @@ pub fn reduce(tape: &Tape, x: &Var, op: ReduceOp, axis: Axis) -> Result<Var> {
     }))
 }
 
-/// Σ of all elements → `[1]`.
-pub fn sum(tape: &Tape, x: &Var) -> Result<Var> {
-    reduce(tape, x, ReduceOp::Sum, Axis::All)
-}
-pub fn mean(tape: &Tape, x: &Var) -> Result<Var> {
-    reduce(tape, x, ReduceOp::Mean, Axis::All)
-}
-pub fn max(tape: &Tape, x: &Var) -> Result<Var> {
-    reduce(tape, x, ReduceOp::Max, Axis::All)
-}
-/// Σ over the last dim.
-pub fn sum_last(tape: &Tape, x: &Var) -> Result<Var> {
-    reduce(tape, x, ReduceOp::Sum, Axis::Last)
-}
-pub fn mean_last(tape: &Tape, x: &Var) -> Result<Var> {
-    reduce(tape, x, ReduceOp::Mean, Axis::Last)
-}
-pub fn max_last(tape: &Tape, x: &Var) -> Result<Var> {
-    reduce(tape, x, ReduceOp::Max, Axis::Last)
+fixed_op_fns! {
+    /// Σ of all elements → `[1]`.
+    sum(tape, x) = reduce(tape, x, ReduceOp::Sum, Axis::All);
+    mean(tape, x) = reduce(tape, x, ReduceOp::Mean, Axis::All);
+    max(tape, x) = reduce(tape, x, ReduceOp::Max, Axis::All);
+    /// Σ over the last dim.
+    sum_last(tape, x) = reduce(tape, x, ReduceOp::Sum, Axis::Last);
+    mean_last(tape, x) = reduce(tape, x, ReduceOp::Mean, Axis::Last);
+    max_last(tape, x) = reduce(tape, x, ReduceOp::Max, Axis::Last);
 }
 
 /// TRL's `masked_mean(values, mask)` over all elements: `Σ x·m / Σ m` → `[1]`.

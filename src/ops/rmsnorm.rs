@@ -17,7 +17,7 @@ use crate::device::Gpu;
 use crate::kernel::{groups_1d, Kernel};
 use crate::ops::embedding::row_chunks;
 use crate::ops::layernorm::{
-    check_backward_inputs, empty_f32_if, params, partial_sum_blocks, LayerNormParams,
+    check_backward_inputs, check_f32, column_sums, empty_f32_if, params, LayerNormParams,
 };
 use crate::tape::{Tape, Var};
 use crate::tensor::{DType, Tensor};
@@ -34,15 +34,6 @@ pub struct RmsNormOutput {
 }
 
 const ROW_WG: u32 = 32;
-
-fn check_f32(what: &str, t: &Tensor, numel: usize) -> Result<()> {
-    ensure!(
-        t.dtype() == DType::F32 && t.numel() == numel,
-        "rmsnorm: {what} is {:?}, expected {numel} f32 elements",
-        t
-    );
-    Ok(())
-}
 
 /// Which row kernel: the forward, or the dx part of the backward.
 enum Pass<'a> {
@@ -110,10 +101,10 @@ pub fn rmsnorm_forward(x: &Tensor, w: &Tensor, eps: f32) -> Result<RmsNormOutput
 /// Forward into existing tensors (`y` with x's element count, `rstd` with N).
 pub fn rmsnorm_forward_into(x: &Tensor, w: &Tensor, eps: f32, out: &RmsNormOutput) -> Result<()> {
     let (n, c) = (x.rows(), x.cols());
-    check_f32("x", x, n * c)?;
-    check_f32("weight", w, c)?;
-    check_f32("y", &out.y, n * c)?;
-    check_f32("rstd", &out.rstd, n)?;
+    check_f32("rmsnorm", "x", x, n * c)?;
+    check_f32("rmsnorm", "weight", w, c)?;
+    check_f32("rmsnorm", "y", &out.y, n * c)?;
+    check_f32("rmsnorm", "rstd", &out.rstd, n)?;
     ensure!(
         !out.y.same_storage(x) && !out.rstd.same_storage(x),
         "rmsnorm: outputs must not alias x"
@@ -160,7 +151,7 @@ pub fn rmsnorm_backward_into(
         run(x, w, Pass::Backward { dy, dx, rstd })?;
     }
     if let Some(dw) = dw {
-        check_f32("dweight", dw, c)?;
+        check_f32("rmsnorm", "dweight", dw, c)?;
         weight_grad(x.gpu(), dy, x, rstd, dw)?;
     }
     Ok(())
@@ -179,35 +170,23 @@ fn weight_grad(
         return Ok(());
     }
     let chunks = row_chunks(gpu, n, c, 1)?;
-    let (blk_rows, nblk) = partial_sum_blocks(gpu, &chunks, c, "rmsnorm")?;
-    let dw_part = Tensor::empty(gpu, &[nblk.max(1), c], DType::F32)?;
-    let mut blk0 = 0;
-    for &(r0, r1) in &chunks {
+    let chunk_inputs = |r0: usize, r1: usize| {
         let (xb, x_base) = x.bind_elems(1, r0 * c, r1 * c);
         let (rb, r_base) = rstd.bind_elems(7, r0, r1);
-        let blocks = (r1 - r0).div_ceil(blk_rows);
-        let p = RmsNormParams {
-            blk0: blk0 as u32,
-            blk_rows: blk_rows as u32,
-            ..params(r1 - r0, c, 0.0, x_base, r_base)
-        };
-        gpu.dispatch(
-            &Kernel::new("rmsnorm", "rmsnorm_backward_weight_partial"),
-            &p,
-            &[xb, dy.bind_elems(5, r0 * c, r1 * c).0, rb, dw_part.bind(8)],
-            [c.div_ceil(64) as u32, blocks as u32, 1],
-        )?;
-        blk0 += blocks;
-    }
-    let p = RmsNormParams {
-        nblk: nblk as u32,
-        ..params(0, c, 0.0, 0, 0)
+        (
+            vec![xb, dy.bind_elems(5, r0 * c, r1 * c).0, rb],
+            x_base,
+            r_base,
+        )
     };
-    gpu.dispatch(
-        &Kernel::new("rmsnorm", "rmsnorm_backward_weight"),
-        &p,
-        &[dw_part.bind(8), dw.bind(9)],
-        groups_1d(gpu, c.div_ceil(64) as u32),
+    let entries = ["rmsnorm_backward_weight_partial", "rmsnorm_backward_weight"];
+    column_sums(
+        gpu,
+        ("rmsnorm", entries),
+        &chunks,
+        c,
+        &[(8, 9, dw)],
+        chunk_inputs,
     )
 }
 

@@ -251,29 +251,56 @@ fn shape4(x: &Tensor) -> Result<[usize; 4]> {
     Ok([s[0], s[1], s[2], s[3]])
 }
 
+/// Which way to rotate: R (the forward) or Rᵀ (the backward, `dx = Rᵀ dy`).
+/// The two passes differ only in the kernel's entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rotation {
+    Forward,
+    Backward,
+}
+
+impl Rotation {
+    fn entry(self) -> &'static str {
+        match self {
+            Rotation::Forward => "rotary_forward",
+            Rotation::Backward => "rotary_backward",
+        }
+    }
+}
+
 /// Rotates contiguous `x` [B, T, H, D] at `positions` [B, T].
 pub fn rotary_forward(x: &Tensor, positions: &Tensor, table: &RotaryTable) -> Result<Tensor> {
+    rotated(Rotation::Forward, x, positions, table)
+}
+
+/// dx = Rᵀ dy for contiguous `dy` [B, T, H, D].
+pub fn rotary_backward(dy: &Tensor, positions: &Tensor, table: &RotaryTable) -> Result<Tensor> {
+    rotated(Rotation::Backward, dy, positions, table)
+}
+
+/// A new f32 tensor of x's shape holding `x` rotated by `rotation`.
+fn rotated(
+    rotation: Rotation,
+    x: &Tensor,
+    positions: &Tensor,
+    table: &RotaryTable,
+) -> Result<Tensor> {
     let out = Tensor::empty(x.gpu(), &shape4(x)?, DType::F32)?;
-    rotary_forward_into(&out, x, positions, table)?;
+    rotary_into(rotation, &out, x, positions, table)?;
     Ok(out)
 }
 
-/// [`rotary_forward`] into a caller-allocated f32 `out` of x's size.
-pub fn rotary_forward_into(
+/// [`rotary_forward`] or [`rotary_backward`] of contiguous `x` into a
+/// caller-allocated f32 `out` of x's size.
+pub fn rotary_into(
+    rotation: Rotation,
     out: &Tensor,
     x: &Tensor,
     positions: &Tensor,
     table: &RotaryTable,
 ) -> Result<()> {
-    let s = shape4(x)?;
-    run(
-        "rotary_forward",
-        out,
-        x,
-        View::contiguous(s),
-        positions,
-        table,
-    )
+    let view = View::contiguous(shape4(x)?);
+    run(rotation.entry(), out, x, view, positions, table)
 }
 
 /// Rotates a [B, T, H, D] view of `x` whose tokens lie `token_stride`
@@ -295,31 +322,6 @@ pub fn rotary_forward_strided(
         offset,
     };
     run("rotary_forward", out, x, v, positions, table)
-}
-
-/// dx = Rᵀ dy for contiguous `dy` [B, T, H, D].
-pub fn rotary_backward(dy: &Tensor, positions: &Tensor, table: &RotaryTable) -> Result<Tensor> {
-    let dx = Tensor::empty(dy.gpu(), &shape4(dy)?, DType::F32)?;
-    rotary_backward_into(&dx, dy, positions, table)?;
-    Ok(dx)
-}
-
-/// [`rotary_backward`] into a caller-allocated f32 `dx` of dy's size.
-pub fn rotary_backward_into(
-    dx: &Tensor,
-    dy: &Tensor,
-    positions: &Tensor,
-    table: &RotaryTable,
-) -> Result<()> {
-    let s = shape4(dy)?;
-    run(
-        "rotary_backward",
-        dx,
-        dy,
-        View::contiguous(s),
-        positions,
-        table,
-    )
 }
 
 /// Tape version of [`rotary_forward`].

@@ -15,7 +15,8 @@
 
 use anyhow::{ensure, Result};
 
-use crate::kernel::{elem_chunks, groups_1d, Kernel};
+use crate::kernel::Kernel;
+use crate::ops::dispatch_elem_chunks;
 use crate::tape::{Tape, Var};
 use crate::tensor::{DType, Tensor};
 
@@ -63,11 +64,10 @@ fn run(
     if let Some(dh) = dh {
         check("dh", dh, g)?;
     }
-    let gpu = g.gpu();
-    for (lo, hi) in elem_chunks(gpu, g.numel()) {
-        let n = (hi - lo) as u32;
+    let kernel = Kernel::new("swiglu", entry);
+    dispatch_elem_chunks(g.gpu(), &kernel, g.numel(), WG, |lo, hi| {
         let params = SwigluParams {
-            n,
+            n: (hi - lo) as u32,
             _pad0: 0,
             _pad1: 0,
             _pad2: 0,
@@ -79,14 +79,8 @@ fn run(
         for (k, out) in outs.iter().enumerate() {
             binds.push(out.bind_elems(4 + k as u32, lo, hi).0);
         }
-        gpu.dispatch(
-            &Kernel::new("swiglu", entry),
-            &params,
-            &binds,
-            groups_1d(gpu, n.div_ceil(WG)),
-        )?;
-    }
-    Ok(())
+        (params, binds)
+    })
 }
 
 /// `h = silu(g) · u`, a new tensor of g's shape.

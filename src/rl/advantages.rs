@@ -222,6 +222,19 @@ fn to_f32(x: &[f64]) -> Vec<f32> {
     x.iter().map(|&v| v as f32).collect()
 }
 
+/// `x` and `mask` in f64, after checking there is one mask value per element
+/// (the host statistics' shared entry; `what` names the caller in errors).
+fn checked_f64(what: &str, x: &[f32], mask: &[f32]) -> Result<(Vec<f64>, Vec<f64>)> {
+    ensure!(
+        x.len() == mask.len(),
+        "{what}: mask has {} elements for {} values",
+        mask.len(),
+        x.len()
+    );
+    let f64s = |v: &[f32]| v.iter().map(|&v| v as f64).collect::<Vec<f64>>();
+    Ok((f64s(x), f64s(mask)))
+}
+
 /// GAE on already-masked rewards and values.
 fn gae_f64(r: &[f64], v: &[f64], t: usize, gamma: f64, lam: f64) -> Result<(Vec<f64>, Vec<f64>)> {
     let b = batch_rows("gae", r.len(), t)?;
@@ -304,14 +317,7 @@ fn mean_f64(xm: &[f64], m: &[f64]) -> f64 {
 /// `n = Σ m` when unbiased. Errors when `n = 0` (TRL raises) or, unbiased,
 /// `n = 1` (TRL returns NaN).
 pub fn masked_var(x: &[f32], mask: &[f32], unbiased: bool) -> Result<f64> {
-    let x: Vec<f64> = x.iter().map(|&v| v as f64).collect();
-    let m: Vec<f64> = mask.iter().map(|&m| m as f64).collect();
-    ensure!(
-        x.len() == m.len(),
-        "masked_var: mask has {} elements for {} values",
-        m.len(),
-        x.len()
-    );
+    let (x, m) = checked_f64("masked_var", x, mask)?;
     var_f64(&x, &m, unbiased)
 }
 
@@ -337,14 +343,7 @@ fn var_f64(x: &[f64], m: &[f64], unbiased: bool) -> Result<f64> {
 /// variance σ², applied to **every** element (masked ones too); with
 /// `shift_mean = false` the mean is added back: `(x − μ)/sqrt(σ² + 1e-8) + μ`.
 pub fn whiten(x: &[f32], mask: &[f32], shift_mean: bool) -> Result<Vec<f32>> {
-    let xs: Vec<f64> = x.iter().map(|&v| v as f64).collect();
-    let m: Vec<f64> = mask.iter().map(|&m| m as f64).collect();
-    ensure!(
-        xs.len() == m.len(),
-        "whiten: mask has {} elements for {} values",
-        m.len(),
-        xs.len()
-    );
+    let (xs, m) = checked_f64("whiten", x, mask)?;
     Ok(to_f32(&whiten_f64(&xs, &m, shift_mean)?))
 }
 

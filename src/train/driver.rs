@@ -12,7 +12,6 @@ use anyhow::{Context, Result};
 use serde_json::Value;
 use std::path::PathBuf;
 
-use super::run::SavedModel;
 use super::session::{is_timing_metric, RunSummary};
 use crate::data::{ChatTemplate, Encoder, Truncation};
 use crate::models::lm::CausalLm;
@@ -25,26 +24,13 @@ pub(super) fn bool_arg(s: &str) -> Result<bool, String> {
     }
 }
 
-/// What a PPO or DPO run left behind.
+/// What a PPO or DPO run left behind: the session's [`RunSummary`] and what
+/// the RLHF commands print on top of it.
 #[derive(Debug)]
 pub struct RlhfSummary {
     pub trainer: &'static str,
-    /// Steps done (by this and any earlier, resumed, part of the run).
-    pub steps: u64,
-    pub total_steps: u64,
-    /// False when stopped early (`--stop-after`); resume from `checkpoint`.
-    pub finished: bool,
-    pub out: PathBuf,
-    pub metrics: PathBuf,
-    /// Final model/adapter (only when finished).
-    pub saved: SavedModel,
-    /// The latest checkpoint (`<out>/checkpoint`).
-    pub checkpoint: Option<PathBuf>,
-    pub chart: Option<PathBuf>,
-    /// Steps skipped as non-finite over the run (their update vetoed).
-    pub skipped_steps: u64,
-    /// Optimizer updates vetoed as non-finite (PPO makes several a step).
-    pub skipped_updates: u64,
+    /// Steps, outputs, checkpoint, chart and skip counts of the run.
+    pub run: RunSummary,
     /// Last-step metrics shown in the summary.
     pub last: Vec<(String, f64)>,
     /// Health warnings (PPO) and data notes.
@@ -69,16 +55,7 @@ impl RlhfSummary {
             .collect();
         RlhfSummary {
             trainer,
-            steps: run.steps,
-            total_steps: run.total_steps,
-            finished: run.finished,
-            metrics: run.out.join("metrics.jsonl"),
-            out: run.out,
-            saved: run.saved,
-            checkpoint: run.checkpoint,
-            chart: run.chart,
-            skipped_steps: run.skipped_steps,
-            skipped_updates: run.skipped_updates,
+            run,
             last,
             notes,
             warnings: Vec::new(),
@@ -91,27 +68,33 @@ impl RlhfSummary {
         self.warnings = warnings;
         self
     }
+
+    /// `<out>/metrics.jsonl`, the run's metric rows.
+    pub fn metrics(&self) -> PathBuf {
+        self.run.out.join("metrics.jsonl")
+    }
 }
 
 impl std::fmt::Display for RlhfSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.finished {
-            writeln!(f, "{}: {} steps done", self.trainer, self.steps)?;
+        let run = &self.run;
+        if run.finished {
+            writeln!(f, "{}: {} steps done", self.trainer, run.steps)?;
         } else {
             writeln!(
                 f,
                 "{}: stopped after step {} of {}",
-                self.trainer, self.steps, self.total_steps
+                self.trainer, run.steps, run.total_steps
             )?;
         }
         for (k, v) in &self.last {
             writeln!(f, "  {k:<24} {v:.6}")?;
         }
-        if self.skipped_steps + self.skipped_updates > 0 {
+        if run.skipped_steps + run.skipped_updates > 0 {
             writeln!(
                 f,
                 "  {} non-finite steps skipped ({} optimizer updates vetoed)",
-                self.skipped_steps, self.skipped_updates
+                run.skipped_steps, run.skipped_updates
             )?;
         }
         if self.notes.is_empty() {

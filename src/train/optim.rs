@@ -229,24 +229,23 @@ impl Optimizer {
 mod tests {
     use super::*;
 
+    /// The learning rates of `kind` at optimizer steps 1..=total.
+    fn rates(kind: Schedule, base: f32, warmup_steps: u32, total_steps: u32) -> Vec<f32> {
+        let s = LrSchedule {
+            base,
+            warmup_steps,
+            total_steps,
+            kind,
+        };
+        (1..=total_steps).map(|step| s.lr_at(step)).collect()
+    }
+
     #[test]
     fn schedules_match_transformers() {
-        let lin = LrSchedule {
-            base: 1.0,
-            warmup_steps: 2,
-            total_steps: 6,
-            kind: Schedule::Linear,
-        };
-        let got: Vec<f32> = (1..=6).map(|s| lin.lr_at(s)).collect();
+        let got = rates(Schedule::Linear, 1.0, 2, 6);
         // get_linear_schedule_with_warmup at optimizer steps 0..5: 0, .5, 1, .75, .5, .25
         assert_eq!(got, vec![0.0, 0.5, 1.0, 0.75, 0.5, 0.25]);
-        let cos = LrSchedule {
-            base: 2.0,
-            warmup_steps: 0,
-            total_steps: 4,
-            kind: Schedule::Cosine,
-        };
-        let got: Vec<f32> = (1..=4).map(|s| cos.lr_at(s)).collect();
+        let got = rates(Schedule::Cosine, 2.0, 0, 4);
         let want = [
             2.0,
             1.0 + (std::f64::consts::PI / 4.0).cos(),

@@ -67,8 +67,12 @@ fn gqa_naive_matches_reference() {
         let r = reference(c, &x);
         let (q, k, v, mask) = uploads(c, &x);
         let out = poisoned(&c.qshape());
-        attention_naive_forward_into(&q, &k, &v, mask.as_ref(), &c.opts(AttnVariant::Auto), &out)
-            .unwrap();
+        attention_naive_forward_into(
+            AttnInputs::new(&q, &k, &v, mask.as_ref()),
+            &c.opts(AttnVariant::Auto),
+            &out,
+        )
+        .unwrap();
         assert_close(
             &format!("naive {c:?}"),
             &out.to_vec().unwrap(),
@@ -89,14 +93,14 @@ fn gqa_decode_with_a_kv_head_cache_matches_the_full_pass() {
     let (q, k, v, _) = uploads(&c, &x);
     for variant in VARIANTS {
         let opts = c.opts(variant);
-        let (full, _) = attention_forward(&q, &k, &v, None, &opts).unwrap();
+        let (full, _) = attention_forward(AttnInputs::new(&q, &k, &v, None), &opts).unwrap();
         let row = h * d;
         let q_last = upload(&[1, 1, h, d], &x.q[(t - 1) * row..]);
         let dec = AttnOptions {
             kv_len: Some(t),
             ..opts
         };
-        let (out, _) = attention_forward(&q_last, &k, &v, None, &dec).unwrap();
+        let (out, _) = attention_forward(AttnInputs::new(&q_last, &k, &v, None), &dec).unwrap();
         let want = to_f64(&full.to_vec().unwrap()[(t - 1) * row..]);
         assert_close(
             &format!("{variant:?} decode"),
@@ -146,6 +150,7 @@ fn gqa_tape_matches_finite_differences() {
 fn gqa_rejects_kv_heads_that_do_not_divide_the_query_heads() {
     let q = upload(&[1, 2, 4, 8], &[0.0; 64]);
     let k = upload(&[1, 2, 3, 8], &[0.0; 48]);
-    let err = attention_forward(&q, &k, &k, None, &AttnOptions::default()).unwrap_err();
+    let err =
+        attention_forward(AttnInputs::new(&q, &k, &k, None), &AttnOptions::default()).unwrap_err();
     assert!(format!("{err:#}").contains("KV heads"), "{err:#}");
 }

@@ -4,34 +4,22 @@
 
 use anyhow::{ensure, Result};
 
-use super::{empty, mask_bind, params, AttnOptions, WG};
+use super::{empty, params, AttnInputs, AttnOptions, WG};
 use crate::kernel::{groups_1d, Kernel};
 use crate::tensor::Tensor;
 
 /// The unfused baseline (benchmarks, reference): scores into a [B, H, Tq, Tk]
 /// buffer, row softmax, then P·V. Forward only; any head dim.
-pub fn attention_naive_forward(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    mask: Option<&Tensor>,
-    opts: &AttnOptions,
-) -> Result<Tensor> {
-    let out = empty(q.gpu(), q.shape())?;
-    attention_naive_forward_into(q, k, v, mask, opts, &out)?;
+pub fn attention_naive_forward(x: AttnInputs, opts: &AttnOptions) -> Result<Tensor> {
+    let out = empty(x.q.gpu(), x.q.shape())?;
+    attention_naive_forward_into(x, opts, &out)?;
     Ok(out)
 }
 
 /// [`attention_naive_forward`] into a caller-allocated `out`.
-pub fn attention_naive_forward_into(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    mask: Option<&Tensor>,
-    opts: &AttnOptions,
-    out: &Tensor,
-) -> Result<()> {
-    let p = params(q, k, v, mask, opts, false)?;
+pub fn attention_naive_forward_into(x: AttnInputs, opts: &AttnOptions, out: &Tensor) -> Result<()> {
+    let p = params(x, opts, false)?;
+    let q = x.q;
     ensure!(
         out.shape() == q.shape(),
         "attention_naive: out {out:?} vs q {q:?}"
@@ -43,14 +31,8 @@ pub fn attention_naive_forward_into(
         "attention_naive_forward: {n_scores} scores exceed one binding"
     );
     let scores = empty(gpu, &[n_scores as usize])?;
-    let binds = [
-        q.bind(1),
-        k.bind(2),
-        v.bind(3),
-        mask_bind(mask, q),
-        out.bind(5),
-        scores.bind(12),
-    ];
+    let mut binds = x.binds().to_vec();
+    binds.extend([out.bind(5), scores.bind(12)]);
     let kernel = |entry| Kernel::new("attention_naive", entry);
     let rows = p.batch * p.heads * p.tq;
     let groups = |n: u32| groups_1d(gpu, n.div_ceil(WG));

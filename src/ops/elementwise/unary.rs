@@ -116,41 +116,23 @@ pub fn unary(tape: &Tape, op: UnaryOp, x: &Var) -> Result<Var> {
 pub fn scale(tape: &Tape, x: &Var, alpha: f32, beta: f32) -> Result<Var> {
     unary(tape, UnaryOp::Scale { alpha, beta }, x)
 }
-pub fn neg(tape: &Tape, x: &Var) -> Result<Var> {
-    scale(tape, x, -1.0, 0.0)
+
+fixed_op_fns! {
+    neg(tape, x) = scale(tape, x, -1.0, 0.0);
+    exp(tape, x) = unary(tape, UnaryOp::Exp, x);
+    log(tape, x) = unary(tape, UnaryOp::Log, x);
+    sigmoid(tape, x) = unary(tape, UnaryOp::Sigmoid, x);
+    tanh(tape, x) = unary(tape, UnaryOp::Tanh, x);
+    relu(tape, x) = unary(tape, UnaryOp::Relu, x);
+    square(tape, x) = unary(tape, UnaryOp::Square, x);
+    sqrt(tape, x) = unary(tape, UnaryOp::Sqrt, x);
+    abs(tape, x) = unary(tape, UnaryOp::Abs, x);
+    /// `log σ(x)`, numerically stable (no `log(0)` for x ≪ 0).
+    log_sigmoid(tape, x) = unary(tape, UnaryOp::LogSigmoid, x);
+    /// `log(1 + eˣ)`, numerically stable.
+    softplus(tape, x) = unary(tape, UnaryOp::Softplus, x);
 }
-pub fn exp(tape: &Tape, x: &Var) -> Result<Var> {
-    unary(tape, UnaryOp::Exp, x)
-}
-pub fn log(tape: &Tape, x: &Var) -> Result<Var> {
-    unary(tape, UnaryOp::Log, x)
-}
-pub fn sigmoid(tape: &Tape, x: &Var) -> Result<Var> {
-    unary(tape, UnaryOp::Sigmoid, x)
-}
-pub fn tanh(tape: &Tape, x: &Var) -> Result<Var> {
-    unary(tape, UnaryOp::Tanh, x)
-}
-pub fn relu(tape: &Tape, x: &Var) -> Result<Var> {
-    unary(tape, UnaryOp::Relu, x)
-}
-pub fn square(tape: &Tape, x: &Var) -> Result<Var> {
-    unary(tape, UnaryOp::Square, x)
-}
-pub fn sqrt(tape: &Tape, x: &Var) -> Result<Var> {
-    unary(tape, UnaryOp::Sqrt, x)
-}
+
 pub fn clamp(tape: &Tape, x: &Var, min: f32, max: f32) -> Result<Var> {
     unary(tape, UnaryOp::Clamp { min, max }, x)
-}
-pub fn abs(tape: &Tape, x: &Var) -> Result<Var> {
-    unary(tape, UnaryOp::Abs, x)
-}
-/// `log σ(x)`, numerically stable (no `log(0)` for x ≪ 0).
-pub fn log_sigmoid(tape: &Tape, x: &Var) -> Result<Var> {
-    unary(tape, UnaryOp::LogSigmoid, x)
-}
-/// `log(1 + eˣ)`, numerically stable.
-pub fn softplus(tape: &Tape, x: &Var) -> Result<Var> {
-    unary(tape, UnaryOp::Softplus, x)
 }

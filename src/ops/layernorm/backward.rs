@@ -8,7 +8,7 @@ use super::{
     check_f32, dispatch_rows, params, row_chunks, LayerNormGrads, LayerNormParams, LayerNormVariant,
 };
 use crate::device::Gpu;
-use crate::kernel::{groups_1d, Kernel};
+use crate::kernel::{groups_1d, Bind, Kernel};
 use crate::tensor::{DType, Tensor};
 
 /// All three gradients with the adapter's preferred variant.
@@ -71,13 +71,7 @@ pub(crate) fn check_backward_inputs(
     dx: Option<&Tensor>,
 ) -> Result<()> {
     let (n, c) = (x.rows(), x.cols());
-    let check = |what: &str, t: &Tensor, numel: usize| {
-        ensure!(
-            t.dtype() == DType::F32 && t.numel() == numel,
-            "{op}: {what} is {t:?}, expected {numel} f32 elements"
-        );
-        Ok(())
-    };
+    let check = |what: &str, t: &Tensor, numel: usize| check_f32(op, what, t, numel);
     check("x", x, n * c)?;
     check("dy", dy, n * c)?;
     check("weight", w, c)?;
@@ -109,8 +103,8 @@ pub fn layernorm_backward_into(
     let (n, c) = (x.rows(), x.cols());
     check_backward_inputs("layernorm", dy, x, w, &[("mean", mean), ("rstd", rstd)], dx)?;
     if let Some((dw, db)) = dwb {
-        check_f32("dweight", dw, c)?;
-        check_f32("dbias", db, c)?;
+        check_f32("layernorm", "dweight", dw, c)?;
+        check_f32("layernorm", "dbias", db, c)?;
     }
     let gpu = x.gpu();
     let variant = variant.resolve(gpu)?;
@@ -148,10 +142,10 @@ pub fn layernorm_backward_into(
 }
 
 /// Rows per partial-sum block and the number of blocks, for a weight
-/// gradient over C columns summed across the rows of `chunks` (shared with
-/// rmsnorm): 64 rows per block, doubled until the [nblk, C] partials fit one
-/// binding and each chunk's blocks fit one grid dimension.
-pub(crate) fn partial_sum_blocks(
+/// gradient over C columns summed across the rows of `chunks`: 64 rows per
+/// block, doubled until the [nblk, C] partials fit one binding and each
+/// chunk's blocks fit one grid dimension.
+fn partial_sum_blocks(
     gpu: &Gpu,
     chunks: &[(usize, usize)],
     c: usize,
@@ -187,21 +181,50 @@ fn weight_grads(
     db: &Tensor,
 ) -> Result<()> {
     let c = x.cols();
-    let (blk_rows, nblk) = partial_sum_blocks(gpu, chunks, c, "layernorm")?;
-    let dw_part = Tensor::empty(gpu, &[nblk.max(1), c], DType::F32)?;
-    let db_part = Tensor::empty(gpu, &[nblk.max(1), c], DType::F32)?;
-    let mut blk0 = 0;
-    for &(r0, r1) in chunks {
+    let chunk_inputs = |r0: usize, r1: usize| {
         let (xb, x_base) = x.bind_elems(1, r0 * c, r1 * c);
         let (mb, r_base) = mean.bind_elems(9, r0, r1);
-        let binds = [
+        let binds = vec![
             xb,
             dy.bind_elems(7, r0 * c, r1 * c).0,
             mb,
             rstd.bind_elems(10, r0, r1).0,
-            dw_part.bind(11),
-            db_part.bind(12),
         ];
+        (binds, x_base, r_base)
+    };
+    let entries = [
+        "layernorm_backward_weight_partial",
+        "layernorm_backward_weight",
+    ];
+    let outs = [(11, 13, dw), (12, 14, db)];
+    column_sums(gpu, ("layernorm", entries), chunks, c, &outs, chunk_inputs)
+}
+
+/// Sums over the rows of `chunks`, one per column, race-free and without
+/// float atomics (the weight gradients of layernorm and rmsnorm, which share
+/// the params and the two-pass layout): the `partial` entry writes each
+/// chunk's per-(block of rows, column) sums into one [nblk, C] buffer per
+/// output, then the `total` entry sums each column into the outputs. `outs`
+/// are (partials binding, output binding, output [C]); `chunk_inputs(r0, r1)`
+/// binds a chunk's inputs and gives its (x_base, r_base).
+pub(crate) fn column_sums<'a>(
+    gpu: &Arc<Gpu>,
+    (shader, [partial, total]): (&'static str, [&'static str; 2]),
+    chunks: &[(usize, usize)],
+    c: usize,
+    outs: &[(u32, u32, &Tensor)],
+    chunk_inputs: impl Fn(usize, usize) -> (Vec<Bind<'a>>, u32, u32),
+) -> Result<()> {
+    let (blk_rows, nblk) = partial_sum_blocks(gpu, chunks, c, shader)?;
+    let parts = outs
+        .iter()
+        .map(|_| Tensor::empty(gpu, &[nblk.max(1), c], DType::F32))
+        .collect::<Result<Vec<_>>>()?;
+    let part_binds = || parts.iter().zip(outs).map(|(t, &(slot, ..))| t.bind(slot));
+    let mut blk0 = 0;
+    for &(r0, r1) in chunks {
+        let (mut binds, x_base, r_base) = chunk_inputs(r0, r1);
+        binds.extend(part_binds());
         let blocks = (r1 - r0).div_ceil(blk_rows);
         let p = LayerNormParams {
             blk0: blk0 as u32,
@@ -209,7 +232,7 @@ fn weight_grads(
             ..params(r1 - r0, c, 0.0, x_base, r_base)
         };
         gpu.dispatch(
-            &Kernel::new("layernorm", "layernorm_backward_weight_partial"),
+            &Kernel::new(shader, partial),
             &p,
             &binds,
             [c.div_ceil(64) as u32, blocks as u32, 1],
@@ -220,10 +243,12 @@ fn weight_grads(
         nblk: nblk as u32,
         ..params(0, c, 0.0, 0, 0)
     };
+    let mut binds: Vec<Bind> = part_binds().collect();
+    binds.extend(outs.iter().map(|&(_, slot, t)| t.bind(slot)));
     gpu.dispatch(
-        &Kernel::new("layernorm", "layernorm_backward_weight"),
+        &Kernel::new(shader, total),
         &p,
-        &[dw_part.bind(11), db_part.bind(12), dw.bind(13), db.bind(14)],
+        &binds,
         groups_1d(gpu, c.div_ceil(64) as u32),
     )
 }

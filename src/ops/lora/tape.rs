@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 
-use super::{lora_backward_on, lora_forward_on, LoraBase, LoraDropout, LoraSpec};
+use super::{lora_backward, lora_forward, LoraBase, LoraDropout, LoraSpec};
 use crate::quant::QuantizedWeight;
 use crate::tape::{Tape, Var};
 
@@ -26,21 +26,8 @@ pub fn lora_linear(
         dropout,
         ..LoraSpec::new(scale, trans_b)
     };
-    lora_linear_with(tape, &spec, x, w, bias, a, b)
-}
-
-/// [`lora_linear`] with a full [`LoraSpec`] (e.g. a forced matmul variant).
-pub fn lora_linear_with(
-    tape: &Tape,
-    spec: &LoraSpec,
-    x: &Var,
-    w: &Var,
-    bias: Option<&Var>,
-    a: &Var,
-    b: &Var,
-) -> Result<Var> {
     let base = LoraBase::dense(w.tensor(), spec.trans_b);
-    lora_linear_on(tape, spec, &base, Some(w), x, bias, a, b)
+    lora_linear_on(tape, &spec, &base, Some(w), x, bias, a, b)
 }
 
 /// QLoRA: the LoRA linear over a frozen int8 / NF4 weight `[N, K]`, fused
@@ -72,7 +59,7 @@ pub fn lora_linear_on(
     b: &Var,
 ) -> Result<Var> {
     let [xt, at, bt] = [x, a, b].map(|v| v.tensor().clone());
-    let (y, xa) = lora_forward_on(spec, base, &xt, bias.map(|v| v.tensor()), &at, &bt)?;
+    let (y, xa) = lora_forward(spec, base, &xt, bias.map(|v| v.tensor()), &at, &bt)?;
     let (has_w, has_bias) = (w_var.is_some(), bias.is_some());
     let mut inputs = vec![x];
     inputs.extend(w_var);
@@ -91,7 +78,7 @@ pub fn lora_linear_on(
             needs[ia],
             needs[ia + 1],
         ];
-        let g = lora_backward_on(&spec, &base, dy, &xt, &at, &bt, &xa, want)?;
+        let g = lora_backward(&spec, &base, dy, &xt, &at, &bt, &xa, want)?;
         let mut grads = vec![g.dx];
         if has_w {
             grads.push(g.dw);

@@ -48,13 +48,33 @@ pub(crate) fn binding_ranges(gpu: &crate::Gpu, numel: usize, unit: usize) -> Vec
 pub(super) trait QuantParams: bytemuck::Pod {
     /// These params for `count` elements from weight element `base`, stored
     /// at `dst_off` (the residual offset in the bound output range).
-    fn at(mut self, count: usize, base: usize, dst_off: u32) -> Self {
+    fn at(self, count: usize, base: usize, dst_off: u32) -> Self {
+        self.with_head(count, base, (3, dst_off))
+    }
+
+    /// These params for a quantizer pass over `count` items from item `base`,
+    /// reading its source at the residual offset `src_off`.
+    fn reading(self, count: usize, base: usize, src_off: u32) -> Self {
+        self.with_head(count, base, (2, src_off))
+    }
+
+    /// Sets `count`, `base` and one offset word (2: src_off, 3: dst_off).
+    fn with_head(mut self, count: usize, base: usize, (word, off): (usize, u32)) -> Self {
         let words: &mut [u32] = bytemuck::cast_slice_mut(std::slice::from_mut(&mut self));
         words[0] = count as u32;
         words[1] = base as u32;
-        words[3] = dst_off;
+        words[word] = off;
         self
     }
+}
+
+/// The input check every GPU quantizer (`what`) starts with.
+pub(super) fn check_quantize_input(w: &Tensor, what: &str) -> Result<()> {
+    ensure!(
+        w.dtype() == DType::F32,
+        "{what} needs an f32 weight, got {w:?}"
+    );
+    Ok(())
 }
 
 /// A format's two dequantizing entries and when each applies.

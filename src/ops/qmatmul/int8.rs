@@ -10,15 +10,16 @@
 //! Weight-only: activations stay f32 (the LLM.int8 outlier decomposition is
 //! not implemented).
 
-use anyhow::{ensure, Result};
+use anyhow::Result;
 
 use super::dequant::{
-    binding_ranges, dequantize_rows_with, run_items, QuantParams, RowDequantizer,
+    binding_ranges, check_quantize_input, dequantize_rows_with, run_items, QuantParams,
+    RowDequantizer,
 };
 use super::format::{QgemmKernel, QgemmWeight};
 use crate::quant::int8::INV_127;
 use crate::quant::Int8Weight;
-use crate::tensor::{DType, Tensor};
+use crate::tensor::Tensor;
 
 const SHADER: &str = "qmatmul_int8";
 
@@ -73,10 +74,7 @@ impl QgemmWeight for Int8Weight {
 /// Quantizes an f32 weight [N, K] on the GPU (same codes and stats as
 /// [`Int8Host::quantize`](crate::quant::Int8Host::quantize)).
 pub fn int8_quantize(w: &Tensor) -> Result<Int8Weight> {
-    ensure!(
-        w.dtype() == DType::F32,
-        "int8_quantize needs an f32 weight, got {w:?}"
-    );
+    check_quantize_input(w, "int8_quantize")?;
     let gpu = w.gpu();
     let (n, k) = (w.rows(), w.cols());
     let q = Int8Weight::alloc(gpu, n, k)?;
@@ -92,23 +90,13 @@ pub fn int8_quantize(w: &Tensor) -> Result<Int8Weight> {
         .map(|(lo, hi)| (lo / k, hi.div_ceil(k)))
     {
         let (xb, off) = w.bind_elems(1, r0 * k, r1 * k);
-        let p = Int8QuantParams {
-            count: (r1 - r0) as u32,
-            base: r0 as u32,
-            src_off: off,
-            ..base
-        };
+        let p = base.reading(r1 - r0, r0, off);
         let binds = [xb, q.stats.bind(13)];
         run_items((SHADER, "int8_row_absmax"), &p, &binds, r1 - r0, gpu)?;
     }
     for (lo, hi) in binding_ranges(gpu, n * k, 64) {
         let (xb, off) = w.bind_elems(1, lo, hi);
-        let p = Int8QuantParams {
-            count: (hi - lo) as u32,
-            base: lo as u32,
-            src_off: off,
-            ..base
-        };
+        let p = base.reading(hi - lo, lo, off);
         let binds = [xb, q.codes.bind(12), q.stats.bind(13)];
         run_items(
             (SHADER, "int8_quantize"),

@@ -10,10 +10,11 @@
 //! `shaders/qmatmul_nf4.wgsl`. The weight may exceed one binding when it is
 //! quantized (it is read in chunks); the packed codes must fit one.
 
-use anyhow::{ensure, Result};
+use anyhow::Result;
 
 use super::dequant::{
-    binding_ranges, dequantize_rows_with, run_items, QuantParams, RowDequantizer,
+    binding_ranges, check_quantize_input, dequantize_rows_with, run_items, QuantParams,
+    RowDequantizer,
 };
 use super::format::{QgemmKernel, QgemmWeight};
 use crate::kernel::Bind;
@@ -98,10 +99,7 @@ impl QgemmWeight for Nf4Weight {
 /// [`Nf4Host::quantize`](crate::quant::Nf4Host::quantize). The weight may
 /// exceed one binding (it is read in chunks).
 pub fn nf4_quantize(w: &Tensor) -> Result<Nf4Weight> {
-    ensure!(
-        w.dtype() == DType::F32,
-        "nf4_quantize needs an f32 weight, got {w:?}"
-    );
+    check_quantize_input(w, "nf4_quantize")?;
     let gpu = w.gpu();
     let code8 = dynamic_map();
     let q = Nf4Weight::alloc(gpu, w.rows(), w.cols(), &code8)?;
@@ -116,23 +114,14 @@ pub fn nf4_quantize(w: &Tensor) -> Result<Nf4Weight> {
     for (lo, hi) in binding_ranges(gpu, numel, NF4_BLOCK) {
         let (xb, off) = w.bind_elems(1, lo, hi);
         let count = (hi - lo).div_ceil(NF4_BLOCK);
-        let p = Nf4QuantParams {
-            count: count as u32,
-            base: (lo / NF4_BLOCK) as u32,
-            src_off: off,
-            ..base
-        };
+        let p = base.reading(count, lo / NF4_BLOCK, off);
         let binds = [xb, absmax.bind(4), q.codes.bind(12)];
         run_items((SHADER, "nf4_quantize"), &p, &binds, count, gpu)?;
     }
     let mut sum = absmax.clone();
     while sum.numel() > 1 {
         let next = Tensor::empty(gpu, &[sum.numel().div_ceil(SUM_GROUP)], DType::F32)?;
-        let p = Nf4QuantParams {
-            count: next.numel() as u32,
-            base: sum.numel() as u32,
-            ..base
-        };
+        let p = base.reading(next.numel(), sum.numel(), 0);
         let binds = [sum.bind(1), next.bind(4)];
         run_items((SHADER, "nf4_absmax_sum"), &p, &binds, next.numel(), gpu)?;
         sum = next;
@@ -141,10 +130,7 @@ pub fn nf4_quantize(w: &Tensor) -> Result<Nf4Weight> {
     let lut = Tensor::from_i32(gpu, &[lut.len()], &lut)?;
     let stats = binds(&q)[4];
     let nb2 = nb.div_ceil(ABSMAX_BLOCK);
-    let p = Nf4QuantParams {
-        count: nb2 as u32,
-        ..base
-    };
+    let p = base.reading(nb2, 0, 0);
     let binds = [
         absmax.bind(1),
         sum.bind(3),
