@@ -255,8 +255,9 @@ pub fn strftime_utc(format: &str, unix: i64) -> Result<String, Error> {
     Ok(out)
 }
 
-/// (year, month, day) of a day count since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
+/// (year, month, day) of a day count since 1970-01-01 (Howard Hinnant's
+/// algorithm; also names run directories).
+pub(crate) fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
