@@ -10,6 +10,7 @@ mod models {
     mod heads;
     mod large_vocab;
     mod llama;
+    mod llama_hf;
     mod lora;
     mod parity;
     mod qlora;

@@ -95,6 +95,14 @@ pub trait Architecture: Sync {
         }
     }
 
+    /// transformers' class name for `head` on a model of `cfg`: a family
+    /// whose `model_type`s have classes of their own (Qwen2, Mistral)
+    /// overrides it (default: [`Architecture::class_name`]).
+    fn class_name_for(&self, cfg: &ModelConfig, head: Head) -> &'static str {
+        let _ = cfg;
+        self.class_name(head)
+    }
+
     /// Reads config.json: the shared keys ([`ModelConfig::common`]) plus this
     /// architecture's spellings and defaults, checked.
     fn parse_config(&self, raw: Value, file: &str) -> Result<ModelConfig>;

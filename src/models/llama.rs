@@ -96,6 +96,14 @@ fn check_sliding_window(raw: &Value, n_ctx: usize, file: &str) -> Result<()> {
         "qwen2" => bool_key(raw, "use_sliding_window").unwrap_or(false),
         _ => true,
     };
+    // transformers 5 also lists each layer's kind; a sliding one is refused.
+    let kinds = raw.get("layer_types").and_then(Value::as_array);
+    if let Some(k) = kinds.into_iter().flatten().find(|k| k.as_str() != Some("full_attention")) {
+        bail!(
+            "{file}: layer_types lists {k}; engine has only full attention \
+             (use a config whose layer_types are all \"full_attention\")"
+        );
+    }
     if let (true, Some(w)) = (used, raw.get("sliding_window").and_then(Value::as_u64)) {
         ensure!(
             w as usize >= n_ctx,
@@ -113,6 +121,18 @@ impl Architecture for Llama {
             model_types: &["llama", "qwen2", "mistral"],
             causal_lm: "LlamaForCausalLM",
             classifier: "LlamaForSequenceClassification",
+        }
+    }
+
+    /// Qwen2 and Mistral files name their own classes.
+    fn class_name_for(&self, cfg: &ModelConfig, head: Head) -> &'static str {
+        let lm = head != Head::Reward;
+        match (model_type(&cfg.raw), lm) {
+            ("qwen2", true) => "Qwen2ForCausalLM",
+            ("qwen2", false) => "Qwen2ForSequenceClassification",
+            ("mistral", true) => "MistralForCausalLM",
+            ("mistral", false) => "MistralForSequenceClassification",
+            _ => self.class_name(head),
         }
     }
 
