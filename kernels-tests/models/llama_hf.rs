@@ -108,3 +108,48 @@ fn save_keeps_eos_list_and_family_class_names() {
     assert_eq!(rm.cfg.raw["architectures"][0], "Qwen2ForSequenceClassification");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// SFT examples as TRL's SFTTrainer tokenizes them: standard (string) rows
+/// through `tokenizer(text)`, so Llama's post-processor puts BOS first and
+/// Qwen2's adds nothing; a conversation through the model's chat template
+/// gets no extra BOS (the Zephyr template writes none).
+#[test]
+fn sft_rows_get_bos_as_the_tokenizer_adds_it() {
+    use engine::data::*;
+    let row = |record| Row {
+        origin: Origin {
+            file: std::path::Path::new("mem.jsonl").into(),
+            line: 1,
+        },
+        record,
+    };
+    for (name, bos) in [("llama3-sp-bf16", Some(1)), ("qwen2-mqa-tied", None)] {
+        let (m, _, _) = fixture(name);
+        let dir = std::path::PathBuf::from(model_dir(name));
+        let t = ChatTemplate::for_model_dir(&dir).unwrap();
+        let enc = Encoder::new(m.tokenizer.as_ref().unwrap(), &t, Truncation::truncate(256));
+        let eos = m.tokenizer_config.as_ref().unwrap()["eos_token"].as_str().unwrap().to_string();
+        let text = enc.sft(&row(SftRecord::Text("The river was high.".into()))).unwrap();
+        // (engine's text rows get no EOS appended; a completion does)
+        assert_eq!(text.ids, m.encode("The river was high.").unwrap(), "{name}");
+        assert_eq!(text.ids.first().copied() == bos, bos.is_some(), "{name}");
+        let pc = SftRecord::PromptCompletion {
+            prompt: "The river".into(),
+            completion: " was high.".into(),
+        };
+        let ex = enc.sft(&row(pc)).unwrap();
+        let whole = m.encode(&format!("The river was high.{eos}")).unwrap();
+        assert_eq!(ex.ids, whole, "{name}: prompt + completion = the whole text");
+        let prompt = m.encode("The river").unwrap();
+        assert_eq!(ex.loss_mask.iter().filter(|&&x| x == 0).count(), prompt.len());
+        let chat = vec![
+            Message::new(Role::User, "hello"),
+            Message::new(Role::Assistant, "The river was high."),
+        ];
+        let conv = enc.sft(&row(SftRecord::Messages(chat))).unwrap();
+        // (segments are encoded one by one, so a Metaspace tokenizer starts
+        // each with `▁`; TRL encodes the rendered conversation once)
+        assert_ne!(conv.ids.first().copied(), bos.filter(|_| name.starts_with("llama")).or(Some(-1)));
+
+    }
+}

@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
 use super::dataset::{Origin, Row, REPORTED_REASONS};
-use super::records::{ClassifierRecord, KtoRecord, PreferenceRecord, PromptRecord, SftRecord};
+use super::records::{ClassifierRecord, Content, KtoRecord, PreferenceRecord, PromptRecord};
+use super::records::SftRecord;
 use super::template::ChatTemplate;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,6 +134,25 @@ impl<'a> Encoder<'a> {
         self.encode_text(text).map_err(|e| anyhow!("{origin}: {e}"))
     }
 
+    /// The first text of an example: standard (string) data gets the special
+    /// tokens the tokenizer's post-processor adds (Llama's BOS; GPT-2's and
+    /// NeoX's add none), as TRL's `processing_class(text=...)` does. Text a
+    /// model's Jinja chat template rendered is encoded as it is: the template
+    /// writes its own BOS (transformers' `apply_chat_template` adds none).
+    fn encode_start(&self, text: &str, standard: bool, origin: &Origin) -> Result<Vec<i32>> {
+        let enc = self
+            .tokenizer
+            .encode(text, standard)
+            .map_err(|e| anyhow!("{origin}: tokenizing: {e}"))?;
+        Ok(enc.get_ids().iter().map(|&i| i as i32).collect())
+    }
+
+    /// Whether `prompt` is standard data as TRL sees it: a string, or any
+    /// record under one of engine's own (plain-text) templates.
+    fn standard(&self, prompt: &Content) -> bool {
+        matches!(prompt, Content::Plain(_)) || matches!(self.template, ChatTemplate::Engine(_))
+    }
+
     /// Fits a prompt, leaving `reserve` tokens for a completion.
     fn fit_prompt(&self, mut ids: Vec<i32>, reserve: usize, origin: &Origin) -> Result<Vec<i32>> {
         let t = &self.truncation;
@@ -181,8 +201,14 @@ impl<'a> Encoder<'a> {
     }
 
     /// Prompt and completion ids of a rendered pair.
-    fn pair(&self, p: &str, c: &str, origin: &Origin) -> Result<(Vec<i32>, Vec<i32>)> {
-        let p = self.fit_prompt(self.encode_at(p, origin)?, 1, origin)?;
+    fn pair(
+        &self,
+        p: &str,
+        c: &str,
+        standard: bool,
+        origin: &Origin,
+    ) -> Result<(Vec<i32>, Vec<i32>)> {
+        let p = self.fit_prompt(self.encode_start(p, standard, origin)?, 1, origin)?;
         let c = self.fit_rest(self.encode_at(c, origin)?, p.len(), "completion", origin)?;
         Ok((p, c))
     }
@@ -192,7 +218,7 @@ impl<'a> Encoder<'a> {
         let prompt_flag = if self.completion_only { 0 } else { 1 };
         let (ids, loss_mask) = match &row.record {
             SftRecord::Text(t) => {
-                let ids = self.fit_rest(self.encode_at(t, origin)?, 0, "text", origin)?;
+                let ids = self.fit_rest(self.encode_start(t, true, origin)?, 0, "text", origin)?;
                 let n = ids.len();
                 (ids, vec![1; n])
             }
@@ -201,7 +227,7 @@ impl<'a> Encoder<'a> {
                     .template
                     .render_example(prompt, completion)
                     .map_err(|e| anyhow!("{origin}: {e:#}"))?;
-                let (p, c) = self.pair(&p, &c, origin)?;
+                let (p, c) = self.pair(&p, &c, self.standard(prompt), origin)?;
                 let mask = [vec![prompt_flag; p.len()], vec![1; c.len()]].concat();
                 ([p, c].concat(), mask)
             }
@@ -211,8 +237,9 @@ impl<'a> Encoder<'a> {
                     .template
                     .render_conversation(m)
                     .map_err(|e| anyhow!("{origin}: {e:#}"))?;
-                for seg in segments {
-                    let seg_ids = self.encode_at(&seg.text, origin)?;
+                let standard = matches!(self.template, ChatTemplate::Engine(_));
+                for (i, seg) in segments.iter().enumerate() {
+                    let seg_ids = self.encode_start(&seg.text, standard && i == 0, origin)?;
                     let flag = if seg.trainable { 1 } else { prompt_flag };
                     mask.extend(std::iter::repeat_n(flag, seg_ids.len()));
                     ids.extend(seg_ids);
@@ -252,7 +279,8 @@ impl<'a> Encoder<'a> {
                 .map_err(|e| anyhow!("{origin}: {e:#}"))
         };
         let ((p, c), (_, rej)) = (render(&r.chosen)?, render(&r.rejected)?);
-        let prompt_ids = self.fit_prompt(self.encode_at(&p, origin)?, 1, origin)?;
+        let p = self.encode_start(&p, self.standard(&r.prompt), origin)?;
+        let prompt_ids = self.fit_prompt(p, 1, origin)?;
         let n = prompt_ids.len();
         Ok(PreferenceExample {
             chosen_ids: self.fit_rest(self.encode_at(&c, origin)?, n, "chosen response", origin)?,
@@ -273,7 +301,8 @@ impl<'a> Encoder<'a> {
             .template
             .render_example(&r.prompt, &r.completion)
             .map_err(|e| anyhow!("{}: {e:#}", row.origin))?;
-        let (prompt_ids, completion_ids) = self.pair(&p, &c, &row.origin)?;
+        let standard = self.standard(&r.prompt);
+        let (prompt_ids, completion_ids) = self.pair(&p, &c, standard, &row.origin)?;
         Ok(KtoExample {
             prompt_ids,
             completion_ids,
@@ -287,15 +316,16 @@ impl<'a> Encoder<'a> {
             .template
             .render_prompt(&row.record.prompt)
             .map_err(|e| anyhow!("{}: {e:#}", row.origin))?;
+        let ids = self.encode_start(&p, self.standard(&row.record.prompt), &row.origin)?;
         Ok(PromptExample {
-            prompt_ids: self.fit_prompt(self.encode_at(&p, &row.origin)?, 0, &row.origin)?,
+            prompt_ids: self.fit_prompt(ids, 0, &row.origin)?,
             origin: row.origin.clone(),
         })
     }
 
     /// The text as it is (no template), cut from the right.
     pub fn classifier(&self, row: &Row<ClassifierRecord>) -> Result<ClassifierExample> {
-        let ids = self.encode_at(&row.record.text, &row.origin)?;
+        let ids = self.encode_start(&row.record.text, true, &row.origin)?;
         Ok(ClassifierExample {
             ids: self.fit_rest(ids, 0, "text", &row.origin)?,
             label: row.record.label,
