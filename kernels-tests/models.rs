@@ -12,6 +12,7 @@ mod models {
     mod llama;
     mod llama_hf;
     mod lora;
+    mod memory_plan;
     mod parity;
     mod qlora;
     mod real_tokenizers;

@@ -3,6 +3,7 @@
 pub mod build;
 pub mod data;
 pub mod models;
+pub mod plan;
 pub mod train;
 
 use anyhow::Result;
