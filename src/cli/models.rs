@@ -255,8 +255,7 @@ pub struct InfoArgs {
     /// One JSON object with the same facts.
     #[arg(long)]
     pub json: bool,
-    /// Plan a PPO run from config.json alone (no weights read): policy,
-    /// reference (adapters off), value head, optimizer state, KV cache.
+    /// Plan a PPO run from config.json alone (policy, reference, value head, optimizer, KV cache).
     #[arg(long)]
     pub ppo: bool,
     /// Sequences in the planned KV cache.
