@@ -153,3 +153,25 @@ fn sft_rows_get_bos_as_the_tokenizer_adds_it() {
 
     }
 }
+
+/// `engine init --arch llama` with a SentencePiece tokenizer: `<s>` / `</s>`
+/// become BOS / EOS in config.json and tokenizer_config.json, and the model
+/// loads back and encodes with BOS.
+#[test]
+fn init_llama_takes_bos_and_eos_from_a_sentencepiece_tokenizer() {
+    let out = std::env::temp_dir().join(format!("engine-init-llama-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let tok = format!("{}/tokenizer.json", model_dir("llama3-sp-bf16"));
+    let (ok, _, err) = engine(&[
+        "init", "--arch", "llama", "--tokenizer", &tok, "--hidden", "32", "--layers", "1",
+        "--heads", "4", "--context", "64", "--out", out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let m = CausalLm::load(&gpu(), &out).unwrap();
+    assert_eq!(m.cfg.raw["architectures"][0], "LlamaForCausalLM");
+    assert_eq!((m.cfg.bos_token_id, m.cfg.eos_token_id), (Some(1), Some(2)));
+    let tc = m.tokenizer_config.as_ref().unwrap();
+    assert_eq!((tc["bos_token"].as_str(), tc["eos_token"].as_str()), (Some("<s>"), Some("</s>")));
+    assert_eq!(m.encode("The river").unwrap()[0], 1);
+    std::fs::remove_dir_all(&out).unwrap();
+}

@@ -43,8 +43,15 @@ impl ModelShape {
     }
 }
 
+/// The EOS a new model takes from its tokenizer: GPT-2 / NeoX's
+/// `<|endoftext|>`, SentencePiece's `</s>`, Llama 3's `<|end_of_text|>`.
+const EOS_TOKENS: [&str; 3] = ["<|endoftext|>", "</s>", "<|end_of_text|>"];
+/// Its BOS when the tokenizer has one of its own (else the EOS, as GPT-2).
+const BOS_TOKENS: [&str; 2] = ["<s>", "<|begin_of_text|>"];
+
 /// A randomly initialised model of `shape` using `tokenizer` (whose
-/// `<|endoftext|>` becomes BOS/EOS, and `<|padding|>` the pad id).
+/// `<|endoftext|>` or `</s>` becomes EOS, `<s>` or else the EOS BOS, and
+/// `<|padding|>` the pad id).
 pub fn fresh_model(
     gpu: &Arc<Gpu>,
     shape: &ModelShape,
@@ -63,11 +70,14 @@ pub fn fresh_model(
         "the tokenizer has {tok_vocab} tokens but the model's vocab is {}",
         shape.vocab_size
     );
-    let eos = tokenizer
-        .token_to_id("<|endoftext|>")
-        .context("the tokenizer has no <|endoftext|> token (the EOS every template uses)")?;
+    let find = |names: &[&str]| names.iter().find_map(|t| tokenizer.token_to_id(t));
+    let eos = find(&EOS_TOKENS).with_context(|| {
+        format!("the tokenizer has none of {EOS_TOKENS:?} (the EOS every template uses)")
+    })?;
     let pad = tokenizer.token_to_id("<|padding|>");
-    let cfg = ModelConfig::from_json(shape.hf_config(eos, pad), "new model config")?;
+    let mut raw = shape.hf_config(eos, pad);
+    raw["bos_token_id"] = json!(find(&BOS_TOKENS).unwrap_or(eos));
+    let cfg = ModelConfig::from_json(raw, "new model config")?;
     let mut model = CausalLm::random(gpu, cfg, Head::Lm, seed)?;
     model.tokenizer = Some(tokenizer);
     Ok(model)

@@ -105,10 +105,17 @@ impl CausalLm {
         let mut cfg = self.tokenizer_config.clone().unwrap_or_default();
         let has = |t: &str| tok.token_to_id(t).is_some();
         let endoftext = has("<|endoftext|>").then(|| "<|endoftext|>".to_string());
-        for name in ["bos_token", "eos_token", "unk_token"] {
+        // Else (a SentencePiece tokenizer of `engine init`) the config's ids name them.
+        let by_id = |id: Option<u32>| id.and_then(|i| tok.id_to_token(i));
+        let unk = has("<unk>").then(|| "<unk>".to_string());
+        for (name, fallback) in [
+            ("bos_token", by_id(self.cfg.bos_token_id)),
+            ("eos_token", by_id(self.cfg.eos_token_id)),
+            ("unk_token", unk),
+        ] {
             if token_text(cfg.get(name)).is_none() {
-                if let Some(t) = &endoftext {
-                    cfg.insert(name.into(), Value::String(t.clone()));
+                if let Some(t) = endoftext.clone().or(fallback) {
+                    cfg.insert(name.into(), Value::String(t));
                 }
             }
         }
