@@ -23,15 +23,22 @@ fn json_line(out: &str) -> Value {
 fn perplexity_is_transformers_loss() {
     for name in BAR {
         let (_, json, _) = fixture(name);
-        let text = std::env::temp_dir().join(format!("engine-ppl-{name}-{}.txt", std::process::id()));
+        let text =
+            std::env::temp_dir().join(format!("engine-ppl-{name}-{}.txt", std::process::id()));
         std::fs::write(&text, json["ppl_text"].as_str().unwrap()).unwrap();
         let args = ["perplexity", "--model", &model_dir(name), "--json"];
         let (ok, out, err) = engine(&[&args[..], &["--text", text.to_str().unwrap()]].concat());
         std::fs::remove_file(&text).unwrap();
         assert!(ok, "{name}: {err}");
         let v = json_line(&out);
-        assert_eq!(v["tokens"].as_u64(), json["ppl_ids"].as_array().map(|a| a.len() as u64));
-        let (got, want) = (v["mean_nll"].as_f64().unwrap(), json["ppl_loss"].as_f64().unwrap());
+        assert_eq!(
+            v["tokens"].as_u64(),
+            json["ppl_ids"].as_array().map(|a| a.len() as u64)
+        );
+        let (got, want) = (
+            v["mean_nll"].as_f64().unwrap(),
+            json["ppl_loss"].as_f64().unwrap(),
+        );
         assert!(
             ((got - want) / want).abs() < 1e-4,
             "{name}: engine {got} vs transformers {want}"
@@ -58,7 +65,11 @@ fn greedy_generate_gives_transformers_ids() {
         ]);
         assert!(ok, "{name}: {err}");
         let v = json_line(&out);
-        assert_eq!(ids(&v["prompt_ids"]), ids(&g["prompt_ids"]), "{name}: prompt");
+        assert_eq!(
+            ids(&v["prompt_ids"]),
+            ids(&g["prompt_ids"]),
+            "{name}: prompt"
+        );
         assert_eq!(ids(&v["new_ids"]), ids(&g["new_ids"]), "{name}: new ids");
     }
 }
@@ -85,7 +96,11 @@ fn tokenizers_encode_as_auto_tokenizer() {
         let (m, json, _) = fixture(name);
         for case in json["tokenizer_checks"].as_array().unwrap() {
             let text = case["text"].as_str().unwrap();
-            assert_eq!(m.encode(text).unwrap(), ids(&case["ids"]), "{name}: {text:?}");
+            assert_eq!(
+                m.encode(text).unwrap(),
+                ids(&case["ids"]),
+                "{name}: {text:?}"
+            );
         }
     }
 }
@@ -105,7 +120,10 @@ fn save_keeps_eos_list_and_family_class_names() {
     assert_eq!(gen["eos_token_id"], serde_json::json!([2, 3]));
     let (q, _, _) = fixture("qwen2-mqa-tied");
     let rm = q.into_reward_model(1, 3).unwrap();
-    assert_eq!(rm.cfg.raw["architectures"][0], "Qwen2ForSequenceClassification");
+    assert_eq!(
+        rm.cfg.raw["architectures"][0],
+        "Qwen2ForSequenceClassification"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -128,8 +146,13 @@ fn sft_rows_get_bos_as_the_tokenizer_adds_it() {
         let dir = std::path::PathBuf::from(model_dir(name));
         let t = ChatTemplate::for_model_dir(&dir).unwrap();
         let enc = Encoder::new(m.tokenizer.as_ref().unwrap(), &t, Truncation::truncate(256));
-        let eos = m.tokenizer_config.as_ref().unwrap()["eos_token"].as_str().unwrap().to_string();
-        let text = enc.sft(&row(SftRecord::Text("The river was high.".into()))).unwrap();
+        let eos = m.tokenizer_config.as_ref().unwrap()["eos_token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let text = enc
+            .sft(&row(SftRecord::Text("The river was high.".into())))
+            .unwrap();
         // (engine's text rows get no EOS appended; a completion does)
         assert_eq!(text.ids, m.encode("The river was high.").unwrap(), "{name}");
         assert_eq!(text.ids.first().copied() == bos, bos.is_some(), "{name}");
@@ -139,9 +162,15 @@ fn sft_rows_get_bos_as_the_tokenizer_adds_it() {
         };
         let ex = enc.sft(&row(pc)).unwrap();
         let whole = m.encode(&format!("The river was high.{eos}")).unwrap();
-        assert_eq!(ex.ids, whole, "{name}: prompt + completion = the whole text");
+        assert_eq!(
+            ex.ids, whole,
+            "{name}: prompt + completion = the whole text"
+        );
         let prompt = m.encode("The river").unwrap();
-        assert_eq!(ex.loss_mask.iter().filter(|&&x| x == 0).count(), prompt.len());
+        assert_eq!(
+            ex.loss_mask.iter().filter(|&&x| x == 0).count(),
+            prompt.len()
+        );
         let chat = vec![
             Message::new(Role::User, "hello"),
             Message::new(Role::Assistant, "The river was high."),
@@ -149,8 +178,10 @@ fn sft_rows_get_bos_as_the_tokenizer_adds_it() {
         let conv = enc.sft(&row(SftRecord::Messages(chat))).unwrap();
         // (segments are encoded one by one, so a Metaspace tokenizer starts
         // each with `▁`; TRL encodes the rendered conversation once)
-        assert_ne!(conv.ids.first().copied(), bos.filter(|_| name.starts_with("llama")).or(Some(-1)));
-
+        assert_ne!(
+            conv.ids.first().copied(),
+            bos.filter(|_| name.starts_with("llama")).or(Some(-1))
+        );
     }
 }
 
@@ -163,15 +194,31 @@ fn init_llama_takes_bos_and_eos_from_a_sentencepiece_tokenizer() {
     let _ = std::fs::remove_dir_all(&out);
     let tok = format!("{}/tokenizer.json", model_dir("llama3-sp-bf16"));
     let (ok, _, err) = engine(&[
-        "init", "--arch", "llama", "--tokenizer", &tok, "--hidden", "32", "--layers", "1",
-        "--heads", "4", "--context", "64", "--out", out.to_str().unwrap(),
+        "init",
+        "--arch",
+        "llama",
+        "--tokenizer",
+        &tok,
+        "--hidden",
+        "32",
+        "--layers",
+        "1",
+        "--heads",
+        "4",
+        "--context",
+        "64",
+        "--out",
+        out.to_str().unwrap(),
     ]);
     assert!(ok, "{err}");
     let m = CausalLm::load(&gpu(), &out).unwrap();
     assert_eq!(m.cfg.raw["architectures"][0], "LlamaForCausalLM");
     assert_eq!((m.cfg.bos_token_id, m.cfg.eos_token_id), (Some(1), Some(2)));
     let tc = m.tokenizer_config.as_ref().unwrap();
-    assert_eq!((tc["bos_token"].as_str(), tc["eos_token"].as_str()), (Some("<s>"), Some("</s>")));
+    assert_eq!(
+        (tc["bos_token"].as_str(), tc["eos_token"].as_str()),
+        (Some("<s>"), Some("</s>"))
+    );
     assert_eq!(m.encode("The river").unwrap()[0], 1);
     std::fs::remove_dir_all(&out).unwrap();
 }

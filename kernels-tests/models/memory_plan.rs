@@ -18,15 +18,31 @@ fn nf4(n: u64, k: u64) -> (u64, u64) {
 fn plan(dir: &str) -> Value {
     let model = root().join("kernels-tests/fixtures/configs").join(dir);
     let (ok, out, err) = engine(&[
-        "info", "--model", model.to_str().unwrap(), "--quant", "nf4", "--lora-r", "16", "--ppo",
-        "--batch-size", "8", "--seq-len", "512", "--json",
+        "info",
+        "--model",
+        model.to_str().unwrap(),
+        "--quant",
+        "nf4",
+        "--lora-r",
+        "16",
+        "--ppo",
+        "--batch-size",
+        "8",
+        "--seq-len",
+        "512",
+        "--json",
     ]);
     assert!(ok, "{err}");
     serde_json::from_str(out.trim()).unwrap()
 }
 
 fn rows(v: &Value) -> Vec<u64> {
-    v["plan"].as_array().unwrap().iter().map(|r| r["bytes"].as_u64().unwrap()).collect()
+    v["plan"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["bytes"].as_u64().unwrap())
+        .collect()
 }
 
 /// `linears`: one layer's (out, in) shapes; `f32_numel`: embeddings, norms, biases.
@@ -41,7 +57,17 @@ fn hand(layers: u64, linears: &[(u64, u64)], f32_numel: u64, c: u64, kv: u64) ->
     let trainable = lora + 4 * (c + 1);
     // KV cache: layers × (K and V) × batch 8 × 512 positions × KV heads × head_dim 64 × f32.
     let cache = layers * 2 * 8 * 512 * kv * 64 * 4;
-    vec![4 * f32_numel, codes, scales, lora, 0, 4 * (c + 1), trainable, 2 * trainable, cache]
+    vec![
+        4 * f32_numel,
+        codes,
+        scales,
+        lora,
+        0,
+        4 * (c + 1),
+        trainable,
+        2 * trainable,
+        cache,
+    ]
 }
 
 #[test]
@@ -54,7 +80,10 @@ fn tinyllama_1b_nf4_lora16_ppo_plan() {
     let want = hand(22, &linears, f32_numel, c, 4);
     assert_eq!(rows(&v), want);
     assert_eq!(want[0], 524_656_640);
-    assert_eq!(want[3], 50_462_720, "LoRA: 22 × 16 × Σ(in + out) = 35840 × 4 bytes");
+    assert_eq!(
+        want[3], 50_462_720,
+        "LoRA: 22 × 16 × Σ(in + out) = 35840 × 4 bytes"
+    );
     assert_eq!(want[8], 184_549_376);
     assert_eq!(v["total_bytes"].as_u64(), Some(want.iter().sum()));
 }
@@ -70,5 +99,8 @@ fn qwen2_5_half_b_nf4_lora16_ppo_plan() {
     assert_eq!(rows(&v), want);
     assert_eq!(want[0], 544_824_832);
     assert_eq!(want[8], 100_663_296);
-    assert_eq!((v["kv_heads"].as_u64(), v["head_dim"].as_u64()), (Some(2), Some(64)));
+    assert_eq!(
+        (v["kv_heads"].as_u64(), v["head_dim"].as_u64()),
+        (Some(2), Some(64))
+    );
 }

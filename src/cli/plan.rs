@@ -28,8 +28,7 @@ pub fn plan_cmd(a: &InfoArgs) -> Result<()> {
         quant: parse_quant(&a.model.quant)?,
         lora,
         value_head: a.ppo,
-        batch: a.batch_size,
-        seq_len,
+        kv_cache: (a.batch_size, seq_len),
     };
     let rows = memory_plan(architecture(cfg.arch), &cfg, &opts)?;
     let total: u64 = rows.iter().map(|r| r.bytes).sum();
@@ -53,8 +52,17 @@ pub fn plan_cmd(a: &InfoArgs) -> Result<()> {
         cfg.arch, cfg.n_layer, cfg.hidden, cfg.n_head, cfg.n_kv_head, cfg.vocab_size
     );
     for r in &rows {
-        println!("  {:<78} {:>14} bytes {:>8.3} GiB", r.what, r.bytes, gib(r.bytes));
+        println!(
+            "  {:<78} {:>14} bytes {:>8.3} GiB",
+            r.what,
+            r.bytes,
+            gib(r.bytes)
+        );
     }
-    println!("  {:<78} {total:>14} bytes {:>8.3} GiB", "total (without activations)", gib(total));
+    println!(
+        "  {:<78} {total:>14} bytes {:>8.3} GiB",
+        "total (without activations)",
+        gib(total)
+    );
     Ok(())
 }

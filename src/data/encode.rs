@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
 use super::dataset::{Origin, Row, REPORTED_REASONS};
-use super::records::{ClassifierRecord, Content, KtoRecord, PreferenceRecord, PromptRecord};
 use super::records::SftRecord;
+use super::records::{ClassifierRecord, Content, KtoRecord, PreferenceRecord, PromptRecord};
 use super::template::ChatTemplate;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

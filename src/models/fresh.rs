@@ -17,8 +17,15 @@ impl ModelShape {
     /// config.json as transformers writes it for this shape: the
     /// architecture's keys (`Architecture::new_config`), special tokens and dtype.
     pub fn hf_config(&self, eos: u32, pad: Option<u32>) -> Value {
-        let mut v = registry::architecture(self.arch).new_config(self);
+        let arch = registry::architecture(self.arch);
+        let mut v = arch.new_config(self);
         let obj = v.as_object_mut().expect("a JSON object");
+        let id = arch.identity();
+        obj.insert("architectures".into(), json!([id.causal_lm]));
+        obj.insert("model_type".into(), json!(id.model_types[0]));
+        obj.insert("vocab_size".into(), json!(self.vocab_size));
+        obj.insert("initializer_range".into(), json!(0.02));
+        obj.insert("use_cache".into(), json!(true));
         obj.insert("bos_token_id".into(), json!(eos));
         obj.insert("eos_token_id".into(), json!(eos));
         if let Some(p) = pad {
@@ -26,6 +33,18 @@ impl ModelShape {
         }
         obj.insert("torch_dtype".into(), json!("float32"));
         v
+    }
+
+    /// The size keys GPT-NeoX and Llama configs share (transformers'
+    /// `PreTrainedConfig` spellings; GPT-2 has its own `n_*` names).
+    pub fn hf_sizes(&self) -> Value {
+        json!({
+            "hidden_size": self.hidden,
+            "num_hidden_layers": self.layers,
+            "num_attention_heads": self.heads,
+            "intermediate_size": self.intermediate,
+            "max_position_embeddings": self.context,
+        })
     }
 
     /// Weights of an LM with this shape (embeddings and heads included),

@@ -26,18 +26,15 @@ use super::config::ModelConfig;
 use super::lora::LoraConfig;
 use crate::quant::{QuantBytes, QuantFormat};
 
-/// What to plan for.
+/// What to plan for: the base's quantization; LoRA rank and targets (PEFT
+/// names or `all-linear`; None plans the frozen model only); a TRL value
+/// head; the KV cache's sequences × positions (prompt + response).
 #[derive(Clone, Debug)]
 pub struct PlanOptions {
     pub quant: Option<QuantFormat>,
-    /// LoRA rank and targets (PEFT names or `all-linear`); None: full training
-    /// is not planned, only the frozen model.
     pub lora: Option<LoraConfig>,
-    /// A TRL value head and its optimizer state.
     pub value_head: bool,
-    /// KV cache size: sequences and positions (prompt + response).
-    pub batch: usize,
-    pub seq_len: usize,
+    pub kv_cache: (usize, usize),
 }
 
 /// One line of the plan.
@@ -57,7 +54,10 @@ pub fn memory_plan(
     let modules: BTreeSet<String> = (0..cfg.n_layer)
         .flat_map(|l| {
             let layers = linears.layers;
-            linears.modules.iter().map(move |m| format!("{layers}.{l}.{m}"))
+            linears
+                .modules
+                .iter()
+                .map(move |m| format!("{layers}.{l}.{m}"))
         })
         .collect();
     // (out, in) of a block linear from its stored weight shape.
@@ -72,7 +72,9 @@ pub fn memory_plan(
     let mut quantized_weights = 0u64;
     for (name, shape) in arch.param_shapes(cfg) {
         let numel: usize = shape.iter().product();
-        let module = name.strip_suffix(".weight").filter(|m| modules.contains(*m));
+        let module = name
+            .strip_suffix(".weight")
+            .filter(|m| modules.contains(*m));
         if let Some(m) = module {
             let (o, i) = out_in(&shape);
             if let Some(l) = opts.lora.as_ref().filter(|l| l.matches(m)) {
@@ -131,11 +133,12 @@ pub fn memory_plan(
             bytes: 2 * trainable,
         });
     }
-    let kv = 2 * cfg.n_layer * opts.batch * opts.seq_len * cfg.n_kv_head * cfg.head_dim();
+    let (batch, positions) = opts.kv_cache;
+    let kv = 2 * cfg.n_layer * batch * positions * cfg.n_kv_head * cfg.head_dim();
     rows.push(PlanRow {
         what: format!(
-            "KV cache (f32): batch {} × {} positions × {} KV heads",
-            opts.batch, opts.seq_len, cfg.n_kv_head
+            "KV cache (f32): batch {batch} × {positions} positions × {} KV heads",
+            cfg.n_kv_head
         ),
         bytes: 4 * kv as u64,
     });
