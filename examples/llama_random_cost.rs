@@ -54,7 +54,10 @@ fn main() -> Result<()> {
     }
     let mut timed = steps[1..].to_vec();
     timed.sort_by(f64::total_cmp);
-    println!("forward+backward, B=1 T={t}: {:.2} s (median of 3; runs {steps:.2?})", timed[1]);
+    println!(
+        "forward+backward, B=1 T={t}: {:.2} s (median of 3; runs {steps:.2?})",
+        timed[1]
+    );
     let prompt = vec![ids[..16.min(t)].to_vec()];
     let run = |n: usize| {
         secs(|| {
