@@ -147,8 +147,43 @@ impl<'a> Encoder<'a> {
         Ok(enc.get_ids().iter().map(|&i| i as i32).collect())
     }
 
-    /// Whether `prompt` is standard data as TRL sees it: a string, or any
-    /// record under one of engine's own (plain-text) templates.
+    /// A rendered conversation encoded as one text, as TRL does (SentencePiece
+    /// would start each piece encoded alone with `▁`); a token belongs to the
+    /// segment of its first byte. The mask is 1 on trainable segments.
+    fn encode_segments(
+        &self,
+        segments: &[super::template::Segment],
+        standard: bool,
+        origin: &Origin,
+    ) -> Result<(Vec<i32>, Vec<i32>)> {
+        ensure!(
+            !segments.is_empty(),
+            "{origin}: the conversation renders to nothing"
+        );
+        let text: String = segments.iter().map(|s| s.text.as_str()).collect();
+        let enc = self
+            .tokenizer
+            .encode(text.as_str(), standard)
+            .map_err(|e| anyhow!("{origin}: tokenizing: {e}"))?;
+        let mut ends = Vec::with_capacity(segments.len());
+        for s in segments {
+            ends.push(ends.last().copied().unwrap_or(0) + s.text.len());
+        }
+        let mask = enc
+            .get_offsets()
+            .iter()
+            .map(|&(start, _)| {
+                let seg = ends
+                    .iter()
+                    .position(|&e| start < e)
+                    .unwrap_or(segments.len() - 1);
+                i32::from(segments[seg].trainable)
+            })
+            .collect();
+        Ok((enc.get_ids().iter().map(|&i| i as i32).collect(), mask))
+    }
+
+    /// Whether `prompt` is TRL's standard data: a string, or any record under an engine template.
     fn standard(&self, prompt: &Content) -> bool {
         matches!(prompt, Content::Plain(_)) || matches!(self.template, ChatTemplate::Engine(_))
     }
@@ -232,17 +267,14 @@ impl<'a> Encoder<'a> {
                 ([p, c].concat(), mask)
             }
             SftRecord::Messages(m) => {
-                let (mut ids, mut mask) = (Vec::new(), Vec::new());
                 let segments = self
                     .template
                     .render_conversation(m)
                     .map_err(|e| anyhow!("{origin}: {e:#}"))?;
                 let standard = matches!(self.template, ChatTemplate::Engine(_));
-                for (i, seg) in segments.iter().enumerate() {
-                    let seg_ids = self.encode_start(&seg.text, standard && i == 0, origin)?;
-                    let flag = if seg.trainable { 1 } else { prompt_flag };
-                    mask.extend(std::iter::repeat_n(flag, seg_ids.len()));
-                    ids.extend(seg_ids);
+                let (mut ids, mut mask) = self.encode_segments(&segments, standard, origin)?;
+                for m in &mut mask {
+                    *m = if *m == 1 { 1 } else { prompt_flag };
                 }
                 let max = self.truncation.max_len;
                 if ids.len() > max {
