@@ -11,7 +11,9 @@ mod models {
     mod heads;
     mod large_vocab;
     mod llama;
+    mod llama_hf;
     mod lora;
+    mod memory_plan;
     mod parity;
     mod qlora;
     mod real_tokenizers;

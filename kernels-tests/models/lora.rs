@@ -135,6 +135,16 @@ fn neox_peft_adapter_matches_peft() {
     check_peft_parity("neox-parallel");
 }
 
+/// PEFT adapters on the Llama family: every projection by name (GQA Llama),
+/// and `all-linear`, which PEFT saves expanded into full module paths
+/// (Qwen2 with q/k/v biases, tied MQA Llama).
+#[test]
+fn llama_family_peft_adapters_match_peft() {
+    for name in ["llama-gqa", "qwen2-bias", "llama-mqa-tied"] {
+        check_peft_parity(name);
+    }
+}
+
 #[test]
 fn save_load_round_trip_is_identical() {
     for name in ["gpt2-tiny", "neox-parallel"] {

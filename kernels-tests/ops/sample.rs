@@ -84,7 +84,11 @@ fn check_against_reference(
             ctx[b].push(want);
             done[b] = stop.contains(&want);
         }
-        assert_eq!(s.finished(), &done[..], "{what}: finished after step {step}");
+        assert_eq!(
+            s.finished(),
+            &done[..],
+            "{what}: finished after step {step}"
+        );
     }
 }
 
@@ -215,7 +219,8 @@ fn draws_follow_the_truncated_distribution() {
     let probs = softmax(&want);
     let gpu = gpu();
     let ctx = vec![Vec::new(); batch];
-    let mut s = DeviceSampler::new(&gpu, batch, vocab, vocab, &cfg.spec(), &[], 0, 9, &ctx).unwrap();
+    let mut s =
+        DeviceSampler::new(&gpu, batch, vocab, vocab, &cfg.spec(), &[], 0, 9, &ctx).unwrap();
     let ids = s.step(&upload(&[batch, vocab], &logits)).unwrap();
     let mut counts = vec![0usize; vocab];
     for id in ids {

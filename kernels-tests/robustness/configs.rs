@@ -212,3 +212,40 @@ fn a_tokenizer_that_is_not_json_is_named() {
     ]);
     expect_error(&s.0, &args, &["tokenizer.json"]);
 }
+
+/// generation_config.json's `eos_token_id` is read (generation stops on its
+/// list): a value that is not a token id names the file and the key.
+#[test]
+fn a_bad_generation_config_eos_names_the_file() {
+    let s = Scratch::new("gen-eos-bad");
+    let m = s.model("gpt2-tiny", "m");
+    std::fs::write(
+        m.join("generation_config.json"),
+        r#"{"eos_token_id": ["x"]}"#,
+    )
+    .unwrap();
+    expect_error(
+        &s.0,
+        &os(&["info", "--model", &m.display().to_string()]),
+        &["generation_config.json", "eos_token_id", "invalid"],
+    );
+}
+
+/// `info --ppo` plans from config.json alone; a --seq-len past the context is refused.
+#[test]
+fn a_plan_longer_than_the_context_names_the_flag() {
+    let s = Scratch::new("plan-seq-len");
+    let m = s.model("gpt2-tiny", "m");
+    expect_error(
+        &s.0,
+        &os(&[
+            "info",
+            "--model",
+            &m.display().to_string(),
+            "--ppo",
+            "--seq-len",
+            "100000",
+        ]),
+        &["--seq-len", "100000", "context"],
+    );
+}

@@ -14,8 +14,12 @@ fn data(rel: &str) -> String {
 }
 
 fn run(cmd: &str, name: &str, extra: &[&str]) {
+    run_on("llama-gqa", cmd, name, extra)
+}
+
+fn run_on(model: &str, cmd: &str, name: &str, extra: &[&str]) {
     let out = scratch(name);
-    let (m, o) = (model_dir("llama-gqa"), out.display().to_string());
+    let (m, o) = (model_dir(model), out.display().to_string());
     let mut args = vec![cmd, "--model", &m, "--template", "plain", "--steps", "2"];
     args.extend_from_slice(&["--batch-size", "2", "--quant", "nf4", "--lora-r", "8"]);
     args.extend_from_slice(&["--out", &o, "--progress", "silent"]);
@@ -64,4 +68,26 @@ fn sft_dpo_and_ppo_train_lora_on_an_nf4_llama() {
         "the,river",
     ];
     run("train-ppo", "llama-ppo", &ppo);
+}
+
+/// PPO with QLoRA on directories exactly as transformers writes them
+/// (make_llama_hf_fixtures.py): a bf16 Llama with llama3 RoPE and a
+/// generation_config EOS list, and a tied one-KV-head Qwen2 without BOS
+/// whose embedding is padded past its tokenizer.
+#[test]
+fn ppo_trains_qlora_on_transformers_written_llama_and_qwen2() {
+    let prompts = data("dpo/prompts.jsonl");
+    let ppo = [
+        "--data",
+        &prompts,
+        "--max-new-tokens",
+        "4",
+        "--ppo-epochs",
+        "1",
+        "--reward-keyword",
+        "the,river",
+    ];
+    for model in ["llama3-sp-bf16", "qwen2-mqa-tied"] {
+        run_on(model, "train-ppo", &format!("ppo-{model}"), &ppo);
+    }
 }

@@ -67,7 +67,11 @@ pub fn generate_rows(gpu: &Arc<Gpu>, quick: bool, ceil: &Ceilings) -> Result<Vec
     let mut rows = Vec::new();
     for batch in [1usize, 8] {
         let prompts: Vec<Vec<i32>> = (0..batch)
-            .map(|b| (0..PROMPT).map(|i| ((b * 131 + i * 17) % 50000) as i32).collect())
+            .map(|b| {
+                (0..PROMPT)
+                    .map(|i| ((b * 131 + i * 17) % 50000) as i32)
+                    .collect()
+            })
             .collect();
         timed(&model, &prompts, 2)?; // compiles every pipeline
         let (t1, c1) = timed(&model, &prompts, 1)?;

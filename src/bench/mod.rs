@@ -10,8 +10,8 @@ mod case;
 mod cases;
 mod ceiling;
 mod generate_cases;
-mod ppo_case;
 mod lora_cases;
+mod ppo_case;
 mod quant_cases;
 
 use anyhow::Result;

@@ -87,9 +87,16 @@ pub fn ppo_rows(gpu: &Arc<Gpu>, quick: bool, ceil: &Ceilings) -> Result<Vec<Row>
     for _ in 0..steps {
         let rep = trainer.step(&prompts)?;
         let t = rep.times;
-        for (i, v) in [t.generate, t.forward, t.reference, t.score, t.train, rep.total_s]
-            .into_iter()
-            .enumerate()
+        for (i, v) in [
+            t.generate,
+            t.forward,
+            t.reference,
+            t.score,
+            t.train,
+            rep.total_s,
+        ]
+        .into_iter()
+        .enumerate()
         {
             phases[i].push(v);
         }
@@ -99,7 +106,13 @@ pub fn ppo_rows(gpu: &Arc<Gpu>, quick: bool, ceil: &Ceilings) -> Result<Vec<Row>
     let tokens = (batch * PROMPT) as f64 + median(lens);
     let pass = 2.0 * p_eff * tokens;
     let work = [pass, pass, pass, 0.0, 3.0 * pass * epochs];
-    let names = ["ppo_generate", "ppo_forward", "ppo_reference", "ppo_score", "ppo_train"];
+    let names = [
+        "ppo_generate",
+        "ppo_forward",
+        "ppo_reference",
+        "ppo_score",
+        "ppo_train",
+    ];
     let label = format!("gpt2-96x3L B={batch} R={new_tokens} ep=4 mb=4");
     let mut rows = vec![row(
         "ppo_step",

@@ -61,11 +61,12 @@ pub fn train_tokenizer_cmd(args: &TrainTokenizerArgs) -> Result<()> {
 pub enum ArchArg {
     Gpt2,
     GptNeox,
+    Llama,
 }
 
 #[derive(clap::Args)]
 pub struct InitArgs {
-    /// gpt2 or gpt-neox (Pythia's layout).
+    /// gpt2, gpt-neox (Pythia's layout) or llama.
     #[arg(long, value_enum, default_value_t = ArchArg::GptNeox)]
     pub arch: ArchArg,
     /// tokenizer.json (or a directory holding one); it fixes the vocabulary.
@@ -113,6 +114,7 @@ pub fn init_cmd(gpu: &Arc<Gpu>, args: &InitArgs) -> Result<()> {
         arch: match args.arch {
             ArchArg::Gpt2 => Arch::Gpt2,
             ArchArg::GptNeox => Arch::GptNeox,
+            ArchArg::Llama => Arch::Llama,
         },
         vocab_size: args.vocab_size.unwrap_or(vocab.div_ceil(64) * 64),
         hidden: args.hidden,

@@ -6,6 +6,7 @@ pub mod classify;
 pub mod data;
 pub mod export_run;
 pub mod models;
+pub mod plan;
 pub mod train;
 
 use anyhow::Result;

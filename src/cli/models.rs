@@ -187,9 +187,21 @@ pub struct InfoArgs {
     /// One JSON object with the same facts.
     #[arg(long)]
     pub json: bool,
+    /// Plan a PPO run from config.json alone (policy, reference, value head, optimizer, KV cache).
+    #[arg(long)]
+    pub ppo: bool,
+    /// Sequences in the planned KV cache.
+    #[arg(long, default_value_t = 1)]
+    pub batch_size: usize,
+    /// Positions per sequence in the planned KV cache (prompt + response; default: the context).
+    #[arg(long)]
+    pub seq_len: Option<usize>,
 }
 
 pub fn info_cmd(gpu: &Arc<Gpu>, a: &InfoArgs) -> Result<()> {
+    if a.ppo || a.seq_len.is_some() {
+        return super::plan::plan_cmd(a);
+    }
     let mut model = a.model.load(gpu)?;
     if let Some(r) = a.lora_r {
         let targets: Vec<&str> = a.lora_targets.split(',').map(str::trim).collect();

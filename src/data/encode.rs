@@ -8,7 +8,7 @@ use std::cell::Cell;
 use tokenizers::Tokenizer;
 
 use super::dataset::{Origin, Row, REPORTED_REASONS};
-use super::records::{ClassifierRecord, KtoRecord, PromptRecord, SftRecord};
+use super::records::{ClassifierRecord, Content, KtoRecord, PromptRecord, SftRecord};
 use super::template::ChatTemplate;
 pub use super::truncation::{Overflow, Truncation, TruncationCount};
 
@@ -170,6 +170,60 @@ impl<'a> Encoder<'a> {
         self.encode_text(text).map_err(|e| anyhow!("{origin}: {e}"))
     }
 
+    /// The first text of an example: standard (string) data gets the special
+    /// tokens the tokenizer's post-processor adds (Llama's BOS; GPT-2's and
+    /// NeoX's add none), as TRL's `processing_class(text=...)` does. Text a
+    /// model's Jinja chat template rendered is encoded as it is: the template
+    /// writes its own BOS (transformers' `apply_chat_template` adds none).
+    fn encode_start(&self, text: &str, standard: bool, origin: &Origin) -> Result<Vec<i32>> {
+        let enc = self
+            .tokenizer
+            .encode(text, standard)
+            .map_err(|e| anyhow!("{origin}: tokenizing: {e}"))?;
+        Ok(enc.get_ids().iter().map(|&i| i as i32).collect())
+    }
+
+    /// A rendered conversation encoded as one text, as TRL does (SentencePiece
+    /// would start each piece encoded alone with `▁`); a token belongs to the
+    /// segment of its first byte. The mask is 1 on trainable segments.
+    fn encode_segments(
+        &self,
+        segments: &[super::template::Segment],
+        standard: bool,
+        origin: &Origin,
+    ) -> Result<(Vec<i32>, Vec<i32>)> {
+        ensure!(
+            !segments.is_empty(),
+            "{origin}: the conversation renders to nothing"
+        );
+        let text: String = segments.iter().map(|s| s.text.as_str()).collect();
+        let enc = self
+            .tokenizer
+            .encode(text.as_str(), standard)
+            .map_err(|e| anyhow!("{origin}: tokenizing: {e}"))?;
+        let mut ends = Vec::with_capacity(segments.len());
+        for s in segments {
+            ends.push(ends.last().copied().unwrap_or(0) + s.text.len());
+        }
+        let mask = enc
+            .get_offsets()
+            .iter()
+            .map(|&(start, _)| {
+                let seg = ends
+                    .iter()
+                    .position(|&e| start < e)
+                    .unwrap_or(segments.len() - 1);
+                i32::from(segments[seg].trainable)
+            })
+            .collect();
+        Ok((enc.get_ids().iter().map(|&i| i as i32).collect(), mask))
+    }
+
+    /// Whether `prompt` is TRL's standard data: a string, or any record under an engine template.
+    fn standard(&self, prompt: &Content) -> bool {
+        matches!(prompt, Content::Plain(_)) || matches!(self.template, ChatTemplate::Engine(_))
+    }
+
     /// Fits a prompt, leaving `reserve` tokens for a completion.
     pub(super) fn fit_prompt(
         &self,
@@ -225,8 +279,14 @@ impl<'a> Encoder<'a> {
     }
 
     /// Prompt and completion ids of a rendered pair.
-    fn pair(&self, p: &str, c: &str, origin: &Origin) -> Result<(Vec<i32>, Vec<i32>)> {
-        let p = self.fit_prompt(self.encode_at(p, origin)?, 1, origin)?;
+    fn pair(
+        &self,
+        p: &str,
+        c: &str,
+        standard: bool,
+        origin: &Origin,
+    ) -> Result<(Vec<i32>, Vec<i32>)> {
+        let p = self.fit_prompt(self.encode_start(p, standard, origin)?, 1, origin)?;
         let c = self.fit_rest(self.encode_at(c, origin)?, p.len(), "completion", origin)?;
         Ok((p, c))
     }
@@ -240,7 +300,7 @@ impl<'a> Encoder<'a> {
         let prompt_flag = if self.completion_only { 0 } else { 1 };
         let (ids, loss_mask) = match &row.record {
             SftRecord::Text(t) => {
-                let ids = self.fit_rest(self.encode_at(t, origin)?, 0, "text", origin)?;
+                let ids = self.fit_rest(self.encode_start(t, true, origin)?, 0, "text", origin)?;
                 let n = ids.len();
                 (ids, vec![1; n])
             }
@@ -249,21 +309,19 @@ impl<'a> Encoder<'a> {
                     .template
                     .render_example(prompt, completion)
                     .map_err(|e| anyhow!("{origin}: {e:#}"))?;
-                let (p, c) = self.pair(&p, &c, origin)?;
+                let (p, c) = self.pair(&p, &c, self.standard(prompt), origin)?;
                 let mask = [vec![prompt_flag; p.len()], vec![1; c.len()]].concat();
                 ([p, c].concat(), mask)
             }
             SftRecord::Messages(m) => {
-                let (mut ids, mut mask) = (Vec::new(), Vec::new());
                 let segments = self
                     .template
                     .render_conversation(m)
                     .map_err(|e| anyhow!("{origin}: {e:#}"))?;
-                for seg in segments {
-                    let seg_ids = self.encode_at(&seg.text, origin)?;
-                    let flag = if seg.trainable { 1 } else { prompt_flag };
-                    mask.extend(std::iter::repeat_n(flag, seg_ids.len()));
-                    ids.extend(seg_ids);
+                let standard = matches!(self.template, ChatTemplate::Engine(_));
+                let (mut ids, mut mask) = self.encode_segments(&segments, standard, origin)?;
+                for m in &mut mask {
+                    *m = if *m == 1 { 1 } else { prompt_flag };
                 }
                 let max = self.truncation.max_len;
                 if ids.len() > max {
@@ -321,8 +379,9 @@ impl<'a> Encoder<'a> {
             .template
             .render_prompt(&row.record.prompt)
             .map_err(|e| anyhow!("{}: {e:#}", row.origin))?;
+        let ids = self.encode_start(&p, self.standard(&row.record.prompt), &row.origin)?;
         Ok(PromptExample {
-            prompt_ids: self.fit_prompt(self.encode_at(&p, &row.origin)?, 0, &row.origin)?,
+            prompt_ids: self.fit_prompt(ids, 0, &row.origin)?,
             origin: row.origin.clone(),
         })
     }
@@ -333,7 +392,7 @@ impl<'a> Encoder<'a> {
     }
 
     fn classifier_row(&self, row: &Row<ClassifierRecord>) -> Result<ClassifierExample> {
-        let ids = self.encode_at(&row.record.text, &row.origin)?;
+        let ids = self.encode_start(&row.record.text, true, &row.origin)?;
         Ok(ClassifierExample {
             ids: self.fit_rest(ids, 0, "text", &row.origin)?,
             label: row.record.label,

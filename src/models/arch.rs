@@ -16,8 +16,11 @@ use super::checkpoint::Checkpoint;
 use super::config::{Arch, Head, ModelConfig, ModelShape};
 use super::layers::{Fwd, KvCache};
 use crate::device::Gpu;
-use crate::ops::rotary::RotaryTable;
+use crate::ops::rotary::{RopeScaling, RotaryTable};
 use crate::tape::Var;
+
+/// The KV cache a forward pass appends to, if any (incremental decoding).
+pub type Cache<'a> = Option<&'a mut KvCache>;
 
 /// Buffers an architecture builds once per model from its config (not
 /// parameters: never loaded, saved or trained). A new kind of buffer gets a
@@ -26,6 +29,24 @@ use crate::tape::Var;
 pub struct Buffers {
     /// The cos/sin table of rotary position embeddings.
     pub rope: Option<RotaryTable>,
+}
+
+impl Buffers {
+    /// A rotary table over `cfg`'s context: the first `rotary_pct` of each
+    /// head rotates, with base `rotary_base` (`rope_theta`), scaled by `scaling`.
+    pub fn rotary(gpu: &Arc<Gpu>, cfg: &ModelConfig, scaling: &RopeScaling) -> Result<Buffers> {
+        let dim = cfg.head_dim();
+        let (pct, base) = (cfg.rotary_pct as f64, cfg.rotary_base as f64);
+        let rope = RotaryTable::new_scaled(gpu, dim, pct, base, scaling, cfg.n_ctx)?;
+        Ok(Buffers { rope: Some(rope) })
+    }
+
+    /// The rotary table, which a rotary architecture (`who`) built in `buffers`.
+    pub fn rope(&self, who: &str) -> Result<&RotaryTable> {
+        self.rope
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("{who} needs its rotary table"))
+    }
 }
 
 /// The block linears of an architecture: the modules LoRA can adapt and a
@@ -42,6 +63,7 @@ pub struct Linears {
 }
 
 /// What names an architecture: its config identity and transformers' names.
+#[derive(Clone, Copy)]
 pub struct Identity {
     pub arch: Arch,
     /// The `model_type` values of config.json it reads (first: the one it writes).
@@ -50,6 +72,23 @@ pub struct Identity {
     pub causal_lm: &'static str,
     /// The class with a sequence-classification head (`*ForSequenceClassification`).
     pub classifier: &'static str,
+}
+
+impl Identity {
+    /// `arch`, its `model_type`s, and the causal-LM and classifier classes.
+    pub const fn new(
+        arch: Arch,
+        model_types: &'static [&'static str],
+        classes: [&'static str; 2],
+    ) -> Identity {
+        let [causal_lm, classifier] = classes;
+        Identity {
+            arch,
+            model_types,
+            causal_lm,
+            classifier,
+        }
+    }
 }
 
 /// One transformer architecture, as transformers names and lays it out.
@@ -91,12 +130,22 @@ pub trait Architecture: Sync {
         }
     }
 
-    /// Reads config.json: the shared keys ([`ModelConfig::common`]) plus this
-    /// architecture's spellings and defaults, checked.
-    fn parse_config(&self, raw: Value, file: &str) -> Result<ModelConfig>;
+    /// transformers' class name for `head` on a model of `cfg`: a family
+    /// whose `model_type`s have classes of their own (Qwen2, Mistral)
+    /// overrides it (default: [`Architecture::class_name`]).
+    fn class_name_for(&self, cfg: &ModelConfig, head: Head) -> &'static str {
+        let _ = cfg;
+        self.class_name(head)
+    }
 
-    /// The config.json transformers would write for a new model of `shape`
-    /// (the architecture's keys; special tokens and dtype are added after).
+    /// Reads this architecture's spellings and defaults of config.json into
+    /// `cfg`, which holds the shared keys already ([`ModelConfig::common`]), and
+    /// checks them.
+    fn parse_config(&self, cfg: &mut ModelConfig, file: &str) -> Result<()>;
+
+    /// The config.json keys of this architecture for a new model of `shape`
+    /// (`architectures`, `model_type`, `vocab_size`, special tokens and dtype
+    /// are added by `ModelShape::hf_config`).
     fn new_config(&self, shape: &ModelShape) -> Value;
 
     /// Every parameter of the trunk and the LM head, with its shape, in
@@ -141,13 +190,7 @@ pub trait Architecture: Sync {
     }
 
     /// The final hidden states [B, T, C] (after the final norm).
-    fn hidden(
-        &self,
-        f: &Fwd,
-        cfg: &ModelConfig,
-        buffers: &Buffers,
-        cache: Option<&mut KvCache>,
-    ) -> Result<Var>;
+    fn hidden(&self, f: &Fwd, cfg: &ModelConfig, buffers: &Buffers, cache: Cache) -> Result<Var>;
 
     /// Logits [B, T, V] from the final hidden states.
     fn lm_head(&self, f: &Fwd, cfg: &ModelConfig, hidden: &Var) -> Result<Var>;

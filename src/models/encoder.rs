@@ -85,18 +85,17 @@ pub fn bert_style_config(cfg: &mut ModelConfig, file: &str) -> Result<()> {
 
 /// BERT-style config.json of a new trunk (`class` and `model_type` named).
 pub fn bert_style_new_config(class: &str, model_type: &str, s: &ModelShape) -> Value {
-    s.hf_sizes(
-        class,
-        model_type,
-        json!({
-            "type_vocab_size": 2,
-            "hidden_act": "gelu",
-            "layer_norm_eps": 1e-12,
-            "initializer_range": 0.02,
-            "hidden_dropout_prob": 0.0,
-            "attention_probs_dropout_prob": 0.0,
-        }),
-    )
+    s.hf_sizes(json!({
+        "architectures": [class],
+        "model_type": model_type,
+        "vocab_size": s.vocab_size,
+        "type_vocab_size": 2,
+        "hidden_act": "gelu",
+        "layer_norm_eps": 1e-12,
+        "initializer_range": 0.02,
+        "hidden_dropout_prob": 0.0,
+        "attention_probs_dropout_prob": 0.0,
+    }))
 }
 
 /// `type_vocab_size` (BERT's default 2).
@@ -116,14 +115,13 @@ impl<E: Encoder> Architecture for E {
         Encoder::identity(self)
     }
 
-    fn parse_config(&self, raw: Value, file: &str) -> Result<ModelConfig> {
-        let mut cfg = ModelConfig::common(raw, file, Encoder::identity(self).arch)?;
+    fn parse_config(&self, cfg: &mut ModelConfig, file: &str) -> Result<()> {
         cfg.tie_word_embeddings = false;
-        self.configure(&mut cfg, file)?;
-        if self.layout().token_types && type_vocab(&cfg) == 0 {
+        self.configure(cfg, file)?;
+        if self.layout().token_types && type_vocab(cfg) == 0 {
             bail!("{file}: `type_vocab_size` must be at least 1");
         }
-        Ok(cfg)
+        Ok(())
     }
 
     fn new_config(&self, shape: &ModelShape) -> Value {

@@ -156,10 +156,13 @@ pub fn generate(
 }
 
 /// The ids that end a row: `cfg.eos`, widened to all of the model's EOS ids
-/// when it is one of them.
+/// (generation_config.json's list, else config.json's) when it is the
+/// model's own EOS or one of them.
 fn stop_ids(model: &CausalLm, cfg: &GenerateConfig) -> Vec<u32> {
+    let own = &model.cfg.eos_token_ids;
     match cfg.eos {
-        Some(e) if model.cfg.eos_token_ids.contains(&e) => model.cfg.eos_token_ids.clone(),
+        Some(e) if own.contains(&e) => own.clone(),
+        Some(e) if Some(e) == model.cfg.eos_token_id => [vec![e], own.clone()].concat(),
         e => e.into_iter().collect(),
     }
 }

@@ -13,12 +13,10 @@
 use anyhow::Result;
 use serde_json::{json, Value};
 
-use super::arch::{Architecture, Buffers, Identity, Linears};
+use super::arch::{Architecture, Buffers, Cache, Identity, Linears};
 use super::checkpoint::Checkpoint;
-use super::config::{
-    bool_key, str_key, usize_key, Activation, Arch, Head, ModelConfig, ModelShape,
-};
-use super::layers::{Fwd, KvCache};
+use super::config::{bool_key, str_key, usize_key, Activation, Arch, ModelConfig, ModelShape};
+use super::layers::Fwd;
 use crate::ops::elementwise::add;
 use crate::ops::embedding::embedding;
 use crate::ops::gelu::{gelu, GeluKind};
@@ -32,16 +30,11 @@ pub struct Gpt2;
 
 impl Architecture for Gpt2 {
     fn identity(&self) -> Identity {
-        Identity {
-            arch: Arch::Gpt2,
-            model_types: &["gpt2"],
-            causal_lm: "GPT2LMHeadModel",
-            classifier: "GPT2ForSequenceClassification",
-        }
+        let classes = ["GPT2LMHeadModel", "GPT2ForSequenceClassification"];
+        Identity::new(Arch::Gpt2, &["gpt2"], classes)
     }
 
-    fn parse_config(&self, raw: Value, file: &str) -> Result<ModelConfig> {
-        let mut cfg = ModelConfig::common(raw, file, Arch::Gpt2)?;
+    fn parse_config(&self, cfg: &mut ModelConfig, file: &str) -> Result<()> {
         let raw = &cfg.raw;
         // n_inner: null (the usual) means 4 × n_embd.
         if raw.get("n_inner").is_some_and(|n| !n.is_null()) {
@@ -50,14 +43,11 @@ impl Architecture for Gpt2 {
         let act = str_key(raw, "activation_function").unwrap_or("gelu_new");
         cfg.activation = Activation::parse(act, file)?;
         cfg.tie_word_embeddings = bool_key(raw, "tie_word_embeddings").unwrap_or(true);
-        Ok(cfg)
+        Ok(())
     }
 
     fn new_config(&self, s: &ModelShape) -> Value {
         json!({
-            "architectures": [self.class_name(Head::Lm)],
-            "model_type": "gpt2",
-            "vocab_size": s.vocab_size,
             "n_embd": s.hidden,
             "n_layer": s.layers,
             "n_head": s.heads,
@@ -66,12 +56,10 @@ impl Architecture for Gpt2 {
             "n_ctx": s.context,
             "activation_function": "gelu_new",
             "layer_norm_epsilon": 1e-5,
-            "initializer_range": 0.02,
             "resid_pdrop": 0.0,
             "embd_pdrop": 0.0,
             "attn_pdrop": 0.0,
             "tie_word_embeddings": true,
-            "use_cache": true,
         })
     }
 
@@ -151,16 +139,10 @@ impl Architecture for Gpt2 {
         &["c_attn"]
     }
 
-    fn hidden(
-        &self,
-        f: &Fwd,
-        cfg: &ModelConfig,
-        _buffers: &Buffers,
-        mut cache: Option<&mut KvCache>,
-    ) -> Result<Var> {
+    fn hidden(&self, f: &Fwd, cfg: &ModelConfig, _: &Buffers, mut cache: Cache) -> Result<Var> {
         let (tape, tokens) = (f.tape, f.tokens);
         let (h, d) = (cfg.n_head, cfg.head_dim());
-        let tok = embedding(tape, f.p(&format!("{P}wte.weight"))?, &f.ids, &tokens.ids)?;
+        let tok = f.embed(&format!("{P}wte.weight"))?;
         // Learned positions, counted from each sequence's first real token.
         let pos = embedding(
             tape,

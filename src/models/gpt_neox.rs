@@ -11,22 +11,21 @@
 //!
 //! Parameters keep transformers' names and `nn.Linear` [out, in] layouts.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-use super::arch::{Architecture, Buffers, Identity, Linears};
+use super::arch::{Architecture, Buffers, Cache, Identity, Linears};
 use super::checkpoint::Checkpoint;
-use super::config::{bool_key, f32_key, str_key, usize_key, Activation, Arch, Head};
+use super::config::{bool_key, f32_key, str_key, usize_key, Activation, Arch};
 use super::config::{ModelConfig, ModelShape};
-use super::layers::{Fwd, KvCache};
+use super::layers::Fwd;
 use crate::device::Gpu;
 use crate::ops::elementwise::add;
-use crate::ops::embedding::embedding;
 use crate::ops::gelu::gelu;
 use crate::ops::head_slice::{split_qkv, QkvLayout};
 use crate::ops::matmul::matmul;
-use crate::ops::rotary::{rotary, RotaryTable};
+use crate::ops::rotary::{rotary, RopeScaling};
 use crate::tape::Var;
 
 const P: &str = "gpt_neox.";
@@ -36,16 +35,11 @@ pub struct GptNeox;
 
 impl Architecture for GptNeox {
     fn identity(&self) -> Identity {
-        Identity {
-            arch: Arch::GptNeox,
-            model_types: &["gpt_neox"],
-            causal_lm: "GPTNeoXForCausalLM",
-            classifier: "GPTNeoXForSequenceClassification",
-        }
+        let classes = ["GPTNeoXForCausalLM", "GPTNeoXForSequenceClassification"];
+        Identity::new(Arch::GptNeox, &["gpt_neox"], classes)
     }
 
-    fn parse_config(&self, raw: Value, file: &str) -> Result<ModelConfig> {
-        let mut cfg = ModelConfig::common(raw, file, Arch::GptNeox)?;
+    fn parse_config(&self, cfg: &mut ModelConfig, file: &str) -> Result<()> {
         let raw = &cfg.raw;
         cfg.intermediate = usize_key(raw, &["intermediate_size"], file)?;
         cfg.activation = Activation::parse(str_key(raw, "hidden_act").unwrap_or("gelu"), file)?;
@@ -70,30 +64,23 @@ impl Architecture for GptNeox {
                 cfg.head_dim()
             );
         }
-        Ok(cfg)
+        Ok(())
     }
 
     /// Pythia's defaults: rotary on a quarter of each head, parallel
     /// residual, untied embeddings.
     fn new_config(&self, s: &ModelShape) -> Value {
-        let class = self.class_name(Head::Lm);
-        s.hf_sizes(
-            class,
-            "gpt_neox",
-            json!({
-                "hidden_act": "gelu",
-                "rotary_pct": 0.25,
-                "rotary_emb_base": 10000,
-                "use_parallel_residual": true,
-                "tie_word_embeddings": false,
-                "layer_norm_eps": 1e-5,
-                "initializer_range": 0.02,
-                "attention_bias": true,
-                "attention_dropout": 0.0,
-                "hidden_dropout": 0.0,
-                "use_cache": true,
-            }),
-        )
+        s.hf_sizes(json!({
+            "hidden_act": "gelu",
+            "rotary_pct": 0.25,
+            "rotary_emb_base": 10000,
+            "use_parallel_residual": true,
+            "tie_word_embeddings": false,
+            "layer_norm_eps": 1e-5,
+            "attention_bias": true,
+            "attention_dropout": 0.0,
+            "hidden_dropout": 0.0,
+        }))
     }
 
     fn param_shapes(&self, cfg: &ModelConfig) -> Vec<(String, Vec<usize>)> {
@@ -175,35 +162,14 @@ impl Architecture for GptNeox {
 
     /// The cos/sin table for this config's partial rotary.
     fn buffers(&self, gpu: &Arc<Gpu>, cfg: &ModelConfig) -> Result<Buffers> {
-        let rope = RotaryTable::new(
-            gpu,
-            cfg.head_dim(),
-            cfg.rotary_pct as f64,
-            cfg.rotary_base,
-            cfg.n_ctx,
-        )?;
-        Ok(Buffers { rope: Some(rope) })
+        Buffers::rotary(gpu, cfg, &RopeScaling::Default)
     }
 
-    fn hidden(
-        &self,
-        f: &Fwd,
-        cfg: &ModelConfig,
-        buffers: &Buffers,
-        mut cache: Option<&mut KvCache>,
-    ) -> Result<Var> {
+    fn hidden(&self, f: &Fwd, cfg: &ModelConfig, bufs: &Buffers, mut cache: Cache) -> Result<Var> {
         let tape = f.tape;
         let (h, d, eps) = (cfg.n_head, cfg.head_dim(), cfg.layer_norm_eps);
-        let rope = buffers
-            .rope
-            .as_ref()
-            .context("GPT-NeoX needs its rotary table")?;
-        let mut x = embedding(
-            tape,
-            f.p(&format!("{P}embed_in.weight"))?,
-            &f.ids,
-            &f.tokens.ids,
-        )?;
+        let rope = bufs.rope("GPT-NeoX")?;
+        let mut x = f.embed(&format!("{P}embed_in.weight"))?;
         for l in 0..cfg.n_layer {
             let b = format!("{P}layers.{l}.");
             let a = f.layernorm(&x, &format!("{b}input_layernorm"), eps)?;

@@ -51,6 +51,35 @@ pub fn read_tokenizer_config(dir: &Path) -> Result<Option<Map<String, Value>>> {
     Ok(cfg)
 }
 
+/// generation_config.json's `eos_token_id` (one id or a list), None when
+/// the file or the key is absent. transformers' `generate` stops on these,
+/// not on config.json's: Llama 3 base configs say 128001 there and list
+/// 128001, 128008 and 128009 here.
+pub fn read_generation_eos(dir: &Path) -> Result<Option<Vec<u32>>> {
+    let path = dir.join(GENERATION_CONFIG_FILE);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let v: Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let id = |x: &Value| x.as_u64().and_then(|n| u32::try_from(n).ok());
+    let ids = match v.get("eos_token_id") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Array(a)) => a.iter().map(id).collect::<Option<Vec<u32>>>(),
+        Some(x) => id(x).map(|n| vec![n]),
+    };
+    match ids {
+        Some(ids) if !ids.is_empty() => Ok(Some(ids)),
+        _ => anyhow::bail!(
+            "{}: `eos_token_id` = {} is invalid: expected a token id or a list of them",
+            path.display(),
+            v["eos_token_id"]
+        ),
+    }
+}
+
 /// A special token's text: a string, or an AddedToken object's `content`.
 fn token_text(v: Option<&Value>) -> Option<String> {
     match v? {
@@ -76,10 +105,17 @@ impl CausalLm {
         let mut cfg = self.tokenizer_config.clone().unwrap_or_default();
         let has = |t: &str| tok.token_to_id(t).is_some();
         let endoftext = has("<|endoftext|>").then(|| "<|endoftext|>".to_string());
-        for name in ["bos_token", "eos_token", "unk_token"] {
+        // Else (a SentencePiece tokenizer of `engine init`) the config's ids name them.
+        let by_id = |id: Option<u32>| id.and_then(|i| tok.id_to_token(i));
+        let unk = has("<unk>").then(|| "<unk>".to_string());
+        for (name, fallback) in [
+            ("bos_token", by_id(self.cfg.bos_token_id)),
+            ("eos_token", by_id(self.cfg.eos_token_id)),
+            ("unk_token", unk),
+        ] {
             if token_text(cfg.get(name)).is_none() {
-                if let Some(t) = &endoftext {
-                    cfg.insert(name.into(), Value::String(t.clone()));
+                if let Some(t) = endoftext.clone().or(fallback) {
+                    cfg.insert(name.into(), Value::String(t));
                 }
             }
         }
@@ -169,6 +205,15 @@ impl CausalLm {
             if let Some(v) = value {
                 gen.insert(key.into(), json!(v));
             }
+        }
+        // Several stop ids (Llama 3) are written as the list they were read as.
+        let eos = gen.get("eos_token_id").and_then(Value::as_u64);
+        if self.cfg.eos_token_ids.len() > 1 {
+            let mut ids = self.cfg.eos_token_ids.clone();
+            if let Some(e) = eos.filter(|&e| !ids.contains(&(e as u32))) {
+                ids.insert(0, e as u32);
+            }
+            gen.insert("eos_token_id".into(), json!(ids));
         }
         gen.insert("transformers_version".into(), json!(TRANSFORMERS_VERSION));
         let text = serde_json::to_string_pretty(&Value::Object(gen))?;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use super::params::{LoraSite, ParamVars};
 use crate::device::Gpu;
 use crate::ops::attention::{attention, AttnOptions};
+use crate::ops::embedding::embedding;
 use crate::ops::layernorm::layernorm;
 use crate::ops::lora::lora_linear;
 use crate::ops::lora::{qlora_linear, LoraSpec};
@@ -144,6 +145,11 @@ impl<'a> Fwd<'a> {
 
     pub fn p(&self, name: &str) -> Result<&Var> {
         self.vars.get(name)
+    }
+
+    /// The rows of embedding table `table` for this pass's token ids.
+    pub fn embed(&self, table: &str) -> Result<Var> {
+        embedding(self.tape, self.p(table)?, &self.ids, &self.tokens.ids)
     }
 
     /// LayerNorm with `<prefix>.weight` and `<prefix>.bias`.

@@ -22,15 +22,14 @@ use anyhow::{bail, ensure, Context, Result};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-use super::arch::{Architecture, Buffers, Identity, Linears};
+use super::arch::{Architecture, Buffers, Cache, Identity, Linears};
 use super::checkpoint::Checkpoint;
 use super::config::{bool_key, f32_key, str_key, usize_key, Arch, Head, ModelConfig, ModelShape};
-use super::layers::{Fwd, KvCache};
+use super::layers::Fwd;
 use crate::device::Gpu;
 use crate::ops::elementwise::add;
-use crate::ops::embedding::embedding;
 use crate::ops::matmul::matmul;
-use crate::ops::rotary::{rotary, RopeScaling, RotaryTable};
+use crate::ops::rotary::{rotary, RopeScaling};
 use crate::ops::swiglu::swiglu;
 use crate::tape::Var;
 
@@ -96,6 +95,18 @@ fn check_sliding_window(raw: &Value, n_ctx: usize, file: &str) -> Result<()> {
         "qwen2" => bool_key(raw, "use_sliding_window").unwrap_or(false),
         _ => true,
     };
+    // transformers 5 also lists each layer's kind; a sliding one is refused.
+    let kinds = raw.get("layer_types").and_then(Value::as_array);
+    if let Some(k) = kinds
+        .into_iter()
+        .flatten()
+        .find(|k| k.as_str() != Some("full_attention"))
+    {
+        bail!(
+            "{file}: layer_types lists {k}; engine has only full attention \
+             (use a config whose layer_types are all \"full_attention\")"
+        );
+    }
     if let (true, Some(w)) = (used, raw.get("sliding_window").and_then(Value::as_u64)) {
         ensure!(
             w as usize >= n_ctx,
@@ -108,16 +119,23 @@ fn check_sliding_window(raw: &Value, n_ctx: usize, file: &str) -> Result<()> {
 
 impl Architecture for Llama {
     fn identity(&self) -> Identity {
-        Identity {
-            arch: Arch::Llama,
-            model_types: &["llama", "qwen2", "mistral"],
-            causal_lm: "LlamaForCausalLM",
-            classifier: "LlamaForSequenceClassification",
+        let classes = ["LlamaForCausalLM", "LlamaForSequenceClassification"];
+        Identity::new(Arch::Llama, &["llama", "qwen2", "mistral"], classes)
+    }
+
+    /// Qwen2 and Mistral files name their own classes.
+    fn class_name_for(&self, cfg: &ModelConfig, head: Head) -> &'static str {
+        let lm = head != Head::Reward;
+        match (model_type(&cfg.raw), lm) {
+            ("qwen2", true) => "Qwen2ForCausalLM",
+            ("qwen2", false) => "Qwen2ForSequenceClassification",
+            ("mistral", true) => "MistralForCausalLM",
+            ("mistral", false) => "MistralForSequenceClassification",
+            _ => self.class_name(head),
         }
     }
 
-    fn parse_config(&self, raw: Value, file: &str) -> Result<ModelConfig> {
-        let mut cfg = ModelConfig::common(raw, file, Arch::Llama)?;
+    fn parse_config(&self, cfg: &mut ModelConfig, file: &str) -> Result<()> {
         let raw = &cfg.raw;
         cfg.intermediate = usize_key(raw, &["intermediate_size"], file)?;
         cfg.layer_norm_eps = f32_key(raw, &["rms_norm_eps"]).unwrap_or(1e-6);
@@ -148,23 +166,14 @@ impl Architecture for Llama {
             other => bail!("{file}: hidden_act `{other}` is not supported (Llama models use silu)"),
         }
         rope_scaling(raw, cfg.n_ctx, file)?;
-        check_sliding_window(raw, cfg.n_ctx, file)?;
-        Ok(cfg)
+        check_sliding_window(raw, cfg.n_ctx, file)
     }
 
     /// LlamaConfig's defaults (untied, no biases, rope_theta 10000).
     fn new_config(&self, s: &ModelShape) -> Value {
-        json!({
-            "architectures": [self.class_name(Head::Lm)],
-            "model_type": "llama",
-            "vocab_size": s.vocab_size,
-            "hidden_size": s.hidden,
-            "num_hidden_layers": s.layers,
-            "num_attention_heads": s.heads,
+        s.hf_sizes(json!({
             "num_key_value_heads": s.heads,
             "head_dim": s.hidden / s.heads.max(1),
-            "intermediate_size": s.intermediate,
-            "max_position_embeddings": s.context,
             "hidden_act": "silu",
             "rms_norm_eps": 1e-6,
             "rope_theta": 10000.0,
@@ -172,10 +181,8 @@ impl Architecture for Llama {
             "attention_bias": false,
             "mlp_bias": false,
             "tie_word_embeddings": false,
-            "initializer_range": 0.02,
             "attention_dropout": 0.0,
-            "use_cache": true,
-        })
+        }))
     }
 
     fn param_shapes(&self, cfg: &ModelConfig) -> Vec<(String, Vec<usize>)> {
@@ -256,34 +263,17 @@ impl Architecture for Llama {
     /// for the context equals the default one (NTK scaling starts past
     /// `max_position_embeddings`, which the context never exceeds).
     fn buffers(&self, gpu: &Arc<Gpu>, cfg: &ModelConfig) -> Result<Buffers> {
-        let theta = f32_key(&cfg.raw, &["rope_parameters.rope_theta", "rope_theta"]);
-        let rope = RotaryTable::new_scaled(
-            gpu,
-            cfg.head_dim(),
-            1.0,
-            theta.map_or(10000.0, f64::from),
-            &rope_scaling(&cfg.raw, cfg.n_ctx, "config.json")?,
-            cfg.n_ctx,
-        )?;
-        Ok(Buffers { rope: Some(rope) })
+        // rotary_pct is 1 and rotary_base is rope_theta (ModelConfig::common).
+        Buffers::rotary(gpu, cfg, &rope_scaling(&cfg.raw, cfg.n_ctx, "config.json")?)
     }
 
-    fn hidden(
-        &self,
-        f: &Fwd,
-        cfg: &ModelConfig,
-        buffers: &Buffers,
-        mut cache: Option<&mut KvCache>,
-    ) -> Result<Var> {
+    fn hidden(&self, f: &Fwd, cfg: &ModelConfig, bufs: &Buffers, mut cache: Cache) -> Result<Var> {
         let tape = f.tape;
         let (b, t) = (f.tokens.batch, f.tokens.seq);
         let (d, eps) = (cfg.head_dim(), cfg.layer_norm_eps);
-        let rope = buffers
-            .rope
-            .as_ref()
-            .context("Llama needs its rotary table")?;
+        let rope = bufs.rope("Llama")?;
         let heads = |x: &Var, h: usize| tape.reshape(x, &[b, t, h, d]);
-        let mut x = embedding(tape, f.p(EMBED)?, &f.ids, &f.tokens.ids)?;
+        let mut x = f.embed(EMBED)?;
         for l in 0..cfg.n_layer {
             let p = format!("{P}layers.{l}.");
             let n = f.rmsnorm(&x, &format!("{p}input_layernorm"), eps)?;

@@ -73,6 +73,10 @@ impl CausalLm {
         }
         let mut lm = CausalLm::assemble(gpu, cfg, head, params, tokenizer)?;
         lm.tokenizer_config = super::hf_files::read_tokenizer_config(dir)?;
+        if let Some(ids) = super::hf_files::read_generation_eos(dir)? {
+            lm.cfg.eos_token_id = lm.cfg.eos_token_id.or(Some(ids[0]));
+            lm.cfg.eos_token_ids = ids;
+        }
         lm.name_or_path = Some(dir.to_string_lossy().into_owned());
         Ok(lm)
     }

@@ -30,6 +30,7 @@ pub mod layers;
 pub mod llama;
 pub mod lm;
 pub mod lora;
+pub mod memory_plan;
 pub mod outputs;
 pub mod params;
 pub mod quantized;

@@ -67,6 +67,8 @@ impl ModelConfig {
                 known.join(", ")
             );
         };
-        arch.parse_config(raw, file)
+        let mut cfg = ModelConfig::common(raw, file, arch.identity().arch)?;
+        arch.parse_config(&mut cfg, file)?;
+        Ok(cfg)
     }
 }

@@ -94,9 +94,19 @@ impl DeviceSampler {
         seed: u64,
         contexts: &[Vec<u32>],
     ) -> Result<DeviceSampler> {
-        ensure!(batch > 0 && valid > 0, "sampling needs at least one row and one token");
-        ensure!(valid <= vocab, "{valid} sampled ids exceed a vocab of {vocab}");
-        ensure!(contexts.len() == batch, "{} contexts for {batch} rows", contexts.len());
+        ensure!(
+            batch > 0 && valid > 0,
+            "sampling needs at least one row and one token"
+        );
+        ensure!(
+            valid <= vocab,
+            "{valid} sampled ids exceed a vocab of {vocab}"
+        );
+        ensure!(
+            contexts.len() == batch,
+            "{} contexts for {batch} rows",
+            contexts.len()
+        );
         ensure!(
             spec.greedy || spec.temperature > 0.0,
             "temperature must be > 0 (got {})",
@@ -107,7 +117,10 @@ impl DeviceSampler {
             "top_p must be in (0, 1] (got {})",
             spec.top_p
         );
-        ensure!(spec.repetition_penalty > 0.0, "repetition_penalty must be > 0");
+        ensure!(
+            spec.repetition_penalty > 0.0,
+            "repetition_penalty must be > 0"
+        );
         let bytes = (batch * vocab * 4) as u64;
         ensure!(
             bytes <= gpu.max_binding(),

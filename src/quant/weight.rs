@@ -33,6 +33,35 @@ impl QuantBytes {
     pub fn total(&self) -> u64 {
         self.codes + self.scales + self.tables
     }
+
+    /// What an [n, k] weight of `format` allocates (the buffers of
+    /// `Nf4Weight::alloc` / `Int8Weight::alloc`), without allocating it.
+    pub fn planned(format: super::QuantFormat, n: usize, k: usize) -> QuantBytes {
+        let numel = n * k;
+        match format {
+            super::QuantFormat::Nf4 => {
+                let nb = numel.div_ceil(NF4_BLOCK);
+                let nb2 = nb.div_ceil(ABSMAX_BLOCK);
+                QuantBytes {
+                    codes: 32 * nb as u64,
+                    scales: 256 * nb2 as u64 + 4 * (NF4_ABSMAX2 - NF4_OFFSET + nb2) as u64,
+                    tables: 4 * (NF4_PAIRS + NF4_OFFSET) as u64,
+                }
+            }
+            super::QuantFormat::Int8 => QuantBytes {
+                codes: 4 * numel.div_ceil(4) as u64,
+                scales: 4 * n as u64,
+                tables: 0,
+            },
+        }
+    }
+
+    /// Adds `other`'s components.
+    pub fn add(&mut self, other: &QuantBytes) {
+        self.codes += other.codes;
+        self.scales += other.scales;
+        self.tables += other.tables;
+    }
 }
 
 fn words(bytes: &[u8], n_words: usize) -> Vec<i32> {

@@ -46,7 +46,13 @@ fn fluency_broken_replies_are_not_well_formed() {
         assert!(n.well_formed < n.total, "{broken:?} judged {n:?}");
     }
     let n = judge.judge("Certainly! I'llGlad to help.");
-    assert_eq!(n, SentenceCount { well_formed: 1, total: 2 });
+    assert_eq!(
+        n,
+        SentenceCount {
+            well_formed: 1,
+            total: 2
+        }
+    );
     assert_eq!(judge.rate(["Certainly! I'llGlad to help."]), 0.5);
 }
 
@@ -58,15 +64,31 @@ fn fluency_placeholders_cut_offs_and_silence() {
         n.well_formed == n.total
     };
     // A placeholder in another's slot is still a sentence; spacing is free.
-    assert!(whole("Let me help you cancel your order {{Invoice Number}}."));
-    assert!(whole("Certainly!   Let me help you\ncancel your order {{Order Number}}."));
+    assert!(whole(
+        "Let me help you cancel your order {{Invoice Number}}."
+    ));
+    assert!(whole(
+        "Certainly!   Let me help you\ncancel your order {{Order Number}}."
+    ));
     // A reply cut by the token limit: its start is fine, a wrong start is not.
     assert!(whole("Certainly! Let me help you cancel your order {{Ord"));
     assert!(whole("Certainly! Let me help you canc"));
     assert!(!whole("Certainly! Let me help you xyz"));
     // Silence is not a reply; nothing to judge across replies rates 1.
-    assert_eq!(judge.judge(""), SentenceCount { well_formed: 0, total: 1 });
-    assert_eq!(judge.judge("  \n"), SentenceCount { well_formed: 0, total: 1 });
+    assert_eq!(
+        judge.judge(""),
+        SentenceCount {
+            well_formed: 0,
+            total: 1
+        }
+    );
+    assert_eq!(
+        judge.judge("  \n"),
+        SentenceCount {
+            well_formed: 0,
+            total: 1
+        }
+    );
     assert_eq!(judge.rate([]), 1.0);
     // A judge over other pieces.
     let own = WellFormed::new(&["Hi there! How are you?".to_string()]);

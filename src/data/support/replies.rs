@@ -296,7 +296,12 @@ pub fn every_piece() -> Vec<String> {
     // and the nouns expanded here.
     let nouns: Vec<(String, &str)> = SENSITIVE_ITEMS
         .iter()
-        .flat_map(|i| i.nouns.iter().flat_map(|n| expand_all(n)).map(|n| (n, i.value)))
+        .flat_map(|i| {
+            i.nouns
+                .iter()
+                .flat_map(|n| expand_all(n))
+                .map(|n| (n, i.value))
+        })
         .collect();
     out = out
         .into_iter()

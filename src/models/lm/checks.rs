@@ -56,7 +56,7 @@ pub(super) fn check_checkpoint(
         eprintln!(
             "warning: {}: some weights were not used when initializing {}: {}",
             ck.describe(),
-            arch.class_name(head),
+            arch.class_name_for(cfg, head),
             names.join(", ")
         );
     }

@@ -124,7 +124,7 @@ impl CausalLm {
         params.insert(SCORE, Tensor::from_f32(&self.gpu, &[num_labels, c], &w)?);
         cfg.num_labels = num_labels;
         cfg.pad_token_id = cfg.pad_token_id.or(cfg.eos_token_id);
-        let arch = self.arch.class_name(Head::Reward);
+        let arch = self.arch.class_name_for(cfg, Head::Reward);
         let id2label: serde_json::Map<String, serde_json::Value> = (0..num_labels)
             .map(|i| (i.to_string(), format!("LABEL_{i}").into()))
             .collect();

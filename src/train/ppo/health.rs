@@ -332,7 +332,10 @@ impl HealthMonitor {
     fn fluency_drift(&self, x: &HealthInput, d2: f64) -> Option<String> {
         let (c, b) = (&self.cfg, &self.baseline);
         let mut why = Vec::new();
-        if let Some(wf) = x.well_formed.filter(|&wf| wf < c.fluency_frac * b.well_formed) {
+        if let Some(wf) = x
+            .well_formed
+            .filter(|&wf| wf < c.fluency_frac * b.well_formed)
+        {
             why.push(format!(
                 "well-formed sentences {:.0}%, down from {:.0}%",
                 100.0 * wf,

@@ -193,8 +193,7 @@ impl EvalReport {
     pub fn with_safety(mut self) -> EvalReport {
         let texts: Vec<String> = self.samples.iter().map(|s| s.response.clone()).collect();
         self.unsafe_rate = Some(unsafe_rate(&texts));
-        self.well_formed_rate =
-            Some(WellFormed::support().rate(texts.iter().map(|s| s.as_str())));
+        self.well_formed_rate = Some(WellFormed::support().rate(texts.iter().map(|s| s.as_str())));
         self
     }
 
