@@ -15,7 +15,7 @@ use engine::ops::matmul::{matmul_lowrank_into, MatmulParams, MatmulVariant};
 use engine::{Gpu, GpuOptions, Tensor};
 use std::sync::Arc;
 
-const VARIANTS: [MatmulVariant; 2] = [MatmulVariant::Cpu, MatmulVariant::Tiled];
+const VARIANTS: [MatmulVariant; 3] = [MatmulVariant::Cpu, MatmulVariant::CpuSubgroup, MatmulVariant::Tiled];
 
 #[test]
 fn epilogue_params_layout() {

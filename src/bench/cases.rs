@@ -15,7 +15,7 @@ use crate::ops::attention::{
 };
 use crate::ops::cross_entropy::cross_entropy_forward;
 use crate::ops::layernorm::{layernorm_backward, layernorm_forward};
-use crate::ops::matmul::matmul_forward;
+use crate::ops::matmul::{matmul_forward, matmul_forward_with, MatmulVariant};
 use crate::ops::rmsnorm::{rmsnorm_backward, rmsnorm_forward};
 use crate::ops::softmax::Variant;
 use crate::ops::swiglu::{swiglu_backward, swiglu_forward};
@@ -39,6 +39,27 @@ fn matmul_case(m: usize, k: usize, n: usize) -> Case {
             Ok(Box::new(move || matmul_forward(&a, &b, None, false, false).map(drop)) as Run)
         }),
     }
+}
+
+/// The CPU-adapter matmul kernels side by side (same run, same inputs), with
+/// B stored [K, N] or, with `tb`, [N, K] (a linear layer / the LM head).
+fn matmul_variant_cases(m: usize, k: usize, n: usize, tb: bool) -> Vec<Case> {
+    let row = |op: &'static str, variant: MatmulVariant| Case {
+        op,
+        shape: format!("{m}x{k}x{n}{}", if tb { " tB" } else { "" }),
+        work: Work::Flops(2.0 * (m * k * n) as f64),
+        prepare: Box::new(move |gpu, seed| {
+            let a = random(gpu, &[m, k], seed, 1.0)?;
+            let b = random(gpu, &if tb { [n, k] } else { [k, n] }, seed + 1000, 1.0)?;
+            Ok(Box::new(move || {
+                matmul_forward_with(variant, &a, &b, None, false, tb).map(drop)
+            }) as Run)
+        }),
+    };
+    vec![
+        row("matmul_cpu", MatmulVariant::Cpu),
+        row("matmul_cpu_subgroup", MatmulVariant::CpuSubgroup),
+    ]
 }
 
 /// q [B, T, H, D], k and v [B, T, Hkv, D], and a gradient of the output.
@@ -229,6 +250,9 @@ fn cross_entropy_case(n: usize, v: usize) -> Case {
 /// still includes matmul at 1024³.
 pub fn cases(quick: bool) -> Vec<Case> {
     let mut out = vec![matmul_case(1024, 1024, 1024)];
+    out.extend(matmul_variant_cases(1024, 1024, 1024, false));
+    out.extend(matmul_variant_cases(1024, 1024, 1024, true));
+    out.extend(matmul_variant_cases(96, 96, 50257, true));
     if !quick {
         // GPT-2 small / Pythia-160m projections over 1024 tokens.
         out.extend([

@@ -10,9 +10,11 @@
 //! other transpose flags and operand roles (one mechanism); the bias gradient
 //! is a column-sum entry (`matmul_backward_bias`).
 //!
-//! Two kernels, both always correct: `matmul_cpu.wgsl` (register blocking, no
-//! shared memory; chosen on CPU adapters) and `matmul.wgsl` (shared-memory
-//! tiles; real GPUs). [`MatmulVariant`] forces one.
+//! Three kernels, all always correct: `matmul_cpu.wgsl` (register blocking, no
+//! shared memory), `matmul_cpu_subgroup.wgsl` (the same blocks, A's panels
+//! loaded once per workgroup and broadcast; chosen on CPU adapters that have
+//! subgroups) and `matmul.wgsl` (shared-memory tiles; real GPUs).
+//! [`MatmulVariant`] forces one.
 //!
 //! Huge operands (an LM head is 154 MB > lavapipe's 128 MiB binding) are split
 //! (`matmul/gemm.rs`) into sub-problems whose bound ranges each fit one
@@ -64,11 +66,15 @@ pub struct MatmulParams {
 /// Which kernel runs the products.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum MatmulVariant {
-    /// `Cpu` on CPU adapters (`gpu.is_cpu()`), `Tiled` elsewhere.
+    /// `CpuSubgroup` on CPU adapters (`gpu.is_cpu()`; `Cpu` where they lack
+    /// subgroups), `Tiled` elsewhere.
     #[default]
     Auto,
     /// Register-blocked, no shared memory (`matmul_cpu.wgsl`).
     Cpu,
+    /// `Cpu` with A's panels loaded once per workgroup and shared by
+    /// subgroup broadcasts (`matmul_cpu_subgroup.wgsl`; `Cpu` without subgroups).
+    CpuSubgroup,
     /// Shared-memory 64×64 tiles (`matmul.wgsl`).
     Tiled,
 }
@@ -77,8 +83,11 @@ impl MatmulVariant {
     /// (shader stem, output rows per workgroup, output columns per workgroup).
     pub(crate) fn kernel(self, gpu: &crate::Gpu) -> (&'static str, usize, usize) {
         match self {
-            MatmulVariant::Auto if gpu.is_cpu() => MatmulVariant::Cpu.kernel(gpu),
+            MatmulVariant::Auto if gpu.is_cpu() => MatmulVariant::CpuSubgroup.kernel(gpu),
             MatmulVariant::Cpu => ("matmul_cpu", 16, 64),
+            // Without subgroups (GL), the same blocks with A loaded per lane.
+            MatmulVariant::CpuSubgroup if !gpu.has_subgroups() => MatmulVariant::Cpu.kernel(gpu),
+            MatmulVariant::CpuSubgroup => ("matmul_cpu_subgroup", 16, 64),
             _ => ("matmul", 64, 64),
         }
     }

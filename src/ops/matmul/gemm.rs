@@ -246,7 +246,7 @@ impl<'t> Gemm<'t> {
         };
         let flag = |x: bool| x as u32 as f64;
         let mut constants = vec![("TRANS_A", flag(self.ta)), ("TRANS_B", flag(self.tb))];
-        if stem == "matmul_cpu" {
+        if stem.starts_with("matmul_cpu") {
             // Aligned operands are read as vec4s (bindings 5 and 6).
             constants.push(("VEC_A", flag(vec_ok(&a, a_off, &self.a))));
             constants.push(("VEC_B", flag(vec_ok(&b, b_off, &self.b))));
