@@ -117,6 +117,16 @@ impl Gpu {
         self.features.contains(wgpu::Features::SUBGROUP)
     }
 
+    /// The narrowest subgroup the adapter may run (0 without subgroups):
+    /// kernels that broadcast across N lanes need at least N.
+    pub fn subgroup_min_size(&self) -> u32 {
+        if self.has_subgroups() {
+            self.info.subgroup_min_size
+        } else {
+            0
+        }
+    }
+
     pub fn has_f16(&self) -> bool {
         self.features.contains(wgpu::Features::SHADER_F16)
     }

@@ -85,8 +85,12 @@ impl MatmulVariant {
         match self {
             MatmulVariant::Auto if gpu.is_cpu() => MatmulVariant::CpuSubgroup.kernel(gpu),
             MatmulVariant::Cpu => ("matmul_cpu", 16, 64),
-            // Without subgroups (GL), the same blocks with A loaded per lane.
-            MatmulVariant::CpuSubgroup if !gpu.has_subgroups() => MatmulVariant::Cpu.kernel(gpu),
+            // Without subgroups (GL), or with subgroups narrower than the 8
+            // lanes that share one A panel (WARP can run 4 wide), the same
+            // blocks with A loaded per lane.
+            MatmulVariant::CpuSubgroup if gpu.subgroup_min_size() < 8 => {
+                MatmulVariant::Cpu.kernel(gpu)
+            }
             MatmulVariant::CpuSubgroup => ("matmul_cpu_subgroup", 16, 64),
             _ => ("matmul", 64, 64),
         }
