@@ -20,7 +20,8 @@
 //!    entropy, gradients accumulated over micro-batches, one optimizer step
 //!    per backward batch, with the ratio / early-stop / non-finite guards;
 //! 5. the KL controller's update with `objective/kl` and n = batch size,
-//!    then the **health** checks (`health.rs`) on the step's
+//!    then the **health** checks (`health.rs`, n-gram statistics in
+//!    `ngrams.rs`) on the step's
 //!    [`PpoStepReport`] (`report.rs`: TRL's metric names).
 //!
 //! Around the step:
@@ -37,6 +38,7 @@
 
 mod command;
 pub mod health;
+mod ngrams;
 mod options;
 mod prompts;
 mod report;
