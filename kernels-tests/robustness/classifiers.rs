@@ -71,7 +71,11 @@ fn an_encoder_reward_needs_a_label_it_has() {
 #[test]
 fn mismatched_reward_weights_are_refused() {
     let two = [PPO, &["--reward-model", "@model/gpt2-tiny-reward"]].concat();
-    let raw = [&two[..], &["--reward-label", "POSITIVE", "--reward-weight", "1"]].concat();
+    let raw = [
+        &two[..],
+        &["--reward-label", "POSITIVE", "--reward-weight", "1"],
+    ]
+    .concat();
     refused(
         "reward-weight-count",
         &raw,

@@ -2,7 +2,7 @@
 //! the mix is Σ wᵢ·rᵢ of its components' own scores, and PPO logs each
 //! component's mean as `env/reward_component/<name>`.
 
-use super::cli_rlhf::ppo;
+use super::cli_rlhf::{engine, ppo};
 use super::{metric, metric_rows, model_dir, parse, scratch};
 use crate::common::gpu;
 use engine::train::ppo::PpoArgs;
@@ -29,7 +29,10 @@ fn sample(prompt: &str, response: &str, ids: &[u32]) -> OwnedSample {
 #[test]
 fn a_reward_mix_is_the_weighted_sum_of_its_components() {
     let gpu = gpu();
-    let (gpt, bert) = (model_dir("gpt2-tiny-reward"), model_dir("distilbert-tiny-cls"));
+    let (gpt, bert) = (
+        model_dir("gpt2-tiny-reward"),
+        model_dir("distilbert-tiny-cls"),
+    );
     let flags = RewardLabelArgs {
         reward_label: Some("POSITIVE".into()),
         ..Default::default()
@@ -66,7 +69,10 @@ fn a_reward_mix_is_the_weighted_sum_of_its_components() {
         assert!((g - want).abs() < 1e-5, "sample {i}: {g} vs {want}");
     }
     let names: Vec<&str> = means.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["gpt2-tiny-reward", "distilbert-tiny-cls", "keyword"]);
+    assert_eq!(
+        names,
+        ["gpt2-tiny-reward", "distilbert-tiny-cls", "keyword"]
+    );
     for ((_, m), p) in means.iter().zip(&parts) {
         let want = p.iter().map(|&x| x as f64).sum::<f64>() / p.len() as f64;
         assert!((m - want).abs() < 1e-6, "{m} vs {want}");
@@ -79,7 +85,10 @@ fn a_reward_mix_is_the_weighted_sum_of_its_components() {
 #[test]
 fn ppo_logs_each_reward_component() {
     let out = scratch("ppo-reward-mix");
-    let (gpt, bert) = (model_dir("gpt2-tiny-reward"), model_dir("distilbert-tiny-cls"));
+    let (gpt, bert) = (
+        model_dir("gpt2-tiny-reward"),
+        model_dir("distilbert-tiny-cls"),
+    );
     ppo(
         &out,
         &[
@@ -115,20 +124,83 @@ fn ppo_logs_each_reward_component() {
 #[test]
 fn run_files_name_one_or_several_reward_models() {
     let dir = scratch("reward-mix-config");
-    let (gpt, bert) = (model_dir("gpt2-tiny-reward"), model_dir("distilbert-tiny-cls"));
+    let (gpt, bert) = (
+        model_dir("gpt2-tiny-reward"),
+        model_dir("distilbert-tiny-cls"),
+    );
     for (text, n) in [
         (format!("reward-model = \"{gpt}\"\n"), 1),
-        (format!("reward-model = [\"{gpt}\", \"{bert}\"]\nreward-weight = [1.0, -0.5]\n"), 2),
+        (
+            format!("reward-model = [\"{gpt}\", \"{bert}\"]\nreward-weight = [1.0, -0.5]\n"),
+            2,
+        ),
     ] {
         let cfg = dir.join("run.toml");
         std::fs::write(&cfg, format!("[ppo]\n{text}")).unwrap();
         let args: PpoArgs = parse(&["--config", &cfg.display().to_string()]);
         assert_eq!(args.reward_model.len(), n, "{text}");
-        assert_eq!(args.reward_weight.len(), if n == 1 { 0 } else { 2 }, "{text}");
+        assert_eq!(
+            args.reward_weight.len(),
+            if n == 1 { 0 } else { 2 },
+            "{text}"
+        );
     }
     let out = scratch("ppo-single-rm");
     ppo(&out, &["--reward-model", &gpt]);
     assert!(metric_rows(&out)[0]
         .keys()
         .all(|k| !k.starts_with("env/reward_component/")));
+}
+
+/// `eval --json` and `best-of-n` with two weighted reward models report
+/// each component's mean; eval's reward mean is their weighted sum.
+#[test]
+fn eval_and_best_of_n_report_reward_components() {
+    let out = scratch("eval-reward-mix");
+    let (m, gpt, bert) = (
+        model_dir("gpt2-tiny"),
+        model_dir("gpt2-tiny-reward"),
+        model_dir("distilbert-tiny-cls"),
+    );
+    let d = super::root()
+        .join("kernels-tests/fixtures/dpo/prompts.jsonl")
+        .display()
+        .to_string();
+    let common = [
+        "--model",
+        &m,
+        "--data",
+        &d,
+        "--template",
+        "plain",
+        "--max-new-tokens",
+        "4",
+        "--reward-model",
+        &gpt,
+        "--reward-weight",
+        "2",
+        "--reward-model",
+        &bert,
+        "--reward-weight",
+        "-1",
+        "--reward-label",
+        "NEGATIVE",
+    ];
+    let mut args = vec!["eval", "--json"];
+    args.extend(&common);
+    let v: serde_json::Value = serde_json::from_str(&engine(&args)).unwrap();
+    let parts = &v["reward_components"];
+    let part = |n: &str| parts[n].as_f64().unwrap_or_else(|| panic!("no {n} in {v}"));
+    let want = 2.0 * part("gpt2-tiny-reward") - part("distilbert-tiny-cls");
+    let got = v["reward_mean"].as_f64().unwrap();
+    assert!((got - want).abs() < 1e-4, "{got} vs {want}");
+
+    let best = out.join("best.jsonl").display().to_string();
+    let mut args = vec!["best-of-n", "--n", "2", "--out", &best];
+    args.extend(&common);
+    let text = engine(&args);
+    assert!(
+        text.contains("reward component distilbert-tiny-cls"),
+        "{text}"
+    );
 }

@@ -118,7 +118,11 @@ fn model_name(dir: &Path, taken: &[RewardComponent]) -> String {
 
 /// Loads a reward model for a mix: the label flags apply to classifiers
 /// with several labels; a one-label model (a decoder RM) scores label 0.
-fn load_component(gpu: &Arc<Gpu>, dir: &Path, flags: &RewardLabelArgs) -> Result<RewardModelScorer> {
+fn load_component(
+    gpu: &Arc<Gpu>,
+    dir: &Path,
+    flags: &RewardLabelArgs,
+) -> Result<RewardModelScorer> {
     let mut rm = RewardModelScorer::load(gpu, dir)?;
     if rm.model.cfg.num_labels > 1 {
         rm.pick_label(dir, flags)?;
@@ -157,7 +161,11 @@ pub fn reward_sources(
     for (dir, &weight) in models.iter().zip(&w) {
         let scorer = Box::new(load_component(gpu, dir, flags)?);
         let name = model_name(dir, &components);
-        components.push(RewardComponent { name, weight, scorer });
+        components.push(RewardComponent {
+            name,
+            weight,
+            scorer,
+        });
     }
     if let Some((name, scorer)) = function {
         components.push(RewardComponent {

@@ -66,7 +66,10 @@ pub struct PpoArgs {
     /// classifier reads the decoded text with its own tokenizer). Repeat to
     /// sum several, weighted by --reward-weight.
     #[arg(long, action = clap::ArgAction::Append)]
-    #[serde(default, deserialize_with = "crate::train::reward_mix::one_or_many_paths")]
+    #[serde(
+        default,
+        deserialize_with = "crate::train::reward_mix::one_or_many_paths"
+    )]
     pub reward_model: Vec<PathBuf>,
     /// The weight of each --reward-model in the summed reward, in order
     /// (default 1 each; negative: a penalty). Give one per --reward-model.
