@@ -116,8 +116,9 @@ fn model_name(dir: &Path, taken: &[RewardComponent]) -> String {
     name
 }
 
-/// Loads a reward model for a mix: the label flags apply to classifiers
-/// with several labels; a one-label model (a decoder RM) scores label 0.
+/// Loads a reward model for a mix: the label flags (`--reward-label`,
+/// `--reward-kind`) apply to classifiers with several labels; a one-label
+/// model (a decoder RM) scores its logit.
 fn load_component(
     gpu: &Arc<Gpu>,
     dir: &Path,
@@ -126,8 +127,6 @@ fn load_component(
     let mut rm = RewardModelScorer::load(gpu, dir)?;
     if rm.model.cfg.num_labels > 1 {
         rm.pick_label(dir, flags)?;
-    } else {
-        rm.kind = flags.reward_kind;
     }
     Ok(rm)
 }
