@@ -290,12 +290,14 @@ pub fn score_checked(scorer: &dyn Scorer, samples: &[Sample]) -> Result<Vec<f32>
     Ok(score_checked_parts(scorer, samples)?.0)
 }
 
-/// [`score_checked`] with the mean of each named component's scores
-/// (none for a single source).
+/// Each named component's mean score (a mix's parts; none for one source).
+pub type PartMeans = Vec<(String, f64)>;
+
+/// [`score_checked`] with the mean of each named component's scores.
 pub fn score_checked_parts(
     scorer: &dyn Scorer,
     samples: &[Sample],
-) -> Result<(Vec<f32>, Vec<(String, f64)>)> {
+) -> Result<(Vec<f32>, PartMeans)> {
     let (scores, parts) = scorer.score_parts(samples).context("scoring responses")?;
     let means = parts
         .into_iter()
