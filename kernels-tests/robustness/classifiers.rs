@@ -65,6 +65,32 @@ fn an_encoder_reward_needs_a_label_it_has() {
     refused("reward-label-unknown", &raw, &["--reward-label", "happy"]);
 }
 
+/// Repeated `--reward-model` with a `--reward-weight` count that does not
+/// match, a `--reward-fn-weight` without a reward function, and a
+/// non-finite weight are refused naming the flags.
+#[test]
+fn mismatched_reward_weights_are_refused() {
+    let two = [PPO, &["--reward-model", "@model/gpt2-tiny-reward"]].concat();
+    let raw = [
+        &two[..],
+        &["--reward-label", "POSITIVE", "--reward-weight", "1"],
+    ]
+    .concat();
+    refused(
+        "reward-weight-count",
+        &raw,
+        &["1 --reward-weight", "2 --reward-model"],
+    );
+    let raw = [PPO, &["--reward-label", "1", "--reward-fn-weight", "2"]].concat();
+    refused(
+        "reward-fn-weight-alone",
+        &raw,
+        &["--reward-fn-weight", "--reward-keyword"],
+    );
+    let raw = [PPO, &["--reward-weight", "nan"]].concat();
+    refused("reward-weight-nan", &raw, &["--reward-weight"]);
+}
+
 #[test]
 fn training_an_encoder_on_preference_pairs_is_refused() {
     let raw = [

@@ -16,6 +16,7 @@ mod llama_e2e;
 mod ppo;
 mod report_to;
 mod reward;
+mod reward_mix;
 mod rlhf_resume;
 mod sample;
 mod sample_config;

@@ -108,6 +108,9 @@ pub fn best_of_n_cmd(gpu: &Arc<Gpu>, args: BestOfNArgs, matches: &ArgMatches) ->
         r.mean_score,
         r.mean_best - r.mean_score
     );
+    for (name, mean) in &r.reward_components {
+        println!("reward component {name}: mean {mean:.4}");
+    }
     if r.blank > 0 {
         println!(
             "{} prompts had a blank best completion (not written)",
@@ -130,6 +133,9 @@ pub fn eval_cmd(gpu: &Arc<Gpu>, args: EvalArgs, matches: &ArgMatches) -> Result<
     println!("prompts    {}", r.prompts);
     for (k, v) in r.named() {
         println!("{k:<24} {v:.6}");
+    }
+    for (name, v) in &r.reward_components {
+        println!("{:<24} {v:.6}", format!("eval/reward_component/{name}"));
     }
     if r.kl.is_none() {
         println!("(no KL: pass --adapter DIR or --reference-model DIR)");

@@ -43,6 +43,7 @@ pub mod ppo;
 pub mod progress;
 pub mod reward;
 pub mod reward_fn;
+pub mod reward_mix;
 pub mod run;
 pub mod sample;
 pub mod scoring;

@@ -41,9 +41,18 @@ pub struct Sample<'a> {
     pub finished: bool,
 }
 
+/// Named per-component scores of a combined reward (one `Vec` per
+/// component, one score per sample); empty for a single source.
+pub type ScoreParts = Vec<(String, Vec<f32>)>;
+
 /// Scores samples: one scalar per sample, higher is better.
 pub trait Scorer {
     fn score(&self, samples: &[Sample]) -> Result<Vec<f32>>;
+    /// The scores with the components they sum (a weighted mix,
+    /// [`super::reward_mix::RewardMix`], names its parts; a single source has none).
+    fn score_parts(&self, samples: &[Sample]) -> Result<(Vec<f32>, ScoreParts)> {
+        Ok((self.score(samples)?, Vec::new()))
+    }
     /// What scores, in errors ("the reward model", "the reward function").
     fn describe(&self) -> String {
         "the reward function".to_string()
@@ -160,6 +169,13 @@ impl RewardModelScorer {
         flags: &RewardLabelArgs,
     ) -> Result<RewardModelScorer> {
         let mut rm = RewardModelScorer::load(gpu, dir)?;
+        rm.pick_label(dir, flags)?;
+        Ok(rm)
+    }
+
+    /// Sets the label and kind the flags name (see [`RewardModelScorer::load_with`]).
+    pub fn pick_label(&mut self, dir: &Path, flags: &RewardLabelArgs) -> Result<()> {
+        let rm = self;
         let cfg = &rm.model.cfg;
         rm.label = match &flags.reward_label {
             Some(l) => cfg
@@ -173,7 +189,7 @@ impl RewardModelScorer {
             None => 0,
         };
         rm.kind = flags.reward_kind;
-        Ok(rm)
+        Ok(())
     }
 
     /// The input ids of `chunk`: an encoder classifier reads `prompt +
@@ -271,7 +287,25 @@ impl Scorer for RewardModelScorer {
 /// reward can be neither trained on (PPO) nor ranked or averaged
 /// (best-of-n, eval), so it is an error naming the sample.
 pub fn score_checked(scorer: &dyn Scorer, samples: &[Sample]) -> Result<Vec<f32>> {
-    let scores = scorer.score(samples).context("scoring responses")?;
+    Ok(score_checked_parts(scorer, samples)?.0)
+}
+
+/// Each named component's mean score (a mix's parts; none for one source).
+pub type PartMeans = Vec<(String, f64)>;
+
+/// [`score_checked`] with the mean of each named component's scores.
+pub fn score_checked_parts(
+    scorer: &dyn Scorer,
+    samples: &[Sample],
+) -> Result<(Vec<f32>, PartMeans)> {
+    let (scores, parts) = scorer.score_parts(samples).context("scoring responses")?;
+    let means = parts
+        .into_iter()
+        .map(|(name, s)| {
+            let mean = s.iter().map(|&x| x as f64).sum::<f64>() / s.len().max(1) as f64;
+            (name, mean)
+        })
+        .collect();
     ensure!(
         scores.len() == samples.len(),
         "the scorer gave {} scores for {} samples",
@@ -298,7 +332,7 @@ pub fn score_checked(scorer: &dyn Scorer, samples: &[Sample]) -> Result<Vec<f32>
             short(samples[i].response)
         );
     }
-    Ok(scores)
+    Ok((scores, means))
 }
 
 /// Owned texts and ids of samples (eval and best-of-n build their batches

@@ -27,10 +27,11 @@ use crate::rl::{KlEstimator, ScoreOptions};
 use crate::train::config::adapt::apply_adaptation;
 use crate::train::config::{bounds, train_args, CommonArgs};
 use crate::train::driver::RlhfSummary;
-use crate::train::driver::{bool_arg, no_model_error, owned_row, prompt_encoder, resumed_extra};
+use crate::train::driver::{bool_arg, no_model_error, prompt_encoder, resumed_extra};
 use crate::train::optim::Schedule;
 use crate::train::reward_fn::{Keyword, TargetTokenRate};
-use crate::train::scoring::{RewardLabelArgs, RewardModelScorer, Scorer};
+use crate::train::reward_mix::reward_sources;
+use crate::train::scoring::{RewardLabelArgs, Scorer};
 use crate::train::session::Session;
 
 /// TRL `PPOConfig`'s learning rate.
@@ -62,9 +63,24 @@ pub struct PpoArgs {
     #[serde(flatten)]
     pub common: CommonArgs,
     /// Reward model directory (sequence-classification head; an encoder
-    /// classifier reads the decoded text with its own tokenizer).
-    #[arg(long)]
-    pub reward_model: Option<PathBuf>,
+    /// classifier reads the decoded text with its own tokenizer). Repeat to
+    /// sum several, weighted by --reward-weight.
+    #[arg(long, action = clap::ArgAction::Append)]
+    #[serde(
+        default,
+        deserialize_with = "crate::train::reward_mix::one_or_many_paths"
+    )]
+    pub reward_model: Vec<PathBuf>,
+    /// The weight of each --reward-model in the summed reward, in order
+    /// (default 1 each; negative: a penalty). Give one per --reward-model.
+    #[arg(long, action = clap::ArgAction::Append, allow_negative_numbers = true, value_parser = bounds::finite::<f32>)]
+    #[serde(default)]
+    pub reward_weight: Vec<f32>,
+    /// The weight of --reward-keyword / --reward-target-token when summed
+    /// with reward models (default 1).
+    #[arg(long, allow_negative_numbers = true, value_parser = bounds::finite::<f32>)]
+    #[serde(default)]
+    pub reward_fn_weight: Option<f32>,
     #[command(flatten)]
     #[serde(flatten)]
     pub reward_label: RewardLabelArgs,
@@ -176,30 +192,32 @@ impl PpoArgs {
         Ok(cfg)
     }
 
-    /// The one reward the flags name.
+    /// The reward the flags name: one source, or several summed with
+    /// their weights ([`reward_sources`]).
     fn scorer(&self, gpu: &Arc<Gpu>) -> Result<Box<dyn Scorer>> {
-        let given = [
-            self.reward_model.is_some(),
-            self.reward_keyword.is_some(),
-            self.reward_target_token.is_some(),
-        ];
-        match given.iter().filter(|&&r| r).count() {
-            0 => bail!(
-                "no reward: pass --reward-model DIR, --reward-keyword WORDS or --reward-target-token ID"
-            ),
-            1 => {}
-            _ => bail!("pass only one of --reward-model, --reward-keyword, --reward-target-token"),
+        let function: Option<(&str, Box<dyn Scorer>)> =
+            match (&self.reward_keyword, self.reward_target_token) {
+                (Some(_), Some(_)) => {
+                    bail!("pass only one of --reward-keyword, --reward-target-token")
+                }
+                (Some(words), None) => {
+                    let w: Vec<&str> = words.iter().map(String::as_str).collect();
+                    Some(("keyword", Box::new(Keyword::new(&w))))
+                }
+                (None, Some(token)) => Some(("target_token", Box::new(TargetTokenRate { token }))),
+                (None, None) => None,
+            };
+        if self.reward_model.is_empty() && function.is_none() {
+            bail!("no reward: pass --reward-model DIR, --reward-keyword WORDS or --reward-target-token ID");
         }
-        Ok(if let Some(dir) = &self.reward_model {
-            Box::new(RewardModelScorer::load_with(gpu, dir, &self.reward_label)?)
-        } else if let Some(words) = &self.reward_keyword {
-            let w: Vec<&str> = words.iter().map(String::as_str).collect();
-            Box::new(Keyword::new(&w))
-        } else {
-            Box::new(TargetTokenRate {
-                token: self.reward_target_token.unwrap_or(0),
-            })
-        })
+        reward_sources(
+            gpu,
+            &self.reward_model,
+            &self.reward_weight,
+            &self.reward_label,
+            function,
+            self.reward_fn_weight,
+        )
     }
 }
 
@@ -317,7 +335,7 @@ pub fn train_ppo(gpu: &Arc<Gpu>, mut args: PpoArgs) -> Result<(CausalLm, RlhfSum
             "ppo_next_sampling_seed".into(),
             derive_seed(seed, step + 1, SALT_GENERATE, 0),
         );
-        let mut row = owned_row(rep.metrics());
+        let mut row = rep.rows();
         let epoch = step as f64 * prompts_per_step / n_prompts as f64;
         row.push(("epoch".to_string(), epoch));
         s.end_step(&trainer.policy, step, &row, None)?;

@@ -28,6 +28,9 @@ pub struct PpoStepReport {
     /// `env/reward_mean`, `env/reward_std` (unbiased) of the raw scores.
     pub reward_mean: f64,
     pub reward_std: f64,
+    /// `env/reward_component/<name>`: each component's mean raw score when
+    /// the reward is a weighted mix (empty for a single source).
+    pub reward_components: Vec<(String, f64)>,
     /// `ppo/mean_scores`, `ppo/std_scores`: the same of the scores trained
     /// on (after scaling/normalisation/clipping; equal to the raw ones when
     /// those are off).
@@ -114,6 +117,7 @@ impl PpoStepReport {
             entropy: nan,
             reward_mean: nan,
             reward_std: nan,
+            reward_components: Vec::new(),
             scores_mean: nan,
             scores_std: nan,
             mean_non_score_reward: nan,
@@ -184,6 +188,7 @@ impl PpoStepReport {
         self.response_texts = ro.response_texts.clone();
         self.finished = ro.finished.clone();
         self.scores = ro.scores.clone();
+        self.reward_components = ro.reward_components.clone();
     }
 
     /// What the health checks see of this step; `with_eos`: responses can
@@ -279,6 +284,22 @@ impl PpoStepReport {
             ("time/ppo/total", self.total_s),
             ("time/tokens_per_s", self.tokens_per_s),
         ]
+    }
+
+    /// [`PpoStepReport::metrics`] with `env/reward_component/<name>` for
+    /// each component of a mixed reward: the metrics log's row.
+    pub fn rows(&self) -> Vec<(String, f64)> {
+        let mut row: Vec<(String, f64)> = self
+            .metrics()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        row.extend(
+            self.reward_components
+                .iter()
+                .map(|(name, v)| (format!("env/reward_component/{name}"), *v)),
+        );
+        row
     }
 
     /// The value of one metric by name.

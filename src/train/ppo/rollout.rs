@@ -30,7 +30,7 @@ use crate::ops::cross_entropy::{token_logprobs, IGNORE_INDEX};
 use crate::ops::row_gather::row_gather;
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
-use crate::train::scoring::{score_checked, Sample, Scorer};
+use crate::train::scoring::{score_checked_parts, Sample, Scorer};
 
 /// Where the reference log-probs come from.
 pub enum RefSource {
@@ -223,6 +223,8 @@ pub struct Rollout {
     pub values: Vec<f32>,
     pub ref_logp: Vec<f32>,
     pub scores: Vec<f32>,
+    /// The mean raw score of each named reward component (a mix's parts).
+    pub reward_components: Vec<(String, f64)>,
     pub times: PhaseTimes,
 }
 
@@ -367,7 +369,7 @@ pub fn rollout(
             finished: gen.finished[b],
         })
         .collect();
-    let scores = score_checked(scorer, &samples)?;
+    let (scores, reward_components) = score_checked_parts(scorer, &samples)?;
     times.score = clock.elapsed().as_secs_f64();
 
     let mask = response_mask(&responses, t);
@@ -383,6 +385,7 @@ pub fn rollout(
         values,
         ref_logp,
         scores,
+        reward_components,
         times,
     })
 }

@@ -247,7 +247,9 @@ impl PpoTrainer {
             let batch = prompts.batch(self.steps_done() + 1, self.cfg.batch_size)?;
             let rep = self.step(&batch)?;
             if let Some(log) = log.as_deref_mut() {
-                log.write(rep.step, &rep.metrics())?;
+                let rows = rep.rows();
+                let row: Vec<(&str, f64)> = rows.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+                log.write(rep.step, &row)?;
             }
             progress(&rep);
         }

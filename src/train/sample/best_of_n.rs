@@ -20,7 +20,7 @@ use crate::data::{Content, Encoder, Message, PromptRecord, Row};
 use crate::models::checkpoint::write_atomic;
 use crate::models::generate::GenerateConfig;
 use crate::models::CausalLm;
-use crate::train::scoring::{score_checked, OwnedSample, Scorer};
+use crate::train::scoring::{score_checked_parts, OwnedSample, Scorer};
 
 #[derive(Clone, Debug)]
 pub struct BestOfNConfig {
@@ -105,6 +105,9 @@ pub struct BestOfNReport {
     pub mean_score: f64,
     /// Prompts whose every response was blank (not written).
     pub blank: usize,
+    /// Each component's mean raw score over all candidates when the reward
+    /// is a weighted mix (empty for one reward model).
+    pub reward_components: Vec<(String, f64)>,
 }
 
 impl BestOfNReport {
@@ -148,7 +151,7 @@ pub fn best_of_n(
         .map(|(j, r)| response_sample(&ids[j], &prompt_texts[j / cfg.n], r))
         .collect();
     let views: Vec<_> = owned.iter().map(OwnedSample::view).collect();
-    let scores = score_checked(scorer, &views)?;
+    let (scores, reward_components) = score_checked_parts(scorer, &views)?;
     let finished: Vec<bool> = owned.iter().map(|o| o.finished).collect();
     let texts: Vec<String> = responses.into_iter().map(|r| r.text).collect();
 
@@ -197,5 +200,6 @@ pub fn best_of_n(
         mean_best,
         mean_score,
         blank,
+        reward_components,
     })
 }

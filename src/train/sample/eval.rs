@@ -23,6 +23,7 @@
 use anyhow::{ensure, Result};
 use serde::Serialize;
 use serde_json::Value;
+use std::collections::BTreeMap;
 
 use super::text_metrics::{distinct_n, rouge, Rouge};
 use crate::data::support::fluency::WellFormed;
@@ -31,7 +32,7 @@ use crate::data::{right_padded, Content, Encoder, LmBatch, PromptRecord, Role, R
 use crate::models::generate::{generate, GenerateConfig};
 use crate::models::CausalLm;
 use crate::train::logprobs::{pad_token, reference_logps, RefPass};
-use crate::train::scoring::{score_checked, OwnedSample, Scorer};
+use crate::train::scoring::{score_checked_parts, OwnedSample, Scorer};
 
 /// The seed of generation batch `k` under base seed `seed`.
 pub fn batch_seed(seed: u64, k: usize) -> u64 {
@@ -167,6 +168,10 @@ pub struct EvalReport {
     pub prompts: usize,
     pub reward_mean: Option<f64>,
     pub reward_std: Option<f64>,
+    /// Each component's mean raw score when the reward is a weighted mix
+    /// (`reward_components: {name: mean}` in the JSON; absent for one model).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub reward_components: BTreeMap<String, f64>,
     /// Mean F-measures over the prompts that have references.
     pub rouge1: Option<f64>,
     pub rouge2: Option<f64>,
@@ -261,7 +266,7 @@ pub fn evaluate(
                 .map(|i| response_sample(&ids[i], &prompt_texts[i], &responses[i]))
                 .collect();
             let views: Vec<_> = owned.iter().map(OwnedSample::view).collect();
-            Some(score_checked(s, &views)?)
+            Some(score_checked_parts(s, &views)?)
         }
         None => None,
     };
@@ -274,6 +279,10 @@ pub fn evaluate(
             cfg.batch_size,
         )?),
         None => None,
+    };
+    let (rewards, reward_components) = match rewards {
+        Some((r, parts)) => (Some(r), parts.into_iter().collect()),
+        None => (None, BTreeMap::new()),
     };
     let mut samples = Vec::with_capacity(prompts.len());
     for (i, (p, r)) in prompts.iter().zip(&responses).enumerate() {
@@ -299,6 +308,7 @@ pub fn evaluate(
         prompts: prompts.len(),
         reward_mean: reward_stats.map(|s| s.0),
         reward_std: reward_stats.map(|s| s.1),
+        reward_components,
         rouge1: rouge_mean(|r| r.rouge1.fmeasure),
         rouge2: rouge_mean(|r| r.rouge2.fmeasure),
         rouge_l: rouge_mean(|r| r.rouge_l.fmeasure),

@@ -30,7 +30,8 @@ use crate::train::config::bounds;
 use crate::train::config::data_format::DataFormatArgs;
 use crate::train::config::run_file::{is_common_key, RunArgs};
 use crate::train::driver::{no_model_error, prompt_encoder};
-use crate::train::scoring::{RewardLabelArgs, RewardModelScorer, Scorer};
+use crate::train::reward_mix::reward_sources;
+use crate::train::scoring::RewardLabelArgs;
 
 // The options best-of-n and eval share: sampling, prompt loading and the
 // run file (flattened into both, in clap and serde). Not a `///` comment: it
@@ -85,9 +86,15 @@ pub struct BestOfNArgs {
     /// Policy model directory.
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// Reward model directory.
-    #[arg(long)]
-    pub reward_model: Option<PathBuf>,
+    /// Reward model directory; repeat to sum several (--reward-weight).
+    #[arg(long, action = clap::ArgAction::Append)]
+    #[serde(default, deserialize_with = "crate::train::reward_mix::one_or_many_paths")]
+    pub reward_model: Vec<PathBuf>,
+    /// The weight of each --reward-model in the summed reward, in order
+    /// (default 1 each). Give one per --reward-model.
+    #[arg(long, action = clap::ArgAction::Append, allow_negative_numbers = true, value_parser = bounds::finite::<f32>)]
+    #[serde(default)]
+    pub reward_weight: Vec<f32>,
     #[command(flatten)]
     #[serde(flatten)]
     pub reward_label: RewardLabelArgs,
@@ -139,7 +146,10 @@ pub fn run_best_of_n(gpu: &Arc<Gpu>, args: &BestOfNArgs) -> Result<(BestOfNRepor
         .ok_or_else(|| no_model_error("best-of-n", ", --reward-model DIR, --n N and --out FILE"))?;
     let data = required(&args.data, "data", "prompt file")?;
     let out = required(&args.out, "out", "output file")?;
-    let rm = required(&args.reward_model, "reward-model", "reward model")?;
+    anyhow::ensure!(
+        !args.reward_model.is_empty(),
+        "no reward model: pass --reward-model (or `reward-model` in the run file)"
+    );
     crate::models::outputs::refuse_existing_file(out, "--out", args.force)?;
     let policy = CausalLm::load(gpu, dir)?;
     let template = args.common.format.chat_template(Ok(dir))?;
@@ -159,13 +169,20 @@ pub fn run_best_of_n(gpu: &Arc<Gpu>, args: &BestOfNArgs) -> Result<(BestOfNRepor
         })?;
     report_skipped(data, skipped, &reasons);
     anyhow::ensure!(!prompts.is_empty(), "{}: no usable prompts", data.display());
-    let scorer = RewardModelScorer::load_with(gpu, rm, &args.reward_label)?;
+    let scorer = reward_sources(
+        gpu,
+        &args.reward_model,
+        &args.reward_weight,
+        &args.reward_label,
+        None,
+        None,
+    )?;
     let cfg = BestOfNConfig {
         n: args.n,
         generate: args.common.generate_config(&policy),
         batch_size: args.common.batch_size.max(1),
     };
-    let report = best_of_n(&policy, &prompts, &scorer, &cfg)?;
+    let report = best_of_n(&policy, &prompts, scorer.as_ref(), &cfg)?;
     let written = report.write_jsonl(out)?;
     Ok((report, written))
 }
@@ -179,9 +196,15 @@ pub struct EvalArgs {
     /// Prompt file; prompt/completion rows give ROUGE references.
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Reward model directory (reward mean/std).
-    #[arg(long)]
-    pub reward_model: Option<PathBuf>,
+    /// Reward model directory (reward mean/std); repeat to sum several.
+    #[arg(long, action = clap::ArgAction::Append)]
+    #[serde(default, deserialize_with = "crate::train::reward_mix::one_or_many_paths")]
+    pub reward_model: Vec<PathBuf>,
+    /// The weight of each --reward-model in the summed reward, in order
+    /// (default 1 each). Give one per --reward-model.
+    #[arg(long, action = clap::ArgAction::Append, allow_negative_numbers = true, value_parser = bounds::finite::<f32>)]
+    #[serde(default)]
+    pub reward_weight: Vec<f32>,
     #[command(flatten)]
     #[serde(flatten)]
     pub reward_label: RewardLabelArgs,
@@ -275,9 +298,16 @@ pub fn run_eval(gpu: &Arc<Gpu>, args: &EvalArgs) -> Result<EvalReport> {
     )?;
     let opts = args.common.format.load_options()?;
     let prompts = eval_prompts(data, &opts, &enc)?;
-    let scorer = match &args.reward_model {
-        Some(d) => Some(RewardModelScorer::load_with(gpu, d, &args.reward_label)?),
-        None => None,
+    let scorer = match args.reward_model.is_empty() {
+        true => None,
+        false => Some(reward_sources(
+            gpu,
+            &args.reward_model,
+            &args.reward_weight,
+            &args.reward_label,
+            None,
+            None,
+        )?),
     };
     let reference = match (&args.adapter, &args.reference_model) {
         (None, Some(d)) => Some(CausalLm::load(gpu, d)?),
@@ -296,7 +326,7 @@ pub fn run_eval(gpu: &Arc<Gpu>, args: &EvalArgs) -> Result<EvalReport> {
         &policy,
         &prompts,
         &cfg,
-        scorer.as_ref().map(|s| s as &dyn Scorer),
+        scorer.as_deref(),
         kl,
     )?;
     Ok(if args.safety {

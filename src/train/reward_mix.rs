@@ -1,0 +1,192 @@
+//! Several reward sources combined: [`RewardMix`] scores a sample as
+//!
+//! ```text
+//! r = Σᵢ wᵢ · rᵢ        rᵢ: component i's raw score (an RM's label logit or
+//!                        probability, a reward function), wᵢ its weight
+//! ```
+//!
+//! and reports each rᵢ by name, so PPO logs `env/reward_component/<name>`
+//! (the batch mean of the unweighted rᵢ) beside `env/reward_mean` (of r).
+//! A negative weight makes a component a penalty (e.g. a toxicity
+//! classifier's logit). [`reward_sources`] builds the scorer from the CLI:
+//! one source stays that source (the flags before mixing behave as
+//! before); several become a mix.
+
+use anyhow::{bail, ensure, Context, Result};
+use serde::{Deserialize, Deserializer};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::scoring::{
+    score_checked, RewardLabelArgs, RewardModelScorer, Sample, ScoreParts, Scorer,
+};
+use crate::device::Gpu;
+
+/// One weighted source of a [`RewardMix`].
+pub struct RewardComponent {
+    /// The metric name: `env/reward_component/<name>`.
+    pub name: String,
+    pub weight: f32,
+    pub scorer: Box<dyn Scorer>,
+}
+
+/// The weighted sum of its components' scores.
+pub struct RewardMix {
+    pub components: Vec<RewardComponent>,
+}
+
+impl RewardMix {
+    /// Checks the weights are finite and the names distinct.
+    pub fn new(components: Vec<RewardComponent>) -> Result<RewardMix> {
+        ensure!(!components.is_empty(), "a reward mix needs a component");
+        for (i, c) in components.iter().enumerate() {
+            ensure!(
+                c.weight.is_finite(),
+                "reward component {} has a non-finite weight {}",
+                c.name,
+                c.weight
+            );
+            ensure!(
+                components[..i].iter().all(|o| o.name != c.name),
+                "two reward components are named {}",
+                c.name
+            );
+        }
+        Ok(RewardMix { components })
+    }
+}
+
+impl Scorer for RewardMix {
+    fn describe(&self) -> String {
+        let names: Vec<&str> = self.components.iter().map(|c| c.name.as_str()).collect();
+        format!("the reward mix ({})", names.join(" + "))
+    }
+
+    fn score(&self, samples: &[Sample]) -> Result<Vec<f32>> {
+        Ok(self.score_parts(samples)?.0)
+    }
+
+    fn score_parts(&self, samples: &[Sample]) -> Result<(Vec<f32>, ScoreParts)> {
+        let mut total = vec![0f32; samples.len()];
+        let mut parts = Vec::with_capacity(self.components.len());
+        for c in &self.components {
+            // Each part checked on its own, so a NaN names its source.
+            let s = score_checked(c.scorer.as_ref(), samples)
+                .with_context(|| format!("reward component {}", c.name))?;
+            for (t, &x) in total.iter_mut().zip(&s) {
+                *t += c.weight * x;
+            }
+            parts.push((c.name.clone(), s));
+        }
+        Ok((total, parts))
+    }
+}
+
+/// The weight of each of `n_models` `--reward-model`s: none given means 1
+/// each, else exactly one `--reward-weight` per `--reward-model`.
+pub fn model_weights(n_models: usize, weights: &[f32]) -> Result<Vec<f32>> {
+    if weights.is_empty() {
+        return Ok(vec![1.0; n_models]);
+    }
+    if weights.len() != n_models {
+        bail!(
+            "{} --reward-weight value(s) for {} --reward-model(s): give one --reward-weight per \
+             --reward-model, in the same order (or none for weight 1 each)",
+            weights.len(),
+            n_models
+        );
+    }
+    Ok(weights.to_vec())
+}
+
+/// A component name for a reward model directory: its folder name, made
+/// unique among `taken`.
+fn model_name(dir: &Path, taken: &[RewardComponent]) -> String {
+    let base = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "reward_model".to_string());
+    let mut name = base.clone();
+    let mut k = 2;
+    while taken.iter().any(|c| c.name == name) {
+        name = format!("{base}_{k}");
+        k += 1;
+    }
+    name
+}
+
+/// Loads a reward model for a mix: the label flags (`--reward-label`,
+/// `--reward-kind`) apply to classifiers with several labels; a one-label
+/// model (a decoder RM) scores its logit.
+fn load_component(
+    gpu: &Arc<Gpu>,
+    dir: &Path,
+    flags: &RewardLabelArgs,
+) -> Result<RewardModelScorer> {
+    let mut rm = RewardModelScorer::load(gpu, dir)?;
+    if rm.model.cfg.num_labels > 1 {
+        rm.pick_label(dir, flags)?;
+    }
+    Ok(rm)
+}
+
+/// The reward the flags name: `models` (each with its weight from
+/// `weights`, see [`model_weights`]) and an optional reward function
+/// `(name, scorer)` weighted by `fn_weight` (default 1). One source without
+/// weights is returned as itself; otherwise a [`RewardMix`].
+pub fn reward_sources(
+    gpu: &Arc<Gpu>,
+    models: &[PathBuf],
+    weights: &[f32],
+    flags: &RewardLabelArgs,
+    function: Option<(&str, Box<dyn Scorer>)>,
+    fn_weight: Option<f32>,
+) -> Result<Box<dyn Scorer>> {
+    let w = model_weights(models.len(), weights)?;
+    ensure!(
+        function.is_some() || fn_weight.is_none(),
+        "--reward-fn-weight weighs --reward-keyword or --reward-target-token: pass one of them"
+    );
+    let weighted = !weights.is_empty() || fn_weight.is_some();
+    if !weighted && models.len() + function.is_some() as usize == 1 {
+        return match (models.first(), function) {
+            (Some(dir), _) => Ok(Box::new(RewardModelScorer::load_with(gpu, dir, flags)?)),
+            (None, Some((_, f))) => Ok(f),
+            (None, None) => unreachable!("one source"),
+        };
+    }
+    let mut components = Vec::with_capacity(models.len() + 1);
+    for (dir, &weight) in models.iter().zip(&w) {
+        let scorer = Box::new(load_component(gpu, dir, flags)?);
+        let name = model_name(dir, &components);
+        components.push(RewardComponent {
+            name,
+            weight,
+            scorer,
+        });
+    }
+    if let Some((name, scorer)) = function {
+        components.push(RewardComponent {
+            name: name.to_string(),
+            weight: fn_weight.unwrap_or(1.0),
+            scorer,
+        });
+    }
+    Ok(Box::new(RewardMix::new(components)?))
+}
+
+/// Run-file `reward-model`: one path (as before mixing) or a list.
+pub fn one_or_many_paths<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        One(PathBuf),
+        Many(Vec<PathBuf>),
+    }
+    Ok(match Option::<Either>::deserialize(d)? {
+        None => Vec::new(),
+        Some(Either::One(p)) => vec![p],
+        Some(Either::Many(v)) => v,
+    })
+}
