@@ -165,8 +165,14 @@ pub fn init_cmd(gpu: &Arc<Gpu>, args: &InitArgs) -> Result<()> {
         model.with_context(|| format!("initialising a model with {}", path.display()))?;
     if encoder {
         model.save(&args.out, SaveDtype::F32)?;
+        let params: usize = model
+            .params
+            .to_host()?
+            .values()
+            .map(|t| t.shape.iter().product::<usize>())
+            .sum();
         println!(
-            "{} classifier, {} layers, hidden {}, {} heads, vocab {}, context {}, labels {}",
+            "{params} parameters: {} classifier, {} layers, hidden {}, {} heads, vocab {}, context {}, labels {}",
             model.arch().identity().classifier,
             shape.layers,
             shape.hidden,
