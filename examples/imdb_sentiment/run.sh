@@ -16,7 +16,7 @@ if [ "$QUICK" = 1 ]; then
   PPO_STEPS=2
 else
   SFT_EVERY=3 SFT_STEPS=${SFT_STEPS:-100}   # every 3rd training review; optimizer steps
-  RM_EVERY=6 RM_STEPS=${RM_STEPS:-150}      # every 6th training review (4166, both labels)
+  RM_EVERY=${RM_EVERY:-6} RM_STEPS=${RM_STEPS:-150}   # every 6th training review (4166, both labels)
   TEST_EVERY=50                             # every 50th test review (500) for held-out accuracy
   PROMPTS=512 EVAL_PROMPTS=128              # PPO prompts (train split) / eval prompts (test split)
   PPO_STEPS=${PPO_STEPS:-40}
