@@ -1,30 +1,33 @@
 #!/usr/bin/env bash
-# IMDB sentiment (TRL's gpt2-sentiment task), end to end with engine's own commands:
-#   tokenizer -> fresh policy -> SFT on review text -> sentiment classifier (reward model)
-#   -> PPO toward positive reviews -> eval before/after.
+# IMDB sentiment (TRL's gpt2-sentiment recipe), end to end with engine's own commands:
+#   tokenizers -> fresh GPT-2 policy -> SFT on review text
+#   -> fresh DistilBERT classifier trained on the IMDB labels (the reward model)
+#   -> PPO toward positive reviews with its POSITIVE logit -> eval before/after.
 # Usage: examples/imdb_sentiment/run.sh [WORK_DIR]      (default ./runs/imdb_sentiment)
 #   QUICK=1   a ~2-minute smoke run (tiny steps and rows)
 #   ENGINE=/path/to/engine   use this binary (default: cargo build --release, then target/release/engine)
 #   SHARED=/path/to/shared   the datasets folder's parent (default: <repo>/../shared)
 set -euo pipefail
 
-# ---- knobs: the default run takes about 20 minutes on a loaded 2-core llvmpipe machine ----
+# ---- knobs: the default run takes about 15 minutes on a loaded 2-core llvmpipe machine ----
 QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then
   SFT_EVERY=30 SFT_STEPS=8 RM_EVERY=60 RM_STEPS=6 TEST_EVERY=250 PROMPTS=48 EVAL_PROMPTS=16
   PPO_STEPS=2
 else
-  SFT_EVERY=3 SFT_STEPS=${SFT_STEPS:-150}   # every 3rd training review; optimizer steps
-  RM_EVERY=6 RM_STEPS=${RM_STEPS:-150}      # every 6th training review (4166, both labels)
+  SFT_EVERY=3 SFT_STEPS=${SFT_STEPS:-100}   # every 3rd training review; optimizer steps
+  RM_EVERY=${RM_EVERY:-6} RM_STEPS=${RM_STEPS:-150}   # every 6th training review (4166, both labels)
   TEST_EVERY=50                             # every 50th test review (500) for held-out accuracy
   PROMPTS=512 EVAL_PROMPTS=128              # PPO prompts (train split) / eval prompts (test split)
-  PPO_STEPS=${PPO_STEPS:-60}
+  PPO_STEPS=${PPO_STEPS:-40}
 fi
 BATCH=16            # SFT and reward-model batch
 PPO_BATCH=32        # rollouts per PPO step (two optimizer mini-batches of 16)
 PPO_LR=${PPO_LR:-1e-4}
 NEW_TOKENS=24       # response length (TRL's example samples 4-16 new tokens)
-VOCAB=4096 HIDDEN=128 LAYERS=2 HEADS=4 CONTEXT=64
+VOCAB=4096 HIDDEN=128 LAYERS=2 HEADS=4 CONTEXT=64   # the GPT-2 policy
+CLS_VOCAB=8192 CLS_HIDDEN=128 CLS_LAYERS=2 CLS_HEADS=4   # the DistilBERT classifier
+CLS_MAX_LEN=96      # classifier training truncates reviews to this many WordPiece tokens
 
 ROOT=$(git -C "$(dirname "$0")" rev-parse --show-toplevel 2>/dev/null || (cd "$(dirname "$0")/../.." && pwd))
 SHARED=${SHARED:-$ROOT/../shared}
@@ -41,7 +44,7 @@ done
 mkdir -p "$WORK"
 cd "$WORK"
 echo "work dir $(pwd)"
-rm -rf tok init sft rm ppo   # a re-run starts over (the trainers refuse to overwrite a run)
+rm -rf tok cls_tok init cls_init sft rm ppo   # a re-run starts over (the trainers refuse to overwrite a run)
 TIMES=times.txt
 : > "$TIMES"
 step() { # step NAME CMD...: runs CMD, records its wall time
@@ -79,32 +82,37 @@ prepare() {
 }
 step data prepare
 
-# ---- 1. tokenizer and a fresh GPT-NeoX policy ----
+# ---- 1. tokenizers and fresh models: a GPT-2 policy (byte-level BPE) and a DistilBERT ----
+# sentiment classifier (its own lower-casing WordPiece with [CLS] ... [SEP], as distilbert-base)
 step tokenizer engine train-tokenizer --data tok_text.jsonl.gz --fields text --vocab-size "$VOCAB" --out tok
-step init engine init --arch gpt-neox --tokenizer tok --hidden "$HIDDEN" --layers "$LAYERS" --heads "$HEADS" \
+step cls_tokenizer engine train-tokenizer --kind wordpiece --data tok_text.jsonl.gz --fields text \
+  --vocab-size "$CLS_VOCAB" --out cls_tok
+step init engine init --arch gpt2 --tokenizer tok --hidden "$HIDDEN" --layers "$LAYERS" --heads "$HEADS" \
   --context "$CONTEXT" --template plain --seed 1 --out init
+step cls_init engine init --arch distilbert --tokenizer cls_tok --hidden "$CLS_HIDDEN" --layers "$CLS_LAYERS" \
+  --heads "$CLS_HEADS" --context 512 --labels NEGATIVE,POSITIVE --seed 1 --out cls_init
 
 # ---- 2. SFT: language modelling on review text (text rows: loss on every token) ----
 step sft engine train-sft --model init --data sft.jsonl.gz --steps "$SFT_STEPS" --batch-size "$BATCH" \
   --lr 2e-3 --warmup-steps 10 --progress plain --log-every 25 --out sft
 
-# ---- 3. reward model: a positive/negative classifier started from the SFT model ----
-# One logit trained with BCE on label 0/1: the logit is the positive-class score PPO uses.
-step reward engine train-reward --model sft/model --data rm_train.jsonl.gz --eval-data rm_test.jsonl.gz \
-  --loss classifier --steps "$RM_STEPS" --batch-size "$BATCH" --lr 2e-3 --warmup-steps 10 \
+# ---- 3. reward model: the DistilBERT classifier, cross-entropy on label 0/1 (NEGATIVE/POSITIVE) ----
+step reward engine train-reward --model cls_init --data rm_train.jsonl.gz --eval-data rm_test.jsonl.gz \
+  --max-len "$CLS_MAX_LEN" --steps "$RM_STEPS" --batch-size "$BATCH" --lr 1e-3 --warmup-steps 10 \
   --progress plain --log-every 20 --out rm
 
-# ---- 4. PPO toward positive reviews: full fine-tuning of the 1.4M-parameter policy, KL to a ----
-# frozen copy of the SFT model. (A user's GPT-2 would use --lora-r 16 [--quant nf4]: see README.)
-step ppo engine train-ppo --model sft/model --reward-model rm/model --data ppo_prompts.jsonl \
-  --steps "$PPO_STEPS" --batch-size "$PPO_BATCH" --mini-batch-size 16 --lr "$PPO_LR" \
+# ---- 4. PPO toward positive reviews: the reward is the classifier's POSITIVE logit on the ----
+# decoded prompt + response, re-tokenized with its WordPiece. Full fine-tuning of the small policy,
+# KL to a frozen copy of the SFT model. (A user's GPT-2 would use --lora-r 16 [--quant nf4]: see README.)
+step ppo engine train-ppo --model sft/model --template plain --reward-model rm/model --reward-label POSITIVE \
+  --data ppo_prompts.jsonl --steps "$PPO_STEPS" --batch-size "$PPO_BATCH" --mini-batch-size 16 --lr "$PPO_LR" \
   --max-new-tokens "$NEW_TOKENS" --init-kl-coef 0.05 --log-every 10 --progress plain --out ppo
 
 # ---- 5. eval before/after on held-out prompts, same seed and sampling ----
-step eval_before engine eval --model sft/model --reward-model rm/model --data eval_prompts.jsonl \
-  --max-new-tokens "$NEW_TOKENS" --seed 7 > eval_before.txt
-step eval_after engine eval --model ppo/model --reference-model sft/model --reward-model rm/model \
-  --data eval_prompts.jsonl --max-new-tokens "$NEW_TOKENS" --seed 7 > eval_after.txt
+step eval_before engine eval --model sft/model --reward-model rm/model --reward-label POSITIVE \
+  --data eval_prompts.jsonl --max-new-tokens "$NEW_TOKENS" --seed 7 > eval_before.txt
+step eval_after engine eval --model ppo/model --reference-model sft/model \
+  --reward-model rm/model --reward-label POSITIVE --data eval_prompts.jsonl --max-new-tokens "$NEW_TOKENS" --seed 7 > eval_after.txt
 
 field() { awk -v k="$2" '$1 == k { print $2 }' "$1"; }
 echo
@@ -116,3 +124,4 @@ echo "KL to the SFT policy (after)  $(field eval_after.txt eval/kl)"
 echo "distinct-2 before / after     $(field eval_before.txt eval/distinct_2) / $(field eval_after.txt eval/distinct_2)"
 echo "times:"
 sed 's/^/  /' "$TIMES"
+echo "load average at the end: $(cut -d" " -f1-3 /proc/loadavg 2>/dev/null || echo n/a)"

@@ -2,4 +2,5 @@
 //! pipeline and `engine train-ppo` with no model, and its report.
 
 mod build;
+mod build_encoder;
 mod pipeline;

@@ -1,7 +1,8 @@
 //! Encoder classifiers (`engine classify`, `--reward-model` with a BERT-style
 //! classifier, `train-reward` on one): a model without a classification
 //! head, rows without text, a label the classifier does not have, a missing
-//! `--reward-label`, preference data, and generating with an encoder are
+//! `--reward-label`, preference data, generating with an encoder, and a new
+//! encoder from a tokenizer without a pad token are
 //! refused with errors naming the culprit.
 
 use crate::harness::*;
@@ -105,4 +106,22 @@ fn training_an_encoder_on_preference_pairs_is_refused() {
         "@tmp/run",
     ];
     refused("encoder-prefs", &raw, &["labelled texts"]);
+}
+
+#[test]
+fn a_new_encoder_needs_a_tokenizer_with_a_pad_token() {
+    // GPT-2's byte-level BPE has no [PAD] / <pad>: `init --arch distilbert`
+    // wants a `train-tokenizer --kind wordpiece`.
+    let raw = [
+        "init",
+        "--arch",
+        "distilbert",
+        "--tokenizer",
+        "@model/gpt2-tiny",
+        "--hidden",
+        "32",
+        "--out",
+        "@tmp/cls",
+    ];
+    refused("init-encoder-no-pad", &raw, &["gpt2-tiny", "[PAD]"]);
 }

@@ -1,18 +1,28 @@
 //! `engine train-tokenizer` and `engine init`: the two steps that start a
 //! model from nothing (a byte-level BPE trained on your data, then a randomly
-//! initialised GPT-2 / GPT-NeoX of a chosen size in Hugging Face layout).
+//! initialised GPT-2 / GPT-NeoX / Llama of a chosen size in Hugging Face
+//! layout, or an encoder classifier: BERT or DistilBERT with a WordPiece).
 
 use anyhow::{Context, Result};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use engine::data::bpe::{save_tokenizer, texts_of_file, train_bpe};
+use engine::data::wordpiece::train_wordpiece;
 use engine::data::{ChatTemplate, LoadOptions, TEMPLATE_FILE};
 use engine::models::checkpoint::SaveDtype;
-use engine::models::fresh::{fresh_model, ModelShape};
+use engine::models::fresh::{fresh_classifier, fresh_model, ModelShape};
 use engine::models::outputs::{refuse_existing_file, refuse_non_empty_dir};
 use engine::models::Arch;
 use engine::Gpu;
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum TokenizerKind {
+    /// GPT-2's byte-level BPE (for causal LMs).
+    Bpe,
+    /// BERT's lower-casing WordPiece with [CLS] … [SEP] (for encoder classifiers).
+    Wordpiece,
+}
 
 #[derive(clap::Args)]
 pub struct TrainTokenizerArgs {
@@ -22,7 +32,10 @@ pub struct TrainTokenizerArgs {
     /// Text fields to learn from, comma-separated (default: every string field).
     #[arg(long, value_delimiter = ',')]
     pub fields: Vec<String>,
-    /// Vocabulary size, special tokens and the 256 byte symbols included.
+    /// bpe (byte-level, GPT-2's) or wordpiece (BERT's, for `init --arch distilbert|bert`).
+    #[arg(long, value_enum, default_value_t = TokenizerKind::Bpe)]
+    pub kind: TokenizerKind,
+    /// Vocabulary size, special tokens included (and, for bpe, the 256 byte symbols).
     #[arg(long, default_value_t = 4096)]
     pub vocab_size: usize,
     /// Use at most this many rows of each file.
@@ -47,10 +60,19 @@ pub fn train_tokenizer_cmd(args: &TrainTokenizerArgs) -> Result<()> {
         texts.extend(texts_of_file(f, &args.fields, &opts)?);
     }
     let n = texts.len();
-    let tok = train_bpe(texts.into_iter(), args.vocab_size)?;
+    let (tok, kind) = match args.kind {
+        TokenizerKind::Bpe => (
+            train_bpe(texts.into_iter(), args.vocab_size)?,
+            "byte-level BPE",
+        ),
+        TokenizerKind::Wordpiece => (
+            train_wordpiece(texts.into_iter(), args.vocab_size)?,
+            "WordPiece",
+        ),
+    };
     save_tokenizer(&tok, &args.out)?;
     println!(
-        "trained a {}-token byte-level BPE on {n} texts",
+        "trained a {}-token {kind} on {n} texts",
         tok.get_vocab_size(true)
     );
     println!("tokenizer {}", args.out.join("tokenizer.json").display());
@@ -62,11 +84,16 @@ pub enum ArchArg {
     Gpt2,
     GptNeox,
     Llama,
+    /// A DistilBertForSequenceClassification (labels from --labels).
+    Distilbert,
+    /// A BertForSequenceClassification (labels from --labels).
+    Bert,
 }
 
 #[derive(clap::Args)]
 pub struct InitArgs {
-    /// gpt2, gpt-neox (Pythia's layout) or llama.
+    /// gpt2, gpt-neox (Pythia's layout) or llama: a causal LM; distilbert or
+    /// bert: an encoder classifier (give it a `train-tokenizer --kind wordpiece`).
     #[arg(long, value_enum, default_value_t = ArchArg::GptNeox)]
     pub arch: ArchArg,
     /// tokenizer.json (or a directory holding one); it fixes the vocabulary.
@@ -87,6 +114,9 @@ pub struct InitArgs {
     /// Vocabulary rows (default: the tokenizer's size rounded up to 64).
     #[arg(long)]
     pub vocab_size: Option<usize>,
+    /// Class names of an encoder classifier, comma-separated (its id2label).
+    #[arg(long, value_delimiter = ',', default_value = "NEGATIVE,POSITIVE")]
+    pub labels: Vec<String>,
     /// Chat template stored with the model: gpt2, plain, hh or a JSON file.
     #[arg(long)]
     pub template: Option<String>,
@@ -115,6 +145,8 @@ pub fn init_cmd(gpu: &Arc<Gpu>, args: &InitArgs) -> Result<()> {
             ArchArg::Gpt2 => Arch::Gpt2,
             ArchArg::GptNeox => Arch::GptNeox,
             ArchArg::Llama => Arch::Llama,
+            ArchArg::Distilbert => Arch::DistilBert,
+            ArchArg::Bert => Arch::Bert,
         },
         vocab_size: args.vocab_size.unwrap_or(vocab.div_ceil(64) * 64),
         hidden: args.hidden,
@@ -123,8 +155,35 @@ pub fn init_cmd(gpu: &Arc<Gpu>, args: &InitArgs) -> Result<()> {
         intermediate: args.intermediate.unwrap_or(4 * args.hidden),
         context: args.context,
     };
-    let mut model = fresh_model(gpu, &shape, tok, args.seed)
-        .with_context(|| format!("initialising a model with {}", path.display()))?;
+    let encoder = matches!(args.arch, ArchArg::Distilbert | ArchArg::Bert);
+    let model = if encoder {
+        fresh_classifier(gpu, &shape, tok, &args.labels, args.seed)
+    } else {
+        fresh_model(gpu, &shape, tok, args.seed)
+    };
+    let mut model =
+        model.with_context(|| format!("initialising a model with {}", path.display()))?;
+    if encoder {
+        model.save(&args.out, SaveDtype::F32)?;
+        let params: usize = model
+            .params
+            .to_host()?
+            .values()
+            .map(|t| t.shape.iter().product::<usize>())
+            .sum();
+        println!(
+            "{params} parameters: {} classifier, {} layers, hidden {}, {} heads, vocab {}, context {}, labels {}",
+            model.arch().identity().classifier,
+            shape.layers,
+            shape.hidden,
+            shape.heads,
+            shape.vocab_size,
+            shape.context,
+            args.labels.join(",")
+        );
+        println!("model     {}", args.out.display());
+        return Ok(());
+    }
     // A new model has no chat template of its own: engine's gpt2 unless asked.
     let template = match &args.template {
         Some(t) => ChatTemplate::preset_or_file(t)?,

@@ -49,6 +49,7 @@ mod split;
 pub mod support;
 mod template;
 mod truncation;
+pub mod wordpiece;
 
 pub use batch::{
     classifier_batch, kto_batch, pad_id, preference_batch, prompt_batch, right_padded, sft_batch,

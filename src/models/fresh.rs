@@ -1,6 +1,7 @@
 //! New models from a shape: the config.json transformers would write for a
 //! model of that architecture and size, and freshly initialised weights
-//! ([`super::init`]). `engine init` and the support-tiny pipeline start here.
+//! ([`super::init`]). `engine init` and the support-tiny pipeline start here:
+//! a causal LM ([`fresh_model`]) or an encoder classifier ([`fresh_classifier`]).
 
 use anyhow::{ensure, Context, Result};
 use serde_json::{json, Value};
@@ -103,6 +104,72 @@ pub fn fresh_model(
     raw["bos_token_id"] = json!(find(&BOS_TOKENS).unwrap_or(eos));
     let cfg = ModelConfig::from_json(raw, "new model config")?;
     let mut model = CausalLm::random(gpu, cfg, Head::Lm, seed)?;
+    model.tokenizer = Some(tokenizer);
+    Ok(model)
+}
+
+/// Special tokens a new encoder classifier takes its pad id from: BERT's
+/// `[PAD]` or RoBERTa's `<pad>`.
+const ENCODER_PAD_TOKENS: [&str; 2] = ["[PAD]", "<pad>"];
+
+/// A randomly initialised encoder classifier (BERT, DistilBERT, RoBERTa) of
+/// `shape` with one logit per name in `labels` (its `id2label`), as
+/// transformers' `*ForSequenceClassification(config)` builds one: the
+/// config.json says the classifier class, `problem_type`
+/// single-label, and the tokenizer's pad token (`[PAD]` or `<pad>`).
+pub fn fresh_classifier(
+    gpu: &Arc<Gpu>,
+    shape: &ModelShape,
+    tokenizer: tokenizers::Tokenizer,
+    labels: &[String],
+    seed: u64,
+) -> Result<CausalLm> {
+    let arch = registry::architecture(shape.arch);
+    ensure!(
+        arch.is_encoder(),
+        "{:?} is a causal LM, not an encoder classifier",
+        shape.arch
+    );
+    ensure!(
+        shape.heads > 0 && shape.hidden.is_multiple_of(shape.heads),
+        "hidden size {} is not divisible by {} heads",
+        shape.hidden,
+        shape.heads
+    );
+    ensure!(!labels.is_empty(), "a classifier needs at least one label");
+    let tok_vocab = tokenizer.get_vocab_size(true);
+    ensure!(
+        tok_vocab <= shape.vocab_size,
+        "the tokenizer has {tok_vocab} tokens but the model's vocab is {}",
+        shape.vocab_size
+    );
+    let pad = ENCODER_PAD_TOKENS
+        .iter()
+        .find_map(|t| tokenizer.token_to_id(t))
+        .with_context(|| {
+            format!("the tokenizer has none of {ENCODER_PAD_TOKENS:?} (an encoder pads with it)")
+        })?;
+    let mut raw = arch.new_config(shape);
+    let id2label: serde_json::Map<String, Value> = labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (i.to_string(), json!(l)))
+        .collect();
+    let label2id: serde_json::Map<String, Value> = labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.clone(), json!(i)))
+        .collect();
+    let obj = raw.as_object_mut().expect("a JSON object");
+    obj.insert("architectures".into(), json!([arch.identity().classifier]));
+    obj.insert("vocab_size".into(), json!(shape.vocab_size));
+    obj.insert("pad_token_id".into(), json!(pad));
+    obj.insert("id2label".into(), Value::Object(id2label));
+    obj.insert("label2id".into(), Value::Object(label2id));
+    obj.insert("problem_type".into(), json!("single_label_classification"));
+    obj.insert("torch_dtype".into(), json!("float32"));
+    let cfg = ModelConfig::from_json(raw, "new classifier config")?;
+    let mut model = CausalLm::random(gpu, cfg, Head::Reward, seed)?;
     model.tokenizer = Some(tokenizer);
     Ok(model)
 }
