@@ -158,6 +158,14 @@ fn dpo_three_full_batch_steps_match_trl() {
             m.logps_rejected,
             &s["logps/rejected"],
         );
+        // The mean logit over the padded rows, pads included (TRL 0.11).
+        close("logits/chosen", i + 1, m.logits_chosen, &s["logits/chosen"]);
+        close(
+            "logits/rejected",
+            i + 1,
+            m.logits_rejected,
+            &s["logits/rejected"],
+        );
     }
 }
 
@@ -204,11 +212,11 @@ fn reward_three_full_batch_steps_match_trl() {
     assert_eq!(rows.len(), steps.len(), "{rows:?}");
     for (i, (row, s)) in rows.iter().zip(steps).enumerate() {
         println!("step {}: {row:?}", i + 1);
-        close("loss", i + 1, metric(row, "train/loss"), &s["loss_exact"]);
+        close("loss", i + 1, metric(row, "loss"), &s["loss_exact"]);
         close(
             "grad_norm",
             i + 1,
-            metric(row, "train/grad_norm"),
+            metric(row, "grad_norm"),
             &s["grad_norm"],
         );
     }
@@ -287,7 +295,7 @@ fn reward_training_on_hh_rlhf_cut_to_600_characters_runs() {
     let rows = metric_rows(&out.join("run"));
     assert_eq!(rows.len(), 2);
     assert!(
-        rows.iter().all(|r| metric(r, "train/loss").is_finite()),
+        rows.iter().all(|r| metric(r, "loss").is_finite()),
         "{rows:?}"
     );
     let _ = std::fs::remove_dir_all(&out);
