@@ -243,7 +243,10 @@ impl Encoder<'_> {
                     // No shared prompt: the whole conversation, as TRL
                     // renders a pair without a prompt.
                     Content::Chat(m) if r.prompt.is_empty() => self.template.render_messages(m),
-                    _ => self.template.render_example(&r.prompt, c).map(|(p, c)| p + &c),
+                    _ => self
+                        .template
+                        .render_example(&r.prompt, c)
+                        .map(|(p, c)| p + &c),
                 };
                 let text = text.map_err(|e| anyhow!("{origin}: {e:#}"))?;
                 let enc = self

@@ -131,8 +131,18 @@ pub(super) struct Acc {
 impl Acc {
     pub(super) fn add(&mut self, w: f64, loss: f64, m: &DirectMetrics) {
         let sides = [
-            (m.rewards_chosen, m.logps_chosen, m.logits_chosen, m.count_chosen),
-            (m.rewards_rejected, m.logps_rejected, m.logits_rejected, m.count_rejected),
+            (
+                m.rewards_chosen,
+                m.logps_chosen,
+                m.logits_chosen,
+                m.count_chosen,
+            ),
+            (
+                m.rewards_rejected,
+                m.logps_rejected,
+                m.logits_rejected,
+                m.count_rejected,
+            ),
         ];
         for (g, (r, l, x, n)) in self.groups.iter_mut().zip(sides) {
             if n > 0 {
