@@ -13,6 +13,7 @@ mod data {
     pub mod helpers;
     pub mod pairs;
     pub mod real;
+    pub mod sft_eos;
     /// The customer-support data set (`src/data/support/`).
     pub mod support {
         pub mod fluency;

@@ -179,3 +179,41 @@ fn hh_rlhf_cut_to_its_last_600_characters_loads_as_whole_texts() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn conversations_without_a_shared_prefix_are_whole_for_reward_only() {
+    let chatml = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' \
+                  + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}\
+                  {% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+    let jinja = super::helpers::temp_file("no-prefix-chat", "chatml.jinja", chatml);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels-tests/fixtures/tokenizers/gpt2");
+    let t = ChatTemplate::resolve(jinja.to_str(), Ok(dir.as_path())).unwrap();
+    let turn = |role: &str, text: &str| format!(r#"{{"role": "{role}", "content": "{text}"}}"#);
+    let line = format!(
+        r#"{{"chosen": [{}, {}], "rejected": [{}, {}]}}"#,
+        turn("user", "Cats?"),
+        turn("assistant", "They purr."),
+        turn("user", "Dogs?"),
+        turn("assistant", "They bark.")
+    );
+    let file = super::helpers::temp_file("no-prefix-chat", "prefs.jsonl", &format!("{line}\n"));
+    let ds = load_preferences(&file, &LoadOptions::default()).unwrap();
+    let row = &ds.rows[0];
+    assert!(row.record.prompt.is_empty(), "{:?}", row.record);
+    let enc = Encoder::new(gpt2(), &t, Truncation::truncate(64));
+    let e = enc.reward_pair(row).unwrap();
+    // TRL: each side rendered whole by the chat template, no prompt split.
+    let whole = |u: &str, a: &str| {
+        ids(&format!(
+            "<|im_start|>user\n{u}<|im_end|>\n<|im_start|>assistant\n{a}<|im_end|>\n"
+        ))
+    };
+    assert!(e.prompt_ids.is_empty());
+    assert_eq!(e.chosen_ids, whole("Cats?", "They purr."));
+    assert_eq!(e.rejected_ids, whole("Dogs?", "They bark."));
+    let err = format!("{:#}", enc.preference(row).unwrap_err());
+    assert!(
+        err.contains("prefs.jsonl:1") && err.contains("share no prompt"),
+        "{err}"
+    );
+}

@@ -158,6 +158,14 @@ fn dpo_three_full_batch_steps_match_trl() {
             m.logps_rejected,
             &s["logps/rejected"],
         );
+        // The mean logit over the padded rows, pads included (TRL 0.11).
+        close("logits/chosen", i + 1, m.logits_chosen, &s["logits/chosen"]);
+        close(
+            "logits/rejected",
+            i + 1,
+            m.logits_rejected,
+            &s["logits/rejected"],
+        );
     }
 }
 
@@ -260,12 +268,28 @@ fn reward_training_on_hh_rlhf_cut_to_600_characters_runs() {
     }
     let data = out.join("hh600.jsonl");
     std::fs::write(&data, rows).unwrap();
+    let rows = two_reward_steps(&out, &data, &[]);
+    assert_eq!(rows.len(), 2);
+    assert!(
+        rows.iter().all(|r| metric(r, "loss").is_finite()),
+        "{rows:?}"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// Two reward-model steps of batch 3 on `data` from gpt2-tiny, into
+/// `out/run`; the rows of its metrics.jsonl.
+fn two_reward_steps(
+    out: &Path,
+    data: &Path,
+    extra: &[&str],
+) -> Vec<serde_json::Map<String, Value>> {
     let (m, d, o) = (
         model_dir("gpt2-tiny"),
         data.display().to_string(),
         out.join("run").display().to_string(),
     );
-    let args: RewardArgs = parse(&[
+    let mut flags = vec![
         "--model",
         &m,
         "--data",
@@ -282,9 +306,38 @@ fn reward_training_on_hh_rlhf_cut_to_600_characters_runs() {
         "1e-3",
         "--log-every",
         "1",
-    ]);
+    ];
+    flags.extend_from_slice(extra);
+    let args: RewardArgs = parse(&flags);
     train_reward(&crate::common::gpu(), args).unwrap();
-    let rows = metric_rows(&out.join("run"));
+    metric_rows(&out.join("run"))
+}
+
+/// TRL's RewardTrainer renders conversational pairs that share no prompt
+/// whole through the chat template: engine's train-reward trains on them.
+#[test]
+fn reward_training_on_conversations_without_a_shared_prefix_runs() {
+    let out = scratch("no-prefix-chat-rm");
+    let jinja = out.join("chatml.jinja");
+    std::fs::write(
+        &jinja,
+        "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' \
+         + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}\
+         {% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}",
+    )
+    .unwrap();
+    let mut rows = String::new();
+    for (a, b) in [("cats", "dogs"), ("tea", "coffee"), ("rain", "sun")] {
+        let side = |q: &str, r: &str| {
+            serde_json::json!([{"role": "user", "content": format!("About {q}?")},
+                               {"role": "assistant", "content": r}])
+        };
+        let row = serde_json::json!({"chosen": side(a, "Lovely."), "rejected": side(b, "No.")});
+        rows += &format!("{row}\n");
+    }
+    let data = out.join("chat.jsonl");
+    std::fs::write(&data, rows).unwrap();
+    let rows = two_reward_steps(&out, &data, &["--template", jinja.to_str().unwrap()]);
     assert_eq!(rows.len(), 2);
     assert!(
         rows.iter().all(|r| metric(r, "loss").is_finite()),

@@ -39,7 +39,16 @@ pub struct LmBatch {
 fn lm_batch(rows: Vec<(Vec<i32>, Vec<i32>)>, pad: i32) -> Result<LmBatch> {
     ensure!(!rows.is_empty(), "no examples to batch");
     let seqs: Vec<Vec<i32>> = rows.iter().map(|r| r.0.clone()).collect();
-    let tokens = right_padded(&seqs, pad)?;
+    let mut tokens = right_padded(&seqs, pad)?;
+    // transformers' causal LMs give right pads the positions `arange(T)`
+    // would (no position_ids from the collators TRL uses). Pads are masked as
+    // keys and never scored, so only their own logits change: those TRL 0.11's
+    // `logits/chosen`/`logits/rejected` average over.
+    for (i, (p, &m)) in tokens.positions.iter_mut().zip(&tokens.mask).enumerate() {
+        if m == 0 {
+            *p = (i % tokens.seq) as i32;
+        }
+    }
     let mut loss_mask = Vec::with_capacity(tokens.ids.len());
     for (ids, mask) in &rows {
         debug_assert_eq!(ids.len(), mask.len());

@@ -300,7 +300,9 @@ impl<'a> Encoder<'a> {
         let prompt_flag = if self.completion_only { 0 } else { 1 };
         let (ids, loss_mask) = match &row.record {
             SftRecord::Text(t) => {
-                let ids = self.fit_rest(self.encode_start(t, true, origin)?, 0, "text", origin)?;
+                // EOS appended as TRL's SFTTrainer does (`render_text`).
+                let t = self.template.render_text(t);
+                let ids = self.fit_rest(self.encode_start(&t, true, origin)?, 0, "text", origin)?;
                 let n = ids.len();
                 (ids, vec![1; n])
             }

@@ -32,7 +32,7 @@ use anyhow::{anyhow, bail, ensure, Result};
 
 use super::dataset::{Origin, Row};
 use super::encode::{Encoder, Overflow, PreferenceExample};
-use super::records::PreferenceRecord;
+use super::records::{Content, PreferenceRecord};
 
 /// One side's prompt and response ids.
 struct Side {
@@ -71,17 +71,17 @@ impl Encoder<'_> {
 
     fn preference_row(&self, row: &Row<PreferenceRecord>) -> Result<PreferenceExample> {
         let (origin, r) = (&row.origin, &row.record);
+        ensure!(
+            !r.prompt.is_empty(),
+            "{origin}: chosen and rejected share no prompt; DPO/IPO/KTO need one \
+             (train-reward takes whole texts and conversations)"
+        );
         let render = |c| {
             self.template
                 .render_example(&r.prompt, c)
                 .map_err(|e| anyhow!("{origin}: {e:#}"))
         };
         let ((p, c), (_, rej)) = (render(&r.chosen)?, render(&r.rejected)?);
-        ensure!(
-            !p.is_empty(),
-            "{origin}: chosen and rejected share no prompt; DPO/IPO/KTO need one \
-             (train-reward takes whole texts)"
-        );
         let mut sides = [self.side(&p, &c, origin)?, self.side(&p, &rej, origin)?];
         let (bos, eos) = (self.special_id("bos_token"), self.special_id("eos_token"));
         for s in &mut sides {
@@ -231,20 +231,27 @@ impl Encoder<'_> {
 
     /// A reward-model pair: prompt + chosen and prompt + rejected each as one
     /// text with the tokenizer's own special tokens, no prompt split (the
-    /// prompt may be empty: pairs with no shared prefix). A text longer than
+    /// prompt may be empty: pairs with no shared prefix, conversations then
+    /// rendered whole). A text longer than
     /// max_len keeps its last tokens (where the responses differ and the
     /// score is read), or fails under [`Overflow::Error`].
     pub fn reward_pair(&self, row: &Row<PreferenceRecord>) -> Result<PreferenceExample> {
         self.counted(|| {
             let (origin, r) = (&row.origin, &row.record);
-            let whole = |c, what: &str| -> Result<Vec<i32>> {
-                let (p, c) = self
-                    .template
-                    .render_example(&r.prompt, c)
-                    .map_err(|e| anyhow!("{origin}: {e:#}"))?;
+            let whole = |c: &Content, what: &str| -> Result<Vec<i32>> {
+                let text = match c {
+                    // No shared prompt: the whole conversation, as TRL
+                    // renders a pair without a prompt.
+                    Content::Chat(m) if r.prompt.is_empty() => self.template.render_messages(m),
+                    _ => self
+                        .template
+                        .render_example(&r.prompt, c)
+                        .map(|(p, c)| p + &c),
+                };
+                let text = text.map_err(|e| anyhow!("{origin}: {e:#}"))?;
                 let enc = self
                     .tokenizer
-                    .encode(format!("{p}{c}"), true)
+                    .encode(text, true)
                     .map_err(|e| anyhow!("{origin}: tokenizing: {e}"))?;
                 let mut ids: Vec<i32> = enc.get_ids().iter().map(|&i| i as i32).collect();
                 let max = self.truncation.max_len;

@@ -53,6 +53,14 @@ pub enum Content {
 }
 
 impl Content {
+    /// No text and no message: an implicit prompt that was not there.
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Content::Plain(s) => s.is_empty(),
+            Content::Chat(m) => m.is_empty(),
+        }
+    }
+
     pub fn is_blank(&self) -> bool {
         match self {
             Content::Plain(s) => s.trim().is_empty(),
@@ -340,7 +348,11 @@ fn hh_record(prompt: &str, chosen: &str, rejected: &str) -> Option<PreferenceRec
 }
 
 /// Implicit prompt for message lists: the common turns up to the last point
-/// where both lists continue with an assistant turn.
+/// where both lists continue with an assistant turn. With no such point the
+/// prompt is empty and each side is its whole conversation: TRL's
+/// RewardTrainer renders such pairs whole through the chat template
+/// (`maybe_apply_chat_template` without a prompt); DPO refuses them when
+/// encoding ([`crate::data::Encoder::preference`]).
 fn split_messages(chosen: Vec<Message>, rejected: Vec<Message>) -> RowResult<PreferenceRecord> {
     if chosen == rejected {
         return Err("chosen and rejected are identical".into());
@@ -355,7 +367,7 @@ fn split_messages(chosen: Vec<Message>, rejected: Vec<Message>) -> RowResult<Pre
     let split = (1..=common)
         .rev()
         .find(|&s| is_assistant(&chosen, s) && is_assistant(&rejected, s))
-        .ok_or("chosen and rejected share no prompt before an assistant turn")?;
+        .unwrap_or(0);
     let (c, r) = (chosen[split..].to_vec(), rejected[split..].to_vec());
     let rec = PreferenceRecord {
         prompt: Content::Chat(chosen[..split].to_vec()),

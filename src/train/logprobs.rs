@@ -21,7 +21,7 @@ use crate::models::params::ParamVars;
 use crate::models::CausalLm;
 use crate::ops::cross_entropy::token_logprobs;
 use crate::ops::elementwise as ew;
-use crate::ops::reduce::sum_last;
+use crate::ops::reduce::{reduce_forward, sum_last, Axis, ReduceOp};
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
 
@@ -64,6 +64,38 @@ pub fn token_logps(
     vars: &ParamVars,
     batch: &LmBatch,
 ) -> Result<Var> {
+    Ok(token_logps_and_logits(model, tape, vars, batch)?.0)
+}
+
+/// Each row's sum of raw LM-head logits over all `T·V` entries of its padded
+/// row (prompt, completion and pads alike), what TRL 0.11's `logits/chosen`
+/// and `logits/rejected` are built from: DPOTrainer logs
+/// `policy_chosen_logits.mean()` over the whole `[pairs, T, V]` slice,
+/// KTOTrainer `policy_chosen_logits.nansum() / num_chosen`. Summed on the
+/// GPU from the logits the log-probs already use (one `[B, T]` buffer, no
+/// `[B·T, V]` copy), then in f64 on the host.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LogitSums {
+    pub rows: Vec<f64>,
+    /// Logits per row: `T·V`.
+    pub per_row: usize,
+}
+
+impl LogitSums {
+    /// The mean logit over rows `r` (DPO's `logits/*`; NaN when empty).
+    pub fn mean(&self, r: std::ops::Range<usize>) -> f64 {
+        let n = r.len() * self.per_row;
+        self.rows[r].iter().sum::<f64>() / n as f64
+    }
+}
+
+/// [`token_logps`] and the [`LogitSums`] of the same forward pass.
+pub fn token_logps_and_logits(
+    model: &CausalLm,
+    tape: &Tape,
+    vars: &ParamVars,
+    batch: &LmBatch,
+) -> Result<(Var, LogitSums)> {
     let t = &batch.tokens;
     ensure!(
         batch.loss_mask.len() == t.ids.len(),
@@ -73,11 +105,20 @@ pub fn token_logps(
     );
     let (_, logits) = model.forward(tape, vars, t)?;
     let v = logits.shape()[2];
+    let (cells, _) = reduce_forward(logits.tensor(), ReduceOp::Sum, Axis::Last)?;
+    let cells = cells.to_vec()?;
+    let sums = LogitSums {
+        rows: cells
+            .chunks(t.seq)
+            .map(|r| r.iter().map(|&x| x as f64).sum())
+            .collect(),
+        per_row: t.seq * v,
+    };
     let flat = tape.reshape(&logits, &[t.batch * t.seq, v])?;
     let targets = next_token_targets(t, Some(&batch.loss_mask));
     let targets = Tensor::from_i32(model.gpu(), &[targets.len()], &targets)?;
     let lp = token_logprobs(tape, &flat, &targets, 1.0)?;
-    tape.reshape(&lp, &[t.batch, t.seq])
+    Ok((tape.reshape(&lp, &[t.batch, t.seq])?, sums))
 }
 
 /// Sequence log-probs `[B]` of the completions on the tape (with gradient
@@ -89,20 +130,33 @@ pub fn sequence_logps(
     batch: &LmBatch,
     reduce: LogpReduce,
 ) -> Result<Var> {
+    Ok(sequence_logps_and_logits(model, tape, vars, batch, reduce)?.0)
+}
+
+/// [`sequence_logps`] and the [`LogitSums`] of the same forward pass.
+pub fn sequence_logps_and_logits(
+    model: &CausalLm,
+    tape: &Tape,
+    vars: &ParamVars,
+    batch: &LmBatch,
+    reduce: LogpReduce,
+) -> Result<(Var, LogitSums)> {
     let counts = completion_tokens(batch);
     ensure!(
         counts.iter().all(|&n| n > 0),
         "a row has no completion token to score (completion tokens per row: {counts:?})"
     );
-    let sums = sum_last(tape, &token_logps(model, tape, vars, batch)?)?;
-    match reduce {
-        LogpReduce::Sum => Ok(sums),
+    let (lp, logits) = token_logps_and_logits(model, tape, vars, batch)?;
+    let sums = sum_last(tape, &lp)?;
+    let reduced = match reduce {
+        LogpReduce::Sum => sums,
         LogpReduce::Mean => {
             let inv: Vec<f32> = counts.iter().map(|&n| 1.0 / n as f32).collect();
             let inv = Tensor::from_f32(model.gpu(), &[inv.len()], &inv)?;
-            ew::mul(tape, &sums, &tape.constant(inv))
+            ew::mul(tape, &sums, &tape.constant(inv))?
         }
-    }
+    };
+    Ok((reduced, logits))
 }
 
 /// The weights that score reference log-probs.

@@ -151,7 +151,7 @@ impl HfTemplate {
         })
     }
 
-    fn with_eos(&self, text: &str) -> String {
+    pub(super) fn with_eos(&self, text: &str) -> String {
         match &self.eos {
             Some(eos) if !text.ends_with(eos.as_str()) => format!("{text}{eos}"),
             _ => text.to_string(),

@@ -168,6 +168,24 @@ impl ChatTemplate {
         }
     }
 
+    /// A language-modelling text (SFT's `{"text"}` rows) with the EOS text
+    /// appended unless it already ends with it: TRL 0.19+'s SFTTrainer
+    /// (`_prepare_dataset`'s `add_eos`, non-conversational data only), so a
+    /// model trained on whole texts learns to stop. (TRL 0.11's non-packed
+    /// SFTTrainer tokenized the text alone; engine follows the current rule,
+    /// as it does for standard prompt/completion rows.) Engine templates
+    /// append their own `eos` the same way.
+    pub fn render_text(&self, text: &str) -> String {
+        let eos = match self {
+            ChatTemplate::Engine(t) => t.eos.as_deref(),
+            ChatTemplate::Hf(t) => return t.with_eos(text),
+        };
+        match eos {
+            Some(e) if !text.ends_with(e) => format!("{text}{e}"),
+            _ => text.to_string(),
+        }
+    }
+
     /// (prompt text, completion text); their concatenation is the example.
     pub fn render_example(
         &self,

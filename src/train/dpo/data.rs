@@ -19,7 +19,9 @@ use crate::ops::row_gather::row_gather;
 use crate::rl::{dpo_loss, ipo_loss, kto_loss, kto_mismatched_indices, kto_pair_loss};
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
-use crate::train::logprobs::{reference_logps, sequence_logps, LogpReduce, RefPass, SeqLogps};
+use crate::train::logprobs::{
+    reference_logps, sequence_logps, sequence_logps_and_logits, LogpReduce, RefPass, SeqLogps,
+};
 
 /// Encoded training or eval examples.
 #[derive(Clone, Debug)]
@@ -210,7 +212,7 @@ impl Built {
         match self {
             Built::Pairs(pb) => {
                 let p = pb.pairs;
-                let all = sequence_logps(m, tape, vars, &pb.batch, reduce)?;
+                let (all, logits) = sequence_logps_and_logits(m, tape, vars, &pb.batch, reduce)?;
                 let (pc, pr) = halves(tape, &all, p)?;
                 let rc = upload(&refs.0.reduced(reduce))?;
                 let rr = upload(&refs.1.reduced(reduce))?;
@@ -232,13 +234,16 @@ impl Built {
                         kl: None,
                         logps_chosen: mean(&host[..p]),
                         logps_rejected: mean(&host[p..]),
+                        logits_chosen: logits.mean(0..p),
+                        logits_rejected: logits.mean(p..2 * p),
                         count_chosen: p,
                         count_rejected: p,
                     },
                 ))
             }
             Built::Unpaired { batch, kl } => {
-                let logps = sequence_logps(m, tape, vars, &batch.batch, LogpReduce::Sum)?;
+                let (logps, logits) =
+                    sequence_logps_and_logits(m, tape, vars, &batch.batch, LogpReduce::Sum)?;
                 let policy_kl = {
                     let _no_grad = tape.no_grad();
                     sequence_logps(m, tape, vars, &kl.batch, LogpReduce::Sum)?
@@ -263,6 +268,14 @@ impl Built {
                         .map(|(&x, _)| x)
                         .collect()
                 };
+                // KTOTrainer: Σ logits of a group's rows / the group's size.
+                let logit_sum = |want: bool| -> f64 {
+                    let rows = logits.rows.iter().zip(&batch.labels);
+                    let (s, n) = rows
+                        .filter(|(_, &l)| l == want)
+                        .fold((0.0, 0usize), |(s, n), (&x, _)| (s + x, n + 1));
+                    s / n as f64
+                };
                 Ok((
                     loss,
                     DirectMetrics {
@@ -273,6 +286,8 @@ impl Built {
                         kl: Some(km.kl),
                         logps_chosen: mean(&pick(true)),
                         logps_rejected: mean(&pick(false)),
+                        logits_chosen: logit_sum(true),
+                        logits_rejected: logit_sum(false),
                         count_chosen: km.count_chosen,
                         count_rejected: km.count_rejected,
                     },

@@ -16,6 +16,14 @@ pub struct DirectMetrics {
     /// Mean policy log-probs of chosen (desirable) and rejected completions.
     pub logps_chosen: f64,
     pub logps_rejected: f64,
+    /// TRL 0.11's `logits/chosen` and `logits/rejected`: for pairs the mean
+    /// raw logit over every entry of the padded chosen (rejected) rows,
+    /// prompt and pads included (DPOTrainer's `policy_chosen_logits.mean()`);
+    /// for KTO the sum of those entries per desirable (undesirable) example
+    /// (KTOTrainer's `nansum() / num_chosen`). See
+    /// [`crate::train::logprobs::LogitSums`].
+    pub logits_chosen: f64,
+    pub logits_rejected: f64,
     /// Chosen (desirable) and rejected (undesirable) completions in the batch.
     pub count_chosen: usize,
     pub count_rejected: usize,
@@ -43,6 +51,11 @@ impl DirectMetrics {
             (
                 n("logps/rejected", "eval_logps/rejected"),
                 self.logps_rejected,
+            ),
+            (n("logits/chosen", "eval_logits/chosen"), self.logits_chosen),
+            (
+                n("logits/rejected", "eval_logits/rejected"),
+                self.logits_rejected,
             ),
         ];
         if let Some(a) = self.rewards_accuracies {
@@ -108,8 +121,9 @@ pub(super) fn mean(x: &[f32]) -> f64 {
 pub(super) struct Acc {
     w: f64,
     loss: f64,
-    /// (Σ count·reward, Σ count·logps, Σ count) for chosen, then rejected.
-    groups: [(f64, f64, f64); 2],
+    /// (Σ count·reward, Σ count·logps, Σ count·logits, Σ count) for
+    /// chosen, then rejected.
+    groups: [(f64, f64, f64, f64); 2],
     acc: Option<f64>,
     kl: Option<f64>,
 }
@@ -117,13 +131,23 @@ pub(super) struct Acc {
 impl Acc {
     pub(super) fn add(&mut self, w: f64, loss: f64, m: &DirectMetrics) {
         let sides = [
-            (m.rewards_chosen, m.logps_chosen, m.count_chosen),
-            (m.rewards_rejected, m.logps_rejected, m.count_rejected),
+            (
+                m.rewards_chosen,
+                m.logps_chosen,
+                m.logits_chosen,
+                m.count_chosen,
+            ),
+            (
+                m.rewards_rejected,
+                m.logps_rejected,
+                m.logits_rejected,
+                m.count_rejected,
+            ),
         ];
-        for (g, (r, l, n)) in self.groups.iter_mut().zip(sides) {
+        for (g, (r, l, x, n)) in self.groups.iter_mut().zip(sides) {
             if n > 0 {
                 let n = n as f64;
-                *g = (g.0 + n * r, g.1 + n * l, g.2 + n);
+                *g = (g.0 + n * r, g.1 + n * l, g.2 + n * x, g.3 + n);
             }
         }
         self.w += w;
@@ -140,7 +164,7 @@ impl Acc {
     pub(super) fn finish(self, examples: usize) -> DpoEvalReport {
         let w = self.w;
         let [c, r] = self.groups;
-        let (chosen, rejected) = (c.0 / c.2, r.0 / r.2);
+        let (chosen, rejected) = (c.0 / c.3, r.0 / r.3);
         DpoEvalReport {
             loss: self.loss / w,
             metrics: DirectMetrics {
@@ -149,10 +173,12 @@ impl Acc {
                 rewards_margins: chosen - rejected,
                 rewards_accuracies: self.acc.map(|a| a / w),
                 kl: self.kl.map(|k| k / w),
-                logps_chosen: c.1 / c.2,
-                logps_rejected: r.1 / r.2,
-                count_chosen: c.2 as usize,
-                count_rejected: r.2 as usize,
+                logps_chosen: c.1 / c.3,
+                logps_rejected: r.1 / r.3,
+                logits_chosen: c.2 / c.3,
+                logits_rejected: r.2 / r.3,
+                count_chosen: c.3 as usize,
+                count_rejected: r.3 as usize,
             },
             examples,
         }
