@@ -15,7 +15,11 @@ use engine::ops::matmul::{matmul_lowrank_into, MatmulParams, MatmulVariant};
 use engine::{Gpu, GpuOptions, Tensor};
 use std::sync::Arc;
 
-const VARIANTS: [MatmulVariant; 3] = [MatmulVariant::Cpu, MatmulVariant::CpuSubgroup, MatmulVariant::Tiled];
+const VARIANTS: [MatmulVariant; 3] = [
+    MatmulVariant::Cpu,
+    MatmulVariant::CpuSubgroup,
+    MatmulVariant::Tiled,
+];
 
 #[test]
 fn epilogue_params_layout() {

@@ -11,7 +11,11 @@ use case::{check_case, plain, tol, Case};
 use engine::ops::matmul::{linear, matmul, matmul_into, MatmulParams, MatmulVariant};
 use engine::{Gpu, GpuOptions, Tensor};
 
-const VARIANTS: [MatmulVariant; 3] = [MatmulVariant::Cpu, MatmulVariant::CpuSubgroup, MatmulVariant::Tiled];
+const VARIANTS: [MatmulVariant; 3] = [
+    MatmulVariant::Cpu,
+    MatmulVariant::CpuSubgroup,
+    MatmulVariant::Tiled,
+];
 const TRANS: [(bool, bool); 4] = [(false, false), (false, true), (true, false), (true, true)];
 
 #[test]

@@ -51,9 +51,10 @@ fn matmul_variant_cases(m: usize, k: usize, n: usize, tb: bool) -> Vec<Case> {
         prepare: Box::new(move |gpu, seed| {
             let a = random(gpu, &[m, k], seed, 1.0)?;
             let b = random(gpu, &if tb { [n, k] } else { [k, n] }, seed + 1000, 1.0)?;
-            Ok(Box::new(move || {
-                matmul_forward_with(variant, &a, &b, None, false, tb).map(drop)
-            }) as Run)
+            Ok(
+                Box::new(move || matmul_forward_with(variant, &a, &b, None, false, tb).map(drop))
+                    as Run,
+            )
         }),
     };
     vec![

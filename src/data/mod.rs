@@ -40,6 +40,7 @@ mod batch;
 pub mod bpe;
 mod dataset;
 mod encode;
+mod examples;
 mod fields;
 pub mod jinja;
 mod pairs;

@@ -88,7 +88,10 @@ pub struct BestOfNArgs {
     pub model: Option<PathBuf>,
     /// Reward model directory; repeat to sum several (--reward-weight).
     #[arg(long, action = clap::ArgAction::Append)]
-    #[serde(default, deserialize_with = "crate::train::reward_mix::one_or_many_paths")]
+    #[serde(
+        default,
+        deserialize_with = "crate::train::reward_mix::one_or_many_paths"
+    )]
     pub reward_model: Vec<PathBuf>,
     /// The weight of each --reward-model in the summed reward, in order
     /// (default 1 each). Give one per --reward-model.
@@ -198,7 +201,10 @@ pub struct EvalArgs {
     pub data: Option<PathBuf>,
     /// Reward model directory (reward mean/std); repeat to sum several.
     #[arg(long, action = clap::ArgAction::Append)]
-    #[serde(default, deserialize_with = "crate::train::reward_mix::one_or_many_paths")]
+    #[serde(
+        default,
+        deserialize_with = "crate::train::reward_mix::one_or_many_paths"
+    )]
     pub reward_model: Vec<PathBuf>,
     /// The weight of each --reward-model in the summed reward, in order
     /// (default 1 each). Give one per --reward-model.
@@ -322,13 +328,7 @@ pub fn run_eval(gpu: &Arc<Gpu>, args: &EvalArgs) -> Result<EvalReport> {
         generate: args.common.generate_config(&policy),
         batch_size: args.common.batch_size.max(1),
     };
-    let report = evaluate(
-        &policy,
-        &prompts,
-        &cfg,
-        scorer.as_deref(),
-        kl,
-    )?;
+    let report = evaluate(&policy, &prompts, &cfg, scorer.as_deref(), kl)?;
     Ok(if args.safety {
         report.with_safety()
     } else {
