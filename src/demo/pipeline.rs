@@ -81,7 +81,7 @@ pub fn support_tiny(seed: u64) -> Preset {
             intermediate: 512,
             context: 128,
         },
-        sft_steps: 500,
+        sft_steps: 1500,
         sft_flags: &[
             "--batch-size=16",
             "--lr=2e-3",
