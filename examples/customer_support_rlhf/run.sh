@@ -10,7 +10,7 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 ENGINE=${ENGINE:-$ROOT/target/release/engine}
 W=${1:-runs/customer_support_rlhf}
 SEED=${SEED:-1}
-SFT_STEPS=${SFT_STEPS:-500}
+SFT_STEPS=${SFT_STEPS:-1500}
 RM_STEPS=${RM_STEPS:-150}
 PPO_STEPS=${PPO_STEPS:-30}
 if [ "${QUICK:-0}" = 1 ]; then SFT_STEPS=4; RM_STEPS=4; PPO_STEPS=2; fi
