@@ -9,19 +9,9 @@ fn with_adapter(case: &str, f: impl FnOnce(&std::path::Path), mentions: &[&str])
     let s = Scratch::new(case);
     let a = s.model("gpt2-tiny-lora", "adapter");
     f(&a);
-    let args = args(
+    let args = words(
         &s,
-        &[
-            "generate",
-            "--model",
-            "@model/gpt2-tiny",
-            "--adapter",
-            "@tmp/adapter",
-            "--prompt",
-            "Hi",
-            "--max-new-tokens",
-            "2",
-        ],
+        "generate --model @model/gpt2-tiny --adapter @tmp/adapter --prompt Hi --max-new-tokens 2",
     );
     expect_error(&s.0, &args, mentions);
 }
@@ -99,19 +89,6 @@ fn an_adapter_without_weights_is_named() {
 #[test]
 fn an_adapter_for_another_base_is_refused() {
     let s = Scratch::new("adapter-other-base");
-    let args = args(
-        &s,
-        &[
-            "generate",
-            "--model",
-            "@model/neox-parallel",
-            "--adapter",
-            "@model/gpt2-tiny-lora",
-            "--prompt",
-            "Hi",
-            "--max-new-tokens",
-            "2",
-        ],
-    );
+    let args = words(&s, "generate --model @model/neox-parallel --adapter @model/gpt2-tiny-lora --prompt Hi --max-new-tokens 2");
     expect_error(&s.0, &args, &["adapter"]);
 }

@@ -3,23 +3,13 @@
 
 use crate::harness::*;
 
-const SFT: &[&str] = &[
-    "train-sft",
-    "--model",
-    "@model/gpt2-tiny",
-    "--steps",
-    "1",
-    "--batch-size",
-    "2",
-    "--out",
-    "@tmp/run",
-];
+const SFT: &str = "train-sft --model @model/gpt2-tiny --steps 1 --batch-size 2 --out @tmp/run";
 
 fn sft_on(case: &str, file: &str, text: &str, extra: &[&str], mentions: &[&str]) -> Outcome {
     let s = Scratch::new(case);
     s.write(file, text);
     let path = format!("@tmp/{file}");
-    let mut raw: Vec<&str> = SFT.to_vec();
+    let mut raw: Vec<&str> = line(SFT);
     raw.extend(["--data", path.as_str()]);
     raw.extend(extra);
     expect_error(&s.0, &args(&s, &raw), mentions)
@@ -61,17 +51,7 @@ fn an_empty_data_file_is_named() {
 fn a_missing_data_file_is_named() {
     refused(
         "rows-missing",
-        &[
-            "train-sft",
-            "--model",
-            "@model/gpt2-tiny",
-            "--data",
-            "@tmp/nope.jsonl",
-            "--steps",
-            "1",
-            "--out",
-            "@tmp/run",
-        ],
+        &line("train-sft --model @model/gpt2-tiny --data @tmp/nope.jsonl --steps 1 --out @tmp/run"),
         &["nope.jsonl"],
     );
 }
@@ -83,7 +63,7 @@ fn a_corrupt_gzip_file_is_named() {
     let n = bytes.len();
     bytes[n / 2..].fill(0xAB);
     std::fs::write(s.path("d.jsonl.gz"), bytes).unwrap();
-    let mut raw: Vec<&str> = SFT.to_vec();
+    let mut raw: Vec<&str> = line(SFT);
     raw.extend(["--data", "@tmp/d.jsonl.gz"]);
     expect_error(&s.0, &args(&s, &raw), &["d.jsonl.gz"]);
 }
@@ -103,19 +83,9 @@ fn a_csv_with_a_missing_column_is_named() {
 fn a_preference_row_without_rejected_is_named() {
     let s = Scratch::new("rows-prefs");
     s.write("p.jsonl", "{\"prompt\": \"a\", \"chosen\": \" b\"}\n");
-    let a = args(
+    let a = words(
         &s,
-        &[
-            "train-reward",
-            "--model",
-            "@model/gpt2-tiny",
-            "--data",
-            "@tmp/p.jsonl",
-            "--steps",
-            "1",
-            "--out",
-            "@tmp/run",
-        ],
+        "train-reward --model @model/gpt2-tiny --data @tmp/p.jsonl --steps 1 --out @tmp/run",
     );
     expect_error(&s.0, &a, &["p.jsonl:1", "rejected"]);
 }
@@ -127,22 +97,7 @@ fn a_kto_label_that_is_not_a_boolean_is_named() {
         "k.jsonl",
         "{\"prompt\": \"a\", \"completion\": \" b\", \"label\": \"maybe\"}\n",
     );
-    let a = args(
-        &s,
-        &[
-            "train-dpo",
-            "--loss",
-            "kto",
-            "--model",
-            "@model/gpt2-tiny",
-            "--data",
-            "@tmp/k.jsonl",
-            "--steps",
-            "1",
-            "--out",
-            "@tmp/run",
-        ],
-    );
+    let a = words(&s, "train-dpo --loss kto --model @model/gpt2-tiny --data @tmp/k.jsonl --steps 1 --out @tmp/run");
     expect_error(&s.0, &a, &["k.jsonl:1", "label"]);
 }
 
@@ -153,19 +108,9 @@ fn a_kto_file_under_a_pairwise_loss_names_loss_kto() {
         "k.jsonl",
         "{\"prompt\": \"a\", \"completion\": \" b\", \"label\": true}\n",
     );
-    let a = args(
+    let a = words(
         &s,
-        &[
-            "train-dpo",
-            "--model",
-            "@model/gpt2-tiny",
-            "--data",
-            "@tmp/k.jsonl",
-            "--steps",
-            "1",
-            "--out",
-            "@tmp/run",
-        ],
+        "train-dpo --model @model/gpt2-tiny --data @tmp/k.jsonl --steps 1 --out @tmp/run",
     );
     expect_error(&s.0, &a, &["k.jsonl", "KTO", "--loss kto"]);
 }
@@ -177,23 +122,6 @@ fn a_max_prompt_len_beyond_the_sequence_is_named() {
         "p.jsonl",
         "{\"prompt\": \"a\", \"chosen\": \" b\", \"rejected\": \" c\"}\n",
     );
-    let a = args(
-        &s,
-        &[
-            "train-dpo",
-            "--model",
-            "@model/gpt2-tiny",
-            "--data",
-            "@tmp/p.jsonl",
-            "--max-len",
-            "16",
-            "--max-prompt-len",
-            "16",
-            "--steps",
-            "1",
-            "--out",
-            "@tmp/run",
-        ],
-    );
+    let a = words(&s, "train-dpo --model @model/gpt2-tiny --data @tmp/p.jsonl --max-len 16 --max-prompt-len 16 --steps 1 --out @tmp/run");
     expect_error(&s.0, &a, &["--max-prompt-len", "16"]);
 }

@@ -7,14 +7,7 @@ use crate::harness::*;
 
 /// The fixture data mixes string and conversational rows; gpt2-tiny has no
 /// chat_template of its own, so the runs name engine's gpt2 template.
-const SFT: &[&str] = &[
-    "--batch-size",
-    "2",
-    "--progress",
-    "plain",
-    "--template",
-    "gpt2",
-];
+const SFT: &str = "--batch-size 2 --progress plain --template gpt2";
 
 fn trainer(s: &Scratch, cmd: &str, data: &str, extra: &[&str]) -> Vec<std::ffi::OsString> {
     let model = fixture_model("gpt2-tiny");
@@ -29,7 +22,7 @@ fn trainer(s: &Scratch, cmd: &str, data: &str, extra: &[&str]) -> Vec<std::ffi::
         a.push("--data".into());
         a.push(fixture_data(data).display().to_string());
     }
-    a.extend(SFT.iter().chain(extra).map(|x| x.to_string()));
+    a.extend(line_with(SFT, extra).into_iter().map(String::from));
     a.iter().map(Into::into).collect()
 }
 
@@ -61,7 +54,7 @@ fn max_skipped_steps_of_one_stops_at_the_first_non_finite_step() {
         &s,
         "train-sft",
         "sft.jsonl",
-        &["--steps", "6", "--lr", "1e9", "--max-skipped-steps", "1"],
+        &line("--steps 6 --lr 1e9 --max-skipped-steps 1"),
     );
     expect_error(&s.0, &args, &["step", "non-finite"]);
 }
@@ -99,20 +92,7 @@ fn ppo_with_a_huge_learning_rate_stops() {
         &s,
         "train-ppo",
         "prompts.jsonl",
-        &[
-            "--steps",
-            "5",
-            "--lr",
-            "1e9",
-            "--reward-keyword",
-            "a",
-            "--max-new-tokens",
-            "4",
-            "--mini-batch-size",
-            "2",
-            "--ppo-epochs",
-            "1",
-        ],
+        &line("--steps 5 --lr 1e9 --reward-keyword a --max-new-tokens 4 --mini-batch-size 2 --ppo-epochs 1"),
     );
     expect_error(&s.0, &args, &["step", "non-finite"]);
     assert!(no_nonfinite_weights_under(&s.path("run")));

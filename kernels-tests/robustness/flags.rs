@@ -4,24 +4,10 @@
 
 use crate::harness::*;
 
-const SFT: &[&str] = &[
-    "train-sft",
-    "--model",
-    "@model/gpt2-tiny",
-    "--data",
-    "@data/sft.jsonl",
-    "--template",
-    "gpt2",
-    "--steps",
-    "1",
-    "--batch-size",
-    "2",
-    "--out",
-    "@tmp/run",
-];
+const SFT: &str = "train-sft --model @model/gpt2-tiny --data @data/sft.jsonl --template gpt2 --steps 1 --batch-size 2 --out @tmp/run";
 
 fn sft_with(case: &str, extra: &[&str], mentions: &[&str]) {
-    let all: Vec<&str> = SFT.iter().chain(extra).copied().collect();
+    let all = line_with(SFT, extra);
     refused(case, &all, mentions);
 }
 
@@ -49,11 +35,7 @@ fn a_zero_lr_is_refused() {
 fn lora_alpha_nan_is_refused_without_talking_of_checkpoints() {
     let o = {
         let s = Scratch::new("alpha-nan");
-        let all: Vec<&str> = SFT
-            .iter()
-            .chain(&["--lora-r", "2", "--lora-alpha", "NaN"])
-            .copied()
-            .collect();
+        let all = line_with(SFT, &["--lora-r", "2", "--lora-alpha", "NaN"]);
         expect_error(&s.0, &args(&s, &all), &["--lora-alpha"])
     };
     assert!(!o.stderr.to_lowercase().contains("resum"), "{}", o.stderr);
@@ -113,19 +95,7 @@ fn an_eval_fraction_of_one_and_a_half_is_refused() {
 fn dpo_beta_nan_is_refused() {
     refused(
         "beta-nan",
-        &[
-            "train-dpo",
-            "--model",
-            "@model/gpt2-tiny",
-            "--data",
-            "@data/prefs.jsonl",
-            "--steps",
-            "1",
-            "--beta",
-            "NaN",
-            "--out",
-            "@tmp/run",
-        ],
+        &line("train-dpo --model @model/gpt2-tiny --data @data/prefs.jsonl --steps 1 --beta NaN --out @tmp/run"),
         &["--beta"],
     );
 }
@@ -134,19 +104,7 @@ fn dpo_beta_nan_is_refused() {
 fn dpo_label_smoothing_of_one_is_refused() {
     refused(
         "smoothing",
-        &[
-            "train-dpo",
-            "--model",
-            "@model/gpt2-tiny",
-            "--data",
-            "@data/prefs.jsonl",
-            "--steps",
-            "1",
-            "--label-smoothing",
-            "1",
-            "--out",
-            "@tmp/run",
-        ],
+        &line("train-dpo --model @model/gpt2-tiny --data @data/prefs.jsonl --steps 1 --label-smoothing 1 --out @tmp/run"),
         &["--label-smoothing"],
     );
 }
@@ -155,23 +113,7 @@ fn dpo_label_smoothing_of_one_is_refused() {
 fn ppo_cliprange_nan_is_refused() {
     refused(
         "cliprange-nan",
-        &[
-            "train-ppo",
-            "--model",
-            "@model/gpt2-tiny",
-            "--data",
-            "@data/prompts.jsonl",
-            "--template",
-            "gpt2",
-            "--reward-keyword",
-            "a",
-            "--steps",
-            "1",
-            "--cliprange",
-            "NaN",
-            "--out",
-            "@tmp/run",
-        ],
+        &line("train-ppo --model @model/gpt2-tiny --data @data/prompts.jsonl --template gpt2 --reward-keyword a --steps 1 --cliprange NaN --out @tmp/run"),
         &["--cliprange"],
     );
 }
@@ -180,22 +122,7 @@ fn ppo_cliprange_nan_is_refused() {
 fn ppo_negative_init_kl_coef_is_refused() {
     refused(
         "klcoef-neg",
-        &[
-            "train-ppo",
-            "--model",
-            "@model/gpt2-tiny",
-            "--data",
-            "@data/prompts.jsonl",
-            "--template",
-            "gpt2",
-            "--reward-keyword",
-            "a",
-            "--steps",
-            "1",
-            "--init-kl-coef=-0.1",
-            "--out",
-            "@tmp/run",
-        ],
+        &line("train-ppo --model @model/gpt2-tiny --data @data/prompts.jsonl --template gpt2 --reward-keyword a --steps 1 --init-kl-coef=-0.1 --out @tmp/run"),
         &["--init-kl-coef"],
     );
 }
@@ -204,15 +131,7 @@ fn ppo_negative_init_kl_coef_is_refused() {
 fn generate_temperature_nan_is_refused() {
     refused(
         "temp-nan",
-        &[
-            "generate",
-            "--model",
-            "@model/gpt2-tiny",
-            "--prompt",
-            "Hi",
-            "--temperature",
-            "NaN",
-        ],
+        &line("generate --model @model/gpt2-tiny --prompt Hi --temperature NaN"),
         &["--temperature"],
     );
 }
@@ -221,14 +140,7 @@ fn generate_temperature_nan_is_refused() {
 fn generate_negative_temperature_is_refused() {
     refused(
         "temp-neg",
-        &[
-            "generate",
-            "--model",
-            "@model/gpt2-tiny",
-            "--prompt",
-            "Hi",
-            "--temperature=-1",
-        ],
+        &line("generate --model @model/gpt2-tiny --prompt Hi --temperature=-1"),
         &["--temperature"],
     );
 }
@@ -237,15 +149,7 @@ fn generate_negative_temperature_is_refused() {
 fn generate_top_p_above_one_is_refused() {
     refused(
         "top-p",
-        &[
-            "generate",
-            "--model",
-            "@model/gpt2-tiny",
-            "--prompt",
-            "Hi",
-            "--top-p",
-            "1.5",
-        ],
+        &line("generate --model @model/gpt2-tiny --prompt Hi --top-p 1.5"),
         &["--top-p"],
     );
 }
@@ -254,15 +158,7 @@ fn generate_top_p_above_one_is_refused() {
 fn generate_zero_repetition_penalty_is_refused() {
     refused(
         "rep-pen",
-        &[
-            "generate",
-            "--model",
-            "@model/gpt2-tiny",
-            "--prompt",
-            "Hi",
-            "--repetition-penalty",
-            "0",
-        ],
+        &line("generate --model @model/gpt2-tiny --prompt Hi --repetition-penalty 0"),
         &["--repetition-penalty"],
     );
 }
@@ -271,7 +167,7 @@ fn generate_zero_repetition_penalty_is_refused() {
 fn a_run_file_lr_of_nan_is_refused_by_key() {
     let s = Scratch::new("runfile-nan");
     let cfg = s.write("run.toml", "lr = nan\n");
-    let mut a = args(&s, SFT);
+    let mut a = words(&s, SFT);
     a.push("--config".into());
     a.push(cfg.into_os_string());
     expect_error(&s.0, &a, &["lr", "run.toml"]);
@@ -281,7 +177,7 @@ fn a_run_file_lr_of_nan_is_refused_by_key() {
 fn a_run_file_negative_lr_is_refused() {
     let s = Scratch::new("runfile-neg");
     let cfg = s.write("run.toml", "lr = -0.5\n");
-    let mut a = args(&s, SFT);
+    let mut a = words(&s, SFT);
     a.push("--config".into());
     a.push(cfg.into_os_string());
     expect_error(&s.0, &a, &["lr"]);
@@ -315,10 +211,6 @@ fn steps_and_epochs_together_are_refused() {
 fn a_run_file_setting_steps_and_epochs_is_refused() {
     let s = Scratch::new("steps-epochs-file");
     s.write("run.toml", "steps = 3\nepochs = 2\n");
-    let all: Vec<&str> = SFT
-        .iter()
-        .chain(&["--config", "@tmp/run.toml"])
-        .copied()
-        .collect();
+    let all = line_with(SFT, &["--config", "@tmp/run.toml"]);
     expect_error(&s.0, &args(&s, &all), &["run.toml", "epochs", "steps"]);
 }

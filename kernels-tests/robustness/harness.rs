@@ -300,6 +300,24 @@ pub fn args(s: &Scratch, raw: &[&str]) -> Vec<OsString> {
         .collect()
 }
 
+/// [`args`] from one line of space-separated words (no word holds a space).
+pub fn words(s: &Scratch, line: &str) -> Vec<OsString> {
+    args(s, &self::line(line))
+}
+
+/// The words of `line`, as a slice for [`args`] or [`refused`].
+pub fn line(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
+}
+
+/// The words of `base` followed by `extra`.
+pub fn line_with<'a>(base: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    line(base)
+        .into_iter()
+        .chain(extra.iter().copied())
+        .collect()
+}
+
 /// One case: `raw` args (see [`args`]) must fail naming every `mentions`.
 pub fn refused(case: &str, raw: &[&str], mentions: &[&str]) -> Outcome {
     let s = Scratch::new(case);

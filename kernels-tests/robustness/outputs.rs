@@ -48,10 +48,7 @@ fn export_refuses_a_non_empty_out_without_force() {
     s.write("out/notes.txt", "mine");
     expect_error(
         &s.0,
-        &args(
-            &s,
-            &["export", "--model", "@model/gpt2-tiny", "--out", "@tmp/out"],
-        ),
+        &words(&s, "export --model @model/gpt2-tiny --out @tmp/out"),
         &["--out", "--force"],
     );
     assert_eq!(
@@ -66,17 +63,7 @@ fn export_with_force_writes_into_a_non_empty_out() {
     s.write("out/notes.txt", "mine");
     expect_success(
         &s.0,
-        &args(
-            &s,
-            &[
-                "export",
-                "--model",
-                "@model/gpt2-tiny",
-                "--out",
-                "@tmp/out",
-                "--force",
-            ],
-        ),
+        &words(&s, "export --model @model/gpt2-tiny --out @tmp/out --force"),
         &[],
     );
     assert!(s.path("out/model.safetensors").exists());
@@ -86,26 +73,7 @@ fn export_with_force_writes_into_a_non_empty_out() {
 fn best_of_n_refuses_to_overwrite_its_out_file() {
     let s = Scratch::new("bon-overwrite");
     s.write("best.jsonl", "precious\n");
-    let a = args(
-        &s,
-        &[
-            "best-of-n",
-            "--model",
-            "@model/gpt2-tiny",
-            "--reward-model",
-            "@model/gpt2-tiny-reward",
-            "--data",
-            "@data/prompts.jsonl",
-            "--template",
-            "gpt2",
-            "--n",
-            "2",
-            "--max-new-tokens",
-            "2",
-            "--out",
-            "@tmp/best.jsonl",
-        ],
-    );
+    let a = words(&s, "best-of-n --model @model/gpt2-tiny --reward-model @model/gpt2-tiny-reward --data @data/prompts.jsonl --template gpt2 --n 2 --max-new-tokens 2 --out @tmp/best.jsonl");
     expect_error(&s.0, &a, &["best.jsonl", "--force"]);
     assert_eq!(
         std::fs::read_to_string(s.path("best.jsonl")).unwrap(),
@@ -117,24 +85,7 @@ fn best_of_n_refuses_to_overwrite_its_out_file() {
 fn a_trainer_refuses_a_non_empty_out_directory_it_did_not_make() {
     let s = Scratch::new("sft-out-nonempty");
     s.write("run/thesis.tex", "mine");
-    let a = args(
-        &s,
-        &[
-            "train-sft",
-            "--model",
-            "@model/gpt2-tiny",
-            "--data",
-            "@data/sft.jsonl",
-            "--template",
-            "gpt2",
-            "--steps",
-            "1",
-            "--batch-size",
-            "2",
-            "--out",
-            "@tmp/run",
-        ],
-    );
+    let a = words(&s, "train-sft --model @model/gpt2-tiny --data @data/sft.jsonl --template gpt2 --steps 1 --batch-size 2 --out @tmp/run");
     expect_error(&s.0, &a, &["--out", "--force"]);
 }
 
@@ -143,17 +94,9 @@ fn train_tokenizer_refuses_to_overwrite_without_force() {
     let s = Scratch::new("tok-overwrite");
     s.write("tok/tokenizer.json", "{}");
     s.write("corpus.jsonl", "{\"text\": \"hello world hello there\"}\n");
-    let a = args(
+    let a = words(
         &s,
-        &[
-            "train-tokenizer",
-            "--data",
-            "@tmp/corpus.jsonl",
-            "--out",
-            "@tmp/tok",
-            "--vocab-size",
-            "300",
-        ],
+        "train-tokenizer --data @tmp/corpus.jsonl --out @tmp/tok --vocab-size 300",
     );
     expect_error(&s.0, &a, &["tokenizer.json", "--force"]);
     assert_eq!(
@@ -213,25 +156,7 @@ fn a_metrics_file_on_a_full_disk_names_its_path_and_fails() {
     let s = Scratch::new("disk-full");
     std::fs::create_dir_all(s.path("run")).unwrap();
     std::os::unix::fs::symlink("/dev/full", s.path("run/metrics.jsonl")).unwrap();
-    let a = args(
-        &s,
-        &[
-            "train-sft",
-            "--model",
-            "@model/gpt2-tiny",
-            "--data",
-            "@data/sft.jsonl",
-            "--template",
-            "gpt2",
-            "--steps",
-            "2",
-            "--batch-size",
-            "2",
-            "--out",
-            "@tmp/run",
-            "--force",
-        ],
-    );
+    let a = words(&s, "train-sft --model @model/gpt2-tiny --data @data/sft.jsonl --template gpt2 --steps 2 --batch-size 2 --out @tmp/run --force");
     expect_error(&s.0, &a, &["metrics.jsonl"]);
 }
 
@@ -239,22 +164,7 @@ fn a_metrics_file_on_a_full_disk_names_its_path_and_fails() {
 fn an_out_path_that_is_a_file_is_named() {
     let s = Scratch::new("out-is-file");
     s.write("run", "a file");
-    let a = args(
-        &s,
-        &[
-            "train-sft",
-            "--model",
-            "@model/gpt2-tiny",
-            "--data",
-            "@data/sft.jsonl",
-            "--template",
-            "gpt2",
-            "--steps",
-            "1",
-            "--out",
-            "@tmp/run",
-        ],
-    );
+    let a = words(&s, "train-sft --model @model/gpt2-tiny --data @data/sft.jsonl --template gpt2 --steps 1 --out @tmp/run");
     expect_error(&s.0, &a, &["run"]);
 }
 
@@ -262,21 +172,9 @@ fn an_out_path_that_is_a_file_is_named() {
 fn init_refuses_to_overwrite_a_model_without_force() {
     let s = Scratch::new("init-overwrite");
     s.write("m/config.json", "{}");
-    let a = args(
+    let a = words(
         &s,
-        &[
-            "init",
-            "--tokenizer",
-            "@model/gpt2-tiny",
-            "--out",
-            "@tmp/m",
-            "--hidden",
-            "16",
-            "--layers",
-            "1",
-            "--heads",
-            "2",
-        ],
+        "init --tokenizer @model/gpt2-tiny --out @tmp/m --hidden 16 --layers 1 --heads 2",
     );
     expect_error(&s.0, &a, &["--out", "--force"]);
     assert_eq!(
@@ -289,24 +187,9 @@ fn init_refuses_to_overwrite_a_model_without_force() {
 fn data_support_refuses_to_overwrite_without_force() {
     let s = Scratch::new("data-overwrite");
     s.write("d/sft.jsonl", "mine\n");
-    let a = args(
+    let a = words(
         &s,
-        &[
-            "data",
-            "support",
-            "--out",
-            "@tmp/d",
-            "--sft",
-            "8",
-            "--pairs",
-            "8",
-            "--kto",
-            "8",
-            "--prompts",
-            "8",
-            "--eval",
-            "8",
-        ],
+        "data support --out @tmp/d --sft 8 --pairs 8 --kto 8 --prompts 8 --eval 8",
     );
     expect_error(&s.0, &a, &["--out", "--force"]);
     assert_eq!(

@@ -258,7 +258,12 @@ pub fn ensure_finite_to_save(
         SaveDtype::F32 | SaveDtype::BF16 => f32::MAX,
     };
     for (name, t) in tensors {
-        if let Some((i, v)) = t.data.iter().enumerate().find(|(_, v)| !(v.abs() <= limit)) {
+        if let Some((i, v)) = t
+            .data
+            .iter()
+            .enumerate()
+            .find(|(_, v)| v.is_nan() || v.abs() > limit)
+        {
             let why = if v.is_finite() {
                 "does not fit float16 (max 65504)"
             } else {

@@ -230,7 +230,7 @@ impl DivergenceGuard {
                     .get_or_insert_with(|| (step, fault.to_string()))
                     .clone();
                 let fatal = fault.is_fatal().then(|| fault.to_string());
-                (fatal.is_some() || s.consecutive >= self.max_skipped).then(|| Stop {
+                (fatal.is_some() || s.consecutive >= self.max_skipped).then_some(Stop {
                     step,
                     first_step,
                     first,
