@@ -132,6 +132,8 @@ def main():
     checks = [("loss", "eval_loss")]
     if exported["trainer"] in ("DPOTrainer", "KTOTrainer"):
         checks += [("rewards/chosen", "eval_rewards/chosen"), ("rewards/rejected", "eval_rewards/rejected")]
+    if exported["trainer"] == "KTOTrainer":
+        checks.append(("kl", "eval_kl"))
     failed = False
     print(f"engine's last eval (step {ours['step']}) vs TRL's first step on the same batch:")
     for theirs_key, ours_key in checks:
