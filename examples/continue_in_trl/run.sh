@@ -47,7 +47,7 @@ import json, sys, ast
 trl = float(ast.literal_eval(sys.stdin.read().strip())['loss'])
 ours = [json.loads(l) for l in open('$OUT/sft/metrics.jsonl') if 'eval_loss' in l][-1]['eval_loss']
 ok = abs(trl - ours) <= 1e-3 * abs(ours)
-print(f'  trl sft --config: first loss {trl:.6f}, engine's eval_loss {ours:.6f}', 'ok' if ok else 'FAIL')
+print(f'  trl sft --config: first loss {trl:.6f}, eval_loss of engine {ours:.6f}', 'ok' if ok else 'FAIL')
 sys.exit(0 if ok else 1)"
 
 step "2. DPO with LoRA on the SFT model with engine"
