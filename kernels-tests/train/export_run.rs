@@ -217,6 +217,8 @@ fn an_sft_run_exports_its_model_to_continue_from() {
         (Some("SFTTrainer"), json!(true))
     );
     assert!(out["dataset"]["prompt_prefix"].is_null());
+    // No --max-len: engine cuts to the model's context (gpt2-tiny: 64).
+    assert_eq!(out["config"]["max_length"], json!(64));
     let yaml = std::fs::read_to_string(run.join("trl/config.yaml")).unwrap();
     assert!(
         yaml.contains(&format!("\nmodel_name_or_path: \"{model}\"\n")),

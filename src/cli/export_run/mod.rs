@@ -85,6 +85,16 @@ fn absolute(v: Option<&Value>) -> Value {
     }
 }
 
+/// A model directory's context length (config.json's `n_positions`,
+/// `max_position_embeddings` or `n_ctx`).
+fn model_context(dir: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(Path::new(dir).join("config.json")).ok()?;
+    let v: Value = serde_json::from_str(&text).ok()?;
+    ["n_positions", "max_position_embeddings", "n_ctx"]
+        .iter()
+        .find_map(|k| v[*k].as_u64())
+}
+
 /// Where TRL continues from: the run's full model, or its base model and
 /// LoRA adapter (PEFT's `base_model_name_or_path`).
 fn continue_from(dir: &Path, base: &Value) -> Value {
@@ -200,6 +210,19 @@ pub fn export_run_cmd(args: &ExportRunArgs) -> Result<()> {
         if !a.is_null() {
             cfg.insert(k.into(), a);
         }
+    }
+    // engine cuts sequences to min(--max-len, the model's context); TRL's
+    // default max_length (1024) may exceed the context.
+    let context = cfg
+        .get("model")
+        .and_then(Value::as_str)
+        .and_then(model_context);
+    let max_len = match (cfg.get("max-len").and_then(Value::as_u64), context) {
+        (Some(m), Some(c)) => Some(m.min(c)),
+        (m, c) => m.or(c),
+    };
+    if let Some(m) = max_len {
+        cfg.insert("max-len".into(), json!(m));
     }
     let cfg = match tidy(Value::Object(cfg)) {
         Value::Object(o) => o,
