@@ -1,8 +1,49 @@
 //! `engine export-run --to trl RUN_DIR`: a run's config as TRL's config
 //! keyword arguments, PEFT/ModelConfig, the dataset mapping and launch lines.
+//! Every key written is checked against the fields of TRL 1.16.0's classes
+//! (fixtures/trl/config_fields.json, written by
+//! examples/continue_in_trl/trl_fields.py); examples/continue_in_trl runs the
+//! exports in real TRL.
 
-use super::scratch;
+use super::{model_dir, root, scratch};
 use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::path::Path;
+
+/// The keyword arguments TRL 1.16.0's `class` accepts.
+fn trl_fields(class: &str) -> BTreeSet<String> {
+    let path = root().join("kernels-tests/fixtures/trl/config_fields.json");
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    v[class]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {class} in config_fields.json"))
+        .iter()
+        .map(|f| f.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// config.json's `config` keys are the config class's fields, `model`'s
+/// ModelConfig's, and config.yaml's keys those of the classes TRL's scripts
+/// parse (config, ModelConfig, ScriptArguments, DatasetMixtureConfig).
+fn keys_are_trls(dir: &Path, out: &Value) {
+    let class = out["config_class"].as_str().unwrap();
+    let (config, model) = (trl_fields(class), trl_fields("ModelConfig"));
+    for k in out["config"].as_object().unwrap().keys() {
+        assert!(config.contains(k), "{class} has no {k}");
+    }
+    for k in out["model"].as_object().unwrap().keys() {
+        assert!(model.contains(k), "ModelConfig has no {k}");
+    }
+    let mut all = config;
+    for c in ["ModelConfig", "ScriptArguments", "DatasetMixtureConfig"] {
+        all.extend(trl_fields(c));
+    }
+    let yaml = std::fs::read_to_string(dir.join("trl/config.yaml")).unwrap();
+    for line in yaml.lines().filter(|l| !l.starts_with('#')) {
+        let key = line.split(':').next().unwrap();
+        assert!(all.contains(key), "TRL's scripts read no {key}: {yaml}");
+    }
+}
 
 fn export(dir: &std::path::Path) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_engine"))
@@ -23,7 +64,7 @@ fn a_dpo_run_exports_as_dpo_config_with_lora_and_a_launch_line() {
         "log-every": 10, "max-len": 512, "template": null, "skip-bad-rows": false,
         "columns": "chosen=good,rejected=bad", "quant": "nf4", "lora-r": 16, "lora-alpha": 32.0,
         "lora-dropout": 0.05, "lora-targets": ["query_key_value"], "progress": "auto",
-        "max-skipped-steps": 3, "stop-after": null, "loss": "ipo", "beta": 0.2,
+        "max-skipped-steps": 3, "stop-after": null, "loss": "ipo", "beta": 0.20000000298023224,
         "label-smoothing": 0.0, "desirable-weight": 1.0, "undesirable-weight": 1.0
     });
     std::fs::write(dir.join("run_config.json"), cfg.to_string()).unwrap();
@@ -32,7 +73,10 @@ fn a_dpo_run_exports_as_dpo_config_with_lora_and_a_launch_line() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let stdout = String::from_utf8(o.stdout).unwrap();
     assert!(
-        stdout.contains("accelerate launch") && stdout.contains("trl/scripts/dpo.py"),
+        stdout.contains("accelerate launch")
+            && stdout.contains("trl/scripts/dpo.py")
+            && stdout.contains("trl dpo --config")
+            && stdout.contains("openrlhf.cli.train_dpo"),
         "{stdout}"
     );
     let out: Value =
@@ -49,8 +93,11 @@ fn a_dpo_run_exports_as_dpo_config_with_lora_and_a_launch_line() {
         ("gradient_accumulation_steps", json!(2)),
         ("learning_rate", json!(5e-7)),
         ("lr_scheduler_type", json!("linear")),
+        // an f32 0.2 in the run file, written short
         ("beta", json!(0.2)),
-        ("loss_type", json!("ipo")),
+        // TRL 1.x: a list of losses
+        ("loss_type", json!(["ipo"])),
+        ("bf16", json!(false)),
         ("max_length", json!(512)),
         ("eval_strategy", json!("steps")),
         ("eval_steps", json!(50)),
@@ -78,6 +125,107 @@ fn a_dpo_run_exports_as_dpo_config_with_lora_and_a_launch_line() {
         yaml.contains("\nbeta: 0.2\n") && yaml.contains("\nlora_r: 16\n"),
         "{yaml}"
     );
+    // TRL's scripts load `datasets:` into one train split: no eval there.
+    assert!(yaml.contains("\neval_strategy: \"no\"\n"), "{yaml}");
+    let notes = out["notes"].to_string();
+    assert!(
+        notes.contains("--columns") && notes.contains("--eval-data"),
+        "{notes}"
+    );
+    keys_are_trls(&dir, &out);
+}
+
+/// A real LoRA DPO run: TRL continues from its base and adapter, with the
+/// base as the reference and the BOS engine's DPO adds to prompts.
+#[test]
+fn a_lora_dpo_run_exports_its_adapter_and_base_to_continue_from() {
+    let dir = scratch("export-run-lora-dpo");
+    let run = dir.join("run");
+    let data = root().join("kernels-tests/fixtures/train/prefs_train.jsonl");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(["train-dpo", "--model", &model_dir("gpt2-tiny"), "--data"])
+        .arg(&data)
+        .args(["--steps", "1", "--batch-size", "4", "--lora-r", "2"])
+        .args(["--progress", "silent", "--out"])
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = export(&run);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("trl/config.json")).unwrap())
+            .unwrap();
+    let from = &out["continue_from"];
+    let canon = |p: &Path| p.canonicalize().unwrap().display().to_string();
+    assert_eq!(
+        from["adapter"],
+        json!(canon(&run.join("adapter"))),
+        "{from}"
+    );
+    assert_eq!(
+        from["model_name_or_path"],
+        json!(canon(Path::new(&model_dir("gpt2-tiny")))),
+        "{from}"
+    );
+    assert!(from["how"].as_str().unwrap().contains("ref_model"));
+    assert_eq!(out["dataset"]["prompt_prefix"], json!("<|endoftext|>"));
+    assert_eq!(out["dataset"]["data_files"]["train"], json!(canon(&data)));
+    assert_eq!(
+        (
+            out["model"]["use_peft"].clone(),
+            out["model"]["lora_r"].clone()
+        ),
+        (json!(true), json!(2))
+    );
+    keys_are_trls(&run, &out);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A full SFT run continues from its own model, in config.yaml too.
+#[test]
+fn an_sft_run_exports_its_model_to_continue_from() {
+    let dir = scratch("export-run-sft");
+    let run = dir.join("run");
+    let data = root().join("kernels-tests/fixtures/train/sft_train.jsonl");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(["train-sft", "--model", &model_dir("gpt2-tiny"), "--data"])
+        .arg(&data)
+        .args(["--steps", "1", "--batch-size", "4", "--progress", "silent"])
+        .arg("--out")
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = export(&run);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("trl/config.json")).unwrap())
+            .unwrap();
+    let model = run
+        .join("model")
+        .canonicalize()
+        .unwrap()
+        .display()
+        .to_string();
+    assert_eq!(out["continue_from"], json!({"model_name_or_path": model}));
+    assert_eq!(
+        (
+            out["trainer"].as_str(),
+            out["config"]["completion_only_loss"].clone()
+        ),
+        (Some("SFTTrainer"), json!(true))
+    );
+    assert!(out["dataset"]["prompt_prefix"].is_null());
+    // No --max-len: engine cuts to the model's context (gpt2-tiny: 64).
+    assert_eq!(out["config"]["max_length"], json!(64));
+    let yaml = std::fs::read_to_string(run.join("trl/config.yaml")).unwrap();
+    assert!(
+        yaml.contains(&format!("\nmodel_name_or_path: \"{model}\"\n")),
+        "{yaml}"
+    );
+    keys_are_trls(&run, &out);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

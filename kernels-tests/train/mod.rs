@@ -22,6 +22,7 @@ mod sample;
 mod sample_config;
 mod sft;
 mod trl_parity;
+mod trl_parity_kto;
 
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};

@@ -304,13 +304,19 @@ pub fn kto_loss(
     Ok((loss, m))
 }
 
-/// KTOTrainer's mismatched pairs for the KL estimate: the dataset (in its
-/// original order, before shuffling) is cut into chunks of `chunk` =
-/// the total batch size, and within each chunk the completions are rotated
-/// by one, so prompt `i` is paired with completion `i − 1` and the first
-/// prompt of a chunk with the chunk's last completion. Returns, for each of
-/// the `n` prompts, the index of its KL completion. (A final chunk of one
-/// example pairs it with itself, as TRL does.)
+/// KTOTrainer's mismatched pairs for the KL estimate: the dataset, in file
+/// order, is cut into chunks of `chunk` = the total batch size, and within
+/// each chunk the completions are rotated by one, so prompt `i` is paired
+/// with completion `i − 1` and the first prompt of a chunk with the chunk's
+/// last completion. Returns, for each of the `n` prompts, the index of its KL
+/// completion. (A final chunk of one example pairs it with itself, as TRL
+/// does.)
+///
+/// TRL 0.11.4 (`_get_kl_dataset`) rotates so after shuffling the data set
+/// with `data_seed`: the pairs equal these for the file in that shuffled
+/// order (`kernels-tests/train/trl_parity_kto.rs` replays it so). TRL 1.16
+/// rotates within each batch of its required sequential sampler, i.e. these
+/// pairs for the file as it is.
 pub fn kto_mismatched_indices(n: usize, chunk: usize) -> Vec<usize> {
     let chunk = chunk.max(1);
     (0..n)

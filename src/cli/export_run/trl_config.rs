@@ -1,53 +1,12 @@
-//! `engine export-run --to trl RUN_DIR`: the same run as TRL would be told
-//! it, for moving a run to a cluster (TRL + accelerate, DeepSpeed):
-//! `RUN_DIR/trl/config.json` (the trainer and config class, the config's
-//! keyword arguments, PEFT's LoraConfig, the dataset and its columns),
-//! `RUN_DIR/trl/config.yaml` (the same keys flat, as TRL's CLI scripts read
-//! with `--config`) and the launch lines, printed.
-//!
-//! Names follow TRL 0.19+ (`SFTConfig`, `RewardConfig`, `DPOConfig`,
-//! `KTOConfig`) and, for PPO, TRL 0.11's `PPOConfig`, whose semantics
-//! engine's PPO follows. What TRL has no option for is listed in `notes`.
+//! A run's settings as TRL names them: the trainer and config class with
+//! its keyword arguments, PEFT's LoRA settings as TRL's `ModelConfig`, and
+//! the script per trainer. Checked against TRL 1.16.0 (transformers 5.23,
+//! accelerate 1.16) by `examples/continue_in_trl`; PPO against TRL 0.11.4,
+//! the last TRL with a `PPOTrainer`.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde_json::{json, Map, Value};
-use std::path::{Path, PathBuf};
-
-use engine::train::run::RUN_CONFIG_FILE;
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-pub enum ExportTarget {
-    Trl,
-}
-
-#[derive(clap::Args)]
-pub struct ExportRunArgs {
-    /// What to export to (trl).
-    #[arg(long, value_enum)]
-    pub to: ExportTarget,
-    /// A run directory of train-sft, train-reward, train-dpo or train-ppo.
-    pub run_dir: PathBuf,
-}
-
-/// The run's trainer: `summary.json`'s, else the checkpoint's.
-fn trainer_of(dir: &Path) -> Result<String> {
-    for file in [
-        dir.join("summary.json"),
-        dir.join("checkpoint/trainer_state.json"),
-    ] {
-        if let Ok(text) = std::fs::read_to_string(&file) {
-            let v: Value = serde_json::from_str(&text)
-                .with_context(|| format!("parsing {}", file.display()))?;
-            if let Some(t) = v["trainer"].as_str() {
-                return Ok(t.to_string());
-            }
-        }
-    }
-    bail!(
-        "{}: no summary.json or checkpoint naming the trainer: not a run directory",
-        dir.display()
-    )
-}
+use std::path::Path;
 
 /// A run as a TRL trainer and config.
 pub struct TrlConfig {
@@ -126,6 +85,7 @@ pub fn trl_config(trainer: &str, cfg: &Map<String, Value>, out: &Path) -> Result
         if get("ent-coef").as_f64().is_some_and(|e| e != 0.0) {
             notes.push("--ent-coef: TRL 0.11's PPOTrainer has no entropy bonus".into());
         }
+        notes.push("PPO: TRL 1.x has no PPOTrainer (checked with TRL 1.16.0); this is TRL 0.11.4's PPOConfig, whose semantics engine's PPO follows. On a cluster: TRL 0.11 with accelerate, or OpenRLHF's train_ppo_ray".into());
         if get("warmup-steps").as_u64().is_some_and(|w| w > 0) || !schedule.is_null() {
             notes.push("--warmup-steps/--schedule: pass an lr_scheduler to PPOTrainer (TRL 0.11 steps it once per PPO step)".into());
         }
@@ -151,6 +111,10 @@ pub fn trl_config(trainer: &str, cfg: &Map<String, Value>, out: &Path) -> Result
         set("weight_decay", get("weight-decay"));
         set("max_length", get("max-len"));
         set("logging_steps", json!(1));
+        // TRL 1.x configs default to bf16 mixed precision (bf16=None -> True);
+        // engine trains in f32, and bf16 also fails on a machine without it.
+        set("bf16", json!(false));
+        notes.push("bf16: false as engine trains in f32; TRL 1.x's default is bf16 mixed precision (bf16: true on a GPU cluster is faster, the numbers then differ from the third digit)".into());
         let eval_every = get("eval-every").as_u64().unwrap_or(0);
         let has_eval =
             !get("eval-data").is_null() || get("eval-fraction").as_f64().is_some_and(|f| f > 0.0);
@@ -201,16 +165,20 @@ pub fn trl_config(trainer: &str, cfg: &Map<String, Value>, out: &Path) -> Result
                             "kto_pair" | "kto-pair" => "kto_pair",
                             _ => "sigmoid",
                         };
-                        set("loss_type", json!(loss_type));
+                        // TRL 1.x: a list of losses (combined with loss_weights).
+                        set("loss_type", json!([loss_type]));
                         set("label_smoothing", get("label-smoothing"));
                         if loss_type == "kto_pair" {
                             notes.push(
-                                "loss_type=\"kto_pair\" exists in TRL ≤ 0.11's DPOTrainer only"
+                                "loss_type kto_pair exists in TRL ≤ 0.11's DPOTrainer only; TRL 1.x: KTOTrainer on the pairs unpaired (engine's --loss kto does the same)"
                                     .into(),
                             );
                         }
                     }
                     None => {}
+                }
+                if get("max-prompt-len").as_u64().is_some() {
+                    notes.push("--max-prompt-len: TRL 1.x's DPOConfig/KTOConfig have no max_prompt_length (TRL ≤ 0.11's had); they cut prompt+completion to max_length (truncation_mode keep_start), so cut long prompts in the data first".into());
                 }
             }
         }
@@ -224,7 +192,7 @@ pub fn trl_config(trainer: &str, cfg: &Map<String, Value>, out: &Path) -> Result
 }
 
 /// PEFT's LoraConfig and the quantized base, as TRL's ModelConfig names them.
-fn model_config(cfg: &Map<String, Value>) -> Map<String, Value> {
+pub fn model_config(cfg: &Map<String, Value>) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert(
         "model_name_or_path".into(),
@@ -257,106 +225,22 @@ fn model_config(cfg: &Map<String, Value>) -> Map<String, Value> {
     m
 }
 
-/// TRL's script per trainer (TRL's repository layout).
-fn script(trainer: &str, cls: &str) -> &'static str {
-    match (trainer, cls) {
-        ("sft", _) => "trl/scripts/sft.py",
-        ("reward", _) => "examples/scripts/reward_modeling.py",
-        (_, "KTOTrainer") => "trl/scripts/kto.py",
-        ("dpo", _) => "trl/scripts/dpo.py",
-        _ => "examples/scripts/ppo.py (TRL 0.11)",
+/// TRL's command per trainer: `trl <command>` (TRL 1.x's CLI, which runs
+/// `accelerate launch trl/scripts/<command>.py`); None for PPO.
+pub fn command(trainer_cls: &str) -> Option<&'static str> {
+    match trainer_cls {
+        "SFTTrainer" => Some("sft"),
+        "RewardTrainer" => Some("reward"),
+        "KTOTrainer" => Some("kto"),
+        "DPOTrainer" => Some("dpo"),
+        _ => None,
     }
 }
 
-pub fn export_run_cmd(args: &ExportRunArgs) -> Result<()> {
-    let ExportTarget::Trl = args.to;
-    let dir = &args.run_dir;
-    let path = dir.join(RUN_CONFIG_FILE);
-    let text = std::fs::read_to_string(&path).with_context(|| {
-        format!(
-            "reading {} (is {} a run directory?)",
-            path.display(),
-            dir.display()
-        )
-    })?;
-    let cfg: Map<String, Value> =
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    let trainer = trainer_of(dir)?;
-    let out = dir.join("trl");
-    let TrlConfig {
-        trainer: trainer_cls,
-        config_class: config_cls,
-        kwargs,
-        mut notes,
-    } = trl_config(&trainer, &cfg, &out.join("output"))?;
-    let model = model_config(&cfg);
-    let columns = cfg.get("columns").and_then(Value::as_str).map(|c| {
-        let pairs = c.split(',').filter_map(|p| p.split_once('='));
-        // engine's `field=column` renames `column` to `field`.
-        pairs
-            .map(|(f, col)| (col.trim().to_string(), json!(f.trim())))
-            .collect::<Map<_, _>>()
-    });
-    let mut files = Map::new();
-    files.insert(
-        "train".into(),
-        cfg.get("data").cloned().unwrap_or(Value::Null),
-    );
-    if let Some(e) = cfg.get("eval-data").filter(|v| !v.is_null()) {
-        files.insert("test".into(), e.clone());
+/// The training script, as a path in TRL's repository (and package).
+pub fn script(trainer_cls: &str) -> String {
+    match command(trainer_cls) {
+        Some(c) => format!("trl/scripts/{c}.py"),
+        None => "examples/scripts/ppo.py (TRL 0.11.4)".into(),
     }
-    let dataset = json!({
-        "path": "json",
-        "data_files": files,
-        "rename_columns": columns,
-        "format": "engine reads TRL's dataset formats as they are: prompt/completion, messages, text, prompt/chosen/rejected (explicit or implicit), prompt/completion/label (KTO); the same files load with datasets.load_dataset(\"json\", data_files=...)",
-    });
-    if let Some(t) = cfg.get("template").and_then(Value::as_str) {
-        notes.push(format!("--template {t}: the output model's tokenizer_config.json holds it as chat_template; point TRL at that directory's tokenizer"));
-    }
-    let launch = format!(
-        "accelerate launch --num_processes 8 {} --config {}",
-        script(&trainer, trainer_cls),
-        out.join("config.yaml").display()
-    );
-    let deepspeed = format!(
-        "accelerate launch --config_file examples/accelerate_configs/deepspeed_zero3.yaml {} --config {}",
-        script(&trainer, trainer_cls),
-        out.join("config.yaml").display()
-    );
-    let all = json!({
-        "trainer": trainer_cls,
-        "config_class": config_cls,
-        "config": kwargs,
-        "model": model,
-        "dataset": dataset,
-        "launch": launch,
-        "launch_deepspeed": deepspeed,
-        "notes": notes,
-    });
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let json_path = out.join("config.json");
-    std::fs::write(&json_path, serde_json::to_string_pretty(&all)? + "\n")
-        .with_context(|| format!("writing {}", json_path.display()))?;
-    // TRL's CLI config: flat keys of the config, ModelConfig and the dataset.
-    let mut yaml =
-        String::from("# engine export-run: TRL's --config file (JSON values are YAML)\n");
-    for (k, v) in kwargs.iter().chain(model.iter()) {
-        yaml += &format!("{k}: {v}\n");
-    }
-    yaml += &format!(
-        "datasets: [{{\"path\": \"json\", \"data_files\": {}}}]\n",
-        Value::Object(files)
-    );
-    let yaml_path = out.join("config.yaml");
-    std::fs::write(&yaml_path, yaml).with_context(|| format!("writing {}", yaml_path.display()))?;
-    println!(
-        "{trainer_cls} with {config_cls}(**config): {}",
-        json_path.display()
-    );
-    println!("config file for TRL's scripts: {}", yaml_path.display());
-    println!("launch:    {launch}");
-    println!("DeepSpeed: {deepspeed}");
-    notes.iter().for_each(|n| println!("note: {n}"));
-    Ok(())
 }

@@ -1,0 +1,186 @@
+//! KTO parity with TRL 0.11.4's KTOTrainer: the token ids it built (each
+//! row's completion and its mismatched KL completion) and the metrics it
+//! logged over 3 full-batch steps on gpt2-tiny (fixtures/trl/parity.json,
+//! `kto`, written by fixtures/make_trl_parity.py), replayed by engine's
+//! direct-alignment trainer with `loss = kto`, within 1e-4.
+//!
+//! KTOTrainer shuffles the data set before it pairs prompt i with
+//! completion i−1 for the KL estimate (within chunks of the total batch
+//! size); engine pairs in file order, so the rows are replayed in the order
+//! TRL's shuffle left them (`kto.order`).
+
+use super::{root, scratch};
+use engine::data::{Encoder, LoadOptions, Truncation};
+use engine::models::CausalLm;
+use engine::rl::kto_mismatched_indices;
+use engine::train::dpo::config::{DirectLoss, DpoConfig};
+use engine::train::dpo::data::DirectData;
+use engine::train::dpo::trainer::DpoTrainer;
+use engine::train::optim::Schedule;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+const TOL: f64 = 1e-4;
+
+fn fixture() -> Value {
+    let path = root().join("kernels-tests/fixtures/trl/parity.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn ids(v: &Value) -> Vec<i32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_i64().unwrap() as i32)
+        .collect()
+}
+
+/// kto.jsonl's rows in TRL's shuffled order, as a file under `dir`.
+fn rows_in_trl_order(fx: &Value, dir: &Path) -> PathBuf {
+    let text =
+        std::fs::read_to_string(root().join("kernels-tests/fixtures/trl/kto.jsonl")).unwrap();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let order = fx["kto"]["order"].as_array().unwrap();
+    let mut out = String::new();
+    for i in order {
+        out += lines[i.as_u64().unwrap() as usize];
+        out += "\n";
+    }
+    let path = dir.join("kto_trl_order.jsonl");
+    std::fs::write(&path, out).unwrap();
+    path
+}
+
+/// gpt2-tiny and the KTO rows encoded as TRL's KTOConfig(max_length=64,
+/// max_prompt_length=32) does.
+fn model_and_data(fx: &Value, dir: &Path) -> (CausalLm, DirectData) {
+    let model_dir = root().join("models/fixtures/gpt2-tiny");
+    let m = CausalLm::load(&crate::common::gpu(), &model_dir).unwrap();
+    let template = engine::data::ChatTemplate::for_model_dir(&model_dir).unwrap();
+    let truncation = Truncation {
+        max_prompt_len: Some(32),
+        ..Truncation::truncate(64)
+    };
+    let enc = Encoder::new(m.tokenizer.as_ref().unwrap(), &template, truncation);
+    let data = rows_in_trl_order(fx, dir);
+    let d = DirectData::load(&data, DirectLoss::Kto, &enc, &LoadOptions::default()).unwrap();
+    (m, d)
+}
+
+#[test]
+fn kto_tokens_and_kl_pairs_match_trl() {
+    let fx = fixture();
+    let dir = scratch("trl-parity-kto-tokens");
+    let (_, data) = model_and_data(&fx, &dir);
+    let DirectData::Unpaired(rows) = data else {
+        panic!("KTO data loads unpaired")
+    };
+    let trl = fx["kto"]["tokens"].as_array().unwrap();
+    assert_eq!(rows.len(), trl.len());
+    // One batch of 8 = TRL's total batch size: one rotation chunk.
+    let kl = kto_mismatched_indices(rows.len(), 8);
+    for (i, (e, t)) in rows.iter().zip(trl).enumerate() {
+        assert_eq!(e.prompt_ids, ids(&t["prompt_input_ids"]), "{}", e.origin);
+        let seq = [e.prompt_ids.as_slice(), &e.completion_ids].concat();
+        assert_eq!(seq, ids(&t["completion_input_ids"]), "{}", e.origin);
+        let kl_seq = [e.prompt_ids.as_slice(), &rows[kl[i]].completion_ids].concat();
+        assert_eq!(
+            kl_seq,
+            ids(&t["KL_completion_input_ids"]),
+            "KL of {}",
+            e.origin
+        );
+        assert_eq!(Some(e.label), t["label"].as_bool(), "{}", e.origin);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn close(what: &str, step: usize, ours: f64, theirs: &Value, tol: f64) {
+    let t = theirs.as_f64().unwrap_or_else(|| panic!("no {what}"));
+    assert!(
+        (ours - t).abs() <= tol,
+        "step {step} {what}: engine {ours} vs TRL {t}"
+    );
+}
+
+#[test]
+fn kto_three_full_batch_steps_match_trl() {
+    let fx = fixture();
+    let dir = scratch("trl-parity-kto");
+    let (m, train) = model_and_data(&fx, &dir);
+    let w = &fx["settings"]["kto_weights"];
+    // TRL's settings: AdamW lr 1e-3 constant, no warmup or decay, clip 1.0;
+    // the reference is the initial policy (TRL's copy of the model).
+    let cfg = DpoConfig {
+        loss: DirectLoss::Kto,
+        beta: 0.1,
+        desirable_weight: w[0].as_f64().unwrap() as f32,
+        undesirable_weight: w[1].as_f64().unwrap() as f32,
+        batch_size: 8,
+        lr: 1e-3,
+        weight_decay: 0.0,
+        warmup_steps: 0,
+        total_steps: 3,
+        schedule: Schedule::Constant,
+        max_grad_norm: Some(1.0),
+        ..Default::default()
+    };
+    let mut t = DpoTrainer::new(m, cfg, train).unwrap();
+    let steps = fx["kto"]["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 3);
+    for (i, s) in steps.iter().enumerate() {
+        let r = t.step().unwrap();
+        let (m, n) = (&r.metrics, i + 1);
+        println!(
+            "step {n}: loss {} (TRL {}) grad_norm {} (TRL {}) kl {:?} (TRL {}) \
+             rewards/chosen {} (TRL {}) rewards/rejected {} (TRL {}) \
+             logps/chosen {} (TRL {}) logps/rejected {} (TRL {})",
+            r.loss,
+            s["loss_exact"],
+            r.grad_norm,
+            s["grad_norm"],
+            m.kl,
+            s["kl"],
+            m.rewards_chosen,
+            s["rewards/chosen"],
+            m.rewards_rejected,
+            s["rewards/rejected"],
+            m.logps_chosen,
+            s["logps/chosen"],
+            m.logps_rejected,
+            s["logps/rejected"]
+        );
+        close("loss", n, r.loss, &s["loss_exact"], TOL);
+        close("grad_norm", n, r.grad_norm as f64, &s["grad_norm"], TOL);
+        close("kl", n, m.kl.unwrap(), &s["kl"], TOL);
+        close(
+            "rewards/chosen",
+            n,
+            m.rewards_chosen,
+            &s["rewards/chosen"],
+            TOL,
+        );
+        let rej = m.rewards_rejected;
+        close("rewards/rejected", n, rej, &s["rewards/rejected"], TOL);
+        let mar = m.rewards_margins;
+        close("rewards/margins", n, mar, &s["rewards/margins"], TOL);
+        close("logps/chosen", n, m.logps_chosen, &s["logps/chosen"], TOL);
+        close(
+            "logps/rejected",
+            n,
+            m.logps_rejected,
+            &s["logps/rejected"],
+            TOL,
+        );
+        // KTOTrainer's logits/*: the sum of every logit of a group's padded
+        // rows (thousands of entries) per row: relative 1e-6 of f32 sums.
+        for (key, ours) in [
+            ("logits/chosen", m.logits_chosen),
+            ("logits/rejected", m.logits_rejected),
+        ] {
+            let tol = 1e-6 * s[key].as_f64().unwrap().abs().max(1.0);
+            close(key, n, ours, &s[key], tol);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
