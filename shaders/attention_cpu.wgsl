@@ -10,19 +10,22 @@
 // online softmax: no shared memory and no barriers, which llvmpipe makes
 // expensive. A workgroup is CW consecutive rows of one (b, h) and walks the
 // union of their key ranges, so the loop index and every row address it
-// loads are workgroup-uniform: llvmpipe then does one scalar load per row
-// instead of a per-lane gather. Lanes mask out what their own row may not see
-// (with zero weights, so rows below tk of k/v must be finite, padded or not).
-// Measured on llvmpipe this per-key loop beat blocking KB keys per step
-// (a score array plus a second pass) by about 2x.
-//#include common/attention_rows
+// loads are workgroup-uniform (llvmpipe still loads them lane by lane; the
+// subgroup variant, attention_cpu_subgroup.wgsl, shares them instead). Lanes
+// mask out what their own row may not see (with zero weights, so rows below
+// tk of k/v must be finite, padded or not). The loops take KB keys (queries)
+// per step as unrolled registers, not a score array (which llvmpipe indexes
+// lane by lane).
+//#include common/attention_cpu_rows
 
-const CW: u32 = 8u;
-
-fn hsum(t: vec4<f32>) -> f32 {
-    return t.x + t.y + t.z + t.w;
-}
-
+// Keys go 4 at a time (KB): 4 scores, one running-max update and one rescale
+// of the accumulators per block, then acc = acc·corr + Σ w·v in one sweep.
+// Per key this loads the row arrays (spilled to the stack at D = 64) a
+// quarter as often, and has no data-dependent branch: llvmpipe runs both
+// sides of one under a mask, so the old per-key `if (sc > m)` rescale cost
+// a masked sweep over acc for every key. Keys a lane may not see, padded
+// keys and keys past the block's end get weight exactly 0 (their rows are
+// read at clamped, valid addresses).
 @compute @workgroup_size(8)
 fn attention_forward(@builtin(workgroup_id) wg: vec3<u32>,
                      @builtin(num_workgroups) nwg: vec3<u32>,
@@ -34,6 +37,7 @@ fn attention_forward(@builtin(workgroup_id) wg: vec3<u32>,
     let bh = rr.bh;
     let b = rr.b;
     let h = rr.h;
+    let g = kv_head(h);
     let i = min(rr.row, p.tq - 1u);
     let qo = q_base(b, i, h);
     var qr: array<vec4<f32>, DMAX4>;
@@ -46,29 +50,33 @@ fn attention_forward(@builtin(workgroup_id) wg: vec3<u32>,
     var l = 0.0;
     let end = key_end(i);
     let wg_end = key_end(min(rr.first + CW, p.tq) - 1u);
-    for (var j = 0u; j < wg_end; j++) {
-        if (key_real(b, j)) {
-            let ko = kv_base(b, j, kv_head(h));
-            var t = vec4<f32>(0.0);
-            for (var d = 0u; d < D4; d++) {
-                t += qr[d] * k[ko + d];
-            }
-            // Online softmax one key at a time; the rescale is rare once the
-            // running max settles. Keys past this row's end get weight 0.
-            let sc = select(NEG, hsum(t), j < end);
-            if (sc > m) {
-                let corr = exp2(m - sc);
-                l *= corr;
-                for (var d = 0u; d < D4; d++) {
-                    acc[d] *= corr;
-                }
-                m = sc;
-            }
-            let w = select(0.0, exp2(sc - m), j < end);
-            l += w;
-            for (var d = 0u; d < D4; d++) {
-                acc[d] += w * v[ko + d];
-            }
+    for (var j = 0u; j < wg_end; j += KB) {
+        let o = kv_block(b, j, wg_end - 1u, g);
+        let o0 = o.x;
+        let o1 = o.y;
+        let o2 = o.z;
+        let o3 = o.w;
+        var t0 = vec4<f32>(0.0);
+        var t1 = vec4<f32>(0.0);
+        var t2 = vec4<f32>(0.0);
+        var t3 = vec4<f32>(0.0);
+        for (var d = 0u; d < D4; d++) {
+            let x = qr[d];
+            t0 += x * k[o0 + d];
+            t1 += x * k[o1 + d];
+            t2 += x * k[o2 + d];
+            t3 += x * k[o3 + d];
+        }
+        let ok = key_block_ok(b, j, end);
+        let s = select(vec4<f32>(NEG), vec4<f32>(hsum(t0), hsum(t1), hsum(t2), hsum(t3)), ok);
+        let mb = max(m, max(max(s.x, s.y), max(s.z, s.w)));
+        let corr = exp2(m - mb);
+        let w = select(vec4<f32>(0.0), exp2(s - mb), ok);
+        l = l * corr + hsum(w);
+        m = mb;
+        for (var d = 0u; d < D4; d++) {
+            acc[d] = acc[d] * corr + w.x * v[o0 + d] + w.y * v[o1 + d] + w.z * v[o2 + d]
+                + w.w * v[o3 + d];
         }
     }
     if (rr.row < p.tq) {
@@ -81,7 +89,8 @@ fn attention_forward(@builtin(workgroup_id) wg: vec3<u32>,
     }
 }
 
-// dQ, one invocation per (b, h, i): dQ_i = scale * sum_j P_ij (dO_i.V_j - D_i) K_j.
+// dQ, one invocation per (b, h, i): dQ_i = scale * sum_j P_ij (dO_i.V_j - D_i) K_j,
+// keys KB at a time as in the forward.
 @compute @workgroup_size(8)
 fn attention_backward_dq(@builtin(workgroup_id) wg: vec3<u32>,
                          @builtin(num_workgroups) nwg: vec3<u32>,
@@ -93,6 +102,7 @@ fn attention_backward_dq(@builtin(workgroup_id) wg: vec3<u32>,
     let bh = rr.bh;
     let b = rr.b;
     let h = rr.h;
+    let g = kv_head(h);
     let i = min(rr.row, p.tq - 1u);
     let qo = q_base(b, i, h);
     var qr: array<vec4<f32>, DMAX4>;
@@ -106,20 +116,38 @@ fn attention_backward_dq(@builtin(workgroup_id) wg: vec3<u32>,
     let st = stats[bh * p.tq + i];
     let end = key_end(i);
     let wg_end = key_end(min(rr.first + CW, p.tq) - 1u);
-    for (var j = 0u; j < wg_end; j++) {
-        if (key_real(b, j)) {
-            let ko = kv_base(b, j, kv_head(h));
-            var t = vec4<f32>(0.0);
-            var u = vec4<f32>(0.0);
-            for (var d = 0u; d < D4; d++) {
-                t += qr[d] * k[ko + d];
-                u += dor[d] * v[ko + d];
-            }
-            // dS_ij with P_ij = exp2(s - lse2); 0 where row i may not see j.
-            let ds = select(0.0, exp2(hsum(t) - st.x) * (hsum(u) - st.y), j < end);
-            for (var d = 0u; d < D4; d++) {
-                acc[d] += ds * k[ko + d];
-            }
+    for (var j = 0u; j < wg_end; j += KB) {
+        let o = kv_block(b, j, wg_end - 1u, g);
+        let o0 = o.x;
+        let o1 = o.y;
+        let o2 = o.z;
+        let o3 = o.w;
+        var t0 = vec4<f32>(0.0);
+        var t1 = vec4<f32>(0.0);
+        var t2 = vec4<f32>(0.0);
+        var t3 = vec4<f32>(0.0);
+        var u0 = vec4<f32>(0.0);
+        var u1 = vec4<f32>(0.0);
+        var u2 = vec4<f32>(0.0);
+        var u3 = vec4<f32>(0.0);
+        for (var d = 0u; d < D4; d++) {
+            let x = qr[d];
+            let y = dor[d];
+            t0 += x * k[o0 + d];
+            t1 += x * k[o1 + d];
+            t2 += x * k[o2 + d];
+            t3 += x * k[o3 + d];
+            u0 += y * v[o0 + d];
+            u1 += y * v[o1 + d];
+            u2 += y * v[o2 + d];
+            u3 += y * v[o3 + d];
+        }
+        // dS_ij with P_ij = exp2(s - lse2); 0 where row i may not see j.
+        let s = vec4<f32>(hsum(t0), hsum(t1), hsum(t2), hsum(t3));
+        let du = vec4<f32>(hsum(u0), hsum(u1), hsum(u2), hsum(u3));
+        let ds = select(vec4<f32>(0.0), exp2(s - st.x) * (du - st.y), key_block_ok(b, j, end));
+        for (var d = 0u; d < D4; d++) {
+            acc[d] += ds.x * k[o0 + d] + ds.y * k[o1 + d] + ds.z * k[o2 + d] + ds.w * k[o3 + d];
         }
     }
     if (rr.row < p.tq) {
@@ -131,7 +159,8 @@ fn attention_backward_dq(@builtin(workgroup_id) wg: vec3<u32>,
 
 // dK and dV, one invocation per cache row (b, g, j) of KV head g:
 // dV_j = sum_h sum_i P_ij dO_i, dK_j = scale * sum_h sum_i P_ij (dO_i.V_j - D_i) Q_i
-// over the query heads h of g's group. Rows past tk and padded keys get zeros.
+// over the query heads h of g's group, queries KB at a time. Rows past tk and
+// padded keys get zeros.
 @compute @workgroup_size(8)
 fn attention_backward_dkv(@builtin(workgroup_id) wg: vec3<u32>,
                           @builtin(num_workgroups) nwg: vec3<u32>,
@@ -159,22 +188,51 @@ fn attention_backward_dkv(@builtin(workgroup_id) wg: vec3<u32>,
     // Keys of this block at or past tk see no query at all.
     let wg_start = select(p.tq, query_start(rr.first), rr.first < p.tk);
     let group = p.heads / p.kv_heads;
+    let last = p.tq - 1u;
     for (var h = rr.h * group; h < (rr.h + 1u) * group; h++) {
         let bh = b * p.heads + h;
-        for (var i = wg_start; i < p.tq; i++) {
-            let qo = q_base(b, i, h);
-            let st = stats[bh * p.tq + i];
-            var t = vec4<f32>(0.0);
-            var u = vec4<f32>(0.0);
+        for (var i = wg_start; i < p.tq; i += KB) {
+            let i1 = min(i + 1u, last);
+            let i2 = min(i + 2u, last);
+            let i3 = min(i + 3u, last);
+            let o0 = q_base(b, i, h);
+            let o1 = q_base(b, i1, h);
+            let o2 = q_base(b, i2, h);
+            let o3 = q_base(b, i3, h);
+            var t0 = vec4<f32>(0.0);
+            var t1 = vec4<f32>(0.0);
+            var t2 = vec4<f32>(0.0);
+            var t3 = vec4<f32>(0.0);
+            var u0 = vec4<f32>(0.0);
+            var u1 = vec4<f32>(0.0);
+            var u2 = vec4<f32>(0.0);
+            var u3 = vec4<f32>(0.0);
             for (var d = 0u; d < D4; d++) {
-                t += kr[d] * q[qo + d];
-                u += vr[d] * dout[qo + d];
+                let x = kr[d];
+                let y = vr[d];
+                t0 += x * q[o0 + d];
+                t1 += x * q[o1 + d];
+                t2 += x * q[o2 + d];
+                t3 += x * q[o3 + d];
+                u0 += y * dout[o0 + d];
+                u1 += y * dout[o1 + d];
+                u2 += y * dout[o2 + d];
+                u3 += y * dout[o3 + d];
             }
-            let pij = select(0.0, exp2(hsum(t) - st.x), i >= start);
-            let ds = pij * (hsum(u) - st.y);
+            let s0 = stats[bh * p.tq + i];
+            let s1 = stats[bh * p.tq + i1];
+            let s2 = stats[bh * p.tq + i2];
+            let s3 = stats[bh * p.tq + i3];
+            let ii = vec4<u32>(i) + vec4<u32>(0u, 1u, 2u, 3u);
+            let seen = (ii >= vec4<u32>(start)) & (ii < vec4<u32>(p.tq));
+            let s = vec4<f32>(hsum(t0), hsum(t1), hsum(t2), hsum(t3));
+            let pij = select(vec4<f32>(0.0), exp2(s - vec4<f32>(s0.x, s1.x, s2.x, s3.x)), seen);
+            let du = vec4<f32>(hsum(u0), hsum(u1), hsum(u2), hsum(u3));
+            let ds = pij * (du - vec4<f32>(s0.y, s1.y, s2.y, s3.y));
             for (var d = 0u; d < D4; d++) {
-                gv[d] += pij * dout[qo + d];
-                gk[d] += ds * q[qo + d];
+                gv[d] += pij.x * dout[o0 + d] + pij.y * dout[o1 + d] + pij.z * dout[o2 + d]
+                    + pij.w * dout[o3 + d];
+                gk[d] += ds.x * q[o0 + d] + ds.y * q[o1 + d] + ds.z * q[o2 + d] + ds.w * q[o3 + d];
             }
         }
     }

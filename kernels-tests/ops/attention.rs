@@ -1,4 +1,4 @@
-//! Attention: flash forward (out, lse) and backward (dq, dk, dv) for both
+//! Attention: flash forward (out, lse) and backward (dq, dk, dv) for all three
 //! variants and the naive baseline against an f64 reference, over causal /
 //! full, left-padded batches, KV-cache decoding and odd sizes; the tape
 //! against finite differences; exact zeros for pad queries. Grouped-query
@@ -176,7 +176,7 @@ fn uploads(c: &Case, x: &Data) -> (Tensor, Tensor, Tensor, Option<Tensor>) {
     )
 }
 
-const VARIANTS: [AttnVariant; 2] = [AttnVariant::Cpu, AttnVariant::Tiled];
+const VARIANTS: [AttnVariant; 3] = [AttnVariant::Cpu, AttnVariant::CpuSubgroup, AttnVariant::Tiled];
 
 /// Runs forward and backward of one variant into poisoned outputs and checks
 /// all five results; returns them for further checks.
@@ -273,16 +273,17 @@ fn attention_params_layout() {
 }
 
 #[test]
-fn attention_cpu_variant_matches_reference() {
+fn attention_cpu_variants_match_reference() {
     for (n, c) in cases().iter().enumerate() {
-        check(c, 100 + n as u64, VARIANTS[0]);
+        check(c, 100 + n as u64, AttnVariant::Cpu);
+        check(c, 100 + n as u64, AttnVariant::CpuSubgroup);
     }
 }
 
 #[test]
 fn attention_tiled_variant_matches_reference() {
     for (n, c) in cases().iter().enumerate() {
-        check(c, 100 + n as u64, VARIANTS[1]);
+        check(c, 100 + n as u64, AttnVariant::Tiled);
     }
 }
 

@@ -22,9 +22,12 @@
 //! the flash pipelines are specialised on D/4 (override `D4`) so that the
 //! per-row arrays unroll into registers: one set of pipelines per head dim.
 //!
-//! Variants: `attention_cpu.wgsl` (one invocation per row, no shared memory:
-//! llvmpipe) and `attention.wgsl` (K/V tiles in shared memory: GPUs), picked
-//! by [`AttnVariant::Auto`]. `attention_naive.wgsl` is the unfused baseline
+//! Variants: `attention_cpu_subgroup.wgsl` (one invocation per row, K/V rows
+//! shared through subgroup broadcasts: llvmpipe over Vulkan; its dK/dV pass
+//! is `attention_cpu`'s),
+//! `attention_cpu.wgsl` (the same without subgroups: llvmpipe over GL) and
+//! `attention.wgsl` (K/V tiles in shared memory: GPUs), picked by
+//! [`AttnVariant::Auto`]. `attention_naive.wgsl` is the unfused baseline
 //! (host side in `attention/naive.rs`, re-exported here).
 
 use anyhow::{ensure, Result};
@@ -61,11 +64,16 @@ pub struct AttnParams {
 /// Which flash kernel file runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum AttnVariant {
-    /// `Cpu` on CPU adapters, `Tiled` elsewhere.
+    /// `CpuSubgroup` on CPU adapters (`Cpu` where they lack subgroups),
+    /// `Tiled` elsewhere.
     #[default]
     Auto,
     /// One invocation per row, no shared memory (`attention_cpu.wgsl`).
     Cpu,
+    /// `Cpu`'s rows, each K/V (Q/dO) row loaded once per workgroup and
+    /// shared by subgroup broadcasts (`attention_cpu_subgroup.wgsl`; `Cpu`
+    /// without subgroups of at least 8 lanes).
+    CpuSubgroup,
     /// Shared-memory K/V (Q/dO) tiles per workgroup (`attention.wgsl`).
     Tiled,
 }
@@ -204,7 +212,10 @@ fn stem(gpu: &Gpu, variant: AttnVariant) -> &'static str {
     match variant {
         AttnVariant::Cpu => "attention_cpu",
         AttnVariant::Tiled => "attention",
-        AttnVariant::Auto if gpu.is_cpu() => "attention_cpu",
+        // One workgroup of 8 rows must be one subgroup (GL has none).
+        AttnVariant::CpuSubgroup if gpu.subgroup_min_size() < 8 => "attention_cpu",
+        AttnVariant::CpuSubgroup => "attention_cpu_subgroup",
+        AttnVariant::Auto if gpu.is_cpu() => stem(gpu, AttnVariant::CpuSubgroup),
         AttnVariant::Auto => "attention",
     }
 }
@@ -213,7 +224,7 @@ fn stem(gpu: &Gpu, variant: AttnVariant) -> &'static str {
 /// holds consecutive rows of one (b, head), 8 (`CW`) in the CPU variant and
 /// 64 in the tiled one.
 fn row_groups(gpu: &Gpu, stem: &str, p: &AttnParams, rows: u32, heads: u32) -> [u32; 3] {
-    let rows_per_group = if stem == "attention_cpu" { 8 } else { WG };
+    let rows_per_group = if stem.starts_with("attention_cpu") { 8 } else { WG };
     groups_1d(gpu, p.batch * heads * rows.div_ceil(rows_per_group))
 }
 
@@ -259,7 +270,11 @@ fn flash_pass(
     (rows, heads): (u32, u32),
 ) -> Result<()> {
     let gpu = x.q.gpu();
-    let stem = stem(gpu, opts.variant);
+    let mut stem = stem(gpu, opts.variant);
+    if stem == "attention_cpu_subgroup" && entry == "attention_backward_dkv" {
+        // Sharing Q/dO rows by broadcasts measured 2x slower there.
+        stem = "attention_cpu";
+    }
     let mut binds = x.binds().to_vec();
     binds.extend_from_slice(extra);
     let d4 = [("D4", (p.d / 4) as f64)];

@@ -91,7 +91,7 @@ impl MatmulVariant {
             MatmulVariant::CpuSubgroup if gpu.subgroup_min_size() < 8 => {
                 MatmulVariant::Cpu.kernel(gpu)
             }
-            MatmulVariant::CpuSubgroup => ("matmul_cpu_subgroup", 16, 64),
+            MatmulVariant::CpuSubgroup => ("matmul_cpu_subgroup", 32, 64),
             _ => ("matmul", 64, 64),
         }
     }

@@ -1,5 +1,5 @@
 //! Bidirectional (encoder) attention: every query sees every real key, the
-//! pads at the end of each row are masked as keys; both variants against
+//! pads at the end of each row are masked as keys; every flash variant against
 //! the f64 reference (right-padded and T = 1 cases). Finite differences are
 //! in `attention_tape_matches_finite_differences`.
 

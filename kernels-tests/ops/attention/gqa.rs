@@ -1,5 +1,5 @@
 //! Grouped-query attention: KV heads shared by groups of query heads
-//! (n_kv = 1, 2 and n_head), for both flash variants and the naive baseline,
+//! (n_kv = 1, 2 and n_head), for every flash variant and the naive baseline,
 //! against the f64 reference (dK/dV summed over each group) and finite
 //! differences; odd T, KV-cache decoding with T = 1, padding.
 
