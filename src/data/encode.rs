@@ -300,16 +300,11 @@ impl<'a> Encoder<'a> {
     }
 
     fn kto_row(&self, row: &Row<KtoRecord>) -> Result<KtoExample> {
-        let r = &row.record;
-        let (p, c) = self
-            .template
-            .render_example(&r.prompt, &r.completion)
-            .map_err(|e| anyhow!("{}: {e:#}", row.origin))?;
-        let (prompt_ids, completion_ids) = self.kto_pair(&p, &c, self.standard(&r.prompt), &row.origin)?;
+        let (prompt_ids, completion_ids) = self.kto_pair(row)?;
         Ok(KtoExample {
             prompt_ids,
             completion_ids,
-            label: r.label,
+            label: row.record.label,
             origin: row.origin.clone(),
         })
     }

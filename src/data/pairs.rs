@@ -42,7 +42,7 @@ use anyhow::{anyhow, bail, ensure, Result};
 
 use super::dataset::{Origin, Row};
 use super::encode::{Encoder, Overflow, PreferenceExample};
-use super::records::{Content, PreferenceRecord};
+use super::records::{Content, KtoRecord, PreferenceRecord};
 
 /// One side's prompt and response ids.
 struct Side {
@@ -178,14 +178,13 @@ impl Encoder<'_> {
     /// KTO's (prompt, completion) ids as TRL 1.16's KTOTrainer builds them:
     /// split as [`Encoder::preference`] does, then cut as one side of a pair
     /// (a cut completion loses its EOS, as TRL's keep_start collator cuts it).
-    pub(super) fn kto_pair(
-        &self,
-        p: &str,
-        c: &str,
-        standard: bool,
-        origin: &Origin,
-    ) -> Result<(Vec<i32>, Vec<i32>)> {
-        let [mut side] = self.split(p, [c], standard, origin)?;
+    pub(super) fn kto_pair(&self, row: &Row<KtoRecord>) -> Result<(Vec<i32>, Vec<i32>)> {
+        let (origin, r) = (&row.origin, &row.record);
+        let (p, c) = self
+            .template
+            .render_example(&r.prompt, &r.completion)
+            .map_err(|e| anyhow!("{origin}: {e:#}"))?;
+        let [mut side] = self.split(&p, [&c], self.standard(&r.prompt), origin)?;
         let t = &self.truncation;
         let max = t.max_len;
         let keep_prompt = t.max_prompt_len.unwrap_or(max.saturating_sub(1));
