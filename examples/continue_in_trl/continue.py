@@ -83,19 +83,6 @@ def main():
         print(f"adapter {adapter}: {len(lora_b)} LoRA B matrices, "
               f"max |B| {max(p.abs().max().item() for p in lora_b):.4g}, {trainable} trainable weights")
     tokenizer = AutoTokenizer.from_pretrained(adapter or start["model_name_or_path"])
-    prefix = spec.get("prompt_prefix")
-    if prefix and "prompt" in data["train"].column_names:
-        # engine's DPO/KTO (as TRL 0.11.4) put the BOS before each prompt;
-        # TRL 1.x keeps what the tokenizer adds: add it where it does not.
-        bos = tokenizer.convert_tokens_to_ids(prefix)
-
-        def with_bos(row):
-            p = row["prompt"]
-            if isinstance(p, str) and tokenizer(p).input_ids[:1] != [bos]:
-                row["prompt"] = prefix + p
-            return row
-
-        data = data.map(with_bos)
     extra = {}
     if adapter and exported["trainer"] in ("DPOTrainer", "KTOTrainer"):
         # engine's reference is the base with the adapter off. Given a PEFT

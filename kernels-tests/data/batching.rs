@@ -56,7 +56,6 @@ fn preference_batch_rows_chosen_then_rejected() {
         prompt_ids: p,
         chosen_ids: c,
         rejected_ids: r,
-        prompt_tails: Default::default(),
         origin: origin(),
     };
     let ex = [

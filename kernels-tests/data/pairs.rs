@@ -1,6 +1,7 @@
-//! Preference pairs as TRL 0.11 tokenizes them, with the real GPT-2
-//! tokenizer and its HF files: BOS/EOS for DPO, the prompt/response split of
-//! the joint encoding, keep_end truncation with max_prompt_len (counted),
+//! Preference pairs as TRL 1.16.0 tokenizes them (ids checked against its
+//! DPOTrainer's `tokenize_fn`), with the real GPT-2 tokenizer and its HF
+//! files: EOS and no BOS for DPO, the common-prefix split of the joint
+//! encodings, truncation with max_prompt_len (counted),
 //! ties after truncation, and reward pairs as whole texts (no shared prefix
 //! needed, HH-RLHF cut to its last 600 characters).
 
@@ -31,21 +32,21 @@ fn pair(prompt: &str, chosen: &str, rejected: &str) -> Row<PreferenceRecord> {
 }
 
 #[test]
-fn dpo_pairs_get_bos_and_eos_as_trl_0_11_adds_them() {
+fn dpo_pairs_get_eos_and_no_bos_as_trl_1_16_tokenizes_them() {
     let t = hf();
     let enc = Encoder::new(gpt2(), &t, Truncation::truncate(64));
     let e = enc.preference(&pair("Hello", " world", " there")).unwrap();
-    // GPT-2's BOS is <|endoftext|>: TRL 0.11 prepends it to the prompt.
-    assert_eq!(e.prompt_ids, [vec![EOS], ids("Hello")].concat());
+    // GPT-2's tokenizer adds no BOS, and TRL 1.16 adds none either.
+    assert_eq!(e.prompt_ids, ids("Hello"));
     assert_eq!(e.chosen_ids, [ids(" world"), vec![EOS]].concat());
     assert_eq!(e.rejected_ids, [ids(" there"), vec![EOS]].concat());
-    assert_eq!(e.prompt_tails, [Vec::<i32>::new(), vec![]]);
 }
 
 #[test]
-fn a_prompt_token_merged_into_the_response_moves_to_the_response() {
-    // "The wat" + "er" tokenizes as "The water": TRL's
-    // build_tokenized_answer moves the boundary one token left.
+fn a_prompt_token_merged_into_a_response_starts_both_responses() {
+    // "The wat" + "er ran" tokenizes as "The water ran": TRL 1.16's prompt
+    // is the prefix both sides share with the prompt alone ("The"), and
+    // the rejected side's " wat" starts its response.
     let t = hf();
     let enc = Encoder::new(gpt2(), &t, Truncation::truncate(64));
     let e = enc
@@ -53,10 +54,9 @@ fn a_prompt_token_merged_into_the_response_moves_to_the_response() {
         .unwrap();
     let whole = ids("The water ran");
     assert_eq!(whole.len(), 3, "{whole:?}");
-    assert_eq!(e.prompt_ids, [EOS, whole[0]]);
-    assert_eq!(e.prompt_tails, [vec![], ids(" wat")]);
+    assert_eq!(e.prompt_ids, [whole[0]]);
     assert_eq!(e.chosen_ids, [&whole[1..], &[EOS]].concat());
-    assert_eq!(e.side_prompt(1), [vec![EOS], ids("The wat")].concat());
+    assert_eq!(e.rejected_ids, [ids(" wat stood"), vec![EOS]].concat());
 }
 
 #[test]
@@ -69,9 +69,9 @@ fn keep_end_truncation_with_max_prompt_len_is_counted() {
     };
     let enc = Encoder::new(gpt2(), &t, tr);
     let e = enc.preference(&pair(prompt, " a b c d e", " f")).unwrap();
-    let p = [vec![EOS], ids(prompt)].concat();
-    // Prompt (9 with BOS) + longer response (6 with EOS) > 8: the prompt
-    // keeps its last 4; responses then at most 8 - 4 (EOS cut, as in TRL).
+    let p = ids(prompt);
+    // Prompt (8) + longer response (6 with EOS) > 8: the prompt keeps its
+    // last 4; responses then at most 8 - 4 (EOS cut, as in TRL).
     assert_eq!(e.prompt_ids, p[p.len() - 4..]);
     assert_eq!(e.chosen_ids, ids(" a b c d"));
     assert_eq!(e.rejected_ids, [ids(" f"), vec![EOS]].concat());
@@ -79,12 +79,12 @@ fn keep_end_truncation_with_max_prompt_len_is_counted() {
         enc.truncated(),
         TruncationCount {
             rows: 1,
-            tokens: 5 + 2
+            tokens: 4 + 2
         }
     );
     let note = enc.truncation_note(1, "mem.jsonl").unwrap();
     assert!(
-        note.contains("truncated 1 of 1 rows") && note.contains("7 tokens cut"),
+        note.contains("truncated 1 of 1 rows") && note.contains("6 tokens cut"),
         "{note}"
     );
 }

@@ -92,10 +92,10 @@ pub fn preference_batch<'e>(
     let ex: Vec<&PreferenceExample> = examples.into_iter().collect();
     let rows = ex
         .iter()
-        .map(|e| joined(&e.side_prompt(0), &e.chosen_ids))
+        .map(|e| joined(&e.prompt_ids, &e.chosen_ids))
         .chain(
             ex.iter()
-                .map(|e| joined(&e.side_prompt(1), &e.rejected_ids)),
+                .map(|e| joined(&e.prompt_ids, &e.rejected_ids)),
         )
         .collect();
     Ok(PreferenceBatch {

@@ -117,7 +117,7 @@ impl<'a> Encoder<'a> {
     /// NeoX's add none), as TRL's `processing_class(text=...)` does. Text a
     /// model's Jinja chat template rendered is encoded as it is: the template
     /// writes its own BOS (transformers' `apply_chat_template` adds none).
-    fn encode_start(&self, text: &str, standard: bool, origin: &Origin) -> Result<Vec<i32>> {
+    pub(super) fn encode_start(&self, text: &str, standard: bool, origin: &Origin) -> Result<Vec<i32>> {
         let enc = self
             .tokenizer
             .encode(text, standard)
@@ -162,7 +162,7 @@ impl<'a> Encoder<'a> {
     }
 
     /// Whether `prompt` is TRL's standard data: a string, or any record under an engine template.
-    fn standard(&self, prompt: &Content) -> bool {
+    pub(super) fn standard(&self, prompt: &Content) -> bool {
         matches!(prompt, Content::Plain(_)) || matches!(self.template, ChatTemplate::Engine(_))
     }
 
@@ -300,16 +300,11 @@ impl<'a> Encoder<'a> {
     }
 
     fn kto_row(&self, row: &Row<KtoRecord>) -> Result<KtoExample> {
-        let r = &row.record;
-        let (p, c) = self
-            .template
-            .render_example(&r.prompt, &r.completion)
-            .map_err(|e| anyhow!("{}: {e:#}", row.origin))?;
-        let (prompt_ids, completion_ids) = self.kto_pair(&p, &c, &row.origin)?;
+        let (prompt_ids, completion_ids) = self.kto_pair(row)?;
         Ok(KtoExample {
             prompt_ids,
             completion_ids,
-            label: r.label,
+            label: row.record.label,
             origin: row.origin.clone(),
         })
     }

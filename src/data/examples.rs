@@ -14,18 +14,13 @@ pub struct SftExample {
 }
 
 /// Responses without the prompt; the batch joins them. Built by
-/// [`Encoder::preference`](super::encode::Encoder::preference) (TRL 0.11's DPO tokenization, see `pairs.rs`)
+/// [`Encoder::preference`](super::encode::Encoder::preference) (TRL 1.16's DPO tokenization, see `pairs.rs`)
 /// or [`Encoder::reward_pair`](super::encode::Encoder::reward_pair) (whole texts, no prompt).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PreferenceExample {
     pub prompt_ids: Vec<i32>,
     pub chosen_ids: Vec<i32>,
     pub rejected_ids: Vec<i32>,
-    /// Prompt tokens of the chosen / the rejected side only, after
-    /// `prompt_ids`, masked like the prompt: where the prompt's last token
-    /// merged with the response when tokenized together (TRL's
-    /// `build_tokenized_answer`). Usually both empty.
-    pub prompt_tails: [Vec<i32>; 2],
     pub origin: Origin,
 }
 
@@ -33,12 +28,7 @@ impl PreferenceExample {
     /// Chosen and rejected are the same tokens (e.g. after truncation):
     /// the pair teaches nothing.
     pub fn is_tie(&self) -> bool {
-        self.chosen_ids == self.rejected_ids && self.prompt_tails[0] == self.prompt_tails[1]
-    }
-
-    /// The prompt of side 0 (chosen) or 1 (rejected).
-    pub fn side_prompt(&self, side: usize) -> Vec<i32> {
-        [self.prompt_ids.as_slice(), &self.prompt_tails[side]].concat()
+        self.chosen_ids == self.rejected_ids
     }
 }
 

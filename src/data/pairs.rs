@@ -1,38 +1,48 @@
-//! Preference pairs to token ids, as TRL 0.11.4 tokenizes them.
+//! Preference pairs and KTO rows to token ids, as TRL 1.16.0 tokenizes them.
 //!
-//! DPO/IPO/kto_pair ([`Encoder::preference`]) follow `DPOTrainer`'s
-//! `_tokenize` (trl/trainer/dpo_trainer.py, 0.11.4):
-//! - `build_tokenized_answer`: `prompt + response` is tokenized as one text
-//!   and the response's ids are what follows the prompt's own ids in it;
-//!   when the prompt's last token merges with the response, the boundary
-//!   moves one token left. Chosen and rejected prompts may then differ in
-//!   their last token ([`PreferenceExample::prompt_tails`]).
-//! - `add_bos_token_if_needed`: the tokenizer's BOS (tokenizer_config.json's
-//!   `bos_token`) is prepended to each prompt unless it is already first.
-//!   TRL 0.11 does this whatever the tokenizer adds itself (GPT-2's BOS is
-//!   `<|endoftext|>`).
-//! - `add_eos_token_if_needed`: the EOS id is appended to each response
-//!   unless it already ends with it (conversational completions too).
-//! - `_truncate_tokens` with `truncation_mode="keep_end"`: when a prompt and
-//!   the longer response exceed `max_length`, the prompt keeps its last
-//!   `max_prompt_length` tokens; if still too long, each response keeps its
-//!   first `max_length − max_prompt_length`. Without `max_prompt_len` the
-//!   prompt keeps at most `max_len − 1` tokens and each response what is
-//!   left (engine's rule; TRL would assume 128).
+//! DPO/IPO/kto_pair ([`Encoder::preference`]) follow `DPOTrainer._prepare_dataset`
+//! (trl/trainer/dpo_trainer.py, 1.16.0); KTO ([`Encoder::kto_pair`]) follows
+//! `KTOTrainer._prepare_dataset` (trl/trainer/kto_trainer.py), which is the same
+//! with one completion:
+//! - EOS: standard (string) data gets the tokenizer's `eos_token` text appended
+//!   to each completion unless it already ends with it (the HF template's
+//!   `with_eos`); conversational data gets none beyond what the chat template
+//!   renders. engine's own templates carry their own EOS text.
+//! - BOS only where the tokenizer adds it: standard data is tokenized with the
+//!   tokenizer's own special tokens (`processing_class(text=...)`: Llama's BOS,
+//!   none for GPT-2 or NeoX); a rendered chat template is tokenized as it is
+//!   (`apply_chat_template` writes its own BOS). TRL 0.11 prepended the BOS to
+//!   every prompt; TRL 1.16 does not.
+//! - Splitting: the prompt, prompt + chosen and prompt + rejected are each
+//!   tokenized as one text; the prompt is their common prefix
+//!   (`common_prefix_length`, the minimum over both sides), so when the
+//!   prompt's last token merges with a completion the merged token starts
+//!   both completions. Chosen and rejected share one prompt (TRL 0.11 kept a
+//!   per-side prompt tail instead).
+//! - Labels: the prompt is masked, every completion token (EOS included) is
+//!   scored; log-probs are summed over the completion (`ld_alpha` unset).
+//! - Truncation: TRL 1.16 has no `max_prompt_length`; its collator cuts each
+//!   prompt + completion sequence to `max_length` (`truncation_mode`
+//!   "keep_start", the default: the completion's end, EOS included, goes) and
+//!   drops rows whose prompt alone fills `max_length`. engine does the same
+//!   while the prompt is shorter than `max_len`; a longer prompt keeps its
+//!   last `max_len − 1` tokens instead of dropping the row. `max_prompt_len`
+//!   is engine's (TRL 0.11's `max_prompt_length`): the prompt first keeps its
+//!   last `max_prompt_len` tokens, and each completion then at most
+//!   `max_len − max_prompt_len`.
 //!
-//! BOS and EOS ids come only with the model's own (HF) template; engine's
-//! templates carry their own EOS text and add no BOS.
-//!
-//! Reward pairs ([`Encoder::reward_pair`]) are whole texts, prompt and
-//! response together, tokenized with the tokenizer's own special tokens
-//! (TRL's reward_modeling example calls `tokenizer(text)`): so a BOS only
-//! where the tokenizer adds one, and no shared prompt is needed.
+//! Reward pairs ([`Encoder::reward_pair`]) follow `RewardTrainer._prepare_dataset`
+//! (trl/trainer/reward_trainer.py, 1.16.0): prompt + response (+ EOS text for
+//! standard data) as one text with the tokenizer's own special tokens, no
+//! prompt split, so no shared prompt is needed. TRL drops pairs longer than
+//! `max_length`; engine keeps their last `max_len` tokens (where the score is
+//! read) or fails under [`Overflow::Error`].
 
 use anyhow::{anyhow, bail, ensure, Result};
 
 use super::dataset::{Origin, Row};
 use super::encode::{Encoder, Overflow, PreferenceExample};
-use super::records::{Content, PreferenceRecord};
+use super::records::{Content, KtoRecord, PreferenceRecord};
 
 /// One side's prompt and response ids.
 struct Side {
@@ -40,31 +50,46 @@ struct Side {
     response: Vec<i32>,
 }
 
-impl Encoder<'_> {
-    /// The id of the HF template's special token `name`, if any.
-    fn special_id(&self, name: &str) -> Option<i32> {
-        let text = self.template.hf_token(name)?;
-        self.tokenizer.token_to_id(text).map(|i| i as i32)
-    }
+/// How many leading ids `a` and `b` share (TRL's `common_prefix_length`).
+fn common_prefix(a: &[i32], b: &[i32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
 
-    /// TRL's `build_tokenized_answer`: the ids of `prompt + response` split
-    /// after the prompt's own ids, one token earlier if the prompt's last
-    /// token merged with the response.
-    fn side(&self, prompt: &str, response: &str, origin: &Origin) -> Result<Side> {
-        let full = self.encode_at(&format!("{prompt}{response}"), origin)?;
-        let p = self.encode_at(prompt, origin)?;
-        let mut start = p.len().min(full.len());
-        if full[..start] != p[..] {
-            start = start.saturating_sub(1);
+impl Encoder<'_> {
+    /// TRL 1.16's split: `prompt`, and `prompt + response` for each response,
+    /// each tokenized as one text (`standard`: with the tokenizer's special
+    /// tokens); the prompt is the prefix all of them share.
+    fn split<const N: usize>(
+        &self,
+        prompt: &str,
+        responses: [&str; N],
+        standard: bool,
+        origin: &Origin,
+    ) -> Result<[Side; N]> {
+        let p = self.encode_start(prompt, standard, origin)?;
+        let mut full = Vec::with_capacity(N);
+        for r in responses {
+            full.push(self.encode_start(&format!("{prompt}{r}"), standard, origin)?);
         }
-        Ok(Side {
-            prompt: full[..start].to_vec(),
-            response: full[start..].to_vec(),
-        })
+        let shared = full
+            .iter()
+            .map(|f| common_prefix(&p, f))
+            .min()
+            .unwrap_or(0);
+        ensure!(shared > 0, "{origin}: the prompt has no tokens");
+        Ok(full
+            .into_iter()
+            .map(|f| Side {
+                prompt: f[..shared].to_vec(),
+                response: f[shared..].to_vec(),
+            })
+            .collect::<Vec<_>>()
+            .try_into()
+            .unwrap_or_else(|_| unreachable!("one side per response")))
     }
 
     /// A preference pair for DPO/IPO/kto_pair (and KTO from pairs), as TRL
-    /// 0.11's DPOTrainer tokenizes it (see the module header).
+    /// 1.16's DPOTrainer tokenizes it (see the module header).
     pub fn preference(&self, row: &Row<PreferenceRecord>) -> Result<PreferenceExample> {
         self.counted(|| self.preference_row(row))
     }
@@ -82,42 +107,22 @@ impl Encoder<'_> {
                 .map_err(|e| anyhow!("{origin}: {e:#}"))
         };
         let ((p, c), (_, rej)) = (render(&r.chosen)?, render(&r.rejected)?);
-        let mut sides = [self.side(&p, &c, origin)?, self.side(&p, &rej, origin)?];
-        let (bos, eos) = (self.special_id("bos_token"), self.special_id("eos_token"));
-        for s in &mut sides {
-            if let Some(b) = bos.filter(|&b| s.prompt.first() != Some(&b)) {
-                s.prompt.insert(0, b);
-            }
-            if let Some(e) = eos.filter(|&e| s.response.last() != Some(&e)) {
-                s.response.push(e);
-            }
-            ensure!(!s.prompt.is_empty(), "{origin}: the prompt has no tokens");
-        }
+        let mut sides = self.split(&p, [&c, &rej], self.standard(&r.prompt), origin)?;
         self.truncate_pair(&mut sides, origin)?;
         for (what, s) in ["chosen response", "rejected response"].iter().zip(&sides) {
             ensure!(!s.response.is_empty(), "{origin}: the {what} has no tokens");
         }
         let [c, r] = sides;
-        let shared = c
-            .prompt
-            .iter()
-            .zip(&r.prompt)
-            .take_while(|(a, b)| a == b)
-            .count();
-        ensure!(
-            c.prompt.len().max(r.prompt.len()) - shared <= 1,
-            "{origin}: chosen and rejected tokenize the prompt differently beyond its last token"
-        );
         Ok(PreferenceExample {
-            prompt_ids: c.prompt[..shared].to_vec(),
-            prompt_tails: [c.prompt[shared..].to_vec(), r.prompt[shared..].to_vec()],
+            prompt_ids: c.prompt,
             chosen_ids: c.response,
             rejected_ids: r.response,
             origin: origin.clone(),
         })
     }
 
-    /// TRL 0.11's `_truncate_tokens` (keep_end) on both sides.
+    /// TRL 1.16's keep_start cut of each side (see the module header), or
+    /// engine's `max_prompt_len` first.
     fn truncate_pair(&self, sides: &mut [Side; 2], origin: &Origin) -> Result<()> {
         let t = &self.truncation;
         let max = t.max_len;
@@ -170,63 +175,47 @@ impl Encoder<'_> {
         Ok(())
     }
 
-    /// KTO's (prompt, completion) ids as TRL 0.11's KTOTrainer builds them
-    /// (`_process_tokens`): split as [`Encoder::preference`] does, cut to
-    /// max_len less the BOS/EOS still to add (prompt first, keep_end), then
-    /// BOS and EOS added, so a cut completion still ends with EOS.
-    pub(super) fn kto_pair(
-        &self,
-        p: &str,
-        c: &str,
-        origin: &Origin,
-    ) -> Result<(Vec<i32>, Vec<i32>)> {
-        let Side {
-            mut prompt,
-            mut response,
-        } = self.side(p, c, origin)?;
-        let (bos, eos) = (self.special_id("bos_token"), self.special_id("eos_token"));
-        let bos = bos.filter(|&b| prompt.first() != Some(&b));
-        let eos = eos.filter(|&e| response.last() != Some(&e));
+    /// KTO's (prompt, completion) ids as TRL 1.16's KTOTrainer builds them:
+    /// split as [`Encoder::preference`] does, then cut as one side of a pair
+    /// (a cut completion loses its EOS, as TRL's keep_start collator cuts it).
+    pub(super) fn kto_pair(&self, row: &Row<KtoRecord>) -> Result<(Vec<i32>, Vec<i32>)> {
+        let (origin, r) = (&row.origin, &row.record);
+        let (p, c) = self
+            .template
+            .render_example(&r.prompt, &r.completion)
+            .map_err(|e| anyhow!("{origin}: {e:#}"))?;
+        let [mut side] = self.split(&p, [&c], self.standard(&r.prompt), origin)?;
         let t = &self.truncation;
-        let max = t
-            .max_len
-            .saturating_sub(bos.is_some() as usize + eos.is_some() as usize);
+        let max = t.max_len;
         let keep_prompt = t.max_prompt_len.unwrap_or(max.saturating_sub(1));
         ensure!(
             keep_prompt < max,
-            "max_len {} leaves no room for a completion",
-            t.max_len
+            "max_len {max} leaves no room for a completion"
         );
-        let (n, a) = (prompt.len(), response.len());
+        let (n, a) = (side.prompt.len(), side.response.len());
         if n + a > max && n > keep_prompt {
             if t.prompt == Overflow::Error {
-                bail!("{origin}: prompt of {n} tokens is longer than the context: at most {keep_prompt} prompt tokens (max_len {})", t.max_len);
+                bail!("{origin}: prompt of {n} tokens is longer than the context: at most {keep_prompt} prompt tokens (max_len {max})");
             }
             self.count_cut(n - keep_prompt);
-            prompt.drain(..n - keep_prompt);
+            side.prompt.drain(..n - keep_prompt);
         }
         let room = match t.max_prompt_len {
             Some(p) => max - p,
-            None => max - prompt.len(),
+            None => max - side.prompt.len(),
         };
-        if prompt.len() + a > max && a > room {
+        if side.prompt.len() + a > max && a > room {
             if t.completion == Overflow::Error {
-                bail!(
-                    "{origin}: completion of {a} tokens does not fit: {room} of max_len {} left",
-                    t.max_len
-                );
+                bail!("{origin}: completion of {a} tokens does not fit: {room} of max_len {max} left");
             }
             self.count_cut(a - room);
-            response.truncate(room);
+            side.response.truncate(room);
         }
-        prompt.splice(0..0, bos);
-        response.extend(eos);
-        ensure!(!prompt.is_empty(), "{origin}: the prompt has no tokens");
         ensure!(
-            !response.is_empty(),
+            !side.response.is_empty(),
             "{origin}: the completion has no tokens"
         );
-        Ok((prompt, response))
+        Ok((side.prompt, side.response))
     }
 
     /// A reward-model pair: prompt + chosen and prompt + rejected each as one
@@ -272,8 +261,7 @@ impl Encoder<'_> {
                 prompt_ids: Vec::new(),
                 chosen_ids: whole(&r.chosen, "chosen text")?,
                 rejected_ids: whole(&r.rejected, "rejected text")?,
-                prompt_tails: Default::default(),
-                origin: origin.clone(),
+                    origin: origin.clone(),
             })
         })
     }

@@ -67,25 +67,36 @@ pub fn token_logps(
     Ok(token_logps_and_logits(model, tape, vars, batch)?.0)
 }
 
-/// Each row's sum of raw LM-head logits over all `T·V` entries of its padded
-/// row (prompt, completion and pads alike), what TRL 0.11's `logits/chosen`
-/// and `logits/rejected` are built from: DPOTrainer logs
-/// `policy_chosen_logits.mean()` over the whole `[pairs, T, V]` slice,
-/// KTOTrainer `policy_chosen_logits.nansum() / num_chosen`. Summed on the
-/// GPU from the logits the log-probs already use (one `[B, T]` buffer, no
-/// `[B·T, V]` copy), then in f64 on the host.
+/// What TRL 1.16's `logits/chosen` and `logits/rejected` are built from:
+/// per row, the sum over its scored positions (those whose next token is a
+/// completion token) of the mean raw LM-head logit over the vocabulary, and
+/// how many such positions it has. DPOTrainer and KTOTrainer both log
+/// `Σ mean_logits[mask] / Σ mask` over a group's rows (`outputs.mean_logits`
+/// under `shift_completion_mask`). Summed over the vocabulary on the GPU from
+/// the logits the log-probs already use (one `[B, T]` buffer, no `[B·T, V]`
+/// copy), then in f64 on the host.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct LogitSums {
     pub rows: Vec<f64>,
-    /// Logits per row: `T·V`.
-    pub per_row: usize,
+    pub tokens: Vec<usize>,
 }
 
 impl LogitSums {
-    /// The mean logit over rows `r` (DPO's `logits/*`; NaN when empty).
+    /// The token-weighted mean logit over rows `r` (NaN when they score none).
     pub fn mean(&self, r: std::ops::Range<usize>) -> f64 {
-        let n = r.len() * self.per_row;
-        self.rows[r].iter().sum::<f64>() / n as f64
+        self.mean_where(|i| r.contains(&i))
+    }
+
+    /// The token-weighted mean logit over the rows `pick` accepts.
+    pub fn mean_where(&self, pick: impl Fn(usize) -> bool) -> f64 {
+        let (mut s, mut n) = (0.0, 0usize);
+        for (i, (&x, &k)) in self.rows.iter().zip(&self.tokens).enumerate() {
+            if pick(i) {
+                s += x;
+                n += k;
+            }
+        }
+        s / n as f64
     }
 }
 
@@ -107,15 +118,18 @@ pub fn token_logps_and_logits(
     let v = logits.shape()[2];
     let (cells, _) = reduce_forward(logits.tensor(), ReduceOp::Sum, Axis::Last)?;
     let cells = cells.to_vec()?;
-    let sums = LogitSums {
-        rows: cells
-            .chunks(t.seq)
-            .map(|r| r.iter().map(|&x| x as f64).sum())
-            .collect(),
-        per_row: t.seq * v,
-    };
-    let flat = tape.reshape(&logits, &[t.batch * t.seq, v])?;
     let targets = next_token_targets(t, Some(&batch.loss_mask));
+    let mut sums = LogitSums {
+        rows: vec![0.0; t.batch],
+        tokens: vec![0; t.batch],
+    };
+    for (i, (&c, &y)) in cells.iter().zip(&targets).enumerate() {
+        if y != -100 {
+            sums.rows[i / t.seq] += c as f64 / v as f64;
+            sums.tokens[i / t.seq] += 1;
+        }
+    }
+    let flat = tape.reshape(&logits, &[t.batch * t.seq, v])?;
     let targets = Tensor::from_i32(model.gpu(), &[targets.len()], &targets)?;
     let lp = token_logprobs(tape, &flat, &targets, 1.0)?;
     Ok((tape.reshape(&lp, &[t.batch, t.seq])?, sums))

@@ -122,20 +122,6 @@ fn continue_from(dir: &Path, base: &Value) -> Value {
     json!({"model_name_or_path": base})
 }
 
-/// The BOS text engine's DPO/KTO prepend to prompts (TRL 0.11.4's
-/// `add_bos_token_if_needed`), from the tokenizer config of the model the
-/// run continues from.
-fn bos_prefix(trainer_cls: &str, from: &Value, cfg: &Map<String, Value>) -> Option<String> {
-    if !matches!(trainer_cls, "DPOTrainer" | "KTOTrainer") {
-        return None;
-    }
-    let dirs = [&from["adapter"], &from["model_name_or_path"], &cfg["model"]];
-    dirs.iter().filter_map(|d| d.as_str()).find_map(|d| {
-        let t = engine::data::read_tokenizer_config(Path::new(d)).ok()?;
-        t.tokens.get("bos_token").cloned()
-    })
-}
-
 /// OpenRLHF's matching command (its CLI names; DeepSpeed ZeRO-2, 8 GPUs).
 fn openrlhf(
     cls: &str,
@@ -251,15 +237,10 @@ pub fn export_run_cmd(args: &ExportRunArgs) -> Result<()> {
     if let Some(e) = cfg.get("eval-data").filter(|v| !v.is_null()) {
         files.insert("test".into(), e.clone());
     }
-    let prefix = bos_prefix(trainer_cls, &from, &cfg);
-    if let Some(b) = &prefix {
-        notes.push(format!("BOS: engine's DPO/KTO put the BOS {b:?} before every prompt that does not start with it, as TRL 0.11.4's DPOTrainer/KTOTrainer do; TRL 1.x keeps only what the tokenizer adds. To continue on the same tokens, prefix the prompts with dataset.prompt_prefix where the tokenizer does not add it itself (continue.py does)"));
-    }
     let dataset = json!({
         "path": "json",
         "data_files": files,
         "rename_columns": columns,
-        "prompt_prefix": prefix,
         "format": "engine reads TRL's dataset formats as they are: prompt/completion, messages, text, prompt/chosen/rejected (explicit or implicit), prompt/completion/label (KTO); the same files load with datasets.load_dataset(\"json\", data_files=...) and, after rename_columns, train as they are",
     });
     if let Some(t) = cfg.get("template").and_then(Value::as_str) {

@@ -102,7 +102,7 @@ impl DirectData {
         for chunk in pairs.chunks(1000) {
             for (chosen, e) in [(true, chunk), (false, chunk)] {
                 out.extend(e.iter().map(|p| KtoExample {
-                    prompt_ids: p.side_prompt(if chosen { 0 } else { 1 }),
+                    prompt_ids: p.prompt_ids.clone(),
                     completion_ids: if chosen {
                         p.chosen_ids.clone()
                     } else {
@@ -268,14 +268,8 @@ impl Built {
                         .map(|(&x, _)| x)
                         .collect()
                 };
-                // KTOTrainer: Σ logits of a group's rows / the group's size.
-                let logit_sum = |want: bool| -> f64 {
-                    let rows = logits.rows.iter().zip(&batch.labels);
-                    let (s, n) = rows
-                        .filter(|(_, &l)| l == want)
-                        .fold((0.0, 0usize), |(s, n), (&x, _)| (s + x, n + 1));
-                    s / n as f64
-                };
+                // KTOTrainer 1.16: the token-weighted mean over a group's rows.
+                let logit_sum = |want: bool| logits.mean_where(|i| batch.labels[i] == want);
                 Ok((
                     loss,
                     DirectMetrics {

@@ -16,12 +16,10 @@ pub struct DirectMetrics {
     /// Mean policy log-probs of chosen (desirable) and rejected completions.
     pub logps_chosen: f64,
     pub logps_rejected: f64,
-    /// TRL 0.11's `logits/chosen` and `logits/rejected`: for pairs the mean
-    /// raw logit over every entry of the padded chosen (rejected) rows,
-    /// prompt and pads included (DPOTrainer's `policy_chosen_logits.mean()`);
-    /// for KTO the sum of those entries per desirable (undesirable) example
-    /// (KTOTrainer's `nansum() / num_chosen`). See
-    /// [`crate::train::logprobs::LogitSums`].
+    /// TRL 1.16's `logits/chosen` and `logits/rejected`: the mean raw logit
+    /// (over the vocabulary) at the positions that score chosen (rejected,
+    /// for KTO desirable/undesirable) completion tokens, weighted by tokens
+    /// over the batch. See [`crate::train::logprobs::LogitSums`].
     pub logits_chosen: f64,
     pub logits_rejected: f64,
     /// Chosen (desirable) and rejected (undesirable) completions in the batch.
