@@ -7,7 +7,7 @@ use super::root;
 use std::collections::BTreeSet;
 use std::process::Command;
 
-const EXAMPLES: &[&str] = &["imdb_sentiment", "hh_rlhf_reward"];
+const EXAMPLES: &[&str] = &["imdb_sentiment", "hh_rlhf_reward", "support_detox"];
 
 fn help(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_engine"))

@@ -180,14 +180,19 @@ pub fn model_weights(n_models: usize, weights: &[f32]) -> Result<Vec<f32>> {
     Ok(weights.to_vec())
 }
 
-/// A component name for a reward model directory: its folder name, made
-/// unique among `taken`.
+/// A component name for a reward model directory: its folder name (a
+/// trainer's `<run>/model` output: the run's name), made unique among `taken`.
 fn model_name(dir: &Path, taken: &[RewardComponent]) -> String {
-    let base = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| "reward_model".to_string());
+    let folder = |p: &Path| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .filter(|n| !n.is_empty())
+    };
+    let base = match folder(dir) {
+        Some(n) if n == "model" => dir.parent().and_then(folder).unwrap_or(n),
+        Some(n) => n,
+        None => "reward_model".to_string(),
+    };
     let mut name = base.clone();
     let mut k = 2;
     while taken.iter().any(|c| c.name == name) {
