@@ -8,7 +8,7 @@
 #   ENGINE=/path/to/engine   use this binary (default: cargo build --release, then target/release/engine)
 set -euo pipefail
 
-# ---- knobs: the default run takes about 12 minutes on a loaded 2-core llvmpipe machine ----
+# ---- knobs: the default run took 15 minutes on a loaded 2-core llvmpipe machine ----
 QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then
   TONE=200 CLS_STEPS=6 PPO_STEPS=1 PPO_BATCH=8 EVAL_ROWS=8

@@ -23,8 +23,8 @@ fn sample(prompt: &str, response: &str, ids: &[u32]) -> OwnedSample {
     }
 }
 
-/// gpt2-tiny-reward (one label) + a DistilBERT classifier's POSITIVE logit
-/// + a keyword reward, weighted 0.5, −2 and 3: each sample's score is the
+/// gpt2-tiny-reward (one label), a DistilBERT classifier's POSITIVE logit
+/// and a keyword reward, weighted 0.5, −2 and 3: each sample's score is the
 /// weighted sum of what each source scores alone, and the parts are named.
 #[test]
 fn a_reward_mix_is_the_weighted_sum_of_its_components() {
