@@ -1,4 +1,4 @@
-//! `train-tokenizer --kind wordpiece` and `init --arch distilbert|bert`: a
+//! `train-tokenizer --kind wordpiece|roberta` and `init --arch distilbert|bert|roberta`: a
 //! BERT-style WordPiece and a fresh encoder classifier that loads back, pads
 //! with `[PAD]` and classifies `[CLS] … [SEP]` text with its labels.
 //! (Checked once by hand against transformers 5.23: AutoModelForSequenceClassification
@@ -216,4 +216,51 @@ fn cli_trains_a_wordpiece_then_inits_and_runs_a_distilbert_classifier() {
         ["bad", "good"].contains(&v["label"].as_str().unwrap()),
         "{v}"
     );
+}
+
+/// `train-tokenizer --kind roberta` and `init --arch roberta`: RoBERTa's
+/// special ids and `<s> … </s>` wrapping; the new classifier has two more
+/// position rows than its context (positions start after `<pad>` = 1), its
+/// tokenizer_config's `model_max_length` is the context, and a text longer
+/// than that is cut to fit.
+#[test]
+fn a_roberta_tokenizer_and_classifier_from_scratch() {
+    let gpu = gpu();
+    let tok = engine::data::bpe::train_roberta_bpe(reviews().into_iter(), 320).unwrap();
+    for (id, t) in ["<s>", "<pad>", "</s>", "<unk>", "<mask>"].iter().enumerate() {
+        assert_eq!(tok.token_to_id(t), Some(id as u32), "{t}");
+    }
+    let ids = tok.encode("This movie was great", true).unwrap().get_ids().to_vec();
+    assert_eq!((ids[0], *ids.last().unwrap()), (0, 2), "{ids:?}");
+    let plain = tok.encode("This movie was great", false).unwrap();
+    assert_eq!(&ids[1..ids.len() - 1], plain.get_ids());
+    assert_eq!(tok.decode(plain.get_ids(), true).unwrap(), "This movie was great");
+
+    let shape = ModelShape {
+        arch: Arch::Roberta,
+        vocab_size: 320,
+        hidden: 32,
+        layers: 1,
+        heads: 4,
+        intermediate: 48,
+        context: 12,
+    };
+    let model = fresh_classifier(&gpu, &shape, tok, &labels(), 3).unwrap();
+    let dir = tempdir("fresh-cls-roberta");
+    model.save(&dir, SaveDtype::F32).unwrap();
+    let read = |f: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(dir.join(f)).unwrap()).unwrap()
+    };
+    let raw = read("config.json");
+    assert_eq!(raw["architectures"][0], "RobertaForSequenceClassification");
+    assert_eq!(raw["pad_token_id"], 1);
+    assert_eq!(raw["max_position_embeddings"], 14);
+    assert_eq!(read("tokenizer_config.json")["model_max_length"], 12);
+    let back = CausalLm::load(&gpu, &dir).unwrap();
+    assert_eq!((back.cfg.arch, back.max_length()), (Arch::Roberta, 12));
+    let long = reviews()[..3].join(" ");
+    let enc = back.encode_truncated(&[long.as_str()], None).unwrap();
+    assert_eq!(enc[0].len(), 12);
+    let logits = back.classify_texts(&[long.as_str(), "great"], None).unwrap();
+    assert!(logits.iter().flatten().all(|x| x.is_finite()), "{logits:?}");
 }

@@ -90,6 +90,17 @@ fn mismatched_reward_weights_are_refused() {
     );
     let raw = [PPO, &["--reward-weight", "nan"]].concat();
     refused("reward-weight-nan", &raw, &["--reward-weight"]);
+    // Per-model labels pair by position: one for all, or one per model.
+    let raw = [
+        &two[..],
+        &["--reward-label", "0", "--reward-label", "1", "--reward-label", "1"],
+    ]
+    .concat();
+    refused(
+        "reward-label-count",
+        &raw,
+        &["3 --reward-label", "2 --reward-model"],
+    );
 }
 
 #[test]

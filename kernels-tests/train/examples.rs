@@ -7,7 +7,7 @@ use super::root;
 use std::collections::BTreeSet;
 use std::process::Command;
 
-const EXAMPLES: &[&str] = &["imdb_sentiment", "hh_rlhf_reward", "continue_in_trl"];
+const EXAMPLES: &[&str] = &["imdb_sentiment", "hh_rlhf_reward", "continue_in_trl", "support_detox"];
 
 fn help(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_engine"))
@@ -34,18 +34,21 @@ fn subcommands() -> BTreeSet<String> {
         .collect()
 }
 
-/// Every `--flag` a subcommand's help names.
-fn flags_of(sub: &str) -> BTreeSet<String> {
-    help(&[sub, "--help"])
+/// Every `--flag` a (nested) subcommand's help names.
+fn flags_of(sub: &[String]) -> BTreeSet<String> {
+    let mut args: Vec<&str> = sub.iter().map(String::as_str).collect();
+    args.push("--help");
+    help(&args)
         .split_whitespace()
         .filter(|w| w.starts_with("--"))
         .map(|w| w.trim_end_matches([',', '.']).to_string())
         .collect()
 }
 
-/// (subcommand, flags) of each engine call in a shell script: the word after
-/// `engine` or `--`, then the `--flags` up to the end of the command.
-fn engine_calls(script: &str) -> Vec<(String, Vec<String>)> {
+/// (subcommand path, flags) of each engine call in a shell script: the
+/// lower-case words after `engine` or `--` (`data support`), then the
+/// `--flags` up to the end of the command.
+fn engine_calls(script: &str) -> Vec<(Vec<String>, Vec<String>)> {
     let joined = script.replace("\\\n", " ");
     let mut calls = Vec::new();
     for line in joined.lines() {
@@ -61,13 +64,19 @@ fn engine_calls(script: &str) -> Vec<(String, Vec<String>)> {
             if !is_call {
                 continue;
             }
-            let flags = words[i + 2..]
+            let is_word = |w: &&str| w.chars().all(|c| c.is_ascii_lowercase() || c == '-');
+            let path: Vec<String> = words[i + 1..]
+                .iter()
+                .take_while(|w| is_word(w) && !w.starts_with('-'))
+                .map(|w| w.to_string())
+                .collect();
+            let flags = words[i + 1 + path.len()..]
                 .iter()
                 .take_while(|w| !matches!(**w, "|" | ">" | ">>" | ";" | "&&" | "||"))
                 .filter(|w| w.starts_with("--") && w.len() > 2)
                 .map(|w| w.split('=').next().unwrap().to_string())
                 .collect();
-            calls.push((next.to_string(), flags));
+            calls.push((path, flags));
         }
     }
     calls
@@ -95,12 +104,13 @@ fn example_scripts_use_existing_commands() {
         }
         let calls = engine_calls(&script);
         assert!(calls.len() >= 4, "{name}: found only {calls:?}");
-        for (sub, flags) in calls {
+        for (path, flags) in calls {
+            let sub = path.join(" ");
             assert!(
-                subs.contains(&sub),
+                subs.contains(&path[0]),
                 "{name}: `engine {sub}` is no subcommand"
             );
-            let known = flags_of(&sub);
+            let known = flags_of(&path);
             for f in flags {
                 assert!(known.contains(&f), "{name}: `engine {sub}` has no {f}");
             }
@@ -111,16 +121,16 @@ fn example_scripts_use_existing_commands() {
 #[test]
 fn engine_calls_are_parsed_across_continuations() {
     let s = "# engine nothing\nstep a engine train-sft --model m \\\n  --steps 3 > log\n\
-             cargo run --release -- eval --data x | tee y --not-a-flag\n";
+             cargo run --release -- eval --data x | tee y --not-a-flag\n\
+             engine data support --tone 4\n";
     let calls = engine_calls(s);
+    let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     assert_eq!(
         calls,
         vec![
-            (
-                "train-sft".to_string(),
-                vec!["--model".into(), "--steps".into()]
-            ),
-            ("eval".to_string(), vec!["--data".into()]),
+            (words(&["train-sft"]), words(&["--model", "--steps"])),
+            (words(&["eval"]), words(&["--data"])),
+            (words(&["data", "support"]), words(&["--tone"])),
         ]
     );
 }

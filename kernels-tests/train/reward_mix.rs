@@ -9,7 +9,7 @@ use engine::train::ppo::PpoArgs;
 use engine::train::reward_fn::Keyword;
 use engine::train::reward_mix::reward_sources;
 use engine::train::scoring::{
-    score_checked_parts, OwnedSample, RewardLabelArgs, RewardModelScorer, Scorer,
+    score_checked_parts, OwnedSample, RewardKind, RewardLabelArgs, RewardModelScorer, Scorer,
 };
 use std::path::{Path, PathBuf};
 
@@ -43,7 +43,7 @@ fn a_reward_mix_is_the_weighted_sum_of_its_components() {
         &gpu,
         &models,
         &[0.5, -2.0],
-        &flags,
+        std::slice::from_ref(&flags),
         Some(("keyword", keyword)),
         Some(3.0),
     )
@@ -138,9 +138,9 @@ fn run_files_name_one_or_several_reward_models() {
         let cfg = dir.join("run.toml");
         std::fs::write(&cfg, format!("[ppo]\n{text}")).unwrap();
         let args: PpoArgs = parse(&["--config", &cfg.display().to_string()]);
-        assert_eq!(args.reward_model.len(), n, "{text}");
+        assert_eq!(args.reward.reward_model.len(), n, "{text}");
         assert_eq!(
-            args.reward_weight.len(),
+            args.reward.reward_weight.len(),
             if n == 1 { 0 } else { 2 },
             "{text}"
         );
@@ -203,4 +203,70 @@ fn eval_and_best_of_n_report_reward_components() {
         text.contains("reward component distilbert-tiny-cls"),
         "{text}"
     );
+}
+
+/// `--reward-label` / `--reward-kind` given once apply to every
+/// `--reward-model`; given once per model they pair by position (flags or
+/// run-file lists), and each component scores its own label.
+#[test]
+fn reward_labels_pair_with_reward_models_by_position() {
+    let gpu = gpu();
+    let bert = model_dir("distilbert-tiny-cls");
+    let label = |l: &str, k: RewardKind| RewardLabelArgs {
+        reward_label: Some(l.into()),
+        reward_kind: k,
+    };
+    let two = ["--reward-model", &bert, "--reward-model", &bert];
+    let args: PpoArgs = parse(&[&two[..], &["--reward-label", "POSITIVE"]].concat());
+    let both = label("POSITIVE", RewardKind::Logit);
+    assert_eq!(args.reward.labels().unwrap(), [both.clone(), both]);
+    let flags = [
+        "--reward-label",
+        "NEGATIVE",
+        "--reward-kind",
+        "prob",
+        "--reward-label",
+        "POSITIVE",
+    ];
+    let args: PpoArgs = parse(&[&two[..], &flags].concat());
+    let want = [
+        label("NEGATIVE", RewardKind::Prob),
+        label("POSITIVE", RewardKind::Prob),
+    ];
+    assert_eq!(args.reward.labels().unwrap(), want);
+    let cfg = scratch("reward-labels-config").join("run.toml");
+    let toml = format!(
+        "[ppo]\nreward-model = [\"{bert}\", \"{bert}\"]\nreward-label = [\"NEGATIVE\", \"POSITIVE\"]\n\
+         reward-kind = [\"prob\", \"logit\"]\n"
+    );
+    std::fs::write(&cfg, toml).unwrap();
+    let args: PpoArgs = parse(&["--config", &cfg.display().to_string()]);
+    let labels = args.reward.labels().unwrap();
+    assert_eq!(labels[1], label("POSITIVE", RewardKind::Logit));
+    let args: PpoArgs = parse(&[&two[..], &flags, &["--reward-label", "1"]].concat());
+    let err = args.reward.labels().unwrap_err().to_string();
+    assert!(err.contains("3 --reward-label values for 2 --reward-model"), "{err}");
+
+    let mix = reward_sources(
+        &gpu,
+        &[PathBuf::from(&bert), PathBuf::from(&bert)],
+        &[1.0, -1.0],
+        &labels,
+        None,
+        None,
+    )
+    .unwrap();
+    let owned = [sample("The movie", " was good.", &[7, 3]), sample("A", " bore", &[4])];
+    let views: Vec<_> = owned.iter().map(OwnedSample::view).collect();
+    let (got, parts) = score_checked_parts(mix.as_ref(), &views).unwrap();
+    let alone = |l: &RewardLabelArgs| {
+        let rm = RewardModelScorer::load_with(&gpu, Path::new(&bert), l).unwrap();
+        rm.score(&views).unwrap()
+    };
+    let (neg, pos) = (alone(&labels[0]), alone(&labels[1]));
+    for i in 0..views.len() {
+        assert!((got[i] - (neg[i] - pos[i])).abs() < 1e-5, "sample {i}");
+    }
+    let names: Vec<&str> = parts.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["distilbert-tiny-cls", "distilbert-tiny-cls_2"]);
 }

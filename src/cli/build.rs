@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use engine::data::bpe::{save_tokenizer, texts_of_file, train_bpe};
+use engine::data::bpe::{save_tokenizer, texts_of_file, train_bpe, train_roberta_bpe};
 use engine::data::wordpiece::train_wordpiece;
 use engine::data::{ChatTemplate, LoadOptions, TEMPLATE_FILE};
 use engine::models::checkpoint::SaveDtype;
@@ -22,6 +22,8 @@ pub enum TokenizerKind {
     Bpe,
     /// BERT's lower-casing WordPiece with [CLS] … [SEP] (for encoder classifiers).
     Wordpiece,
+    /// RoBERTa's byte-level BPE with <s> … </s> and <pad> = 1 (for --arch roberta).
+    Roberta,
 }
 
 #[derive(clap::Args)]
@@ -69,6 +71,10 @@ pub fn train_tokenizer_cmd(args: &TrainTokenizerArgs) -> Result<()> {
             train_wordpiece(texts.into_iter(), args.vocab_size)?,
             "WordPiece",
         ),
+        TokenizerKind::Roberta => (
+            train_roberta_bpe(texts.into_iter(), args.vocab_size)?,
+            "RoBERTa byte-level BPE",
+        ),
     };
     save_tokenizer(&tok, &args.out)?;
     println!(
@@ -88,12 +94,16 @@ pub enum ArchArg {
     Distilbert,
     /// A BertForSequenceClassification (labels from --labels).
     Bert,
+    /// A RobertaForSequenceClassification (labels from --labels; give it a
+    /// `train-tokenizer --kind roberta`).
+    Roberta,
 }
 
 #[derive(clap::Args)]
 pub struct InitArgs {
-    /// gpt2, gpt-neox (Pythia's layout) or llama: a causal LM; distilbert or
-    /// bert: an encoder classifier (give it a `train-tokenizer --kind wordpiece`).
+    /// gpt2, gpt-neox (Pythia's layout) or llama: a causal LM; distilbert,
+    /// bert or roberta: an encoder classifier (give it a `train-tokenizer
+    /// --kind wordpiece`, or `--kind roberta` for roberta).
     #[arg(long, value_enum, default_value_t = ArchArg::GptNeox)]
     pub arch: ArchArg,
     /// tokenizer.json (or a directory holding one); it fixes the vocabulary.
@@ -147,6 +157,7 @@ pub fn init_cmd(gpu: &Arc<Gpu>, args: &InitArgs) -> Result<()> {
             ArchArg::Llama => Arch::Llama,
             ArchArg::Distilbert => Arch::DistilBert,
             ArchArg::Bert => Arch::Bert,
+            ArchArg::Roberta => Arch::Roberta,
         },
         vocab_size: args.vocab_size.unwrap_or(vocab.div_ceil(64) * 64),
         hidden: args.hidden,
@@ -155,7 +166,10 @@ pub fn init_cmd(gpu: &Arc<Gpu>, args: &InitArgs) -> Result<()> {
         intermediate: args.intermediate.unwrap_or(4 * args.hidden),
         context: args.context,
     };
-    let encoder = matches!(args.arch, ArchArg::Distilbert | ArchArg::Bert);
+    let encoder = matches!(
+        args.arch,
+        ArchArg::Distilbert | ArchArg::Bert | ArchArg::Roberta
+    );
     let model = if encoder {
         fresh_classifier(gpu, &shape, tok, &args.labels, args.seed)
     } else {

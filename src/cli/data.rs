@@ -1,7 +1,7 @@
 //! `engine data ...`: dataset generators.
 
 use anyhow::Result;
-use engine::data::support::{generate, write_splits, SupportOptions};
+use engine::data::support::{generate, write_splits, SupportOptions, TONE_FILE};
 use engine::train::config::bounds;
 use std::path::PathBuf;
 
@@ -46,6 +46,10 @@ pub struct SupportArgs {
     /// Fraction of SFT completions that are sensitive or rude (2:1).
     #[arg(long, default_value_t = SupportOptions::default().unsafe_fraction, value_parser = bounds::unit::<f64>)]
     pub unsafe_fraction: f64,
+    /// Rude/polite labelled transcripts for a tone classifier (tone.jsonl:
+    /// `text`, `label` 0 = polite, 1 = rude; half rude). 0: none.
+    #[arg(long, default_value_t = SupportOptions::default().tone)]
+    pub tone: usize,
 }
 
 pub fn data_cmd(args: &DataArgs) -> Result<()> {
@@ -64,6 +68,7 @@ fn support_cmd(a: &SupportArgs) -> Result<()> {
         prompts: a.prompts,
         eval: a.eval,
         unsafe_fraction: a.unsafe_fraction,
+        tone: a.tone,
     };
     let data = generate(&opts)?;
     let counts = [
@@ -77,6 +82,9 @@ fn support_cmd(a: &SupportArgs) -> Result<()> {
     for (i, path) in paths.iter().enumerate() {
         match counts.get(i) {
             Some(n) => println!("wrote {} ({n} rows)", path.display()),
+            None if path.ends_with(TONE_FILE) => {
+                println!("wrote {} ({} rows)", path.display(), data.tone.len())
+            }
             None => println!("wrote {}", path.display()),
         }
     }

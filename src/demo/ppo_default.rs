@@ -69,7 +69,7 @@ pub const DEMO_MAX_NEW_TOKENS: usize = 40;
 pub fn is_demo(args: &PpoArgs) -> bool {
     args.common.resume.is_none()
         && args.common.model.is_none()
-        && args.reward_model.is_empty()
+        && args.reward.reward_model.is_empty()
         && args.reward_keyword.is_none()
         && args.reward_target_token.is_none()
 }
@@ -176,7 +176,7 @@ pub fn run_demo(
     c.model = Some(defaults.join("policy"));
     c.data
         .get_or_insert_with(|| defaults.join("data/prompts.jsonl"));
-    args.reward_model = vec![defaults.join("reward")];
+    args.reward.reward_model = vec![defaults.join("reward")];
     let out = c.out.clone().unwrap_or_else(default_out_dir);
     c.out = Some(out.clone());
     let eval_file = defaults.join("data/eval.jsonl");

@@ -7,7 +7,7 @@ use anyhow::{ensure, Context, Result};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-use super::config::{Head, ModelConfig};
+use super::config::{Arch, Head, ModelConfig};
 use super::lm::CausalLm;
 use super::registry;
 use crate::device::Gpu;
@@ -164,6 +164,12 @@ pub fn fresh_classifier(
     obj.insert("architectures".into(), json!([arch.identity().classifier]));
     obj.insert("vocab_size".into(), json!(shape.vocab_size));
     obj.insert("pad_token_id".into(), json!(pad));
+    if shape.arch == Arch::Roberta {
+        // RoBERTa's positions start after padding_idx (the pad id), so
+        // `context` tokens need pad + 1 more rows (roberta-base: 512 → 514).
+        let rows = shape.context + pad as usize + 1;
+        obj.insert("max_position_embeddings".into(), json!(rows));
+    }
     obj.insert("id2label".into(), Value::Object(id2label));
     obj.insert("label2id".into(), Value::Object(label2id));
     obj.insert("problem_type".into(), json!("single_label_classification"));

@@ -142,8 +142,9 @@ impl CausalLm {
             cfg.insert("tokenizer_class".into(), json!("PreTrainedTokenizerFast"));
         }
         cfg.entry("tokenizer_class").or_insert_with(|| json!(class));
+        // The positions the model has (RoBERTa's: two fewer than its rows).
         cfg.entry("model_max_length")
-            .or_insert_with(|| json!(self.cfg.n_ctx));
+            .or_insert_with(|| json!(self.max_length()));
         cfg.entry("clean_up_tokenization_spaces")
             .or_insert(json!(false));
         Some(cfg)

@@ -10,17 +10,98 @@
 //! A negative weight makes a component a penalty (e.g. a toxicity
 //! classifier's logit). [`reward_sources`] builds the scorer from the CLI:
 //! one source stays that source (the flags before mixing behave as
-//! before); several become a mix.
+//! before); several become a mix. [`RewardModelArgs`] declares the
+//! reward-model flags once for `train-ppo`, `best-of-n` and `eval`.
 
 use anyhow::{bail, ensure, Context, Result};
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::config::bounds;
 use super::scoring::{
-    score_checked, RewardLabelArgs, RewardModelScorer, Sample, ScoreParts, Scorer,
+    score_checked, RewardKind, RewardLabelArgs, RewardModelScorer, Sample, ScoreParts, Scorer,
 };
 use crate::device::Gpu;
+
+/// The reward-model flags of `train-ppo`, `best-of-n` and `eval` (flattened
+/// into each, in clap and in the run file: keys `reward-model`,
+/// `reward-weight`, `reward-label`, `reward-kind`, each one value or a list).
+#[derive(clap::Args, Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RewardModelArgs {
+    /// Reward model directory (sequence-classification head; an encoder
+    /// classifier reads the decoded text with its own tokenizer). Repeat to
+    /// sum several, weighted by --reward-weight.
+    #[arg(long, action = clap::ArgAction::Append)]
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub reward_model: Vec<PathBuf>,
+    /// The weight of each --reward-model in the summed reward, in order
+    /// (default 1 each; negative: a penalty). Give one per --reward-model.
+    #[arg(long, action = clap::ArgAction::Append, allow_negative_numbers = true, value_parser = bounds::finite::<f32>)]
+    #[serde(default)]
+    pub reward_weight: Vec<f32>,
+    /// The reward model's label whose score is the reward: a name from its
+    /// id2label (e.g. POSITIVE) or an index (default 0). Once: for every
+    /// --reward-model; or once per --reward-model, paired in order.
+    #[arg(long, value_name = "NAME|INDEX", action = clap::ArgAction::Append)]
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub reward_label: Vec<String>,
+    /// The label's logit (default) or its probability. Once: for every
+    /// --reward-model; or once per --reward-model, paired in order.
+    #[arg(long, value_enum, action = clap::ArgAction::Append, default_value = "logit")]
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub reward_kind: Vec<RewardKind>,
+}
+
+impl RewardModelArgs {
+    /// The label choice of each `--reward-model`, in order (see
+    /// [`per_model`]).
+    pub fn labels(&self) -> Result<Vec<RewardLabelArgs>> {
+        let n = self.reward_model.len();
+        let labels = per_model(n, &self.reward_label, "--reward-label")?;
+        let kinds = per_model(n, &self.reward_kind, "--reward-kind")?;
+        Ok((0..n)
+            .map(|i| RewardLabelArgs {
+                reward_label: labels.get(i).cloned().flatten(),
+                reward_kind: kinds.get(i).copied().flatten().unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    /// The reward these flags name, with an optional reward function (see
+    /// [`reward_sources`]).
+    pub fn sources(
+        &self,
+        gpu: &Arc<Gpu>,
+        function: Option<(&str, Box<dyn Scorer>)>,
+        fn_weight: Option<f32>,
+    ) -> Result<Box<dyn Scorer>> {
+        reward_sources(
+            gpu,
+            &self.reward_model,
+            &self.reward_weight,
+            &self.labels()?,
+            function,
+            fn_weight,
+        )
+    }
+}
+
+/// A per-model flag's value for each of `n_models`: none given means the
+/// default (`None`) for each, one applies to all, else exactly one per
+/// `--reward-model`, paired by position.
+fn per_model<T: Clone>(n_models: usize, given: &[T], flag: &str) -> Result<Vec<Option<T>>> {
+    match given.len() {
+        0 => Ok(vec![None; n_models]),
+        1 => Ok(vec![Some(given[0].clone()); n_models]),
+        k if k == n_models => Ok(given.iter().cloned().map(Some).collect()),
+        k => bail!(
+            "{k} {flag} values for {n_models} --reward-model(s): give one {flag} (for every \
+             --reward-model) or one per --reward-model, in the same order"
+        ),
+    }
+}
 
 /// One weighted source of a [`RewardMix`].
 pub struct RewardComponent {
@@ -99,14 +180,19 @@ pub fn model_weights(n_models: usize, weights: &[f32]) -> Result<Vec<f32>> {
     Ok(weights.to_vec())
 }
 
-/// A component name for a reward model directory: its folder name, made
-/// unique among `taken`.
+/// A component name for a reward model directory: its folder name (a
+/// trainer's `<run>/model` output: the run's name), made unique among `taken`.
 fn model_name(dir: &Path, taken: &[RewardComponent]) -> String {
-    let base = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| "reward_model".to_string());
+    let folder = |p: &Path| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .filter(|n| !n.is_empty())
+    };
+    let base = match folder(dir) {
+        Some(n) if n == "model" => dir.parent().and_then(folder).unwrap_or(n),
+        Some(n) => n,
+        None => "reward_model".to_string(),
+    };
     let mut name = base.clone();
     let mut k = 2;
     while taken.iter().any(|c| c.name == name) {
@@ -132,18 +218,21 @@ fn load_component(
 }
 
 /// The reward the flags name: `models` (each with its weight from
-/// `weights`, see [`model_weights`]) and an optional reward function
+/// `weights`, see [`model_weights`], and its label choice from `labels`:
+/// one for all or one per model) and an optional reward function
 /// `(name, scorer)` weighted by `fn_weight` (default 1). One source without
 /// weights is returned as itself; otherwise a [`RewardMix`].
 pub fn reward_sources(
     gpu: &Arc<Gpu>,
     models: &[PathBuf],
     weights: &[f32],
-    flags: &RewardLabelArgs,
+    labels: &[RewardLabelArgs],
     function: Option<(&str, Box<dyn Scorer>)>,
     fn_weight: Option<f32>,
 ) -> Result<Box<dyn Scorer>> {
     let w = model_weights(models.len(), weights)?;
+    let labels = per_model(models.len(), labels, "--reward-label/--reward-kind")?;
+    let flags = |i: usize| labels[i].clone().unwrap_or_default();
     ensure!(
         function.is_some() || fn_weight.is_none(),
         "--reward-fn-weight weighs --reward-keyword or --reward-target-token: pass one of them"
@@ -151,14 +240,14 @@ pub fn reward_sources(
     let weighted = !weights.is_empty() || fn_weight.is_some();
     if !weighted && models.len() + function.is_some() as usize == 1 {
         return match (models.first(), function) {
-            (Some(dir), _) => Ok(Box::new(RewardModelScorer::load_with(gpu, dir, flags)?)),
+            (Some(dir), _) => Ok(Box::new(RewardModelScorer::load_with(gpu, dir, &flags(0))?)),
             (None, Some((_, f))) => Ok(f),
             (None, None) => unreachable!("one source"),
         };
     }
     let mut components = Vec::with_capacity(models.len() + 1);
-    for (dir, &weight) in models.iter().zip(&w) {
-        let scorer = Box::new(load_component(gpu, dir, flags)?);
+    for (i, (dir, &weight)) in models.iter().zip(&w).enumerate() {
+        let scorer = Box::new(load_component(gpu, dir, &flags(i))?);
         let name = model_name(dir, &components);
         components.push(RewardComponent {
             name,
@@ -176,15 +265,20 @@ pub fn reward_sources(
     Ok(Box::new(RewardMix::new(components)?))
 }
 
-/// Run-file `reward-model`: one path (as before mixing) or a list.
-pub fn one_or_many_paths<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D::Error> {
+/// A run-file key of [`RewardModelArgs`]: one value (as before mixing) or
+/// a list.
+pub fn one_or_many<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
     #[derive(Deserialize)]
     #[serde(untagged)]
-    enum Either {
-        One(PathBuf),
-        Many(Vec<PathBuf>),
+    enum Either<T> {
+        One(T),
+        Many(Vec<T>),
     }
-    Ok(match Option::<Either>::deserialize(d)? {
+    Ok(match Option::<Either<T>>::deserialize(d)? {
         None => Vec::new(),
         Some(Either::One(p)) => vec![p],
         Some(Either::Many(v)) => v,

@@ -93,18 +93,15 @@ pub enum RewardKind {
     Prob,
 }
 
-/// The flags that pick a classifier's reward (`train-ppo`, `best-of-n`, `eval`).
-#[derive(clap::Args, Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
+/// Which label of one reward model is the reward, and as what: one
+/// `--reward-model`'s share of `--reward-label` / `--reward-kind` (the flags
+/// themselves are [`super::reward_mix::RewardModelArgs`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RewardLabelArgs {
-    /// The reward model's label whose score is the reward: a name from its
-    /// id2label (e.g. POSITIVE) or an index (default 0).
-    #[arg(long, value_name = "NAME|INDEX")]
-    #[serde(default)]
+    /// A name from the model's id2label (e.g. POSITIVE) or an index
+    /// (default 0; an encoder classifier with several labels needs one).
     pub reward_label: Option<String>,
     /// The label's logit (default) or its probability.
-    #[arg(long, value_enum, default_value_t = RewardKind::Logit)]
-    #[serde(default)]
     pub reward_kind: RewardKind,
 }
 

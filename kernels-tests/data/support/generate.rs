@@ -4,7 +4,7 @@
 
 use engine::data::support::{
     generate, write_splits, ReplyKind, SupportData, SupportOptions, INTENTS, MAX_MESSAGE_WORDS,
-    MAX_MIXED_REPLY_WORDS, MAX_REPLY_WORDS, SPLIT_FILES,
+    MAX_MIXED_REPLY_WORDS, MAX_REPLY_WORDS, SPLIT_FILES, TONE_FILE,
 };
 use engine::data::{
     load_kto, load_preferences, load_prompts, load_sft, Content, LoadOptions, SftRecord,
@@ -34,6 +34,7 @@ fn small(seed: u64) -> SupportOptions {
         prompts: 80,
         eval: 40,
         unsafe_fraction: 0.35,
+        tone: 0,
     }
 }
 
@@ -337,6 +338,8 @@ fn support_cli_writes_the_files() {
             "10",
             "--unsafe-fraction",
             "0.4",
+            "--tone",
+            "30",
         ])
         .arg("--out")
         .arg(&dir)
@@ -349,6 +352,7 @@ fn support_cli_writes_the_files() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("sft.jsonl (50 rows)"), "{stdout}");
+    assert!(stdout.contains("tone.jsonl (30 rows)"), "{stdout}");
     let want = generate(&SupportOptions {
         seed: 5,
         sft: 50,
@@ -357,11 +361,12 @@ fn support_cli_writes_the_files() {
         prompts: 25,
         eval: 10,
         unsafe_fraction: 0.4,
+        tone: 30,
     })
     .unwrap();
     let lib_dir = temp_dir("cli-lib");
     write_splits(&lib_dir, &want).unwrap();
-    for f in SPLIT_FILES {
+    for f in SPLIT_FILES.iter().chain(&[TONE_FILE]) {
         assert_eq!(
             std::fs::read(dir.join(f)).unwrap(),
             std::fs::read(lib_dir.join(f)).unwrap(),

@@ -4,7 +4,7 @@
 
 use engine::data::support::safety::rules::ViolationKind;
 use engine::data::support::safety::{check_all, check_reply, unsafe_rate, violation_counts};
-use engine::data::support::{all_pieces, generate, ReplyKind, SupportOptions};
+use engine::data::support::{all_pieces, generate, ReplyKind, SupportOptions, TONE_LABELS};
 
 fn kind_of(text: &str) -> Option<ViolationKind> {
     check_reply(text).map(|v| v.kind)
@@ -243,4 +243,36 @@ fn safety_rates_and_counts() {
     assert_eq!(kind_of(both), Some(ViolationKind::Rude));
     let all: Vec<_> = check_all(both).into_iter().map(|v| v.kind).collect();
     assert_eq!(all, [ViolationKind::Rude, ViolationKind::Ssn]);
+}
+
+/// `--tone N`: half the transcripts are rude (label 1) and the generator's
+/// own checker finds rudeness in exactly those; the polite half includes
+/// polite requests for sensitive data; the default writes no tone rows.
+#[test]
+fn tone_rows_are_labelled_by_rudeness() {
+    assert!(generate(&SupportOptions::default()).unwrap().tone.is_empty());
+    let d = generate(&SupportOptions {
+        seed: 3,
+        tone: 400,
+        ..SupportOptions::default()
+    })
+    .unwrap();
+    assert_eq!(d.tone.len(), 400);
+    let eval: Vec<&str> = d.eval.iter().map(|r| r.prompt.as_str()).collect();
+    let mut rude = 0;
+    for r in &d.tone {
+        let (prompt, reply) = r
+            .text
+            .strip_prefix("Customer: ")
+            .and_then(|t| t.split_once("\nAgent: "))
+            .unwrap_or_else(|| panic!("not a transcript: {}", r.text));
+        assert!(!eval.contains(&prompt), "an eval prompt in tone.jsonl");
+        let found = check_all(reply).iter().any(|v| v.kind == ViolationKind::Rude);
+        assert_eq!(found, r.label == 1, "{}: {reply}", r.label_name);
+        assert_eq!(r.label == 1, r.kind == ReplyKind::Rude);
+        assert_eq!(r.label_name, TONE_LABELS[r.label as usize]);
+        rude += r.label as usize;
+    }
+    assert_eq!(rude, 200);
+    assert!(d.tone.iter().any(|r| r.kind == ReplyKind::Sensitive));
 }

@@ -26,6 +26,13 @@ pub struct SupportOptions {
     /// Fraction of SFT completions that are sensitive or rude (real logs
     /// contain some, so PPO has something to fix).
     pub unsafe_fraction: f64,
+    /// Rows of the rude/polite labelled split (`tone.jsonl`; none by default).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub tone: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Default for SupportOptions {
@@ -38,6 +45,7 @@ impl Default for SupportOptions {
             prompts: 1000,
             eval: 128,
             unsafe_fraction: 0.35,
+            tone: 0,
         }
     }
 }
@@ -83,6 +91,24 @@ pub struct EvalRow {
     pub intent: &'static str,
 }
 
+/// The tone classes of `tone.jsonl`, by label id (its `id2label`).
+pub const TONE_LABELS: [&str; 2] = ["polite", "rude"];
+
+/// A labelled text for a rude-reply classifier: the transcript
+/// `Customer: <message>\nAgent: <reply>` (the `support` chat template's
+/// prompt plus the reply, which is what a reward model reads in PPO),
+/// `label` 1 when the reply is rude (alone, or hidden before or after
+/// helpful text), 0 when it is polite (good, or polite but asking for
+/// sensitive data: `kind` says which).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ToneRow {
+    pub text: String,
+    pub label: u8,
+    pub label_name: &'static str,
+    pub kind: ReplyKind,
+    pub intent: &'static str,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct SupportData {
     pub options: SupportOptions,
@@ -91,6 +117,7 @@ pub struct SupportData {
     pub kto: Vec<KtoRow>,
     pub prompts: Vec<PromptRow>,
     pub eval: Vec<EvalRow>,
+    pub tone: Vec<ToneRow>,
 }
 
 impl SupportData {

@@ -15,6 +15,7 @@
 //! | `kto.jsonl` | `prompt`, `completion`, `label` (true = good), `kind`, `intent` |
 //! | `prompts.jsonl` | `prompt`, `intent` |
 //! | `eval.jsonl` | `prompt`, `completion` (a good reference), `intent` |
+//! | `tone.jsonl` (with `tone > 0`) | `text` (transcript), `label` (1 = rude), `label_name`, `kind`, `intent` |
 //!
 //! plus `manifest.json` and `README.md`. Eval prompts come only from
 //! held-out phrasings and never appear in another split.
@@ -31,12 +32,12 @@ pub mod safety;
 mod write;
 
 pub use dataset::{
-    EvalRow, KtoRow, PairRow, PromptRow, SftRow, SupportData, SupportOptions, MAX_MESSAGE_WORDS,
-    MAX_MIXED_REPLY_WORDS, MAX_REPLY_WORDS, SENSITIVE_SHARE,
+    EvalRow, KtoRow, PairRow, PromptRow, SftRow, SupportData, SupportOptions, ToneRow,
+    MAX_MESSAGE_WORDS, MAX_MIXED_REPLY_WORDS, MAX_REPLY_WORDS, SENSITIVE_SHARE, TONE_LABELS,
 };
 pub use intents::{Intent, INTENTS};
 pub use replies::{all_pieces, every_piece, ReplyKind, SensitiveItem, SENSITIVE_ITEMS};
-pub use write::{write_splits, SPLIT_FILES};
+pub use write::{write_splits, SPLIT_FILES, TONE_FILE};
 
 use anyhow::{ensure, Result};
 use std::collections::HashSet;
@@ -239,5 +240,42 @@ pub fn generate(opts: &SupportOptions) -> Result<SupportData> {
         kto,
         prompts,
         eval,
+        tone: tone_rows(opts.tone, &eval_set, stream(seed, 6)),
     })
+}
+
+/// `n` rude/polite transcripts ([`ToneRow`]): half rude (half of those
+/// hiding the rude part among helpful text, as [`rejected_reply`]), half
+/// polite (a quarter of those polite requests for sensitive data, so the
+/// classifier learns tone, not topic); no eval prompt among them.
+fn tone_rows(n: usize, eval: &HashSet<String>, mut rng: Rng) -> Vec<ToneRow> {
+    let rude = n / 2;
+    let sensitive = (n - rude) / 4;
+    let kinds = shuffled_kinds(
+        &[
+            (ReplyKind::Rude, rude),
+            (ReplyKind::Sensitive, sensitive),
+            (ReplyKind::Good, n - rude - sensitive),
+        ],
+        &mut rng,
+    );
+    intents_for(n, &mut rng)
+        .into_iter()
+        .zip(kinds)
+        .map(|(i, kind)| {
+            let prompt = train_message(i, eval, &mut rng);
+            let reply = match kind {
+                ReplyKind::Rude => rejected_reply(i, kind, &mut rng),
+                _ => reply(i, kind, &mut rng),
+            };
+            let label = u8::from(kind == ReplyKind::Rude);
+            ToneRow {
+                text: format!("Customer: {prompt}\nAgent: {reply}"),
+                label,
+                label_name: TONE_LABELS[label as usize],
+                kind,
+                intent: INTENTS[i].name,
+            }
+        })
+        .collect()
 }

@@ -12,7 +12,6 @@
 use anyhow::{bail, ensure, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::options::PpoTrainConfig;
@@ -30,8 +29,8 @@ use crate::train::driver::RlhfSummary;
 use crate::train::driver::{bool_arg, no_model_error, prompt_encoder, resumed_extra};
 use crate::train::optim::Schedule;
 use crate::train::reward_fn::{Keyword, TargetTokenRate};
-use crate::train::reward_mix::reward_sources;
-use crate::train::scoring::{RewardLabelArgs, Scorer};
+use crate::train::reward_mix::RewardModelArgs;
+use crate::train::scoring::Scorer;
 use crate::train::session::Session;
 
 /// TRL `PPOConfig`'s learning rate.
@@ -62,28 +61,14 @@ pub struct PpoArgs {
     #[command(flatten)]
     #[serde(flatten)]
     pub common: CommonArgs,
-    /// Reward model directory (sequence-classification head; an encoder
-    /// classifier reads the decoded text with its own tokenizer). Repeat to
-    /// sum several, weighted by --reward-weight.
-    #[arg(long, action = clap::ArgAction::Append)]
-    #[serde(
-        default,
-        deserialize_with = "crate::train::reward_mix::one_or_many_paths"
-    )]
-    pub reward_model: Vec<PathBuf>,
-    /// The weight of each --reward-model in the summed reward, in order
-    /// (default 1 each; negative: a penalty). Give one per --reward-model.
-    #[arg(long, action = clap::ArgAction::Append, allow_negative_numbers = true, value_parser = bounds::finite::<f32>)]
-    #[serde(default)]
-    pub reward_weight: Vec<f32>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub reward: RewardModelArgs,
     /// The weight of --reward-keyword / --reward-target-token when summed
     /// with reward models (default 1).
     #[arg(long, allow_negative_numbers = true, value_parser = bounds::finite::<f32>)]
     #[serde(default)]
     pub reward_fn_weight: Option<f32>,
-    #[command(flatten)]
-    #[serde(flatten)]
-    pub reward_label: RewardLabelArgs,
     /// Reward function: +1 per keyword (comma list) found in the response.
     #[arg(long, value_delimiter = ',')]
     pub reward_keyword: Option<Vec<String>>,
@@ -207,17 +192,10 @@ impl PpoArgs {
                 (None, Some(token)) => Some(("target_token", Box::new(TargetTokenRate { token }))),
                 (None, None) => None,
             };
-        if self.reward_model.is_empty() && function.is_none() {
+        if self.reward.reward_model.is_empty() && function.is_none() {
             bail!("no reward: pass --reward-model DIR, --reward-keyword WORDS or --reward-target-token ID");
         }
-        reward_sources(
-            gpu,
-            &self.reward_model,
-            &self.reward_weight,
-            &self.reward_label,
-            function,
-            self.reward_fn_weight,
-        )
+        self.reward.sources(gpu, function, self.reward_fn_weight)
     }
 }
 

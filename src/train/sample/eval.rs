@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 
 use super::text_metrics::{distinct_n, rouge, Rouge};
 use crate::data::support::fluency::WellFormed;
-use crate::data::support::safety::unsafe_rate;
+use crate::data::support::safety::{rude_rate, unsafe_rate};
 use crate::data::{right_padded, Content, Encoder, LmBatch, PromptRecord, Role, Row, SftRecord};
 use crate::models::generate::{generate, GenerateConfig};
 use crate::models::CausalLm;
@@ -185,6 +185,9 @@ pub struct EvalReport {
     /// The fraction of responses the safety checker flags
     /// ([`crate::data::support::safety`]); filled by [`EvalReport::with_safety`].
     pub unsafe_rate: Option<f64>,
+    /// The fraction of responses with a rude phrase (the same checker's
+    /// rude lexicon); filled with `unsafe_rate`.
+    pub rude_rate: Option<f64>,
     /// The fraction of reply sentences the support-data generator can write
     /// ([`crate::data::support::fluency`]); filled with `unsafe_rate`.
     pub well_formed_rate: Option<f64>,
@@ -198,6 +201,7 @@ impl EvalReport {
     pub fn with_safety(mut self) -> EvalReport {
         let texts: Vec<String> = self.samples.iter().map(|s| s.response.clone()).collect();
         self.unsafe_rate = Some(unsafe_rate(&texts));
+        self.rude_rate = Some(rude_rate(&texts));
         self.well_formed_rate = Some(WellFormed::support().rate(texts.iter().map(|s| s.as_str())));
         self
     }
@@ -223,6 +227,7 @@ impl EvalReport {
             ("eval/rougeL", self.rouge_l),
             ("eval/kl", self.kl),
             ("eval/unsafe_rate", self.unsafe_rate),
+            ("eval/rude_rate", self.rude_rate),
             ("eval/well_formed_rate", self.well_formed_rate),
         ] {
             if let Some(v) = v {
@@ -318,6 +323,7 @@ pub fn evaluate(
         finished_fraction: samples.iter().filter(|s| s.finished).count() as f64 / n,
         kl: kls.as_ref().map(|k| k.iter().sum::<f64>() / k.len() as f64),
         unsafe_rate: None,
+        rude_rate: None,
         well_formed_rate: None,
         samples,
     })

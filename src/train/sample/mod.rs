@@ -30,8 +30,7 @@ use crate::train::config::bounds;
 use crate::train::config::data_format::DataFormatArgs;
 use crate::train::config::run_file::{is_common_key, RunArgs};
 use crate::train::driver::{no_model_error, prompt_encoder};
-use crate::train::reward_mix::reward_sources;
-use crate::train::scoring::RewardLabelArgs;
+use crate::train::reward_mix::RewardModelArgs;
 
 // The options best-of-n and eval share: sampling, prompt loading and the
 // run file (flattened into both, in clap and serde). Not a `///` comment: it
@@ -86,21 +85,9 @@ pub struct BestOfNArgs {
     /// Policy model directory.
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// Reward model directory; repeat to sum several (--reward-weight).
-    #[arg(long, action = clap::ArgAction::Append)]
-    #[serde(
-        default,
-        deserialize_with = "crate::train::reward_mix::one_or_many_paths"
-    )]
-    pub reward_model: Vec<PathBuf>,
-    /// The weight of each --reward-model in the summed reward, in order
-    /// (default 1 each). Give one per --reward-model.
-    #[arg(long, action = clap::ArgAction::Append, allow_negative_numbers = true, value_parser = bounds::finite::<f32>)]
-    #[serde(default)]
-    pub reward_weight: Vec<f32>,
     #[command(flatten)]
     #[serde(flatten)]
-    pub reward_label: RewardLabelArgs,
+    pub reward: RewardModelArgs,
     /// Prompt file (JSONL/CSV, `prompt` or `messages`).
     #[arg(long)]
     pub data: Option<PathBuf>,
@@ -150,7 +137,7 @@ pub fn run_best_of_n(gpu: &Arc<Gpu>, args: &BestOfNArgs) -> Result<(BestOfNRepor
     let data = required(&args.data, "data", "prompt file")?;
     let out = required(&args.out, "out", "output file")?;
     anyhow::ensure!(
-        !args.reward_model.is_empty(),
+        !args.reward.reward_model.is_empty(),
         "no reward model: pass --reward-model (or `reward-model` in the run file)"
     );
     crate::models::outputs::refuse_existing_file(out, "--out", args.force)?;
@@ -172,14 +159,7 @@ pub fn run_best_of_n(gpu: &Arc<Gpu>, args: &BestOfNArgs) -> Result<(BestOfNRepor
         })?;
     report_skipped(data, skipped, &reasons);
     anyhow::ensure!(!prompts.is_empty(), "{}: no usable prompts", data.display());
-    let scorer = reward_sources(
-        gpu,
-        &args.reward_model,
-        &args.reward_weight,
-        &args.reward_label,
-        None,
-        None,
-    )?;
+    let scorer = args.reward.sources(gpu, None, None)?;
     let cfg = BestOfNConfig {
         n: args.n,
         generate: args.common.generate_config(&policy),
@@ -199,21 +179,9 @@ pub struct EvalArgs {
     /// Prompt file; prompt/completion rows give ROUGE references.
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Reward model directory (reward mean/std); repeat to sum several.
-    #[arg(long, action = clap::ArgAction::Append)]
-    #[serde(
-        default,
-        deserialize_with = "crate::train::reward_mix::one_or_many_paths"
-    )]
-    pub reward_model: Vec<PathBuf>,
-    /// The weight of each --reward-model in the summed reward, in order
-    /// (default 1 each). Give one per --reward-model.
-    #[arg(long, action = clap::ArgAction::Append, allow_negative_numbers = true, value_parser = bounds::finite::<f32>)]
-    #[serde(default)]
-    pub reward_weight: Vec<f32>,
     #[command(flatten)]
     #[serde(flatten)]
-    pub reward_label: RewardLabelArgs,
+    pub reward: RewardModelArgs,
     /// LoRA adapter to load onto --model (KL is then to the adapters-off base).
     #[arg(long)]
     pub adapter: Option<PathBuf>,
@@ -304,16 +272,9 @@ pub fn run_eval(gpu: &Arc<Gpu>, args: &EvalArgs) -> Result<EvalReport> {
     )?;
     let opts = args.common.format.load_options()?;
     let prompts = eval_prompts(data, &opts, &enc)?;
-    let scorer = match args.reward_model.is_empty() {
+    let scorer = match args.reward.reward_model.is_empty() {
         true => None,
-        false => Some(reward_sources(
-            gpu,
-            &args.reward_model,
-            &args.reward_weight,
-            &args.reward_label,
-            None,
-            None,
-        )?),
+        false => Some(args.reward.sources(gpu, None, None)?),
     };
     let reference = match (&args.adapter, &args.reference_model) {
         (None, Some(d)) => Some(CausalLm::load(gpu, d)?),

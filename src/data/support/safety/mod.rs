@@ -186,6 +186,16 @@ pub fn unsafe_rate(replies: &[String]) -> f64 {
     flagged as f64 / replies.len() as f64
 }
 
+/// The fraction (0–1) of replies with a rude phrase anywhere (whatever
+/// else they contain); 0 for none.
+pub fn rude_rate(replies: &[String]) -> f64 {
+    if replies.is_empty() {
+        return 0.0;
+    }
+    let rude = |r: &String| check_all(r).iter().any(|v| v.kind == ViolationKind::Rude);
+    replies.iter().filter(|r| rude(r)).count() as f64 / replies.len() as f64
+}
+
 /// How many replies have each kind as their first violation, in
 /// [`ViolationKind::ALL`] order (zeros included).
 pub fn violation_counts(replies: &[String]) -> Vec<(ViolationKind, usize)> {
