@@ -68,11 +68,14 @@ def main():
     e_step = med([e["ppo_step"] for e in eng])
     t_step = med([t["step_s"] for t in trl])
     e_gen = med([e["ppo_generate"] for e in eng])
-    e_rest = {k: med([e[k] for e in eng]) for k in ("ppo_forward", "ppo_reference", "ppo_train")}
+    keys = ("ppo_forward", "ppo_reference", "ppo_train", "ppo_train_forward",
+            "ppo_train_backward", "ppo_optimizer")
+    e_rest = {k: med([e.get(k, float("nan")) for e in eng]) for k in keys}
     print(
         f"engine: {e_step:.3f} s/step = generate {e_gen:.3f} + policy fwd "
         f"{e_rest['ppo_forward']:.3f} + ref fwd {e_rest['ppo_reference']:.3f} + update "
-        f"{e_rest['ppo_train']:.3f}"
+        f"{e_rest['ppo_train']:.3f} (forward {e_rest['ppo_train_forward']:.3f}, backward "
+        f"{e_rest['ppo_train_backward']:.3f}, optimizer {e_rest['ppo_optimizer']:.3f})"
     )
     print(
         f"TRL 0.11.4: {t_step:.3f} s/step = generate {med([t['generate_s'] for t in trl]):.3f} "
