@@ -4,7 +4,11 @@
 //! fine-tuning with a frozen reference copy), with a keyword reward counted
 //! on token ids (GPT-2's " good", " great", " happy"), so no tokenizer is
 //! needed. Reports the median seconds per step and per phase, each with its
-//! MFU: useful FLOPs ÷ time ÷ `fma_peak`.
+//! MFU: useful FLOPs ÷ time ÷ `fma_peak`. The update phase (`ppo_train`) is
+//! split into its forward passes, backward passes and optimizer steps, with
+//! the device waited on at each boundary (`sync_phases`).
+//! `benches/trl_ppo_step.py` runs TRL 0.11.4 at the same shapes (queries of
+//! the same 8 tokens' length) and `benches/ppo_vs_trl.py` both back to back.
 //!
 //! Useful FLOPs use 2·P per token for a forward and 6·P for forward +
 //! backward, P the weights a token meets (the tied LM head counts once,
@@ -72,6 +76,7 @@ pub fn ppo_rows(gpu: &Arc<Gpu>, quick: bool, ceil: &Ceilings) -> Result<Vec<Row>
         mini_batch_size: 4,
         max_new_tokens: new_tokens,
         seed: 0,
+        sync_phases: true,
         ..Default::default()
     };
     let epochs = tc.ppo.ppo_epochs as f64;
@@ -82,7 +87,7 @@ pub fn ppo_rows(gpu: &Arc<Gpu>, quick: bool, ceil: &Ceilings) -> Result<Vec<Row>
         .collect();
     let steps = if quick { 2 } else { 5 };
     trainer.step(&prompts)?;
-    let mut phases: [Vec<f64>; 6] = Default::default();
+    let mut phases: [Vec<f64>; 9] = Default::default();
     let mut lens = Vec::new();
     for _ in 0..steps {
         let rep = trainer.step(&prompts)?;
@@ -93,6 +98,9 @@ pub fn ppo_rows(gpu: &Arc<Gpu>, quick: bool, ceil: &Ceilings) -> Result<Vec<Row>
             t.reference,
             t.score,
             t.train,
+            t.train_forward,
+            t.train_backward,
+            t.optimizer,
             rep.total_s,
         ]
         .into_iter()
@@ -105,19 +113,32 @@ pub fn ppo_rows(gpu: &Arc<Gpu>, quick: bool, ceil: &Ceilings) -> Result<Vec<Row>
     // Tokens of the whole sequences (prompt + response) per step.
     let tokens = (batch * PROMPT) as f64 + median(lens);
     let pass = 2.0 * p_eff * tokens;
-    let work = [pass, pass, pass, 0.0, 3.0 * pass * epochs];
+    let work = [
+        pass,
+        pass,
+        pass,
+        0.0,
+        3.0 * pass * epochs,
+        pass * epochs,
+        2.0 * pass * epochs,
+        0.0,
+    ];
+    // ppo_train = its forward + backward + optimizer rows (+ bookkeeping).
     let names = [
         "ppo_generate",
         "ppo_forward",
         "ppo_reference",
         "ppo_score",
         "ppo_train",
+        "ppo_train_forward",
+        "ppo_train_backward",
+        "ppo_optimizer",
     ];
     let label = format!("gpt2-96x3L B={batch} R={new_tokens} ep=4 mb=4");
     let mut rows = vec![row(
         "ppo_step",
         &label,
-        median(phases[5].clone()),
+        median(phases[8].clone()),
         work.iter().sum(),
         ceil,
     )];

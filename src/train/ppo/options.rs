@@ -54,6 +54,12 @@ pub struct PpoTrainConfig {
     /// Judge each step's responses against the support-data generator's
     /// sentences (the health checks' fluency drift; the demo turns it on).
     pub judge_well_formed: bool,
+    /// Wait for the device at the update's phase boundaries, so that
+    /// [`PhaseTimes`](super::rollout::PhaseTimes)' update split (forward,
+    /// backward, optimizer) is each phase's own work rather than whatever
+    /// the next read-back waited for (default false: `engine bench --ppo`
+    /// turns it on; costs two waits per minibatch).
+    pub sync_phases: bool,
 }
 
 impl Default for PpoTrainConfig {
@@ -78,6 +84,7 @@ impl Default for PpoTrainConfig {
             snapshot_weights: true,
             health: HealthConfig::default(),
             judge_well_formed: false,
+            sync_phases: false,
         }
     }
 }

@@ -195,7 +195,9 @@ pub struct RolloutConfig {
     pub forward_batch_size: usize,
 }
 
-/// Seconds spent in each phase of a PPO step.
+/// Seconds spent in each phase of a PPO step (wall clock; the device's work
+/// is counted where the host waits for it, exactly so with
+/// [`PpoTrainConfig::sync_phases`](super::PpoTrainConfig::sync_phases)).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct PhaseTimes {
     pub generate: f64,
@@ -203,7 +205,14 @@ pub struct PhaseTimes {
     pub forward: f64,
     pub reference: f64,
     pub score: f64,
+    /// The whole update phase (the next three and the bookkeeping).
     pub train: f64,
+    /// Its forward passes with gradients, losses and statistics.
+    pub train_forward: f64,
+    /// Its backward passes and gradient accumulation.
+    pub train_backward: f64,
+    /// Its optimizer steps (grad norm, clipping, Adam).
+    pub optimizer: f64,
 }
 
 /// Everything a PPO step needs from the rollout; `[B, R]` arrays row-major.

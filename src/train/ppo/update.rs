@@ -31,6 +31,7 @@
 //! without it, so the first minibatch's ratio is not exactly 1 then.
 
 use anyhow::Result;
+use std::time::Instant;
 
 use super::options::PpoTrainConfig;
 use super::report::PpoStepReport;
@@ -75,6 +76,9 @@ struct Micro {
     skipped_ratio: bool,
     /// Its weighted loss (0 when skipped).
     loss: f32,
+    /// Seconds of its forward (with loss and statistics) and backward.
+    forward_s: f64,
+    backward_s: f64,
 }
 
 impl UpdatePhase<'_> {
@@ -118,6 +122,8 @@ impl UpdatePhase<'_> {
                     let index = (epoch * b + i * accum + j) as u64;
                     let dropout_seed = derive_seed(self.cfg.seed, step, SALT_DROPOUT, index);
                     let mb = self.micro_batch(ro, adv, rows, dropout_seed, weight, &mut acc)?;
+                    rep.times.train_forward += mb.forward_s;
+                    rep.times.train_backward += mb.backward_s;
                     last_policykl = mb.stats.policy.policykl;
                     rep.minibatches += 1;
                     rep.skipped_ratio += mb.skipped_ratio as usize;
@@ -129,8 +135,11 @@ impl UpdatePhase<'_> {
                 }
                 rep.lr = self.optimizer.schedule.lr_at(self.optimizer.step + 1) as f64;
                 if any {
+                    let clock = Instant::now();
                     let grads = acc.finish()?;
                     let r = self.optimizer.step(&self.policy.params, &grads, loss)?;
+                    self.phase_end()?;
+                    rep.times.optimizer += clock.elapsed().as_secs_f64();
                     if r.applied {
                         norms.push(r.grad_norm as f64);
                     } else {
@@ -172,6 +181,15 @@ impl UpdatePhase<'_> {
         Ok(())
     }
 
+    /// With `sync_phases`, waits until the device has done the work
+    /// recorded so far, so that it counts in the phase that recorded it.
+    fn phase_end(&self) -> Result<()> {
+        if self.cfg.sync_phases {
+            self.policy.gpu().sync()?;
+        }
+        Ok(())
+    }
+
     /// The trainable weights, in parameter order.
     fn trainable(&self) -> Vec<&Tensor> {
         self.policy
@@ -202,6 +220,7 @@ impl UpdatePhase<'_> {
         let qs: Vec<Vec<i32>> = rows.iter().map(|&r| ro.queries[r].clone()).collect();
         let rs: Vec<Vec<u32>> = rows.iter().map(|&r| ro.responses[r].clone()).collect();
         let batch = ResponseBatch::new(&qs, &rs, t, pad_of(self.policy))?;
+        let clock = Instant::now();
         let gpu = self.policy.gpu().clone();
         let shape = [rows.len(), t];
         let up = |x: &[f32]| Tensor::from_f32(&gpu, &shape, x);
@@ -249,14 +268,21 @@ impl UpdatePhase<'_> {
             bonus: -(coef as f64) * ent_value,
             skipped_ratio: false,
             loss: 0.0,
+            forward_s: 0.0,
+            backward_s: 0.0,
         };
         if rl::skip_minibatch(out.stats.policy.ratio_mean, p.ratio_threshold) {
             out.stats = out.stats.skipped();
             out.skipped_ratio = true;
+            out.forward_s = clock.elapsed().as_secs_f64();
             return Ok(out);
         }
         out.loss = weight * loss.tensor().item()?;
+        out.forward_s = clock.elapsed().as_secs_f64();
+        let clock = Instant::now();
         acc.add(vars.grads(&weighted_backward(&tape, &loss, weight)?))?;
+        self.phase_end()?;
+        out.backward_s = clock.elapsed().as_secs_f64();
         Ok(out)
     }
 }
