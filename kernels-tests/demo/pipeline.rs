@@ -119,8 +119,9 @@ fn pipeline_refuses_an_unknown_preset() {
     assert!(err.contains("unknown preset `huge`"), "{err}");
 }
 
-/// What CI's smoke run checks too: the embedded defaults, through the
-/// binary, from another working directory, with an NF4 base.
+/// What CI's full default run on GL checks too: the embedded defaults,
+/// through the binary, from another working directory (here on a few steps
+/// with an NF4 base).
 #[test]
 fn binary_runs_the_embedded_demo_and_ends_with_the_report_path() {
     assert!(
@@ -164,6 +165,21 @@ fn binary_runs_the_embedded_demo_and_ends_with_the_report_path() {
     assert!(path.starts_with(dir.join("runs")), "{}", path.display());
     let r = check_report(&path, &dir, 1);
     assert_eq!(r["hyperparameters"]["quant"].as_str(), Some("nf4"));
+}
+
+/// The committed `models/support-tiny/demo.toml` (embedded as the demo's
+/// defaults) is the run file the pipeline writes, so remaking the defaults
+/// never changes the demo's hyper-parameters.
+#[test]
+fn committed_demo_toml_is_the_pipelines_demo_config() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/support-tiny/demo.toml");
+    let committed = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(
+        committed,
+        engine::demo::ppo_default::DEMO_CONFIG,
+        "{} differs from DEMO_CONFIG (src/demo/ppo_default.rs)",
+        path.display()
+    );
 }
 
 /// A run file that names a model is a real run, not the demo, even without

@@ -79,6 +79,9 @@ pub struct PpoStepReport {
     pub response_texts: Vec<String>,
     pub finished: Vec<bool>,
     pub scores: Vec<f32>,
+    /// The responses' well-formed rate, when judged (logged as
+    /// `env/well_formed_rate`, see [`crate::data::support::fluency`]).
+    pub well_formed: Option<f64>,
     /// Health warnings raised on this step.
     pub warnings: Vec<String>,
 }
@@ -145,6 +148,7 @@ impl PpoStepReport {
             response_texts: Vec::new(),
             finished: Vec::new(),
             scores: Vec::new(),
+            well_formed: None,
             warnings: Vec::new(),
         }
     }
@@ -299,6 +303,7 @@ impl PpoStepReport {
                 .iter()
                 .map(|(name, v)| (format!("env/reward_component/{name}"), *v)),
         );
+        row.extend(self.well_formed.map(|v| ("env/well_formed_rate".to_string(), v)));
         row
     }
 

@@ -222,13 +222,13 @@ impl PpoTrainer {
         self.scalars.set_steps_done(step);
         rep.total_s = clock.elapsed().as_secs_f64();
         rep.tokens_per_s = rep.tokens as f64 / rep.total_s;
-        let well_formed = self
+        rep.well_formed = self
             .cfg
             .judge_well_formed
             .then(|| WellFormed::support().rate(rep.response_texts.iter().map(String::as_str)));
         let warnings = self
             .health
-            .observe(&rep.health_input(self.eos().is_some(), well_formed));
+            .observe(&rep.health_input(self.eos().is_some(), rep.well_formed));
         rep.warnings = warnings.into_iter().map(|w| w.message).collect();
         Ok(rep)
     }
