@@ -31,7 +31,8 @@ pub struct SupportArgs {
     /// SFT rows.
     #[arg(long, default_value_t = SupportOptions::default().sft)]
     pub sft: usize,
-    /// Preference pairs (chosen good, rejected sensitive or rude).
+    /// Preference pairs (chosen good; rejected sensitive, rude, or a quarter
+    /// garbled: one sentence broken).
     #[arg(long, default_value_t = SupportOptions::default().pairs)]
     pub pairs: usize,
     /// KTO rows (half desirable).

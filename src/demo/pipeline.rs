@@ -67,8 +67,11 @@ pub struct Preset {
 /// The support-tiny preset: ~1.3M-weight GPT-NeoX, 2k-token BPE.
 pub fn support_tiny(seed: u64) -> Preset {
     Preset {
+        // Twice the default SFT rows: the policy must write whole template
+        // sentences (well-formed ≥ 0.9 at temperature 1) on every seed.
         data: SupportOptions {
             seed,
+            sft: 8000,
             ..SupportOptions::default()
         },
         vocab_size: 2048,
@@ -81,7 +84,7 @@ pub fn support_tiny(seed: u64) -> Preset {
             intermediate: 512,
             context: 128,
         },
-        sft_steps: 1500,
+        sft_steps: 2500,
         sft_flags: &[
             "--batch-size=16",
             "--lr=2e-3",
@@ -90,7 +93,7 @@ pub fn support_tiny(seed: u64) -> Preset {
             "--max-len=96",
             "--weight-decay=0.01",
         ],
-        reward_steps: 150,
+        reward_steps: 250,
         reward_flags: &[
             "--batch-size=16",
             "--lr=5e-4",
@@ -279,7 +282,7 @@ fn readme(
          f16, SFT'd for {sft} steps on the project's generated support data, where {unsafe_pct:.0}% of the replies are \
          deliberately unsafe (asking for card numbers, CVVs, SSNs, passwords, dates of birth, PINs) or rude, as in real logs.\n\
          - `reward/`: the same trunk with a one-label score head (GPTNeoXForSequenceClassification), trained with \
-         the Bradley-Terry loss for {rm} steps on good vs unsafe/rude reply pairs (half of the unsafe replies hidden before or after helpful text).\n\
+         the Bradley-Terry loss for {rm} steps on good vs unsafe/rude reply pairs (half of the unsafe replies hidden before or after helpful text) and, in a quarter of the pairs, good vs garbled replies (one sentence broken as a small model breaks it).\n\
          - `data/prompts.jsonl`: PPO prompts; `data/eval.jsonl`: held-out eval prompts (never trained on).\n\
          - `demo.toml`: the demo's run file (hyper-parameters of `engine train-ppo` with no arguments).\n\n\
          ## Measured when made\n\n\

@@ -4,7 +4,7 @@
 //! swapped placeholders and silence are judged as documented.
 
 use engine::data::support::fluency::{SentenceCount, WellFormed};
-use engine::data::support::{generate, SupportOptions};
+use engine::data::support::{generate, ReplyKind, SupportOptions, MAX_REPLY_WORDS};
 
 #[test]
 fn fluency_every_generated_reply_is_well_formed() {
@@ -19,10 +19,12 @@ fn fluency_every_generated_reply_is_well_formed() {
         replies.extend(d.sft.iter().map(|r| r.completion.as_str()));
         replies.extend(d.kto.iter().map(|r| r.completion.as_str()));
         replies.extend(d.eval.iter().map(|r| r.completion.as_str()));
+        replies.extend(d.pairs.iter().map(|r| r.chosen.as_str()));
         replies.extend(
             d.pairs
                 .iter()
-                .flat_map(|r| [r.chosen.as_str(), r.rejected.as_str()]),
+                .filter(|r| r.rejected_kind != ReplyKind::Garbled)
+                .map(|r| r.rejected.as_str()),
         );
         for r in &replies {
             let n = judge.judge(r);
@@ -30,6 +32,35 @@ fn fluency_every_generated_reply_is_well_formed() {
             assert!(n.total >= 1);
         }
         assert_eq!(judge.rate(replies.iter().copied()), 1.0);
+    }
+}
+
+/// The reward pairs' garbled replies (one sentence spliced, cut or
+/// stuttered) all fail the judge, and each keeps every other sentence whole.
+#[test]
+fn fluency_garbled_pair_replies_are_not_well_formed() {
+    let judge = WellFormed::support();
+    for seed in [1, 2, 7] {
+        let d = generate(&SupportOptions {
+            seed,
+            ..SupportOptions::default()
+        })
+        .unwrap();
+        let garbled: Vec<&str> = d
+            .pairs
+            .iter()
+            .filter(|r| r.rejected_kind == ReplyKind::Garbled)
+            .map(|r| r.rejected.as_str())
+            .collect();
+        assert!(garbled.len() > 500, "seed {seed}: {} garbled", garbled.len());
+        for r in &garbled {
+            let n = judge.judge(r);
+            assert!(n.well_formed < n.total, "seed {seed}: {r:?} judged {n:?}");
+            assert!(n.total - n.well_formed <= 2, "more than one sentence broken: {r:?}");
+            assert!(r.split_whitespace().count() <= MAX_REPLY_WORDS, "{r:?}");
+        }
+        let distinct: std::collections::HashSet<&&str> = garbled.iter().collect();
+        assert!(distinct.len() * 10 >= garbled.len() * 9, "garbled replies repeat");
     }
 }
 

@@ -3,7 +3,8 @@
 //! coverage, length limits and variety.
 
 use engine::data::support::{
-    generate, write_splits, ReplyKind, SupportData, SupportOptions, INTENTS, MAX_MESSAGE_WORDS,
+    generate, write_splits, ReplyKind, SupportData, SupportOptions, GARBLED_PAIR_SHARE, INTENTS,
+    MAX_MESSAGE_WORDS,
     MAX_MIXED_REPLY_WORDS, MAX_REPLY_WORDS, SPLIT_FILES, TONE_FILE,
 };
 use engine::data::{
@@ -137,7 +138,14 @@ fn support_unsafe_fraction_is_honoured() {
         .iter()
         .filter(|r| r.rejected_kind == ReplyKind::Rude)
         .count();
-    assert!((rude as f64 / d.pairs.len() as f64 - 1.0 / 3.0).abs() < 0.02);
+    // A quarter of the pairs reject a garbled reply; of the rest a third are rude.
+    assert!((rude as f64 / d.pairs.len() as f64 - 0.75 / 3.0).abs() < 0.02);
+    let garbled = d
+        .pairs
+        .iter()
+        .filter(|r| r.rejected_kind == ReplyKind::Garbled)
+        .count();
+    assert_eq!(garbled, (d.pairs.len() as f64 * GARBLED_PAIR_SHARE).round() as usize);
     assert!(d.pairs.iter().all(|r| r.rejected_kind != ReplyKind::Good));
     let good = d.kto.iter().filter(|r| r.label).count();
     assert_eq!(good, d.kto.len() / 2);

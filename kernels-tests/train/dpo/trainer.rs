@@ -208,8 +208,10 @@ fn grad_accumulation_equals_one_big_batch() {
         let mut two = trainer(loss, "prefs.jsonl", split);
         for step in 0..3 {
             let (a, b) = (one.step().unwrap(), two.step().unwrap());
+            // Relative: IPO's loss is ~27 here, and f32 sums over 2 or 4
+            // rows round differently.
             assert!(
-                (a.loss - b.loss).abs() < 1e-6,
+                (a.loss - b.loss).abs() < 1e-6 * a.loss.abs().max(1.0),
                 "{loss:?} step {step}: {a:?} vs {b:?}"
             );
             let (ma, mb) = (&a.metrics, &b.metrics);

@@ -12,6 +12,11 @@ pub const MAX_REPLY_WORDS: usize = 35;
 /// A pair's rejected reply that hides an unsafe sentence among helpful text
 /// (read only by the reward model, at up to 96 tokens) may be longer.
 pub const MAX_MIXED_REPLY_WORDS: usize = 2 * MAX_REPLY_WORDS;
+/// Of the reward pairs, this fraction rejects a garbled good reply (one
+/// sentence broken, as a small model writes): the reward model must prefer
+/// whole sentences, or PPO buys reward with fragments (measured: the
+/// default policy kept 0.77x of its well-formed sentences without them).
+pub const GARBLED_PAIR_SHARE: f64 = 0.25;
 /// Of the unsafe replies, this fraction asks for sensitive data; the rest are rude.
 pub const SENSITIVE_SHARE: f64 = 2.0 / 3.0;
 

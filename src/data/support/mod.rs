@@ -11,7 +11,7 @@
 //! | file | fields |
 //! |---|---|
 //! | `sft.jsonl` | `prompt`, `completion`, `kind`, `intent` |
-//! | `pairs.jsonl` | `prompt`, `chosen` (good), `rejected` (sensitive or rude), `rejected_kind`, `intent` |
+//! | `pairs.jsonl` | `prompt`, `chosen` (good), `rejected` (sensitive, rude or garbled), `rejected_kind`, `intent` |
 //! | `kto.jsonl` | `prompt`, `completion`, `label` (true = good), `kind`, `intent` |
 //! | `prompts.jsonl` | `prompt`, `intent` |
 //! | `eval.jsonl` | `prompt`, `completion` (a good reference), `intent` |
@@ -24,6 +24,7 @@ mod accounts;
 mod alt;
 mod dataset;
 pub mod fluency;
+mod garble;
 mod intents;
 mod messages;
 mod orders;
@@ -33,7 +34,8 @@ mod write;
 
 pub use dataset::{
     EvalRow, KtoRow, PairRow, PromptRow, SftRow, SupportData, SupportOptions, ToneRow,
-    MAX_MESSAGE_WORDS, MAX_MIXED_REPLY_WORDS, MAX_REPLY_WORDS, SENSITIVE_SHARE, TONE_LABELS,
+    GARBLED_PAIR_SHARE, MAX_MESSAGE_WORDS, MAX_MIXED_REPLY_WORDS, MAX_REPLY_WORDS, SENSITIVE_SHARE,
+    TONE_LABELS,
 };
 pub use intents::{Intent, INTENTS};
 pub use replies::{all_pieces, every_piece, ReplyKind, SensitiveItem, SENSITIVE_ITEMS};
@@ -95,6 +97,16 @@ fn unsafe_kinds(n: usize, rng: &mut Rng) -> Vec<ReplyKind> {
     )
 }
 
+/// The rejected kinds of `n` pairs: [`GARBLED_PAIR_SHARE`] garbled good
+/// replies, the rest unsafe as [`unsafe_kinds`], shuffled.
+fn pair_rejections(n: usize, rng: &mut Rng) -> Vec<ReplyKind> {
+    let garbled = (n as f64 * GARBLED_PAIR_SHARE).round() as usize;
+    let mut kinds = unsafe_kinds(n - garbled, rng);
+    kinds.extend(std::iter::repeat_n(ReplyKind::Garbled, garbled));
+    shuffle(&mut kinds, rng);
+    kinds
+}
+
 /// Distinct messages (eval: held-out phrasings only), none in `exclude`.
 fn distinct_messages(
     n: usize,
@@ -145,7 +157,7 @@ fn reply(intent: usize, kind: ReplyKind, rng: &mut Rng) -> String {
 /// content anywhere loses, or PPO finds replies that start unsafe and end
 /// politely (measured: the first default policy did exactly that).
 fn rejected_reply(intent: usize, kind: ReplyKind, rng: &mut Rng) -> String {
-    if rng.below(2) == 0 {
+    if kind == ReplyKind::Garbled || rng.below(2) == 0 {
         return reply(intent, kind, rng);
     }
     let bad = replies::reply(intent, kind, MAX_REPLY_WORDS / 2, rng);
@@ -196,7 +208,7 @@ pub fn generate(opts: &SupportOptions) -> Result<SupportData> {
         .collect();
 
     let mut rng = stream(seed, 3);
-    let rejected_kinds = unsafe_kinds(opts.pairs, &mut rng);
+    let rejected_kinds = pair_rejections(opts.pairs, &mut rng);
     let pairs = intents_for(opts.pairs, &mut rng)
         .into_iter()
         .zip(rejected_kinds)

@@ -10,6 +10,8 @@
 use serde::Serialize;
 
 use super::alt::{choose, expand_all, pick, words};
+use super::garble::garble;
+use super::safety::check_reply;
 use super::intents::{Intent, INTENTS};
 use crate::rng::Rng;
 
@@ -19,13 +21,19 @@ pub enum ReplyKind {
     Good,
     Sensitive,
     Rude,
+    /// A good reply with one sentence broken ([`super::garble`]): only ever
+    /// the rejected side of a reward pair.
+    Garbled,
 }
 
 impl ReplyKind {
+    /// The kinds written from templates (every one has its pieces).
     pub const ALL: [ReplyKind; 3] = [ReplyKind::Good, ReplyKind::Sensitive, ReplyKind::Rude];
 
+    /// Neither asks for sensitive data nor is rude (what the safety checker
+    /// flags): a garbled reply is broken, not unsafe.
     pub fn is_safe(self) -> bool {
-        self == ReplyKind::Good
+        matches!(self, ReplyKind::Good | ReplyKind::Garbled)
     }
 
     pub fn name(self) -> &'static str {
@@ -33,6 +41,7 @@ impl ReplyKind {
             ReplyKind::Good => "good",
             ReplyKind::Sensitive => "sensitive",
             ReplyKind::Rude => "rude",
+            ReplyKind::Garbled => "garbled",
         }
     }
 }
@@ -260,8 +269,27 @@ pub fn reply(intent_index: usize, kind: ReplyKind, max_words: usize, rng: &mut R
                 parts.push((fill(choose(RUDE_TAILS, rng), intent, rng), false));
             }
         }
+        ReplyKind::Garbled => return garbled(intent_index, max_words, rng),
     }
     compose(parts, max_words)
+}
+
+/// A good reply with one sentence broken, the splice donor another intent's
+/// good reply; re-drawn until it fits in `max_words` (a splice can lengthen
+/// the sentence) and the unsafe-reply checker passes it (a stutter can
+/// make "send a password send a password", which reads as a request).
+fn garbled(intent_index: usize, max_words: usize, rng: &mut Rng) -> String {
+    loop {
+        let good = reply(intent_index, ReplyKind::Good, max_words, rng);
+        let donor = reply(rng.below(INTENTS.len()), ReplyKind::Good, max_words, rng);
+        // Every good reply has a helping sentence of four or more words,
+        // so a break is found within a try or two.
+        if let Some(broken) = garble(&good, &donor, rng) {
+            if words(&broken) <= max_words && check_reply(&broken).is_none() {
+                return broken;
+            }
+        }
+    }
 }
 
 /// Every piece any reply can be made of, of every kind, fully expanded for
@@ -345,7 +373,7 @@ pub fn all_pieces(kind: ReplyKind) -> Vec<String> {
                 add(SECURITY_CLOSERS, intent);
             }
             ReplyKind::Rude => add(RUDE_LEADS, intent),
-            ReplyKind::Sensitive => {}
+            ReplyKind::Sensitive | ReplyKind::Garbled => {}
         }
     }
     if kind == ReplyKind::Sensitive {

@@ -51,6 +51,7 @@ pub fn write_splits(dir: &Path, data: &SupportData) -> Result<Vec<PathBuf>> {
     }
 
     let count = |k: ReplyKind| data.sft.iter().filter(|r| r.kind == k).count();
+    let rejected = |k: ReplyKind| data.pairs.iter().filter(|r| r.rejected_kind == k).count();
     let mut manifest = serde_json::json!({
         "generator": concat!("engine ", env!("CARGO_PKG_VERSION"), " data support"),
         "options": &data.options,
@@ -65,6 +66,11 @@ pub fn write_splits(dir: &Path, data: &SupportData) -> Result<Vec<PathBuf>> {
             "good": count(ReplyKind::Good),
             "sensitive": count(ReplyKind::Sensitive),
             "rude": count(ReplyKind::Rude),
+        },
+        "pair_rejected_kinds": {
+            "sensitive": rejected(ReplyKind::Sensitive),
+            "rude": rejected(ReplyKind::Rude),
+            "garbled": rejected(ReplyKind::Garbled),
         },
         "intents": INTENTS.iter().map(|i| i.name).collect::<Vec<_>>(),
         "max_message_words": MAX_MESSAGE_WORDS,
@@ -84,7 +90,7 @@ pub fn write_splits(dir: &Path, data: &SupportData) -> Result<Vec<PathBuf>> {
          Written by `engine data support --seed {seed}`: {n} intents, customer messages with \
          Bitext-style placeholders, and good, sensitive and rude agent replies.\n\n\
          - sft.jsonl: {sft} rows, {uf} of completions unsafe (2:1 sensitive:rude)\n\
-         - pairs.jsonl: {pairs} rows (chosen good, rejected sensitive or rude)\n\
+         - pairs.jsonl: {pairs} rows (chosen good, rejected sensitive, rude or garbled)\n\
          - kto.jsonl: {kto} rows (half desirable)\n\
          - prompts.jsonl: {prompts} distinct PPO prompts\n\
          - eval.jsonl: {eval} held-out prompts with good reference replies\n{tone}\n\
