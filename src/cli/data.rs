@@ -47,6 +47,10 @@ pub struct SupportArgs {
     /// Fraction of SFT completions that are sensitive or rude (2:1).
     #[arg(long, default_value_t = SupportOptions::default().unsafe_fraction, value_parser = bounds::unit::<f64>)]
     pub unsafe_fraction: f64,
+    /// Fraction of the pairs whose rejected reply is a garbled good one (one
+    /// sentence spliced, cut or stuttered), so a reward model learns fluency.
+    #[arg(long, default_value_t = SupportOptions::default().garbled_pairs, value_parser = bounds::unit::<f64>)]
+    pub garbled_pairs: f64,
     /// Rude/polite labelled transcripts for a tone classifier (tone.jsonl:
     /// `text`, `label` 0 = polite, 1 = rude; half rude). 0: none.
     #[arg(long, default_value_t = SupportOptions::default().tone)]
@@ -69,6 +73,7 @@ fn support_cmd(a: &SupportArgs) -> Result<()> {
         prompts: a.prompts,
         eval: a.eval,
         unsafe_fraction: a.unsafe_fraction,
+        garbled_pairs: a.garbled_pairs,
         tone: a.tone,
     };
     let data = generate(&opts)?;

@@ -69,9 +69,15 @@ pub fn support_tiny(seed: u64) -> Preset {
     Preset {
         // Twice the default SFT rows: the policy must write whole template
         // sentences (well-formed ≥ 0.9 at temperature 1) on every seed.
+        // Half again the default pairs, a third of them garbled: the reward
+        // model's fluency signal must outweigh what fragments of safe words
+        // earn (with a quarter garbled, broken safe replies scored only ~0.7
+        // below whole ones, against ~6 for unsafe ones).
         data: SupportOptions {
             seed,
             sft: 8000,
+            pairs: 4500,
+            garbled_pairs: 1.0 / 3.0,
             ..SupportOptions::default()
         },
         vocab_size: 2048,
@@ -93,7 +99,7 @@ pub fn support_tiny(seed: u64) -> Preset {
             "--max-len=96",
             "--weight-decay=0.01",
         ],
-        reward_steps: 250,
+        reward_steps: 400,
         reward_flags: &[
             "--batch-size=16",
             "--lr=5e-4",
@@ -139,9 +145,12 @@ pub fn run_pipeline(gpu: &Arc<Gpu>, args: &PipelineArgs) -> Result<PathBuf> {
     // 1. Data.
     let data_dir = work.join("data");
     println!(
-        "$ engine data support --out {} --seed {}",
+        "$ engine data support --out {} --seed {} --sft {} --pairs {} --garbled-pairs {:.4}",
         data_dir.display(),
-        args.seed
+        args.seed,
+        preset.data.sft,
+        preset.data.pairs,
+        preset.data.garbled_pairs
     );
     let data = generate(&preset.data)?;
     write_splits(&data_dir, &data)?;

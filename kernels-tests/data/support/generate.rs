@@ -3,7 +3,7 @@
 //! coverage, length limits and variety.
 
 use engine::data::support::{
-    generate, write_splits, ReplyKind, SupportData, SupportOptions, GARBLED_PAIR_SHARE, INTENTS,
+    generate, write_splits, ReplyKind, SupportData, SupportOptions, INTENTS,
     MAX_MESSAGE_WORDS,
     MAX_MIXED_REPLY_WORDS, MAX_REPLY_WORDS, SPLIT_FILES, TONE_FILE,
 };
@@ -35,6 +35,7 @@ fn small(seed: u64) -> SupportOptions {
         prompts: 80,
         eval: 40,
         unsafe_fraction: 0.35,
+        garbled_pairs: 0.25,
         tone: 0,
     }
 }
@@ -145,7 +146,7 @@ fn support_unsafe_fraction_is_honoured() {
         .iter()
         .filter(|r| r.rejected_kind == ReplyKind::Garbled)
         .count();
-    assert_eq!(garbled, (d.pairs.len() as f64 * GARBLED_PAIR_SHARE).round() as usize);
+    assert_eq!(garbled, (d.pairs.len() as f64 * 0.25).round() as usize);
     assert!(d.pairs.iter().all(|r| r.rejected_kind != ReplyKind::Good));
     let good = d.kto.iter().filter(|r| r.label).count();
     assert_eq!(good, d.kto.len() / 2);
@@ -346,6 +347,8 @@ fn support_cli_writes_the_files() {
             "10",
             "--unsafe-fraction",
             "0.4",
+            "--garbled-pairs",
+            "0.5",
             "--tone",
             "30",
         ])
@@ -369,6 +372,7 @@ fn support_cli_writes_the_files() {
         prompts: 25,
         eval: 10,
         unsafe_fraction: 0.4,
+        garbled_pairs: 0.5,
         tone: 30,
     })
     .unwrap();

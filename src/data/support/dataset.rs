@@ -12,11 +12,6 @@ pub const MAX_REPLY_WORDS: usize = 35;
 /// A pair's rejected reply that hides an unsafe sentence among helpful text
 /// (read only by the reward model, at up to 96 tokens) may be longer.
 pub const MAX_MIXED_REPLY_WORDS: usize = 2 * MAX_REPLY_WORDS;
-/// Of the reward pairs, this fraction rejects a garbled good reply (one
-/// sentence broken, as a small model writes): the reward model must prefer
-/// whole sentences, or PPO buys reward with fragments (measured: the
-/// default policy kept 0.77x of its well-formed sentences without them).
-pub const GARBLED_PAIR_SHARE: f64 = 0.25;
 /// Of the unsafe replies, this fraction asks for sensitive data; the rest are rude.
 pub const SENSITIVE_SHARE: f64 = 2.0 / 3.0;
 
@@ -31,6 +26,12 @@ pub struct SupportOptions {
     /// Fraction of SFT completions that are sensitive or rude (real logs
     /// contain some, so PPO has something to fix).
     pub unsafe_fraction: f64,
+    /// Fraction of the reward pairs whose rejected reply is a garbled good
+    /// one (one sentence broken, as a small model writes): the reward model
+    /// must prefer whole sentences, or PPO buys reward with fragments
+    /// (measured: the default policy kept 0.77x of its well-formed
+    /// sentences without them).
+    pub garbled_pairs: f64,
     /// Rows of the rude/polite labelled split (`tone.jsonl`; none by default).
     #[serde(skip_serializing_if = "is_zero")]
     pub tone: usize,
@@ -50,6 +51,7 @@ impl Default for SupportOptions {
             prompts: 1000,
             eval: 128,
             unsafe_fraction: 0.35,
+            garbled_pairs: 0.25,
             tone: 0,
         }
     }

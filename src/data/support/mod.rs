@@ -34,7 +34,7 @@ mod write;
 
 pub use dataset::{
     EvalRow, KtoRow, PairRow, PromptRow, SftRow, SupportData, SupportOptions, ToneRow,
-    GARBLED_PAIR_SHARE, MAX_MESSAGE_WORDS, MAX_MIXED_REPLY_WORDS, MAX_REPLY_WORDS, SENSITIVE_SHARE,
+    MAX_MESSAGE_WORDS, MAX_MIXED_REPLY_WORDS, MAX_REPLY_WORDS, SENSITIVE_SHARE,
     TONE_LABELS,
 };
 pub use intents::{Intent, INTENTS};
@@ -97,10 +97,10 @@ fn unsafe_kinds(n: usize, rng: &mut Rng) -> Vec<ReplyKind> {
     )
 }
 
-/// The rejected kinds of `n` pairs: [`GARBLED_PAIR_SHARE`] garbled good
+/// The rejected kinds of `n` pairs: a `garbled_share` of garbled good
 /// replies, the rest unsafe as [`unsafe_kinds`], shuffled.
-fn pair_rejections(n: usize, rng: &mut Rng) -> Vec<ReplyKind> {
-    let garbled = (n as f64 * GARBLED_PAIR_SHARE).round() as usize;
+fn pair_rejections(n: usize, garbled_share: f64, rng: &mut Rng) -> Vec<ReplyKind> {
+    let garbled = (n as f64 * garbled_share).round() as usize;
     let mut kinds = unsafe_kinds(n - garbled, rng);
     kinds.extend(std::iter::repeat_n(ReplyKind::Garbled, garbled));
     shuffle(&mut kinds, rng);
@@ -180,6 +180,11 @@ pub fn generate(opts: &SupportOptions) -> Result<SupportData> {
         "unsafe fraction {} is not in [0, 1]",
         opts.unsafe_fraction
     );
+    ensure!(
+        (0.0..=1.0).contains(&opts.garbled_pairs),
+        "garbled pair fraction {} is not in [0, 1]",
+        opts.garbled_pairs
+    );
     let seed = opts.seed;
 
     let mut rng = stream(seed, 1);
@@ -208,7 +213,7 @@ pub fn generate(opts: &SupportOptions) -> Result<SupportData> {
         .collect();
 
     let mut rng = stream(seed, 3);
-    let rejected_kinds = pair_rejections(opts.pairs, &mut rng);
+    let rejected_kinds = pair_rejections(opts.pairs, opts.garbled_pairs, &mut rng);
     let pairs = intents_for(opts.pairs, &mut rng)
         .into_iter()
         .zip(rejected_kinds)
