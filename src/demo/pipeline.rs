@@ -291,7 +291,7 @@ fn readme(
          f16, SFT'd for {sft} steps on the project's generated support data, where {unsafe_pct:.0}% of the replies are \
          deliberately unsafe (asking for card numbers, CVVs, SSNs, passwords, dates of birth, PINs) or rude, as in real logs.\n\
          - `reward/`: the same trunk with a one-label score head (GPTNeoXForSequenceClassification), trained with \
-         the Bradley-Terry loss for {rm} steps on good vs unsafe/rude reply pairs (half of the unsafe replies hidden before or after helpful text) and, in a quarter of the pairs, good vs garbled replies (one sentence broken as a small model breaks it).\n\
+         the Bradley-Terry loss for {rm} steps on good vs unsafe/rude reply pairs (half of the unsafe replies hidden before or after helpful text) and, in {garbled_pct:.0}% of the {pairs} pairs, good vs garbled replies (one sentence broken as a small model breaks it).\n\
          - `data/prompts.jsonl`: PPO prompts; `data/eval.jsonl`: held-out eval prompts (never trained on).\n\
          - `demo.toml`: the demo's run file (hyper-parameters of `engine train-ppo` with no arguments).\n\n\
          ## Measured when made\n\n\
@@ -310,6 +310,8 @@ fn readme(
         sft = args.sft_steps.unwrap_or(p.sft_steps),
         rm = args.reward_steps.unwrap_or(p.reward_steps),
         unsafe_pct = p.data.unsafe_fraction * 100.0,
+        garbled_pct = p.data.garbled_pairs * 100.0,
+        pairs = p.data.pairs,
         acc = rm_accuracy.map_or("n/a".to_string(), |a| format!("{a:.3}")),
         n = m.prompts,
         ur = m.unsafe_rate,
