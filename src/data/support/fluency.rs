@@ -10,7 +10,7 @@
 //! placeholder where the order one belongs still writes a sentence.
 //!
 //! A sentence is well formed when it is exactly one the generator can write
-//! ([`super::every_piece`], every intent and alternative expanded). An
+//! ([`super::replies::every_piece`], every intent and alternative expanded). An
 //! unterminated last sentence (the response hit its token limit) is well
 //! formed when it is the start of such a sentence. An empty reply counts as
 //! one sentence that is not well formed, so silence never scores 1.
@@ -54,7 +54,7 @@ pub struct WellFormed {
     sorted: Vec<String>,
 }
 
-static SUPPORT: LazyLock<WellFormed> = LazyLock::new(|| WellFormed::new(&super::every_piece()));
+static SUPPORT: LazyLock<WellFormed> = LazyLock::new(|| WellFormed::new(&super::replies::every_piece()));
 
 impl WellFormed {
     /// The judge for `engine data support` replies (built once).

@@ -13,8 +13,31 @@
 //! A garbled reply always fails the fluency judge ([`WellFormed`]): the
 //! generator re-draws until it does, so the labels never lie.
 
+use super::alt::words;
 use super::fluency::WellFormed;
+use super::intents::INTENTS;
+use super::replies::{reply, ReplyKind};
+use super::safety::check_reply;
 use crate::rng::Rng;
+
+/// A good reply for `intent_index` with one sentence broken, the splice
+/// donor another intent's good reply; re-drawn until it fits in
+/// `max_words` (a splice can lengthen the sentence) and the unsafe-reply
+/// checker passes it (a stutter can make "send a password send a
+/// password", which reads as a request).
+pub fn garbled_reply(intent_index: usize, max_words: usize, rng: &mut Rng) -> String {
+    loop {
+        let good = reply(intent_index, ReplyKind::Good, max_words, rng);
+        let donor = reply(rng.below(INTENTS.len()), ReplyKind::Good, max_words, rng);
+        // Every good reply has a helping sentence of four or more words,
+        // so a break is found within a try or two.
+        if let Some(broken) = garble(&good, &donor, rng) {
+            if words(&broken) <= max_words && check_reply(&broken).is_none() {
+                return broken;
+            }
+        }
+    }
+}
 
 /// `good` with one sentence broken, or `None` when no break of it fails
 /// the judge in a few tries (a reply of only very short sentences).

@@ -148,7 +148,10 @@ fn train_message(intent: usize, eval: &HashSet<String>, rng: &mut Rng) -> String
 }
 
 fn reply(intent: usize, kind: ReplyKind, rng: &mut Rng) -> String {
-    replies::reply(intent, kind, MAX_REPLY_WORDS, rng)
+    match kind {
+        ReplyKind::Garbled => garble::garbled_reply(intent, MAX_REPLY_WORDS, rng),
+        _ => replies::reply(intent, kind, MAX_REPLY_WORDS, rng),
+    }
 }
 
 /// A rejected reply of a pair: half are the unsafe reply alone, half hide it

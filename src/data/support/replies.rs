@@ -10,8 +10,6 @@
 use serde::Serialize;
 
 use super::alt::{choose, expand_all, pick, words};
-use super::garble::garble;
-use super::safety::check_reply;
 use super::intents::{Intent, INTENTS};
 use crate::rng::Rng;
 
@@ -229,7 +227,9 @@ pub fn reply(intent_index: usize, kind: ReplyKind, max_words: usize, rng: &mut R
     let intent = &INTENTS[intent_index];
     let mut parts = Vec::new();
     match kind {
-        ReplyKind::Good => {
+        // A garbled reply is not written from templates: [`super::garble`]
+        // breaks a good one, which is what this writes for it.
+        ReplyKind::Good | ReplyKind::Garbled => {
             parts.push((pick(choose(OPENERS, rng), rng), true));
             if rng.below(2) == 0 {
                 parts.push((fill(choose(ACKS, rng), intent, rng), false));
@@ -269,27 +269,8 @@ pub fn reply(intent_index: usize, kind: ReplyKind, max_words: usize, rng: &mut R
                 parts.push((fill(choose(RUDE_TAILS, rng), intent, rng), false));
             }
         }
-        ReplyKind::Garbled => return garbled(intent_index, max_words, rng),
     }
     compose(parts, max_words)
-}
-
-/// A good reply with one sentence broken, the splice donor another intent's
-/// good reply; re-drawn until it fits in `max_words` (a splice can lengthen
-/// the sentence) and the unsafe-reply checker passes it (a stutter can
-/// make "send a password send a password", which reads as a request).
-fn garbled(intent_index: usize, max_words: usize, rng: &mut Rng) -> String {
-    loop {
-        let good = reply(intent_index, ReplyKind::Good, max_words, rng);
-        let donor = reply(rng.below(INTENTS.len()), ReplyKind::Good, max_words, rng);
-        // Every good reply has a helping sentence of four or more words,
-        // so a break is found within a try or two.
-        if let Some(broken) = garble(&good, &donor, rng) {
-            if words(&broken) <= max_words && check_reply(&broken).is_none() {
-                return broken;
-            }
-        }
-    }
 }
 
 /// Every piece any reply can be made of, of every kind, fully expanded for
