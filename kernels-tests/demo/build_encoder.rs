@@ -227,14 +227,24 @@ fn cli_trains_a_wordpiece_then_inits_and_runs_a_distilbert_classifier() {
 fn a_roberta_tokenizer_and_classifier_from_scratch() {
     let gpu = gpu();
     let tok = engine::data::bpe::train_roberta_bpe(reviews().into_iter(), 320).unwrap();
-    for (id, t) in ["<s>", "<pad>", "</s>", "<unk>", "<mask>"].iter().enumerate() {
+    for (id, t) in ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+        .iter()
+        .enumerate()
+    {
         assert_eq!(tok.token_to_id(t), Some(id as u32), "{t}");
     }
-    let ids = tok.encode("This movie was great", true).unwrap().get_ids().to_vec();
+    let ids = tok
+        .encode("This movie was great", true)
+        .unwrap()
+        .get_ids()
+        .to_vec();
     assert_eq!((ids[0], *ids.last().unwrap()), (0, 2), "{ids:?}");
     let plain = tok.encode("This movie was great", false).unwrap();
     assert_eq!(&ids[1..ids.len() - 1], plain.get_ids());
-    assert_eq!(tok.decode(plain.get_ids(), true).unwrap(), "This movie was great");
+    assert_eq!(
+        tok.decode(plain.get_ids(), true).unwrap(),
+        "This movie was great"
+    );
 
     let shape = ModelShape {
         arch: Arch::Roberta,
@@ -261,6 +271,8 @@ fn a_roberta_tokenizer_and_classifier_from_scratch() {
     let long = reviews()[..3].join(" ");
     let enc = back.encode_truncated(&[long.as_str()], None).unwrap();
     assert_eq!(enc[0].len(), 12);
-    let logits = back.classify_texts(&[long.as_str(), "great"], None).unwrap();
+    let logits = back
+        .classify_texts(&[long.as_str(), "great"], None)
+        .unwrap();
     assert!(logits.iter().flatten().all(|x| x.is_finite()), "{logits:?}");
 }

@@ -176,7 +176,11 @@ fn uploads(c: &Case, x: &Data) -> (Tensor, Tensor, Tensor, Option<Tensor>) {
     )
 }
 
-const VARIANTS: [AttnVariant; 3] = [AttnVariant::Cpu, AttnVariant::CpuSubgroup, AttnVariant::Tiled];
+const VARIANTS: [AttnVariant; 3] = [
+    AttnVariant::Cpu,
+    AttnVariant::CpuSubgroup,
+    AttnVariant::Tiled,
+];
 
 /// Runs forward and backward of one variant into poisoned outputs and checks
 /// all five results; returns them for further checks.

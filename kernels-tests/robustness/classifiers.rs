@@ -93,7 +93,14 @@ fn mismatched_reward_weights_are_refused() {
     // Per-model labels pair by position: one for all, or one per model.
     let raw = [
         &two[..],
-        &["--reward-label", "0", "--reward-label", "1", "--reward-label", "1"],
+        &[
+            "--reward-label",
+            "0",
+            "--reward-label",
+            "1",
+            "--reward-label",
+            "1",
+        ],
     ]
     .concat();
     refused(

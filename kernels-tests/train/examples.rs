@@ -7,7 +7,12 @@ use super::root;
 use std::collections::BTreeSet;
 use std::process::Command;
 
-const EXAMPLES: &[&str] = &["imdb_sentiment", "hh_rlhf_reward", "continue_in_trl", "support_detox"];
+const EXAMPLES: &[&str] = &[
+    "imdb_sentiment",
+    "hh_rlhf_reward",
+    "continue_in_trl",
+    "support_detox",
+];
 
 fn help(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_engine"))

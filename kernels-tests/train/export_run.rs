@@ -170,7 +170,11 @@ fn a_lora_dpo_run_exports_its_adapter_and_base_to_continue_from() {
     );
     assert!(from["how"].as_str().unwrap().contains("ref_model"));
     // engine and TRL 1.16 tokenize DPO alike: no prompt prefix to add.
-    assert!(out["dataset"].get("prompt_prefix").is_none(), "{}", out["dataset"]);
+    assert!(
+        out["dataset"].get("prompt_prefix").is_none(),
+        "{}",
+        out["dataset"]
+    );
     assert_eq!(out["dataset"]["data_files"]["train"], json!(canon(&data)));
     assert_eq!(
         (

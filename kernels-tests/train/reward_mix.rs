@@ -245,7 +245,10 @@ fn reward_labels_pair_with_reward_models_by_position() {
     assert_eq!(labels[1], label("POSITIVE", RewardKind::Logit));
     let args: PpoArgs = parse(&[&two[..], &flags, &["--reward-label", "1"]].concat());
     let err = args.reward.labels().unwrap_err().to_string();
-    assert!(err.contains("3 --reward-label values for 2 --reward-model"), "{err}");
+    assert!(
+        err.contains("3 --reward-label values for 2 --reward-model"),
+        "{err}"
+    );
 
     let mix = reward_sources(
         &gpu,
@@ -256,7 +259,10 @@ fn reward_labels_pair_with_reward_models_by_position() {
         None,
     )
     .unwrap();
-    let owned = [sample("The movie", " was good.", &[7, 3]), sample("A", " bore", &[4])];
+    let owned = [
+        sample("The movie", " was good.", &[7, 3]),
+        sample("A", " bore", &[4]),
+    ];
     let views: Vec<_> = owned.iter().map(OwnedSample::view).collect();
     let (got, parts) = score_checked_parts(mix.as_ref(), &views).unwrap();
     let alone = |l: &RewardLabelArgs| {

@@ -71,9 +71,24 @@ fn dpo_and_reward_tokens_match_trl() {
     for (e, t) in pairs.iter().zip(trl) {
         // One shared prompt, no BOS (GPT-2's tokenizer adds none), each
         // completion ending with the EOS id.
-        assert_eq!(e.prompt_ids, ids(&t["prompt_ids"]), "prompt of {}", e.origin);
-        assert_eq!(e.chosen_ids, ids(&t["chosen_ids"]), "chosen of {}", e.origin);
-        assert_eq!(e.rejected_ids, ids(&t["rejected_ids"]), "rejected of {}", e.origin);
+        assert_eq!(
+            e.prompt_ids,
+            ids(&t["prompt_ids"]),
+            "prompt of {}",
+            e.origin
+        );
+        assert_eq!(
+            e.chosen_ids,
+            ids(&t["chosen_ids"]),
+            "chosen of {}",
+            e.origin
+        );
+        assert_eq!(
+            e.rejected_ids,
+            ids(&t["rejected_ids"]),
+            "rejected of {}",
+            e.origin
+        );
     }
     let (rm, rt) = lm("gpt2-tiny-reward");
     let enc = Encoder::new(

@@ -38,7 +38,11 @@ fn model_and_data() -> (CausalLm, DirectData) {
     let model_dir = root().join("models/fixtures/gpt2-tiny");
     let m = CausalLm::load(&crate::common::gpu(), &model_dir).unwrap();
     let template = engine::data::ChatTemplate::for_model_dir(&model_dir).unwrap();
-    let enc = Encoder::new(m.tokenizer.as_ref().unwrap(), &template, Truncation::truncate(64));
+    let enc = Encoder::new(
+        m.tokenizer.as_ref().unwrap(),
+        &template,
+        Truncation::truncate(64),
+    );
     let data = root().join("kernels-tests/fixtures/trl/kto.jsonl");
     let d = DirectData::load(&data, DirectLoss::Kto, &enc, &LoadOptions::default()).unwrap();
     (m, d)
@@ -60,7 +64,12 @@ fn kto_tokens_and_kl_pairs_match_trl() {
         assert_eq!(e.prompt_ids, ids(&t["prompt_ids"]), "{}", e.origin);
         assert_eq!(e.completion_ids, ids(&t["completion_ids"]), "{}", e.origin);
         let kl_completion = &rows[kl[i]].completion_ids;
-        assert_eq!(*kl_completion, ids(&t["KL_completion_ids"]), "KL of {}", e.origin);
+        assert_eq!(
+            *kl_completion,
+            ids(&t["KL_completion_ids"]),
+            "KL of {}",
+            e.origin
+        );
         assert_eq!(Some(e.label), t["label"].as_bool(), "{}", e.origin);
     }
 }
@@ -142,7 +151,19 @@ fn kto_three_full_batch_steps_match_trl() {
             TOL,
         );
         // KTOTrainer 1.16's logits/*: the token-weighted mean logit.
-        close("logits/chosen", n, m.logits_chosen, &s["logits/chosen"], TOL);
-        close("logits/rejected", n, m.logits_rejected, &s["logits/rejected"], TOL);
+        close(
+            "logits/chosen",
+            n,
+            m.logits_chosen,
+            &s["logits/chosen"],
+            TOL,
+        );
+        close(
+            "logits/rejected",
+            n,
+            m.logits_rejected,
+            &s["logits/rejected"],
+            TOL,
+        );
     }
 }

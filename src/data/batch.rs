@@ -93,10 +93,7 @@ pub fn preference_batch<'e>(
     let rows = ex
         .iter()
         .map(|e| joined(&e.prompt_ids, &e.chosen_ids))
-        .chain(
-            ex.iter()
-                .map(|e| joined(&e.prompt_ids, &e.rejected_ids)),
-        )
+        .chain(ex.iter().map(|e| joined(&e.prompt_ids, &e.rejected_ids)))
         .collect();
     Ok(PreferenceBatch {
         batch: lm_batch(rows, pad)?,

@@ -117,7 +117,12 @@ impl<'a> Encoder<'a> {
     /// NeoX's add none), as TRL's `processing_class(text=...)` does. Text a
     /// model's Jinja chat template rendered is encoded as it is: the template
     /// writes its own BOS (transformers' `apply_chat_template` adds none).
-    pub(super) fn encode_start(&self, text: &str, standard: bool, origin: &Origin) -> Result<Vec<i32>> {
+    pub(super) fn encode_start(
+        &self,
+        text: &str,
+        standard: bool,
+        origin: &Origin,
+    ) -> Result<Vec<i32>> {
         let enc = self
             .tokenizer
             .encode(text, standard)

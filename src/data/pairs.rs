@@ -71,11 +71,7 @@ impl Encoder<'_> {
         for r in responses {
             full.push(self.encode_start(&format!("{prompt}{r}"), standard, origin)?);
         }
-        let shared = full
-            .iter()
-            .map(|f| common_prefix(&p, f))
-            .min()
-            .unwrap_or(0);
+        let shared = full.iter().map(|f| common_prefix(&p, f)).min().unwrap_or(0);
         ensure!(shared > 0, "{origin}: the prompt has no tokens");
         Ok(full
             .into_iter()
@@ -206,7 +202,9 @@ impl Encoder<'_> {
         };
         if side.prompt.len() + a > max && a > room {
             if t.completion == Overflow::Error {
-                bail!("{origin}: completion of {a} tokens does not fit: {room} of max_len {max} left");
+                bail!(
+                    "{origin}: completion of {a} tokens does not fit: {room} of max_len {max} left"
+                );
             }
             self.count_cut(a - room);
             side.response.truncate(room);
@@ -261,7 +259,7 @@ impl Encoder<'_> {
                 prompt_ids: Vec::new(),
                 chosen_ids: whole(&r.chosen, "chosen text")?,
                 rejected_ids: whole(&r.rejected, "rejected text")?,
-                    origin: origin.clone(),
+                origin: origin.clone(),
             })
         })
     }

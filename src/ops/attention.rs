@@ -224,7 +224,11 @@ fn stem(gpu: &Gpu, variant: AttnVariant) -> &'static str {
 /// holds consecutive rows of one (b, head), 8 (`CW`) in the CPU variant and
 /// 64 in the tiled one.
 fn row_groups(gpu: &Gpu, stem: &str, p: &AttnParams, rows: u32, heads: u32) -> [u32; 3] {
-    let rows_per_group = if stem.starts_with("attention_cpu") { 8 } else { WG };
+    let rows_per_group = if stem.starts_with("attention_cpu") {
+        8
+    } else {
+        WG
+    };
     groups_1d(gpu, p.batch * heads * rows.div_ceil(rows_per_group))
 }
 

@@ -4,17 +4,24 @@
 //! swapped placeholders and silence are judged as documented.
 
 use engine::data::support::fluency::{SentenceCount, WellFormed};
-use engine::data::support::{generate, ReplyKind, SupportOptions, MAX_REPLY_WORDS};
+use engine::data::support::{generate, ReplyKind, SupportData, SupportOptions, MAX_REPLY_WORDS};
 
-#[test]
-fn fluency_every_generated_reply_is_well_formed() {
-    let judge = WellFormed::support();
-    for seed in [1, 2, 7] {
+/// The default data of seeds 1, 2 and 7.
+fn default_data_for_seeds() -> impl Iterator<Item = (u64, SupportData)> {
+    [1, 2, 7].into_iter().map(|seed| {
         let d = generate(&SupportOptions {
             seed,
             ..SupportOptions::default()
         })
         .unwrap();
+        (seed, d)
+    })
+}
+
+#[test]
+fn fluency_every_generated_reply_is_well_formed() {
+    let judge = WellFormed::support();
+    for (seed, d) in default_data_for_seeds() {
         let mut replies: Vec<&str> = Vec::new();
         replies.extend(d.sft.iter().map(|r| r.completion.as_str()));
         replies.extend(d.kto.iter().map(|r| r.completion.as_str()));
@@ -40,27 +47,32 @@ fn fluency_every_generated_reply_is_well_formed() {
 #[test]
 fn fluency_garbled_pair_replies_are_not_well_formed() {
     let judge = WellFormed::support();
-    for seed in [1, 2, 7] {
-        let d = generate(&SupportOptions {
-            seed,
-            ..SupportOptions::default()
-        })
-        .unwrap();
+    for (seed, d) in default_data_for_seeds() {
         let garbled: Vec<&str> = d
             .pairs
             .iter()
             .filter(|r| r.rejected_kind == ReplyKind::Garbled)
             .map(|r| r.rejected.as_str())
             .collect();
-        assert!(garbled.len() > 500, "seed {seed}: {} garbled", garbled.len());
+        assert!(
+            garbled.len() > 500,
+            "seed {seed}: {} garbled",
+            garbled.len()
+        );
         for r in &garbled {
             let n = judge.judge(r);
             assert!(n.well_formed < n.total, "seed {seed}: {r:?} judged {n:?}");
-            assert!(n.total - n.well_formed <= 2, "more than one sentence broken: {r:?}");
+            assert!(
+                n.total - n.well_formed <= 2,
+                "more than one sentence broken: {r:?}"
+            );
             assert!(r.split_whitespace().count() <= MAX_REPLY_WORDS, "{r:?}");
         }
         let distinct: std::collections::HashSet<&&str> = garbled.iter().collect();
-        assert!(distinct.len() * 10 >= garbled.len() * 9, "garbled replies repeat");
+        assert!(
+            distinct.len() * 10 >= garbled.len() * 9,
+            "garbled replies repeat"
+        );
     }
 }
 

@@ -3,8 +3,7 @@
 //! coverage, length limits and variety.
 
 use engine::data::support::{
-    generate, write_splits, ReplyKind, SupportData, SupportOptions, INTENTS,
-    MAX_MESSAGE_WORDS,
+    generate, write_splits, ReplyKind, SupportData, SupportOptions, INTENTS, MAX_MESSAGE_WORDS,
     MAX_MIXED_REPLY_WORDS, MAX_REPLY_WORDS, SPLIT_FILES, TONE_FILE,
 };
 use engine::data::{

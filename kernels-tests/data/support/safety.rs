@@ -252,7 +252,10 @@ fn safety_rates_and_counts() {
 /// polite requests for sensitive data; the default writes no tone rows.
 #[test]
 fn tone_rows_are_labelled_by_rudeness() {
-    assert!(generate(&SupportOptions::default()).unwrap().tone.is_empty());
+    assert!(generate(&SupportOptions::default())
+        .unwrap()
+        .tone
+        .is_empty());
     let d = generate(&SupportOptions {
         seed: 3,
         tone: 400,
@@ -269,7 +272,9 @@ fn tone_rows_are_labelled_by_rudeness() {
             .and_then(|t| t.split_once("\nAgent: "))
             .unwrap_or_else(|| panic!("not a transcript: {}", r.text));
         assert!(!eval.contains(&prompt), "an eval prompt in tone.jsonl");
-        let found = check_all(reply).iter().any(|v| v.kind == ViolationKind::Rude);
+        let found = check_all(reply)
+            .iter()
+            .any(|v| v.kind == ViolationKind::Rude);
         assert_eq!(found, r.label == 1, "{}: {reply}", r.label_name);
         assert_eq!(r.label == 1, r.kind == ReplyKind::Rude);
         assert_eq!(r.label_name, TONE_LABELS[r.label as usize]);

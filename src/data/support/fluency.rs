@@ -54,7 +54,8 @@ pub struct WellFormed {
     sorted: Vec<String>,
 }
 
-static SUPPORT: LazyLock<WellFormed> = LazyLock::new(|| WellFormed::new(&super::replies::every_piece()));
+static SUPPORT: LazyLock<WellFormed> =
+    LazyLock::new(|| WellFormed::new(&super::replies::every_piece()));
 
 impl WellFormed {
     /// The judge for `engine data support` replies (built once).

@@ -84,7 +84,10 @@ fn sentences(text: &str) -> Vec<Vec<&str>> {
 }
 
 fn sentences_of(text: &str) -> Vec<Vec<&str>> {
-    sentences(text).into_iter().filter(|s| s.len() >= 3).collect()
+    sentences(text)
+        .into_iter()
+        .filter(|s| s.len() >= 3)
+        .collect()
 }
 
 /// The first `k` words of `s`, then another sentence from its word `j` on.
@@ -95,7 +98,14 @@ fn splice(s: &[&str], donors: &[Vec<&str>], rng: &mut Rng) -> Option<String> {
     let d = &donors[rng.below(donors.len())];
     let k = 1 + rng.below(s.len() - 2);
     let j = 1 + rng.below(d.len() - 1);
-    Some(s[..k].iter().chain(&d[j..]).copied().collect::<Vec<_>>().join(" "))
+    Some(
+        s[..k]
+            .iter()
+            .chain(&d[j..])
+            .copied()
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
 }
 
 /// `s` without one or two of its inner words (never the last, which ends it).
@@ -125,6 +135,9 @@ mod tests {
     fn splits_words_into_sentences() {
         let s = sentences("Happy to help! Order {{Order Number}} is on its way. Thanks");
         assert_eq!(s.len(), 3);
-        assert_eq!(s[1], ["Order", "{{Order", "Number}}", "is", "on", "its", "way."]);
+        assert_eq!(
+            s[1],
+            ["Order", "{{Order", "Number}}", "is", "on", "its", "way."]
+        );
     }
 }

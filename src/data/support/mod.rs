@@ -34,8 +34,7 @@ mod write;
 
 pub use dataset::{
     EvalRow, KtoRow, PairRow, PromptRow, SftRow, SupportData, SupportOptions, ToneRow,
-    MAX_MESSAGE_WORDS, MAX_MIXED_REPLY_WORDS, MAX_REPLY_WORDS, SENSITIVE_SHARE,
-    TONE_LABELS,
+    MAX_MESSAGE_WORDS, MAX_MIXED_REPLY_WORDS, MAX_REPLY_WORDS, SENSITIVE_SHARE, TONE_LABELS,
 };
 pub use intents::{Intent, INTENTS};
 pub use replies::{all_pieces, every_piece, ReplyKind, SensitiveItem, SENSITIVE_ITEMS};

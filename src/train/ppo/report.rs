@@ -303,7 +303,10 @@ impl PpoStepReport {
                 .iter()
                 .map(|(name, v)| (format!("env/reward_component/{name}"), *v)),
         );
-        row.extend(self.well_formed.map(|v| ("env/well_formed_rate".to_string(), v)));
+        row.extend(
+            self.well_formed
+                .map(|v| ("env/well_formed_rate".to_string(), v)),
+        );
         row
     }
 
