@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 const TOL: f64 = 1e-4;
 
-fn fixture() -> Value {
+pub(super) fn fixture() -> Value {
     let path = root().join("kernels-tests/fixtures/trl/parity.json");
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
@@ -28,7 +28,7 @@ fn data() -> PathBuf {
     root().join("kernels-tests/fixtures/dpo/prefs.jsonl")
 }
 
-fn ids(v: &Value) -> Vec<i32> {
+pub(super) fn ids(v: &Value) -> Vec<i32> {
     v.as_array()
         .unwrap()
         .iter()
@@ -47,7 +47,8 @@ fn lm(name: &str) -> (CausalLm, ChatTemplate) {
     (m, ChatTemplate::for_model_dir(&dir).unwrap())
 }
 
-fn close(what: &str, step: usize, ours: f64, theirs: &Value) {
+/// `ours` within [`TOL`] of TRL's logged `theirs` (shared with the KTO parity test).
+pub(super) fn close(what: &str, step: usize, ours: f64, theirs: &Value) {
     let t = theirs.as_f64().unwrap_or_else(|| panic!("no {what}"));
     assert!(
         (ours - t).abs() <= TOL,

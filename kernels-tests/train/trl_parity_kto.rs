@@ -8,6 +8,7 @@
 //! i−1 within each batch for the KL estimate, as engine does in file order.
 
 use super::root;
+use super::trl_parity::{close, fixture, ids};
 use engine::data::{Encoder, LoadOptions, Truncation};
 use engine::models::CausalLm;
 use engine::rl::kto_mismatched_indices;
@@ -15,22 +16,6 @@ use engine::train::dpo::config::{DirectLoss, DpoConfig};
 use engine::train::dpo::data::DirectData;
 use engine::train::dpo::trainer::DpoTrainer;
 use engine::train::optim::Schedule;
-use serde_json::Value;
-
-const TOL: f64 = 1e-4;
-
-fn fixture() -> Value {
-    let path = root().join("kernels-tests/fixtures/trl/parity.json");
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn ids(v: &Value) -> Vec<i32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_i64().unwrap() as i32)
-        .collect()
-}
 
 /// gpt2-tiny and the KTO rows encoded as TRL's KTOConfig(max_length=64)
 /// does.
@@ -72,14 +57,6 @@ fn kto_tokens_and_kl_pairs_match_trl() {
         );
         assert_eq!(Some(e.label), t["label"].as_bool(), "{}", e.origin);
     }
-}
-
-fn close(what: &str, step: usize, ours: f64, theirs: &Value, tol: f64) {
-    let t = theirs.as_f64().unwrap_or_else(|| panic!("no {what}"));
-    assert!(
-        (ours - t).abs() <= tol,
-        "step {step} {what}: engine {ours} vs TRL {t}"
-    );
 }
 
 #[test]
@@ -128,42 +105,23 @@ fn kto_three_full_batch_steps_match_trl() {
             m.logps_rejected,
             s["logps/rejected"]
         );
-        close("loss", n, r.loss, &s["loss_exact"], TOL);
-        close("grad_norm", n, r.grad_norm as f64, &s["grad_norm"], TOL);
-        close("kl", n, m.kl.unwrap(), &s["kl"], TOL);
-        close(
-            "rewards/chosen",
-            n,
-            m.rewards_chosen,
-            &s["rewards/chosen"],
-            TOL,
-        );
+        close("loss", n, r.loss, &s["loss_exact"]);
+        close("grad_norm", n, r.grad_norm as f64, &s["grad_norm"]);
+        close("kl", n, m.kl.unwrap(), &s["kl"]);
+        close("rewards/chosen", n, m.rewards_chosen, &s["rewards/chosen"]);
         let rej = m.rewards_rejected;
-        close("rewards/rejected", n, rej, &s["rewards/rejected"], TOL);
+        close("rewards/rejected", n, rej, &s["rewards/rejected"]);
         let mar = m.rewards_margins;
-        close("rewards/margins", n, mar, &s["rewards/margins"], TOL);
-        close("logps/chosen", n, m.logps_chosen, &s["logps/chosen"], TOL);
-        close(
-            "logps/rejected",
-            n,
-            m.logps_rejected,
-            &s["logps/rejected"],
-            TOL,
-        );
+        close("rewards/margins", n, mar, &s["rewards/margins"]);
+        close("logps/chosen", n, m.logps_chosen, &s["logps/chosen"]);
+        close("logps/rejected", n, m.logps_rejected, &s["logps/rejected"]);
         // KTOTrainer 1.16's logits/*: the token-weighted mean logit.
-        close(
-            "logits/chosen",
-            n,
-            m.logits_chosen,
-            &s["logits/chosen"],
-            TOL,
-        );
+        close("logits/chosen", n, m.logits_chosen, &s["logits/chosen"]);
         close(
             "logits/rejected",
             n,
             m.logits_rejected,
             &s["logits/rejected"],
-            TOL,
         );
     }
 }
