@@ -129,8 +129,9 @@ fn normalise(text: &str) -> String {
     out
 }
 
-/// Whole sentences (ending in `.`, `!` or `?`) and the unterminated rest.
-fn split_sentences(text: &str) -> (Vec<String>, Option<String>) {
+/// Whole sentences (ending in `.`, `!` or `?`) and the unterminated rest
+/// (also how [`super::garble`] finds the sentence it breaks).
+pub(super) fn split_sentences(text: &str) -> (Vec<String>, Option<String>) {
     let mut done = Vec::new();
     let mut start = 0;
     let bytes = text.as_bytes();

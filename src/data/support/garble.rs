@@ -14,7 +14,7 @@
 //! generator re-draws until it does, so the labels never lie.
 
 use super::alt::words;
-use super::fluency::WellFormed;
+use super::fluency::{split_sentences, WellFormed};
 use super::intents::INTENTS;
 use super::replies::{reply, ReplyKind};
 use super::safety::check_reply;
@@ -43,8 +43,16 @@ pub fn garbled_reply(intent_index: usize, max_words: usize, rng: &mut Rng) -> St
 /// the judge in a few tries (a reply of only very short sentences).
 /// `donor` supplies the spliced-in tails: another good reply.
 pub fn garble(good: &str, donor: &str, rng: &mut Rng) -> Option<String> {
-    let sentences = sentences(good);
-    let donors: Vec<Vec<&str>> = sentences_of(donor);
+    let (good, donor) = (sentences(good), sentences(donor));
+    let sentences: Vec<Vec<&str>> = good
+        .iter()
+        .map(|s| s.split_whitespace().collect())
+        .collect();
+    let donors: Vec<Vec<&str>> = donor
+        .iter()
+        .map(|s| s.split_whitespace().collect::<Vec<_>>())
+        .filter(|s| s.len() >= 3)
+        .collect();
     let long: Vec<usize> = (0..sentences.len())
         .filter(|&i| sentences[i].len() >= 4)
         .collect();
@@ -55,8 +63,8 @@ pub fn garble(good: &str, donor: &str, rng: &mut Rng) -> Option<String> {
         let at = long[rng.below(long.len())];
         let broken = match rng.below(3) {
             0 => splice(&sentences[at], &donors, rng),
-            1 => drop_words(&sentences[at], rng),
-            _ => repeat_span(&sentences[at], rng),
+            1 => Some(drop_words(&sentences[at], rng)),
+            _ => Some(repeat_span(&sentences[at], rng)),
         };
         let Some(broken) = broken else { continue };
         let mut out: Vec<String> = sentences.iter().map(|s| s.join(" ")).collect();
@@ -70,24 +78,11 @@ pub fn garble(good: &str, donor: &str, rng: &mut Rng) -> Option<String> {
     None
 }
 
-/// Sentences as word lists (split after `.`, `!` or `?` ending a word).
-fn sentences(text: &str) -> Vec<Vec<&str>> {
-    let mut out = vec![Vec::new()];
-    for w in text.split_whitespace() {
-        out.last_mut().unwrap().push(w);
-        if w.ends_with(['.', '!', '?']) {
-            out.push(Vec::new());
-        }
-    }
-    out.retain(|s| !s.is_empty());
-    out
-}
-
-fn sentences_of(text: &str) -> Vec<Vec<&str>> {
-    sentences(text)
-        .into_iter()
-        .filter(|s| s.len() >= 3)
-        .collect()
+/// The sentences of `text` as the fluency judge splits them (the
+/// unterminated rest last).
+fn sentences(text: &str) -> Vec<String> {
+    let (done, rest) = split_sentences(text);
+    done.into_iter().chain(rest).collect()
 }
 
 /// The first `k` words of `s`, then another sentence from its word `j` on.
@@ -109,22 +104,22 @@ fn splice(s: &[&str], donors: &[Vec<&str>], rng: &mut Rng) -> Option<String> {
 }
 
 /// `s` without one or two of its inner words (never the last, which ends it).
-fn drop_words(s: &[&str], rng: &mut Rng) -> Option<String> {
+fn drop_words(s: &[&str], rng: &mut Rng) -> String {
     let n = 1 + rng.below(2).min(s.len() - 3);
     let at = 1 + rng.below(s.len() - 1 - n);
     let kept: Vec<&str> = s[..at].iter().chain(&s[at + n..]).copied().collect();
-    Some(kept.join(" "))
+    kept.join(" ")
 }
 
 /// `s` with a span of two or three words said twice (never its last word,
 /// whose full stop would end the sentence early).
-fn repeat_span(s: &[&str], rng: &mut Rng) -> Option<String> {
+fn repeat_span(s: &[&str], rng: &mut Rng) -> String {
     let n = (2 + rng.below(2)).min(s.len() - 2);
     let at = rng.below(s.len() - n);
     let mut out: Vec<&str> = s[..at + n].to_vec();
     out.extend_from_slice(&s[at..at + n]);
     out.extend_from_slice(&s[at + n..]);
-    Some(out.join(" "))
+    out.join(" ")
 }
 
 #[cfg(test)]
@@ -132,12 +127,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn splits_words_into_sentences() {
+    fn splits_into_the_judges_sentences() {
         let s = sentences("Happy to help! Order {{Order Number}} is on its way. Thanks");
-        assert_eq!(s.len(), 3);
         assert_eq!(
-            s[1],
-            ["Order", "{{Order", "Number}}", "is", "on", "its", "way."]
+            s,
+            [
+                "Happy to help!",
+                "Order {{Order Number}} is on its way.",
+                "Thanks"
+            ]
         );
     }
 }
