@@ -52,6 +52,35 @@ fn export(dir: &std::path::Path) -> std::process::Output {
         .unwrap()
 }
 
+/// Runs the engine binary with `args`; its output, which must be a success.
+fn engine_ok(args: &[&str]) -> std::process::Output {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    o
+}
+
+/// The `trl/config.json` export-run wrote into run directory `dir`.
+fn exported(dir: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("trl/config.json")).unwrap()).unwrap()
+}
+
+/// A real one-step `engine <trainer>` run of gpt2-tiny on `data` into
+/// `run`, then exported: its TRL config.
+fn train_and_export(trainer: &str, data: &Path, more: &[&str], run: &Path) -> Value {
+    let (data, run_s) = (data.display().to_string(), run.display().to_string());
+    let model = model_dir("gpt2-tiny");
+    let mut args = vec![trainer, "--model", &model];
+    args.extend(["--data", &data, "--steps", "1", "--batch-size", "4"]);
+    args.extend(more);
+    args.extend(["--progress", "silent", "--out", &run_s]);
+    engine_ok(&args);
+    engine_ok(&["export-run", "--to", "trl", &run_s]);
+    exported(run)
+}
+
 #[test]
 fn a_dpo_run_exports_as_dpo_config_with_lora_and_a_launch_line() {
     let dir = scratch("export-run-dpo");
@@ -79,9 +108,7 @@ fn a_dpo_run_exports_as_dpo_config_with_lora_and_a_launch_line() {
             && stdout.contains("openrlhf.cli.train_dpo"),
         "{stdout}"
     );
-    let out: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("trl/config.json")).unwrap())
-            .unwrap();
+    let out = exported(&dir);
     assert_eq!(
         (out["trainer"].as_str(), out["config_class"].as_str()),
         (Some("DPOTrainer"), Some("DPOConfig"))
@@ -136,26 +163,13 @@ fn a_dpo_run_exports_as_dpo_config_with_lora_and_a_launch_line() {
 }
 
 /// A real LoRA DPO run: TRL continues from its base and adapter, with the
-/// base as the reference and the BOS engine's DPO adds to prompts.
+/// base as the reference (and no prompt prefix: both tokenize as TRL 1.16).
 #[test]
 fn a_lora_dpo_run_exports_its_adapter_and_base_to_continue_from() {
     let dir = scratch("export-run-lora-dpo");
     let run = dir.join("run");
     let data = root().join("kernels-tests/fixtures/train/prefs_train.jsonl");
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_engine"))
-        .args(["train-dpo", "--model", &model_dir("gpt2-tiny"), "--data"])
-        .arg(&data)
-        .args(["--steps", "1", "--batch-size", "4", "--lora-r", "2"])
-        .args(["--progress", "silent", "--out"])
-        .arg(&run)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = export(&run);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let out: Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("trl/config.json")).unwrap())
-            .unwrap();
+    let out = train_and_export("train-dpo", &data, &["--lora-r", "2"], &run);
     let from = &out["continue_from"];
     let canon = |p: &Path| p.canonicalize().unwrap().display().to_string();
     assert_eq!(
@@ -193,20 +207,7 @@ fn an_sft_run_exports_its_model_to_continue_from() {
     let dir = scratch("export-run-sft");
     let run = dir.join("run");
     let data = root().join("kernels-tests/fixtures/train/sft_train.jsonl");
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_engine"))
-        .args(["train-sft", "--model", &model_dir("gpt2-tiny"), "--data"])
-        .arg(&data)
-        .args(["--steps", "1", "--batch-size", "4", "--progress", "silent"])
-        .arg("--out")
-        .arg(&run)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = export(&run);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let out: Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("trl/config.json")).unwrap())
-            .unwrap();
+    let out = train_and_export("train-sft", &data, &[], &run);
     let model = run
         .join("model")
         .canonicalize()
