@@ -1,9 +1,7 @@
 // Causal self-attention, CPU-adapter variant with subgroups (llvmpipe /
-// lavapipe over Vulkan): the forward and dQ passes. Same math, shapes,
-// bindings, rows per workgroup and KB-key blocks as attention_cpu.wgsl (read
-// its header first), whose backward pre-pass and dK/dV pass this variant
-// uses (src/ops/attention.rs): dK/dV with shared Q/dO rows measured 2x
-// slower than attention_cpu's there.
+// lavapipe over Vulkan): the forward and dQ passes (dK/dV is in
+// attention_cpu_subgroup_bwd.wgsl). Same math, shapes, bindings, rows per
+// workgroup and KB-key blocks as attention_cpu.wgsl (read its header first).
 //
 // Why: on llvmpipe every storage load is a loop over the SIMD lanes, one
 // lane at a time, even when all lanes read the same address. attention_cpu
@@ -14,14 +12,9 @@
 // per row. Needs one workgroup = lanes of one subgroup (8 invocations,
 // subgroup size >= 8); no invocation returns before the loops (lanes past
 // the end work on a clamped row and store nothing).
-//#include common/attention_cpu_rows
+//#include common/attention_cpu_lanes
 
-// Chunks of D/4 per lane (1 ..= 4).
-override S: u32 = (D4 + 7u) / 8u;
-
-// This lane's share of the row at vec4 `o` of `buf`: chunk s is vec4 8s + lid
-// (clamped to the row: lanes past D/4 repeat its last vec4, which only ever
-// meets zero weights).
+// This lane's chunks of the K (V) row at vec4 `o` (see S).
 fn k_share(o: u32, lid: u32) -> array<vec4<f32>, 4> {
     var x: array<vec4<f32>, 4>;
     for (var s = 0u; s < S; s++) {
@@ -36,48 +29,6 @@ fn v_share(o: u32, lid: u32) -> array<vec4<f32>, 4> {
         x[s] = v[o + min(8u * s + lid, D4 - 1u)];
     }
     return x;
-}
-
-// Σ_c r[8s + c] · (chunk 8s + c of the shared row), chunk s of which every
-// lane holds a part of in x: one row's dot with this lane's row r, 8 vec4s.
-// Slots of r past D/4 are zero (see the kernels), so clamped chunks add 0.
-fn bdot(r: ptr<function, array<vec4<f32>, DMAX4>>, s: u32, x: vec4<f32>) -> vec4<f32> {
-    let e = 8u * s;
-    return (*r)[e] * subgroupBroadcast(x, 0u) + (*r)[e + 1u] * subgroupBroadcast(x, 1u)
-        + (*r)[e + 2u] * subgroupBroadcast(x, 2u) + (*r)[e + 3u] * subgroupBroadcast(x, 3u)
-        + (*r)[e + 4u] * subgroupBroadcast(x, 4u) + (*r)[e + 5u] * subgroupBroadcast(x, 5u)
-        + (*r)[e + 6u] * subgroupBroadcast(x, 6u) + (*r)[e + 7u] * subgroupBroadcast(x, 7u);
-}
-
-// acc[8s + c] = acc[8s + c]·corr + Σ_r w[r] · (chunk 8s + c of shared row r)
-// for the 4 rows whose chunk s this lane holds in x0 .. x3. Slots past D/4
-// collect finite junk that is never stored.
-fn bacc(acc: ptr<function, array<vec4<f32>, DMAX4>>, s: u32, corr: f32, w: vec4<f32>,
-        x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>) {
-    let e = 8u * s;
-    (*acc)[e] = (*acc)[e] * corr + w.x * subgroupBroadcast(x0, 0u) + w.y * subgroupBroadcast(x1, 0u)
-        + w.z * subgroupBroadcast(x2, 0u) + w.w * subgroupBroadcast(x3, 0u);
-    (*acc)[e + 1u] = (*acc)[e + 1u] * corr + w.x * subgroupBroadcast(x0, 1u)
-        + w.y * subgroupBroadcast(x1, 1u) + w.z * subgroupBroadcast(x2, 1u)
-        + w.w * subgroupBroadcast(x3, 1u);
-    (*acc)[e + 2u] = (*acc)[e + 2u] * corr + w.x * subgroupBroadcast(x0, 2u)
-        + w.y * subgroupBroadcast(x1, 2u) + w.z * subgroupBroadcast(x2, 2u)
-        + w.w * subgroupBroadcast(x3, 2u);
-    (*acc)[e + 3u] = (*acc)[e + 3u] * corr + w.x * subgroupBroadcast(x0, 3u)
-        + w.y * subgroupBroadcast(x1, 3u) + w.z * subgroupBroadcast(x2, 3u)
-        + w.w * subgroupBroadcast(x3, 3u);
-    (*acc)[e + 4u] = (*acc)[e + 4u] * corr + w.x * subgroupBroadcast(x0, 4u)
-        + w.y * subgroupBroadcast(x1, 4u) + w.z * subgroupBroadcast(x2, 4u)
-        + w.w * subgroupBroadcast(x3, 4u);
-    (*acc)[e + 5u] = (*acc)[e + 5u] * corr + w.x * subgroupBroadcast(x0, 5u)
-        + w.y * subgroupBroadcast(x1, 5u) + w.z * subgroupBroadcast(x2, 5u)
-        + w.w * subgroupBroadcast(x3, 5u);
-    (*acc)[e + 6u] = (*acc)[e + 6u] * corr + w.x * subgroupBroadcast(x0, 6u)
-        + w.y * subgroupBroadcast(x1, 6u) + w.z * subgroupBroadcast(x2, 6u)
-        + w.w * subgroupBroadcast(x3, 6u);
-    (*acc)[e + 7u] = (*acc)[e + 7u] * corr + w.x * subgroupBroadcast(x0, 7u)
-        + w.y * subgroupBroadcast(x1, 7u) + w.z * subgroupBroadcast(x2, 7u)
-        + w.w * subgroupBroadcast(x3, 7u);
 }
 
 // Which of keys j .. j+3 a row whose window ends at `end` gives weight (see
@@ -181,27 +132,32 @@ fn attention_backward_dq(@builtin(workgroup_id) wg: vec3<u32>,
         let k1 = k_share(o.y, lid);
         let k2 = k_share(o.z, lid);
         let k3 = k_share(o.w, lid);
-        let v0 = v_share(o.x, lid);
-        let v1 = v_share(o.y, lid);
-        let v2 = v_share(o.z, lid);
-        let v3 = v_share(o.w, lid);
         var t0 = vec4<f32>(0.0);
         var t1 = vec4<f32>(0.0);
         var t2 = vec4<f32>(0.0);
         var t3 = vec4<f32>(0.0);
-        var u0 = vec4<f32>(0.0);
-        var u1 = vec4<f32>(0.0);
-        var u2 = vec4<f32>(0.0);
-        var u3 = vec4<f32>(0.0);
         for (var s = 0u; s < S; s++) {
             t0 += bdot(&qr, s, k0[s]);
             t1 += bdot(&qr, s, k1[s]);
             t2 += bdot(&qr, s, k2[s]);
             t3 += bdot(&qr, s, k3[s]);
-            u0 += bdot(&dor, s, v0[s]);
-            u1 += bdot(&dor, s, v1[s]);
-            u2 += bdot(&dor, s, v2[s]);
-            u3 += bdot(&dor, s, v3[s]);
+        }
+        // V's shares live only for their dots (see common/attention_cpu_lanes).
+        var u0 = vec4<f32>(0.0);
+        var u1 = vec4<f32>(0.0);
+        var u2 = vec4<f32>(0.0);
+        var u3 = vec4<f32>(0.0);
+        {
+            let v0 = v_share(o.x, lid);
+            let v1 = v_share(o.y, lid);
+            let v2 = v_share(o.z, lid);
+            let v3 = v_share(o.w, lid);
+            for (var s = 0u; s < S; s++) {
+                u0 += bdot(&dor, s, v0[s]);
+                u1 += bdot(&dor, s, v1[s]);
+                u2 += bdot(&dor, s, v2[s]);
+                u3 += bdot(&dor, s, v3[s]);
+            }
         }
         // dS_ij with P_ij = exp2(s - lse2); 0 where row i may not see j.
         let sc = vec4<f32>(hsum(t0), hsum(t1), hsum(t2), hsum(t3));

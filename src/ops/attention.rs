@@ -23,8 +23,8 @@
 //! per-row arrays unroll into registers: one set of pipelines per head dim.
 //!
 //! Variants: `attention_cpu_subgroup.wgsl` (one invocation per row, K/V rows
-//! shared through subgroup broadcasts: llvmpipe over Vulkan; its dK/dV pass
-//! is `attention_cpu`'s),
+//! shared through subgroup broadcasts: llvmpipe over Vulkan; its dK/dV pass,
+//! sharing Q/dO rows the same way, is `attention_cpu_subgroup_bwd.wgsl`),
 //! `attention_cpu.wgsl` (the same without subgroups: llvmpipe over GL) and
 //! `attention.wgsl` (K/V tiles in shared memory: GPUs), picked by
 //! [`AttnVariant::Auto`]. `attention_naive.wgsl` is the unfused baseline
@@ -276,8 +276,8 @@ fn flash_pass(
     let gpu = x.q.gpu();
     let mut stem = stem(gpu, opts.variant);
     if stem == "attention_cpu_subgroup" && entry == "attention_backward_dkv" {
-        // Sharing Q/dO rows by broadcasts measured 2x slower there.
-        stem = "attention_cpu";
+        // The variant's dK/dV pass has a file of its own.
+        stem = "attention_cpu_subgroup_bwd";
     }
     let mut binds = x.binds().to_vec();
     binds.extend_from_slice(extra);
