@@ -65,22 +65,14 @@ fn attention_forward(@builtin(workgroup_id) wg: vec3<u32>,
     let wg_end = key_end(min(rr.first + CW, p.tq) - 1u);
     for (var j = 0u; j < wg_end; j += KB) {
         let o = kv_block(rr.b, j, wg_end - 1u, g);
-        var t0 = vec4<f32>(0.0);
-        var t1 = vec4<f32>(0.0);
-        var t2 = vec4<f32>(0.0);
-        var t3 = vec4<f32>(0.0);
         let k0 = k_share(o.x, lid);
         let k1 = k_share(o.y, lid);
         let k2 = k_share(o.z, lid);
         let k3 = k_share(o.w, lid);
-        for (var s = 0u; s < S; s++) {
-            t0 += bdot(&qr, s, k0[s]);
-            t1 += bdot(&qr, s, k1[s]);
-            t2 += bdot(&qr, s, k2[s]);
-            t3 += bdot(&qr, s, k3[s]);
-        }
+        let t = vec4<f32>(bdot_row(&qr, k0), bdot_row(&qr, k1), bdot_row(&qr, k2),
+                          bdot_row(&qr, k3));
         let ok = key_block_ok_shared(rr.b, j, end, lid);
-        let sc = select(vec4<f32>(NEG), vec4<f32>(hsum(t0), hsum(t1), hsum(t2), hsum(t3)), ok);
+        let sc = select(vec4<f32>(NEG), t, ok);
         let mb = max(m, max(max(sc.x, sc.y), max(sc.z, sc.w)));
         let corr = exp2(m - mb);
         let w = select(vec4<f32>(0.0), exp2(sc - mb), ok);
@@ -90,9 +82,7 @@ fn attention_forward(@builtin(workgroup_id) wg: vec3<u32>,
         let v1 = v_share(o.y, lid);
         let v2 = v_share(o.z, lid);
         let v3 = v_share(o.w, lid);
-        for (var s = 0u; s < S; s++) {
-            bacc(&acc, s, corr, w, v0[s], v1[s], v2[s], v3[s]);
-        }
+        bacc_rows(&acc, corr, w, v0, v1, v2, v3);
     }
     if (rr.row < p.tq) {
         // A row that sees no real key (a left-pad query) outputs exact zeros.
@@ -132,41 +122,19 @@ fn attention_backward_dq(@builtin(workgroup_id) wg: vec3<u32>,
         let k1 = k_share(o.y, lid);
         let k2 = k_share(o.z, lid);
         let k3 = k_share(o.w, lid);
-        var t0 = vec4<f32>(0.0);
-        var t1 = vec4<f32>(0.0);
-        var t2 = vec4<f32>(0.0);
-        var t3 = vec4<f32>(0.0);
-        for (var s = 0u; s < S; s++) {
-            t0 += bdot(&qr, s, k0[s]);
-            t1 += bdot(&qr, s, k1[s]);
-            t2 += bdot(&qr, s, k2[s]);
-            t3 += bdot(&qr, s, k3[s]);
-        }
-        // V's shares live only for their dots (see common/attention_cpu_lanes).
-        var u0 = vec4<f32>(0.0);
-        var u1 = vec4<f32>(0.0);
-        var u2 = vec4<f32>(0.0);
-        var u3 = vec4<f32>(0.0);
-        {
-            let v0 = v_share(o.x, lid);
-            let v1 = v_share(o.y, lid);
-            let v2 = v_share(o.z, lid);
-            let v3 = v_share(o.w, lid);
-            for (var s = 0u; s < S; s++) {
-                u0 += bdot(&dor, s, v0[s]);
-                u1 += bdot(&dor, s, v1[s]);
-                u2 += bdot(&dor, s, v2[s]);
-                u3 += bdot(&dor, s, v3[s]);
-            }
-        }
+        let t = vec4<f32>(bdot_row(&qr, k0), bdot_row(&qr, k1), bdot_row(&qr, k2),
+                          bdot_row(&qr, k3));
+        // V's shares are loaded after K's dots (see common/attention_cpu_lanes).
+        let v0 = v_share(o.x, lid);
+        let v1 = v_share(o.y, lid);
+        let v2 = v_share(o.z, lid);
+        let v3 = v_share(o.w, lid);
+        let du = vec4<f32>(bdot_row(&dor, v0), bdot_row(&dor, v1), bdot_row(&dor, v2),
+                           bdot_row(&dor, v3));
         // dS_ij with P_ij = exp2(s - lse2); 0 where row i may not see j.
-        let sc = vec4<f32>(hsum(t0), hsum(t1), hsum(t2), hsum(t3));
-        let du = vec4<f32>(hsum(u0), hsum(u1), hsum(u2), hsum(u3));
         let ok = key_block_ok_shared(rr.b, j, end, lid);
-        let ds = select(vec4<f32>(0.0), exp2(sc - st.x) * (du - st.y), ok);
-        for (var s = 0u; s < S; s++) {
-            bacc(&acc, s, 1.0, ds, k0[s], k1[s], k2[s], k3[s]);
-        }
+        let ds = select(vec4<f32>(0.0), exp2(t - st.x) * (du - st.y), ok);
+        bacc_rows(&acc, 1.0, ds, k0, k1, k2, k3);
     }
     if (rr.row < p.tq) {
         for (var d = 0u; d < D4; d++) {

@@ -68,30 +68,14 @@ fn attention_backward_dkv(@builtin(workgroup_id) wg: vec3<u32>,
             let q1 = q_share(o.y, lid);
             let q2 = q_share(o.z, lid);
             let q3 = q_share(o.w, lid);
-            var t0 = vec4<f32>(0.0);
-            var t1 = vec4<f32>(0.0);
-            var t2 = vec4<f32>(0.0);
-            var t3 = vec4<f32>(0.0);
-            for (var s = 0u; s < S; s++) {
-                t0 += bdot(&kr, s, q0[s]);
-                t1 += bdot(&kr, s, q1[s]);
-                t2 += bdot(&kr, s, q2[s]);
-                t3 += bdot(&kr, s, q3[s]);
-            }
+            let t = vec4<f32>(bdot_row(&kr, q0), bdot_row(&kr, q1), bdot_row(&kr, q2),
+                              bdot_row(&kr, q3));
             let d0 = dout_share(o.x, lid);
             let d1 = dout_share(o.y, lid);
             let d2 = dout_share(o.z, lid);
             let d3 = dout_share(o.w, lid);
-            var u0 = vec4<f32>(0.0);
-            var u1 = vec4<f32>(0.0);
-            var u2 = vec4<f32>(0.0);
-            var u3 = vec4<f32>(0.0);
-            for (var s = 0u; s < S; s++) {
-                u0 += bdot(&vr, s, d0[s]);
-                u1 += bdot(&vr, s, d1[s]);
-                u2 += bdot(&vr, s, d2[s]);
-                u3 += bdot(&vr, s, d3[s]);
-            }
+            let du = vec4<f32>(bdot_row(&vr, d0), bdot_row(&vr, d1), bdot_row(&vr, d2),
+                               bdot_row(&vr, d3));
             // Stats of queries i .. i+3, loaded once: lane r & 3 reads i + r & 3.
             let mine = stats[bh * p.tq + min(i + (lid & 3u), last)];
             let s0 = subgroupBroadcast(mine, 0u);
@@ -100,16 +84,10 @@ fn attention_backward_dkv(@builtin(workgroup_id) wg: vec3<u32>,
             let s3 = subgroupBroadcast(mine, 3u);
             let ii = vec4<u32>(i) + vec4<u32>(0u, 1u, 2u, 3u);
             let seen = (ii >= vec4<u32>(start)) & (ii < vec4<u32>(p.tq));
-            let sc = vec4<f32>(hsum(t0), hsum(t1), hsum(t2), hsum(t3));
-            let pij = select(vec4<f32>(0.0), exp2(sc - vec4<f32>(s0.x, s1.x, s2.x, s3.x)), seen);
-            let du = vec4<f32>(hsum(u0), hsum(u1), hsum(u2), hsum(u3));
+            let pij = select(vec4<f32>(0.0), exp2(t - vec4<f32>(s0.x, s1.x, s2.x, s3.x)), seen);
             let ds = pij * (du - vec4<f32>(s0.y, s1.y, s2.y, s3.y));
-            for (var s = 0u; s < S; s++) {
-                bacc(&gv, s, 1.0, pij, d0[s], d1[s], d2[s], d3[s]);
-            }
-            for (var s = 0u; s < S; s++) {
-                bacc(&gk, s, 1.0, ds, q0[s], q1[s], q2[s], q3[s]);
-            }
+            bacc_rows(&gv, 1.0, pij, d0, d1, d2, d3);
+            bacc_rows(&gk, 1.0, ds, q0, q1, q2, q3);
         }
     }
     if (rr.row < p.kv_stride) {

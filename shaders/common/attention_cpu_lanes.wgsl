@@ -4,11 +4,13 @@
 // holding vec4s l, l + 8, .. of it, and subgroupBroadcast (a register
 // extract on llvmpipe) hands each chunk to every lane.
 //
-// Keep few shared rows live at once: compute each dot from the shares it
-// needs before loading the next ones, and give each S loop one kind of
-// work. Loading the 4 K and 4 V shares of a dQ block up front and running
-// all 8 dots in one loop made dQ 5-8x slower on llvmpipe (Mesa 22.3: 49 ms
-// against 10 ms at 1x12x256x64), and dK/dV likewise.
+// The kernels go over a row's S chunks through bdot_row and bacc_rows,
+// unrolled by hand, never in a loop over s: llvmpipe (Mesa 22.3) leaves
+// such a loop rolled once its body times S is large (8 dots at D = 64, or
+// one bacc at D = 128), and the register arrays are then indexed at run
+// time, lane by lane: 5-8x slower (dQ at 1x12x256x64: 49 ms against 10 ms;
+// the forward at D = 128: 64 ms against 14 ms). For the same reason the
+// kernels load a row's shares just before the dots that need them.
 //#include common/attention_cpu_rows
 
 // Chunks of D/4 per lane (1 ..= 4). A lane's chunk s of a row at vec4 `o` is
@@ -56,4 +58,35 @@ fn bacc(acc: ptr<function, array<vec4<f32>, DMAX4>>, s: u32, corr: f32, w: vec4<
     (*acc)[e + 7u] = (*acc)[e + 7u] * corr + w.x * subgroupBroadcast(x0, 7u)
         + w.y * subgroupBroadcast(x1, 7u) + w.z * subgroupBroadcast(x2, 7u)
         + w.w * subgroupBroadcast(x3, 7u);
+}
+
+// One shared row's dot with this lane's row r: bdot over the S chunks of x.
+fn bdot_row(r: ptr<function, array<vec4<f32>, DMAX4>>, x: array<vec4<f32>, 4>) -> f32 {
+    var t = bdot(r, 0u, x[0]);
+    if (S > 1u) {
+        t += bdot(r, 1u, x[1]);
+    }
+    if (S > 2u) {
+        t += bdot(r, 2u, x[2]);
+    }
+    if (S > 3u) {
+        t += bdot(r, 3u, x[3]);
+    }
+    return hsum(t);
+}
+
+// bacc over the S chunks of the 4 shared rows x0 .. x3.
+fn bacc_rows(acc: ptr<function, array<vec4<f32>, DMAX4>>, corr: f32, w: vec4<f32>,
+             x0: array<vec4<f32>, 4>, x1: array<vec4<f32>, 4>, x2: array<vec4<f32>, 4>,
+             x3: array<vec4<f32>, 4>) {
+    bacc(acc, 0u, corr, w, x0[0], x1[0], x2[0], x3[0]);
+    if (S > 1u) {
+        bacc(acc, 1u, corr, w, x0[1], x1[1], x2[1], x3[1]);
+    }
+    if (S > 2u) {
+        bacc(acc, 2u, corr, w, x0[2], x1[2], x2[2], x3[2]);
+    }
+    if (S > 3u) {
+        bacc(acc, 3u, corr, w, x0[3], x1[3], x2[3], x3[3]);
+    }
 }
