@@ -336,6 +336,8 @@ pub fn rollout(
         "the PPO policy needs a value head (CausalLm::add_value_head)"
     );
     let mut times = PhaseTimes::default();
+    let gpu = policy.gpu();
+    gpu.profile_phase("generate")?;
     let clock = Instant::now();
     let gen = sample_responses(policy, prompts, cfg)?;
     times.generate = clock.elapsed().as_secs_f64();
@@ -346,11 +348,13 @@ pub fn rollout(
     let queries = prompts.to_vec();
     let responses = gen.new_ids;
 
+    gpu.profile_phase("forward")?;
     let clock = Instant::now();
     let chunk = cfg.forward_batch_size;
     let (logp, values) = no_grad_logprobs(policy, &queries, &responses, t, chunk, false, true)?;
     times.forward = clock.elapsed().as_secs_f64();
 
+    gpu.profile_phase("reference")?;
     let clock = Instant::now();
     let (ref_logp, _) = match reference {
         RefSource::AdaptersOff => {
@@ -360,6 +364,7 @@ pub fn rollout(
     };
     times.reference = clock.elapsed().as_secs_f64();
 
+    gpu.profile_phase("score")?;
     let clock = Instant::now();
     let mut prompt_texts = Vec::with_capacity(prompts.len());
     let mut response_texts = Vec::with_capacity(prompts.len());
@@ -380,6 +385,7 @@ pub fn rollout(
         .collect();
     let (scores, reward_components) = score_checked_parts(scorer, &samples)?;
     times.score = clock.elapsed().as_secs_f64();
+    gpu.profile_phase("step (host)")?;
 
     let mask = response_mask(&responses, t);
     Ok(Rollout {
