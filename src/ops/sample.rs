@@ -173,18 +173,8 @@ impl DeviceSampler {
             chosen.bind(5),
             seen.bind(6),
         ];
-        let rows = prepare(
-            gpu.as_ref(),
-            &Kernel::new("sample", "sample_rows"),
-            &params,
-            &binds,
-        )?;
-        let advance = prepare(
-            gpu.as_ref(),
-            &Kernel::new("sample", "sample_advance"),
-            &params,
-            &binds,
-        )?;
+        let kernel = |entry| prepare(gpu.as_ref(), &Kernel::new("sample", entry), &params, &binds);
+        let (rows, advance) = (kernel("sample_rows")?, kernel("sample_advance")?);
         Ok(DeviceSampler {
             gpu: gpu.clone(),
             batch,
