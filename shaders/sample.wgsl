@@ -16,6 +16,14 @@
 // (counts for top-k, probability mass for top-p), then over the index among
 // ties, so no sort and no [V]-sized scratch is needed.
 //
+// Sums of e are taken per chunk (CHUNKS contiguous index ranges, each summed
+// in index order), then over the chunks: a fixed tree for a total, an
+// in-order scan for the draw. The chunks are fixed, not the invocations: WG
+// invocations own CHUNKS / WG chunks each, so the sums (and the ids drawn)
+// do not depend on WG. WG = 64 rather than one invocation per chunk: on
+// llvmpipe each barrier switches every invocation's coroutine, and 256
+// invocations made this kernel 3x slower for the same sums.
+//
 // Randomness: the host's `Rng` (SplitMix64) stream is continued here. The
 // state lives in rng[0..2] (lo, hi); this step's draws go, in row order, to
 // the rows not yet finished (as the CPU sampler draws them), so row b uses
@@ -62,7 +70,10 @@ struct SampleParams {
 // [B, seen_words] bit i set when token i is in the row's context.
 @group(0) @binding(6) var<storage, read_write> seen: array<u32>;
 
-override WG: u32 = 256u;
+const WG: u32 = 64u;
+const CHUNKS: u32 = 256u;
+// Chunks per invocation (CHUNKS / WG).
+const CPI: u32 = 4u;
 var<workgroup> one_u: u32;
 var<workgroup> pick: atomic<u32>;
 
@@ -93,12 +104,40 @@ fn alive(x: f32) -> bool {
     return x == x && x >= -3.4028235e38;
 }
 
-fn chunk_lo(lid: u32) -> u32 {
-    return min(lid * ((p.valid + WG - 1u) / WG), p.valid);
+// Index range of chunk c.
+fn chunk_lo(c: u32) -> u32 {
+    return min(c * ((p.valid + CHUNKS - 1u) / CHUNKS), p.valid);
 }
 
-fn chunk_hi(lid: u32) -> u32 {
-    return min((lid + 1u) * ((p.valid + WG - 1u) / WG), p.valid);
+fn chunk_hi(c: u32) -> u32 {
+    return min((c + 1u) * ((p.valid + CHUNKS - 1u) / CHUNKS), p.valid);
+}
+
+// Index range of invocation lid's chunks (for order-free reductions).
+fn lane_lo(lid: u32) -> u32 {
+    return chunk_lo(lid * CPI);
+}
+
+fn lane_hi(lid: u32) -> u32 {
+    return chunk_hi(lid * CPI + CPI - 1u);
+}
+
+// Σ over the chunks of `part` (chunk lid·CPI + q in part[q]), by the fixed
+// pairwise tree over CHUNKS leaves; uniform.
+fn sum_chunks(lid: u32, part: array<f32, CPI>) -> f32 {
+    for (var q = 0u; q < CPI; q++) {
+        red_f[lid * CPI + q] = part[q];
+    }
+    workgroupBarrier();
+    for (var s = CHUNKS / 2u; s > 0u; s = s >> 1u) {
+        for (var i = lid; i < s; i += WG) {
+            red_f[i] = red_f[i] + red_f[i + s];
+        }
+        workgroupBarrier();
+    }
+    let r = workgroupUniformLoad(&red_f[0]);
+    workgroupBarrier();
+    return r;
 }
 
 // The top-k threshold key (kept: key ≥ it); 0 keeps everything.
@@ -111,7 +150,7 @@ fn top_k_key(row: u32, lid: u32) -> u32 {
     for (var it = 0u; it < 32u && lo < hi; it++) {
         let mid = lo + (hi - lo) / 2u + 1u;
         var n = 0u;
-        for (var i = chunk_lo(lid); i < chunk_hi(lid); i++) {
+        for (var i = lane_lo(lid); i < lane_hi(lid); i++) {
             let x = value(row, i);
             n += u32(alive(x) && key_of(x) >= mid);
         }
@@ -140,15 +179,19 @@ fn kept(c: Cut, x: f32, i: u32) -> bool {
 // Mass of the top-k survivors whose (key, index) is below (k, j): key < k,
 // or key == k and index < j.
 fn mass_below(row: u32, lid: u32, c: Cut, k: u32, j: u32) -> f32 {
-    var s = 0.0;
-    for (var i = chunk_lo(lid); i < chunk_hi(lid); i++) {
-        let x = value(row, i);
-        let ki = key_of(x);
-        if (kept(c, x, i) && (ki < k || (ki == k && i < j))) {
-            s += exp_neg(x - c.m);
+    var part: array<f32, CPI>;
+    for (var q = 0u; q < CPI; q++) {
+        var s = 0.0;
+        for (var i = chunk_lo(lid * CPI + q); i < chunk_hi(lid * CPI + q); i++) {
+            let x = value(row, i);
+            let ki = key_of(x);
+            if (kept(c, x, i) && (ki < k || (ki == k && i < j))) {
+                s += exp_neg(x - c.m);
+            }
         }
+        part[q] = s;
     }
-    return sum_f(lid, s);
+    return sum_chunks(lid, part);
 }
 
 // Sets the top-p cut: the largest prefix in (key, index) order whose mass
@@ -173,7 +216,7 @@ fn top_p_cut(row: u32, lid: u32, c0: Cut) -> Cut {
     }
     // The next key present, and how many survivors share it.
     var kmin_above = 0xffffffffu;
-    for (var i = chunk_lo(lid); i < chunk_hi(lid); i++) {
+    for (var i = lane_lo(lid); i < lane_hi(lid); i++) {
         let x = value(row, i);
         if (kept(c, x, i) && key_of(x) > lo) {
             kmin_above = min(kmin_above, key_of(x));
@@ -181,7 +224,7 @@ fn top_p_cut(row: u32, lid: u32, c0: Cut) -> Cut {
     }
     let vstar = min_u(lid, kmin_above);
     var ties = 0u;
-    for (var i = chunk_lo(lid); i < chunk_hi(lid); i++) {
+    for (var i = lane_lo(lid); i < lane_hi(lid); i++) {
         let x = value(row, i);
         ties += u32(kept(c, x, i) && key_of(x) == vstar);
     }
@@ -207,7 +250,7 @@ fn top_p_cut(row: u32, lid: u32, c0: Cut) -> Cut {
 fn choose_greedy(row: u32, lid: u32) -> u32 {
     var best = -3.4028235e38;
     var best_i = 0xffffffffu;
-    for (var i = chunk_lo(lid); i < chunk_hi(lid); i++) {
+    for (var i = lane_lo(lid); i < lane_hi(lid); i++) {
         let x = value(row, i);
         if (x > best) {
             best = x;
@@ -222,7 +265,7 @@ fn choose_greedy(row: u32, lid: u32) -> u32 {
 fn choose_sampled(row: u32, lid: u32, u: f32) -> u32 {
     var c = Cut(top_k_key(row, lid), 0u, 0u, 0.0);
     var local_max = -3.4028235e38;
-    for (var i = chunk_lo(lid); i < chunk_hi(lid); i++) {
+    for (var i = lane_lo(lid); i < lane_hi(lid); i++) {
         let x = value(row, i);
         if (kept(c, x, i)) {
             local_max = max(local_max, x);
@@ -231,48 +274,56 @@ fn choose_sampled(row: u32, lid: u32, u: f32) -> u32 {
     c.m = max_f(lid, local_max);
     c = top_p_cut(row, lid, c);
 
-    var part = 0.0;
-    for (var i = chunk_lo(lid); i < chunk_hi(lid); i++) {
-        let x = value(row, i);
-        if (kept(c, x, i)) {
-            part += exp_neg(x - c.m);
-        }
-    }
-    // Inclusive prefix over the chunks, in index order.
-    red_f[lid] = part;
-    workgroupBarrier();
-    var incl = 0.0;
-    for (var t = 0u; t <= lid; t++) {
-        incl += red_f[t];
-    }
-    workgroupBarrier();
-    red_f[lid] = incl;
-    workgroupBarrier();
-    let total = workgroupUniformLoad(&red_f[WG - 1u]);
-    let prev = select(0.0, red_f[max(lid, 1u) - 1u], lid > 0u);
-    workgroupBarrier();
-    let goal = u * total;
-    // The chunk holding the goal; when rounding leaves the goal at the
-    // total, the last chunk with mass (atomicMax) keeps its last token.
-    if (part > 0.0 && prev <= goal && (goal < incl || incl == total)) {
-        let want = goal - prev;
-        var cum = 0.0;
-        var got = 0xffffffffu;
-        var last = 0u;
-        for (var i = chunk_lo(lid); i < chunk_hi(lid); i++) {
+    var part: array<f32, CPI>;
+    for (var q = 0u; q < CPI; q++) {
+        var e_sum = 0.0;
+        for (var i = chunk_lo(lid * CPI + q); i < chunk_hi(lid * CPI + q); i++) {
             let x = value(row, i);
             if (kept(c, x, i)) {
-                let e = exp_neg(x - c.m);
-                cum += e;
-                if (e > 0.0) {
-                    last = i;
-                }
-                if (want < cum && got == 0xffffffffu) {
-                    got = i;
-                }
+                e_sum += exp_neg(x - c.m);
             }
         }
-        atomicMax(&pick, select(last, got, got != 0xffffffffu));
+        part[q] = e_sum;
+        red_f[lid * CPI + q] = e_sum;
+    }
+    // Inclusive prefix over the chunks, in index order, by one invocation.
+    workgroupBarrier();
+    if (lid == 0u) {
+        var run = 0.0;
+        for (var t = 0u; t < CHUNKS; t++) {
+            run += red_f[t];
+            red_f[t] = run;
+        }
+    }
+    workgroupBarrier();
+    let total = red_f[CHUNKS - 1u];
+    let goal = u * total;
+    for (var q = 0u; q < CPI; q++) {
+        let ch = lid * CPI + q;
+        let incl = red_f[ch];
+        let prev = select(0.0, red_f[max(ch, 1u) - 1u], ch > 0u);
+        // The chunk holding the goal; when rounding leaves the goal at the
+        // total, the last chunk with mass (atomicMax) keeps its last token.
+        if (part[q] > 0.0 && prev <= goal && (goal < incl || incl == total)) {
+            let want = goal - prev;
+            var cum = 0.0;
+            var got = 0xffffffffu;
+            var last = 0u;
+            for (var i = chunk_lo(ch); i < chunk_hi(ch); i++) {
+                let x = value(row, i);
+                if (kept(c, x, i)) {
+                    let e = exp_neg(x - c.m);
+                    cum += e;
+                    if (e > 0.0) {
+                        last = i;
+                    }
+                    if (want < cum && got == 0xffffffffu) {
+                        got = i;
+                    }
+                }
+            }
+            atomicMax(&pick, select(last, got, got != 0xffffffffu));
+        }
     }
     workgroupBarrier();
     if (lid == 0u) {

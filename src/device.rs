@@ -15,9 +15,11 @@ use wgpu::util::DeviceExt;
 use crate::kernel::{self, Bind, Dispatcher, Kernel, PipelineCache};
 
 mod adapter;
+mod profile;
 use crate::pool::{size_class, BufferPool};
 use adapter::choose;
 pub use adapter::{describe, list_adapters, parse_backends, GpuOptions};
+use profile::{Profiler, MAX_TIMED};
 
 /// A device with its queue, pipeline cache, buffer pool and pending commands.
 pub struct Gpu {
@@ -31,6 +33,7 @@ pub struct Gpu {
     batch: Mutex<Batch>,
     pool: Mutex<BufferPool>,
     counters: [AtomicU64; 3],
+    profiler: Mutex<Option<Profiler>>,
 }
 
 /// Running totals since the device opened (`engine bench` reports them per
@@ -46,10 +49,14 @@ pub struct GpuCounters {
 struct Batch {
     encoder: Option<wgpu::CommandEncoder>,
     commands: usize,
+    /// Profiling: the timed passes of this batch, in query-pair order.
+    timed: Vec<(&'static str, &'static str)>,
+    queries: Option<wgpu::QuerySet>,
 }
 
-/// Commands recorded before a batch is submitted on its own.
-const MAX_BATCH: usize = 256;
+/// Commands recorded before a batch is submitted on its own (at most one
+/// timed pass each).
+const MAX_BATCH: usize = MAX_TIMED as usize;
 
 impl Gpu {
     /// Opens the best adapter allowed by `opts`.
@@ -87,10 +94,21 @@ impl Gpu {
             batch: Mutex::new(Batch {
                 encoder: None,
                 commands: 0,
+                timed: Vec::new(),
+                queries: None,
             }),
             pool: Mutex::new(BufferPool::default()),
             counters: Default::default(),
-        }))
+            profiler: Mutex::new(None),
+        })
+        .with_profile_from_env())
+    }
+
+    fn with_profile_from_env(self: Arc<Self>) -> Arc<Self> {
+        if std::env::var("ENGINE_PROFILE").is_ok_and(|v| !v.is_empty() && v != "0") {
+            self.start_profile();
+        }
+        self
     }
 
     /// One device per process, configured from the environment. Tests share it,
@@ -180,9 +198,27 @@ impl Gpu {
     }
 
     fn submit(&self, batch: &mut Batch) {
-        if let Some(enc) = batch.encoder.take() {
+        if let Some(mut enc) = batch.encoder.take() {
             self.counters[1].fetch_add(1, Ordering::Relaxed);
+            let mut prof = self.profiler.lock().unwrap();
+            if let Some(p) = prof.as_mut() {
+                p.submitted();
+            }
+            let timed = std::mem::take(&mut batch.timed);
+            let staging = match (&batch.queries, timed.is_empty()) {
+                (Some(q), false) => Some(self.resolve_timestamps(&mut enc, q, timed.len())),
+                _ => None,
+            };
             self.queue.submit([enc.finish()]);
+            if let (Some(staging), Some(p)) = (staging, prof.as_mut()) {
+                match self.read_mapped(&staging) {
+                    Ok(bytes) => {
+                        let ticks: &[u64] = bytemuck::cast_slice(&bytes);
+                        p.timed(&timed, ticks, self.queue.get_timestamp_period());
+                    }
+                    Err(e) => eprintln!("profile: reading timestamps failed: {e:#}"),
+                }
+            }
         }
         batch.commands = 0;
     }
@@ -265,6 +301,9 @@ impl Gpu {
             return Ok(Vec::new());
         }
         self.counters[2].fetch_add(size, Ordering::Relaxed);
+        if let Some(p) = self.profiler.lock().unwrap().as_mut() {
+            p.read(size);
+        }
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: None,
             size,
@@ -273,6 +312,11 @@ impl Gpu {
         });
         self.record(|enc| enc.copy_buffer_to_buffer(src, offset, &staging, 0, size));
         self.flush();
+        self.read_mapped(&staging)
+    }
+
+    /// Maps a submitted MAP_READ buffer and copies it out.
+    fn read_mapped(&self, staging: &wgpu::Buffer) -> Result<Vec<u8>> {
         let slice = staging.slice(..);
         let (tx, rx) = std::sync::mpsc::channel();
         slice.map_async(wgpu::MapMode::Read, move |r| {
@@ -325,5 +369,12 @@ impl Dispatcher for Gpu {
     }
     fn note_dispatch(&self) {
         self.counters[0].fetch_add(1, Ordering::Relaxed);
+    }
+    fn record_pass(
+        &self,
+        name: (&'static str, &'static str),
+        f: &mut dyn FnMut(&mut wgpu::ComputePass<'_>),
+    ) {
+        self.record_timed_pass(name, f)
     }
 }

@@ -30,6 +30,17 @@ pub trait Dispatcher {
     fn record_commands(&self, f: &mut dyn FnMut(&mut wgpu::CommandEncoder));
     /// Counts one recorded dispatch (for `engine bench`'s per-token figures).
     fn note_dispatch(&self) {}
+    /// Records one compute pass of kernel `name` (shader, entry point);
+    /// a device may time it.
+    fn record_pass(
+        &self,
+        _name: (&'static str, &'static str),
+        f: &mut dyn FnMut(&mut wgpu::ComputePass<'_>),
+    ) {
+        self.record_commands(&mut |enc| {
+            f(&mut enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default()))
+        });
+    }
 
     /// Required alignment of a storage binding's offset.
     fn binding_alignment(&self) -> u64 {
@@ -58,6 +69,13 @@ impl<D: Dispatcher + ?Sized> Dispatcher for Arc<D> {
     }
     fn note_dispatch(&self) {
         (**self).note_dispatch()
+    }
+    fn record_pass(
+        &self,
+        name: (&'static str, &'static str),
+        f: &mut dyn FnMut(&mut wgpu::ComputePass<'_>),
+    ) {
+        (**self).record_pass(name, f)
     }
 }
 
@@ -99,6 +117,7 @@ pub struct Bind<'a> {
 }
 
 pub(crate) struct Compiled {
+    name: (&'static str, &'static str),
     pipeline: wgpu::ComputePipeline,
     layout: wgpu::BindGroupLayout,
     bindings: Vec<(u32, BindingKind)>,
@@ -205,6 +224,7 @@ impl PipelineCache {
             cache: None,
         });
         let compiled = Arc::new(Compiled {
+            name: (k.shader, k.entry),
             pipeline,
             layout,
             bindings,
@@ -278,8 +298,7 @@ impl Prepared {
             return;
         }
         gpu.note_dispatch();
-        gpu.record_commands(&mut |enc| {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+        gpu.record_pass(self.compiled.name, &mut |pass| {
             pass.set_pipeline(&self.compiled.pipeline);
             pass.set_bind_group(0, &self.bind_group, &[]);
             pass.dispatch_workgroups(groups[0], groups[1], groups[2]);

@@ -14,6 +14,7 @@ mod layernorm;
 mod lora;
 mod lora_quantized;
 mod matmul;
+mod profile;
 mod qmatmul;
 mod reduce;
 mod rmsnorm;

@@ -110,6 +110,9 @@ pub fn ppo_rows(gpu: &Arc<Gpu>, quick: bool, ceil: &Ceilings) -> Result<Vec<Row>
         }
         lens.push(rep.tokens as f64);
     }
+    if let Some(table) = gpu.profile_table()? {
+        eprintln!("{table}");
+    }
     // Tokens of the whole sequences (prompt + response) per step.
     let tokens = (batch * PROMPT) as f64 + median(lens);
     let pass = 2.0 * p_eff * tokens;

@@ -54,9 +54,6 @@ pub struct SampleParams {
     pub _pad0: u32,
 }
 
-/// Invocations per row: one workgroup per row, reductions in shared memory.
-const WG: u32 = 256;
-
 /// Samples one token per row per [`DeviceSampler::step`].
 pub struct DeviceSampler {
     gpu: Arc<Gpu>,
@@ -176,19 +173,8 @@ impl DeviceSampler {
             chosen.bind(5),
             seen.bind(6),
         ];
-        let wg = [("WG", f64::from(WG))];
-        let rows = prepare(
-            gpu.as_ref(),
-            &Kernel::new("sample", "sample_rows").with(&wg),
-            &params,
-            &binds,
-        )?;
-        let advance = prepare(
-            gpu.as_ref(),
-            &Kernel::new("sample", "sample_advance"),
-            &params,
-            &binds,
-        )?;
+        let kernel = |entry| prepare(gpu.as_ref(), &Kernel::new("sample", entry), &params, &binds);
+        let (rows, advance) = (kernel("sample_rows")?, kernel("sample_advance")?);
         Ok(DeviceSampler {
             gpu: gpu.clone(),
             batch,

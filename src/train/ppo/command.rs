@@ -318,6 +318,9 @@ pub fn train_ppo(gpu: &Arc<Gpu>, mut args: PpoArgs) -> Result<(CausalLm, RlhfSum
         row.push(("epoch".to_string(), epoch));
         s.end_step(&trainer.policy, step, &row, None)?;
     }
+    if let Some(table) = gpu.profile_table()? {
+        s.progress.println(&table);
+    }
     let warnings = trainer.health.summary();
     let mut policy = trainer.policy;
     let run = s.finish(&mut policy, false, Some(&template), PPO_CHART)?;

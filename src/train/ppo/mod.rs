@@ -42,6 +42,7 @@ mod ngrams;
 mod options;
 mod prompts;
 mod report;
+mod responses;
 pub mod rollout;
 mod seeds;
 mod state;

@@ -1,18 +1,7 @@
 //! PPO rollout: sample responses with the policy, then, without gradients,
 //! the policy's log-probs and values of the sampled tokens, the reference's
-//! log-probs, and one score per (prompt, response).
-//!
-//! Layout. Per-token arrays are `[B, R]` over the **response** tokens only
-//! (R = the longest response of the batch, mask 1 on real response tokens,
-//! 0 after a shorter one ends). Entry k of row b is what TRL stores at
-//! position `j = len(query_b) − 1 + k` of its `[B, L − 1]` arrays: the
-//! log-prob of token j + 1 (response token k) from the logits at j, and the
-//! value at j. Query positions, which TRL masks out, are never computed:
-//! the trunk runs on the whole right-padded `query ++ response`, then only
-//! the rows that predict a response token are gathered before the LM head.
-//! The masked math (KL rewards, GAE, whitening, losses) is the same; only
-//! `whiten_rewards = true` differs, because TRL whitens padding positions
-//! too and their number depends on the layout.
+//! log-probs, and one score per (prompt, response), as `[B, R]` arrays
+//! (the layout is described in `responses.rs`).
 //!
 //! Responses stop after EOS (kept, and scored as a response token, as TRL
 //! does) or at `max_new_tokens`; nothing after EOS is generated or masked in.
@@ -20,17 +9,13 @@
 use anyhow::{bail, ensure, Result};
 use std::time::Instant;
 
-use crate::data::right_padded;
 use crate::models::generate::{generate, GenerateConfig, Generation};
-use crate::models::layers::{Fwd, Tokens};
 use crate::models::lm::{CausalLm, Head};
-use crate::models::params::ParamVars;
 use crate::models::sampling::SamplingConfig;
-use crate::ops::cross_entropy::{token_logprobs, IGNORE_INDEX};
-use crate::ops::row_gather::row_gather;
-use crate::tape::{Tape, Var};
-use crate::tensor::Tensor;
+use crate::tape::Tape;
 use crate::train::scoring::{score_checked_parts, Sample, Scorer};
+
+pub use super::responses::{pad_of, response_forward, response_mask, ResponseBatch, ResponseOut};
 
 /// Where the reference log-probs come from.
 pub enum RefSource {
@@ -68,119 +53,6 @@ impl RefSource {
         }
         Ok(())
     }
-}
-
-/// `query ++ response` sequences for one forward pass, and which hidden rows
-/// predict each response token.
-pub struct ResponseBatch {
-    pub tokens: Tokens,
-    pub rows: usize,
-    /// R, the response columns of the `[rows, R]` outputs.
-    pub t: usize,
-    /// [rows·R] 1.0 on real response tokens.
-    pub mask: Vec<f32>,
-    gather: Vec<i32>,
-    targets: Vec<i32>,
-}
-
-impl ResponseBatch {
-    /// `t` ≥ the longest response (the batch's R, so minibatches share it).
-    pub fn new(queries: &[Vec<i32>], responses: &[Vec<u32>], t: usize, pad: i32) -> Result<Self> {
-        ensure!(
-            queries.len() == responses.len() && !queries.is_empty(),
-            "{} queries for {} responses",
-            queries.len(),
-            responses.len()
-        );
-        let seqs: Vec<Vec<i32>> = queries
-            .iter()
-            .zip(responses)
-            .map(|(q, r)| {
-                q.iter()
-                    .copied()
-                    .chain(r.iter().map(|&x| x as i32))
-                    .collect()
-            })
-            .collect();
-        let tokens = right_padded(&seqs, pad)?;
-        let l = tokens.seq;
-        let n = queries.len();
-        let (mut gather, mut targets, mut mask) =
-            (vec![0; n * t], vec![0; n * t], vec![0.0; n * t]);
-        for (b, (q, r)) in queries.iter().zip(responses).enumerate() {
-            ensure!(!q.is_empty(), "query {b} is empty");
-            ensure!(r.len() <= t, "response {b} has {} > {t} tokens", r.len());
-            for k in 0..t {
-                let i = b * t + k;
-                // Rows past a response's end read any valid position of
-                // their own sequence; their target is ignored (logp 0, no
-                // gradient) and the mask drops them.
-                gather[i] = (b * l + (q.len() - 1 + k).min(l - 1)) as i32;
-                (targets[i], mask[i]) = match r.get(k) {
-                    Some(&tok) => (tok as i32, 1.0),
-                    None => (IGNORE_INDEX, 0.0),
-                };
-            }
-        }
-        Ok(ResponseBatch {
-            tokens,
-            rows: n,
-            t,
-            mask,
-            gather,
-            targets,
-        })
-    }
-}
-
-/// `[B, t]` 1.0 on each response's tokens, 0 after it ends.
-pub fn response_mask(responses: &[Vec<u32>], t: usize) -> Vec<f32> {
-    responses
-        .iter()
-        .flat_map(|r| (0..t).map(move |k| (k < r.len()) as u8 as f32))
-        .collect()
-}
-
-/// What one pass over a [`ResponseBatch`] gives.
-pub struct ResponseOut {
-    /// [rows, R] log-probs of the response tokens (0 where masked).
-    pub logp: Var,
-    /// [rows, R] values, when asked for.
-    pub values: Option<Var>,
-    /// [rows·R, V] logits of the gathered rows (for the entropy).
-    pub logits: Var,
-}
-
-/// One forward pass of `model` with `vars` (adapters on or off, with or
-/// without gradients, as the caller set them up).
-pub fn response_forward(
-    model: &CausalLm,
-    tape: &Tape,
-    vars: &ParamVars,
-    batch: &ResponseBatch,
-    with_values: bool,
-) -> Result<ResponseOut> {
-    let f = Fwd::new(tape, vars, &batch.tokens, None)?;
-    let h = model.hidden(&f, None)?;
-    let (n, l, c) = (batch.rows, batch.tokens.seq, model.cfg.hidden);
-    let flat = tape.reshape(&h, &[n * l, c])?;
-    let picked = row_gather(tape, &flat, &batch.gather)?;
-    let logits = model.logits(&f, &picked)?;
-    let targets = Tensor::from_i32(tape.gpu(), &[n * batch.t], &batch.targets)?;
-    let logp = token_logprobs(tape, &logits, &targets, 1.0)?;
-    let logp = tape.reshape(&logp, &[n, batch.t])?;
-    let values = if with_values {
-        let v = tape.reshape(&model.values(&f, &h)?, &[n * l, 1])?;
-        let v = row_gather(tape, &v, &batch.gather)?;
-        Some(tape.reshape(&v, &[n, batch.t])?)
-    } else {
-        None
-    };
-    Ok(ResponseOut {
-        logp,
-        values,
-        logits,
-    })
 }
 
 /// Rollout options.
@@ -259,15 +131,6 @@ impl Rollout {
     }
 }
 
-/// The pad id the trainer uses for `model`'s sequences (pads are masked).
-pub fn pad_of(model: &CausalLm) -> i32 {
-    model
-        .cfg
-        .pad_token_id
-        .or(model.cfg.eos_token_id)
-        .unwrap_or(0) as i32
-}
-
 /// Pure sampling from the policy (temperature 1, no top-k/top-p), as TRL's
 /// PPO examples generate; truncated sampling biases the KL estimate.
 pub fn sample_responses(
@@ -336,6 +199,8 @@ pub fn rollout(
         "the PPO policy needs a value head (CausalLm::add_value_head)"
     );
     let mut times = PhaseTimes::default();
+    let gpu = policy.gpu();
+    gpu.profile_phase("generate")?;
     let clock = Instant::now();
     let gen = sample_responses(policy, prompts, cfg)?;
     times.generate = clock.elapsed().as_secs_f64();
@@ -346,11 +211,13 @@ pub fn rollout(
     let queries = prompts.to_vec();
     let responses = gen.new_ids;
 
+    gpu.profile_phase("forward")?;
     let clock = Instant::now();
     let chunk = cfg.forward_batch_size;
     let (logp, values) = no_grad_logprobs(policy, &queries, &responses, t, chunk, false, true)?;
     times.forward = clock.elapsed().as_secs_f64();
 
+    gpu.profile_phase("reference")?;
     let clock = Instant::now();
     let (ref_logp, _) = match reference {
         RefSource::AdaptersOff => {
@@ -360,6 +227,7 @@ pub fn rollout(
     };
     times.reference = clock.elapsed().as_secs_f64();
 
+    gpu.profile_phase("score")?;
     let clock = Instant::now();
     let mut prompt_texts = Vec::with_capacity(prompts.len());
     let mut response_texts = Vec::with_capacity(prompts.len());
@@ -380,6 +248,7 @@ pub fn rollout(
         .collect();
     let (scores, reward_components) = score_checked_parts(scorer, &samples)?;
     times.score = clock.elapsed().as_secs_f64();
+    gpu.profile_phase("step (host)")?;
 
     let mask = response_mask(&responses, t);
     Ok(Rollout {

@@ -217,6 +217,7 @@ impl PpoTrainer {
                 .run(&ro, &adv, step, &mut rep)
                 .with_context(|| format!("PPO step {step}: update"))?;
             rep.times.train = clock.elapsed().as_secs_f64();
+            self.policy.gpu().profile_phase("step (host)")?;
             self.scalars.update_kl(stats.kl, prompts.len());
         }
         self.scalars.set_steps_done(step);

@@ -135,6 +135,7 @@ impl UpdatePhase<'_> {
                 }
                 rep.lr = self.optimizer.schedule.lr_at(self.optimizer.step + 1) as f64;
                 if any {
+                    self.policy.gpu().profile_phase("optimizer")?;
                     let clock = Instant::now();
                     let grads = acc.finish()?;
                     let r = self.optimizer.step(&self.policy.params, &grads, loss)?;
@@ -220,8 +221,9 @@ impl UpdatePhase<'_> {
         let qs: Vec<Vec<i32>> = rows.iter().map(|&r| ro.queries[r].clone()).collect();
         let rs: Vec<Vec<u32>> = rows.iter().map(|&r| ro.responses[r].clone()).collect();
         let batch = ResponseBatch::new(&qs, &rs, t, pad_of(self.policy))?;
-        let clock = Instant::now();
         let gpu = self.policy.gpu().clone();
+        gpu.profile_phase("train forward")?;
+        let clock = Instant::now();
         let shape = [rows.len(), t];
         let up = |x: &[f32]| Tensor::from_f32(&gpu, &shape, x);
         let logp_old = up(&pick(&ro.logp))?;
@@ -279,6 +281,7 @@ impl UpdatePhase<'_> {
         }
         out.loss = weight * loss.tensor().item()?;
         out.forward_s = clock.elapsed().as_secs_f64();
+        gpu.profile_phase("train backward")?;
         let clock = Instant::now();
         acc.add(vars.grads(&weighted_backward(&tape, &loss, weight)?))?;
         self.phase_end()?;
