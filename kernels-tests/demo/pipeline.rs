@@ -40,7 +40,21 @@ fn check_report(path: &Path, cwd: &Path, steps: u64) -> Value {
     assert_eq!(r["steps"].as_u64(), Some(steps));
     assert!(r["health_warnings"].is_array());
     assert!(r["hyperparameters"].is_object());
-    assert!(r["eval_prompts"].as_u64().unwrap() >= 64);
+    let prompts = r["eval_prompts"].as_u64().unwrap();
+    assert!(prompts >= 64);
+    // One eval_responses.jsonl row per prompt and reply, replies numbered.
+    let per_prompt = r["eval_samples_per_prompt"].as_u64().unwrap();
+    assert!(per_prompt >= 1);
+    let rows = std::fs::read_to_string(path.with_file_name("eval_responses.jsonl")).unwrap();
+    let rows: Vec<Value> = rows
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len() as u64, prompts * per_prompt);
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(row["sample"].as_u64(), Some(i as u64 / prompts), "row {i}");
+        assert!(row["response_after"].is_string(), "row {i}");
+    }
     let chart = r["chart"].as_str().expect("chart path");
     assert!(cwd.join(chart).is_file(), "{chart}");
     r

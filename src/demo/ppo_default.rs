@@ -109,9 +109,16 @@ fn eval_prompts(
     Ok((prompts, texts))
 }
 
-/// Samples one response per eval prompt (temperature 1, no truncation,
-/// `seed`) and measures reward, unsafe rate, well-formed rate, distinct-2
-/// and (with a reference) KL.
+/// Replies sampled per eval prompt. With one reply on the 128 eval prompts a
+/// single unsafe reply moved the rate by 0.8 points and each rate carried
+/// about ±2–3 points of sampling noise, enough to flip a bar between two
+/// runs that differ only in llvmpipe's rounding; two replies halve that
+/// variance for a few seconds more.
+pub const EVAL_SAMPLES_PER_PROMPT: usize = 2;
+
+/// Samples [`EVAL_SAMPLES_PER_PROMPT`] responses per eval prompt
+/// (temperature 1, no truncation, `seed`) and measures reward, unsafe rate,
+/// well-formed rate, distinct-2 and (with a reference) KL over all of them.
 pub fn measure_policy(
     policy: &CausalLm,
     template: &ChatTemplate,
@@ -122,6 +129,13 @@ pub fn measure_policy(
     kl: Option<KlReference<'_>>,
 ) -> Result<PolicyMeasure> {
     let (prompts, texts) = eval_prompts(policy, template, eval_file, max_new_tokens)?;
+    // The prompt list repeated: every generation batch has its own seed
+    // (`batch_seed`), so the second pass samples new replies, and the first
+    // pass is what one reply per prompt gave.
+    let n = prompts.len();
+    let repeat = n * EVAL_SAMPLES_PER_PROMPT;
+    let prompts: Vec<EvalPrompt> = prompts.iter().cycle().take(repeat).cloned().collect();
+    let texts = texts.into_iter().cycle().take(repeat);
     let cfg = EvalConfig {
         generate: GenerateConfig {
             max_new_tokens,
@@ -130,7 +144,7 @@ pub fn measure_policy(
             stop_strings: Vec::new(),
             seed,
         },
-        batch_size: prompts.len().min(64),
+        batch_size: n.min(64),
     };
     let r = evaluate(policy, &prompts, &cfg, Some(scorer), kl)?;
     let judge = WellFormed::support();
@@ -148,7 +162,8 @@ pub fn measure_policy(
         .collect();
     let flagged = samples.iter().filter(|s| s.flagged.is_some()).count();
     Ok(PolicyMeasure {
-        prompts: samples.len(),
+        prompts: n,
+        samples_per_prompt: EVAL_SAMPLES_PER_PROMPT,
         reward_mean: r.reward_mean.unwrap_or(f64::NAN),
         unsafe_rate: flagged as f64 / samples.len().max(1) as f64,
         well_formed_rate: judge.rate(samples.iter().map(|s| s.response.as_str())),

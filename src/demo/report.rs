@@ -24,6 +24,9 @@ use std::path::{Path, PathBuf};
 #[derive(Clone, Debug, Serialize)]
 pub struct PolicyMeasure {
     pub prompts: usize,
+    /// Replies sampled per prompt; `samples` holds the first reply of every
+    /// prompt, then the second, and so on.
+    pub samples_per_prompt: usize,
     pub reward_mean: f64,
     pub unsafe_rate: f64,
     pub well_formed_rate: f64,
@@ -82,6 +85,7 @@ impl DemoReport {
             "mean_length_before": self.before.mean_length,
             "mean_length_after": self.after.mean_length,
             "eval_prompts": self.after.prompts,
+            "eval_samples_per_prompt": self.after.samples_per_prompt,
             "steps": self.steps,
             "skipped_steps": self.skipped_steps,
             "seconds": self.seconds,
@@ -95,14 +99,23 @@ impl DemoReport {
     }
 
     /// Writes `eval_responses.jsonl` (atomically) into `dir`: one object per
-    /// eval prompt with the response, reward, checker flag and well-formed
-    /// rate of the policy before and after.
+    /// eval prompt and reply (`sample` 0, 1, … numbers a prompt's replies)
+    /// with the response, reward, checker flag and well-formed rate of the
+    /// policy before and after.
     pub fn write_eval_responses(&self, dir: &Path) -> Result<PathBuf> {
         let path = dir.join("eval_responses.jsonl");
         let mut text = String::new();
-        for (b, a) in self.before.samples.iter().zip(&self.after.samples) {
+        let n = self.before.prompts.max(1);
+        for (i, (b, a)) in self
+            .before
+            .samples
+            .iter()
+            .zip(&self.after.samples)
+            .enumerate()
+        {
             let row = json!({
                 "prompt": b.prompt,
+                "sample": i / n,
                 "response_before": b.response,
                 "response_after": a.response,
                 "reward_before": b.reward,
@@ -140,8 +153,8 @@ impl std::fmt::Display for DemoReport {
         let (b, a) = (&self.before, &self.after);
         writeln!(
             f,
-            "\n== report: {} PPO steps in {:.0} s, measured on {} held-out prompts ==",
-            self.steps, self.seconds, a.prompts
+            "\n== report: {} PPO steps in {:.0} s, measured on {} held-out prompts × {} replies ==",
+            self.steps, self.seconds, a.prompts, a.samples_per_prompt
         )?;
         if self.skipped_steps > 0 {
             writeln!(f, "({} steps skipped as non-finite)", self.skipped_steps)?;
