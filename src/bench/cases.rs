@@ -264,6 +264,10 @@ pub fn cases(quick: bool) -> Vec<Case> {
     }
     out.extend(attention_cases([1, 12, 256, 64], 12));
     out.extend(attention_cases([1, 12, 256, 64], 4));
+    // Llama-style head dim 128: the subgroup kernels' per-row arrays are
+    // twice as long, where llvmpipe once left the chunk loop rolled (5-8x
+    // slower) without any 64-wide row showing it.
+    out.extend(attention_cases([1, 6, 256, 128], 6));
     if !quick {
         out.extend(attention_cases([1, 12, 1024, 64], 12));
         out.extend(attention_cases([1, 12, 1024, 64], 4));
