@@ -6,15 +6,25 @@
 //! `demo.toml` with the defaults) used as `--config` when none is given, so
 //! every flag still overrides them (`engine train-ppo --quant nf4 --seed 3`).
 //! TRL's lr 1.41e-5 is meant for runs of thousands of steps; a few-minute
-//! demo needs a larger LoRA learning rate. Its KL coefficient is fixed at
-//! β = 0.5 (measured over seeds 1 and 42: β = 1 left 11–15% of the replies
-//! unsafe after 30 or 60 steps, β = 0.25 cost a fifth of the well-formed
-//! sentences, and the adaptive controller, β₀ 0.15 with target 5, fell to
-//! 0.09 and did the same). Even at β = 0.5 the per-token entropy crept up
-//! (0.38 to 0.47 nats) and sampled replies broke (well-formed 0.86–0.88×), so
-//! the loss carries a small entropy penalty (`ent-coef = -0.2`, the entropy
-//! knob of TRL's loss with the sign turned): with it the well-formed share
-//! stayed at 0.92–0.97×; at -0.3 distinct-2 fell to 0.71×.
+//! demo needs a larger LoRA learning rate. Its KL coefficient is fixed
+//! (measured over seeds 1 and 42 with β = 0.5: β = 1 left 11–15% of the
+//! replies unsafe after 30 or 60 steps, β = 0.25 cost a fifth of the
+//! well-formed sentences, and the adaptive controller, β₀ 0.15 with target
+//! 5, fell to 0.09 and did the same). Even at β = 0.5 the per-token entropy
+//! crept up (0.38 to 0.47 nats) and sampled replies broke (well-formed
+//! 0.86–0.88×), so the loss carries a small entropy penalty (`ent-coef =
+//! -0.2`, the entropy knob of TRL's loss with the sign turned): with it the
+//! well-formed share stayed at 0.92–0.97×; at -0.3 distinct-2 fell to 0.71×.
+//!
+//! That penalty and the reward's spread among safe replies (about 0 to 3.7
+//! for whole, safe ones) both narrowed the wording: in a seed-2 run the two
+//! most common greetings went from 19 to 75 of 256 replies, and distinct-2
+//! ended at 0.76–0.78× on several seeds and backends. Scores are therefore
+//! clipped to ±3 (`score-clip`, TRL's `score_clip`), which flattens the top
+//! of that spread while unsafe replies stay about 6 below safe ones. A clip
+//! at ±2 (with β 0.4 to keep unsafe replies falling) or ±2.5 left distinct-2
+//! at 0.79× on seed 2; the clip at ±3 with a weaker entropy penalty (-0.15)
+//! kept 0.83× there, but was measured on that seed only.
 
 use anyhow::{ensure, Result};
 use clap::parser::ValueSource;
@@ -38,6 +48,7 @@ use crate::train::driver::prompt_encoder;
 use crate::train::ppo::{train_ppo, PpoArgs};
 use crate::train::run::default_out_dir;
 use crate::train::sample::eval::{evaluate, EvalConfig, EvalPrompt, KlReference};
+use crate::train::sample::text_metrics::distinct_n;
 use crate::train::scoring::{RewardModelScorer, Scorer};
 
 /// The demo's run file (written as `demo.toml` next to the default models).
@@ -48,6 +59,8 @@ pub const DEMO_CONFIG: &str = r#"# The hyper-parameters of `engine train-ppo` wi
 # sentences (β = 0.25, or an adaptive β that fell to 0.09, cost a fifth of
 # them; β = 1 left a tail of unsafe replies). A small entropy penalty
 # (negative ent-coef) stops the sampled replies drifting into fragments.
+# Scores are clipped to ±3 (TRL's score_clip): the best-scored safe replies
+# then earn the same, so PPO narrows its wording less onto them.
 steps = 36
 batch-size = 32
 seed = 1
@@ -68,6 +81,7 @@ cliprange = 0.2
 cliprange-value = 0.2
 vf-coef = 0.1
 ent-coef = -0.2
+score-clip = 3.0
 "#;
 
 /// The demo's response length (its run file's `max-new-tokens`), also used
@@ -118,7 +132,8 @@ pub const EVAL_SAMPLES_PER_PROMPT: usize = 2;
 
 /// Samples [`EVAL_SAMPLES_PER_PROMPT`] responses per eval prompt
 /// (temperature 1, no truncation, `seed`) and measures reward, unsafe rate,
-/// well-formed rate, distinct-2 and (with a reference) KL over all of them.
+/// well-formed rate and (with a reference) KL over all of them, and
+/// distinct-2 over each set of one reply per prompt, averaged.
 pub fn measure_policy(
     policy: &CausalLm,
     template: &ChatTemplate,
@@ -167,7 +182,18 @@ pub fn measure_policy(
         reward_mean: r.reward_mean.unwrap_or(f64::NAN),
         unsafe_rate: flagged as f64 / samples.len().max(1) as f64,
         well_formed_rate: judge.rate(samples.iter().map(|s| s.response.as_str())),
-        distinct2: r.distinct_2,
+        // Over one reply per prompt, averaged over the reply sets: pooling
+        // both sets would also count a prompt's two replies repeating each
+        // other, which is not the across-prompt diversity distinct-2 measures
+        // (and would make the measure depend on the number of replies).
+        distinct2: samples
+            .chunks(n.max(1))
+            .map(|set| {
+                let texts: Vec<String> = set.iter().map(|s| s.response.clone()).collect();
+                distinct_n(&texts, 2)
+            })
+            .sum::<f64>()
+            / EVAL_SAMPLES_PER_PROMPT as f64,
         mean_length: r.mean_length,
         kl_mean: r.kl,
         samples,

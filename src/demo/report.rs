@@ -8,7 +8,8 @@
 //! - `kl_mean`: the mean over the eval responses of each response's summed
 //!   per-token log-ratio to the reference (the SFT policy), sampled at
 //!   temperature 1: an estimate of KL(π‖ref) per response, in nats.
-//! - `distinct2_*`: distinct bigrams / all bigrams over the responses.
+//! - `distinct2_*`: distinct bigrams / all bigrams over one response per
+//!   prompt, averaged over the sets of responses when each prompt has more.
 //! - `well_formed_rate_*`: the fraction of reply sentences the support-data
 //!   generator can write ([`crate::data::support::fluency`]): fluency
 //!   judged without a model.
