@@ -176,14 +176,32 @@ impl Gpu {
 
     /// Runs `f` with the pending encoder, creating it if needed.
     pub(crate) fn record(&self, f: impl FnOnce(&mut wgpu::CommandEncoder)) {
-        let mut batch = self.batch.lock().unwrap();
-        let enc = batch
-            .encoder
-            .get_or_insert_with(|| self.device.create_command_encoder(&Default::default()));
-        f(enc);
-        batch.commands += 1;
-        if batch.commands >= MAX_BATCH {
-            self.submit(&mut batch);
+        self.record_in_batch(|enc, _, _| f(enc));
+    }
+
+    /// Records one command into the pending batch, with the batch's timed
+    /// passes and query set at hand (profiling); submits a full batch.
+    fn record_in_batch(
+        &self,
+        f: impl FnOnce(
+            &mut wgpu::CommandEncoder,
+            &mut Vec<(&'static str, &'static str)>,
+            &mut Option<wgpu::QuerySet>,
+        ),
+    ) {
+        let mut guard = self.batch.lock().unwrap();
+        let Batch {
+            encoder,
+            commands,
+            timed,
+            queries,
+        } = &mut *guard;
+        let enc =
+            encoder.get_or_insert_with(|| self.device.create_command_encoder(&Default::default()));
+        f(enc, timed, queries);
+        *commands += 1;
+        if *commands >= MAX_BATCH {
+            self.submit(&mut guard);
         }
     }
 

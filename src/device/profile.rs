@@ -254,32 +254,25 @@ impl super::Gpu {
             self.record(|enc| f(&mut enc.begin_compute_pass(&Default::default())));
             return;
         }
-        let mut guard = self.batch.lock().unwrap();
-        let batch = &mut *guard;
-        let queries = batch.queries.get_or_insert_with(|| {
-            self.device.create_query_set(&wgpu::QuerySetDescriptor {
-                label: Some("profile"),
-                ty: wgpu::QueryType::Timestamp,
-                count: 2 * MAX_TIMED,
-            })
+        self.record_in_batch(|enc, timed, queries| {
+            let queries = queries.get_or_insert_with(|| {
+                self.device.create_query_set(&wgpu::QuerySetDescriptor {
+                    label: Some("profile"),
+                    ty: wgpu::QueryType::Timestamp,
+                    count: 2 * MAX_TIMED,
+                })
+            });
+            let at = 2 * timed.len() as u32;
+            timed.push(name);
+            f(&mut enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: None,
+                timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                    query_set: queries,
+                    beginning_of_pass_write_index: Some(at),
+                    end_of_pass_write_index: Some(at + 1),
+                }),
+            }));
         });
-        let at = 2 * batch.timed.len() as u32;
-        batch.timed.push(name);
-        let enc = batch
-            .encoder
-            .get_or_insert_with(|| self.device.create_command_encoder(&Default::default()));
-        f(&mut enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: None,
-            timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
-                query_set: queries,
-                beginning_of_pass_write_index: Some(at),
-                end_of_pass_write_index: Some(at + 1),
-            }),
-        }));
-        batch.commands += 1;
-        if batch.commands >= super::MAX_BATCH {
-            self.submit(batch);
-        }
     }
 
     /// Records the resolution of the first `passes` query pairs into a
