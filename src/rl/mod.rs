@@ -26,6 +26,7 @@ pub mod advantages;
 mod inputs;
 pub mod kl_control;
 pub mod ppo_loss;
+mod ppo_stats;
 pub mod preference;
 pub mod reward_loss;
 pub mod score_scaling;
@@ -37,8 +38,9 @@ pub use advantages::{
 };
 pub use kl_control::{AdaptiveKlController, FixedKlController, KlController};
 pub use ppo_loss::{
-    clipped_surrogate, clipped_value_loss, early_stop, ppo_loss, skip_minibatch, PolicyStats,
-    PpoLossStats, PpoMinibatch, ValueStats,
+    clipped_surrogate, clipped_surrogate_tape, clipped_value_loss, clipped_value_loss_tape,
+    early_stop, policy_stats, ppo_loss, ppo_loss_stats, ppo_loss_tape, skip_minibatch, value_stats,
+    PolicyStats, PpoLossStats, PpoMinibatch, PpoStatsInputs, ValueStats,
 };
 pub use preference::{
     dpo_loss, ipo_loss, kto_loss, kto_mismatched_indices, kto_pair_loss, KtoMetrics,
