@@ -228,3 +228,58 @@ fn decisions() {
         "strictly greater than 1.5·target_kl"
     );
 }
+
+/// The halves the PPO trainer uses (the loss alone on the tape, the
+/// statistics from host copies of the same f32 inputs) equal `ppo_loss`
+/// bit for bit, on TRL's first loss minibatch.
+#[test]
+fn loss_and_stats_halves_equal_ppo_loss_exactly() {
+    let fx = load("ppo_loss");
+    let mb = &fx["minibatches"][0];
+    let shape = vec![3usize, 7];
+    let host = |k: &str| f32s(&mb[k]);
+    let t = |k: &str| upload(&shape, &host(k));
+    let (old, vals, adv, ret, mask) = (
+        t("logp_old"),
+        t("values"),
+        t("advantages"),
+        t("returns"),
+        t("mask"),
+    );
+    let batch = PpoMinibatch {
+        logp_old: &old,
+        values: &vals,
+        advantages: &adv,
+        returns: &ret,
+        mask: &mask,
+    };
+    let tape = Tape::new(&gpu());
+    let (logp, v) = (tape.param(&t("logp_new")), tape.param(&t("vpreds")));
+    let (loss, stats) = rl::ppo_loss(&tape, &logp, &v, &batch, 0.2, 0.2, 0.1).unwrap();
+    let alone = rl::ppo_loss_tape(&tape, &logp, &v, &batch, 0.2, 0.2, 0.1).unwrap();
+    let bits = |x: &engine::Var| x.tensor().to_vec().unwrap()[0].to_bits();
+    assert_eq!(bits(&alone), bits(&loss));
+    let wide = |k: &str| host(k).into_iter().map(f64::from).collect::<Vec<f64>>();
+    let (new, o, a, vn, vo, r, m) = (
+        wide("logp_new"),
+        wide("logp_old"),
+        wide("advantages"),
+        wide("vpreds"),
+        wide("values"),
+        wide("returns"),
+        wide("mask"),
+    );
+    let mut inputs = rl::PpoStatsInputs {
+        logp_new: &new,
+        logp_old: &o,
+        advantages: &a,
+        values_new: &vn,
+        values_old: &vo,
+        returns: &r,
+        mask: &m,
+    };
+    assert_eq!(rl::ppo_loss_stats(&inputs, 0.2, 0.2, 0.1).unwrap(), stats);
+    inputs.returns = &r[1..];
+    let err = rl::ppo_loss_stats(&inputs, 0.2, 0.2, 0.1).unwrap_err();
+    assert!(format!("{err}").contains("returns"), "{err}");
+}
