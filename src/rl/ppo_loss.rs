@@ -4,19 +4,16 @@
 //! All tensors are `[B, T]` f32 with the same shape; `mask` is 1 on the
 //! response tokens. The new log-probs / values are [`Var`]s (gradients flow
 //! into them); everything from the rollout is a plain [`Tensor`] (a constant).
-//! Statistics are recomputed on the host in f64 from the same inputs (a
-//! read-back of the minibatch, which TRL also does for `avg_ratio.item()`;
-//! the functions are in `ppo_stats.rs`). Each loss also comes alone as
-//! `*_tape` (nothing read back), so a trainer that holds the rollout's side on
-//! the host reads back only the new log-probs and values ([`PpoStatsInputs`]).
+//! Statistics are computed on the host in f64 from copies of the same inputs
+//! ([`policy_stats`], [`value_stats`] in `ppo_stats.rs`). [`ppo_loss`] reads
+//! the minibatch back for them (TRL also reads `avg_ratio.item()`);
+//! [`PpoMinibatch::loss`] is its loss alone, for a trainer that holds the
+//! rollout's side on the host and reads back only the new log-probs and values.
 
 use anyhow::{ensure, Result};
 
 use super::inputs::host;
-pub use super::ppo_stats::{
-    policy_stats, ppo_loss_stats, value_stats, PolicyStats, PpoLossStats, PpoStatsInputs,
-    ValueStats,
-};
+pub use super::ppo_stats::{policy_stats, value_stats, PolicyStats, PpoLossStats, ValueStats};
 use crate::ops::elementwise::{self as ew, UnaryOp};
 use crate::ops::reduce;
 use crate::tape::{Tape, Var};
@@ -51,27 +48,8 @@ fn check_shapes(what: &str, x: &Var, others: &[(&str, &Tensor)]) -> Result<()> {
 ///   `pg_loss = masked_mean(max(−A·ratio, −A·clip(ratio, 1−ε, 1+ε)), m)`.
 /// Gradient flows into `logp_new` only. Where the clip is inactive the two
 /// terms tie, and the max splits the gradient between two equal paths (as
-/// torch does), so it is the unclipped gradient.
+/// torch does), so it is the unclipped gradient. Statistics: [`policy_stats`].
 pub fn clipped_surrogate(
-    tape: &Tape,
-    logp_new: &Var,
-    logp_old: &Tensor,
-    advantages: &Tensor,
-    mask: &Tensor,
-    cliprange: f32,
-) -> Result<(Var, PolicyStats)> {
-    let loss = clipped_surrogate_tape(tape, logp_new, logp_old, advantages, mask, cliprange)?;
-    let (new, old, adv, m) = (
-        host(logp_new.tensor())?,
-        host(logp_old)?,
-        host(advantages)?,
-        host(mask)?,
-    );
-    Ok((loss, policy_stats(&new, &old, &adv, &m, cliprange)))
-}
-
-/// The loss of [`clipped_surrogate`] alone.
-pub fn clipped_surrogate_tape(
     tape: &Tape,
     logp_new: &Var,
     logp_old: &Tensor,
@@ -107,26 +85,8 @@ pub fn clipped_surrogate_tape(
 ///   `max(min(V, V_old + ε_v), V_old − ε_v)`),
 ///   `vf_loss = ½·masked_mean(max((V_new − R)², (Vclip − R)²), m)`.
 /// Gradient flows into `v_new` only. Not multiplied by `vf_coef`.
+/// Statistics: [`value_stats`].
 pub fn clipped_value_loss(
-    tape: &Tape,
-    v_new: &Var,
-    v_old: &Tensor,
-    returns: &Tensor,
-    mask: &Tensor,
-    cliprange_value: f32,
-) -> Result<(Var, ValueStats)> {
-    let loss = clipped_value_loss_tape(tape, v_new, v_old, returns, mask, cliprange_value)?;
-    let (v, vo, r, m) = (
-        host(v_new.tensor())?,
-        host(v_old)?,
-        host(returns)?,
-        host(mask)?,
-    );
-    Ok((loss, value_stats(&v, &vo, &r, &m, cliprange_value)))
-}
-
-/// The loss of [`clipped_value_loss`] alone.
-pub fn clipped_value_loss_tape(
     tape: &Tape,
     v_new: &Var,
     v_old: &Tensor,
@@ -164,60 +124,33 @@ pub fn ppo_loss(
     cliprange_value: f32,
     vf_coef: f32,
 ) -> Result<(Var, PpoLossStats)> {
-    let loss = ppo_loss_tape(
-        tape,
-        logp_new,
-        v_new,
-        mb,
-        cliprange,
-        cliprange_value,
-        vf_coef,
-    )?;
-    let [new, old, adv, v, vo, r, m] = [
-        logp_new.tensor(),
-        mb.logp_old,
-        mb.advantages,
-        v_new.tensor(),
-        mb.values,
-        mb.returns,
-        mb.mask,
-    ]
-    .map(host);
-    let inputs = PpoStatsInputs {
-        logp_new: &new?,
-        logp_old: &old?,
-        advantages: &adv?,
-        values_new: &v?,
-        values_old: &vo?,
-        returns: &r?,
-        mask: &m?,
-    };
-    Ok((
-        loss,
-        ppo_loss_stats(&inputs, cliprange, cliprange_value, vf_coef)?,
-    ))
+    let loss = mb.loss(tape, logp_new, v_new, cliprange, cliprange_value, vf_coef)?;
+    let [new, old, adv, m] = [logp_new.tensor(), mb.logp_old, mb.advantages, mb.mask].map(host);
+    let policy = policy_stats(&new?, &old?, &adv?, &m?, cliprange)?;
+    let [v, vo, r, m] = [v_new.tensor(), mb.values, mb.returns, mb.mask].map(host);
+    let value = value_stats(&v?, &vo?, &r?, &m?, cliprange_value)?;
+    Ok((loss, PpoLossStats::new(policy, value, vf_coef)))
 }
 
-/// The loss of [`ppo_loss`] alone (nothing read back).
-pub fn ppo_loss_tape(
-    tape: &Tape,
-    logp_new: &Var,
-    v_new: &Var,
-    mb: &PpoMinibatch,
-    cliprange: f32,
-    cliprange_value: f32,
-    vf_coef: f32,
-) -> Result<Var> {
-    let pg = clipped_surrogate_tape(
-        tape,
-        logp_new,
-        mb.logp_old,
-        mb.advantages,
-        mb.mask,
-        cliprange,
-    )?;
-    let vf = clipped_value_loss_tape(tape, v_new, mb.values, mb.returns, mb.mask, cliprange_value)?;
-    ew::add(tape, &pg, &ew::scale(tape, &vf, vf_coef, 0.0)?)
+impl PpoMinibatch<'_> {
+    /// [`ppo_loss`]'s loss alone, nothing read back (for a trainer that
+    /// computes the statistics from its own host copies with
+    /// [`policy_stats`] and [`value_stats`]).
+    pub fn loss(
+        &self,
+        tape: &Tape,
+        logp_new: &Var,
+        v_new: &Var,
+        cliprange: f32,
+        cliprange_value: f32,
+        vf_coef: f32,
+    ) -> Result<Var> {
+        let (old, adv, m) = (self.logp_old, self.advantages, self.mask);
+        let pg = clipped_surrogate(tape, logp_new, old, adv, m, cliprange)?;
+        let (v_old, ret) = (self.values, self.returns);
+        let vf = clipped_value_loss(tape, v_new, v_old, ret, m, cliprange_value)?;
+        ew::add(tape, &pg, &ew::scale(tape, &vf, vf_coef, 0.0)?)
+    }
 }
 
 /// TRL's ratio guard: skip the minibatch when `masked_mean(ratio) >

@@ -54,6 +54,16 @@ pub struct PpoLossStats {
 }
 
 impl PpoLossStats {
+    /// The two halves and `loss/total = pg_loss + vf_coef·vf_loss`.
+    pub fn new(policy: PolicyStats, value: ValueStats, vf_coef: f32) -> Self {
+        let total = policy.pg_loss + vf_coef as f64 * value.vf_loss;
+        PpoLossStats {
+            policy,
+            value,
+            total,
+        }
+    }
+
     /// What TRL logs for a minibatch skipped by
     /// [`skip_minibatch`](super::skip_minibatch): the three losses are
     /// multiplied by 0, the other statistics are kept.
@@ -110,46 +120,59 @@ fn mvar(x: &[f64], m: &[f64]) -> f64 {
     mmean(x.iter().map(|v| (v - mu).powi(2)), m) * n / (n - 1.0)
 }
 
+/// Fails unless each of `xs` has the mask's length.
+fn check_lengths(what: &str, xs: [(&str, &[f64]); 3], m: &[f64]) -> Result<()> {
+    for (name, x) in xs {
+        let (len, n) = (x.len(), m.len());
+        ensure!(len == n, "{what}: {name} has {len} elements, mask {n}");
+    }
+    Ok(())
+}
+
 /// The statistics of [`clipped_surrogate`](super::clipped_surrogate) from
-/// host copies of its inputs (equal lengths).
+/// host copies of its inputs.
 pub fn policy_stats(
     new: &[f64],
     old: &[f64],
     adv: &[f64],
     m: &[f64],
     cliprange: f32,
-) -> PolicyStats {
+) -> Result<PolicyStats> {
+    let named = [("logp_new", new), ("logp_old", old), ("advantages", adv)];
+    check_lengths("policy_stats", named, m)?;
     let (lo, hi) = (1.0 - cliprange as f64, 1.0 + cliprange as f64);
     let d: Vec<f64> = new.iter().zip(old).map(|(n, o)| n - o).collect();
     let ratio: Vec<f64> = d.iter().map(|d| d.exp()).collect();
     let pair = |i: usize| (-adv[i] * ratio[i], -adv[i] * ratio[i].clamp(lo, hi));
     let n = d.len();
-    PolicyStats {
+    Ok(PolicyStats {
         pg_loss: mmean((0..n).map(|i| pair(i).0.max(pair(i).1)), m),
         clipfrac: mmean((0..n).map(|i| (pair(i).1 > pair(i).0) as u8 as f64), m),
         approxkl: 0.5 * mmean(d.iter().map(|d| d * d), m),
         policykl: mmean(d.iter().map(|d| -d), m),
         ratio_mean: mmean(ratio.iter().copied(), m),
         advantages_mean: mmean(adv.iter().copied(), m),
-    }
+    })
 }
 
 /// The statistics of [`clipped_value_loss`](super::clipped_value_loss) from
-/// host copies of its inputs (equal lengths).
+/// host copies of its inputs (`v` new, `vo` old values, `r` returns).
 pub fn value_stats(
     v: &[f64],
     vo: &[f64],
     r: &[f64],
     m: &[f64],
     cliprange_value: f32,
-) -> ValueStats {
+) -> Result<ValueStats> {
+    let named = [("values_new", v), ("values_old", vo), ("returns", r)];
+    check_lengths("value_stats", named, m)?;
     let eps = cliprange_value as f64;
     let n = v.len();
     let pair = |i: usize| {
         let vc = v[i].min(vo[i] + eps).max(vo[i] - eps);
         ((v[i] - r[i]).powi(2), (vc - r[i]).powi(2))
     };
-    ValueStats {
+    Ok(ValueStats {
         vf_loss: 0.5 * mmean((0..n).map(|i| pair(i).0.max(pair(i).1)), m),
         clipfrac: mmean((0..n).map(|i| (pair(i).1 > pair(i).0) as u8 as f64), m),
         vpred: mmean(v.iter().copied(), m),
@@ -158,56 +181,5 @@ pub fn value_stats(
         var: mvar(vo, m),
         returns_mean: mmean(r.iter().copied(), m),
         returns_var: mvar(r, m),
-    }
-}
-
-/// Host copies (f64, widened from the f32 the tape saw) of one minibatch's
-/// `[B, T]` inputs to [`ppo_loss_stats`].
-#[derive(Clone, Copy, Debug)]
-pub struct PpoStatsInputs<'a> {
-    pub logp_new: &'a [f64],
-    pub logp_old: &'a [f64],
-    pub advantages: &'a [f64],
-    pub values_new: &'a [f64],
-    pub values_old: &'a [f64],
-    pub returns: &'a [f64],
-    pub mask: &'a [f64],
-}
-
-/// The statistics of [`ppo_loss`](super::ppo_loss()) from host copies of its
-/// inputs.
-pub fn ppo_loss_stats(
-    x: &PpoStatsInputs,
-    cliprange: f32,
-    cliprange_value: f32,
-    vf_coef: f32,
-) -> Result<PpoLossStats> {
-    let n = x.mask.len();
-    for (name, len) in [
-        ("logp_new", x.logp_new.len()),
-        ("logp_old", x.logp_old.len()),
-        ("advantages", x.advantages.len()),
-        ("values_new", x.values_new.len()),
-        ("values_old", x.values_old.len()),
-        ("returns", x.returns.len()),
-    ] {
-        ensure!(
-            len == n,
-            "ppo_loss_stats: {name} has {len} elements, mask {n}"
-        );
-    }
-    let policy = policy_stats(x.logp_new, x.logp_old, x.advantages, x.mask, cliprange);
-    let value = value_stats(
-        x.values_new,
-        x.values_old,
-        x.returns,
-        x.mask,
-        cliprange_value,
-    );
-    let total = policy.pg_loss + vf_coef as f64 * value.vf_loss;
-    Ok(PpoLossStats {
-        policy,
-        value,
-        total,
     })
 }

@@ -161,26 +161,9 @@ fn decode_or_empty(model: &CausalLm, ids: &[u32]) -> Result<String> {
     }
 }
 
-/// No-grad log-probs (and values) of `responses` under `model`, `[B, t]`,
-/// `chunk` sequences per pass. `reference` turns the adapters off.
-pub fn no_grad_logprobs(
-    model: &CausalLm,
-    queries: &[Vec<i32>],
-    responses: &[Vec<u32>],
-    t: usize,
-    chunk: usize,
-    reference: bool,
-    with_values: bool,
-) -> Result<(Vec<f32>, Vec<f32>)> {
-    let (logp, values) =
-        no_grad_passes(model, queries, responses, t, chunk, reference, with_values)?;
-    let n = logp.len();
-    let host = read_together(&logp.iter().chain(&values).collect::<Vec<_>>())?;
-    Ok((host[..n].concat(), host[n..].concat()))
-}
-
-/// [`no_grad_logprobs`] left on the device: one `[rows, t]` log-prob (and
-/// value) tensor per pass of `chunk` sequences, nothing read back.
+/// No-grad log-probs (and values) of `responses` under `model`, one
+/// `[rows, t]` tensor per pass of `chunk` sequences, left on the device.
+/// `reference` turns the adapters off.
 pub fn no_grad_passes(
     model: &CausalLm,
     queries: &[Vec<i32>],

@@ -51,7 +51,7 @@ use crate::models::lm::CausalLm;
 use crate::ops::elementwise as ew;
 use crate::ops::entropy::entropy;
 use crate::ops::reduce;
-use crate::rl::{self, Advantages, PpoLossStats, PpoMinibatch, PpoStatsInputs};
+use crate::rl::{self, Advantages, PpoLossStats, PpoMinibatch};
 use crate::tape::Tape;
 use crate::tensor::Tensor;
 use crate::train::divergence::{non_finite_parameter, NonFinite};
@@ -262,11 +262,10 @@ impl UpdatePhase<'_> {
             mask: &mask,
         };
         let p = &self.cfg.ppo;
-        let mut loss = rl::ppo_loss_tape(
+        let mut loss = mb.loss(
             &tape,
             &out.logp,
             &v_new,
-            &mb,
             p.cliprange,
             p.cliprange_value,
             p.vf_coef,
@@ -292,16 +291,12 @@ impl UpdatePhase<'_> {
             loss.tensor(),
         ])?;
         let wide = |x: &[f32]| x.iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
-        let inputs = PpoStatsInputs {
-            logp_new: &wide(&read[0]),
-            logp_old: &wide(&old_host),
-            advantages: &wide(&adv_host),
-            values_new: &wide(&read[1]),
-            values_old: &wide(&values_host),
-            returns: &wide(&returns_host),
-            mask: &wide(&batch.mask),
-        };
-        let stats = rl::ppo_loss_stats(&inputs, p.cliprange, p.cliprange_value, p.vf_coef)?;
+        let m = wide(&batch.mask);
+        let (new, old, adv) = (wide(&read[0]), wide(&old_host), wide(&adv_host));
+        let policy = rl::policy_stats(&new, &old, &adv, &m, p.cliprange)?;
+        let (v, vo, r) = (wide(&read[1]), wide(&values_host), wide(&returns_host));
+        let value = rl::value_stats(&v, &vo, &r, &m, p.cliprange_value)?;
+        let stats = PpoLossStats::new(policy, value, p.vf_coef);
         let (ent_value, loss_value) = (read[2][0] as f64, read[3][0]);
         let mut out = Micro {
             stats,
