@@ -31,8 +31,9 @@
 //! ratio guard and the optimizer's non-finite guard need them before the
 //! backward / step; the statistics are computed on the host from it and the
 //! rollout's host arrays, which are uploaded and never read back), the
-//! optimizer's gradient norm per backward batch (its non-finite veto and
-//! clipping), and the non-finite weight check once after the epochs.
+//! optimizer's gradient norm per backward batch (its non-finite veto must
+//! see it before Adam runs), and the non-finite weight check once after the
+//! epochs.
 //!
 //! LoRA dropout (when the adapters have some) is on in these passes only,
 //! seeded per minibatch from `(seed, step)`; the rollout's passes run
