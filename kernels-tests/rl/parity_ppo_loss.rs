@@ -1,6 +1,7 @@
 //! PPO parity with TRL 0.11, loss side (`fixtures/rl/ppo_loss.json`): the tape
 //! losses, their statistics and their gradients (through `Tape::backward`) to
-//! 1e-6, including a minibatch that the ratio threshold skips.
+//! 1e-6, including a minibatch that the ratio threshold skips; the statistics
+//! from host copies (the trainer's path) equal the read-back ones exactly.
 
 use super::fixture::{close, close_all, f32s, load, num};
 use crate::common::*;
@@ -56,6 +57,22 @@ fn check_minibatch(what: &str, mb: &Value, cfg: &Value, skip: bool) {
         skip,
         "{what}"
     );
+    {
+        // The PPO trainer's path: the statistics from its own host copies of the
+        // f32 inputs equal those from the read-back, bit for bit.
+        let host = |k: &str| {
+            f32s(&mb[k])
+                .into_iter()
+                .map(f64::from)
+                .collect::<Vec<f64>>()
+        };
+        let m = host("mask");
+        let (new, old, adv) = (host("logp_new"), host("logp_old"), host("advantages"));
+        let policy = rl::policy_stats(&new, &old, &adv, &m, clip).unwrap();
+        let (vn, vo, r) = (host("vpreds"), host("values"), host("returns"));
+        let value = rl::value_stats(&vn, &vo, &r, &m, clip_v).unwrap();
+        assert_eq!(rl::PpoLossStats::new(policy, value, vf_coef), st, "{what}");
+    }
     let st = if skip { st.skipped() } else { st };
     let pairs = [
         ("loss/policy", st.policy.pg_loss),
@@ -91,14 +108,14 @@ fn check_minibatch(what: &str, mb: &Value, cfg: &Value, skip: bool) {
     // Each part on its own tape.
     let tape = Tape::new(&gpu);
     let logp = tape.param(&up("logp_new"));
-    let (pg, _) = rl::clipped_surrogate(&tape, &logp, &old, &adv, &mask, clip).unwrap();
+    let pg = rl::clipped_surrogate(&tape, &logp, &old, &adv, &mask, clip).unwrap();
     let (value, g) = value_and_grad(&tape, &pg, &logp);
     check("pg_loss", &value, &s["loss/policy"]);
     check("d pg/d logp", &g, &mb["grad_pg_logp"]);
 
     let tape = Tape::new(&gpu);
     let v = tape.param(&up("vpreds"));
-    let (vf, _) = rl::clipped_value_loss(&tape, &v, &vals, &ret, &mask, clip_v).unwrap();
+    let vf = rl::clipped_value_loss(&tape, &v, &vals, &ret, &mask, clip_v).unwrap();
     let (value, g) = value_and_grad(&tape, &vf, &v);
     check("vf_loss", &value, &s["loss/value"]);
     check("d vf/d vpred", &g, &mb["grad_vf_vpred"]);

@@ -28,7 +28,7 @@ fn clipped_surrogate_by_hand() {
     let old = upload(&[1, 4], &[0.0; 4]);
     let adv = upload(&[1, 4], &[1.0, 1.0, -2.0, -1.0]);
     let mask = upload(&[1, 4], &[1.0, 1.0, 1.0, 0.0]);
-    let (loss, st) = rl::clipped_surrogate(&tape, &logp, &old, &adv, &mask, 0.2).unwrap();
+    let loss = rl::clipped_surrogate(&tape, &logp, &old, &adv, &mask, 0.2).unwrap();
     assert_close(
         "pg_loss",
         &loss.tensor().to_vec().unwrap(),
@@ -45,6 +45,9 @@ fn clipped_surrogate_by_hand() {
         1e-7,
         1e-6,
     );
+    let wide = |x: &[f32]| x.iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
+    let (old, adv, m) = (&[0.0; 4], &[1.0, 1.0, -2.0, -1.0], &[1.0, 1.0, 1.0, 0.0]);
+    let st = rl::policy_stats(&wide(&new), old, adv, m, 0.2).unwrap();
     close("stats pg_loss", st.pg_loss, 0.5 / 3.0, 1e-7, 1e-6);
     close("clipfrac", st.clipfrac, 1.0 / 3.0, 0.0, 1e-12);
     close("approxkl", st.approxkl, 0.10898983, 1e-8, 1e-6);
@@ -71,7 +74,7 @@ fn clipped_value_loss_and_ppo_loss_by_hand() {
     let v_old = upload(&[1, 4], &[0.0, 0.0, 1.0, 5.0]);
     let ret = upload(&[1, 4], &[1.0, 0.5, 0.0, 0.0]);
     let mask = upload(&[1, 4], &[1.0, 1.0, 1.0, 0.0]);
-    let (loss, st) = rl::clipped_value_loss(&tape, &v, &v_old, &ret, &mask, 0.2).unwrap();
+    let loss = rl::clipped_value_loss(&tape, &v, &v_old, &ret, &mask, 0.2).unwrap();
     assert_close(
         "vf_loss",
         &loss.tensor().to_vec().unwrap(),
@@ -88,6 +91,9 @@ fn clipped_value_loss_and_ppo_loss_by_hand() {
         1e-7,
         1e-6,
     );
+    let (v_new, v_prev) = (&[0.5, -0.1, 1.0, 9.0], &[0.0, 0.0, 1.0, 5.0]);
+    let (r, m) = (&[1.0, 0.5, 0.0, 0.0], &[1.0, 1.0, 1.0, 0.0]);
+    let st = rl::value_stats(v_new, v_prev, r, m, 0.2).unwrap();
     close("vf_loss", st.vf_loss, 1.0 / 3.0, 1e-7, 1e-6);
     close("val/clipfrac", st.clipfrac, 1.0 / 3.0, 0.0, 1e-12);
     close("val/vpred", st.vpred, 1.4 / 3.0, 1e-7, 1e-6);
@@ -156,6 +162,11 @@ fn clipped_value_loss_and_ppo_loss_by_hand() {
     );
     let short = upload(&[1, 3], &[0.0; 3]);
     assert!(rl::clipped_surrogate(&tape, &logp, &short, &adv, &mask, 0.2).is_err());
+    let err = rl::policy_stats(&[0.0; 3], &[0.0; 2], &[0.0; 3], &[1.0; 3], 0.2).unwrap_err();
+    assert!(
+        format!("{err}").contains("logp_old has 2 elements, mask 3"),
+        "{err}"
+    );
 }
 
 /// Finite differences through the tape on TRL's first loss minibatch (its
@@ -178,22 +189,14 @@ fn ppo_losses_match_finite_differences() {
         &[(shape.clone(), f32s(&mb["logp_new"]))],
         1e-3,
         3e-3,
-        |tape, v| {
-            rl::clipped_surrogate(tape, &v[0], &old, &adv, &mask, 0.2)
-                .unwrap()
-                .0
-        },
+        |tape, v| rl::clipped_surrogate(tape, &v[0], &old, &adv, &mask, 0.2).unwrap(),
     );
     check_grads(
         "clipped_value_loss",
         &[(shape.clone(), f32s(&mb["vpreds"]))],
         1e-3,
         3e-3,
-        |tape, v| {
-            rl::clipped_value_loss(tape, &v[0], &vals, &ret, &mask, 0.2)
-                .unwrap()
-                .0
-        },
+        |tape, v| rl::clipped_value_loss(tape, &v[0], &vals, &ret, &mask, 0.2).unwrap(),
     );
     check_grads(
         "ppo_loss",

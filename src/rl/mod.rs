@@ -16,7 +16,7 @@
 //!   elementwise and reduce tape ops, so `tape.backward(&loss)` gives the
 //!   gradients w.r.t. the policy's log-probs / the value head's outputs. Each
 //!   also returns TRL's statistics (computed on the host in f64 from the same
-//!   inputs).
+//!   inputs; PPO's parts leave that to `policy_stats` / `value_stats`).
 //!
 //! Trainers (rollouts, minibatching, optimizers) are built on top of these
 //! elsewhere; nothing here owns a model. `inputs.rs` holds the shape check and
@@ -26,6 +26,7 @@ pub mod advantages;
 mod inputs;
 pub mod kl_control;
 pub mod ppo_loss;
+mod ppo_stats;
 pub mod preference;
 pub mod reward_loss;
 pub mod score_scaling;
@@ -37,8 +38,8 @@ pub use advantages::{
 };
 pub use kl_control::{AdaptiveKlController, FixedKlController, KlController};
 pub use ppo_loss::{
-    clipped_surrogate, clipped_value_loss, early_stop, ppo_loss, skip_minibatch, PolicyStats,
-    PpoLossStats, PpoMinibatch, ValueStats,
+    clipped_surrogate, clipped_value_loss, early_stop, policy_stats, ppo_loss, skip_minibatch,
+    value_stats, PolicyStats, PpoLossStats, PpoMinibatch, ValueStats,
 };
 pub use preference::{
     dpo_loss, ipo_loss, kto_loss, kto_mismatched_indices, kto_pair_loss, KtoMetrics,

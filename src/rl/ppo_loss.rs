@@ -4,107 +4,20 @@
 //! All tensors are `[B, T]` f32 with the same shape; `mask` is 1 on the
 //! response tokens. The new log-probs / values are [`Var`]s (gradients flow
 //! into them); everything from the rollout is a plain [`Tensor`] (a constant).
-//! Statistics are recomputed on the host in f64 from the same inputs (a
-//! read-back of the minibatch, which TRL also does for `avg_ratio.item()`).
+//! Statistics are computed on the host in f64 from copies of the same inputs
+//! ([`policy_stats`], [`value_stats`] in `ppo_stats.rs`). [`ppo_loss`] reads
+//! the minibatch back for them (TRL also reads `avg_ratio.item()`);
+//! [`PpoMinibatch::loss`] is its loss alone, for a trainer that holds the
+//! rollout's side on the host and reads back only the new log-probs and values.
 
 use anyhow::{ensure, Result};
 
 use super::inputs::host;
+pub use super::ppo_stats::{policy_stats, value_stats, PolicyStats, PpoLossStats, ValueStats};
 use crate::ops::elementwise::{self as ew, UnaryOp};
 use crate::ops::reduce;
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
-
-/// The policy half of TRL's loss statistics (TRL's names in the docs).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct PolicyStats {
-    /// `loss/policy`: the value of the clipped surrogate.
-    pub pg_loss: f64,
-    /// `policy/clipfrac`: `masked_mean(pg_losses2 > pg_losses)`.
-    pub clipfrac: f64,
-    /// `policy/approxkl`: `½·masked_mean((logp_new − logp_old)²)`.
-    pub approxkl: f64,
-    /// `policy/policykl`: `masked_mean(logp_old − logp_new)`.
-    pub policykl: f64,
-    /// `masked_mean(ratio)`: TRL's `avg_ratio`, see [`skip_minibatch`].
-    pub ratio_mean: f64,
-    /// `policy/advantages_mean`: `masked_mean(A)`.
-    pub advantages_mean: f64,
-}
-
-/// The value half of TRL's loss statistics.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct ValueStats {
-    /// `loss/value`: `½·masked_mean(max((V − R)², (Vclip − R)²))`, not yet
-    /// multiplied by `vf_coef`.
-    pub vf_loss: f64,
-    /// `val/clipfrac`: `masked_mean((Vclip − R)² > (V − R)²)`.
-    pub clipfrac: f64,
-    /// `val/vpred`: `masked_mean(V_new)`.
-    pub vpred: f64,
-    /// `val/error`: `masked_mean((V_new − R)²)`.
-    pub error: f64,
-    /// `val/mean`, `val/var`: masked mean and unbiased variance of `V_old`
-    /// (NaN when the mask holds fewer than 2 tokens, as in TRL).
-    pub mean: f64,
-    pub var: f64,
-    /// `returns/mean`, `returns/var`.
-    pub returns_mean: f64,
-    pub returns_var: f64,
-}
-
-/// Everything TRL's `loss` reports for one minibatch.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct PpoLossStats {
-    pub policy: PolicyStats,
-    pub value: ValueStats,
-    /// `loss/total = pg_loss + vf_coef·vf_loss`.
-    pub total: f64,
-}
-
-impl PpoLossStats {
-    /// What TRL logs for a minibatch skipped by [`skip_minibatch`]: the three
-    /// losses are multiplied by 0, the other statistics are kept.
-    pub fn skipped(mut self) -> Self {
-        self.policy.pg_loss = 0.0;
-        self.value.vf_loss = 0.0;
-        self.total = 0.0;
-        self
-    }
-
-    /// Field-wise mean over a step's minibatches (TRL's `stack_dicts` then
-    /// `mean(axis=0)`), the basis of the step's `ppo/...` statistics.
-    pub fn mean(all: &[PpoLossStats]) -> PpoLossStats {
-        let n = all.len() as f64;
-        let avg = |f: &dyn Fn(&PpoLossStats) -> f64| all.iter().map(f).sum::<f64>() / n;
-        PpoLossStats {
-            policy: PolicyStats {
-                pg_loss: avg(&|s| s.policy.pg_loss),
-                clipfrac: avg(&|s| s.policy.clipfrac),
-                approxkl: avg(&|s| s.policy.approxkl),
-                policykl: avg(&|s| s.policy.policykl),
-                ratio_mean: avg(&|s| s.policy.ratio_mean),
-                advantages_mean: avg(&|s| s.policy.advantages_mean),
-            },
-            value: ValueStats {
-                vf_loss: avg(&|s| s.value.vf_loss),
-                clipfrac: avg(&|s| s.value.clipfrac),
-                vpred: avg(&|s| s.value.vpred),
-                error: avg(&|s| s.value.error),
-                mean: avg(&|s| s.value.mean),
-                var: avg(&|s| s.value.var),
-                returns_mean: avg(&|s| s.value.returns_mean),
-                returns_var: avg(&|s| s.value.returns_var),
-            },
-            total: avg(&|s| s.total),
-        }
-    }
-
-    /// `ppo/val/var_explained = 1 − val/error / returns/var`.
-    pub fn var_explained(&self) -> f64 {
-        super::step_stats::var_explained(self.value.error, self.value.returns_var)
-    }
-}
 
 /// The rollout side of one PPO minibatch, each `[B, T]`.
 #[derive(Clone, Copy, Debug)]
@@ -130,24 +43,12 @@ fn check_shapes(what: &str, x: &Var, others: &[(&str, &Tensor)]) -> Result<()> {
     Ok(())
 }
 
-/// `Σ x·m / Σ m` in f64.
-fn mmean(x: impl Iterator<Item = f64>, m: &[f64]) -> f64 {
-    x.zip(m).map(|(x, m)| x * m).sum::<f64>() / m.iter().sum::<f64>()
-}
-
-/// Masked unbiased variance; NaN where TRL would divide by zero.
-fn mvar(x: &[f64], m: &[f64]) -> f64 {
-    let mu = mmean(x.iter().copied(), m);
-    let n: f64 = m.iter().sum();
-    mmean(x.iter().map(|v| (v - mu).powi(2)), m) * n / (n - 1.0)
-}
-
 /// PPO's clipped surrogate (TRL `pg_loss`), with `ratio = exp(logp_new −
 /// logp_old)` and ε = `cliprange`:
 ///   `pg_loss = masked_mean(max(−A·ratio, −A·clip(ratio, 1−ε, 1+ε)), m)`.
 /// Gradient flows into `logp_new` only. Where the clip is inactive the two
 /// terms tie, and the max splits the gradient between two equal paths (as
-/// torch does), so it is the unclipped gradient.
+/// torch does), so it is the unclipped gradient. Statistics: [`policy_stats`].
 pub fn clipped_surrogate(
     tape: &Tape,
     logp_new: &Var,
@@ -155,7 +56,7 @@ pub fn clipped_surrogate(
     advantages: &Tensor,
     mask: &Tensor,
     cliprange: f32,
-) -> Result<(Var, PolicyStats)> {
+) -> Result<Var> {
     check_shapes(
         "clipped_surrogate",
         logp_new,
@@ -176,28 +77,7 @@ pub fn clipped_surrogate(
     let l1 = ew::mul(tape, &neg_adv, &ratio)?;
     let clipped = ew::clamp(tape, &ratio, 1.0 - cliprange, 1.0 + cliprange)?;
     let l2 = ew::mul(tape, &neg_adv, &clipped)?;
-    let loss = reduce::masked_mean(tape, &ew::maximum(tape, &l1, &l2)?, &m)?;
-
-    let (new, old, adv, m) = (
-        host(logp_new.tensor())?,
-        host(logp_old)?,
-        host(advantages)?,
-        host(mask)?,
-    );
-    let (lo, hi) = (1.0 - cliprange as f64, 1.0 + cliprange as f64);
-    let d: Vec<f64> = new.iter().zip(&old).map(|(n, o)| n - o).collect();
-    let ratio: Vec<f64> = d.iter().map(|d| d.exp()).collect();
-    let pair = |i: usize| (-adv[i] * ratio[i], -adv[i] * ratio[i].clamp(lo, hi));
-    let n = d.len();
-    let stats = PolicyStats {
-        pg_loss: mmean((0..n).map(|i| pair(i).0.max(pair(i).1)), &m),
-        clipfrac: mmean((0..n).map(|i| (pair(i).1 > pair(i).0) as u8 as f64), &m),
-        approxkl: 0.5 * mmean(d.iter().map(|d| d * d), &m),
-        policykl: mmean(d.iter().map(|d| -d), &m),
-        ratio_mean: mmean(ratio.iter().copied(), &m),
-        advantages_mean: mmean(adv.iter().copied(), &m),
-    };
-    Ok((loss, stats))
+    reduce::masked_mean(tape, &ew::maximum(tape, &l1, &l2)?, &m)
 }
 
 /// PPO's clipped value loss (TRL `vf_loss`), with ε_v = `cliprange_value`:
@@ -205,6 +85,7 @@ pub fn clipped_surrogate(
 ///   `max(min(V, V_old + ε_v), V_old − ε_v)`),
 ///   `vf_loss = ½·masked_mean(max((V_new − R)², (Vclip − R)²), m)`.
 /// Gradient flows into `v_new` only. Not multiplied by `vf_coef`.
+/// Statistics: [`value_stats`].
 pub fn clipped_value_loss(
     tape: &Tape,
     v_new: &Var,
@@ -212,7 +93,7 @@ pub fn clipped_value_loss(
     returns: &Tensor,
     mask: &Tensor,
     cliprange_value: f32,
-) -> Result<(Var, ValueStats)> {
+) -> Result<Var> {
     check_shapes(
         "clipped_value_loss",
         v_new,
@@ -228,31 +109,7 @@ pub fn clipped_value_loss(
     let e1 = ew::square(tape, &ew::sub(tape, v_new, &ret)?)?;
     let e2 = ew::square(tape, &ew::sub(tape, &vclip, &ret)?)?;
     let mean = reduce::masked_mean(tape, &ew::maximum(tape, &e1, &e2)?, &m)?;
-    let loss = ew::scale(tape, &mean, 0.5, 0.0)?;
-
-    let (v, vo, r, m) = (
-        host(v_new.tensor())?,
-        host(v_old)?,
-        host(returns)?,
-        host(mask)?,
-    );
-    let eps = cliprange_value as f64;
-    let n = v.len();
-    let pair = |i: usize| {
-        let vc = v[i].min(vo[i] + eps).max(vo[i] - eps);
-        ((v[i] - r[i]).powi(2), (vc - r[i]).powi(2))
-    };
-    let stats = ValueStats {
-        vf_loss: 0.5 * mmean((0..n).map(|i| pair(i).0.max(pair(i).1)), &m),
-        clipfrac: mmean((0..n).map(|i| (pair(i).1 > pair(i).0) as u8 as f64), &m),
-        vpred: mmean(v.iter().copied(), &m),
-        error: mmean((0..n).map(|i| pair(i).0), &m),
-        mean: mmean(vo.iter().copied(), &m),
-        var: mvar(&vo, &m),
-        returns_mean: mmean(r.iter().copied(), &m),
-        returns_var: mvar(&r, &m),
-    };
-    Ok((loss, stats))
+    ew::scale(tape, &mean, 0.5, 0.0)
 }
 
 /// TRL's total minibatch loss `pg_loss + vf_coef·vf_loss` and all its
@@ -267,26 +124,33 @@ pub fn ppo_loss(
     cliprange_value: f32,
     vf_coef: f32,
 ) -> Result<(Var, PpoLossStats)> {
-    let (pg, policy) = clipped_surrogate(
-        tape,
-        logp_new,
-        mb.logp_old,
-        mb.advantages,
-        mb.mask,
-        cliprange,
-    )?;
-    let (vf, value) =
-        clipped_value_loss(tape, v_new, mb.values, mb.returns, mb.mask, cliprange_value)?;
-    let loss = ew::add(tape, &pg, &ew::scale(tape, &vf, vf_coef, 0.0)?)?;
-    let total = policy.pg_loss + vf_coef as f64 * value.vf_loss;
-    Ok((
-        loss,
-        PpoLossStats {
-            policy,
-            value,
-            total,
-        },
-    ))
+    let loss = mb.loss(tape, logp_new, v_new, cliprange, cliprange_value, vf_coef)?;
+    let [new, old, adv, m] = [logp_new.tensor(), mb.logp_old, mb.advantages, mb.mask].map(host);
+    let policy = policy_stats(&new?, &old?, &adv?, &m?, cliprange)?;
+    let [v, vo, r, m] = [v_new.tensor(), mb.values, mb.returns, mb.mask].map(host);
+    let value = value_stats(&v?, &vo?, &r?, &m?, cliprange_value)?;
+    Ok((loss, PpoLossStats::new(policy, value, vf_coef)))
+}
+
+impl PpoMinibatch<'_> {
+    /// [`ppo_loss`]'s loss alone, nothing read back (for a trainer that
+    /// computes the statistics from its own host copies with
+    /// [`policy_stats`] and [`value_stats`]).
+    pub fn loss(
+        &self,
+        tape: &Tape,
+        logp_new: &Var,
+        v_new: &Var,
+        cliprange: f32,
+        cliprange_value: f32,
+        vf_coef: f32,
+    ) -> Result<Var> {
+        let (old, adv, m) = (self.logp_old, self.advantages, self.mask);
+        let pg = clipped_surrogate(tape, logp_new, old, adv, m, cliprange)?;
+        let (v_old, ret) = (self.values, self.returns);
+        let vf = clipped_value_loss(tape, v_new, v_old, ret, m, cliprange_value)?;
+        ew::add(tape, &pg, &ew::scale(tape, &vf, vf_coef, 0.0)?)
+    }
 }
 
 /// TRL's ratio guard: skip the minibatch when `masked_mean(ratio) >

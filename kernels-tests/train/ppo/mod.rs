@@ -2,13 +2,14 @@
 //! end-to-end run that raises a target token's rate with bounded KL (full
 //! fine-tuning and LoRA), the rollout against direct log-prob computations,
 //! reward-model scoring, the skip/stop/NaN guards, state round trips, TRL's
-//! score/whitening/accumulation options, and every health check on
-//! synthetic traces.
+//! score/whitening/accumulation options, every health check on synthetic
+//! traces, and the step's read-backs counted by the profiler.
 
 mod e2e;
 mod guards;
 mod health;
 mod options;
+mod readbacks;
 mod rollout;
 
 use crate::common::gpu;

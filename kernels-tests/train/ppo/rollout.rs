@@ -54,6 +54,7 @@ fn rollout_matches_direct_logprobs_and_masks_stop_after_eos() {
         eos: Some(eos),
         seed: 11,
         forward_batch_size: 3,
+        sync_phases: false,
     };
     let ro = rollout(&model, &reference, &scorer, &ps, &cfg).unwrap();
     let t = ro.t;

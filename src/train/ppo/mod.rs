@@ -41,6 +41,7 @@ pub mod health;
 mod ngrams;
 mod options;
 mod prompts;
+mod readback;
 mod report;
 mod responses;
 pub mod rollout;

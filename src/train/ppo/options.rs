@@ -54,11 +54,13 @@ pub struct PpoTrainConfig {
     /// Judge each step's responses against the support-data generator's
     /// sentences (the health checks' fluency drift; the demo turns it on).
     pub judge_well_formed: bool,
-    /// Wait for the device at the update's phase boundaries, so that
-    /// [`PhaseTimes`](super::rollout::PhaseTimes)' update split (forward,
-    /// backward, optimizer) is each phase's own work rather than whatever
-    /// the next read-back waited for (default false: `engine bench --ppo`
-    /// turns it on; costs two waits per minibatch).
+    /// Wait for the device at the update's phase boundaries (and after the
+    /// rollout's policy pass), so that
+    /// [`PhaseTimes`](super::rollout::PhaseTimes)' split (forward, reference;
+    /// update forward, backward, optimizer) is each phase's own work rather
+    /// than whatever the next read-back waited for (default false: `engine
+    /// bench --ppo` turns it on; costs two waits per minibatch and one per
+    /// rollout).
     pub sync_phases: bool,
 }
 

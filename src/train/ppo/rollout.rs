@@ -9,10 +9,12 @@
 use anyhow::{bail, ensure, Result};
 use std::time::Instant;
 
+use super::readback::read_together;
 use crate::models::generate::{generate, GenerateConfig, Generation};
 use crate::models::lm::{CausalLm, Head};
 use crate::models::sampling::SamplingConfig;
 use crate::tape::Tape;
+use crate::tensor::Tensor;
 use crate::train::scoring::{score_checked_parts, Sample, Scorer};
 
 pub use super::responses::{pad_of, response_forward, response_mask, ResponseBatch, ResponseOut};
@@ -65,6 +67,10 @@ pub struct RolloutConfig {
     pub seed: u64,
     /// Sequences per no-grad forward pass (TRL's `forward_batch_size`).
     pub forward_batch_size: usize,
+    /// Wait for the device at the end of the policy's pass, so that
+    /// [`PhaseTimes::forward`] is its own work (otherwise it is counted in
+    /// [`PhaseTimes::reference`], where the one read-back of both waits).
+    pub sync_phases: bool,
 }
 
 /// Seconds spent in each phase of a PPO step (wall clock; the device's work
@@ -155,9 +161,10 @@ fn decode_or_empty(model: &CausalLm, ids: &[u32]) -> Result<String> {
     }
 }
 
-/// No-grad log-probs (and values) of `responses` under `model`, `[B, t]`,
-/// `chunk` sequences per pass. `reference` turns the adapters off.
-pub fn no_grad_logprobs(
+/// No-grad log-probs (and values) of `responses` under `model`, one
+/// `[rows, t]` tensor per pass of `chunk` sequences, left on the device.
+/// `reference` turns the adapters off.
+pub fn no_grad_passes(
     model: &CausalLm,
     queries: &[Vec<i32>],
     responses: &[Vec<u32>],
@@ -165,7 +172,7 @@ pub fn no_grad_logprobs(
     chunk: usize,
     reference: bool,
     with_values: bool,
-) -> Result<(Vec<f32>, Vec<f32>)> {
+) -> Result<(Vec<Tensor>, Vec<Tensor>)> {
     ensure!(chunk > 0, "forward_batch_size must be > 0");
     let (mut logp, mut values) = (Vec::new(), Vec::new());
     for (qs, rs) in queries.chunks(chunk).zip(responses.chunks(chunk)) {
@@ -178,9 +185,9 @@ pub fn no_grad_logprobs(
             model.vars(&tape)
         };
         let out = response_forward(model, &tape, &vars, &batch, with_values)?;
-        logp.extend(out.logp.tensor().to_vec()?);
+        logp.push(out.logp.tensor().clone());
         if let Some(v) = out.values {
-            values.extend(v.tensor().to_vec()?);
+            values.push(v.tensor().clone());
         }
     }
     Ok((logp, values))
@@ -214,17 +221,30 @@ pub fn rollout(
     gpu.profile_phase("forward")?;
     let clock = Instant::now();
     let chunk = cfg.forward_batch_size;
-    let (logp, values) = no_grad_logprobs(policy, &queries, &responses, t, chunk, false, true)?;
+    let (logp, values) = no_grad_passes(policy, &queries, &responses, t, chunk, false, true)?;
+    if cfg.sync_phases {
+        gpu.sync()?;
+    }
     times.forward = clock.elapsed().as_secs_f64();
 
     gpu.profile_phase("reference")?;
     let clock = Instant::now();
     let (ref_logp, _) = match reference {
         RefSource::AdaptersOff => {
-            no_grad_logprobs(policy, &queries, &responses, t, chunk, true, false)?
+            no_grad_passes(policy, &queries, &responses, t, chunk, true, false)?
         }
-        RefSource::Model(m) => no_grad_logprobs(m, &queries, &responses, t, chunk, false, false)?,
+        RefSource::Model(m) => no_grad_passes(m, &queries, &responses, t, chunk, false, false)?,
     };
+    // The host math after the rollout (KL rewards, GAE, whitening, in f64)
+    // needs all three, and nothing before it does: one read-back for all.
+    let (n, m) = (logp.len(), values.len());
+    let all: Vec<&Tensor> = logp.iter().chain(&values).chain(&ref_logp).collect();
+    let host = read_together(&all)?;
+    let (logp, values, ref_logp) = (
+        host[..n].concat(),
+        host[n..n + m].concat(),
+        host[n + m..].concat(),
+    );
     times.reference = clock.elapsed().as_secs_f64();
 
     gpu.profile_phase("score")?;

@@ -154,6 +154,7 @@ impl PpoTrainer {
             eos: self.eos(),
             seed: derive_seed(self.cfg.seed, step, SALT_GENERATE, 0),
             forward_batch_size: fbs,
+            sync_phases: self.cfg.sync_phases,
         };
         let ro = rollout(
             &self.policy,

@@ -26,6 +26,15 @@
 //!   moments are not; reload a checkpoint if that ever happens), and the
 //!   step counts as vetoed ([`Optimizer::veto`]) for the divergence guard.
 //!
+//! Read-backs (each one a wait for the device): one per micro-batch, after
+//! its forward (the new log-probs, values, entropy and loss together: the
+//! ratio guard and the optimizer's non-finite guard need them before the
+//! backward / step; the statistics are computed on the host from it and the
+//! rollout's host arrays, which are uploaded and never read back), the
+//! optimizer's gradient norm per backward batch (its non-finite veto must
+//! see it before Adam runs), and the non-finite weight check once after the
+//! epochs.
+//!
 //! LoRA dropout (when the adapters have some) is on in these passes only,
 //! seeded per minibatch from `(seed, step)`; the rollout's passes run
 //! without it, so the first minibatch's ratio is not exactly 1 then.
@@ -34,6 +43,7 @@ use anyhow::Result;
 use std::time::Instant;
 
 use super::options::PpoTrainConfig;
+use super::readback::read_together;
 use super::report::PpoStepReport;
 use super::rollout::{pad_of, response_forward, ResponseBatch, Rollout};
 use super::seeds::{derive_seed, SALT_DROPOUT, SALT_SHUFFLE};
@@ -225,11 +235,19 @@ impl UpdatePhase<'_> {
         gpu.profile_phase("train forward")?;
         let clock = Instant::now();
         let shape = [rows.len(), t];
+        // The rollout's side stays on the host too, for the statistics:
+        // what is uploaded here is never read back.
+        let (old_host, values_host, adv_host, returns_host) = (
+            pick(&ro.logp),
+            pick(&adv.values),
+            pick(&adv.advantages),
+            pick(&adv.returns),
+        );
         let up = |x: &[f32]| Tensor::from_f32(&gpu, &shape, x);
-        let logp_old = up(&pick(&ro.logp))?;
-        let values = up(&pick(&adv.values))?;
-        let advantages = up(&pick(&adv.advantages))?;
-        let returns = up(&pick(&adv.returns))?;
+        let logp_old = up(&old_host)?;
+        let values = up(&values_host)?;
+        let advantages = up(&adv_host)?;
+        let returns = up(&returns_host)?;
         let mask = up(&batch.mask)?;
 
         let tape = Tape::new(&gpu);
@@ -245,18 +263,16 @@ impl UpdatePhase<'_> {
             mask: &mask,
         };
         let p = &self.cfg.ppo;
-        let (mut loss, stats) = rl::ppo_loss(
+        let mut loss = mb.loss(
             &tape,
             &out.logp,
             &v_new,
-            &mb,
             p.cliprange,
             p.cliprange_value,
             p.vf_coef,
         )?;
         let ent = tape.reshape(&entropy(&tape, &out.logits, 1.0)?, &shape)?;
         let ent = reduce::masked_mean(&tape, &ent, &tape.constant(mask.clone()))?;
-        let ent_value = ent.tensor().item()? as f64;
         let coef = self.cfg.ent_coef;
         if coef != 0.0 {
             loss = ew::sub(&tape, &loss, &ew::scale(&tape, &ent, coef, 0.0)?)?;
@@ -264,6 +280,25 @@ impl UpdatePhase<'_> {
         if self.fault == Some(Fault::NanLoss) {
             loss = ew::scale(&tape, &loss, f32::NAN, 0.0)?;
         }
+        // The micro-batch's one read-back, needed here rather than once per
+        // step: the ratio guard decides from the new log-probs (TRL's
+        // `avg_ratio.item()`) whether its backward runs, and the optimizer's
+        // non-finite guard takes its loss. The values and the entropy come
+        // along in the same read.
+        let read = read_together(&[
+            out.logp.tensor(),
+            v_new.tensor(),
+            ent.tensor(),
+            loss.tensor(),
+        ])?;
+        let wide = |x: &[f32]| x.iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
+        let m = wide(&batch.mask);
+        let (new, old, adv) = (wide(&read[0]), wide(&old_host), wide(&adv_host));
+        let policy = rl::policy_stats(&new, &old, &adv, &m, p.cliprange)?;
+        let (v, vo, r) = (wide(&read[1]), wide(&values_host), wide(&returns_host));
+        let value = rl::value_stats(&v, &vo, &r, &m, p.cliprange_value)?;
+        let stats = PpoLossStats::new(policy, value, p.vf_coef);
+        let (ent_value, loss_value) = (read[2][0] as f64, read[3][0]);
         let mut out = Micro {
             stats,
             entropy: ent_value,
@@ -279,7 +314,7 @@ impl UpdatePhase<'_> {
             out.forward_s = clock.elapsed().as_secs_f64();
             return Ok(out);
         }
-        out.loss = weight * loss.tensor().item()?;
+        out.loss = weight * loss_value;
         out.forward_s = clock.elapsed().as_secs_f64();
         gpu.profile_phase("train backward")?;
         let clock = Instant::now();
