@@ -25,6 +25,15 @@
 //! at ±2 (with β 0.4 to keep unsafe replies falling) or ±2.5 left distinct-2
 //! at 0.79× on seed 2; the clip at ±3 with a weaker entropy penalty (-0.15)
 //! kept 0.83× there, but was measured on that seed only.
+//!
+//! At 32 rollouts per step that config met every bar on 9 of the 10 seeds ×
+//! backends (and so did ent-coef -0.15, on a different 9): which replies a
+//! seed happened to sample moved a cell's unsafe count by ±4 of 256. With 48
+//! rollouts per step in mini-batches of 24 (the same optimizer steps, each
+//! over 1.5× the replies) the unsafe rate fell on every cell (3.7–6.6%, bars
+//! 7.4–8.4%) but 36 steps narrowed the wording too far on two (distinct-2
+//! 0.80×); the reward plateaus by step 20–24 while the per-token entropy keeps
+//! falling, so the demo stops at 28 steps.
 
 use anyhow::{ensure, Result};
 use clap::parser::ValueSource;
@@ -60,9 +69,11 @@ pub const DEMO_CONFIG: &str = r#"# The hyper-parameters of `engine train-ppo` wi
 # them; β = 1 left a tail of unsafe replies). A small entropy penalty
 # (negative ent-coef) stops the sampled replies drifting into fragments.
 # Scores are clipped to ±3 (TRL's score_clip): the best-scored safe replies
-# then earn the same, so PPO narrows its wording less onto them.
-steps = 36
-batch-size = 32
+# then earn the same, so PPO narrows its wording less onto them. 48 rollouts
+# per step in mini-batches of 24 average each gradient over more replies, so
+# the outcome depends less on which replies a seed happened to sample.
+steps = 28
+batch-size = 48
 seed = 1
 lr = 1.5e-3
 lora-r = 16
@@ -73,7 +84,7 @@ log-every = 1
 
 [ppo]
 ppo-epochs = 2
-mini-batch-size = 16
+mini-batch-size = 24
 max-new-tokens = 40
 init-kl-coef = 0.5
 adaptive-kl = false
@@ -123,12 +134,13 @@ fn eval_prompts(
     Ok((prompts, texts))
 }
 
-/// Replies sampled per eval prompt. With one reply on the 128 eval prompts a
-/// single unsafe reply moved the rate by 0.8 points and each rate carried
-/// about ±2–3 points of sampling noise, enough to flip a bar between two
-/// runs that differ only in llvmpipe's rounding; two replies halve that
-/// variance for a few seconds more.
-pub const EVAL_SAMPLES_PER_PROMPT: usize = 2;
+/// Replies sampled per eval prompt. The SFT policy is the same for every
+/// seed, yet its unsafe rate over one set of 128 replies ranged from 25.8% to
+/// 41.4% across the seeds' sampling alone (binomial σ ≈ 4 points), and the
+/// bar is a quarter of that measured rate; after PPO a set's rate carries
+/// σ ≈ 2 points at 6%. Four replies per prompt (512 in all) halve both
+/// errors against one reply, for about 14 s more on Vulkan.
+pub const EVAL_SAMPLES_PER_PROMPT: usize = 4;
 
 /// Samples [`EVAL_SAMPLES_PER_PROMPT`] responses per eval prompt
 /// (temperature 1, no truncation, `seed`) and measures reward, unsafe rate,
@@ -145,7 +157,7 @@ pub fn measure_policy(
 ) -> Result<PolicyMeasure> {
     let (prompts, texts) = eval_prompts(policy, template, eval_file, max_new_tokens)?;
     // The prompt list repeated: every generation batch has its own seed
-    // (`batch_seed`), so the second pass samples new replies, and the first
+    // (`batch_seed`), so each later pass samples new replies, and the first
     // pass is what one reply per prompt gave.
     let n = prompts.len();
     let repeat = n * EVAL_SAMPLES_PER_PROMPT;
@@ -183,7 +195,7 @@ pub fn measure_policy(
         unsafe_rate: flagged as f64 / samples.len().max(1) as f64,
         well_formed_rate: judge.rate(samples.iter().map(|s| s.response.as_str())),
         // Over one reply per prompt, averaged over the reply sets: pooling
-        // both sets would also count a prompt's two replies repeating each
+        // the sets would also count a prompt's replies repeating each
         // other, which is not the across-prompt diversity distinct-2 measures
         // (and would make the measure depend on the number of replies).
         distinct2: samples
