@@ -139,7 +139,8 @@ fn eval_prompts(
 /// 41.4% across the seeds' sampling alone (binomial σ ≈ 4 points), and the
 /// bar is a quarter of that measured rate; after PPO a set's rate carries
 /// σ ≈ 2 points at 6%. Four replies per prompt (512 in all) halve both
-/// errors against one reply, for about 14 s more on Vulkan.
+/// errors against one reply; each of the demo's two measures then takes
+/// about 12 s on Vulkan here (7 s with two replies).
 pub const EVAL_SAMPLES_PER_PROMPT: usize = 4;
 
 /// Samples [`EVAL_SAMPLES_PER_PROMPT`] responses per eval prompt
