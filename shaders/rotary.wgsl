@@ -2,10 +2,13 @@
 // pairs with i + rot_dim/2, NOT interleaved pairs). Only the first rot_dim of
 // the D dims of each head rotate; the rest pass through.
 //
-// Shapes: x [B, T, H, D] (read with a token stride and element offset, so q/k
-// can later be read straight out of a fused layout; out is always contiguous
-// [B, T, H, D]), positions i32 [B, T], cos_sin f32 [P, rot_dim] (per position
-// rot_dim/2 cosines then rot_dim/2 sines, built on the host by RotaryTable).
+// Shapes: x and out are [B, T, H, D] views, each with its own token stride,
+// head stride and element offset: the forward reads q or k straight out of a
+// fused QKV projection into a contiguous out, and the backward writes dx
+// back into the same columns of a (zeroed) fused gradient, so no separate
+// head_slice pass runs for q and k. positions i32 [B, T], cos_sin f32
+// [P, rot_dim] (per position rot_dim/2 cosines then rot_dim/2 sines, built
+// on the host by RotaryTable).
 // Positions are clamped to [0, P) so pads with any position never read out of
 // bounds. Forward saves nothing; backward needs only positions and cos_sin.
 //
@@ -24,12 +27,12 @@ struct RotaryParams {
     rot_half: u32, // rot_dim / 2
     x_stride: u32, // elements between consecutive tokens in x
     x_off: u32,    // element of the chunk's first (token, head 0, dim 0) in the x binding
-    out_off: u32,  // element offset of the chunk in the out binding
+    out_off: u32,  // the same in the out binding
     pos_off: u32,  // element offset of the chunk in the positions binding
     max_pos: u32,  // P, rows of cos_sin
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+    x_head_stride: u32,   // elements between consecutive heads in x
+    out_stride: u32,      // elements between consecutive tokens in out
+    out_head_stride: u32, // elements between consecutive heads in out
 }
 
 @group(0) @binding(0) var<uniform> p: RotaryParams;
@@ -46,8 +49,9 @@ fn rotate(i: u32, sgn: f32) {
     let row = i / w;
     let j = i % w;
     let token = row / p.heads;
-    let xb = p.x_off + token * p.x_stride + (row % p.heads) * p.d;
-    let ob = p.out_off + row * p.d;
+    let head = row % p.heads;
+    let xb = p.x_off + token * p.x_stride + head * p.x_head_stride;
+    let ob = p.out_off + token * p.out_stride + head * p.out_head_stride;
     if (j < p.rot_half) {
         let pos = u32(clamp(positions[p.pos_off + token], 0, i32(p.max_pos) - 1));
         let t = pos * 2u * p.rot_half;

@@ -1,8 +1,10 @@
 //! rotary: GPT-NeoX rotate_half rotary embedding against an f64 reference
 //! that uses transformers' f32 angle formula, partial rotation, left-padded
-//! positions, the strided (fused qkv) read, chunking and the tape.
+//! positions, q and k rotated straight out of a fused qkv (rotary_slice),
+//! chunking and the tape.
 
 use crate::common::*;
+use engine::ops::head_slice::{head_slice_backward, head_slice_forward, QkvLayout, Slice};
 use engine::ops::rotary::*;
 use engine::{DType, Gpu, GpuOptions, Tensor};
 use std::sync::Arc;
@@ -55,7 +57,20 @@ fn rotary_params_layout() {
         RotaryParams,
         "rotary",
         "RotaryParams",
-        [rows, heads, d, rot_half, x_stride, x_off, out_off, pos_off, max_pos]
+        [
+            rows,
+            heads,
+            d,
+            rot_half,
+            x_stride,
+            x_off,
+            out_off,
+            pos_off,
+            max_pos,
+            x_head_stride,
+            out_stride,
+            out_head_stride
+        ]
     );
 }
 
@@ -136,33 +151,130 @@ fn rotary_is_accurate_at_long_positions() {
     assert_eq!(RotaryTable::angle(2047, inv[1]), 2047.0f32 * inv[1]);
 }
 
+/// A slice of both fused layouts at every partial rotation, against the
+/// f64 reference and, bit for bit, against head_slice then rotary (the two
+/// passes it replaces); the backward against head_slice's backward of the
+/// inverse rotation, zero outside the slice's columns.
 #[test]
-fn rotary_reads_q_or_k_out_of_a_fused_layout() {
+fn rotary_slice_is_head_slice_then_rotary_bit_for_bit() {
     let gpu = gpu();
     let mut rng = Rng::new(23);
-    let (b, t, h, d) = (2, 3, 2, 24);
-    let table = RotaryTable::new(&gpu, d, 0.25, 10000.0, 8).unwrap();
-    let row = h * d;
-    let fused = rng.vec(b * t * 3 * row, 1.0);
-    let pos = left_padded(t, &[0, 2], 0);
-    let tpos = Tensor::from_i32(&gpu, &[b, t], &pos).unwrap();
-    let tf = upload(&[b, t, 3 * row], &fused);
-    for part in 0..3 {
-        let slice: Vec<f32> = (0..b * t)
-            .flat_map(|tok| fused[tok * 3 * row + part * row..][..row].to_vec())
-            .collect();
-        let out = poisoned(&[b, t, h, d]);
-        rotary_forward_strided(&out, &tf, [b, t, h, d], 3 * row, part * row, &tpos, &table)
-            .unwrap();
-        let want = reference(&slice, &pos, h, d, table.rot_dim, 8, 1.0);
-        assert_close(
-            &format!("part {part}"),
-            &out.to_vec().unwrap(),
-            &want,
-            1e-6,
-            1e-6,
+    for layout in [QkvLayout::PerHead, QkvLayout::Blocked] {
+        for (b, t, h, d, pct) in [(2, 3, 2, 24, 0.25), (1, 1, 3, 8, 1.0), (3, 5, 1, 16, 0.5)] {
+            let table = RotaryTable::new(&gpu, d, pct, 10000.0, 8).unwrap();
+            let width = 3 * h * d;
+            let fused = rng.vec(b * t * width, 1.0);
+            let pads: Vec<usize> = (0..b).map(|i| (2 * i) % t).collect();
+            let pos = left_padded(t, &pads, 0);
+            let tpos = Tensor::from_i32(&gpu, &[b, t], &pos).unwrap();
+            let tf = upload(&[b, t, width], &fused);
+            for which in 0..3 {
+                let what = format!("{layout:?} which {which} B={b} T={t} H={h} D={d} pct {pct}");
+                let s = Slice {
+                    layout,
+                    which,
+                    heads: h,
+                    head_dim: d,
+                };
+                let got = rotary_slice_forward(&tf, &s, &tpos, &table).unwrap();
+                assert_eq!(got.shape(), [b, t, h, d]);
+                let sliced = head_slice_forward(&tf, &s).unwrap();
+                let two_pass = rotary_forward(&sliced, &tpos, &table).unwrap();
+                assert_eq!(got.to_vec().unwrap(), two_pass.to_vec().unwrap(), "{what}");
+                let plain = sliced.to_vec().unwrap();
+                let want = reference(&plain, &pos, h, d, table.rot_dim, 8, 1.0);
+                assert_close(&what, &got.to_vec().unwrap(), &want, 1e-6, 1e-6);
+
+                let dy = upload(&[b, t, h, d], &rng.vec(b * t * h * d, 1.0));
+                let dqkv = rotary_slice_backward(&dy, &[b, t, width], &s, &tpos, &table).unwrap();
+                let inverse = rotary_backward(&dy, &tpos, &table).unwrap();
+                let two_pass = head_slice_backward(&inverse, &[b, t, width], &s).unwrap();
+                assert_eq!(
+                    dqkv.to_vec().unwrap(),
+                    two_pass.to_vec().unwrap(),
+                    "d{what}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn rotary_slice_chunks_a_fused_qkv_larger_than_one_binding() {
+    let mut opts = GpuOptions::from_env().unwrap();
+    opts.max_binding_override = Some(4096);
+    let small: Arc<Gpu> = Gpu::new(&opts).unwrap();
+    let mut rng = Rng::new(26);
+    let (b, t, h, d) = (2, 9, 3, 16); // qkv: 2592 elements, several bindings
+    let table = RotaryTable::new(&small, d, 0.25, 10000.0, 16).unwrap();
+    let width = 3 * h * d;
+    let fused = rng.vec(b * t * width, 1.0);
+    let pos = left_padded(t, &[2, 0], 5);
+    let tpos = Tensor::from_i32(&small, &[b, t], &pos).unwrap();
+    let tf = Tensor::from_f32(&small, &[b, t, width], &fused).unwrap();
+    let s = Slice {
+        layout: QkvLayout::PerHead,
+        which: 1,
+        heads: h,
+        head_dim: d,
+    };
+    let got = rotary_slice_forward(&tf, &s, &tpos, &table).unwrap();
+    let k: Vec<f32> = (0..b * t * h)
+        .flat_map(|r| fused[(r / h) * width + (r % h) * 3 * d + d..][..d].to_vec())
+        .collect();
+    let want = reference(&k, &pos, h, d, table.rot_dim, 16, 1.0);
+    assert_close("chunked slice", &got.to_vec().unwrap(), &want, 1e-6, 1e-6);
+    let back = rotary_slice_backward(&got, &[b, t, width], &s, &tpos, &table).unwrap();
+    let back = back.to_vec().unwrap();
+    for (i, (&x, &y)) in back.iter().zip(&fused).enumerate() {
+        let (head_col, dim) = ((i % width) % (3 * d), (i % width) % d);
+        let want = if head_col / d == 1 { y } else { 0.0 };
+        assert!(
+            (x - want).abs() <= 1e-6,
+            "element {i} (dim {dim}): {x} vs {want}"
         );
     }
+}
+
+#[test]
+fn rotary_slice_tape_matches_finite_differences() {
+    let gpu = gpu();
+    let mut rng = Rng::new(27);
+    let (b, t, h, d) = (2, 3, 2, 8);
+    let table = RotaryTable::new(&gpu, d, 0.5, 10000.0, 8).unwrap();
+    let pos = left_padded(t, &[1, 0], 0);
+    let tpos = Tensor::from_i32(&gpu, &[b, t], &pos).unwrap();
+    for which in [0, 1] {
+        let s = Slice {
+            layout: QkvLayout::PerHead,
+            which,
+            heads: h,
+            head_dim: d,
+        };
+        check_grads(
+            "rotary_slice",
+            &[(vec![b, t, 3 * h * d], rng.vec(b * t * 3 * h * d, 1.0))],
+            1e-2,
+            1e-3,
+            |tape, v| rotary_slice(tape, &v[0], s, &tpos, &table).unwrap(),
+        );
+    }
+}
+
+#[test]
+fn rotary_slice_rejects_a_projection_of_the_wrong_width() {
+    let gpu = gpu();
+    let table = RotaryTable::new(&gpu, 8, 1.0, 10000.0, 4).unwrap();
+    let s = Slice {
+        layout: QkvLayout::Blocked,
+        which: 0,
+        heads: 2,
+        head_dim: 8,
+    };
+    let qkv = upload(&[1, 2, 40], &[0.0; 80]);
+    let pos = Tensor::from_i32(&gpu, &[1, 2], &[0, 1]).unwrap();
+    let err = rotary_slice_forward(&qkv, &s, &pos, &table).unwrap_err();
+    assert!(format!("{err:#}").contains("width 48"), "{err:#}");
 }
 
 #[test]

@@ -23,9 +23,9 @@ use super::layers::Fwd;
 use crate::device::Gpu;
 use crate::ops::elementwise::add;
 use crate::ops::gelu::gelu;
-use crate::ops::head_slice::{split_qkv, QkvLayout};
+use crate::ops::head_slice::{head_slice, QkvLayout, Slice};
 use crate::ops::matmul::matmul;
-use crate::ops::rotary::{rotary, RopeScaling};
+use crate::ops::rotary::{rotary_slice, RopeScaling};
 use crate::tape::Var;
 
 const P: &str = "gpt_neox.";
@@ -176,10 +176,17 @@ impl Architecture for GptNeox {
             let qkv = f.linear(&a, &format!("{b}attention.query_key_value"), true)?;
             // query_key_value is fused per head: its output is [..., H, 3·D] with
             // q, k and v contiguous inside each head (not [q | k | v]).
-            let [q, k, v] = split_qkv(tape, &qkv, QkvLayout::PerHead, h, d)?;
-            // Partial rotary: only the first rotary_pct·D dims of q and k rotate.
-            let q = rotary(tape, &q, &f.positions, rope)?;
-            let k = rotary(tape, &k, &f.positions, rope)?;
+            // Partial rotary: only the first rotary_pct·D dims of q and k
+            // rotate, read straight out of the projection.
+            let slice = |which| Slice {
+                layout: QkvLayout::PerHead,
+                which,
+                heads: h,
+                head_dim: d,
+            };
+            let q = rotary_slice(tape, &qkv, slice(0), &f.positions, rope)?;
+            let k = rotary_slice(tape, &qkv, slice(1), &f.positions, rope)?;
+            let v = head_slice(tape, &qkv, slice(2))?;
             let a = f.attention(&q, &k, &v, cache.as_deref_mut().map(|c| (c, l)))?;
             let a = f.linear(&a, &format!("{b}attention.dense"), true)?;
             let mlp = |input: &Var| -> Result<Var> {

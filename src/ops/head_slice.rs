@@ -43,19 +43,25 @@ pub struct Slice {
 }
 
 impl Slice {
+    /// Where the slice lies in a row of the fused projection: the column of
+    /// its head 0, dim 0, and the columns between consecutive heads.
+    pub fn columns(&self) -> (usize, usize) {
+        let (which, h, d) = (self.which as usize, self.heads, self.head_dim);
+        match self.layout {
+            QkvLayout::Blocked => (which * h * d, d),
+            QkvLayout::PerHead => (which * d, 3 * d),
+        }
+    }
+
     fn params(&self, rows: usize, row_stride: usize) -> HeadSliceParams {
-        let (h, d) = (self.heads as u32, self.head_dim as u32);
-        let (base, head_stride) = match self.layout {
-            QkvLayout::Blocked => (self.which * h * d, d),
-            QkvLayout::PerHead => (self.which * d, 3 * d),
-        };
+        let (base, head_stride) = self.columns();
         HeadSliceParams {
             rows: rows as u32,
             row_stride: row_stride as u32,
-            heads: h,
-            head_dim: d,
-            base,
-            head_stride,
+            heads: self.heads as u32,
+            head_dim: self.head_dim as u32,
+            base: base as u32,
+            head_stride: head_stride as u32,
             _pad: [0; 2],
         }
     }

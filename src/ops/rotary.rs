@@ -26,7 +26,9 @@ use anyhow::{ensure, Result};
 use std::sync::Arc;
 
 mod scaling;
+mod slice;
 pub use scaling::RopeScaling;
+pub use slice::{rotary_slice, rotary_slice_backward, rotary_slice_forward};
 
 use crate::device::Gpu;
 use crate::kernel::{groups_1d, Kernel};
@@ -46,7 +48,9 @@ pub struct RotaryParams {
     pub out_off: u32,
     pub pos_off: u32,
     pub max_pos: u32,
-    pub _pad: [u32; 3],
+    pub x_head_stride: u32,
+    pub out_stride: u32,
+    pub out_head_stride: u32,
 }
 
 /// cos/sin of every (position, frequency) for one head size and base.
@@ -147,40 +151,71 @@ impl RotaryTable {
     }
 }
 
-/// How x is read: a [B, T, H, D] view whose tokens lie `token_stride`
-/// elements apart, starting at element `offset`.
+/// A [B, T, H, D] view of a tensor: tokens lie `token_stride` elements
+/// apart, heads `head_stride` apart, starting at element `offset` (q or k
+/// inside a fused QKV projection, or a plain contiguous tensor).
+#[derive(Clone, Copy, Debug)]
 struct View {
-    shape: [usize; 4],
     token_stride: usize,
+    head_stride: usize,
     offset: usize,
 }
 
 impl View {
-    fn contiguous(shape: [usize; 4]) -> View {
+    fn contiguous([_, _, h, d]: [usize; 4]) -> View {
         View {
-            shape,
-            token_stride: shape[2] * shape[3],
+            token_stride: h * d,
+            head_stride: d,
             offset: 0,
         }
     }
+
+    /// Fails unless every element of `shape` under this view lies in `t`.
+    fn check(&self, what: &str, t: &Tensor, [b, tt, h, d]: [usize; 4]) -> Result<()> {
+        ensure!(t.dtype() == DType::F32, "rotary: {what} must be f32");
+        let bt = b * tt;
+        let last = self.offset
+            + (bt.max(1) - 1) * self.token_stride
+            + (h.max(1) - 1) * self.head_stride
+            + d;
+        ensure!(
+            self.head_stride >= d && self.token_stride >= (h.max(1) - 1) * self.head_stride + d,
+            "rotary: {what} strides (token {}, head {}) overlap for H = {h}, D = {d}",
+            self.token_stride,
+            self.head_stride
+        );
+        ensure!(
+            bt == 0 || last <= t.numel(),
+            "rotary: {what} {:?} too small for [{b}, {tt}, {h}, {d}] at strides (token {}, head {}), offset {}",
+            t.shape(),
+            self.token_stride,
+            self.head_stride,
+            self.offset
+        );
+        Ok(())
+    }
+
+    /// Elements `[lo, hi)` that tokens `t0..t1` span.
+    fn span(&self, t0: usize, t1: usize, h: usize, d: usize) -> (usize, usize) {
+        let lo = self.offset + t0 * self.token_stride;
+        (
+            lo,
+            lo + (t1 - t0 - 1) * self.token_stride + (h - 1) * self.head_stride + d,
+        )
+    }
 }
 
-/// Runs one entry over the view `v` of `x`; out is contiguous.
+/// Runs one entry over `shape`, from the view `xv` of `x` into the view `ov`
+/// of `out`.
 fn run(
     entry: &'static str,
-    out: &Tensor,
-    x: &Tensor,
-    v: View,
+    shape: [usize; 4],
+    (out, ov): (&Tensor, View),
+    (x, xv): (&Tensor, View),
     positions: &Tensor,
     table: &RotaryTable,
 ) -> Result<()> {
-    let View {
-        shape,
-        token_stride,
-        offset,
-    } = v;
     let [b, t, h, d] = shape;
-    ensure!(x.dtype() == DType::F32, "rotary: x must be f32");
     ensure!(
         positions.dtype() == DType::I32 && positions.numel() == b * t,
         "rotary: positions must be i32 [B, T] = [{b}, {t}], got {:?} {}",
@@ -192,48 +227,36 @@ fn run(
         "rotary: head dim {d} but the table was built for {}",
         table.head_dim
     );
+    xv.check("x", x, shape)?;
+    ov.check("out", out, shape)?;
     let bt = b * t;
-    let row = h * d;
-    ensure!(
-        token_stride >= row,
-        "rotary: token stride {token_stride} < H*D = {row}"
-    );
-    ensure!(
-        bt == 0 || offset + (bt - 1) * token_stride + row <= x.numel(),
-        "rotary: x {:?} too small for {shape:?} at stride {token_stride}, offset {offset}",
-        x.shape()
-    );
-    let gpu = x.gpu();
-    ensure!(
-        out.dtype() == DType::F32 && out.numel() == bt * row,
-        "rotary: out {:?} for {shape:?}",
-        out.shape()
-    );
     let w = d - table.rot_dim / 2;
     if bt == 0 || h == 0 || w == 0 {
         return Ok(());
     }
+    let gpu = x.gpu();
     let kernel = Kernel::new("rotary", entry);
-    for (t0, t1) in row_chunks(gpu, bt, token_stride, 1)? {
-        let (x_b, x_off) = x.bind_elems(
-            1,
-            offset + t0 * token_stride,
-            offset + (t1 - 1) * token_stride + row,
-        );
+    let widest = xv.token_stride.max(ov.token_stride);
+    for (t0, t1) in row_chunks(gpu, bt, widest, 1)? {
+        let (x_lo, x_hi) = xv.span(t0, t1, h, d);
+        let (o_lo, o_hi) = ov.span(t0, t1, h, d);
+        let (x_b, x_off) = x.bind_elems(1, x_lo, x_hi);
         let (pos_b, pos_off) = positions.bind_elems(2, t0, t1);
-        let (out_b, out_off) = out.bind_elems(4, t0 * row, t1 * row);
+        let (out_b, out_off) = out.bind_elems(4, o_lo, o_hi);
         let rows = ((t1 - t0) * h) as u32;
         let params = RotaryParams {
             rows,
             heads: h as u32,
             d: d as u32,
             rot_half: (table.rot_dim / 2) as u32,
-            x_stride: token_stride as u32,
+            x_stride: xv.token_stride as u32,
             x_off,
             out_off,
             pos_off,
             max_pos: table.max_positions as u32,
-            _pad: [0; 3],
+            x_head_stride: xv.head_stride as u32,
+            out_stride: ov.token_stride as u32,
+            out_head_stride: ov.head_stride as u32,
         };
         gpu.dispatch(
             &kernel,
@@ -299,29 +322,22 @@ pub fn rotary_into(
     positions: &Tensor,
     table: &RotaryTable,
 ) -> Result<()> {
-    let view = View::contiguous(shape4(x)?);
-    run(rotation.entry(), out, x, view, positions, table)
-}
-
-/// Rotates a [B, T, H, D] view of `x` whose tokens lie `token_stride`
-/// elements apart, starting at element `offset` (e.g. q or k inside a fused
-/// [B, T, 3·H·D] projection: stride 3·H·D, offset 0 or H·D), into a
-/// caller-allocated contiguous f32 `out` [B, T, H, D].
-pub fn rotary_forward_strided(
-    out: &Tensor,
-    x: &Tensor,
-    shape: [usize; 4],
-    token_stride: usize,
-    offset: usize,
-    positions: &Tensor,
-    table: &RotaryTable,
-) -> Result<()> {
-    let v = View {
+    let shape = shape4(x)?;
+    ensure!(
+        out.numel() == x.numel(),
+        "rotary: out {:?} for x {:?}",
+        out.shape(),
+        x.shape()
+    );
+    let view = View::contiguous(shape);
+    run(
+        rotation.entry(),
         shape,
-        token_stride,
-        offset,
-    };
-    run("rotary_forward", out, x, v, positions, table)
+        (out, view),
+        (x, view),
+        positions,
+        table,
+    )
 }
 
 /// Tape version of [`rotary_forward`].
