@@ -9,6 +9,11 @@
 // are constants, not params: llvmpipe runs both sides of a branch under a mask.
 override VEC_A: bool = false;
 override VEC_B: bool = false;
+// C may be written (and, accumulating, read) as aligned vec4s: the same
+// conditions on its bound range, offset and strides, decided on the host.
+// On llvmpipe each scalar store is a loop over the SIMD lanes, so one vec4
+// store per 4 columns instead of four matters at small K.
+override VEC_C: bool = false;
 
 // The body of matmul_forward is unrolled for exactly these; matmul.rs uses
 // TM rows (matmul_cpu; twice that in matmul_cpu_subgroup) and LANES·TN
@@ -22,9 +27,11 @@ const LANES: u32 = 8u;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
-// The same ranges as `a` and `b`, seen as vec4s (used when VEC_A / VEC_B).
+// The same ranges as `a`, `b` and `c`, seen as vec4s (used when VEC_A,
+// VEC_B, VEC_C).
 @group(0) @binding(5) var<storage, read> a4: array<vec4<f32>>;
 @group(0) @binding(6) var<storage, read> b4: array<vec4<f32>>;
+@group(0) @binding(7) var<storage, read_write> c4: array<vec4<f32>>;
 
 // Four consecutive storage elements from e (e % 4 == 0 on the vec4 path).
 // Indices are clamped to the bound range: lanes past an edge read valid data.
@@ -97,31 +104,54 @@ fn b_tail(base: u32, k: u32, n: u32, r: u32) -> mat4x4<f32> {
     return t;
 }
 
-// Row m, columns n .. n+3 of C, bounds-checked, with bias and accumulation.
-fn store_row(row0: u32, m: u32, n: u32, v: vec4<f32>) {
+// The bias of columns n .. n+3 (0 past N): loaded once per block column,
+// not once per row.
+fn bias_quad(n: u32) -> vec4<f32> {
+    var q4 = vec4<f32>(0.0);
+    if (p.has_bias != 0u) {
+        for (var q = 0u; q < 4u; q++) {
+            if (n + q < p.n) {
+                q4[q] = bias[p.bias_off + n + q];
+            }
+        }
+    }
+    return q4;
+}
+
+// Row m, columns n .. n+3 of C, bounds-checked: v (+ the bias bq) (+ C's
+// old value when accumulating), each element added in that order.
+fn store_row(row0: u32, m: u32, n: u32, v: vec4<f32>, bq: vec4<f32>) {
     if (m >= p.m) {
         return;
     }
-    let row = row0 + m * p.ldc;
+    var x = v;
+    if (p.has_bias != 0u) {
+        x += bq;
+    }
+    let e = row0 + m * p.ldc + n;
+    if (VEC_C && n + 3u < p.n) {
+        if (p.accumulate != 0u) {
+            x += c4[e >> 2u];
+        }
+        c4[e >> 2u] = x;
+        return;
+    }
     for (var q = 0u; q < 4u; q++) {
         if (n + q < p.n) {
-            var x = v[q];
-            if (p.has_bias != 0u) {
-                x += bias[p.bias_off + n + q];
-            }
+            var y = x[q];
             if (p.accumulate != 0u) {
-                x += c[row + n + q];
+                y += c[e + q];
             }
-            c[row + n + q] = x;
+            c[e + q] = y;
         }
     }
 }
 
-fn store_block(row0: u32, m: u32, n: u32, t: mat4x4<f32>) {
-    store_row(row0, m, n, t[0]);
-    store_row(row0, m + 1u, n, t[1]);
-    store_row(row0, m + 2u, n, t[2]);
-    store_row(row0, m + 3u, n, t[3]);
+fn store_block(row0: u32, m: u32, n: u32, t: mat4x4<f32>, bq: vec4<f32>) {
+    store_row(row0, m, n, t[0], bq);
+    store_row(row0, m + 1u, n, t[1], bq);
+    store_row(row0, m + 2u, n, t[2], bq);
+    store_row(row0, m + 3u, n, t[3], bq);
 }
 
 // Rows m0 .. m0+15, columns n0 .. n0+7 of C as eight 4×4 blocks
@@ -171,12 +201,14 @@ fn block_finish(blk: ptr<function, Block>, ab: u32, bb: u32, row0: u32, m0: u32,
                       lora_v_panel(e, j, n0), lora_v_panel(e, j, n0 + 4u));
         }
     }
-    store_block(row0, m0, n0, (*blk).c00);
-    store_block(row0, m0 + 4u, n0, (*blk).c01);
-    store_block(row0, m0 + 8u, n0, (*blk).c02);
-    store_block(row0, m0 + 12u, n0, (*blk).c03);
-    store_block(row0, m0, n0 + 4u, (*blk).c10);
-    store_block(row0, m0 + 4u, n0 + 4u, (*blk).c11);
-    store_block(row0, m0 + 8u, n0 + 4u, (*blk).c12);
-    store_block(row0, m0 + 12u, n0 + 4u, (*blk).c13);
+    let b0 = bias_quad(n0);
+    let b1 = bias_quad(n0 + 4u);
+    store_block(row0, m0, n0, (*blk).c00, b0);
+    store_block(row0, m0 + 4u, n0, (*blk).c01, b0);
+    store_block(row0, m0 + 8u, n0, (*blk).c02, b0);
+    store_block(row0, m0 + 12u, n0, (*blk).c03, b0);
+    store_block(row0, m0, n0 + 4u, (*blk).c10, b1);
+    store_block(row0, m0 + 4u, n0 + 4u, (*blk).c11, b1);
+    store_block(row0, m0 + 8u, n0 + 4u, (*blk).c12, b1);
+    store_block(row0, m0 + 12u, n0 + 4u, (*blk).c13, b1);
 }

@@ -250,6 +250,7 @@ impl<'t> Gemm<'t> {
             // Aligned operands are read as vec4s (bindings 5 and 6).
             constants.push(("VEC_A", flag(vec_ok(&a, a_off, &self.a))));
             constants.push(("VEC_B", flag(vec_ok(&b, b_off, &self.b))));
+            constants.push(("VEC_C", flag(vec_ok(&c, c_off, &self.c))));
         }
         // The LoRA epilogue's bindings; without a term they get A's range and
         // the constants stay as they were (the same pipeline as before).
@@ -265,7 +266,17 @@ impl<'t> Gemm<'t> {
         gpu.dispatch(
             &Kernel::new(stem, "matmul_forward").with(&constants),
             &params,
-            &[a, b, bias, c, as_vec4(a, 5), as_vec4(b, 6), lu, lv],
+            &[
+                a,
+                b,
+                bias,
+                c,
+                as_vec4(a, 5),
+                as_vec4(b, 6),
+                as_vec4(c, 7),
+                lu,
+                lv,
+            ],
             [
                 u(self.n.div_ceil(cols_per_group)),
                 u(self.m.div_ceil(rows_per_group)),
