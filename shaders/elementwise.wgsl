@@ -25,7 +25,10 @@ struct EwParams {
     // scale: y = alpha * x + beta; clamp: [alpha, beta].
     alpha: f32,
     beta: f32,
-    _pad0: u32,
+    // elementwise_forward4's reads of b per 4 full elements: 1 one aligned
+    // vec4 (div = 1, modulo and offsets multiples of 4), 2 one value for all
+    // four (div a multiple of 4, or a scalar b), 0 four values.
+    b_mode: u32,
     _pad1: u32,
     _pad2: u32,
 }
@@ -42,6 +45,10 @@ override OP: u32 = 0u;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 // Unreduced gradient of b (full shape); the Rust side sums it over the broadcast.
 @group(0) @binding(5) var<storage, read_write> gb: array<f32>;
+// a, b and y as vec4s (elementwise_forward4).
+@group(0) @binding(6) var<storage, read> a4: array<vec4<f32>>;
+@group(0) @binding(7) var<storage, read> b4: array<vec4<f32>>;
+@group(0) @binding(8) var<storage, read_write> y4: array<vec4<f32>>;
 
 fn elem(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return linear_group(wg, nwg) * 256u + lid;
@@ -71,6 +78,31 @@ fn elementwise_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgr
     if (k < p.n) {
         y[p.off + k] = binary(a[p.off + k], b[b_index(k)]);
     }
+}
+
+// The same, 4 full elements per invocation (n and off multiples of 4, the
+// ranges 16-byte aligned; the host decides): one vec4 load of a, one store
+// of y, and b as `b_mode` says, where llvmpipe runs each storage access as a
+// loop over the SIMD lanes. Each element's value is the scalar entry's.
+@compute @workgroup_size(256)
+fn elementwise_forward4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                        @builtin(local_invocation_index) lid: u32) {
+    let q = elem(wg, nwg, lid);
+    if (q >= p.n / 4u) {
+        return;
+    }
+    let k = 4u * q;
+    let x = a4[(p.off + k) >> 2u];
+    var z: vec4<f32>;
+    if (p.b_mode == 1u) {
+        z = b4[b_index(k) >> 2u];
+    } else if (p.b_mode == 2u) {
+        z = vec4<f32>(b[b_index(k)]);
+    } else {
+        z = vec4<f32>(b[b_index(k)], b[b_index(k + 1u)], b[b_index(k + 2u)], b[b_index(k + 3u)]);
+    }
+    y4[(p.off + k) >> 2u] = vec4<f32>(binary(x.x, z.x), binary(x.y, z.y), binary(x.z, z.z),
+                                      binary(x.w, z.w));
 }
 
 // da = dy * d(a op b)/da into y, and gb = dy * d(a op b)/db (unreduced) for

@@ -116,6 +116,15 @@ pub struct Bind<'a> {
     pub size: u64,
 }
 
+/// The range of `b` bound at `binding` as `array<vec4<f32>>` (kernels that
+/// also read or write a range four elements at a time): the size rounds up
+/// to 16 bytes, which stays inside the buffer (pooled buffers come in
+/// 256-byte multiples).
+pub fn as_vec4(b: Bind, binding: u32) -> Bind {
+    let size = b.size.next_multiple_of(16).min(b.buffer.size() - b.offset);
+    Bind { binding, size, ..b }
+}
+
 pub(crate) struct Compiled {
     name: (&'static str, &'static str),
     pipeline: wgpu::ComputePipeline,

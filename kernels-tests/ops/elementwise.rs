@@ -93,7 +93,7 @@ fn params_layout() {
         EwParams,
         "elementwise",
         "EwParams",
-        [n, off, base, div, modulo, b_lo, b_off, alpha, beta]
+        [n, off, base, div, modulo, b_lo, b_off, alpha, beta, b_mode]
     );
 }
 
@@ -136,7 +136,51 @@ fn patterns() -> Vec<(Vec<usize>, Vec<usize>)> {
         (vec![3, 5, 9], vec![5, 1]),
         (vec![1, 1], vec![1]),
         (vec![300, 3], vec![300, 1]),
+        // Multiples of 4 elements run the vec4 forward, b read as aligned
+        // vec4s (same shape, bias), one value per quad (per-row, scalar, a
+        // middle dim over 8) or per element (a bias of 6).
+        (vec![8, 36], vec![8, 36]),
+        (vec![8, 36], vec![36]),
+        (vec![8, 36], vec![8, 1]),
+        (vec![8, 36], vec![1]),
+        (vec![2, 3, 8], vec![3, 1]),
+        (vec![4, 6], vec![6]),
     ]
+}
+
+/// The vec4 forward (element counts a multiple of 4) gives the scalar one's
+/// values bit for bit: a same-shape op on 4k + 1 elements (scalar) against
+/// its first 4k (vec4), and a bias op against the host's f32 arithmetic.
+#[test]
+fn binary_vec4_forward_equals_the_scalar_forward() {
+    let gpu = gpu();
+    let mut rng = Rng::new(16);
+    let (rows, cols) = (37, 12);
+    let a = rng.vec(rows * cols + cols, 3.0);
+    let b = rng.vec(rows * cols + cols, 3.0);
+    let up = |s: &[usize], d: &[f32]| Tensor::from_f32(&gpu, s, d).unwrap();
+    for op in [BinaryOp::Add, BinaryOp::Mul] {
+        let n = rows * cols;
+        let same = |n: usize| {
+            let bc = Broadcast::same(n);
+            let y = ew::binary_forward(op, &up(&[n], &a[..n]), &up(&[n], &b[..n]), bc);
+            y.unwrap().to_vec().unwrap()
+        };
+        assert_eq!(same(n)[..], same(n + 1)[..n], "{op:?} same shape");
+        let bias = |r: usize, c: usize| {
+            let bc = Broadcast::infer(&[r, c], &[c]).unwrap();
+            let y = ew::binary_forward(op, &up(&[r, c], &a[..r * c]), &up(&[c], &b[..c]), bc);
+            y.unwrap().to_vec().unwrap()
+        };
+        // One IEEE operation per element: the host's f32 result exactly.
+        let want: Vec<f32> = (0..n)
+            .map(|i| match op {
+                BinaryOp::Add => a[i] + b[i % cols],
+                _ => a[i] * b[i % cols],
+            })
+            .collect();
+        assert_eq!(bias(rows, cols), want, "{op:?} bias");
+    }
 }
 
 /// `op` on `a` [sa] by `b` [sb] on `gpu`, forward and backward (for the

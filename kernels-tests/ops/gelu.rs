@@ -219,12 +219,19 @@ fn gelu_chunks_tensors_larger_than_one_binding() {
     let mut opts = GpuOptions::from_env().unwrap();
     opts.max_binding_override = Some(4096);
     let small = Gpu::new(&opts).unwrap();
-    let n = 5003; // five bindings' worth plus a ragged tail
+    // Five bindings' worth plus a ragged tail (scalar entries), and a
+    // multiple of 4 (the vec4 entries).
+    for n in [5003, 5004] {
+        gelu_chunks_at(&small, n);
+    }
+}
+
+fn gelu_chunks_at(small: &std::sync::Arc<Gpu>, n: usize) {
     let mut rng = Rng::new(13);
     let x = rng.vec(n, 5.0);
     let dy = rng.vec(n, 1.0);
-    let tx = Tensor::from_f32(&small, &[n], &x).unwrap();
-    let tdy = Tensor::from_f32(&small, &[n], &dy).unwrap();
+    let tx = Tensor::from_f32(small, &[n], &x).unwrap();
+    let tdy = Tensor::from_f32(small, &[n], &dy).unwrap();
     for kind in KINDS {
         let y = fwd(&tx, kind);
         let want: Vec<f64> = x.iter().map(|&v| gelu_ref(kind, v as f64)).collect();
@@ -236,6 +243,25 @@ fn gelu_chunks_tensors_larger_than_one_binding() {
             .map(|(&v, &g)| g as f64 * gelu_grad_ref(kind, v as f64))
             .collect();
         assert_close("chunked gelu grad", &dx, &want, 1e-7, 1e-6);
+    }
+}
+
+/// Element counts that are a multiple of 4 run the vec4 entries, others
+/// the scalar ones: the same values bit for bit.
+#[test]
+fn gelu_vec4_entries_equal_the_scalar_entries() {
+    let mut rng = Rng::new(15);
+    let n = 4 * 300;
+    let (x, dy) = (inputs(&mut rng, n + 1), rng.vec(n + 1, 1.0));
+    for kind in KINDS {
+        let (x4, dy4) = (upload(&[n], &x[..n]), upload(&[n], &dy[..n]));
+        let (x1, dy1) = (upload(&[n + 1], &x), upload(&[n + 1], &dy));
+        assert_eq!(fwd(&x4, kind)[..], fwd(&x1, kind)[..n], "{kind:?}");
+        assert_eq!(
+            bwd(&dy4, &x4, kind)[..],
+            bwd(&dy1, &x1, kind)[..n],
+            "{kind:?}"
+        );
     }
 }
 

@@ -33,7 +33,7 @@ pub use unary::{
     unary, unary_backward, unary_forward, UnaryOp,
 };
 
-use crate::kernel::{groups_1d, Bind, Kernel};
+use crate::kernel::{as_vec4, groups_1d, Bind, Kernel};
 use crate::ops::reduce;
 use crate::tape::{Tape, Var};
 use crate::tensor::{DType, Tensor};
@@ -51,7 +51,9 @@ pub struct EwParams {
     pub b_off: u32,
     pub alpha: f32,
     pub beta: f32,
-    pub _pad: [u32; 3],
+    /// How `elementwise_forward4` reads b (see the shader).
+    pub b_mode: u32,
+    pub _pad: [u32; 2],
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,9 +106,8 @@ fn launch(
 ) -> Result<()> {
     let gpu = full[0].1.gpu();
     let consts = [("OP", op)];
-    let kernel = Kernel::new("elementwise", entry).with(&consts);
     for pc in pieces(gpu, n, bc) {
-        let mut binds: Vec<Bind> = Vec::with_capacity(full.len() + 1);
+        let mut binds: Vec<Bind> = Vec::with_capacity(full.len() + 4);
         let mut off = 0;
         for &(slot, t) in full {
             let (bind, o) = t.bind_elems(slot, pc.lo, pc.hi);
@@ -120,6 +121,35 @@ fn launch(
             b_off = o;
         }
         let count = (pc.hi - pc.lo) as u32;
+        // The binary forward over vec4s when the full operands allow it (see
+        // the shader); bindings 6..8 see a, b and y as vec4s.
+        let quads = entry == "elementwise_forward"
+            && count.is_multiple_of(4)
+            && off.is_multiple_of(4)
+            && pc.lo.is_multiple_of(4)
+            && binds.iter().all(|b| b.offset.is_multiple_of(16));
+        let b_mode = if bc.div == 1
+            && bc.modulo.is_multiple_of(4)
+            && (b_off as usize + 4 - pc.b_lo % 4).is_multiple_of(4)
+        {
+            1
+        } else if bc.div.is_multiple_of(4) || bc.modulo == 1 {
+            2
+        } else {
+            0
+        };
+        let (entry, per) = if quads {
+            let vec4_of = |slot| binds.iter().find(|b| b.binding == slot).copied();
+            let extra: Vec<Bind> = [(1, 6), (2, 7), (4, 8)]
+                .into_iter()
+                .filter_map(|(slot, to)| vec4_of(slot).map(|b| as_vec4(b, to)))
+                .collect();
+            binds.extend(extra);
+            ("elementwise_forward4", 4)
+        } else {
+            (entry, 1)
+        };
+        let kernel = Kernel::new("elementwise", entry).with(&consts);
         let params = EwParams {
             n: count,
             off,
@@ -130,13 +160,14 @@ fn launch(
             b_off,
             alpha,
             beta,
-            _pad: [0; 3],
+            b_mode,
+            _pad: [0; 2],
         };
         gpu.dispatch(
             &kernel,
             &params,
             &binds,
-            groups_1d(gpu, count.div_ceil(256)),
+            groups_1d(gpu, (count / per).div_ceil(256)),
         )?;
     }
     Ok(())

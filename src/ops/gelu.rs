@@ -8,7 +8,7 @@
 
 use anyhow::{ensure, Result};
 
-use crate::kernel::Kernel;
+use crate::kernel::{as_vec4, Kernel};
 use crate::ops::dispatch_elem_chunks;
 use crate::tape::{Tape, Var};
 use crate::tensor::{DType, Tensor};
@@ -80,17 +80,27 @@ fn run(
             x
         );
     }
+    // Chunks start at binding-aligned elements; a multiple of 4 elements in
+    // all runs the vec4 entry (4 elements per invocation).
+    let vec4 = x.numel().is_multiple_of(4);
+    let (entry, per) = match (vec4, dy.is_some()) {
+        (false, _) => (entry, 1),
+        (true, false) => ("gelu_forward4", 4),
+        (true, true) => ("gelu_backward4", 4),
+    };
     let kernel = Kernel::new("gelu", entry);
-    dispatch_elem_chunks(x.gpu(), &kernel, x.numel(), WG, |lo, hi| {
+    dispatch_elem_chunks(x.gpu(), &kernel, x.numel(), WG * per, |lo, hi| {
         let params = GeluParams {
             n: (hi - lo) as u32,
             kind: kind.code(),
             _pad0: 0,
             _pad1: 0,
         };
-        let mut binds = vec![x.bind_elems(1, lo, hi).0, out.bind_elems(3, lo, hi).0];
+        let (xb, ob) = (x.bind_elems(1, lo, hi).0, out.bind_elems(3, lo, hi).0);
+        let mut binds = vec![xb, ob, as_vec4(xb, 4), as_vec4(ob, 6)];
         if let Some(dy) = dy {
-            binds.push(dy.bind_elems(2, lo, hi).0);
+            let db = dy.bind_elems(2, lo, hi).0;
+            binds.extend([db, as_vec4(db, 5)]);
         }
         (params, binds)
     })

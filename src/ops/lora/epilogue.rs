@@ -17,7 +17,7 @@
 
 use anyhow::{ensure, Result};
 
-use crate::kernel::Bind;
+use crate::kernel::{as_vec4, Bind};
 use crate::tensor::{DType, Tensor};
 
 /// Binding of U in every kernel that includes the epilogue.
@@ -148,14 +148,18 @@ impl<'t> LowRank<'t> {
             ("LORA_V_T", flag(self.v_t)),
             ("LORA_VEC", flag(vec)),
         ];
-        ([as_vec4(ub), as_vec4(vb)], params, constants)
+        (
+            [as_vec4(ub, U_BINDING), as_vec4(vb, V_BINDING)],
+            params,
+            constants,
+        )
     }
 }
 
 /// Bindings 10 and 11 for a dispatch without a low-rank term: `fallback`'s
 /// range (any read-only range of the same dispatch) seen as vec4s.
 pub fn dummy_binds(fallback: Bind) -> [Bind; 2] {
-    let b = as_vec4(fallback);
+    let b = as_vec4(fallback, fallback.binding);
     [
         Bind {
             binding: U_BINDING,
@@ -166,11 +170,4 @@ pub fn dummy_binds(fallback: Bind) -> [Bind; 2] {
             ..b
         },
     ]
-}
-
-/// A range seen as `array<vec4<f32>>`: the size rounds up to 16 bytes inside
-/// the buffer (pooled buffers come in 256-byte multiples).
-fn as_vec4(b: Bind) -> Bind {
-    let size = b.size.next_multiple_of(16).min(b.buffer.size() - b.offset);
-    Bind { size, ..b }
 }

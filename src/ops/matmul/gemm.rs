@@ -5,7 +5,7 @@
 use anyhow::{ensure, Result};
 
 use super::{MatmulParams, MatmulVariant};
-use crate::kernel::{Bind, Kernel};
+use crate::kernel::{as_vec4, Bind, Kernel};
 use crate::ops::lora::epilogue::{dummy_binds, LowRank};
 use crate::tensor::Tensor;
 
@@ -292,13 +292,6 @@ fn vec_ok(bind: &Bind, residual: u32, v: &View) -> bool {
         && residual.is_multiple_of(4)
         && v.ld.is_multiple_of(4)
         && v.bs.is_multiple_of(4)
-}
-
-/// The same range seen as `array<vec4<f32>>`: the size rounds up to 16 bytes,
-/// which stays inside the buffer (pooled buffers come in 256-byte multiples).
-fn as_vec4(b: Bind, binding: u32) -> Bind {
-    let size = b.size.next_multiple_of(16).min(b.buffer.size() - b.offset);
-    Bind { binding, size, ..b }
 }
 
 /// A batched product described by whole tensors: `c[z] (+)= op(a[z])·op(b[z])`
