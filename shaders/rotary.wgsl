@@ -40,6 +40,10 @@ struct RotaryParams {
 @group(0) @binding(2) var<storage, read> positions: array<i32>;
 @group(0) @binding(3) var<storage, read> cos_sin: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
+// The same ranges as vec4s (the *4 entries).
+@group(0) @binding(5) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read> cos_sin4: array<vec4<f32>>;
+@group(0) @binding(7) var<storage, read_write> out4: array<vec4<f32>>;
 
 fn rotate(i: u32, sgn: f32) {
     let w = p.d - p.rot_half;
@@ -77,4 +81,49 @@ fn rotary_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
 fn rotary_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) lid: u32) {
     rotate(linear_group(wg, nwg) * 256u + lid, -1.0);
+}
+
+// The same four dims at a time (rot_half, D, strides and offsets multiples
+// of 4; the host decides): invocation (token, head, quad q) with
+// q < (D - rot_half) / 4 rotates dims 4q .. 4q+3 with their partners
+// rot_half further when 4q < rot_half, else copies dims 4q + rot_half ...
+// One vec4 load or store where the scalar entry makes four, each llvmpipe
+// runs as a loop over the SIMD lanes; every element's math is the scalar
+// entry's.
+fn rotate4(i: u32, sgn: f32) {
+    let w = (p.d - p.rot_half) / 4u;
+    if (i >= p.rows * w) {
+        return;
+    }
+    let row = i / w;
+    let j = 4u * (i % w);
+    let token = row / p.heads;
+    let head = row % p.heads;
+    let xb = p.x_off + token * p.x_stride + head * p.x_head_stride;
+    let ob = p.out_off + token * p.out_stride + head * p.out_head_stride;
+    if (j < p.rot_half) {
+        let pos = u32(clamp(positions[p.pos_off + token], 0, i32(p.max_pos) - 1));
+        let t = pos * 2u * p.rot_half;
+        let c = cos_sin4[(t + j) >> 2u];
+        let s = sgn * cos_sin4[(t + p.rot_half + j) >> 2u];
+        let x1 = x4[(xb + j) >> 2u];
+        let x2 = x4[(xb + j + p.rot_half) >> 2u];
+        out4[(ob + j) >> 2u] = x1 * c - x2 * s;
+        out4[(ob + j + p.rot_half) >> 2u] = x2 * c + x1 * s;
+    } else {
+        let k = j + p.rot_half;
+        out4[(ob + k) >> 2u] = x4[(xb + k) >> 2u];
+    }
+}
+
+@compute @workgroup_size(256)
+fn rotary_forward4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+    rotate4(linear_group(wg, nwg) * 256u + lid, 1.0);
+}
+
+@compute @workgroup_size(256)
+fn rotary_backward4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) lid: u32) {
+    rotate4(linear_group(wg, nwg) * 256u + lid, -1.0);
 }

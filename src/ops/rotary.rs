@@ -31,7 +31,7 @@ pub use scaling::RopeScaling;
 pub use slice::{rotary_slice, rotary_slice_backward, rotary_slice_forward};
 
 use crate::device::Gpu;
-use crate::kernel::{groups_1d, Kernel};
+use crate::kernel::{as_vec4, groups_1d, Kernel};
 use crate::ops::embedding::row_chunks;
 use crate::tape::{Tape, Var};
 use crate::tensor::{DType, Tensor};
@@ -208,7 +208,7 @@ impl View {
 /// Runs one entry over `shape`, from the view `xv` of `x` into the view `ov`
 /// of `out`.
 fn run(
-    entry: &'static str,
+    rotation: Rotation,
     shape: [usize; 4],
     (out, ov): (&Tensor, View),
     (x, xv): (&Tensor, View),
@@ -235,7 +235,16 @@ fn run(
         return Ok(());
     }
     let gpu = x.gpu();
-    let kernel = Kernel::new("rotary", entry);
+    // Four dims per invocation when the rotated half, D and both views come
+    // in whole aligned vec4s.
+    let quad = |v: &View| {
+        [v.token_stride, v.head_stride, v.offset]
+            .iter()
+            .all(|x| x % 4 == 0)
+    };
+    let quads = table.rot_dim.is_multiple_of(8) && d.is_multiple_of(4) && quad(&xv) && quad(&ov);
+    let per = if quads { 4 } else { 1 };
+    let kernel = Kernel::new("rotary", rotation.entry(quads));
     let widest = xv.token_stride.max(ov.token_stride);
     for (t0, t1) in row_chunks(gpu, bt, widest, 1)? {
         let (x_lo, x_hi) = xv.span(t0, t1, h, d);
@@ -258,11 +267,15 @@ fn run(
             out_stride: ov.token_stride as u32,
             out_head_stride: ov.head_stride as u32,
         };
+        let table_b = table.cos_sin.bind(3);
+        let binds = [x_b, pos_b, table_b, out_b];
+        let quad_binds = [as_vec4(x_b, 5), as_vec4(table_b, 6), as_vec4(out_b, 7)];
+        let invocations = rows * (w / per) as u32;
         gpu.dispatch(
             &kernel,
             &params,
-            &[x_b, pos_b, table.cos_sin.bind(3), out_b],
-            groups_1d(gpu, (rows * w as u32).div_ceil(256)),
+            &[&binds[..], &quad_binds[..]].concat(),
+            groups_1d(gpu, invocations.div_ceil(256)),
         )?;
     }
     Ok(())
@@ -283,10 +296,13 @@ pub enum Rotation {
 }
 
 impl Rotation {
-    fn entry(self) -> &'static str {
-        match self {
-            Rotation::Forward => "rotary_forward",
-            Rotation::Backward => "rotary_backward",
+    /// The kernel entry: one dim per invocation, or four (`quads`).
+    fn entry(self, quads: bool) -> &'static str {
+        match (self, quads) {
+            (Rotation::Forward, false) => "rotary_forward",
+            (Rotation::Backward, false) => "rotary_backward",
+            (Rotation::Forward, true) => "rotary_forward4",
+            (Rotation::Backward, true) => "rotary_backward4",
         }
     }
 }
@@ -331,7 +347,7 @@ pub fn rotary_into(
     );
     let view = View::contiguous(shape);
     run(
-        rotation.entry(),
+        rotation,
         shape,
         (out, view),
         (x, view),

@@ -14,7 +14,7 @@
 
 use anyhow::{ensure, Result};
 
-use super::{run, RotaryTable, View};
+use super::{run, RotaryTable, Rotation, View};
 use crate::ops::head_slice::Slice;
 use crate::tape::{Tape, Var};
 use crate::tensor::{DType, Tensor};
@@ -51,7 +51,7 @@ pub fn rotary_slice_forward(
     let out = Tensor::empty(qkv.gpu(), &out_shape, DType::F32)?;
     let plain = View::contiguous(shape);
     run(
-        "rotary_forward",
+        Rotation::Forward,
         shape,
         (&out, plain),
         (qkv, view),
@@ -77,7 +77,7 @@ pub fn rotary_slice_backward(
     let dqkv = Tensor::zeros(dy.gpu(), qkv_shape, DType::F32)?;
     let plain = View::contiguous(shape);
     run(
-        "rotary_backward",
+        Rotation::Backward,
         shape,
         (&dqkv, view),
         (dy, plain),
