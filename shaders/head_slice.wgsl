@@ -24,6 +24,9 @@ struct HeadSliceParams {
 @group(0) @binding(0) var<uniform> p: HeadSliceParams;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+// The same ranges as vec4s (the *4 entries).
+@group(0) @binding(3) var<storage, read> src4: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> dst4: array<vec4<f32>>;
 
 // Index pair (packed output index, strided input index) of element i, or
 // none past the end.
@@ -53,5 +56,29 @@ fn head_slice_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgr
     if (i < p.rows * p.heads * p.head_dim) {
         let ix = slice_index(i);
         dst[ix.y] = src[ix.x];
+    }
+}
+
+// Four elements per invocation (D, base, head and row strides multiples of
+// 4; the host decides): element i of the scalar entries is 4·q .. 4·q+3 here,
+// moved as one vec4 (llvmpipe runs each storage access as a loop over its
+// SIMD lanes).
+@compute @workgroup_size(256)
+fn head_slice_forward4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                       @builtin(local_invocation_index) lid: u32) {
+    let q = linear_group(wg, nwg) * 256u + lid;
+    if (q < p.rows * p.heads * p.head_dim / 4u) {
+        let ix = slice_index(4u * q);
+        dst4[ix.x >> 2u] = src4[ix.y >> 2u];
+    }
+}
+
+@compute @workgroup_size(256)
+fn head_slice_backward4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                        @builtin(local_invocation_index) lid: u32) {
+    let q = linear_group(wg, nwg) * 256u + lid;
+    if (q < p.rows * p.heads * p.head_dim / 4u) {
+        let ix = slice_index(4u * q);
+        dst4[ix.y >> 2u] = src4[ix.x >> 2u];
     }
 }

@@ -37,7 +37,7 @@ fn reference(x: &[f32], rows: usize, s: &Slice) -> Vec<f64> {
 #[test]
 fn forward_matches_reference_for_both_layouts() {
     let mut rng = Rng::new(11);
-    for (rows, heads, head_dim) in [(1, 1, 1), (5, 3, 4), (7, 2, 16)] {
+    for (rows, heads, head_dim) in [(1, 1, 1), (5, 3, 4), (7, 2, 16), (3, 2, 6)] {
         let x = rng.vec(rows * 3 * heads * head_dim, 1.0);
         let tx = upload(&[rows, 3 * heads * head_dim], &x);
         for layout in [QkvLayout::Blocked, QkvLayout::PerHead] {

@@ -8,7 +8,7 @@
 
 use anyhow::{ensure, Result};
 
-use crate::kernel::{groups_1d, Kernel};
+use crate::kernel::{as_vec4, groups_1d, Kernel};
 use crate::tape::{Tape, Var};
 use crate::tensor::{DType, Tensor};
 
@@ -67,14 +67,24 @@ impl Slice {
     }
 }
 
-fn run(entry: &'static str, src: &Tensor, dst: &Tensor, p: &HeadSliceParams) -> Result<()> {
+/// `forward` picks the entry; four elements per invocation when every
+/// stride and offset is a multiple of 4.
+fn run(forward: bool, src: &Tensor, dst: &Tensor, p: &HeadSliceParams) -> Result<()> {
     let gpu = src.gpu();
     let n = p.rows * p.heads * p.head_dim;
+    let quads = [p.head_dim, p.base, p.head_stride, p.row_stride].iter().all(|x| x % 4 == 0);
+    let (entry, per) = match (forward, quads) {
+        (true, false) => ("head_slice_forward", 1),
+        (false, false) => ("head_slice_backward", 1),
+        (true, true) => ("head_slice_forward4", 4),
+        (false, true) => ("head_slice_backward4", 4),
+    };
+    let (sb, db) = (src.bind(1), dst.bind(2));
     gpu.dispatch(
         &Kernel::new("head_slice", entry),
         p,
-        &[src.bind(1), dst.bind(2)],
-        groups_1d(gpu, n.div_ceil(256)),
+        &[sb, db, as_vec4(sb, 3), as_vec4(db, 4)],
+        groups_1d(gpu, (n / per).div_ceil(256)),
     )
 }
 
@@ -93,7 +103,7 @@ pub fn head_slice_forward(x: &Tensor, s: &Slice) -> Result<Tensor> {
     let mut shape = x.shape()[..x.shape().len() - 1].to_vec();
     shape.extend([s.heads, s.head_dim]);
     let out = Tensor::empty(x.gpu(), &shape, DType::F32)?;
-    run("head_slice_forward", x, &out, &s.params(rows, stride))?;
+    run(true, x, &out, &s.params(rows, stride))?;
     Ok(out)
 }
 
@@ -101,7 +111,7 @@ pub fn head_slice_forward(x: &Tensor, s: &Slice) -> Result<Tensor> {
 pub fn head_slice_backward(dout: &Tensor, x_shape: &[usize], s: &Slice) -> Result<Tensor> {
     let dx = Tensor::zeros(dout.gpu(), x_shape, DType::F32)?;
     let (rows, stride) = check(&dx, s)?;
-    run("head_slice_backward", dout, &dx, &s.params(rows, stride))?;
+    run(false, dout, &dx, &s.params(rows, stride))?;
     Ok(dx)
 }
 
