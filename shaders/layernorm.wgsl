@@ -31,6 +31,18 @@
 
 const ROW_WG: u32 = 32u;
 
+// The row kernels' [rows, C] and [C] ranges as vec4s, for the *4 entries
+// (C and the chunk's start multiples of 4; the host decides). They make the
+// scalar entries' exact sums and values with one load or store per 4
+// elements, where llvmpipe runs each storage access as a loop over its SIMD
+// lanes. Each entry uses at most six storage bindings.
+@group(0) @binding(15) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(16) var<storage, read> w4: array<vec4<f32>>;
+@group(0) @binding(17) var<storage, read> b4: array<vec4<f32>>;
+@group(0) @binding(18) var<storage, read_write> y4: array<vec4<f32>>;
+@group(0) @binding(19) var<storage, read> dy4: array<vec4<f32>>;
+@group(0) @binding(20) var<storage, read_write> dx4: array<vec4<f32>>;
+
 @compute @workgroup_size(32)
 fn layernorm_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                      @builtin(local_invocation_index) lid: u32) {
@@ -99,6 +111,73 @@ fn layernorm_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgro
     for (var c = 0u; c < n; c++) {
         let xh = (x[o + c] - mean) * rstd;
         dx[o + c] = rstd * (dy[o + c] * w[c] - mg - xh * mgx);
+    }
+}
+
+@compute @workgroup_size(32)
+fn layernorm_forward4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                      @builtin(local_invocation_index) lid: u32) {
+    let r = linear_group(wg, nwg) * ROW_WG + lid;
+    if (r >= p.rows) {
+        return;
+    }
+    let n = p.cols;
+    let o = (p.x_base + r * n) >> 2u;
+    let n4 = n >> 2u;
+    var s4 = vec4<f32>(0.0);
+    for (var c = 0u; c < n4; c++) {
+        s4 += x4[o + c];
+    }
+    // The scalar entry's (empty) tail sum, kept so the expression is its own.
+    var s1 = 0.0;
+    let mean = ((s4.x + s4.y) + (s4.z + s4.w) + s1) / f32(n);
+    var q4 = vec4<f32>(0.0);
+    for (var c = 0u; c < n4; c++) {
+        let d = x4[o + c] - mean;
+        q4 += d * d;
+    }
+    var q1 = 0.0;
+    let rstd = inverseSqrt(((q4.x + q4.y) + (q4.z + q4.w) + q1) / f32(n) + p.eps);
+    for (var c = 0u; c < n4; c++) {
+        y4[o + c] = (x4[o + c] - mean) * rstd * w4[c] + b4[c];
+    }
+    mean_out[p.r_base + r] = mean;
+    rstd_out[p.r_base + r] = rstd;
+}
+
+@compute @workgroup_size(32)
+fn layernorm_backward4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                       @builtin(local_invocation_index) lid: u32) {
+    let r = linear_group(wg, nwg) * ROW_WG + lid;
+    if (r >= p.rows) {
+        return;
+    }
+    let n = p.cols;
+    let o = (p.x_base + r * n) >> 2u;
+    let n4 = n >> 2u;
+    let mean = mean_in[p.r_base + r];
+    let rstd = rstd_in[p.r_base + r];
+    // The scalar entry's pairs (c, c+1) then (c+2, c+3), in its order.
+    var sg = vec2<f32>(0.0);
+    var sgx = vec2<f32>(0.0);
+    for (var c = 0u; c < n4; c++) {
+        let d = dy4[o + c];
+        let wv = w4[c];
+        let xv = x4[o + c];
+        let g0 = vec2<f32>(d.x * wv.x, d.y * wv.y);
+        let xh0 = (vec2<f32>(xv.x, xv.y) - mean) * rstd;
+        sg += g0;
+        sgx += g0 * xh0;
+        let g1 = vec2<f32>(d.z * wv.z, d.w * wv.w);
+        let xh1 = (vec2<f32>(xv.z, xv.w) - mean) * rstd;
+        sg += g1;
+        sgx += g1 * xh1;
+    }
+    let mg = (sg.x + sg.y) / f32(n);
+    let mgx = (sgx.x + sgx.y) / f32(n);
+    for (var c = 0u; c < n4; c++) {
+        let xh = (x4[o + c] - mean) * rstd;
+        dx4[o + c] = rstd * (dy4[o + c] * w4[c] - mg - xh * mgx);
     }
 }
 

@@ -72,7 +72,9 @@ impl Slice {
 fn run(forward: bool, src: &Tensor, dst: &Tensor, p: &HeadSliceParams) -> Result<()> {
     let gpu = src.gpu();
     let n = p.rows * p.heads * p.head_dim;
-    let quads = [p.head_dim, p.base, p.head_stride, p.row_stride].iter().all(|x| x % 4 == 0);
+    let quads = [p.head_dim, p.base, p.head_stride, p.row_stride]
+        .iter()
+        .all(|x| x % 4 == 0);
     let (entry, per) = match (forward, quads) {
         (true, false) => ("head_slice_forward", 1),
         (false, false) => ("head_slice_backward", 1),

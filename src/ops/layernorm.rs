@@ -20,7 +20,7 @@ pub(crate) use backward::{check_backward_inputs, column_sums, empty_f32_if};
 pub use backward::{layernorm_backward, layernorm_backward_into, layernorm_backward_with};
 
 use crate::device::Gpu;
-use crate::kernel::{groups_1d, Kernel};
+use crate::kernel::{as_vec4, groups_1d, Kernel};
 use crate::tape::{Tape, Var};
 use crate::tensor::{DType, Tensor};
 
@@ -88,7 +88,33 @@ fn dispatch_rows(
         LayerNormVariant::Subgroup => ("layernorm_subgroup", groups_1d(gpu, rows)),
         _ => ("layernorm", groups_1d(gpu, rows.div_ceil(ROW_WG))),
     };
-    gpu.dispatch(&Kernel::new(shader, entry), params, binds, groups)
+    // The row-per-invocation kernels read and write whole vec4s when C and
+    // the chunk start allow it (bindings 1..4, 7, 8 seen again at 15..20).
+    let quads = shader == "layernorm"
+        && params.cols.is_multiple_of(4)
+        && params.x_base.is_multiple_of(4)
+        && binds.iter().all(|b| b.offset.is_multiple_of(16));
+    if !quads {
+        return gpu.dispatch(&Kernel::new(shader, entry), params, binds, groups);
+    }
+    let entry = match entry {
+        "layernorm_forward" => "layernorm_forward4",
+        "layernorm_backward" => "layernorm_backward4",
+        other => other,
+    };
+    let quad_slot = |slot| {
+        [(1, 15), (2, 16), (3, 17), (4, 18), (7, 19), (8, 20)]
+            .into_iter()
+            .find(|&(from, _)| from == slot)
+            .map(|(_, to)| to)
+    };
+    let mut all = binds.to_vec();
+    all.extend(
+        binds
+            .iter()
+            .filter_map(|b| quad_slot(b.binding).map(|to| as_vec4(*b, to))),
+    );
+    gpu.dispatch(&Kernel::new(shader, entry), params, &all, groups)
 }
 
 /// Forward results: `y` has x's shape, `mean` and `rstd` are [N].

@@ -346,14 +346,7 @@ pub fn rotary_into(
         x.shape()
     );
     let view = View::contiguous(shape);
-    run(
-        rotation,
-        shape,
-        (out, view),
-        (x, view),
-        positions,
-        table,
-    )
+    run(rotation, shape, (out, view), (x, view), positions, table)
 }
 
 /// Tape version of [`rotary_forward`].
