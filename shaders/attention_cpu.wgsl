@@ -34,11 +34,33 @@ fn attention_forward(@builtin(workgroup_id) wg: vec3<u32>,
     if (past_end(rr, p.heads)) {
         return;
     }
-    let bh = rr.bh;
-    let b = rr.b;
-    let h = rr.h;
+    let wg_end = key_end(min(rr.first + CW, p.tq) - 1u);
+    forward_row(rr.bh, min(rr.row, p.tq - 1u), wg_end, rr.row < p.tq);
+}
+
+// One query row per lane, the lanes of a workgroup on consecutive (b, h)
+// rows: the host's choice when Tq = 1 (decoding with a cache), where the
+// entry above would give each workgroup one real row and seven lanes
+// repeating it. Each lane walks its own row's keys, which is the same walk,
+// block for block, that the entry above makes for a workgroup of one row.
+@compute @workgroup_size(8)
+fn attention_forward_rows(@builtin(workgroup_id) wg: vec3<u32>,
+                          @builtin(num_workgroups) nwg: vec3<u32>,
+                          @builtin(local_invocation_index) lid: u32) {
+    let r = linear_group(wg, nwg) * CW + lid;
+    if (r >= p.batch * p.heads * p.tq) {
+        return;
+    }
+    let i = r % p.tq;
+    forward_row(r / p.tq, i, key_end(i), true);
+}
+
+// Row i of (b, h) = bh, walking keys 0 .. wg_end (the workgroup's union of
+// key ranges); `real` rows store their output and lse.
+fn forward_row(bh: u32, i: u32, wg_end: u32, real: bool) {
+    let b = bh / p.heads;
+    let h = bh % p.heads;
     let g = kv_head(h);
-    let i = min(rr.row, p.tq - 1u);
     let qo = q_base(b, i, h);
     var qr: array<vec4<f32>, DMAX4>;
     var acc: array<vec4<f32>, DMAX4>;
@@ -49,7 +71,6 @@ fn attention_forward(@builtin(workgroup_id) wg: vec3<u32>,
     var m = NEG;
     var l = 0.0;
     let end = key_end(i);
-    let wg_end = key_end(min(rr.first + CW, p.tq) - 1u);
     for (var j = 0u; j < wg_end; j += KB) {
         let o = kv_block(b, j, wg_end - 1u, g);
         let o0 = o.x;
@@ -79,7 +100,7 @@ fn attention_forward(@builtin(workgroup_id) wg: vec3<u32>,
                 + w.w * v[o3 + d];
         }
     }
-    if (rr.row < p.tq) {
+    if (real) {
         // A row that sees no real key (a left-pad query) outputs exact zeros.
         let inv = select(0.0, 1.0 / l, l > 0.0);
         for (var d = 0u; d < D4; d++) {

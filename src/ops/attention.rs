@@ -282,6 +282,18 @@ fn flash_pass(
     let mut binds = x.binds().to_vec();
     binds.extend_from_slice(extra);
     let d4 = [("D4", (p.d / 4) as f64)];
+    // Decoding: one query row per lane across (b, h) rather than 8 lanes on
+    // one row. It reproduces attention_cpu's numbers exactly, and the
+    // subgroup variant's up to D = 32 (one vec4 chunk per lane; past that
+    // the subgroup kernel sums each score's chunks in another order), so it
+    // replaces only those; tests compare it with both.
+    let same_numbers = stem == "attention_cpu" || (stem == "attention_cpu_subgroup" && p.d <= 32);
+    let auto = opts.variant == AttnVariant::Auto;
+    if auto && same_numbers && entry == "attention_forward" && p.tq == 1 {
+        let groups = groups_1d(gpu, (p.batch * heads).div_ceil(8));
+        let kernel = Kernel::new("attention_cpu", "attention_forward_rows").with(&d4);
+        return gpu.dispatch(&kernel, p, &binds, groups);
+    }
     let groups = row_groups(gpu, stem, p, rows, heads);
     gpu.dispatch(&Kernel::new(stem, entry).with(&d4), p, &binds, groups)
 }
