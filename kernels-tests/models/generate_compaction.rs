@@ -97,9 +97,11 @@ fn gpt2_lora_sampling_with_stop_strings() {
     };
     let out = same_with_and_without(&mut model, 12, cfg);
     // Some rows ended on the stop string (on the host), not on a stop id.
-    let by_text = out.new_ids.iter().zip(&out.finished).filter(|(ids, &f)| {
-        f && !model.cfg.eos_token_ids.contains(ids.last().unwrap())
-    });
+    let by_text = out
+        .new_ids
+        .iter()
+        .zip(&out.finished)
+        .filter(|(ids, &f)| f && !model.cfg.eos_token_ids.contains(ids.last().unwrap()));
     assert!(by_text.count() >= 2);
 }
 

@@ -170,7 +170,7 @@ pub fn generate_with(
     let mut sampler: Option<DeviceSampler> = None;
     // running[r]: the prompt that row r of the running batch continues.
     let mut running: Vec<usize> = (0..batch).collect();
-    for _ in 0..cfg.max_new_tokens {
+    for step in 0..cfg.max_new_tokens {
         let f = Fwd::new(&tape, &vars, &tokens, Some(&mut cache))?;
         let hidden = model.hidden(&f, Some(&mut cache))?;
         let logits = last_logits(model, &f, &hidden)?;
@@ -202,13 +202,13 @@ pub fn generate_with(
         for (&b, &f) in running.iter().zip(s.finished()) {
             out.finished[b] = f;
         }
-        let live: Vec<usize> = (0..running.len())
-            .filter(|&r| !s.finished()[r])
-            .collect();
+        let live: Vec<usize> = (0..running.len()).filter(|&r| !s.finished()[r]).collect();
         if live.is_empty() {
             break;
         }
-        if compaction.due(running.len() - live.len(), running.len()) {
+        // (After the last step there is nothing left to save.)
+        let last = step + 1 == cfg.max_new_tokens;
+        if !last && compaction.due(running.len() - live.len(), running.len()) {
             cache.keep_rows(&live)?;
             s.keep_rows(&live)?;
             running = live.iter().map(|&r| running[r]).collect();

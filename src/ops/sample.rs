@@ -174,8 +174,11 @@ impl DeviceSampler {
             seen_words: words as u32,
             _pad0: 0,
         };
-        let [rows, advance] =
-            Self::prepare(gpu, &params, [&logits, &stop, &rng, &finished, &chosen, &seen])?;
+        let [rows, advance] = Self::prepare(
+            gpu,
+            &params,
+            [&logits, &stop, &rng, &finished, &chosen, &seen],
+        )?;
         Ok(DeviceSampler {
             gpu: gpu.clone(),
             batch,
@@ -232,7 +235,14 @@ impl DeviceSampler {
         self.host_finished = rows.iter().map(|&r| self.host_finished[r]).collect();
         self.batch = batch;
         self.params.batch = batch as u32;
-        let bufs = [&self.logits, &self.stop, &self.rng, &self.finished, &self.chosen, &self.seen];
+        let bufs = [
+            &self.logits,
+            &self.stop,
+            &self.rng,
+            &self.finished,
+            &self.chosen,
+            &self.seen,
+        ];
         [self.rows, self.advance] = Self::prepare(&self.gpu, &self.params, bufs)?;
         Ok(())
     }
