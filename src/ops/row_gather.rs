@@ -84,7 +84,7 @@ pub fn row_gather(tape: &Tape, x: &Var, idx: &[i32]) -> Result<Var> {
 pub fn keep_rows(x: &Tensor, rows: &[usize]) -> Result<Tensor> {
     ensure!(!x.shape().is_empty(), "keep_rows: a scalar has no rows");
     let n = x.shape()[0];
-    let width = if n == 0 { 0 } else { x.numel() / n };
+    let width = x.numel().checked_div(n).unwrap_or(0);
     if let Some(&bad) = rows.iter().find(|&&r| r >= n) {
         bail!("keep_rows: row {bad} of a tensor with {n} rows ({x:?})");
     }
