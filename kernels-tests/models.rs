@@ -8,6 +8,7 @@ mod models {
     mod cli;
     mod config;
     mod encoders;
+    mod generate_compaction;
     mod heads;
     mod large_vocab;
     mod llama;

@@ -28,11 +28,13 @@
 // state lives in rng[0..2] (lo, hi); this step's draws go, in row order, to
 // the rows not yet finished (as the CPU sampler draws them), so row b uses
 // state + (k_b + 1)·γ with k_b = unfinished rows before b; `sample_advance`
-// then moves the state past them. The draws are the CPU sampler's, but u
-// keeps 24 of its 53 bits and the CDF is summed in f32, so an id differs
-// from the f64 reference whenever a draw falls within f32 resolution of any
-// of the V CDF boundaries: about V·1e-7 per draw (never seen at V ≈ 300 in
-// the tests; about once per few thousand tokens at the demo's vocab).
+// then moves the state past them. Finished rows count in neither, so
+// dropping them from the batch (DeviceSampler::keep_rows) changes no draw.
+// The draws are the CPU sampler's, but u keeps 24 of its 53 bits and the
+// CDF is summed in f32, so an id differs from the f64 reference whenever a
+// draw falls within f32 resolution of any of the V CDF boundaries: about
+// V·1e-7 per draw (never seen at V ≈ 300 in the tests; about once per few
+// thousand tokens at the demo's vocab).
 // Stop handling: finished rows emit `pad` and draw nothing; `sample_advance`
 // marks a row finished when its id is one of `stop` and records the id in
 // the row's `seen` bitmap (for the penalty).

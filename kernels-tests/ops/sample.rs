@@ -2,7 +2,8 @@
 //! (`models::sampling::choose`, which draws from the same seeded stream in
 //! the same row order): greedy and penalised ids exactly, top-k/top-p ids
 //! exactly on tie-heavy logits (so the masks are exact), stop ids ending rows
-//! (and drawing nothing after), and the sampled distribution on a fixed seed.
+//! (and drawing nothing after), the sampled distribution on a fixed seed, and
+//! dropping finished rows (`keep_rows`) leaving every draw unchanged.
 
 use crate::common::*;
 use engine::models::sampling::{apply_top_k, apply_top_p, choose, softmax, SamplingConfig};
@@ -237,4 +238,60 @@ fn draws_follow_the_truncated_distribution() {
             assert_eq!(c, 0, "token {i} is masked but was drawn");
         }
     }
+}
+
+/// `keep_rows` with only finished rows dropped changes no id: two samplers
+/// on the same logits, one shrunk to its running rows after every step that
+/// ends one (with a host-side `finish` too), give the same ids for every
+/// kept row, with the repetition penalty's bitmaps carried along.
+#[test]
+fn keeping_running_rows_changes_no_draw() {
+    let (batch, vocab, steps) = (11, 37, 12);
+    let mut rng = Rng::new(8);
+    let cfg = SamplingConfig {
+        repetition_penalty: 1.4,
+        top_k: 9,
+        top_p: 0.95,
+        ..SamplingConfig::sample()
+    };
+    let ctx: Vec<Vec<u32>> = (0..batch).map(|b| vec![b as u32, 5]).collect();
+    let gpu = gpu();
+    let make = || DeviceSampler::new(&gpu, batch, vocab, vocab, &cfg.spec(), &[3, 7], 0, 4, &ctx);
+    let (mut full, mut kept) = (make().unwrap(), make().unwrap());
+    // kept's row r is full's row running[r].
+    let mut running: Vec<usize> = (0..batch).collect();
+    let mut shrinks = 0;
+    for step in 0..steps {
+        let mut logits = grid_logits(&mut rng, batch * vocab);
+        for b in 0..batch {
+            logits[b * vocab + 3] = 1.5;
+        }
+        let sub: Vec<f32> = running
+            .iter()
+            .flat_map(|&b| logits[b * vocab..(b + 1) * vocab].to_vec())
+            .collect();
+        let want = full.step(&upload(&[batch, vocab], &logits)).unwrap();
+        let got = kept.step(&upload(&[running.len(), vocab], &sub)).unwrap();
+        for (r, &b) in running.iter().enumerate() {
+            assert_eq!(got[r], want[b], "step {step}: row {b} (kept as {r})");
+        }
+        if step == 2 {
+            // A stop string ends row 4 on the host.
+            let r = running.iter().position(|&b| b == 4).unwrap();
+            full.finish(4);
+            kept.finish(r);
+        }
+        let live: Vec<usize> = (0..running.len())
+            .filter(|&r| !kept.finished()[r])
+            .collect();
+        if live.is_empty() {
+            break;
+        }
+        if live.len() < running.len() {
+            kept.keep_rows(&live).unwrap();
+            running = live.iter().map(|&r| running[r]).collect();
+            shrinks += 1;
+        }
+    }
+    assert!(shrinks >= 3, "rows should end at several steps ({shrinks})");
 }

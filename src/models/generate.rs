@@ -8,6 +8,13 @@
 //! Tokens are chosen on the device ([`DeviceSampler`]): per token the host
 //! reads back only the B chosen ids, and stop ids end rows there too; stop
 //! strings, which need the tokenizer, are checked here.
+//!
+//! Finished rows leave the running batch ([`Compaction`]): once enough of
+//! them have ended, the cache and the sampler keep only the rows still
+//! running, so later tokens stop paying for rows that only emit pads. Every
+//! kernel computes a row from that row's data alone, in an order that does
+//! not depend on the batch size (the tests compare both ways exactly), and
+//! the sampler's draws skip finished rows, so the result is the same.
 
 use anyhow::{bail, ensure, Result};
 
@@ -44,6 +51,38 @@ impl Default for GenerateConfig {
     }
 }
 
+/// When [`generate_with`] drops finished rows from the running batch.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Compaction {
+    /// Never: every row is fed (a pad) until the last one finishes.
+    Off,
+    /// After a step in which at least one row and at least this fraction of
+    /// the running rows have finished. Each compaction copies the cache
+    /// (every layer's keys and values of the kept rows), so a small
+    /// fraction compacts often for little gain; 0 compacts after every step
+    /// that ends a row (the tests use it to compact as often as possible).
+    AtFraction(f32),
+}
+
+impl Default for Compaction {
+    /// A quarter: measured on the PPO demo (see `COMPACT_AT`).
+    fn default() -> Self {
+        Compaction::AtFraction(COMPACT_AT)
+    }
+}
+
+/// The default fraction of finished rows that triggers a compaction.
+const COMPACT_AT: f32 = 0.25;
+
+impl Compaction {
+    fn due(self, finished: usize, running: usize) -> bool {
+        match self {
+            Compaction::Off => false,
+            Compaction::AtFraction(f) => finished > 0 && finished as f32 >= f * running as f32,
+        }
+    }
+}
+
 /// What each row produced.
 #[derive(Clone, Debug)]
 pub struct Generation {
@@ -72,6 +111,17 @@ pub fn generate(
     model: &CausalLm,
     prompts: &[Vec<i32>],
     cfg: &GenerateConfig,
+) -> Result<Generation> {
+    generate_with(model, prompts, cfg, Compaction::default())
+}
+
+/// [`generate`] with a chosen [`Compaction`] (the result does not depend on
+/// it; tests force it on and off).
+pub fn generate_with(
+    model: &CausalLm,
+    prompts: &[Vec<i32>],
+    cfg: &GenerateConfig,
+    compaction: Compaction,
 ) -> Result<Generation> {
     cfg.sampling.validate()?;
     if model.arch().is_encoder() {
@@ -118,7 +168,9 @@ pub fn generate(
 
     let mut tokens = Tokens::left_padded(prompts, pad)?;
     let mut sampler: Option<DeviceSampler> = None;
-    for _ in 0..cfg.max_new_tokens {
+    // running[r]: the prompt that row r of the running batch continues.
+    let mut running: Vec<usize> = (0..batch).collect();
+    for step in 0..cfg.max_new_tokens {
         let f = Fwd::new(&tape, &vars, &tokens, Some(&mut cache))?;
         let hidden = model.hidden(&f, Some(&mut cache))?;
         let logits = last_logits(model, &f, &hidden)?;
@@ -137,18 +189,30 @@ pub fn generate(
         }
         let s = sampler.as_mut().expect("made above");
         let ids = s.step(&logits)?;
-        let mut next = vec![pad; batch];
-        for (b, id) in ids.into_iter().enumerate() {
+        let mut next = vec![pad; running.len()];
+        for (r, id) in ids.into_iter().enumerate() {
             let Some(tok) = id else { continue };
-            next[b] = tok as i32;
+            let b = running[r];
+            next[r] = tok as i32;
             out.new_ids[b].push(tok);
             if hits_stop(model, &out.new_ids[b], &cfg.stop_strings)? {
-                s.finish(b);
+                s.finish(r);
             }
         }
-        out.finished.copy_from_slice(s.finished());
-        if out.finished.iter().all(|&f| f) {
+        for (&b, &f) in running.iter().zip(s.finished()) {
+            out.finished[b] = f;
+        }
+        let live: Vec<usize> = (0..running.len()).filter(|&r| !s.finished()[r]).collect();
+        if live.is_empty() {
             break;
+        }
+        // (After the last step there is nothing left to save.)
+        let last = step + 1 == cfg.max_new_tokens;
+        if !last && compaction.due(running.len() - live.len(), running.len()) {
+            cache.keep_rows(&live)?;
+            s.keep_rows(&live)?;
+            running = live.iter().map(|&r| running[r]).collect();
+            next = live.iter().map(|&r| next[r]).collect();
         }
         tokens = cache.next_tokens(&next);
     }

@@ -15,6 +15,7 @@ use crate::ops::lora::{qlora_linear, LoraSpec};
 use crate::ops::matmul::matmul;
 use crate::ops::qmatmul::qlinear;
 use crate::ops::rmsnorm::rmsnorm;
+use crate::ops::row_gather::keep_rows;
 use crate::quant::QuantizedWeight;
 use crate::tape::{Tape, Var};
 use crate::tensor::{DType, Tensor};
@@ -89,6 +90,30 @@ impl KvCache {
             positions: self.next_position.clone(),
             mask: vec![1; new_ids.len()],
         }
+    }
+
+    /// Keeps only the sequences `rows` (in that order; indices into the
+    /// current batch), dropping the others: keys, values, masks and
+    /// positions move on the device by buffer copies (bit-exact), so a kept
+    /// sequence continues exactly as it would have in the full batch.
+    /// Generation calls this to stop computing rows that have finished.
+    pub fn keep_rows(&mut self, rows: &[usize]) -> Result<()> {
+        let batch = self.next_position.len();
+        ensure!(
+            !rows.is_empty() && rows.iter().all(|&r| r < batch),
+            "KV cache: cannot keep rows {rows:?} of a batch of {batch}"
+        );
+        for t in self.k.iter_mut().chain(self.v.iter_mut()) {
+            *t = keep_rows(t, rows)?;
+        }
+        self.key_mask = keep_rows(&self.key_mask, rows)?;
+        let cap = self.capacity;
+        self.host_mask = rows
+            .iter()
+            .flat_map(|&r| self.host_mask[r * cap..(r + 1) * cap].iter().copied())
+            .collect();
+        self.next_position = rows.iter().map(|&r| self.next_position[r]).collect();
+        Ok(())
     }
 
     /// Advances past `tokens` once every layer has appended its keys.

@@ -12,7 +12,7 @@
 //! (gather with binding chunking; CSR scatter-add with a fixed summation
 //! order). One mechanism, not two copies.
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 
 use crate::ops::embedding::{
     embedding_backward, embedding_forward, embedding_forward_into, validate_ids,
@@ -73,4 +73,32 @@ pub fn row_gather(tape: &Tape, x: &Var, idx: &[i32]) -> Result<Var> {
     Ok(tape.record("row_gather", &[x], out, move |dy, _| {
         Ok(vec![Some(row_gather_backward(dy, &host, &x_shape)?)])
     }))
+}
+
+/// Rows `rows` of `x` (its first dimension; any dtype that
+/// [`Tensor::copy_elems_from`] takes, i32 included) into a new tensor of
+/// `rows.len()` rows: one buffer copy per run of consecutive rows, so the
+/// bits are exact and no shader runs. For state that must survive a batch
+/// shrinking unchanged (a KV cache, a sampler's bitmaps), where the f32-only
+/// gather above would not take the i32 parts.
+pub fn keep_rows(x: &Tensor, rows: &[usize]) -> Result<Tensor> {
+    ensure!(!x.shape().is_empty(), "keep_rows: a scalar has no rows");
+    let n = x.shape()[0];
+    let width = x.numel().checked_div(n).unwrap_or(0);
+    if let Some(&bad) = rows.iter().find(|&&r| r >= n) {
+        bail!("keep_rows: row {bad} of a tensor with {n} rows ({x:?})");
+    }
+    let mut shape = x.shape().to_vec();
+    shape[0] = rows.len();
+    let out = Tensor::empty(x.gpu(), &shape, x.dtype())?;
+    let mut i = 0;
+    while i < rows.len() {
+        let mut run = 1;
+        while i + run < rows.len() && rows[i + run] == rows[i] + run {
+            run += 1;
+        }
+        out.copy_elems_from(i * width, x, rows[i] * width, run * width)?;
+        i += run;
+    }
+    Ok(out)
 }

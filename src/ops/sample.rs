@@ -10,8 +10,9 @@
 //!
 //! Inference only: a [`DeviceSampler`] works on tensors, never on tape
 //! variables, so it cannot join the tape. It owns every buffer it binds, so
-//! both kernels are compiled and bound once ([`Prepared`]); a token then
-//! costs one logits copy, two dispatches and a B × 4-byte read-back, with no
+//! both kernels are compiled and bound once ([`Prepared`]; again only when
+//! [`DeviceSampler::keep_rows`] shrinks the batch); a token then costs one
+//! logits copy, two dispatches and a B × 4-byte read-back, with no
 //! pipeline, bind-group or uniform creation.
 
 use anyhow::{ensure, Result};
@@ -19,6 +20,7 @@ use std::sync::Arc;
 
 use crate::device::Gpu;
 use crate::kernel::{groups_1d, prepare, Kernel, Prepared};
+use crate::ops::row_gather::keep_rows;
 use crate::rng::Rng;
 use crate::tensor::{DType, Tensor};
 
@@ -67,9 +69,11 @@ pub struct DeviceSampler {
     /// Host mirror of `finished` (the device sets it on stop ids, the host
     /// on stop strings).
     host_finished: Vec<bool>,
-    _stop: Tensor,
-    _rng: Tensor,
-    _seen: Tensor,
+    stop: Tensor,
+    rng: Tensor,
+    /// [B, seen_words] bitmaps (one unused word without a penalty).
+    seen: Tensor,
+    params: SampleParams,
     rows: Prepared,
     advance: Prepared,
 }
@@ -151,6 +155,11 @@ impl DeviceSampler {
         let stop = u32_tensor(&stop_list)?;
         let rng = u32_tensor(&[state as u32, (state >> 32) as u32])?;
         let seen = u32_tensor(&bits)?;
+        let seen = if words > 0 {
+            seen.reshape(&[batch, words])?
+        } else {
+            seen
+        };
         let params = SampleParams {
             batch: batch as u32,
             stride: vocab as u32,
@@ -165,16 +174,11 @@ impl DeviceSampler {
             seen_words: words as u32,
             _pad0: 0,
         };
-        let binds = [
-            logits.bind(1),
-            stop.bind(2),
-            rng.bind(3),
-            finished.bind(4),
-            chosen.bind(5),
-            seen.bind(6),
-        ];
-        let kernel = |entry| prepare(gpu.as_ref(), &Kernel::new("sample", entry), &params, &binds);
-        let (rows, advance) = (kernel("sample_rows")?, kernel("sample_advance")?);
+        let [rows, advance] = Self::prepare(
+            gpu,
+            &params,
+            [&logits, &stop, &rng, &finished, &chosen, &seen],
+        )?;
         Ok(DeviceSampler {
             gpu: gpu.clone(),
             batch,
@@ -184,12 +188,63 @@ impl DeviceSampler {
             chosen,
             finished,
             host_finished: vec![false; batch],
-            _stop: stop,
-            _rng: rng,
-            _seen: seen,
+            stop,
+            rng,
+            seen,
+            params,
             rows,
             advance,
         })
+    }
+
+    /// Compiles (or finds) both kernels and binds the sampler's buffers
+    /// (bindings 1-6 in order).
+    fn prepare(gpu: &Arc<Gpu>, params: &SampleParams, bufs: [&Tensor; 6]) -> Result<[Prepared; 2]> {
+        let binds: Vec<_> = (1..).zip(bufs).map(|(i, t)| t.bind(i)).collect();
+        let kernel = |entry| prepare(gpu.as_ref(), &Kernel::new("sample", entry), params, &binds);
+        Ok([kernel("sample_rows")?, kernel("sample_advance")?])
+    }
+
+    /// Keeps only rows `rows` (indices into the current batch, in that
+    /// order) with their device state (finished flags, penalty bitmaps);
+    /// the next [`step`](Self::step) takes `rows.len()` rows of logits.
+    ///
+    /// The draws stay the same when every dropped row has finished: row b
+    /// draws with index k_b = unfinished rows before b, and
+    /// `sample_advance` moves the shared RNG past the unfinished rows, so
+    /// finished rows count in neither (see `shaders/sample.wgsl`). Dropping
+    /// an unfinished row shifts the draws of the rows after it.
+    ///
+    /// New buffers mean new bind groups: this re-prepares both kernels (the
+    /// pipelines come from the cache). Generation does it a few times per
+    /// call, never per token.
+    pub fn keep_rows(&mut self, rows: &[usize]) -> Result<()> {
+        ensure!(
+            !rows.is_empty() && rows.iter().all(|&r| r < self.batch),
+            "sampler: cannot keep rows {rows:?} of a batch of {}",
+            self.batch
+        );
+        let batch = rows.len();
+        let vocab = self.params.stride as usize;
+        self.logits = Tensor::empty(&self.gpu, &[batch, vocab], DType::F32)?;
+        self.chosen = Tensor::zeros(&self.gpu, &[batch], DType::I32)?;
+        self.finished = keep_rows(&self.finished, rows)?;
+        if self.params.seen_words > 0 {
+            self.seen = keep_rows(&self.seen, rows)?;
+        }
+        self.host_finished = rows.iter().map(|&r| self.host_finished[r]).collect();
+        self.batch = batch;
+        self.params.batch = batch as u32;
+        let bufs = [
+            &self.logits,
+            &self.stop,
+            &self.rng,
+            &self.finished,
+            &self.chosen,
+            &self.seen,
+        ];
+        [self.rows, self.advance] = Self::prepare(&self.gpu, &self.params, bufs)?;
+        Ok(())
     }
 
     /// Records one step on `logits` [B, V] (copied into the sampler's own
