@@ -247,10 +247,15 @@ impl<'t> Gemm<'t> {
         let flag = |x: bool| x as u32 as f64;
         let mut constants = vec![("TRANS_A", flag(self.ta)), ("TRANS_B", flag(self.tb))];
         if stem.starts_with("matmul_cpu") {
-            // Aligned operands are read as vec4s (bindings 5 and 6).
-            constants.push(("VEC_A", flag(vec_ok(&a, a_off, &self.a))));
-            constants.push(("VEC_B", flag(vec_ok(&b, b_off, &self.b))));
-            constants.push(("VEC_C", flag(vec_ok(&c, c_off, &self.c))));
+            // Aligned operands are read (C written) as vec4s (bindings 5..7).
+            // The flags only steer the K loop's loads (run when K >= 4) and
+            // whole-quad stores (N >= 4); where those never run, the common
+            // pipeline serves instead of another one to compile (about half
+            // a second each on llvmpipe, e.g. for a value head's N = 1).
+            let (no_loop, no_quad) = (self.k < 4, self.n < 4);
+            constants.push(("VEC_A", flag(no_loop || vec_ok(&a, a_off, &self.a))));
+            constants.push(("VEC_B", flag(no_loop || vec_ok(&b, b_off, &self.b))));
+            constants.push(("VEC_C", flag(no_quad || vec_ok(&c, c_off, &self.c))));
         }
         // The LoRA epilogue's bindings; without a term they get A's range and
         // the constants stay as they were (the same pipeline as before).
