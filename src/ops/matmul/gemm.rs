@@ -247,11 +247,9 @@ impl<'t> Gemm<'t> {
         let flag = |x: bool| x as u32 as f64;
         let mut constants = vec![("TRANS_A", flag(self.ta)), ("TRANS_B", flag(self.tb))];
         if stem.starts_with("matmul_cpu") {
-            // Aligned operands are read (C written) as vec4s (bindings 5..7).
-            // The flags only steer the K loop's loads (run when K >= 4) and
-            // whole-quad stores (N >= 4); where those never run, the common
-            // pipeline serves instead of another one to compile (about half
-            // a second each on llvmpipe, e.g. for a value head's N = 1).
+            // Aligned operands are read (C written) as vec4s (bindings 5..7);
+            // a flag whose code never runs (no K loop below K = 4, no whole
+            // quads below N = 4) keeps the common pipeline: one less compile.
             let (no_loop, no_quad) = (self.k < 4, self.n < 4);
             constants.push(("VEC_A", flag(no_loop || vec_ok(&a, a_off, &self.a))));
             constants.push(("VEC_B", flag(no_loop || vec_ok(&b, b_off, &self.b))));
@@ -268,20 +266,12 @@ impl<'t> Gemm<'t> {
             }
             None => dummy_binds(a),
         };
+        let vec4s = [as_vec4(a, 5), as_vec4(b, 6), as_vec4(c, 7)];
+        let binds = [a, b, bias, c, vec4s[0], vec4s[1], vec4s[2], lu, lv];
         gpu.dispatch(
             &Kernel::new(stem, "matmul_forward").with(&constants),
             &params,
-            &[
-                a,
-                b,
-                bias,
-                c,
-                as_vec4(a, 5),
-                as_vec4(b, 6),
-                as_vec4(c, 7),
-                lu,
-                lv,
-            ],
+            &binds,
             [
                 u(self.n.div_ceil(cols_per_group)),
                 u(self.m.div_ceil(rows_per_group)),
