@@ -14,6 +14,9 @@ struct AxpyParams {
 @group(0) @binding(0) var<uniform> p: AxpyParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
+// The same ranges as vec4s (axpy4).
+@group(0) @binding(3) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> y4: array<vec4<f32>>;
 
 @compute @workgroup_size(256)
 fn axpy(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -21,5 +24,17 @@ fn axpy(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     let i = linear_group(wg, nwg) * 256u + lid;
     if (i < p.n) {
         y[i] = y[i] + p.alpha * x[i];
+    }
+}
+
+// Four elements per invocation (n a multiple of 4; the host decides): one
+// load of each operand and one store where llvmpipe would loop over its SIMD
+// lanes four times. Each element's arithmetic is axpy's.
+@compute @workgroup_size(256)
+fn axpy4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+         @builtin(local_invocation_index) lid: u32) {
+    let i = linear_group(wg, nwg) * 256u + lid;
+    if (i < p.n / 4u) {
+        y4[i] = y4[i] + p.alpha * x4[i];
     }
 }

@@ -33,6 +33,21 @@ fn axpy_matches_reference_at_odd_sizes() {
     }
 }
 
+/// A multiple of 4 elements runs axpy4: the scalar entry's values bit for
+/// bit (its first 4k of 4k + 1 elements).
+#[test]
+fn axpy_vec4_entry_equals_the_scalar_entry() {
+    let mut rng = Rng::new(3);
+    let n = 4 * 257;
+    let (x, y) = (rng.vec(n + 1, 2.0), rng.vec(n + 1, 2.0));
+    let run = |n: usize| {
+        let ty = upload(&[n], &y[..n]);
+        axpy(&ty, -0.75, &upload(&[n], &x[..n])).unwrap();
+        ty.to_vec().unwrap()
+    };
+    assert_eq!(run(n)[..], run(n + 1)[..n]);
+}
+
 #[test]
 fn half_precision_storage_round_trips() {
     let gpu = gpu();

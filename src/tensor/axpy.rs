@@ -7,7 +7,7 @@
 
 use anyhow::{ensure, Result};
 
-use crate::kernel::{elem_chunks, groups_1d, Kernel};
+use crate::kernel::{as_vec4, elem_chunks, groups_1d, Kernel};
 use crate::tensor::{DType, Tensor};
 
 #[repr(C)]
@@ -32,12 +32,19 @@ pub fn axpy(y: &Tensor, alpha: f32, x: &Tensor) -> Result<()> {
             alpha,
             _pad: [0; 2],
         };
-        let binds = [x.bind_elems(1, lo, hi).0, y.bind_elems(2, lo, hi).0];
+        // Chunks start binding-aligned: a multiple of 4 elements runs axpy4.
+        let (xb, yb) = (x.bind_elems(1, lo, hi).0, y.bind_elems(2, lo, hi).0);
+        let binds = [xb, yb, as_vec4(xb, 3), as_vec4(yb, 4)];
+        let (entry, per) = if n.is_multiple_of(4) {
+            ("axpy4", 4)
+        } else {
+            ("axpy", 1)
+        };
         gpu.dispatch(
-            &Kernel::new("axpy", "axpy"),
+            &Kernel::new("axpy", entry),
             &params,
             &binds,
-            groups_1d(gpu, n.div_ceil(256)),
+            groups_1d(gpu, (n / per).div_ceil(256)),
         )?;
     }
     Ok(())
