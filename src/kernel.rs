@@ -125,6 +125,22 @@ pub fn as_vec4(b: Bind, binding: u32) -> Bind {
     Bind { binding, size, ..b }
 }
 
+/// `binds` followed by the vec4 view ([`as_vec4`]) of each bind at a `from`
+/// binding of `twins`, bound at its `to` (entries that read some ranges four
+/// elements at a time; binds absent from `binds` are skipped).
+pub fn with_vec4_twins<'a>(binds: &[Bind<'a>], twins: &[(u32, u32)]) -> Vec<Bind<'a>> {
+    let mut all = binds.to_vec();
+    for &(from, to) in twins {
+        all.extend(
+            binds
+                .iter()
+                .filter(|b| b.binding == from)
+                .map(|&b| as_vec4(b, to)),
+        );
+    }
+    all
+}
+
 pub(crate) struct Compiled {
     name: (&'static str, &'static str),
     pipeline: wgpu::ComputePipeline,

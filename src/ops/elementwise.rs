@@ -33,7 +33,7 @@ pub use unary::{
     unary, unary_backward, unary_forward, UnaryOp,
 };
 
-use crate::kernel::{as_vec4, groups_1d, Bind, Kernel};
+use crate::kernel::{groups_1d, with_vec4_twins, Bind, Kernel};
 use crate::ops::reduce;
 use crate::tape::{Tape, Var};
 use crate::tensor::{DType, Tensor};
@@ -107,7 +107,7 @@ fn launch(
     let gpu = full[0].1.gpu();
     let consts = [("OP", op)];
     for pc in pieces(gpu, n, bc) {
-        let mut binds: Vec<Bind> = Vec::with_capacity(full.len() + 4);
+        let mut binds: Vec<Bind> = Vec::with_capacity(full.len() + 1);
         let mut off = 0;
         for &(slot, t) in full {
             let (bind, o) = t.bind_elems(slot, pc.lo, pc.hi);
@@ -139,12 +139,7 @@ fn launch(
             0
         };
         let (entry, per) = if quads {
-            let vec4_of = |slot| binds.iter().find(|b| b.binding == slot).copied();
-            let extra: Vec<Bind> = [(1, 6), (2, 7), (4, 8)]
-                .into_iter()
-                .filter_map(|(slot, to)| vec4_of(slot).map(|b| as_vec4(b, to)))
-                .collect();
-            binds.extend(extra);
+            binds = with_vec4_twins(&binds, &[(1, 6), (2, 7), (4, 8)]);
             ("elementwise_forward4", 4)
         } else {
             (entry, 1)

@@ -20,7 +20,7 @@ pub(crate) use backward::{check_backward_inputs, column_sums, empty_f32_if};
 pub use backward::{layernorm_backward, layernorm_backward_into, layernorm_backward_with};
 
 use crate::device::Gpu;
-use crate::kernel::{as_vec4, groups_1d, Kernel};
+use crate::kernel::{groups_1d, with_vec4_twins, Kernel};
 use crate::tape::{Tape, Var};
 use crate::tensor::{DType, Tensor};
 
@@ -102,18 +102,8 @@ fn dispatch_rows(
         "layernorm_backward" => "layernorm_backward4",
         other => other,
     };
-    let quad_slot = |slot| {
-        [(1, 15), (2, 16), (3, 17), (4, 18), (7, 19), (8, 20)]
-            .into_iter()
-            .find(|&(from, _)| from == slot)
-            .map(|(_, to)| to)
-    };
-    let mut all = binds.to_vec();
-    all.extend(
-        binds
-            .iter()
-            .filter_map(|b| quad_slot(b.binding).map(|to| as_vec4(*b, to))),
-    );
+    let twins = [(1, 15), (2, 16), (3, 17), (4, 18), (7, 19), (8, 20)];
+    let all = with_vec4_twins(binds, &twins);
     gpu.dispatch(&Kernel::new(shader, entry), params, &all, groups)
 }
 
