@@ -174,10 +174,7 @@ impl View {
     fn check(&self, what: &str, t: &Tensor, [b, tt, h, d]: [usize; 4]) -> Result<()> {
         ensure!(t.dtype() == DType::F32, "rotary: {what} must be f32");
         let bt = b * tt;
-        let last = self.offset
-            + (bt.max(1) - 1) * self.token_stride
-            + (h.max(1) - 1) * self.head_stride
-            + d;
+        let (_, last) = self.span(0, bt.max(1), h.max(1), d);
         ensure!(
             self.head_stride >= d && self.token_stride >= (h.max(1) - 1) * self.head_stride + d,
             "rotary: {what} strides (token {}, head {}) overlap for H = {h}, D = {d}",
