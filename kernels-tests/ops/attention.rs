@@ -1,11 +1,12 @@
 //! Attention: flash forward (out, lse) and backward (dq, dk, dv) for all three
 //! variants and the naive baseline against an f64 reference, over causal /
 //! full, left-padded batches, KV-cache decoding and odd sizes; the tape
-//! against finite differences; exact zeros for pad queries. Grouped-query
-//! attention (fewer KV heads) is in `attention/gqa.rs`, encoder-style
-//! bidirectional attention over right padding in `attention/bidirectional.rs`.
+//! against finite differences; exact zeros for pad queries. Elsewhere:
+//! grouped-query heads (`gqa.rs`), bidirectional attention over right padding
+//! (`bidirectional.rs`), the CPU one-row-per-lane decoding kernel (`decode.rs`).
 
 mod bidirectional;
+mod decode;
 mod gqa;
 
 use crate::common::*;
@@ -251,46 +252,6 @@ fn cases() -> Vec<Case> {
             ..case(1, 5, 1, 24)
         },
     ]
-}
-
-/// Decoding (Tq = 1) on a CPU adapter: the default variant runs one query
-/// row per lane across (b, h) (`attention_forward_rows`) where that gives
-/// the numbers of the kernel it replaces; its out and lse equal the Cpu
-/// variant's (one workgroup per row) bit for bit, and the subgroup
-/// variant's up to D = 32, over left padding, grouped-query heads and rows
-/// that fill a workgroup partly.
-#[test]
-fn attention_decoding_rows_equal_the_cpu_variants_bit_for_bit() {
-    let decode = |b: usize, h: usize, hkv: usize, d: usize, pads: Vec<usize>| Case {
-        tq: 1,
-        tk: 11,
-        tcap: 14,
-        hkv,
-        pads: Some(pads),
-        ..case(b, 1, h, d)
-    };
-    for c in [
-        decode(5, 3, 3, 32, vec![0, 3, 1, 10, 2]),
-        decode(3, 4, 2, 64, vec![4, 0, 7]),
-        decode(1, 1, 1, 16, vec![0]),
-    ] {
-        let auto = check(&c, 31, AttnVariant::Auto);
-        // Past D = 32 an adapter with subgroups keeps the subgroup kernel.
-        let variants = if gpu().subgroup_min_size() >= 8 && c.d > 32 {
-            vec![AttnVariant::CpuSubgroup]
-        } else {
-            vec![AttnVariant::Cpu, AttnVariant::CpuSubgroup]
-        };
-        for variant in variants {
-            let x = c.data(31);
-            let (q, k, v, mask) = uploads(&c, &x);
-            let (out, lse) =
-                attention_forward(AttnInputs::new(&q, &k, &v, mask.as_ref()), &c.opts(variant))
-                    .unwrap();
-            assert_eq!(out.to_vec().unwrap(), auto[0], "{variant:?} out {c:?}");
-            assert_eq!(lse.to_vec().unwrap(), auto[1], "{variant:?} lse {c:?}");
-        }
-    }
 }
 
 #[test]
