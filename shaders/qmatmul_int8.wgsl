@@ -127,10 +127,13 @@ fn int8_quantize(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
     for (var i = 0u; i < 4u; i++) {
         let e = q.base + t * 4u + i;
         if (t * 4u + i < q.count) {
-            let v = x[q.src_off + t * 4u + i] * (127.0 / stats_out[e / q.k]);
-            // round half to even (torch.round); NaN (an all-zero row) becomes 0
+            // round half to even (torch.round). An all-zero row (absmax 0)
+            // gets code 0: tested on the absmax, since WGSL lets compilers
+            // assume no NaN (NVIDIA folds `v == v` to true and 0/0 to -127).
+            let am = stats_out[e / q.k];
             var c = 0;
-            if (v == v) {
+            if (am > 0.0) {
+                let v = x[q.src_off + t * 4u + i] * (127.0 / am);
                 c = i32(clamp(round(v), -127.0, 127.0));
             }
             word |= (bitcast<u32>(c) & 0xFFu) << (i * 8u);
