@@ -201,6 +201,14 @@ fn nf4_absmax_sum(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
     y[g] = ((lo.x + lo.y) + (lo.z + lo.w)) + ((hi.x + hi.y) + (hi.z + hi.w));
 }
 
+// a / b correctly rounded, as torch's f32 mean divides. WGSL allows f32
+// division 2.5 ulp of error and NVIDIA's Vulkan driver uses it (a·rcp(b)); one
+// fma step on the exact residual restores the rounded quotient.
+fn div_rn(a: f32, b: f32) -> f32 {
+    let q = a / b;
+    return fma(fma(-q, b, a), 1.0 / b, q);
+}
+
 // Double quantization, one invocation per 256 absmax values (bnb's CPU
 // blockwise 8-bit quantizer): offset = Σ / count, absmax2 = max |a - offset|,
 // code = lut[round((v + 1)/2 · 65535)] of v = (a - offset) / absmax2.
@@ -212,7 +220,7 @@ fn nf4_absmax_quantize(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgr
     if (j >= q.count) {
         return;
     }
-    let offset = bias[0] / f32(q.blocks);
+    let offset = div_rn(bias[0], f32(q.blocks));
     if (j == 0u) {
         stats_out[NF4_OFFSET] = offset;
     }
