@@ -18,7 +18,7 @@ mod adapter;
 mod profile;
 use crate::pool::{size_class, BufferPool};
 use adapter::choose;
-pub use adapter::{describe, list_adapters, parse_backends, GpuOptions};
+pub use adapter::{compute_support, describe, list_adapters, parse_backends, GpuOptions};
 use profile::{Profiler, MAX_TIMED};
 
 /// A device with its queue, pipeline cache, buffer pool and pending commands.

@@ -10,7 +10,7 @@ pub mod plan;
 pub mod train;
 
 use anyhow::Result;
-use engine::device::{describe, list_adapters};
+use engine::device::{compute_support, describe, list_adapters};
 use engine::{Gpu, GpuOptions};
 
 #[derive(clap::Args)]
@@ -43,6 +43,9 @@ pub fn devices(opts: &GpuOptions) -> Result<()> {
         let l = a.limits();
         let f = a.features();
         println!("[{i}] {}", describe(&info));
+        if let Err(why) = compute_support(&info) {
+            println!("    compute shaders       no: {why}");
+        }
         println!("    max buffer            {} bytes", l.max_buffer_size);
         println!(
             "    max storage binding   {} bytes",

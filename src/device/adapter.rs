@@ -89,9 +89,58 @@ pub fn list_adapters(backends: Option<wgpu::Backends>) -> Vec<wgpu::Adapter> {
         pollster::block_on(inst.enumerate_adapters(backends.unwrap_or(wgpu::Backends::all())));
     adapters.sort_by_key(|a| {
         let i = a.get_info();
-        (type_rank(i.device_type), backend_rank(i.backend))
+        (
+            compute_support(&i).is_err(),
+            type_rank(i.device_type),
+            backend_rank(i.backend),
+        )
     });
     adapters
+}
+
+/// Whether wgpu can build compute pipelines on this adapter; the reason when not.
+///
+/// wgpu's GL backend asks EGL for a desktop OpenGL 3.3 context. Mesa answers
+/// with its newest (4.5), but NVIDIA's driver gives exactly 3.3, whose GLSL
+/// has no compute shaders. wgpu still reports compute support there (through
+/// GL_ARB_compute_shader), and then fails every pipeline, so the GL version
+/// string (`driver_info`: "3.3.0 NVIDIA ..", "4.5 (Core Profile) Mesa ..",
+/// "OpenGL ES 3.2 ..") is the test: desktop GL needs 4.3, GLES 3.1.
+pub fn compute_support(i: &wgpu::AdapterInfo) -> std::result::Result<(), String> {
+    if i.backend != wgpu::Backend::Gl {
+        return Ok(());
+    }
+    let (es, rest) = match i.driver_info.trim().strip_prefix("OpenGL ES ") {
+        Some(r) => (true, r),
+        None => (false, i.driver_info.trim()),
+    };
+    let mut nums = rest
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>());
+    let version = match (nums.next(), nums.next()) {
+        (Some(Ok(major)), Some(Ok(minor))) => (major, minor),
+        _ => return Ok(()), // unknown format: let wgpu decide
+    };
+    let (need, api) = if es {
+        ((3, 1), "OpenGL ES")
+    } else {
+        ((4, 3), "OpenGL")
+    };
+    if version >= need {
+        return Ok(());
+    }
+    Err(format!(
+        "wgpu opened an {api} {}.{} context on it, and compute shaders need {api} {}.{}{}",
+        version.0,
+        version.1,
+        need.0,
+        need.1,
+        if es {
+            ""
+        } else {
+            " (NVIDIA's EGL gives wgpu 3.3 whatever the card supports)"
+        }
+    ))
 }
 
 /// The best adapter `opts` allows: by name filter, else the first in rank
@@ -121,6 +170,15 @@ pub(super) fn choose(opts: &GpuOptions) -> Result<wgpu::Adapter> {
             })?,
         None => adapters.into_iter().next().unwrap(),
     };
+    // Adapters without compute sort last, so this one is the only choice left.
+    if let Err(why) = compute_support(&adapter.get_info()) {
+        bail!(
+            "adapter {} cannot run compute shaders: {why}. Pick another backend (`--backend \
+             vulkan`, or unset WGPU_BACKEND) or adapter; available: {}",
+            describe(&adapter.get_info()),
+            names.join("; ")
+        );
+    }
     Ok(adapter)
 }
 
@@ -144,5 +202,26 @@ mod tests {
             wgpu::Backends::VULKAN | wgpu::Backends::GL
         );
         assert!(parse_backends("cuda").is_err());
+    }
+
+    #[test]
+    fn gl_contexts_without_compute_are_named() {
+        let gl = |driver_info: &str| wgpu::AdapterInfo {
+            driver_info: driver_info.into(),
+            ..wgpu::AdapterInfo::new(wgpu::DeviceType::Other, wgpu::Backend::Gl)
+        };
+        assert!(compute_support(&gl("4.5 (Core Profile) Mesa 22.3.6")).is_ok());
+        assert!(compute_support(&gl("4.3.0 NVIDIA 580.159.04")).is_ok());
+        assert!(compute_support(&gl("OpenGL ES 3.1 Mesa 22.3.6")).is_ok());
+        assert!(compute_support(&gl("something else")).is_ok());
+        let why = compute_support(&gl("3.3.0 NVIDIA 580.159.04")).unwrap_err();
+        assert!(why.contains("OpenGL 3.3") && why.contains("4.3"), "{why}");
+        assert!(compute_support(&gl("OpenGL ES 3.0 Mesa")).is_err());
+        let vk = wgpu::AdapterInfo {
+            backend: wgpu::Backend::Vulkan,
+            driver_info: "3.3".into(),
+            ..gl("")
+        };
+        assert!(compute_support(&vk).is_ok());
     }
 }
