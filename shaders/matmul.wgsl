@@ -11,7 +11,8 @@
 // A 16×16 workgroup computes a 64×64 tile of C; each invocation owns a 4×4
 // block at stride 16 (rows ty + 16i, columns tx + 16j), so its shared-memory
 // reads of one k row hit 16 consecutive words across the lanes and its stores
-// to C are coalesced. Tiles of A and B are staged in K-steps of 16, read from
+// to C are coalesced. The block lives in four vec4 registers (one per row):
+// an indexed local array may be placed in memory by a GPU compiler. Tiles of A and B are staged in K-steps of 16, read from
 // global memory along whichever storage axis is contiguous for the transpose
 // flags, zero-padded at the edges so the inner loop needs no bounds checks.
 // The CPU adapter uses matmul_cpu.wgsl instead (no shared memory there).
@@ -24,6 +25,10 @@
 const BM: u32 = 64u;
 const BN: u32 = 64u;
 const BK: u32 = 16u;
+// Tile rows are padded by one word: the stores that transpose (A without
+// TRANS_A, B with TRANS_B: 16 lanes along k) then spread over the banks
+// instead of all landing on one.
+const LDT: u32 = 65u;
 
 @group(0) @binding(0) var<uniform> p: MatmulParams;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
@@ -31,8 +36,37 @@ const BK: u32 = 16u;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
 
-var<workgroup> a_tile: array<f32, 1024>; // [BK][BM]
-var<workgroup> b_tile: array<f32, 1024>; // [BK][BN]
+var<workgroup> a_tile: array<f32, 1040>; // [BK][LDT], m along the row
+var<workgroup> b_tile: array<f32, 1040>; // [BK][LDT], n along the row
+
+// Row m of this invocation's block: its 4 columns n0, n0+16, n0+32, n0+48
+// get bias and the old C (accumulate) added, in that order, and are stored.
+fn store_row(z: u32, m: u32, n0: u32, v: vec4<f32>) {
+    if (m >= p.m) {
+        return;
+    }
+    let row = p.c_off + z * p.c_bs + m * p.ldc;
+    for (var j = 0u; j < 4u; j++) {
+        let n = n0 + 16u * j;
+        if (n < p.n) {
+            var x = v[j];
+            if (p.has_bias != 0u) {
+                x += bias[p.bias_off + n];
+            }
+            if (p.accumulate != 0u) {
+                x += c[row + n];
+            }
+            c[row + n] = x;
+        }
+    }
+}
+
+// The LoRA term for row m over ranks j .. j+3: each column's dot(U, V) is
+// added to the accumulator on its own, as a scalar epilogue would.
+fn lora_row(m: u32, j: u32, v: array<vec4<f32>, 4>, acc: vec4<f32>) -> vec4<f32> {
+    let u = lora_u4(p.lora, m, j) * p.lora.scale;
+    return acc + vec4<f32>(dot(u, v[0]), dot(u, v[1]), dot(u, v[2]), dot(u, v[3]));
+}
 
 @compute @workgroup_size(16, 16)
 fn matmul_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
@@ -45,10 +79,12 @@ fn matmul_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocatio
     let n0 = wg.x * BN;
     let a_base = p.a_off + wg.z * p.a_bs;
     let b_base = p.b_off + wg.z * p.b_bs;
-    var acc: array<f32, 16>;
-    for (var i = 0u; i < 16u; i++) {
-        acc[i] = 0.0;
-    }
+    // acc_i[j] is C[m0 + ty + 16i, n0 + tx + 16j]: four vectors, not an
+    // indexed array, so that every accumulator stays in a register.
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
     for (var k0 = 0u; k0 < p.k; k0 += BK) {
         for (var r = 0u; r < 4u; r++) {
             let e = li + 256u * r;
@@ -61,7 +97,7 @@ fn matmul_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocatio
             if (gm < p.m && gak < p.k) {
                 av = a[a_base + select(gm * p.lda + gak, gak * p.lda + gm, TRANS_A)];
             }
-            a_tile[ak * BM + am] = av;
+            a_tile[ak * LDT + am] = av;
             let bn = select(e % BN, e / BK, TRANS_B);
             let bk = select(e / BN, e % BK, TRANS_B);
             let gn = n0 + bn;
@@ -70,60 +106,36 @@ fn matmul_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocatio
             if (gn < p.n && gbk < p.k) {
                 bv = b[b_base + select(gbk * p.ldb + gn, gn * p.ldb + gbk, TRANS_B)];
             }
-            b_tile[bk * BN + bn] = bv;
+            b_tile[bk * LDT + bn] = bv;
         }
         workgroupBarrier();
         for (var kk = 0u; kk < BK; kk++) {
-            var ar: array<f32, 4>;
-            var br: array<f32, 4>;
-            for (var i = 0u; i < 4u; i++) {
-                ar[i] = a_tile[kk * BM + lid.y + 16u * i];
-                br[i] = b_tile[kk * BN + lid.x + 16u * i];
-            }
-            for (var i = 0u; i < 4u; i++) {
-                for (var j = 0u; j < 4u; j++) {
-                    acc[i * 4u + j] = fma(ar[i], br[j], acc[i * 4u + j]);
-                }
-            }
+            let t = kk * LDT;
+            let bk4 = vec4<f32>(b_tile[t + lid.x], b_tile[t + lid.x + 16u], b_tile[t + lid.x + 32u],
+                                b_tile[t + lid.x + 48u]);
+            acc0 = fma(vec4<f32>(a_tile[t + lid.y]), bk4, acc0);
+            acc1 = fma(vec4<f32>(a_tile[t + lid.y + 16u]), bk4, acc1);
+            acc2 = fma(vec4<f32>(a_tile[t + lid.y + 32u]), bk4, acc2);
+            acc3 = fma(vec4<f32>(a_tile[t + lid.y + 48u]), bk4, acc3);
         }
         workgroupBarrier();
     }
+    let m = m0 + lid.y;
+    let n = n0 + lid.x;
     if (LORA) {
-        let e = p.lora;
-        for (var j = 0u; j < e.rank; j += 4u) {
-            var u: array<vec4<f32>, 4>;
-            var v: array<vec4<f32>, 4>;
-            for (var i = 0u; i < 4u; i++) {
-                u[i] = lora_u4(e, m0 + lid.y + 16u * i, j) * e.scale;
-                v[i] = lora_v4(e, n0 + lid.x + 16u * i, j);
-            }
-            for (var i = 0u; i < 4u; i++) {
-                for (var q = 0u; q < 4u; q++) {
-                    acc[i * 4u + q] += dot(u[i], v[q]);
-                }
-            }
+        for (var j = 0u; j < p.lora.rank; j += 4u) {
+            let v = array<vec4<f32>, 4>(lora_v4(p.lora, n, j), lora_v4(p.lora, n + 16u, j),
+                                        lora_v4(p.lora, n + 32u, j), lora_v4(p.lora, n + 48u, j));
+            acc0 = lora_row(m, j, v, acc0);
+            acc1 = lora_row(m + 16u, j, v, acc1);
+            acc2 = lora_row(m + 32u, j, v, acc2);
+            acc3 = lora_row(m + 48u, j, v, acc3);
         }
     }
-    for (var i = 0u; i < 4u; i++) {
-        let m = m0 + lid.y + 16u * i;
-        if (m >= p.m) {
-            break;
-        }
-        let row = p.c_off + wg.z * p.c_bs + m * p.ldc;
-        for (var j = 0u; j < 4u; j++) {
-            let n = n0 + lid.x + 16u * j;
-            if (n < p.n) {
-                var v = acc[i * 4u + j];
-                if (p.has_bias != 0u) {
-                    v += bias[p.bias_off + n];
-                }
-                if (p.accumulate != 0u) {
-                    v += c[row + n];
-                }
-                c[row + n] = v;
-            }
-        }
-    }
+    store_row(wg.z, m, n, acc0);
+    store_row(wg.z, m + 16u, n, acc1);
+    store_row(wg.z, m + 32u, n, acc2);
+    store_row(wg.z, m + 48u, n, acc3);
 }
 
 // dbias[n] (+)= Σ_r dy[r, n]: column sums of the output gradient, one
