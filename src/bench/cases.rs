@@ -41,8 +41,9 @@ fn matmul_case(m: usize, k: usize, n: usize) -> Case {
     }
 }
 
-/// The CPU-adapter matmul kernels side by side (same run, same inputs), with
-/// B stored [K, N] or, with `tb`, [N, K] (a linear layer / the LM head).
+/// The three matmul kernels side by side (same run, same inputs), with B
+/// stored [K, N] or, with `tb`, [N, K] (a linear layer / the LM head): what
+/// `MatmulVariant::Auto` picks per adapter is read off these rows.
 fn matmul_variant_cases(m: usize, k: usize, n: usize, tb: bool) -> Vec<Case> {
     let row = |op: &'static str, variant: MatmulVariant| Case {
         op,
@@ -60,6 +61,7 @@ fn matmul_variant_cases(m: usize, k: usize, n: usize, tb: bool) -> Vec<Case> {
     vec![
         row("matmul_cpu", MatmulVariant::Cpu),
         row("matmul_cpu_subgroup", MatmulVariant::CpuSubgroup),
+        row("matmul_tiled", MatmulVariant::Tiled),
     ]
 }
 
@@ -261,6 +263,10 @@ pub fn cases(quick: bool) -> Vec<Case> {
             matmul_case(1024, 768, 3072),
             matmul_case(1024, 3072, 768),
         ]);
+        // Decoding one token (GEMV) and a 256-token training pass.
+        out.extend(matmul_variant_cases(1, 768, 3072, false));
+        out.extend(matmul_variant_cases(256, 768, 3072, false));
+        out.extend(matmul_variant_cases(256, 3072, 768, true));
     }
     out.extend(attention_cases([1, 12, 256, 64], 12));
     out.extend(attention_cases([1, 12, 256, 64], 4));
