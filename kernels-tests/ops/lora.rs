@@ -16,15 +16,16 @@ use std::sync::Arc;
 
 mod tape;
 
-const VARIANTS: [MatmulVariant; 3] = [
+const VARIANTS: [MatmulVariant; 4] = [
     MatmulVariant::Cpu,
     MatmulVariant::CpuSubgroup,
     MatmulVariant::Tiled,
+    MatmulVariant::Rows,
 ];
 
 #[test]
 fn epilogue_params_layout() {
-    for stem in ["matmul", "matmul_cpu"] {
+    for stem in ["matmul", "matmul_cpu", "matmul_rows"] {
         crate::assert_params_layout!(
             LoraEpilogueParams,
             stem,

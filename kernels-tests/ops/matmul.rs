@@ -11,16 +11,17 @@ use case::{check_case, plain, tol, Case};
 use engine::ops::matmul::{linear, matmul, matmul_into, MatmulParams, MatmulVariant};
 use engine::{Gpu, GpuOptions, Tensor};
 
-const VARIANTS: [MatmulVariant; 3] = [
+const VARIANTS: [MatmulVariant; 4] = [
     MatmulVariant::Cpu,
     MatmulVariant::CpuSubgroup,
     MatmulVariant::Tiled,
+    MatmulVariant::Rows,
 ];
 const TRANS: [(bool, bool); 4] = [(false, false), (false, true), (true, false), (true, true)];
 
 #[test]
 fn matmul_params_layout() {
-    for stem in ["matmul", "matmul_cpu"] {
+    for stem in ["matmul", "matmul_cpu", "matmul_rows"] {
         crate::assert_params_layout!(
             MatmulParams,
             stem,
@@ -191,6 +192,15 @@ fn chunks_operands_larger_than_one_binding() {
         ..plain(37, 41, 45)
     };
     check_case(&small, MatmulVariant::Tiled, cs, 500, true);
+    for (t, (ta, tb)) in TRANS.into_iter().enumerate() {
+        let cs = Case {
+            ta,
+            tb,
+            bias: true,
+            ..plain(3, 5, 1100)
+        };
+        check_case(&small, MatmulVariant::Rows, cs, 600 + t as u64, true);
+    }
 }
 
 #[test]

@@ -41,7 +41,7 @@ fn matmul_case(m: usize, k: usize, n: usize) -> Case {
     }
 }
 
-/// The three matmul kernels side by side (same run, same inputs), with B
+/// The matmul kernels side by side (same run, same inputs), with B
 /// stored [K, N] or, with `tb`, [N, K] (a linear layer / the LM head): what
 /// `MatmulVariant::Auto` picks per adapter is read off these rows.
 fn matmul_variant_cases(m: usize, k: usize, n: usize, tb: bool) -> Vec<Case> {
@@ -58,11 +58,16 @@ fn matmul_variant_cases(m: usize, k: usize, n: usize, tb: bool) -> Vec<Case> {
             )
         }),
     };
-    vec![
+    let mut rows = vec![
         row("matmul_cpu", MatmulVariant::Cpu),
         row("matmul_cpu_subgroup", MatmulVariant::CpuSubgroup),
         row("matmul_tiled", MatmulVariant::Tiled),
-    ]
+    ];
+    // The few-rows kernel only where it may be chosen (decoding).
+    if m <= crate::ops::matmul::ROWS_MAX {
+        rows.push(row("matmul_rows", MatmulVariant::Rows));
+    }
+    rows
 }
 
 /// q [B, T, H, D], k and v [B, T, Hkv, D], and a gradient of the output.
@@ -263,8 +268,11 @@ pub fn cases(quick: bool) -> Vec<Case> {
             matmul_case(1024, 768, 3072),
             matmul_case(1024, 3072, 768),
         ]);
-        // Decoding one token (GEMV) and a 256-token training pass.
+        // Decoding one token (GEMV; 8 sequences; the LM head) and a
+        // 256-token training pass.
         out.extend(matmul_variant_cases(1, 768, 3072, false));
+        out.extend(matmul_variant_cases(8, 768, 3072, false));
+        out.extend(matmul_variant_cases(1, 768, 50257, true));
         out.extend(matmul_variant_cases(256, 768, 3072, false));
         out.extend(matmul_variant_cases(256, 3072, 768, true));
     }

@@ -141,6 +141,8 @@ impl<'t> Gemm<'t> {
             return Ok(());
         }
         let gpu = self.c.t.gpu();
+        // Resolved once for the whole problem, so its pieces share a kernel.
+        let variant = variant.for_rows(gpu, self.m);
         let (_, rows_per_group, cols_per_group) = variant.kernel(gpu);
         let cap = (gpu.max_binding() / 4) as usize;
         let align = (gpu.binding_alignment() / 4).max(1) as usize;
