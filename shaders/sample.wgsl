@@ -102,8 +102,10 @@ fn value(row: u32, i: u32) -> f32 {
     return x;
 }
 
+// A candidate at all: finite or +inf, not NaN (bits: compilers may assume no NaN).
 fn alive(x: f32) -> bool {
-    return x == x && x >= -3.4028235e38;
+    let b = bitcast<u32>(x);
+    return (b & 0x7fffffffu) < 0x7f800000u || b == 0x7f800000u;
 }
 
 // Index range of chunk c.

@@ -179,6 +179,44 @@ fn top_k_top_p_and_temperature_match_the_reference() {
     }
 }
 
+/// Banned tokens (logits of -inf, as a logits processor leaves them) are
+/// never candidates: the kernel tells them apart by their bits, since WGSL
+/// lets a compiler assume no infinities or NaNs in float comparisons.
+#[test]
+fn tokens_at_minus_infinity_are_never_drawn() {
+    let (batch, vocab) = (7, 53);
+    let mut rng = Rng::new(17);
+    let mut logits = grid_logits(&mut rng, batch * vocab);
+    for (i, l) in logits.iter_mut().enumerate() {
+        if i % 3 != 0 {
+            *l = f32::NEG_INFINITY;
+        }
+    }
+    for (i, cfg) in [
+        SamplingConfig::sample(),
+        SamplingConfig {
+            top_k: 4,
+            top_p: 0.9,
+            ..SamplingConfig::sample()
+        },
+    ]
+    .iter()
+    .enumerate()
+    {
+        check_against_reference(
+            "-inf logits",
+            &logits,
+            batch,
+            vocab,
+            vocab,
+            cfg,
+            &[],
+            4,
+            70 + i as u64,
+        );
+    }
+}
+
 #[test]
 fn stop_ids_end_rows_and_skip_their_draws() {
     let (batch, vocab) = (9, 40);

@@ -20,4 +20,3 @@ fn exp_neg(x: f32) -> f32 {
     return ldexp(q, i32(n));
 }
 
-// Finite (or +inf) and not NaN: a candidate at all.
