@@ -30,12 +30,6 @@ const BK: u32 = 16u;
 // instead of all landing on one.
 const LDT: u32 = 65u;
 
-@group(0) @binding(0) var<uniform> p: MatmulParams;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> c: array<f32>;
-
 var<workgroup> a_tile: array<f32, 1040>; // [BK][LDT], m along the row
 var<workgroup> b_tile: array<f32, 1040>; // [BK][LDT], n along the row
 

@@ -25,12 +25,6 @@ const RM: u32 = 4u;
 const CN: u32 = 32u;
 const KS: u32 = 8u;
 
-@group(0) @binding(0) var<uniform> p: MatmulParams;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> c: array<f32>;
-
 // Partial sums: [KS][CN] vec4s (the RM rows of one column).
 var<workgroup> part: array<vec4<f32>, 256>;
 

@@ -22,13 +22,8 @@ const TM: u32 = 16u; // rows per Block
 const TN: u32 = 8u; // columns per invocation (multiple of 4)
 const LANES: u32 = 8u;
 
-@group(0) @binding(0) var<uniform> p: MatmulParams;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> c: array<f32>;
-// The same ranges as `a`, `b` and `c`, seen as vec4s (used when VEC_A,
-// VEC_B, VEC_C).
+// The same ranges as `a`, `b` and `c` (common/matmul_params), seen as
+// vec4s (used when VEC_A, VEC_B, VEC_C).
 @group(0) @binding(5) var<storage, read> a4: array<vec4<f32>>;
 @group(0) @binding(6) var<storage, read> b4: array<vec4<f32>>;
 @group(0) @binding(7) var<storage, read_write> c4: array<vec4<f32>>;

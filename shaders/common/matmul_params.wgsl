@@ -1,6 +1,6 @@
-// The params struct and transpose flags shared by both matmul kernels
-// (matmul.wgsl for GPUs, matmul_cpu.wgsl for CPU adapters), mirrored by
-// `MatmulParams` in src/ops/matmul.rs. `lora` is the optional fused low-rank
+// The params struct, transpose flags and bindings shared by the matmul
+// kernels (matmul.wgsl and matmul_rows.wgsl for GPUs, matmul_cpu*.wgsl for
+// CPU adapters), mirrored by `MatmulParams` in src/ops/matmul.rs. `lora` is the optional fused low-rank
 // epilogue's part (common/lora_epilogue.wgsl).
 //#include common/lora_epilogue
 
@@ -26,3 +26,10 @@ struct MatmulParams {
 
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
+
+// The bindings every matmul kernel shares; C = op(A)·op(B) (+ bias).
+@group(0) @binding(0) var<uniform> p: MatmulParams;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> c: array<f32>;
