@@ -11,6 +11,7 @@
 //   grad_clip_apply:    g *= scale.
 // Not differentiable; nothing is saved.
 //#include common/grid
+//#include common/float_bits
 
 struct ClipParams {
     n: u32,
@@ -66,8 +67,7 @@ fn grad_clip_norm(@builtin(local_invocation_index) lid: u32) {
     let t = lane_total(lid, s);
     if (lid == 0u) {
         let nrm = sqrt(t);
-        // Bit test: compilers may assume floats are finite.
-        let finite = (bitcast<u32>(nrm) & 0x7f800000u) != 0x7f800000u;
+        let finite = is_finite(nrm);
         norm[0] = nrm;
         scale[0] = select(1.0, min(1.0, p.max_norm / (nrm + 1e-6)), finite);
     }

@@ -11,6 +11,7 @@
 // backward, which scatters dy to it. Sum / mean save nothing (their backward
 // is `elementwise_expand`).
 //#include common/grid
+//#include common/float_bits
 
 struct ReduceParams {
     // rows (row kernels, scatter), elements (partials), rows of x (cols).
@@ -39,11 +40,6 @@ const EMPTY: u32 = 0xffffffffu;
 
 var<workgroup> lane_val: array<f32, WG>;
 var<workgroup> lane_arg: array<u32, WG>;
-
-// Bit test: WGSL lets compilers assume no NaN in float comparisons.
-fn is_nan(v: f32) -> bool {
-    return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
-}
 
 // Whether (v, i) beats the running (b, bi) for max: NaN beats numbers, then
 // larger values, then the smaller index.

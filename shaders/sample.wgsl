@@ -41,6 +41,7 @@
 //#include common/grid
 //#include common/splitmix64
 //#include common/exp_neg
+//#include common/float_bits
 //#include common/wg_reduce
 
 struct SampleParams {
@@ -102,10 +103,9 @@ fn value(row: u32, i: u32) -> f32 {
     return x;
 }
 
-// A candidate at all: finite or +inf, not NaN (bits: compilers may assume no NaN).
+// A candidate at all: finite or +inf, not NaN.
 fn alive(x: f32) -> bool {
-    let b = bitcast<u32>(x);
-    return (b & 0x7fffffffu) < 0x7f800000u || b == 0x7f800000u;
+    return !is_nan(x) && !is_neg_inf(x);
 }
 
 // Index range of chunk c.
