@@ -43,6 +43,16 @@ const ROW_WG: u32 = 32u;
 @group(0) @binding(19) var<storage, read> dy4: array<vec4<f32>>;
 @group(0) @binding(20) var<storage, read_write> dx4: array<vec4<f32>>;
 
+// The row statistics both forward entries finish with, from four
+// interleaved partial sums and a scalar tail, in one fixed order.
+fn row_mean(s4: vec4<f32>, s1: f32, n: u32) -> f32 {
+    return ((s4.x + s4.y) + (s4.z + s4.w) + s1) / f32(n);
+}
+
+fn row_rstd(q4: vec4<f32>, q1: f32, n: u32) -> f32 {
+    return inverseSqrt(((q4.x + q4.y) + (q4.z + q4.w) + q1) / f32(n) + p.eps);
+}
+
 @compute @workgroup_size(32)
 fn layernorm_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                      @builtin(local_invocation_index) lid: u32) {
@@ -61,7 +71,7 @@ fn layernorm_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgrou
     for (var c = n4; c < n; c++) {
         s1 += x[o + c];
     }
-    let mean = ((s4.x + s4.y) + (s4.z + s4.w) + s1) / f32(n);
+    let mean = row_mean(s4, s1, n);
     var q4 = vec4<f32>(0.0);
     for (var c = 0u; c < n4; c += 4u) {
         let d = vec4<f32>(x[o + c], x[o + c + 1u], x[o + c + 2u], x[o + c + 3u]) - mean;
@@ -72,7 +82,7 @@ fn layernorm_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgrou
         let d = x[o + c] - mean;
         q1 += d * d;
     }
-    let rstd = inverseSqrt(((q4.x + q4.y) + (q4.z + q4.w) + q1) / f32(n) + p.eps);
+    let rstd = row_rstd(q4, q1, n);
     for (var c = 0u; c < n; c++) {
         y[o + c] = (x[o + c] - mean) * rstd * w[c] + b[c];
     }
@@ -130,14 +140,14 @@ fn layernorm_forward4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgro
     }
     // The scalar entry's (empty) tail sum, kept so the expression is its own.
     var s1 = 0.0;
-    let mean = ((s4.x + s4.y) + (s4.z + s4.w) + s1) / f32(n);
+    let mean = row_mean(s4, s1, n);
     var q4 = vec4<f32>(0.0);
     for (var c = 0u; c < n4; c++) {
         let d = x4[o + c] - mean;
         q4 += d * d;
     }
     var q1 = 0.0;
-    let rstd = inverseSqrt(((q4.x + q4.y) + (q4.z + q4.w) + q1) / f32(n) + p.eps);
+    let rstd = row_rstd(q4, q1, n);
     for (var c = 0u; c < n4; c++) {
         y4[o + c] = (x4[o + c] - mean) * rstd * w4[c] + b4[c];
     }
