@@ -45,6 +45,21 @@ struct RotaryParams {
 @group(0) @binding(6) var<storage, read> cos_sin4: array<vec4<f32>>;
 @group(0) @binding(7) var<storage, read_write> out4: array<vec4<f32>>;
 
+// Where row `row` (token, head) starts in x and in out.
+fn row_bases(row: u32) -> vec2<u32> {
+    let token = row / p.heads;
+    let head = row % p.heads;
+    return vec2<u32>(p.x_off + token * p.x_stride + head * p.x_head_stride,
+                     p.out_off + token * p.out_stride + head * p.out_head_stride);
+}
+
+// Where row `row`'s position (clamped into the table) starts in cos_sin:
+// rot_half cosines, then rot_half sines.
+fn table_base(row: u32) -> u32 {
+    let pos = u32(clamp(positions[p.pos_off + row / p.heads], 0, i32(p.max_pos) - 1));
+    return pos * 2u * p.rot_half;
+}
+
 fn rotate(i: u32, sgn: f32) {
     let w = p.d - p.rot_half;
     if (i >= p.rows * w) {
@@ -52,13 +67,11 @@ fn rotate(i: u32, sgn: f32) {
     }
     let row = i / w;
     let j = i % w;
-    let token = row / p.heads;
-    let head = row % p.heads;
-    let xb = p.x_off + token * p.x_stride + head * p.x_head_stride;
-    let ob = p.out_off + token * p.out_stride + head * p.out_head_stride;
+    let base = row_bases(row);
+    let xb = base.x;
+    let ob = base.y;
     if (j < p.rot_half) {
-        let pos = u32(clamp(positions[p.pos_off + token], 0, i32(p.max_pos) - 1));
-        let t = pos * 2u * p.rot_half;
+        let t = table_base(row);
         let c = cos_sin[t + j];
         let s = sgn * cos_sin[t + p.rot_half + j];
         let x1 = x[xb + j];
@@ -97,13 +110,11 @@ fn rotate4(i: u32, sgn: f32) {
     }
     let row = i / w;
     let j = 4u * (i % w);
-    let token = row / p.heads;
-    let head = row % p.heads;
-    let xb = p.x_off + token * p.x_stride + head * p.x_head_stride;
-    let ob = p.out_off + token * p.out_stride + head * p.out_head_stride;
+    let base = row_bases(row);
+    let xb = base.x;
+    let ob = base.y;
     if (j < p.rot_half) {
-        let pos = u32(clamp(positions[p.pos_off + token], 0, i32(p.max_pos) - 1));
-        let t = pos * 2u * p.rot_half;
+        let t = table_base(row);
         let c = cos_sin4[(t + j) >> 2u];
         let s = sgn * cos_sin4[(t + p.rot_half + j) >> 2u];
         let x1 = x4[(xb + j) >> 2u];
