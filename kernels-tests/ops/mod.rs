@@ -24,4 +24,5 @@ mod row_gather;
 mod sample;
 mod shaders;
 mod softmax;
+mod subnormal;
 mod swiglu;

@@ -7,6 +7,7 @@
 // target -100 (the ignore index) gives out 0 and dx 0 and skips the row's
 // reads; any other target outside [0, V) gives NaN so the bug is visible.
 //#include common/logit_rows
+//#include common/float_bits
 
 @group(0) @binding(2) var<storage, read> targets: array<i32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
@@ -48,7 +49,7 @@ fn cross_entropy_grad(base: u32, j: u32, t: u32, lse: f32, g: f32, live: bool) {
     if (live) {
         d = g * (exp(zx(base, j) - lse) - select(0.0, 1.0, j == t));
     }
-    dx[base + j] = d;
+    dx[base + j] = flush_subnormal(d);
 }
 
 // Recomputes softmax from the saved lse on the fly: one read of the row.

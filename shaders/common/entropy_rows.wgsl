@@ -6,6 +6,7 @@
 //   dx_j = -dH * p_j * (z_j - sum p*z) / T, p_j = exp(z_j - lse),
 // one read of the row using the saved lse and mean = sum p*z.
 //#include common/logit_rows
+//#include common/float_bits
 
 @group(0) @binding(2) var<storage, read_write> h: array<f32>;
 @group(0) @binding(3) var<storage, read_write> lse_out: array<f32>;
@@ -28,7 +29,7 @@ fn entropy_forward_row(row: u32, lane: u32, lanes: u32) {
 fn entropy_grad(base: u32, j: u32, lse: f32, mean: f32, g: f32) {
     let z = zx(base, j);
     // Clamped so that masked (-inf) logits give 0, not 0 * inf.
-    dx[base + j] = g * exp(z - lse) * clamp_finite(z - mean);
+    dx[base + j] = flush_subnormal(g * exp(z - lse) * clamp_finite(z - mean));
 }
 
 fn entropy_backward_row(row: u32, lane: u32, lanes: u32) {

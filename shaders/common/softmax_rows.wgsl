@@ -3,6 +3,7 @@
 // Binding 1 (`x`, common/logit_rows) holds x in forward and the saved y in
 // backward.
 //#include common/logit_rows
+//#include common/float_bits
 
 @group(0) @binding(2) var<storage, read> dy: array<f32>;
 // forward: y; backward: dx.
@@ -10,7 +11,7 @@
 
 fn softmax_write(base: u32, j: u32, lse: f32, log_space: bool) {
     let z = zx(base, j) - lse;
-    dst[base + j] = select(exp(z), z, log_space);
+    dst[base + j] = select(flush_subnormal(exp(z)), z, log_space);
 }
 
 // Pass 1: online logsumexp of z = x / T. Pass 2: y = exp(z - lse) or z - lse.
@@ -41,7 +42,7 @@ fn softmax_dot(base: u32, j: u32, log_space: bool) -> f32 {
 fn softmax_grad(base: u32, j: u32, s: f32, log_space: bool) {
     let y = x[base + j];
     let g = dy[base + j];
-    dst[base + j] = select(y * (g - s), g - exp(y) * s, log_space) * p.inv_t;
+    dst[base + j] = flush_subnormal(select(y * (g - s), g - exp(y) * s, log_space) * p.inv_t);
 }
 
 fn softmax_backward_row(row: u32, lane: u32, lanes: u32) {
