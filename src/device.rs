@@ -6,19 +6,23 @@
 //! training step is a handful of submits rather than one per kernel. Uploads go
 //! through the same encoder (a staging copy), never `queue.write_buffer`, so
 //! that every write lands in program order relative to the recorded kernels.
+//! The one exception is the dispatches' params (`device/params.rs`): each
+//! slice is written once, before the first batch that can read it.
 
 use anyhow::{anyhow, bail, Context, Result};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use wgpu::util::DeviceExt;
 
-use crate::kernel::{self, Bind, Dispatcher, Kernel, PipelineCache};
+use crate::kernel::{self, Bind, Dispatcher, Kernel, ParamsSlice, PipelineCache};
 
 mod adapter;
+mod params;
 mod profile;
 use crate::pool::{size_class, BufferPool};
 use adapter::choose;
 pub use adapter::{compute_support, describe, list_adapters, parse_backends, GpuOptions};
+use params::ParamsArena;
 use profile::{Profiler, MAX_TIMED};
 
 /// A device with its queue, pipeline cache, buffer pool and pending commands.
@@ -52,6 +56,8 @@ struct Batch {
     /// Profiling: the timed passes of this batch, in query-pair order.
     timed: Vec<(&'static str, &'static str)>,
     queries: Option<wgpu::QuerySet>,
+    /// The params of this batch's dispatches (device/params.rs).
+    params: ParamsArena,
 }
 
 /// Commands recorded before a batch is submitted on its own (at most one
@@ -96,6 +102,7 @@ impl Gpu {
                 commands: 0,
                 timed: Vec::new(),
                 queries: None,
+                params: ParamsArena::default(),
             }),
             pool: Mutex::new(BufferPool::default()),
             counters: Default::default(),
@@ -195,6 +202,7 @@ impl Gpu {
             commands,
             timed,
             queries,
+            ..
         } = &mut *guard;
         let enc =
             encoder.get_or_insert_with(|| self.device.create_command_encoder(&Default::default()));
@@ -216,6 +224,8 @@ impl Gpu {
     }
 
     fn submit(&self, batch: &mut Batch) {
+        // Before the submit: the batch's dispatches read their params from it.
+        batch.params.finish(&self.queue);
         if let Some(mut enc) = batch.encoder.take() {
             self.counters[1].fetch_add(1, Ordering::Relaxed);
             let mut prof = self.profiler.lock().unwrap();
@@ -381,6 +391,11 @@ impl Dispatcher for Gpu {
     }
     fn uniform(&self, bytes: &[u8]) -> wgpu::Buffer {
         Gpu::uniform(self, bytes)
+    }
+    fn params(&self, bytes: &[u8]) -> ParamsSlice {
+        let align = u64::from(self.limits.min_uniform_buffer_offset_alignment);
+        let mut batch = self.batch.lock().unwrap();
+        batch.params.push(&self.device, &self.queue, align, bytes)
     }
     fn record_commands(&self, f: &mut dyn FnMut(&mut wgpu::CommandEncoder)) {
         self.record(f)

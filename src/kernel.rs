@@ -26,6 +26,17 @@ pub trait Dispatcher {
     fn pipeline_cache(&self) -> &PipelineCache;
     /// A uniform buffer holding `bytes`.
     fn uniform(&self, bytes: &[u8]) -> wgpu::Buffer;
+    /// Binds one dispatch's params for commands recorded from now on (not
+    /// for replays: see [`Prepared`]). By default a buffer of their own; a
+    /// device may hand out slices of a shared buffer instead.
+    fn params(&self, bytes: &[u8]) -> ParamsSlice {
+        let buffer = self.uniform(bytes);
+        ParamsSlice {
+            offset: 0,
+            size: buffer.size(),
+            buffer,
+        }
+    }
     /// Runs `f` with the pending command encoder.
     fn record_commands(&self, f: &mut dyn FnMut(&mut wgpu::CommandEncoder));
     /// Counts one recorded dispatch (for `engine bench`'s per-token figures).
@@ -48,6 +59,13 @@ pub trait Dispatcher {
     }
 }
 
+/// Where one dispatch's uniform params are bound.
+pub struct ParamsSlice {
+    pub buffer: wgpu::Buffer,
+    pub offset: u64,
+    pub size: u64,
+}
+
 impl<D: Dispatcher + ?Sized> Dispatcher for Arc<D> {
     fn wgpu_device(&self) -> &wgpu::Device {
         (**self).wgpu_device()
@@ -63,6 +81,9 @@ impl<D: Dispatcher + ?Sized> Dispatcher for Arc<D> {
     }
     fn uniform(&self, bytes: &[u8]) -> wgpu::Buffer {
         (**self).uniform(bytes)
+    }
+    fn params(&self, bytes: &[u8]) -> ParamsSlice {
+        (**self).params(bytes)
     }
     fn record_commands(&self, f: &mut dyn FnMut(&mut wgpu::CommandEncoder)) {
         (**self).record_commands(f)
@@ -277,58 +298,89 @@ pub fn prepare<P: bytemuck::Pod>(
     params: &P,
     binds: &[Bind],
 ) -> Result<Prepared> {
-    let c = gpu
-        .pipeline_cache()
-        .compiled(gpu.wgpu_device(), kernel)
-        .with_context(|| format!("compiling {}::{}", kernel.shader, kernel.entry))?;
+    let compiled = compiled(gpu, kernel)?;
     let uniform = gpu.uniform(bytemuck::bytes_of(params));
-    let mut entries = Vec::with_capacity(c.bindings.len());
-    for &(binding, kind) in &c.bindings {
-        let resource = if kind == BindingKind::Uniform {
-            uniform.as_entire_binding()
-        } else {
-            let b = binds.iter().find(|b| b.binding == binding).ok_or_else(|| {
-                anyhow!(
-                    "{}::{} needs a buffer at @binding({binding})",
-                    kernel.shader,
-                    kernel.entry
-                )
-            })?;
-            wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                buffer: b.buffer,
-                offset: b.offset,
-                size: Some(std::num::NonZeroU64::new(b.size.max(4)).unwrap()),
-            })
-        };
-        entries.push(wgpu::BindGroupEntry { binding, resource });
-    }
-    let bind_group = gpu
-        .wgpu_device()
-        .create_bind_group(&wgpu::BindGroupDescriptor {
-            label: None,
-            layout: &c.layout,
-            entries: &entries,
-        });
+    let slice = ParamsSlice {
+        offset: 0,
+        size: uniform.size(),
+        buffer: uniform.clone(),
+    };
+    let bind_group = bind_group(gpu, &compiled, &slice, binds)?;
     Ok(Prepared {
-        compiled: c,
+        compiled,
         bind_group,
         _uniform: uniform,
     })
 }
 
+fn compiled(gpu: &(impl Dispatcher + ?Sized), kernel: &Kernel) -> Result<Arc<Compiled>> {
+    gpu.pipeline_cache()
+        .compiled(gpu.wgpu_device(), kernel)
+        .with_context(|| format!("compiling {}::{}", kernel.shader, kernel.entry))
+}
+
+/// `params` at the uniform binding, `binds` at the storage bindings the
+/// entry point reflects.
+fn bind_group(
+    gpu: &(impl Dispatcher + ?Sized),
+    c: &Compiled,
+    params: &ParamsSlice,
+    binds: &[Bind],
+) -> Result<wgpu::BindGroup> {
+    let mut entries = Vec::with_capacity(c.bindings.len());
+    for &(binding, kind) in &c.bindings {
+        let (buffer, offset, size) = if kind == BindingKind::Uniform {
+            (&params.buffer, params.offset, params.size)
+        } else {
+            let b = binds.iter().find(|b| b.binding == binding).ok_or_else(|| {
+                anyhow!(
+                    "{}::{} needs a buffer at @binding({binding})",
+                    c.name.0,
+                    c.name.1
+                )
+            })?;
+            (b.buffer, b.offset, b.size.max(4))
+        };
+        entries.push(wgpu::BindGroupEntry {
+            binding,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer,
+                offset,
+                size: Some(std::num::NonZeroU64::new(size).unwrap()),
+            }),
+        });
+    }
+    Ok(gpu
+        .wgpu_device()
+        .create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &c.layout,
+            entries: &entries,
+        }))
+}
+
 impl Prepared {
     /// Records one dispatch over `groups` workgroups.
     pub fn record(&self, gpu: &(impl Dispatcher + ?Sized), groups: [u32; 3]) {
-        if groups.contains(&0) {
-            return;
-        }
-        gpu.note_dispatch();
-        gpu.record_pass(self.compiled.name, &mut |pass| {
-            pass.set_pipeline(&self.compiled.pipeline);
-            pass.set_bind_group(0, &self.bind_group, &[]);
-            pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
-        });
+        record(gpu, &self.compiled, &self.bind_group, groups);
     }
+}
+
+fn record(
+    gpu: &(impl Dispatcher + ?Sized),
+    c: &Compiled,
+    bind_group: &wgpu::BindGroup,
+    groups: [u32; 3],
+) {
+    if groups.contains(&0) {
+        return;
+    }
+    gpu.note_dispatch();
+    gpu.record_pass(c.name, &mut |pass| {
+        pass.set_pipeline(&c.pipeline);
+        pass.set_bind_group(0, bind_group, &[]);
+        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+    });
 }
 
 /// Records one dispatch of `kernel` over `groups` workgroups. `params` goes
@@ -341,13 +393,12 @@ pub fn dispatch<P: bytemuck::Pod>(
     binds: &[Bind],
     groups: [u32; 3],
 ) -> Result<()> {
+    let c = compiled(gpu, kernel)?;
     if groups.contains(&0) {
-        // Still compile, so a bad kernel fails the same way at any size.
-        gpu.pipeline_cache()
-            .compiled(gpu.wgpu_device(), kernel)
-            .with_context(|| format!("compiling {}::{}", kernel.shader, kernel.entry))?;
+        // Compiled all the same, so a bad kernel fails the same way at any size.
         return Ok(());
     }
-    prepare(gpu, kernel, params, binds)?.record(gpu, groups);
+    let bind_group = bind_group(gpu, &c, &gpu.params(bytemuck::bytes_of(params)), binds)?;
+    record(gpu, &c, &bind_group, groups);
     Ok(())
 }

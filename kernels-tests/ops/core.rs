@@ -166,3 +166,34 @@ fn copy_elems_from_copies_a_range() {
         .copy_elems_from(5, &upload(&[4], &[0.0; 4]), 0, 2)
         .is_err());
 }
+
+/// Each dispatch's params are a slice of its batch's params buffer
+/// (device/params.rs): 700 dispatches with distinct params, across several
+/// batches and arenas, with reads (submits) in between, each see their own.
+#[test]
+fn every_dispatch_reads_its_own_params_across_batches() {
+    let n = 5;
+    let x = upload(&[n], &[1.0; 5]);
+    let y = upload(&[n], &[0.0; 5]);
+    let z = upload(&[2 * n + 1], &vec![0.0; 2 * n + 1]);
+    let x2 = upload(&[2 * n + 1], &vec![1.0; 2 * n + 1]);
+    let mut want = 0.0f64;
+    let mut want_z = 0.0f64;
+    for i in 1..=700 {
+        axpy(&y, -(i as f32), &x).unwrap();
+        want -= i as f64;
+        if i % 7 == 0 {
+            axpy(&z, i as f32 * 0.5, &x2).unwrap();
+            want_z += i as f64 * 0.5;
+        }
+        if i % 333 == 0 {
+            assert_eq!(
+                y.to_vec().unwrap(),
+                vec![want as f32; n],
+                "after {i} dispatches"
+            );
+        }
+    }
+    assert_eq!(y.to_vec().unwrap(), vec![want as f32; n]);
+    assert_eq!(z.to_vec().unwrap(), vec![want_z as f32; 2 * n + 1]);
+}
