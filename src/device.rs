@@ -17,13 +17,14 @@ use wgpu::util::DeviceExt;
 use crate::kernel::{self, Bind, Dispatcher, Kernel, ParamsSlice, PipelineCache};
 
 mod adapter;
+mod batch;
 mod params;
 mod profile;
 use crate::pool::{size_class, BufferPool};
 use adapter::choose;
 pub use adapter::{compute_support, describe, list_adapters, parse_backends, GpuOptions};
-use params::ParamsArena;
-use profile::{Profiler, MAX_TIMED};
+use batch::Batch;
+use profile::Profiler;
 
 /// A device with its queue, pipeline cache, buffer pool and pending commands.
 pub struct Gpu {
@@ -49,20 +50,6 @@ pub struct GpuCounters {
     /// Bytes copied back to the host.
     pub bytes_read: u64,
 }
-
-struct Batch {
-    encoder: Option<wgpu::CommandEncoder>,
-    commands: usize,
-    /// Profiling: the timed passes of this batch, in query-pair order.
-    timed: Vec<(&'static str, &'static str)>,
-    queries: Option<wgpu::QuerySet>,
-    /// The params of this batch's dispatches (device/params.rs).
-    params: ParamsArena,
-}
-
-/// Commands recorded before a batch is submitted on its own (at most one
-/// timed pass each).
-const MAX_BATCH: usize = MAX_TIMED as usize;
 
 impl Gpu {
     /// Opens the best adapter allowed by `opts`.
@@ -97,13 +84,7 @@ impl Gpu {
             features,
             max_binding,
             pipelines: PipelineCache::default(),
-            batch: Mutex::new(Batch {
-                encoder: None,
-                commands: 0,
-                timed: Vec::new(),
-                queries: None,
-                params: ParamsArena::default(),
-            }),
+            batch: Mutex::new(Batch::default()),
             pool: Mutex::new(BufferPool::default()),
             counters: Default::default(),
             profiler: Mutex::new(None),
@@ -181,38 +162,6 @@ impl Gpu {
         kernel::dispatch(self, kernel, params, binds, groups)
     }
 
-    /// Runs `f` with the pending encoder, creating it if needed.
-    pub(crate) fn record(&self, f: impl FnOnce(&mut wgpu::CommandEncoder)) {
-        self.record_in_batch(|enc, _, _| f(enc));
-    }
-
-    /// Records one command into the pending batch, with the batch's timed
-    /// passes and query set at hand (profiling); submits a full batch.
-    fn record_in_batch(
-        &self,
-        f: impl FnOnce(
-            &mut wgpu::CommandEncoder,
-            &mut Vec<(&'static str, &'static str)>,
-            &mut Option<wgpu::QuerySet>,
-        ),
-    ) {
-        let mut guard = self.batch.lock().unwrap();
-        let Batch {
-            encoder,
-            commands,
-            timed,
-            queries,
-            ..
-        } = &mut *guard;
-        let enc =
-            encoder.get_or_insert_with(|| self.device.create_command_encoder(&Default::default()));
-        f(enc, timed, queries);
-        *commands += 1;
-        if *commands >= MAX_BATCH {
-            self.submit(&mut guard);
-        }
-    }
-
     /// Dispatches, submits and read-back bytes so far.
     pub fn counters(&self) -> GpuCounters {
         let c = |i: usize| self.counters[i].load(Ordering::Relaxed);
@@ -221,34 +170,6 @@ impl Gpu {
             submits: c(1),
             bytes_read: c(2),
         }
-    }
-
-    fn submit(&self, batch: &mut Batch) {
-        // Before the submit: the batch's dispatches read their params from it.
-        batch.params.finish(&self.queue);
-        if let Some(mut enc) = batch.encoder.take() {
-            self.counters[1].fetch_add(1, Ordering::Relaxed);
-            let mut prof = self.profiler.lock().unwrap();
-            if let Some(p) = prof.as_mut() {
-                p.submitted();
-            }
-            let timed = std::mem::take(&mut batch.timed);
-            let staging = match (&batch.queries, timed.is_empty()) {
-                (Some(q), false) => Some(self.resolve_timestamps(&mut enc, q, timed.len())),
-                _ => None,
-            };
-            self.queue.submit([enc.finish()]);
-            if let (Some(staging), Some(p)) = (staging, prof.as_mut()) {
-                match self.read_mapped(&staging) {
-                    Ok(bytes) => {
-                        let ticks: &[u64] = bytemuck::cast_slice(&bytes);
-                        p.timed(&timed, ticks, self.queue.get_timestamp_period());
-                    }
-                    Err(e) => eprintln!("profile: reading timestamps failed: {e:#}"),
-                }
-            }
-        }
-        batch.commands = 0;
     }
 
     /// Submits everything recorded so far (without waiting).

@@ -238,8 +238,9 @@ impl super::Gpu {
         Ok(self.profiler.lock().unwrap().as_mut().map(Profiler::table))
     }
 
-    /// Records one compute pass, with a begin and end timestamp when
-    /// profiling on an adapter that has them.
+    /// Records one dispatch: into the batch's shared compute pass, or, when
+    /// profiling on an adapter with timestamp queries, into a pass of its own
+    /// that writes a begin and an end timestamp.
     pub(super) fn record_timed_pass(
         &self,
         name: Name,
@@ -251,7 +252,7 @@ impl super::Gpu {
             timed = p.timestamps;
         }
         if !timed {
-            self.record(|enc| f(&mut enc.begin_compute_pass(&Default::default())));
+            self.record_in_shared_pass(f);
             return;
         }
         self.record_in_batch(|enc, timed, queries| {
