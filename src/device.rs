@@ -162,6 +162,63 @@ impl Gpu {
         kernel::dispatch(self, kernel, params, binds, groups)
     }
 
+    /// Runs `f` with the pending encoder, creating it if needed.
+    pub(crate) fn record(&self, f: impl FnOnce(&mut wgpu::CommandEncoder)) {
+        self.record_in_batch(|enc, _, _| f(enc));
+    }
+
+    /// Records one command into the pending batch, with the batch's timed
+    /// passes and query set at hand (profiling); submits a full batch.
+    fn record_in_batch(
+        &self,
+        f: impl FnOnce(
+            &mut wgpu::CommandEncoder,
+            &mut Vec<(&'static str, &'static str)>,
+            &mut Option<wgpu::QuerySet>,
+        ),
+    ) {
+        let mut batch = self.batch.lock().unwrap();
+        let (enc, timed, queries) = batch.encoder(&self.device);
+        f(enc, timed, queries);
+        if batch.count() {
+            self.submit(&mut batch);
+        }
+    }
+
+    /// Records one dispatch into the batch's shared compute pass.
+    fn record_in_shared_pass(&self, f: &mut dyn FnMut(&mut wgpu::ComputePass<'_>)) {
+        let mut batch = self.batch.lock().unwrap();
+        f(batch.shared_pass(&self.device));
+        if batch.count() {
+            self.submit(&mut batch);
+        }
+    }
+
+    fn submit(&self, batch: &mut Batch) {
+        let Some((mut enc, timed)) = batch.take(&self.queue) else {
+            return;
+        };
+        self.counters[1].fetch_add(1, Ordering::Relaxed);
+        let mut prof = self.profiler.lock().unwrap();
+        if let Some(p) = prof.as_mut() {
+            p.submitted();
+        }
+        let staging = match (&batch.queries, timed.is_empty()) {
+            (Some(q), false) => Some(self.resolve_timestamps(&mut enc, q, timed.len())),
+            _ => None,
+        };
+        self.queue.submit([enc.finish()]);
+        if let (Some(staging), Some(p)) = (staging, prof.as_mut()) {
+            match self.read_mapped(&staging) {
+                Ok(bytes) => {
+                    let ticks: &[u64] = bytemuck::cast_slice(&bytes);
+                    p.timed(&timed, ticks, self.queue.get_timestamp_period());
+                }
+                Err(e) => eprintln!("profile: reading timestamps failed: {e:#}"),
+            }
+        }
+    }
+
     /// Dispatches, submits and read-back bytes so far.
     pub fn counters(&self) -> GpuCounters {
         let c = |i: usize| self.counters[i].load(Ordering::Relaxed);

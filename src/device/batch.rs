@@ -1,116 +1,80 @@
 //! Command batching: the pending encoder, the compute pass its dispatches
-//! share, their params arena, and the submit.
-
-use std::sync::atomic::Ordering;
+//! share, and their params arena. [`Gpu`](super::Gpu) records through a
+//! [`Batch`] and submits it whole.
 
 use super::params::ParamsArena;
-use super::profile::MAX_TIMED;
-use super::Gpu;
+
+/// Commands recorded before a batch is submitted on its own (profiling
+/// gives each timed pass two of the query set's slots).
+pub(super) const MAX_BATCH: usize = 256;
+
+/// A timed pass's (shader, entry point).
+type Name = (&'static str, &'static str);
 
 #[derive(Default)]
 pub(super) struct Batch {
-    pub(super) encoder: Option<wgpu::CommandEncoder>,
-    /// The compute pass consecutive dispatches share (untimed ones): a pass
-    /// each cost about 50 us more per dispatch on lavapipe
-    /// (examples/dispatch_cost.rs). wgpu still places a barrier between
-    /// dispatches that touch the same buffer. While it is open the encoder
-    /// takes no other command, so every other use ends it first.
-    pub(super) pass: Option<wgpu::ComputePass<'static>>,
-    pub(super) commands: usize,
+    encoder: Option<wgpu::CommandEncoder>,
+    /// The compute pass consecutive untimed dispatches share: on an H200 a
+    /// pass each cost 59 us per dispatch against 4 us in one pass, on
+    /// lavapipe about 30 us more (examples/dispatch_cost.rs). wgpu still
+    /// places a barrier between dispatches that touch the same buffer. While
+    /// the pass is open the encoder takes no other command, so every other
+    /// use ends it first.
+    pass: Option<wgpu::ComputePass<'static>>,
+    commands: usize,
     /// Profiling: the timed passes of this batch, in query-pair order.
-    pub(super) timed: Vec<(&'static str, &'static str)>,
+    timed: Vec<Name>,
     pub(super) queries: Option<wgpu::QuerySet>,
     /// The params of this batch's dispatches (device/params.rs).
     pub(super) params: ParamsArena,
 }
 
-/// Commands recorded before a batch is submitted on its own (at most one
-/// timed pass each).
-const MAX_BATCH: usize = MAX_TIMED as usize;
-
-impl Gpu {
-    /// Runs `f` with the pending encoder, creating it if needed.
-    pub(crate) fn record(&self, f: impl FnOnce(&mut wgpu::CommandEncoder)) {
-        self.record_in_batch(|enc, _, _| f(enc));
-    }
-
-    /// Records one command into the pending batch, with the batch's timed
-    /// passes and query set at hand (profiling); submits a full batch.
-    pub(super) fn record_in_batch(
-        &self,
-        f: impl FnOnce(
-            &mut wgpu::CommandEncoder,
-            &mut Vec<(&'static str, &'static str)>,
-            &mut Option<wgpu::QuerySet>,
-        ),
+impl Batch {
+    /// The pending encoder, created if needed, with the shared pass ended;
+    /// also the timed pass names and the query set (profiling).
+    pub(super) fn encoder(
+        &mut self,
+        device: &wgpu::Device,
+    ) -> (
+        &mut wgpu::CommandEncoder,
+        &mut Vec<Name>,
+        &mut Option<wgpu::QuerySet>,
     ) {
-        let mut guard = self.batch.lock().unwrap();
-        let Batch {
-            encoder,
-            pass,
-            commands,
-            timed,
-            queries,
-            ..
-        } = &mut *guard;
-        *pass = None;
-        let enc =
-            encoder.get_or_insert_with(|| self.device.create_command_encoder(&Default::default()));
-        f(enc, timed, queries);
-        *commands += 1;
-        if *commands >= MAX_BATCH {
-            self.submit(&mut guard);
-        }
+        self.pass = None;
+        let enc = self
+            .encoder
+            .get_or_insert_with(|| device.create_command_encoder(&Default::default()));
+        (enc, &mut self.timed, &mut self.queries)
     }
 
-    /// Records one dispatch into the batch's shared compute pass.
-    pub(super) fn record_in_shared_pass(&self, f: &mut dyn FnMut(&mut wgpu::ComputePass<'_>)) {
-        let mut guard = self.batch.lock().unwrap();
-        let Batch {
-            encoder,
-            pass,
-            commands,
-            ..
-        } = &mut *guard;
-        let pass = pass.get_or_insert_with(|| {
+    /// The shared compute pass, begun if needed.
+    pub(super) fn shared_pass(&mut self, device: &wgpu::Device) -> &mut wgpu::ComputePass<'static> {
+        let Batch { encoder, pass, .. } = self;
+        pass.get_or_insert_with(|| {
             encoder
-                .get_or_insert_with(|| self.device.create_command_encoder(&Default::default()))
+                .get_or_insert_with(|| device.create_command_encoder(&Default::default()))
                 .begin_compute_pass(&Default::default())
                 .forget_lifetime()
-        });
-        f(pass);
-        *commands += 1;
-        if *commands >= MAX_BATCH {
-            self.submit(&mut guard);
-        }
+        })
     }
 
-    pub(super) fn submit(&self, batch: &mut Batch) {
-        // Before the submit: the batch's dispatches read their params from it.
-        batch.params.finish(&self.queue);
-        batch.pass = None;
-        if let Some(mut enc) = batch.encoder.take() {
-            self.counters[1].fetch_add(1, Ordering::Relaxed);
-            let mut prof = self.profiler.lock().unwrap();
-            if let Some(p) = prof.as_mut() {
-                p.submitted();
-            }
-            let timed = std::mem::take(&mut batch.timed);
-            let staging = match (&batch.queries, timed.is_empty()) {
-                (Some(q), false) => Some(self.resolve_timestamps(&mut enc, q, timed.len())),
-                _ => None,
-            };
-            self.queue.submit([enc.finish()]);
-            if let (Some(staging), Some(p)) = (staging, prof.as_mut()) {
-                match self.read_mapped(&staging) {
-                    Ok(bytes) => {
-                        let ticks: &[u64] = bytemuck::cast_slice(&bytes);
-                        p.timed(&timed, ticks, self.queue.get_timestamp_period());
-                    }
-                    Err(e) => eprintln!("profile: reading timestamps failed: {e:#}"),
-                }
-            }
-        }
-        batch.commands = 0;
+    /// Counts one recorded command; true once the batch is full.
+    pub(super) fn count(&mut self) -> bool {
+        self.commands += 1;
+        self.commands >= MAX_BATCH
+    }
+
+    /// Ends the batch for a submit: its params go to the device (a queue
+    /// write, so before the submit that follows), the shared pass ends, and
+    /// the encoder and timed pass names come out. The batch starts over.
+    pub(super) fn take(
+        &mut self,
+        queue: &wgpu::Queue,
+    ) -> Option<(wgpu::CommandEncoder, Vec<Name>)> {
+        self.params.finish(queue);
+        self.pass = None;
+        self.commands = 0;
+        let enc = self.encoder.take()?;
+        Some((enc, std::mem::take(&mut self.timed)))
     }
 }

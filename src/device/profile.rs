@@ -16,7 +16,7 @@ use std::time::Instant;
 
 /// Passes per batch that can be timed: two queries each. `Gpu` submits a
 /// batch at this many commands anyway.
-pub(crate) const MAX_TIMED: u32 = 256;
+pub(crate) const MAX_TIMED: u32 = super::batch::MAX_BATCH as u32;
 
 type Name = (&'static str, &'static str);
 
