@@ -39,7 +39,7 @@ fn store_row(z: u32, m: u32, n0: u32, v: vec4<f32>) {
     if (m >= p.m) {
         return;
     }
-    let row = p.c_off + z * p.c_bs + m * p.ldc;
+    let row = c_batch(z) + m * p.ldc;
     for (var j = 0u; j < 4u; j++) {
         let n = n0 + 16u * j;
         if (n < p.n) {
@@ -71,8 +71,8 @@ fn matmul_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocatio
     }
     let m0 = wg.y * BM;
     let n0 = wg.x * BN;
-    let a_base = p.a_off + wg.z * p.a_bs;
-    let b_base = p.b_off + wg.z * p.b_bs;
+    let a_base = a_batch(wg.z);
+    let b_base = b_batch(wg.z);
     // acc_i[j] is C[m0 + ty + 16i, n0 + tx + 16j]: four vectors, not an
     // indexed array, so that every accumulator stays in a register.
     var acc0 = vec4<f32>(0.0);

@@ -31,13 +31,13 @@ fn matmul_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocatio
     if (n0 >= p.n || m0 >= p.m || wg.z >= p.batch) {
         return;
     }
-    let ab = p.a_off + wg.z * p.a_bs;
-    let bb = p.b_off + wg.z * p.b_bs;
+    let ab = a_batch(wg.z);
+    let bb = b_batch(wg.z);
     var blk: Block;
     var k = 0u;
     for (; k + 4u <= p.k; k += 4u) {
         block_fma(&blk, a_panel(ab, m0, k), a_panel(ab, m0 + 4u, k), a_panel(ab, m0 + 8u, k),
                   a_panel(ab, m0 + 12u, k), b_panel(bb, k, n0), b_panel(bb, k, n0 + 4u));
     }
-    block_finish(&blk, ab, bb, p.c_off + wg.z * p.c_bs, m0, n0, k);
+    block_finish(&blk, ab, bb, c_batch(wg.z), m0, n0, k);
 }

@@ -64,8 +64,8 @@ fn matmul_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocatio
     if (m0 >= p.m || wg.z >= p.batch) {
         return;
     }
-    let ab = p.a_off + wg.z * p.a_bs;
-    let bb = p.b_off + wg.z * p.b_bs;
+    let ab = a_batch(wg.z);
+    let bb = b_batch(wg.z);
     var top: Block;
     var bottom: Block;
     var k = 0u;
@@ -78,7 +78,7 @@ fn matmul_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocatio
         block_fma(&bottom, a_shared(x[2], false), a_shared(x[2], true), a_shared(x[3], false),
                   a_shared(x[3], true), b0, b1);
     }
-    let row0 = p.c_off + wg.z * p.c_bs;
+    let row0 = c_batch(wg.z);
     block_finish(&top, ab, bb, row0, m0, n0, k);
     block_finish(&bottom, ab, bb, row0, m0 + 16u, n0, k);
 }

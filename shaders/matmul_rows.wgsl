@@ -50,8 +50,8 @@ fn matmul_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocatio
     }
     let m0 = wg.y * RM;
     let n0 = wg.x * CN;
-    let a_base = p.a_off + wg.z * p.a_bs;
-    let b_base = p.b_off + wg.z * p.b_bs;
+    let a_base = a_batch(wg.z);
+    let b_base = b_batch(wg.z);
     let col = select(li % CN, li / KS, TRANS_B);
     let slice = select(li / CN, li % KS, TRANS_B);
     let n = n0 + col;
@@ -86,7 +86,7 @@ fn matmul_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocatio
             v += dot(lora_u4(p.lora, m, j) * p.lora.scale, lora_v4(p.lora, on, j));
         }
     }
-    let o = p.c_off + wg.z * p.c_bs + m * p.ldc + on;
+    let o = c_batch(wg.z) + m * p.ldc + on;
     if (p.has_bias != 0u) {
         v += bias[p.bias_off + on];
     }

@@ -33,3 +33,17 @@ override TRANS_B: bool = false;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
+
+// Where batch entry z of A, B and C starts in its buffer (B may be shared:
+// its batch stride is then 0).
+fn a_batch(z: u32) -> u32 {
+    return p.a_off + z * p.a_bs;
+}
+
+fn b_batch(z: u32) -> u32 {
+    return p.b_off + z * p.b_bs;
+}
+
+fn c_batch(z: u32) -> u32 {
+    return p.c_off + z * p.c_bs;
+}
