@@ -13,13 +13,18 @@
 // 4 steps of k for 1024 FMAs (16 rows: 2 + 8 loads for 512). Uniform loads
 // (every lane reading A's panel itself) measured ~35% slower than the
 // broadcasts; 64 rows per invocation was slower again (spills).
+// Products at most 16 rows tall take the one-Block form (BLOCKS below).
 // Needs one workgroup = lanes of one subgroup (8 invocations, subgroup size
 // >= 8), so no invocation returns before the K loop: lanes past N compute on
 // clamped addresses and store nothing.
 //#include common/matmul_cpu_blocks
 
-// Rows per workgroup (matmul.rs dispatches for this).
-const TM_SG: u32 = 32u;
+// Blocks per invocation: 2 (32 rows per workgroup), or 1 (16 rows) for
+// products at most 16 rows tall -- a LoRA rank, or a narrow product the host
+// transposed -- where the second would be all clamped rows. A constant, not
+// a param: llvmpipe runs a uniform branch under a mask, at full cost.
+// matmul/gemm.rs dispatches TM · BLOCKS rows per workgroup.
+override BLOCKS: u32 = 2u;
 
 // This lane's share of A's 32×4 block at rows m0.., k..: four vec4s, laid
 // out so that a_shared can rebuild every panel with constant lane ids.
@@ -59,7 +64,7 @@ fn a_shared(x: vec4<f32>, odd: bool) -> mat4x4<f32> {
 @compute @workgroup_size(8)
 fn matmul_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let n0 = (wg.x * LANES + lid) * TN;
-    let m0 = wg.y * TM_SG;
+    let m0 = wg.y * TM * BLOCKS;
     // Uniform over the workgroup (see the header).
     if (m0 >= p.m || wg.z >= p.batch) {
         return;
@@ -75,10 +80,14 @@ fn matmul_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocatio
         let b1 = b_panel(bb, k, n0 + 4u);
         block_fma(&top, a_shared(x[0], false), a_shared(x[0], true), a_shared(x[1], false),
                   a_shared(x[1], true), b0, b1);
-        block_fma(&bottom, a_shared(x[2], false), a_shared(x[2], true), a_shared(x[3], false),
-                  a_shared(x[3], true), b0, b1);
+        if (BLOCKS == 2u) {
+            block_fma(&bottom, a_shared(x[2], false), a_shared(x[2], true), a_shared(x[3], false),
+                      a_shared(x[3], true), b0, b1);
+        }
     }
     let row0 = c_batch(wg.z);
     block_finish(&top, ab, bb, row0, m0, n0, k);
-    block_finish(&bottom, ab, bb, row0, m0 + 16u, n0, k);
+    if (BLOCKS == 2u) {
+        block_finish(&bottom, ab, bb, row0, m0 + 16u, n0, k);
+    }
 }

@@ -5,6 +5,7 @@
 //! tape against finite differences. The reference problem is `matmul/case.rs`.
 
 mod case;
+mod narrow;
 
 use crate::common::*;
 use case::{check_case, plain, tol, Case};

@@ -14,6 +14,11 @@ override VEC_B: bool = false;
 // On llvmpipe each scalar store is a loop over the SIMD lanes, so one vec4
 // store per 4 columns instead of four matters at small K.
 override VEC_C: bool = false;
+// C is stored transposed: element (m, n) at row n, column m of its storage
+// (ldc is then the storage row length, M; VEC_C still says whether those
+// rows are aligned vec4s). The host swaps a product 16 or fewer columns wide
+// for its transpose this way (src/ops/matmul/gemm.rs), never with a bias.
+override TRANS_C: bool = false;
 
 // The body of matmul_forward is unrolled for exactly these; matmul.rs uses
 // TM rows (matmul_cpu; twice that in matmul_cpu_subgroup) and LANES·TN
@@ -142,7 +147,41 @@ fn store_row(row0: u32, m: u32, n: u32, v: vec4<f32>, bq: vec4<f32>) {
     }
 }
 
+// With TRANS_C: column n of this problem is storage row n of C, and v its
+// rows m .. m+3 (consecutive in storage), bounds-checked; no bias.
+fn store_run(row0: u32, m: u32, n: u32, v: vec4<f32>) {
+    if (n >= p.n) {
+        return;
+    }
+    let e = row0 + n * p.ldc + m;
+    if (VEC_C && m + 3u < p.m) {
+        var x = v;
+        if (p.accumulate != 0u) {
+            x += c4[e >> 2u];
+        }
+        c4[e >> 2u] = x;
+        return;
+    }
+    for (var r = 0u; r < 4u; r++) {
+        if (m + r < p.m) {
+            var y = v[r];
+            if (p.accumulate != 0u) {
+                y += c[e + r];
+            }
+            c[e + r] = y;
+        }
+    }
+}
+
 fn store_block(row0: u32, m: u32, n: u32, t: mat4x4<f32>, bq: vec4<f32>) {
+    if (TRANS_C) {
+        let u = transpose(t);
+        store_run(row0, m, n, u[0]);
+        store_run(row0, m, n + 1u, u[1]);
+        store_run(row0, m, n + 2u, u[2]);
+        store_run(row0, m, n + 3u, u[3]);
+        return;
+    }
     store_row(row0, m, n, t[0], bq);
     store_row(row0, m + 1u, n, t[1], bq);
     store_row(row0, m + 2u, n, t[2], bq);

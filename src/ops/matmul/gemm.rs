@@ -4,10 +4,11 @@
 
 use anyhow::{ensure, Result};
 
-use super::{MatmulParams, MatmulVariant};
-use crate::kernel::{as_vec4, Bind, Kernel};
-use crate::ops::lora::epilogue::{dummy_binds, LowRank};
+use super::MatmulVariant;
+use crate::ops::lora::epilogue::LowRank;
 use crate::tensor::Tensor;
+
+mod launch;
 
 /// One operand's storage: element offset, row stride and batch stride.
 #[derive(Clone, Copy)]
@@ -59,6 +60,9 @@ struct Gemm<'t> {
     accumulate: bool,
     /// The LoRA epilogue's term (2-D problems only).
     lora: Option<LowRank<'t>>,
+    /// C is stored transposed: element (m, n) of this problem lives at row
+    /// n, column m of `c` ([`Gemm::narrow_as_transposed`]).
+    tc: bool,
 }
 
 /// Workgroups per grid dimension (WebGPU's guaranteed minimum).
@@ -87,7 +91,11 @@ impl<'t> Gemm<'t> {
                 if self.tb { Dim::N } else { Dim::K },
                 if self.tb { Dim::K } else { Dim::N },
             ),
-            (self.c, Dim::M, Dim::N),
+            if self.tc {
+                (self.c, Dim::N, Dim::M)
+            } else {
+                (self.c, Dim::M, Dim::N)
+            },
         ];
         if let Some(bias) = self.bias {
             v.push((bias, Dim::Batch, Dim::N));
@@ -110,13 +118,13 @@ impl<'t> Gemm<'t> {
             Dim::M => {
                 g.m = hi - lo;
                 g.a = g.a.shifted(if ta { lo } else { lo * g.a.ld });
-                g.c = g.c.shifted(lo * g.c.ld);
+                g.c = g.c.shifted(if g.tc { lo } else { lo * g.c.ld });
                 g.lora = g.lora.map(|l| l.shifted(lo, 0, hi - lo, g.n));
             }
             Dim::N => {
                 g.n = hi - lo;
                 g.b = g.b.shifted(if tb { lo * g.b.ld } else { lo });
-                g.c = g.c.shifted(lo);
+                g.c = g.c.shifted(if g.tc { lo * g.c.ld } else { lo });
                 g.bias = g.bias.map(|v| v.shifted(lo));
                 g.lora = g.lora.map(|l| l.shifted(0, lo, g.m, hi - lo));
             }
@@ -143,7 +151,10 @@ impl<'t> Gemm<'t> {
         let gpu = self.c.t.gpu();
         // Resolved once for the whole problem, so its pieces share a kernel.
         let variant = variant.for_rows(gpu, self.m);
-        let (_, rows_per_group, cols_per_group) = variant.kernel(gpu);
+        if let Some(t) = self.narrow_as_transposed(variant) {
+            return t.run(variant);
+        }
+        let (_, rows_per_group, cols_per_group, _) = self.kernel(variant);
         let cap = (gpu.max_binding() / 4) as usize;
         let align = (gpu.binding_alignment() / 4).max(1) as usize;
         // The split that makes progress: grid limits first, then the first
@@ -203,92 +214,6 @@ impl<'t> Gemm<'t> {
         }
         Ok(())
     }
-
-    fn dispatch(&self, variant: MatmulVariant) -> Result<()> {
-        let gpu = self.c.t.gpu();
-        let (stem, rows_per_group, cols_per_group) = variant.kernel(gpu);
-        let bind = |v: View<'t>, binding, rows: Dim, cols: Dim| {
-            let nb = if v.bs == 0 { 1 } else { self.batch };
-            let nr = if rows == Dim::Batch {
-                1
-            } else {
-                self.size(rows)
-            };
-            let (lo, hi) = v.span(nb, nr, self.size(cols));
-            v.t.bind_elems(binding, lo, hi)
-        };
-        let ops = self.operands();
-        let (a, a_off) = bind(ops[0].0, 1, ops[0].1, ops[0].2);
-        let (b, b_off) = bind(ops[1].0, 2, ops[1].1, ops[1].2);
-        let (c, c_off) = bind(ops[2].0, 4, ops[2].1, ops[2].2);
-        // Without a bias, binding 3 gets A's range again (both read-only).
-        let (bias, bias_off) = match ops.get(3) {
-            Some(o) => bind(o.0, 3, o.1, o.2),
-            None => (Bind { binding: 3, ..a }, 0),
-        };
-        let u = |x: usize| x as u32;
-        let mut params = MatmulParams {
-            m: u(self.m),
-            n: u(self.n),
-            k: u(self.k),
-            batch: u(self.batch),
-            a_off,
-            lda: u(self.a.ld),
-            a_bs: u(self.a.bs),
-            accumulate: u(self.accumulate as usize),
-            b_off,
-            ldb: u(self.b.ld),
-            b_bs: u(self.b.bs),
-            has_bias: u(self.bias.is_some() as usize),
-            c_off,
-            ldc: u(self.c.ld),
-            c_bs: u(self.c.bs),
-            bias_off,
-            lora: Default::default(),
-        };
-        let flag = |x: bool| x as u32 as f64;
-        let mut constants = vec![("TRANS_A", flag(self.ta)), ("TRANS_B", flag(self.tb))];
-        if stem.starts_with("matmul_cpu") {
-            // Aligned operands are read (C written) as vec4s (bindings 5..7);
-            // a flag whose code never runs (no K loop below K = 4, no whole
-            // quads below N = 4) keeps the common pipeline: one less compile.
-            let (no_loop, no_quad) = (self.k < 4, self.n < 4);
-            constants.push(("VEC_A", flag(no_loop || vec_ok(&a, a_off, &self.a))));
-            constants.push(("VEC_B", flag(no_loop || vec_ok(&b, b_off, &self.b))));
-            constants.push(("VEC_C", flag(no_quad || vec_ok(&c, c_off, &self.c))));
-        }
-        // The LoRA epilogue's bindings; without a term they get A's range and
-        // the constants stay as they were (the same pipeline as before).
-        let [lu, lv] = match &self.lora {
-            Some(l) => {
-                let (binds, lp, consts) = l.bind();
-                params.lora = lp;
-                constants.extend(consts);
-                binds
-            }
-            None => dummy_binds(a),
-        };
-        let vec4s = [as_vec4(a, 5), as_vec4(b, 6), as_vec4(c, 7)];
-        let binds = [a, b, bias, c, vec4s[0], vec4s[1], vec4s[2], lu, lv];
-        gpu.dispatch(
-            &Kernel::new(stem, "matmul_forward").with(&constants),
-            &params,
-            &binds,
-            [
-                u(self.n.div_ceil(cols_per_group)),
-                u(self.m.div_ceil(rows_per_group)),
-                u(self.batch),
-            ],
-        )
-    }
-}
-
-/// True when a view's elements can be read as aligned vec4s.
-fn vec_ok(bind: &Bind, residual: u32, v: &View) -> bool {
-    bind.offset.is_multiple_of(16)
-        && residual.is_multiple_of(4)
-        && v.ld.is_multiple_of(4)
-        && v.bs.is_multiple_of(4)
 }
 
 /// A batched product described by whole tensors: `c[z] (+)= op(a[z])·op(b[z])`
@@ -329,6 +254,7 @@ pub(super) fn gemm(
         batch,
         accumulate,
         lora,
+        tc: false,
     };
     if batch > 1 && reduce && ta && !tb && a_bs == k * m && b_bs == k * n {
         // The batch continues the contraction axis of both storages.
@@ -387,6 +313,7 @@ pub(crate) fn gemm_staged(
         batch: 1,
         accumulate: false,
         lora,
+        tc: false,
     };
     for lo in (0..w_rows).step_by(rows) {
         let hi = (lo + rows).min(w_rows);
