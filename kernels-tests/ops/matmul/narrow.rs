@@ -125,3 +125,48 @@ fn narrow_products_split_across_small_bindings() {
         }
     }
 }
+
+#[test]
+fn a_rows_result_does_not_depend_on_the_products_height() {
+    // The subgroup kernel runs 1 or 2 Blocks of 16 rows per invocation by
+    // the product's height, and rows past M in a partial tile are clamped. A
+    // row's result must not depend on either: rows 0..m of a product of
+    // height m equal those of the same rows stacked into a product 100 tall,
+    // bit for bit.
+    let variant = MatmulVariant::CpuSubgroup;
+    for tb in [false, true] {
+        for (m, n, k) in [(16, 70, 37), (40, 33, 64), (48, 130, 9), (45, 8, 128)] {
+            let cs = Case {
+                tb,
+                bias: true,
+                ..plain(m, n, k)
+            };
+            let d = cs.data(900 + m as u64);
+            let tall = Case { m: 100, ..cs };
+            let a_tall: Vec<f32> = d.a.iter().copied().cycle().take(100 * k).collect();
+            let b = upload(&cs.b_shape(), &d.b);
+            let bias = upload(&[n], &d.bias);
+            let short = poisoned(&cs.c_shape());
+            let c_tall = poisoned(&tall.c_shape());
+            let a = upload(&cs.a_shape(), &d.a);
+            matmul_into(variant, &short, &a, &b, Some(&bias), false, tb, false).unwrap();
+            let a = upload(&tall.a_shape(), &a_tall);
+            matmul_into(variant, &c_tall, &a, &b, Some(&bias), false, tb, false).unwrap();
+            let (short, c_tall) = (short.to_vec().unwrap(), c_tall.to_vec().unwrap());
+            for (i, (x, y)) in short.iter().zip(&c_tall).enumerate() {
+                assert!(
+                    x.to_bits() == y.to_bits(),
+                    "{m}x{n}x{k} tb={tb}: element {i} is {x}, {y} in the tall product"
+                );
+            }
+            let [c_ref, ..] = cs.reference(&d);
+            assert_close(
+                &format!("{m}x{n}x{k} tb={tb}"),
+                &short,
+                &c_ref,
+                tol(k),
+                1e-6,
+            );
+        }
+    }
+}
