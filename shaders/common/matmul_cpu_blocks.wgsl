@@ -118,59 +118,47 @@ fn bias_quad(n: u32) -> vec4<f32> {
     return q4;
 }
 
+// Four consecutive elements of C's storage from e, the first `valid` of
+// them real: x (+ C's old value when accumulating), one aligned vec4 when
+// VEC_C and all four are real.
+fn store_quad(e: u32, x: vec4<f32>, valid: u32) {
+    if (VEC_C && valid >= 4u) {
+        var y = x;
+        if (p.accumulate != 0u) {
+            y += c4[e >> 2u];
+        }
+        c4[e >> 2u] = y;
+        return;
+    }
+    for (var q = 0u; q < min(valid, 4u); q++) {
+        var y = x[q];
+        if (p.accumulate != 0u) {
+            y += c[e + q];
+        }
+        c[e + q] = y;
+    }
+}
+
 // Row m, columns n .. n+3 of C, bounds-checked: v (+ the bias bq) (+ C's
 // old value when accumulating), each element added in that order.
 fn store_row(row0: u32, m: u32, n: u32, v: vec4<f32>, bq: vec4<f32>) {
-    if (m >= p.m) {
+    if (m >= p.m || n >= p.n) {
         return;
     }
     var x = v;
     if (p.has_bias != 0u) {
         x += bq;
     }
-    let e = row0 + m * p.ldc + n;
-    if (VEC_C && n + 3u < p.n) {
-        if (p.accumulate != 0u) {
-            x += c4[e >> 2u];
-        }
-        c4[e >> 2u] = x;
-        return;
-    }
-    for (var q = 0u; q < 4u; q++) {
-        if (n + q < p.n) {
-            var y = x[q];
-            if (p.accumulate != 0u) {
-                y += c[e + q];
-            }
-            c[e + q] = y;
-        }
-    }
+    store_quad(row0 + m * p.ldc + n, x, p.n - n);
 }
 
 // With TRANS_C: column n of this problem is storage row n of C, and v its
 // rows m .. m+3 (consecutive in storage), bounds-checked; no bias.
 fn store_run(row0: u32, m: u32, n: u32, v: vec4<f32>) {
-    if (n >= p.n) {
+    if (n >= p.n || m >= p.m) {
         return;
     }
-    let e = row0 + n * p.ldc + m;
-    if (VEC_C && m + 3u < p.m) {
-        var x = v;
-        if (p.accumulate != 0u) {
-            x += c4[e >> 2u];
-        }
-        c4[e >> 2u] = x;
-        return;
-    }
-    for (var r = 0u; r < 4u; r++) {
-        if (m + r < p.m) {
-            var y = v[r];
-            if (p.accumulate != 0u) {
-                y += c[e + r];
-            }
-            c[e + r] = y;
-        }
-    }
+    store_quad(row0 + n * p.ldc + m, v, p.m - m);
 }
 
 fn store_block(row0: u32, m: u32, n: u32, t: mat4x4<f32>, bq: vec4<f32>) {

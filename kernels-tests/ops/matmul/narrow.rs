@@ -6,10 +6,9 @@
 //! never takes a bias) and adds exactly nothing.
 
 use super::case::{plain, tol, Case};
+use super::TRANS;
 use crate::common::*;
 use engine::ops::matmul::{matmul_into, MatmulVariant};
-
-const TRANS: [(bool, bool); 4] = [(false, false), (false, true), (true, false), (true, true)];
 
 /// `C (+)= op(A)·op(B)` through `matmul_into`, with or without a zero bias.
 fn run(
