@@ -17,12 +17,12 @@ override VEC_C: bool = false;
 // C is stored transposed: element (m, n) at row n, column m of its storage
 // (ldc is then the storage row length, M; VEC_C still says whether those
 // rows are aligned vec4s). The host swaps a product 16 or fewer columns wide
-// for its transpose this way (src/ops/matmul/gemm.rs), never with a bias.
+// for its transpose this way (src/ops/matmul/gemm/launch.rs), never with a bias.
 override TRANS_C: bool = false;
 
-// The body of matmul_forward is unrolled for exactly these; matmul.rs uses
-// TM rows (matmul_cpu; twice that in matmul_cpu_subgroup) and LANES·TN
-// columns per workgroup.
+// The body of matmul_forward is unrolled for exactly these; matmul/gemm/
+// launch.rs dispatches TM rows (matmul_cpu; TM·BLOCKS in matmul_cpu_subgroup)
+// and LANES·TN columns per workgroup.
 const TM: u32 = 16u; // rows per Block
 const TN: u32 = 8u; // columns per invocation (multiple of 4)
 const LANES: u32 = 8u;

@@ -41,18 +41,18 @@ impl Batch {
         &mut Option<wgpu::QuerySet>,
     ) {
         self.pass = None;
-        let enc = self
-            .encoder
-            .get_or_insert_with(|| device.create_command_encoder(&Default::default()));
-        (enc, &mut self.timed, &mut self.queries)
+        (
+            open(&mut self.encoder, device),
+            &mut self.timed,
+            &mut self.queries,
+        )
     }
 
     /// The shared compute pass, begun if needed.
     pub(super) fn shared_pass(&mut self, device: &wgpu::Device) -> &mut wgpu::ComputePass<'static> {
         let Batch { encoder, pass, .. } = self;
         pass.get_or_insert_with(|| {
-            encoder
-                .get_or_insert_with(|| device.create_command_encoder(&Default::default()))
+            open(encoder, device)
                 .begin_compute_pass(&Default::default())
                 .forget_lifetime()
         })
@@ -77,4 +77,12 @@ impl Batch {
         let enc = self.encoder.take()?;
         Some((enc, std::mem::take(&mut self.timed)))
     }
+}
+
+/// The pending encoder, created on first use.
+fn open<'e>(
+    encoder: &'e mut Option<wgpu::CommandEncoder>,
+    device: &wgpu::Device,
+) -> &'e mut wgpu::CommandEncoder {
+    encoder.get_or_insert_with(|| device.create_command_encoder(&Default::default()))
 }

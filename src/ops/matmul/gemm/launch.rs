@@ -101,11 +101,12 @@ impl<'t> Gemm<'t> {
         if stem.starts_with("matmul_cpu") {
             // Aligned operands are read (C written) as vec4s (bindings 5..7);
             // a flag whose code never runs (no K loop below K = 4, no whole
-            // quads below N = 4) keeps the common pipeline: one less compile.
-            let (no_loop, no_quad) = (self.k < 4, self.n < 4);
+            // quads below 4 along C's storage rows: N, or M when C is stored
+            // transposed) keeps the common pipeline: one less compile.
+            let quads_along = if self.tc { self.m } else { self.n };
+            let (no_loop, no_quad) = (self.k < 4, quads_along < 4);
             constants.push(("VEC_A", flag(no_loop || vec_ok(&a, a_off, &self.a))));
             constants.push(("VEC_B", flag(no_loop || vec_ok(&b, b_off, &self.b))));
-            let no_quad = if self.tc { self.m < 4 } else { no_quad };
             constants.push(("VEC_C", flag(no_quad || vec_ok(&c, c_off, &self.c))));
             if self.tc {
                 constants.push(("TRANS_C", 1.0));
