@@ -25,10 +25,7 @@ struct EwParams {
     // scale: y = alpha * x + beta; clamp: [alpha, beta].
     alpha: f32,
     beta: f32,
-    // elementwise_forward4's reads of b per 4 full elements: 1 one aligned
-    // vec4 (div = 1, modulo and offsets multiples of 4), 2 one value for all
-    // four (div a multiple of 4, or a scalar b), 0 four values.
-    b_mode: u32,
+    _pad0: u32,
     _pad1: u32,
     _pad2: u32,
 }
@@ -37,6 +34,16 @@ struct EwParams {
 // Unary: 0 scale, 1 exp, 2 log, 3 sigmoid, 4 tanh, 5 relu, 6 square, 7 sqrt,
 // 8 clamp, 9 abs, 10 log-sigmoid, 11 softplus.
 override OP: u32 = 0u;
+
+// elementwise_forward4's reads of b per 4 full elements: 0 four values, 1 one
+// aligned vec4 (div = 1, modulo and offsets multiples of 4), 2 one value for
+// all four (div a multiple of 4, or a scalar b), 3 mode 1 without the
+// division and modulo (b has a's shape: div = 1 and modulo = N, so the
+// element of b is base + k itself). A constant, not a uniform: llvmpipe runs every side of a
+// uniform branch under a mask, so a runtime mode paid for the four scattered
+// loads and eight integer divisions of mode 0 on every call (a same-shape
+// add took 2.2x as long as with the constant).
+override B_MODE: u32 = 0u;
 
 @group(0) @binding(0) var<uniform> p: EwParams;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
@@ -94,9 +101,11 @@ fn elementwise_forward4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workg
     let k = 4u * q;
     let x = a4[(p.off + k) >> 2u];
     var z: vec4<f32>;
-    if (p.b_mode == 1u) {
+    if (B_MODE == 3u) {
+        z = b4[(p.base + k - p.b_lo + p.b_off) >> 2u];
+    } else if (B_MODE == 1u) {
         z = b4[b_index(k) >> 2u];
-    } else if (p.b_mode == 2u) {
+    } else if (B_MODE == 2u) {
         z = vec4<f32>(b[b_index(k)]);
     } else {
         z = vec4<f32>(b[b_index(k)], b[b_index(k + 1u)], b[b_index(k + 2u)], b[b_index(k + 3u)]);

@@ -1,7 +1,8 @@
 // gelu: y = gelu(x) elementwise over any shape (n elements per dispatch).
 //
-// Two forms, chosen by `p.kind` (a uniform branch, so one pipeline each for
-// forward and backward):
+// Two forms, chosen by the KIND override (a pipeline each: llvmpipe runs
+// every side of a uniform branch under a mask, so a runtime kind made each
+// call evaluate both forms, about 20% of the time):
 //   0 = tanh approximation (GPT-2 `gelu_new`):
 //       0.5·x·(1 + tanh(u)), u = √(2/π)·(x + 0.044715·x³)
 //   1 = exact (Pythia/NeoX `gelu`): x·Φ(x) = 0.5·x·(1 + erf(x/√2))
@@ -20,10 +21,12 @@
 
 struct GeluParams {
     n: u32,
-    kind: u32,
     _pad0: u32,
     _pad1: u32,
+    _pad2: u32,
 }
+
+override KIND: u32 = 0u;
 
 @group(0) @binding(0) var<uniform> p: GeluParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -51,7 +54,7 @@ fn gelu_tanh_u(v: f32) -> f32 {
 }
 
 fn gelu_value(v: f32) -> f32 {
-    if (p.kind == 0u) {
+    if (KIND == 0u) {
         return v * sigmoid2_pair(gelu_tanh_u(v)).x;
     }
     return v * normal_cdf(v);
@@ -59,7 +62,7 @@ fn gelu_value(v: f32) -> f32 {
 
 // gelu'(v).
 fn gelu_slope(v: f32) -> f32 {
-    if (p.kind == 0u) {
+    if (KIND == 0u) {
         // d/dx x·σ(2u) = σ + x·2σ(1-σ)·u'. Once σ(1-σ) underflows to 0 the
         // second term is skipped, so x³ overflowing to inf cannot give inf·0.
         let s = sigmoid2_pair(gelu_tanh_u(v));

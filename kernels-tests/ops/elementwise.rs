@@ -93,7 +93,7 @@ fn params_layout() {
         EwParams,
         "elementwise",
         "EwParams",
-        [n, off, base, div, modulo, b_lo, b_off, alpha, beta, b_mode]
+        [n, off, base, div, modulo, b_lo, b_off, alpha, beta]
     );
 }
 

@@ -90,7 +90,7 @@ fn bwd(dy: &Tensor, x: &Tensor, kind: GeluKind) -> Vec<f32> {
 
 #[test]
 fn gelu_params_layout() {
-    crate::assert_params_layout!(GeluParams, "gelu", "GeluParams", [n, kind, _pad0, _pad1]);
+    crate::assert_params_layout!(GeluParams, "gelu", "GeluParams", [n]);
 }
 
 #[test]

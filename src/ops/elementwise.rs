@@ -51,9 +51,7 @@ pub struct EwParams {
     pub b_off: u32,
     pub alpha: f32,
     pub beta: f32,
-    /// How `elementwise_forward4` reads b (see the shader).
-    pub b_mode: u32,
-    pub _pad: [u32; 2],
+    pub _pad: [u32; 3],
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,6 +104,8 @@ fn launch(
 ) -> Result<()> {
     let gpu = full[0].1.gpu();
     let consts = [("OP", op)];
+    // Only the vec4 entry reads B_MODE, so only its pipelines differ by it.
+    let quad_consts = [0.0, 1.0, 2.0, 3.0].map(|mode| [("OP", op), ("B_MODE", mode)]);
     for pc in pieces(gpu, n, bc) {
         let mut binds: Vec<Bind> = Vec::with_capacity(full.len() + 1);
         let mut off = 0;
@@ -128,23 +128,24 @@ fn launch(
             && off.is_multiple_of(4)
             && pc.lo.is_multiple_of(4)
             && binds.iter().all(|b| b.offset.is_multiple_of(16));
-        let b_mode = if bc.div == 1
-            && bc.modulo.is_multiple_of(4)
-            && (b_off as usize + 4 - pc.b_lo % 4).is_multiple_of(4)
-        {
+        // How the vec4 entry reads b (B_MODE in the shader).
+        let b_aligned = (b_off as usize + 4 - pc.b_lo % 4).is_multiple_of(4);
+        let b_mode = if bc.div == 1 && bc.modulo == n && b_aligned {
+            3
+        } else if bc.div == 1 && bc.modulo.is_multiple_of(4) && b_aligned {
             1
         } else if bc.div.is_multiple_of(4) || bc.modulo == 1 {
             2
         } else {
             0
         };
-        let (entry, per) = if quads {
+        let (entry, per, consts) = if quads {
             binds = with_vec4_twins(&binds, &[(1, 6), (2, 7), (4, 8)]);
-            ("elementwise_forward4", 4)
+            ("elementwise_forward4", 4, &quad_consts[b_mode][..])
         } else {
-            (entry, 1)
+            (entry, 1, &consts[..])
         };
-        let kernel = Kernel::new("elementwise", entry).with(&consts);
+        let kernel = Kernel::new("elementwise", entry).with(consts);
         let params = EwParams {
             n: count,
             off,
@@ -155,8 +156,7 @@ fn launch(
             b_off,
             alpha,
             beta,
-            b_mode,
-            _pad: [0; 2],
+            _pad: [0; 3],
         };
         gpu.dispatch(
             &kernel,

@@ -32,10 +32,11 @@ impl GeluKind {
         })
     }
 
-    fn code(self) -> u32 {
+    /// The shader's `KIND` override.
+    fn code(self) -> f64 {
         match self {
-            GeluKind::Tanh => 0,
-            GeluKind::Erf => 1,
+            GeluKind::Tanh => 0.0,
+            GeluKind::Erf => 1.0,
         }
     }
 }
@@ -46,10 +47,7 @@ impl GeluKind {
 pub struct GeluParams {
     /// Elements in this chunk.
     pub n: u32,
-    /// 0 = tanh approximation, 1 = exact erf.
-    pub kind: u32,
-    pub _pad0: u32,
-    pub _pad1: u32,
+    pub _pad: [u32; 3],
 }
 
 const WG: u32 = 256;
@@ -88,13 +86,12 @@ fn run(
         (true, false) => ("gelu_forward4", 4),
         (true, true) => ("gelu_backward4", 4),
     };
-    let kernel = Kernel::new("gelu", entry);
+    let kind = [("KIND", kind.code())];
+    let kernel = Kernel::new("gelu", entry).with(&kind);
     dispatch_elem_chunks(x.gpu(), &kernel, x.numel(), WG * per, |lo, hi| {
         let params = GeluParams {
             n: (hi - lo) as u32,
-            kind: kind.code(),
-            _pad0: 0,
-            _pad1: 0,
+            _pad: [0; 3],
         };
         let (xb, ob) = (x.bind_elems(1, lo, hi).0, out.bind_elems(3, lo, hi).0);
         let mut binds = vec![xb, ob, as_vec4(xb, 4), as_vec4(ob, 6)];
