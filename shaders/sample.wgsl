@@ -20,9 +20,9 @@
 // in index order), then over the chunks: a fixed tree for a total, an
 // in-order scan for the draw. The chunks are fixed, not the invocations: WG
 // invocations own CHUNKS / WG chunks each, so the sums (and the ids drawn)
-// do not depend on WG. WG = 64 rather than one invocation per chunk: on
-// llvmpipe each barrier switches every invocation's coroutine, and 256
-// invocations made this kernel 3x slower for the same sums.
+// do not depend on WG, the host's choice per adapter: 64 on GPUs, 8 (one
+// SIMD row) on llvmpipe, where each barrier switches every invocation's
+// coroutine (256 made this kernel 3x slower than 64).
 //
 // Randomness: the host's `Rng` (SplitMix64) stream is continued here. The
 // state lives in rng[0..2] (lo, hi); this step's draws go, in row order, to
@@ -73,14 +73,13 @@ struct SampleParams {
 // [B, seen_words] bit i set when token i is in the row's context.
 @group(0) @binding(6) var<storage, read_write> seen: array<u32>;
 
-const WG: u32 = 64u;
+override WG: u32 = 64u;
 const CHUNKS: u32 = 256u;
-// Chunks per invocation (CHUNKS / WG).
-const CPI: u32 = 4u;
+// Chunks per invocation, at most MAX_CPI (WG = 8).
+override CPI: u32 = CHUNKS / WG;
+const MAX_CPI: u32 = 32u;
 var<workgroup> one_u: u32;
 var<workgroup> pick: atomic<u32>;
-
-// ---- one row ----
 
 // Order-preserving key: a < b as floats ⇔ key(a) < key(b) (NaN aside).
 fn key_of(x: f32) -> u32 {
@@ -128,7 +127,7 @@ fn lane_hi(lid: u32) -> u32 {
 
 // Σ over the chunks of `part` (chunk lid·CPI + q in part[q]), by the fixed
 // pairwise tree over CHUNKS leaves; uniform.
-fn sum_chunks(lid: u32, part: array<f32, CPI>) -> f32 {
+fn sum_chunks(lid: u32, part: array<f32, MAX_CPI>) -> f32 {
     for (var q = 0u; q < CPI; q++) {
         red_f[lid * CPI + q] = part[q];
     }
@@ -183,7 +182,7 @@ fn kept(c: Cut, x: f32, i: u32) -> bool {
 // Mass of the top-k survivors whose (key, index) is below (k, j): key < k,
 // or key == k and index < j.
 fn mass_below(row: u32, lid: u32, c: Cut, k: u32, j: u32) -> f32 {
-    var part: array<f32, CPI>;
+    var part: array<f32, MAX_CPI>;
     for (var q = 0u; q < CPI; q++) {
         var s = 0.0;
         for (var i = chunk_lo(lid * CPI + q); i < chunk_hi(lid * CPI + q); i++) {
@@ -278,7 +277,7 @@ fn choose_sampled(row: u32, lid: u32, u: f32) -> u32 {
     c.m = max_f(lid, local_max);
     c = top_p_cut(row, lid, c);
 
-    var part: array<f32, CPI>;
+    var part: array<f32, MAX_CPI>;
     for (var q = 0u; q < CPI; q++) {
         var e_sum = 0.0;
         for (var i = chunk_lo(lid * CPI + q); i < chunk_hi(lid * CPI + q); i++) {

@@ -40,7 +40,9 @@ fn grid_logits(rng: &mut Rng, n: usize) -> Vec<f32> {
 }
 
 /// Runs `steps` steps on the device and on the CPU reference (contexts grow
-/// by each chosen id; finished rows draw nothing) and compares every id.
+/// by each chosen id; finished rows draw nothing) and compares every id, with
+/// the CPU adapters' 8 invocations per row and the GPUs' 64 (the ids must not
+/// depend on it).
 #[allow(clippy::too_many_arguments)]
 fn check_against_reference(
     what: &str,
@@ -54,42 +56,42 @@ fn check_against_reference(
     seed: u64,
 ) {
     let gpu = gpu();
-    let mut ctx: Vec<Vec<u32>> = (0..batch)
-        .map(|b| vec![(b * 7 % valid) as u32, (b * 13 % valid) as u32])
-        .collect();
-    let mut s = DeviceSampler::new(
-        &gpu,
-        batch,
-        vocab,
-        valid,
-        &cfg.spec(),
-        stop,
-        u32::MAX - 1,
-        seed,
-        &ctx,
-    )
-    .unwrap();
-    let input = upload(&[batch, vocab], logits);
-    let mut rng = Rng::new(seed);
-    let mut done = vec![false; batch];
-    for step in 0..steps {
-        let got = s.step(&input).unwrap();
-        for b in 0..batch {
-            if done[b] {
-                assert_eq!(got[b], None, "{what}: row {b} step {step} finished");
-                continue;
+    for wg in [8, 64] {
+        let what = format!("{what} (workgroup {wg})");
+        let mut ctx: Vec<Vec<u32>> = (0..batch)
+            .map(|b| vec![(b * 7 % valid) as u32, (b * 13 % valid) as u32])
+            .collect();
+        let mut s = DeviceSampler::new(
+            &gpu,
+            batch,
+            vocab,
+            valid,
+            &cfg.spec(),
+            stop,
+            u32::MAX - 1,
+            seed,
+            &ctx,
+        )
+        .unwrap();
+        s.set_workgroup_size(wg).unwrap();
+        let input = upload(&[batch, vocab], logits);
+        let mut rng = Rng::new(seed);
+        let mut done = vec![false; batch];
+        for step in 0..steps {
+            let got = s.step(&input).unwrap();
+            for b in 0..batch {
+                if done[b] {
+                    assert_eq!(got[b], None, "{what}: row {b} step {step} finished");
+                    continue;
+                }
+                let row = &logits[b * vocab..(b + 1) * vocab];
+                let want = choose(row, valid, &ctx[b], cfg, &mut rng);
+                assert_eq!(got[b], Some(want), "{what}: row {b} step {step}");
+                ctx[b].push(want);
+                done[b] = stop.contains(&want);
             }
-            let row = &logits[b * vocab..(b + 1) * vocab];
-            let want = choose(row, valid, &ctx[b], cfg, &mut rng);
-            assert_eq!(got[b], Some(want), "{what}: row {b} step {step}");
-            ctx[b].push(want);
-            done[b] = stop.contains(&want);
+            assert_eq!(s.finished(), &done[..], "{what}: finished after step {step}");
         }
-        assert_eq!(
-            s.finished(),
-            &done[..],
-            "{what}: finished after step {step}"
-        );
     }
 }
 
@@ -332,4 +334,18 @@ fn keeping_running_rows_changes_no_draw() {
         }
     }
     assert!(shrinks >= 3, "rows should end at several steps ({shrinks})");
+}
+
+#[test]
+fn workgroup_sizes_outside_the_shaders_range_are_refused() {
+    let gpu = gpu();
+    let cfg = SamplingConfig::sample();
+    let ctx = vec![Vec::new(); 2];
+    let mut s = DeviceSampler::new(&gpu, 2, 9, 9, &cfg.spec(), &[], 0, 1, &ctx).unwrap();
+    for wg in [0, 4, 48, 512] {
+        let e = s.set_workgroup_size(wg).unwrap_err().to_string();
+        assert!(e.contains("power of two in 8..=256"), "{wg}: {e}");
+    }
+    s.set_workgroup_size(256).unwrap();
+    assert!(s.step(&upload(&[2, 9], &[0.5; 18])).unwrap().iter().all(Option::is_some));
 }

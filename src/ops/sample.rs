@@ -74,8 +74,21 @@ pub struct DeviceSampler {
     /// [B, seen_words] bitmaps (one unused word without a penalty).
     seen: Tensor,
     params: SampleParams,
+    /// Invocations per row (the shader's WG; see [`DeviceSampler::set_workgroup_size`]).
+    wg: u32,
     rows: Prepared,
     advance: Prepared,
+}
+
+/// The sampler's invocations per row on `gpu`: one SIMD row (8) on a CPU
+/// adapter, where llvmpipe switches every invocation's coroutine at each
+/// of the kernel's barriers (64 took about twice as long), 64 on a GPU.
+fn default_workgroup_size(gpu: &Gpu) -> u32 {
+    if gpu.is_cpu() {
+        8
+    } else {
+        64
+    }
 }
 
 impl DeviceSampler {
@@ -174,10 +187,12 @@ impl DeviceSampler {
             seen_words: words as u32,
             _pad0: 0,
         };
+        let wg = default_workgroup_size(gpu);
         let [rows, advance] = Self::prepare(
             gpu,
             &params,
             [&logits, &stop, &rng, &finished, &chosen, &seen],
+            wg,
         )?;
         Ok(DeviceSampler {
             gpu: gpu.clone(),
@@ -192,17 +207,51 @@ impl DeviceSampler {
             rng,
             seen,
             params,
+            wg,
             rows,
             advance,
         })
     }
 
-    /// Compiles (or finds) both kernels and binds the sampler's buffers
-    /// (bindings 1-6 in order).
-    fn prepare(gpu: &Arc<Gpu>, params: &SampleParams, bufs: [&Tensor; 6]) -> Result<[Prepared; 2]> {
+    /// Compiles (or finds) both kernels for `wg` invocations per row and
+    /// binds the sampler's buffers (bindings 1-6 in order).
+    fn prepare(
+        gpu: &Arc<Gpu>,
+        params: &SampleParams,
+        bufs: [&Tensor; 6],
+        wg: u32,
+    ) -> Result<[Prepared; 2]> {
         let binds: Vec<_> = (1..).zip(bufs).map(|(i, t)| t.bind(i)).collect();
-        let kernel = |entry| prepare(gpu.as_ref(), &Kernel::new("sample", entry), params, &binds);
+        let consts = [("WG", wg as f64)];
+        let kernel = |entry| {
+            let k = Kernel::new("sample", entry).with(&consts);
+            prepare(gpu.as_ref(), &k, params, &binds)
+        };
         Ok([kernel("sample_rows")?, kernel("sample_advance")?])
+    }
+
+    fn buffers(&self) -> [&Tensor; 6] {
+        [
+            &self.logits,
+            &self.stop,
+            &self.rng,
+            &self.finished,
+            &self.chosen,
+            &self.seen,
+        ]
+    }
+
+    /// Runs later steps with `wg` invocations per row (8 to 256, a power of
+    /// two) instead of the adapter's default. The ids do not depend on it
+    /// (the shader's sums are over fixed chunks); tests compare both forms.
+    pub fn set_workgroup_size(&mut self, wg: u32) -> Result<()> {
+        ensure!(
+            wg.is_power_of_two() && (8..=256).contains(&wg),
+            "sampler workgroup size must be a power of two in 8..=256, got {wg}"
+        );
+        self.wg = wg;
+        [self.rows, self.advance] = Self::prepare(&self.gpu, &self.params, self.buffers(), wg)?;
+        Ok(())
     }
 
     /// Keeps only rows `rows` (indices into the current batch, in that
@@ -235,15 +284,8 @@ impl DeviceSampler {
         self.host_finished = rows.iter().map(|&r| self.host_finished[r]).collect();
         self.batch = batch;
         self.params.batch = batch as u32;
-        let bufs = [
-            &self.logits,
-            &self.stop,
-            &self.rng,
-            &self.finished,
-            &self.chosen,
-            &self.seen,
-        ];
-        [self.rows, self.advance] = Self::prepare(&self.gpu, &self.params, bufs)?;
+        [self.rows, self.advance] =
+            Self::prepare(&self.gpu, &self.params, self.buffers(), self.wg)?;
         Ok(())
     }
 
