@@ -8,6 +8,7 @@
 //   m <- beta1 m + (1 - beta1) g
 //   v <- beta2 v + (1 - beta2) g^2
 //   p <- p - step_size * m / (sqrt(v) / bc2_sqrt + eps)
+// `adamw_clipped` first scales g by the global-norm clipping scale.
 //#include common/grid
 
 struct AdamwParams {
@@ -27,18 +28,34 @@ struct AdamwParams {
 @group(0) @binding(3) var<storage, read_write> m: array<f32>;
 @group(0) @binding(4) var<storage, read_write> v: array<f32>;
 
-@compute @workgroup_size(256)
-fn adamw_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                 @builtin(local_invocation_index) lid: u32) {
-    let i = linear_group(wg, nwg) * 256u + lid;
-    if (i >= p.n) {
-        return;
-    }
-    let g = grad[i];
+// The gradient scale of global-norm clipping, [1] (adamw_clipped only).
+@group(0) @binding(5) var<storage, read> grad_scale: array<f32>;
+
+fn update(i: u32, g: f32) {
     let mi = p.beta1 * m[i] + (1.0 - p.beta1) * g;
     let vi = p.beta2 * v[i] + (1.0 - p.beta2) * g * g;
     m[i] = mi;
     v[i] = vi;
     let denom = sqrt(vi) / p.bc2_sqrt + p.eps;
     param[i] = param[i] * p.decay - p.step_size * mi / denom;
+}
+
+@compute @workgroup_size(256)
+fn adamw_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let i = linear_group(wg, nwg) * 256u + lid;
+    if (i < p.n) {
+        update(i, grad[i]);
+    }
+}
+
+// The step on the clipped gradient g·scale (grad_clip_norm's scale), the
+// value grad_clip_apply would have stored, without the pass that stores it.
+@compute @workgroup_size(256)
+fn adamw_clipped(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let i = linear_group(wg, nwg) * 256u + lid;
+    if (i < p.n) {
+        update(i, grad[i] * grad_scale[0]);
+    }
 }

@@ -75,6 +75,22 @@ pub fn adamw_step(
     cfg: &AdamwConfig,
     t: u32,
 ) -> Result<()> {
+    adamw_step_scaled(param, grad, m, v, cfg, t, None)
+}
+
+/// [`adamw_step`] on `grad · scale[0]` when `scale` ([1], e.g. the clipping
+/// scale of [`crate::ops::grad_clip::norm_and_scale`]) is given: the same
+/// numbers as scaling the gradient in place first, one pass fewer, and the
+/// gradient is left as it was.
+pub fn adamw_step_scaled(
+    param: &Tensor,
+    grad: &Tensor,
+    m: &Tensor,
+    v: &Tensor,
+    cfg: &AdamwConfig,
+    t: u32,
+    scale: Option<&Tensor>,
+) -> Result<()> {
     ensure!(t >= 1, "adamw: step t is 1-based, got {t}");
     let n = param.numel();
     for x in [param, grad, m, v] {
@@ -87,19 +103,31 @@ pub fn adamw_step(
         !grad.same_storage(param) && !m.same_storage(v) && !m.same_storage(param),
         "adamw: param, m and v must be distinct buffers"
     );
+    if let Some(s) = scale {
+        ensure!(
+            s.dtype() == DType::F32 && s.numel() == 1,
+            "adamw: the gradient scale must be one f32, got {s:?}"
+        );
+    }
     let base = cfg.params(t);
-    let kernel = Kernel::new("adamw", "adamw_forward");
+    let entry = if scale.is_some() {
+        "adamw_clipped"
+    } else {
+        "adamw_forward"
+    };
+    let kernel = Kernel::new("adamw", entry);
     dispatch_elem_chunks(param.gpu(), &kernel, n, 256, |lo, hi| {
         let p = AdamwParams {
             n: (hi - lo) as u32,
             ..base
         };
-        let binds = vec![
+        let mut binds = vec![
             grad.bind_elems(1, lo, hi).0,
             param.bind_elems(2, lo, hi).0,
             m.bind_elems(3, lo, hi).0,
             v.bind_elems(4, lo, hi).0,
         ];
+        binds.extend(scale.map(|s| s.bind(5)));
         (p, binds)
     })
 }

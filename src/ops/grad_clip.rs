@@ -28,8 +28,11 @@ pub struct ClipParams {
 
 const WG: usize = 64;
 
-/// Returns (norm [1], scale [1]) for `max_norm` (scale is 1 without clipping).
-fn norm_and_scale(gpu: &Arc<Gpu>, grads: &[&Tensor], max_norm: f32) -> Result<(Tensor, Tensor)> {
+/// The global L2 norm of `grads` ([1]) and the clipping scale for
+/// `max_norm` ([1]: `min(1, max_norm / (norm + 1e-6))`, 1 when the norm is
+/// not finite), both on the GPU; nothing is modified. The optimizer reads
+/// the norm and hands the scale to `adamw_step_scaled`.
+pub fn norm_and_scale(gpu: &Arc<Gpu>, grads: &[&Tensor], max_norm: f32) -> Result<(Tensor, Tensor)> {
     let mut launches = Vec::new();
     for g in grads {
         ensure!(

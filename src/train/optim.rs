@@ -7,14 +7,14 @@
 //! records what was non-finite ([`Optimizer::fault`]), which the
 //! divergence guard (`train::divergence`) reads to stop a diverged run.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::models::checkpoint::{save_safetensors, Checkpoint, HostTensor, SaveDtype};
 use crate::models::params::ParamStore;
-use crate::ops::adamw::{adamw_step, AdamwConfig};
-use crate::ops::grad_clip::{clip_grad_norm, grad_norm};
+use crate::ops::adamw::{adamw_step_scaled, AdamwConfig};
+use crate::ops::grad_clip::norm_and_scale;
 use crate::tensor::{DType, Tensor};
 use crate::train::divergence::{first_non_finite, non_finite_parameter, NonFinite, Updates};
 
@@ -119,8 +119,14 @@ impl Optimizer {
             Some(p) => p.tensor.gpu().clone(),
             None => bail!("no trainable parameter received a gradient"),
         };
-        // The norm is read before clipping so a non-finite one can veto the step.
-        let norm = grad_norm(&gpu, &list)?.item()?;
+        if let Some(max) = self.max_grad_norm {
+            ensure!(max > 0.0, "max_grad_norm must be positive, got {max}");
+        }
+        // The norm is read before clipping so a non-finite one can veto the
+        // step; the clipping scale comes from the same pass.
+        let max_norm = self.max_grad_norm.unwrap_or(f32::INFINITY);
+        let (norm, scale) = norm_and_scale(&gpu, &list, max_norm)?;
+        let norm = norm.item()?;
         let lr = self.schedule.lr_at(self.step + 1);
         if !loss.is_finite() || !norm.is_finite() {
             let fault = if let Some(name) = non_finite_parameter(params)? {
@@ -141,9 +147,9 @@ impl Optimizer {
                 applied: false,
             });
         }
-        if let Some(max) = self.max_grad_norm {
-            clip_grad_norm(&gpu, &list, max)?;
-        }
+        // Clipping scales each gradient as AdamW reads it (the gradients
+        // themselves are left unclipped).
+        let scale = self.max_grad_norm.map(|_| scale);
         self.step += 1;
         self.fault = None;
         let cfg = AdamwConfig { lr, ..self.cfg };
@@ -153,7 +159,8 @@ impl Optimizer {
                 self.moments.insert(p.name.clone(), (z()?, z()?));
             }
             let (m, v) = &self.moments[&p.name];
-            adamw_step(&p.tensor, &grads[&p.name], m, v, &cfg, self.step)?;
+            let g = &grads[&p.name];
+            adamw_step_scaled(&p.tensor, g, m, v, &cfg, self.step, scale.as_ref())?;
         }
         Ok(StepReport {
             grad_norm: norm,
