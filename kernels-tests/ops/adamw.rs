@@ -2,7 +2,8 @@
 //! sizes, zero gradients, and chunking on a small-binding device.
 
 use crate::common::*;
-use engine::ops::adamw::{adamw_step, AdamwConfig, AdamwParams};
+use engine::ops::adamw::{adamw_step, adamw_step_scaled, AdamwConfig, AdamwParams};
+use engine::ops::grad_clip::{clip_grad_norm, norm_and_scale};
 use engine::{Gpu, GpuOptions, Tensor};
 use std::sync::Arc;
 
@@ -108,4 +109,43 @@ fn chunks_on_a_small_binding_device() {
     opts.max_binding_override = Some(4096);
     let small = Gpu::new(&opts).unwrap();
     run_steps(&small, 5003, 5);
+}
+
+/// The clipped step (`adamw_clipped`, the scale applied as the gradient is
+/// read) equals clipping the gradient in place and then stepping, bit for
+/// bit, over several steps and chunked bindings, and leaves the gradient
+/// unclipped; a scale that is not one f32 is refused.
+#[test]
+fn clipped_step_equals_clipping_then_stepping() {
+    let mut opts = GpuOptions::from_env().unwrap();
+    opts.max_binding_override = Some(4096);
+    let small = Gpu::new(&opts).unwrap();
+    for (gpu, n) in [(gpu(), 1001usize), (small, 3001)] {
+        let mut rng = Rng::new(n as u64);
+        let new = |v: &[f32]| Tensor::from_f32(&gpu, &[n], v).unwrap();
+        let p0 = rng.vec(n, 1.0);
+        let [pa, ma, va] = [new(&p0), new(&vec![0.0; n]), new(&vec![0.0; n])];
+        let [pb, mb, vb] = [new(&p0), new(&vec![0.0; n]), new(&vec![0.0; n])];
+        let cfg = AdamwConfig::default();
+        for t in 1..=3 {
+            let g = rng.vec(n, 3.0);
+            let (ga, gb) = (new(&g), new(&g));
+            // max_norm below the norm, so the scale is < 1 and inexact.
+            let (_, scale) = norm_and_scale(&gpu, &[&ga], 0.37).unwrap();
+            adamw_step_scaled(&pa, &ga, &ma, &va, &cfg, t, Some(&scale)).unwrap();
+            clip_grad_norm(&gpu, &[&gb], 0.37).unwrap();
+            adamw_step(&pb, &gb, &mb, &vb, &cfg, t).unwrap();
+            assert_eq!(ga.to_vec().unwrap(), g, "the gradient is left as it was");
+            assert!(scale.item().unwrap() < 1.0);
+        }
+        for (a, b) in [(&pa, &pb), (&ma, &mb), (&va, &vb)] {
+            let (a, b) = (a.to_vec().unwrap(), b.to_vec().unwrap());
+            assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
+        }
+    }
+    let a = upload(&[4], &[0.0; 4]);
+    let [b, c, d] = [a.deep_copy(), a.deep_copy(), a.deep_copy()].map(Result::unwrap);
+    let two = upload(&[2], &[1.0; 2]);
+    let e = adamw_step_scaled(&a, &b, &c, &d, &AdamwConfig::default(), 1, Some(&two));
+    assert!(e.unwrap_err().to_string().contains("one f32"));
 }
