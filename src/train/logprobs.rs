@@ -16,12 +16,14 @@
 use anyhow::{ensure, Result};
 
 use crate::data::LmBatch;
+use crate::models::layers::Fwd;
 use crate::models::lm::next_token_targets;
 use crate::models::params::ParamVars;
 use crate::models::CausalLm;
 use crate::ops::cross_entropy::token_logprobs;
 use crate::ops::elementwise as ew;
 use crate::ops::reduce::{reduce_forward, sum_last, Axis, ReduceOp};
+use crate::ops::row_gather::{row_gather, row_gather_backward};
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
 
@@ -213,6 +215,46 @@ impl SeqLogps {
     }
 }
 
+/// [`sequence_logps`]' sums (`LogpReduce::Sum`) for a pass that needs
+/// nothing else: the LM head and the log-softmax run only on the rows that
+/// predict a completion token (about a third of an eval batch's positions),
+/// whose log-probs are scattered back to their `[B, T]` places among exact
+/// zeros and summed as [`sequence_logps`] sums them. Every LM-head row and
+/// log-prob is computed from its own row alone, so the sums are the same
+/// numbers, without the `[B·T, V]` logits of the other rows.
+fn completion_logp_sums(
+    model: &CausalLm,
+    tape: &Tape,
+    vars: &ParamVars,
+    batch: &LmBatch,
+) -> Result<Var> {
+    let t = &batch.tokens;
+    ensure!(
+        batch.loss_mask.len() == t.ids.len(),
+        "loss mask of {} for {} tokens",
+        batch.loss_mask.len(),
+        t.ids.len()
+    );
+    let targets = next_token_targets(t, Some(&batch.loss_mask));
+    let rows: Vec<i32> = (0..targets.len() as i32)
+        .filter(|&i| targets[i as usize] != -100)
+        .collect();
+    let counts = completion_tokens(batch);
+    ensure!(
+        counts.iter().all(|&n| n > 0),
+        "a row has no completion token to score (completion tokens per row: {counts:?})"
+    );
+    let picked_targets: Vec<i32> = rows.iter().map(|&i| targets[i as usize]).collect();
+    let f = Fwd::new(tape, vars, t, None)?;
+    let h = model.hidden(&f, None)?;
+    let flat = tape.reshape(&h, &[t.batch * t.seq, model.cfg.hidden])?;
+    let logits = model.logits(&f, &row_gather(tape, &flat, &rows)?)?;
+    let picked_targets = Tensor::from_i32(model.gpu(), &[rows.len()], &picked_targets)?;
+    let lp = token_logprobs(tape, &logits, &picked_targets, 1.0)?;
+    let placed = row_gather_backward(lp.tensor(), &rows, &[t.batch * t.seq, 1])?;
+    sum_last(tape, &tape.constant(placed.reshape(&[t.batch, t.seq])?))
+}
+
 /// Sequence log-prob sums under `reference`, without gradient (a fresh tape
 /// that records nothing).
 pub fn reference_logps(reference: RefPass<'_>, batch: &LmBatch) -> Result<SeqLogps> {
@@ -230,7 +272,7 @@ pub fn reference_logps(reference: RefPass<'_>, batch: &LmBatch) -> Result<SeqLog
         }
         RefPass::Model(m) => m.vars(&tape),
     };
-    let sum = sequence_logps(model, &tape, &vars, batch, LogpReduce::Sum)?
+    let sum = completion_logp_sums(model, &tape, &vars, batch)?
         .tensor()
         .to_vec()?;
     Ok(SeqLogps {

@@ -77,7 +77,8 @@ fn sequence_logps_equal_a_token_by_token_sum() {
         );
     }
 
-    // The no-grad host path gives the same sums; with B = 0 adapters-off is
+    // The no-grad path, which runs the LM head on the completion-predicting
+    // rows only, gives the same sums bit for bit; with B = 0 adapters-off is
     // the same function.
     let own = reference_logps(RefPass::Model(&m), &pb.batch).unwrap();
     assert_eq!(own.sum, sum);
