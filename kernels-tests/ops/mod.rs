@@ -17,6 +17,7 @@ mod matmul;
 mod profile;
 mod qmatmul;
 mod reduce;
+mod residual_onto;
 mod rmsnorm;
 mod rope_scaling;
 mod rotary;

@@ -90,7 +90,11 @@ fn check_against_reference(
                 ctx[b].push(want);
                 done[b] = stop.contains(&want);
             }
-            assert_eq!(s.finished(), &done[..], "{what}: finished after step {step}");
+            assert_eq!(
+                s.finished(),
+                &done[..],
+                "{what}: finished after step {step}"
+            );
         }
     }
 }
@@ -347,5 +351,9 @@ fn workgroup_sizes_outside_the_shaders_range_are_refused() {
         assert!(e.contains("power of two in 8..=256"), "{wg}: {e}");
     }
     s.set_workgroup_size(256).unwrap();
-    assert!(s.step(&upload(&[2, 9], &[0.5; 18])).unwrap().iter().all(Option::is_some));
+    assert!(s
+        .step(&upload(&[2, 9], &[0.5; 18]))
+        .unwrap()
+        .iter()
+        .all(Option::is_some));
 }

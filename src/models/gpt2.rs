@@ -158,7 +158,7 @@ impl Architecture for Gpt2 {
             // c_attn's output is [q | k | v] over all heads, each block split into heads.
             let [q, k, v] = split_qkv(tape, &qkv, QkvLayout::Blocked, h, d)?;
             let a = f.attention(&q, &k, &v, cache.as_deref_mut().map(|c| (c, l)))?;
-            x = add(tape, &x, &f.linear(&a, &format!("{b}attn.c_proj"), false)?)?;
+            x = f.linear_onto(&a, &format!("{b}attn.c_proj"), false, &x)?;
             let m = f.layernorm(&x, &format!("{b}ln_2"), cfg.layer_norm_eps)?;
             let m = gelu(
                 tape,
@@ -167,7 +167,7 @@ impl Architecture for Gpt2 {
                 // (kept as it was; transformers would honour the config).
                 GeluKind::Tanh,
             )?;
-            x = add(tape, &x, &f.linear(&m, &format!("{b}mlp.c_proj"), false)?)?;
+            x = f.linear_onto(&m, &format!("{b}mlp.c_proj"), false, &x)?;
         }
         f.commit(cache);
         f.layernorm(&x, &format!("{P}ln_f"), cfg.layer_norm_eps)

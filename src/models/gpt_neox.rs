@@ -21,7 +21,6 @@ use super::config::{bool_key, f32_key, str_key, usize_key, Activation, Arch};
 use super::config::{ModelConfig, ModelShape};
 use super::layers::Fwd;
 use crate::device::Gpu;
-use crate::ops::elementwise::add;
 use crate::ops::gelu::gelu;
 use crate::ops::head_slice::{head_slice, QkvLayout, Slice};
 use crate::ops::matmul::matmul;
@@ -188,24 +187,25 @@ impl Architecture for GptNeox {
             let k = rotary_slice(tape, &qkv, slice(1), &f.positions, rope)?;
             let v = head_slice(tape, &qkv, slice(2))?;
             let a = f.attention(&q, &k, &v, cache.as_deref_mut().map(|c| (c, l)))?;
-            let a = f.linear(&a, &format!("{b}attention.dense"), true)?;
-            let mlp = |input: &Var| -> Result<Var> {
+            // The MLP up to its output projection, which adds onto the
+            // residual stream in its store (Fwd::linear_onto).
+            let mlp_hidden = |input: &Var| -> Result<Var> {
                 let m = f.layernorm(input, &format!("{b}post_attention_layernorm"), eps)?;
-                let m = gelu(
-                    tape,
-                    &f.linear(&m, &format!("{b}mlp.dense_h_to_4h"), true)?,
-                    cfg.activation.gelu_kind(),
-                )?;
-                f.linear(&m, &format!("{b}mlp.dense_4h_to_h"), true)
+                let m = f.linear(&m, &format!("{b}mlp.dense_h_to_4h"), true)?;
+                gelu(tape, &m, cfg.activation.gelu_kind())
             };
+            let dense = format!("{b}attention.dense");
+            let down = format!("{b}mlp.dense_4h_to_h");
             x = if cfg.parallel_residual {
-                // use_parallel_residual: attention and MLP both read the block input.
-                let m = mlp(&x)?;
-                add(tape, &add(tape, &x, &a)?, &m)?
+                // use_parallel_residual: attention and MLP both read the block
+                // input; transformers adds (x + attn) + mlp, in that order.
+                let m = mlp_hidden(&x)?;
+                let x1 = f.linear_onto(&a, &dense, true, &x)?;
+                f.linear_onto(&m, &down, true, &x1)?
             } else {
-                let x1 = add(tape, &x, &a)?;
-                let m = mlp(&x1)?;
-                add(tape, &x1, &m)?
+                let x1 = f.linear_onto(&a, &dense, true, &x)?;
+                let m = mlp_hidden(&x1)?;
+                f.linear_onto(&m, &down, true, &x1)?
             };
         }
         f.commit(cache);

@@ -8,11 +8,12 @@ use std::sync::Arc;
 use super::params::{LoraSite, ParamVars};
 use crate::device::Gpu;
 use crate::ops::attention::{attention, AttnOptions};
+use crate::ops::elementwise::add;
 use crate::ops::embedding::embedding;
 use crate::ops::layernorm::layernorm;
-use crate::ops::lora::lora_linear;
+use crate::ops::lora::{lora_linear, lora_linear_onto};
 use crate::ops::lora::{qlora_linear, LoraSpec};
-use crate::ops::matmul::matmul;
+use crate::ops::matmul::{matmul, matmul_onto};
 use crate::ops::qmatmul::qlinear;
 use crate::ops::rmsnorm::rmsnorm;
 use crate::ops::row_gather::keep_rows;
@@ -208,6 +209,24 @@ impl<'a> Fwd<'a> {
             return lora_linear(self.tape, x, w, b, l.a, l.b, l.scale, out_in, l.dropout);
         }
         matmul(self.tape, x, w, b, false, out_in)
+    }
+
+    /// `onto + linear(x)`: a residual connection, with the add done by the
+    /// product's store where the kernel can (f32 weights, with or without a
+    /// LoRA adapter), else by an add after it. Either way each element is the
+    /// linear's output added to `onto` once, the numbers of
+    /// `add(onto, linear(x))`.
+    pub fn linear_onto(&self, x: &Var, prefix: &str, out_in: bool, onto: &Var) -> Result<Var> {
+        let b = self.vars.get(&format!("{prefix}.bias")).ok();
+        if self.vars.quantized.contains_key(prefix) {
+            return add(self.tape, onto, &self.linear(x, prefix, out_in)?);
+        }
+        let w = self.p(&format!("{prefix}.weight"))?;
+        if let Some(l) = self.vars.lora_for(prefix)? {
+            let (s, d) = (l.scale, l.dropout);
+            return lora_linear_onto(self.tape, x, w, b, l.a, l.b, s, out_in, d, onto);
+        }
+        matmul_onto(self.tape, x, w, b, false, out_in, onto)
     }
 
     /// Causal self-attention of q, k, v [B, T, H, D] → [B, T, H·D]. With a

@@ -27,7 +27,6 @@ use super::checkpoint::Checkpoint;
 use super::config::{bool_key, f32_key, str_key, usize_key, Arch, Head, ModelConfig, ModelShape};
 use super::layers::Fwd;
 use crate::device::Gpu;
-use crate::ops::elementwise::add;
 use crate::ops::matmul::matmul;
 use crate::ops::rotary::{rotary, RopeScaling};
 use crate::ops::swiglu::swiglu;
@@ -284,15 +283,11 @@ impl Architecture for Llama {
             let q = rotary(tape, &q, &f.positions, rope)?;
             let k = rotary(tape, &k, &f.positions, rope)?;
             let a = f.attention(&q, &k, &v, cache.as_deref_mut().map(|c| (c, l)))?;
-            let h = add(
-                tape,
-                &x,
-                &f.linear(&a, &format!("{p}self_attn.o_proj"), true)?,
-            )?;
+            let h = f.linear_onto(&a, &format!("{p}self_attn.o_proj"), true, &x)?;
             let n = f.rmsnorm(&h, &format!("{p}post_attention_layernorm"), eps)?;
-            let mlp = |m: &str, input: &Var| f.linear(input, &format!("{p}mlp.{m}"), true);
-            let m = swiglu(tape, &mlp("gate_proj", &n)?, &mlp("up_proj", &n)?)?;
-            x = add(tape, &h, &mlp("down_proj", &m)?)?;
+            let mlp = |m: &str| f.linear(&n, &format!("{p}mlp.{m}"), true);
+            let m = swiglu(tape, &mlp("gate_proj")?, &mlp("up_proj")?)?;
+            x = f.linear_onto(&m, &format!("{p}mlp.down_proj"), true, &h)?;
         }
         f.commit(cache);
         f.rmsnorm(&x, &format!("{P}norm"), eps)

@@ -32,7 +32,11 @@ const WG: usize = 64;
 /// `max_norm` ([1]: `min(1, max_norm / (norm + 1e-6))`, 1 when the norm is
 /// not finite), both on the GPU; nothing is modified. The optimizer reads
 /// the norm and hands the scale to `adamw_step_scaled`.
-pub fn norm_and_scale(gpu: &Arc<Gpu>, grads: &[&Tensor], max_norm: f32) -> Result<(Tensor, Tensor)> {
+pub fn norm_and_scale(
+    gpu: &Arc<Gpu>,
+    grads: &[&Tensor],
+    max_norm: f32,
+) -> Result<(Tensor, Tensor)> {
     let mut launches = Vec::new();
     for g in grads {
         ensure!(

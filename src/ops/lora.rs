@@ -44,10 +44,10 @@ pub mod epilogue;
 mod tape;
 pub use base::LoraBase;
 pub use epilogue::{LoraEpilogueParams, LowRank};
-pub use tape::{lora_linear, lora_linear_on, qlora_linear};
+pub use tape::{lora_linear, lora_linear_on, lora_linear_onto, qlora_linear};
 
 use crate::ops::dropout::{dropout_backward, dropout_forward};
-use crate::ops::elementwise::{unary_forward, UnaryOp};
+use crate::ops::elementwise::{self as ew, unary_forward, Broadcast, UnaryOp};
 use crate::ops::matmul::{bias_grad, matmul_forward_with, MatmulVariant};
 use crate::tensor::axpy::axpy;
 use crate::tensor::{DType, Tensor};
@@ -172,19 +172,50 @@ pub fn lora_forward(
     a: &Tensor,
     b: &Tensor,
 ) -> Result<(Tensor, Tensor)> {
+    lora_forward_onto(spec, base, x, bias, a, b, None)
+}
+
+/// [`lora_forward`] with `y` = `onto` + the linear's output when `onto` is
+/// given (a residual connection): the fused form on an f32 base accumulates
+/// onto a copy of `onto` in its one store, after the bias and the low-rank
+/// term, so each element is the linear's value added to `onto` once, as a
+/// separate add would give; the other forms add after the fact.
+pub fn lora_forward_onto(
+    spec: &LoraSpec,
+    base: &LoraBase,
+    x: &Tensor,
+    bias: Option<&Tensor>,
+    a: &Tensor,
+    b: &Tensor,
+    onto: Option<&Tensor>,
+) -> Result<(Tensor, Tensor)> {
     let (m, k, n, _) = dims(x, base, bias, a, b)?;
+    if let Some(o) = onto {
+        ensure!(
+            o.dtype() == DType::F32 && o.numel() == m * n,
+            "lora: cannot add a [{m}, {n}] output onto {o:?}"
+        );
+    }
     let v = spec.variant;
     let x2 = x.reshape(&[m, k])?;
     let xa = matmul_forward_with(v, &a_input(spec, &x2)?, a, None, false, true)?;
-    let y = Tensor::empty(x.gpu(), &[m, n], DType::F32)?;
+    let fused_onto = onto.filter(|_| !spec.unfused && matches!(base, LoraBase::Dense { .. }));
+    let y = match fused_onto {
+        Some(o) => o.deep_copy()?.reshape(&[m, n])?,
+        None => Tensor::empty(x.gpu(), &[m, n], DType::F32)?,
+    };
     if spec.unfused {
-        base.forward_into(v, &y, &x2, bias, None)?;
+        base.forward_into(v, &y, &x2, bias, None, false)?;
         let z = matmul_forward_with(v, &xa, b, None, false, true)?;
         axpy(&y, spec.scale, &z)?;
     } else {
         let lr = LowRank::new(&xa, b, false, spec.scale)?;
-        base.forward_into(v, &y, &x2, bias, Some(&lr))?;
+        base.forward_into(v, &y, &x2, bias, Some(&lr), fused_onto.is_some())?;
     }
+    let y = match (onto, fused_onto) {
+        (Some(o), None) => ew::binary_forward(ew::BinaryOp::Add, o, &y, Broadcast::same(m * n))?,
+        _ => y,
+    };
     Ok((y.reshape(&out_shape(x, n))?, xa))
 }
 

@@ -305,6 +305,59 @@ pub fn matmul(
     }))
 }
 
+/// `onto + (op(A)·op(B) (+ bias))` as one tape node: a residual connection
+/// whose add is the product's store (`accumulate` onto a copy of `onto`)
+/// rather than a separate pass. The same numbers as
+/// `add(onto, matmul(a, b, bias))`: the product is rounded as alone, then
+/// added to `onto` once (IEEE addition commutes); the backward gives `onto`
+/// the output gradient itself, as the add's does.
+pub fn matmul_onto(
+    tape: &Tape,
+    a: &Var,
+    b: &Var,
+    bias: Option<&Var>,
+    trans_a: bool,
+    trans_b: bool,
+    onto: &Var,
+) -> Result<Var> {
+    let (at, bt) = (a.tensor().clone(), b.tensor().clone());
+    let d = dims(&at, &bt, bias.map(|v| v.tensor()), trans_a, trans_b)?;
+    ensure!(
+        onto.shape() == d.out,
+        "matmul_onto: {:?} cannot take a product of shape {:?}",
+        onto.tensor(),
+        d.out
+    );
+    let out = onto.tensor().deep_copy()?;
+    let bias_t = bias.map(|v| v.tensor());
+    matmul_into(
+        MatmulVariant::Auto,
+        &out,
+        &at,
+        &bt,
+        bias_t,
+        trans_a,
+        trans_b,
+        true,
+    )?;
+    let mut inputs = vec![a, b];
+    inputs.extend(bias);
+    inputs.push(onto);
+    let has_bias = bias.is_some();
+    Ok(tape.record("matmul_onto", &inputs, out, move |dc, needs| {
+        let want = [needs[0], needs[1], has_bias && needs[2]];
+        let mut grads = if want.contains(&true) {
+            let g = matmul_backward(dc, &at, &bt, trans_a, trans_b, want)?;
+            vec![g.da, g.db, g.dbias]
+        } else {
+            vec![None, None, None]
+        };
+        grads.truncate(2 + has_bias as usize);
+        grads.push(Some(dc.clone()));
+        Ok(grads)
+    }))
+}
+
 /// A linear layer in GPT-2's Conv1D layout: `y[.., N] = x[.., K]·w[K, N] + b`.
 /// `x` may have any number of leading dims (or none: `[K]` gives `[N]`); `w`
 /// is shared by all rows. Weights stored as `[N, K]` (PyTorch `nn.Linear`, as

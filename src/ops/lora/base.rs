@@ -56,7 +56,8 @@ impl LoraBase {
         }
     }
 
-    /// `y = x2·op(W) (+ bias) (+ lr)` into `y [M, N]` in one pass.
+    /// `y = x2·op(W) (+ bias) (+ lr)` into `y [M, N]` in one pass, or added
+    /// to what `y` holds with `accumulate` (f32 bases only).
     pub(crate) fn forward_into(
         &self,
         variant: MatmulVariant,
@@ -64,13 +65,17 @@ impl LoraBase {
         x2: &Tensor,
         bias: Option<&Tensor>,
         lr: Option<&LowRank>,
+        accumulate: bool,
     ) -> Result<()> {
         match (self, lr) {
             (LoraBase::Dense { w, trans_b }, Some(lr)) => {
-                matmul_lowrank_into(variant, y, x2, w, bias, false, *trans_b, false, lr)
+                matmul_lowrank_into(variant, y, x2, w, bias, false, *trans_b, accumulate, lr)
             }
             (LoraBase::Dense { w, trans_b }, None) => {
-                matmul_into(variant, y, x2, w, bias, false, *trans_b, false)
+                matmul_into(variant, y, x2, w, bias, false, *trans_b, accumulate)
+            }
+            (LoraBase::Quantized { .. }, _) if accumulate => {
+                bail!("lora: a quantized base does not accumulate into its output")
             }
             (LoraBase::Quantized { w, path }, lr) => {
                 qmatmul_forward_into(*path, y, x2, w, bias, lr)

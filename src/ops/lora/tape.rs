@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 
-use super::{lora_backward, lora_forward, LoraBase, LoraDropout, LoraSpec};
+use super::{lora_backward, lora_forward_onto, LoraBase, LoraDropout, LoraSpec};
 use crate::quant::QuantizedWeight;
 use crate::tape::{Tape, Var};
 
@@ -58,15 +58,61 @@ pub fn lora_linear_on(
     a: &Var,
     b: &Var,
 ) -> Result<Var> {
+    record(tape, spec, base, w_var, x, bias, [a, b], None)
+}
+
+/// `onto + lora_linear(..)` as one node (a residual connection whose add is
+/// the product's store; see [`super::lora_forward_onto`]): the same numbers
+/// as adding the output to `onto`, and the backward gives `onto` the output
+/// gradient itself, as the add's does.
+#[allow(clippy::too_many_arguments)]
+pub fn lora_linear_onto(
+    tape: &Tape,
+    x: &Var,
+    w: &Var,
+    bias: Option<&Var>,
+    a: &Var,
+    b: &Var,
+    scale: f32,
+    trans_b: bool,
+    dropout: Option<LoraDropout>,
+    onto: &Var,
+) -> Result<Var> {
+    let spec = LoraSpec {
+        dropout,
+        ..LoraSpec::new(scale, trans_b)
+    };
+    let base = LoraBase::dense(w.tensor(), spec.trans_b);
+    record(tape, &spec, &base, Some(w), x, bias, [a, b], Some(onto))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn record(
+    tape: &Tape,
+    spec: &LoraSpec,
+    base: &LoraBase,
+    w_var: Option<&Var>,
+    x: &Var,
+    bias: Option<&Var>,
+    [a, b]: [&Var; 2],
+    onto: Option<&Var>,
+) -> Result<Var> {
     let [xt, at, bt] = [x, a, b].map(|v| v.tensor().clone());
-    let (y, xa) = lora_forward(spec, base, &xt, bias.map(|v| v.tensor()), &at, &bt)?;
-    let (has_w, has_bias) = (w_var.is_some(), bias.is_some());
+    let bias_t = bias.map(|v| v.tensor());
+    let (y, xa) = lora_forward_onto(spec, base, &xt, bias_t, &at, &bt, onto.map(|o| o.tensor()))?;
+    let (has_w, has_bias, has_onto) = (w_var.is_some(), bias.is_some(), onto.is_some());
     let mut inputs = vec![x];
     inputs.extend(w_var);
     inputs.extend(bias);
     inputs.extend([a, b]);
+    inputs.extend(onto);
     let (spec, base) = (*spec, base.clone());
-    Ok(tape.record("lora_linear", &inputs, y, move |dy, needs| {
+    let name = if has_onto {
+        "lora_linear_onto"
+    } else {
+        "lora_linear"
+    };
+    Ok(tape.record(name, &inputs, y, move |dy, needs| {
         // Positions of W and the bias among the inputs, when present.
         let iw = 1;
         let ib = iw + has_w as usize;
@@ -87,6 +133,9 @@ pub fn lora_linear_on(
             grads.push(g.dbias);
         }
         grads.extend([g.da, g.db]);
+        if has_onto {
+            grads.push(Some(dy.clone()));
+        }
         Ok(grads)
     }))
 }
