@@ -96,13 +96,18 @@ pub struct Generation {
 /// the last column for every row).
 fn last_logits(model: &CausalLm, f: &Fwd, hidden: &Var) -> Result<Tensor> {
     let t = f.tokens;
-    let idx: Vec<i32> = (0..t.batch)
-        .map(|b| (b * t.seq + t.seq - 1) as i32)
-        .collect();
     let flat = f
         .tape
         .reshape(hidden, &[t.batch * t.seq, model.cfg.hidden])?;
-    let last = row_gather(f.tape, &flat, &idx)?;
+    // Decoding feeds one token per row: every row is already its last.
+    let last = if t.seq == 1 {
+        flat
+    } else {
+        let idx: Vec<i32> = (0..t.batch)
+            .map(|b| (b * t.seq + t.seq - 1) as i32)
+            .collect();
+        row_gather(f.tape, &flat, &idx)?
+    };
     Ok(model.logits(f, &last)?.tensor().clone())
 }
 
