@@ -222,7 +222,8 @@ impl DeviceSampler {
         wg: u32,
     ) -> Result<[Prepared; 2]> {
         let binds: Vec<_> = (1..).zip(bufs).map(|(i, t)| t.bind(i)).collect();
-        let consts = [("WG", wg as f64)];
+        let penalty = (params.penalty != 1.0) as u32 as f64;
+        let consts = [("WG", wg as f64), ("PENALTY", penalty)];
         let kernel = |entry| {
             let k = Kernel::new("sample", entry).with(&consts);
             prepare(gpu.as_ref(), &k, params, &binds)
