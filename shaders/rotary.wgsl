@@ -103,27 +103,57 @@ fn rotary_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
 // One vec4 load or store where the scalar entry makes four, each llvmpipe
 // runs as a loop over the SIMD lanes; every element's math is the scalar
 // entry's.
+//
+// With ROW_LOOP (CPU adapters; the host's choice) one invocation takes a
+// whole (token, head) row, its quads in turn. On llvmpipe the lanes of a
+// SIMD row run both sides of the per-quad branch under a mask: at
+// rotary_pct 0.25 and D = 32, 1 quad in 7 rotates and every lane paid for a
+// rotation and a copy.
+override ROW_LOOP: bool = false;
+
+fn rotate_quad(base: vec2<u32>, t: u32, j: u32, sgn: f32) {
+    let xb = base.x;
+    let ob = base.y;
+    let c = cos_sin4[(t + j) >> 2u];
+    let s = sgn * cos_sin4[(t + p.rot_half + j) >> 2u];
+    let x1 = x4[(xb + j) >> 2u];
+    let x2 = x4[(xb + j + p.rot_half) >> 2u];
+    out4[(ob + j) >> 2u] = x1 * c - x2 * s;
+    out4[(ob + j + p.rot_half) >> 2u] = x2 * c + x1 * s;
+}
+
+// Quad j >= rot_half passes dims j + rot_half .. +3 through.
+fn copy_quad(base: vec2<u32>, j: u32) {
+    let k = j + p.rot_half;
+    out4[(base.y + k) >> 2u] = x4[(base.x + k) >> 2u];
+}
+
 fn rotate4(i: u32, sgn: f32) {
     let w = (p.d - p.rot_half) / 4u;
+    if (ROW_LOOP) {
+        if (i >= p.rows) {
+            return;
+        }
+        let base = row_bases(i);
+        let t = table_base(i);
+        for (var j = 0u; j < p.rot_half; j += 4u) {
+            rotate_quad(base, t, j, sgn);
+        }
+        for (var j = p.rot_half; j < 4u * w; j += 4u) {
+            copy_quad(base, j);
+        }
+        return;
+    }
     if (i >= p.rows * w) {
         return;
     }
     let row = i / w;
     let j = 4u * (i % w);
     let base = row_bases(row);
-    let xb = base.x;
-    let ob = base.y;
     if (j < p.rot_half) {
-        let t = table_base(row);
-        let c = cos_sin4[(t + j) >> 2u];
-        let s = sgn * cos_sin4[(t + p.rot_half + j) >> 2u];
-        let x1 = x4[(xb + j) >> 2u];
-        let x2 = x4[(xb + j + p.rot_half) >> 2u];
-        out4[(ob + j) >> 2u] = x1 * c - x2 * s;
-        out4[(ob + j + p.rot_half) >> 2u] = x2 * c + x1 * s;
+        rotate_quad(base, table_base(row), j, sgn);
     } else {
-        let k = j + p.rot_half;
-        out4[(ob + k) >> 2u] = x4[(xb + k) >> 2u];
+        copy_quad(base, j);
     }
 }
 

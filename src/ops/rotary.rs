@@ -202,9 +202,24 @@ impl View {
     }
 }
 
+/// How the vec4 entries share out the work (the shader's ROW_LOOP).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RotaryForm {
+    /// [`RotaryForm::PerRow`] on CPU adapters, else [`RotaryForm::PerQuad`].
+    #[default]
+    Auto,
+    /// One invocation per four dims of a head (GPUs).
+    PerQuad,
+    /// One invocation per (token, head), its quads in turn: no lane runs
+    /// both the rotation and the pass-through copy under a mask.
+    PerRow,
+}
+
 /// Runs one entry over `shape`, from the view `xv` of `x` into the view `ov`
 /// of `out`.
+#[allow(clippy::too_many_arguments)]
 fn run(
+    form: RotaryForm,
     rotation: Rotation,
     shape: [usize; 4],
     (out, ov): (&Tensor, View),
@@ -241,7 +256,18 @@ fn run(
     };
     let quads = table.rot_dim.is_multiple_of(8) && d.is_multiple_of(4) && quad(&xv) && quad(&ov);
     let per = if quads { 4 } else { 1 };
+    let per_row = quads
+        && match form {
+            RotaryForm::Auto => gpu.is_cpu(),
+            f => f == RotaryForm::PerRow,
+        };
+    let row_loop = [("ROW_LOOP", 1.0)];
     let kernel = Kernel::new("rotary", rotation.entry(quads));
+    let kernel = if per_row {
+        kernel.with(&row_loop)
+    } else {
+        kernel
+    };
     let widest = xv.token_stride.max(ov.token_stride);
     for (t0, t1) in row_chunks(gpu, bt, widest, 1)? {
         let (x_lo, x_hi) = xv.span(t0, t1, h, d);
@@ -267,7 +293,11 @@ fn run(
         let table_b = table.cos_sin.bind(3);
         let binds = [x_b, pos_b, table_b, out_b];
         let quad_binds = [as_vec4(x_b, 5), as_vec4(table_b, 6), as_vec4(out_b, 7)];
-        let invocations = rows * (w / per) as u32;
+        let invocations = if per_row {
+            rows
+        } else {
+            rows * (w / per) as u32
+        };
         gpu.dispatch(
             &kernel,
             &params,
@@ -335,6 +365,18 @@ pub fn rotary_into(
     positions: &Tensor,
     table: &RotaryTable,
 ) -> Result<()> {
+    rotary_into_with(RotaryForm::Auto, rotation, out, x, positions, table)
+}
+
+/// [`rotary_into`] in a chosen [`RotaryForm`] (tests compare the forms).
+pub fn rotary_into_with(
+    form: RotaryForm,
+    rotation: Rotation,
+    out: &Tensor,
+    x: &Tensor,
+    positions: &Tensor,
+    table: &RotaryTable,
+) -> Result<()> {
     let shape = shape4(x)?;
     ensure!(
         out.numel() == x.numel(),
@@ -343,7 +385,15 @@ pub fn rotary_into(
         x.shape()
     );
     let view = View::contiguous(shape);
-    run(rotation, shape, (out, view), (x, view), positions, table)
+    run(
+        form,
+        rotation,
+        shape,
+        (out, view),
+        (x, view),
+        positions,
+        table,
+    )
 }
 
 /// Tape version of [`rotary_forward`].

@@ -14,7 +14,7 @@
 
 use anyhow::{ensure, Result};
 
-use super::{run, RotaryTable, Rotation, View};
+use super::{run, RotaryForm, RotaryTable, Rotation, View};
 use crate::ops::head_slice::Slice;
 use crate::tape::{Tape, Var};
 use crate::tensor::{DType, Tensor};
@@ -51,6 +51,7 @@ pub fn rotary_slice_forward(
     let out = Tensor::empty(qkv.gpu(), &out_shape, DType::F32)?;
     let plain = View::contiguous(shape);
     run(
+        RotaryForm::Auto,
         Rotation::Forward,
         shape,
         (&out, plain),
@@ -77,6 +78,7 @@ pub fn rotary_slice_backward(
     let dqkv = Tensor::zeros(dy.gpu(), qkv_shape, DType::F32)?;
     let plain = View::contiguous(shape);
     run(
+        RotaryForm::Auto,
         Rotation::Backward,
         shape,
         (&dqkv, view),
