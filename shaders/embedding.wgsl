@@ -82,6 +82,31 @@ fn embedding_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgrou
     }
 }
 
+// The same four columns at a time (an f32 table, C and both chunks'
+// element offsets multiples of 4; the host decides): one vec4 load and store
+// where the scalar entry makes four, each a loop over llvmpipe's SIMD lanes.
+@group(0) @binding(9) var<storage, read> table4: array<vec4<f32>>;
+@group(0) @binding(10) var<storage, read_write> out4: array<vec4<f32>>;
+
+@compute @workgroup_size(256)
+fn embedding_forward4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                      @builtin(local_invocation_index) lid: u32) {
+    let q = linear_group(wg, nwg) * 256u + lid;
+    let quads = p.c / 4u;
+    if (q >= p.n * quads) {
+        return;
+    }
+    let row = q / quads;
+    let col = 4u * (q % quads);
+    let id = ids[p.ids_off + row];
+    let o = (p.out_off + row * p.c + col) >> 2u;
+    if (id >= i32(p.row_lo) && id < i32(p.row_hi)) {
+        out4[o] = table4[(u32(id) * p.c + col - p.table_base) >> 2u];
+    } else if (p.zero_oob != 0u && (id < 0 || id >= i32(p.vocab))) {
+        out4[o] = vec4<f32>(0.0);
+    }
+}
+
 @compute @workgroup_size(256)
 fn embedding_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                       @builtin(local_invocation_index) lid: u32) {

@@ -18,7 +18,7 @@
 //! into row ranges that each fit one storage binding; see the shader header.
 
 use crate::device::Gpu;
-use crate::kernel::{groups_1d, Bind, Kernel};
+use crate::kernel::{as_vec4, groups_1d, Bind, Kernel};
 use crate::tape::{Tape, Var};
 use crate::tensor::{DType, Tensor};
 use anyhow::{bail, ensure, Result};
@@ -162,7 +162,6 @@ pub fn embedding_forward_into(
     }
     let code = dtype_code(table.dtype())?;
     let per_word = if code == 0.0 { 1 } else { 2 };
-    let kernel = Kernel::new("embedding", "embedding_forward");
     let constants = [("TABLE_DTYPE", code)];
     let table_chunks = row_chunks(gpu, vocab, c, per_word)?;
     for (n0, n1) in row_chunks(gpu, n, c, 1)? {
@@ -182,12 +181,27 @@ pub fn embedding_forward_into(
                 zero_oob: (k == 0) as u32,
                 _pad: [0; 3],
             };
-            let total = ((n1 - n0) * c) as u32;
+            // Four columns per invocation where an f32 table's chunks
+            // start on whole vec4s (bindings 9 and 10 see them as vec4s).
+            let quads = code == 0.0
+                && c.is_multiple_of(4)
+                && out_off.is_multiple_of(4)
+                && table_base.is_multiple_of(4);
+            let (entry, per) = if quads {
+                ("embedding_forward4", 4)
+            } else {
+                ("embedding_forward", 1)
+            };
+            let mut binds = vec![ids_b, tab_b, out_b];
+            if quads {
+                binds.extend([as_vec4(tab_b, 9), as_vec4(out_b, 10)]);
+            }
+            let invocations = ((n1 - n0) * c / per) as u32;
             gpu.dispatch(
-                &kernel.with(&constants),
+                &Kernel::new("embedding", entry).with(&constants),
                 &params,
-                &[ids_b, tab_b, out_b],
-                groups_1d(gpu, total.div_ceil(256)),
+                &binds,
+                groups_1d(gpu, invocations.div_ceil(256)),
             )?;
         }
     }
