@@ -102,6 +102,17 @@ impl LogitSums {
     }
 }
 
+fn check_loss_mask(batch: &LmBatch) -> Result<()> {
+    let t = &batch.tokens;
+    ensure!(
+        batch.loss_mask.len() == t.ids.len(),
+        "loss mask of {} for {} tokens",
+        batch.loss_mask.len(),
+        t.ids.len()
+    );
+    Ok(())
+}
+
 /// [`token_logps`] and the [`LogitSums`] of the same forward pass.
 pub fn token_logps_and_logits(
     model: &CausalLm,
@@ -110,12 +121,7 @@ pub fn token_logps_and_logits(
     batch: &LmBatch,
 ) -> Result<(Var, LogitSums)> {
     let t = &batch.tokens;
-    ensure!(
-        batch.loss_mask.len() == t.ids.len(),
-        "loss mask of {} for {} tokens",
-        batch.loss_mask.len(),
-        t.ids.len()
-    );
+    check_loss_mask(batch)?;
     let (_, logits) = model.forward(tape, vars, t)?;
     let v = logits.shape()[2];
     let (cells, _) = reduce_forward(logits.tensor(), ReduceOp::Sum, Axis::Last)?;
@@ -229,12 +235,7 @@ fn completion_logp_sums(
     batch: &LmBatch,
 ) -> Result<Var> {
     let t = &batch.tokens;
-    ensure!(
-        batch.loss_mask.len() == t.ids.len(),
-        "loss mask of {} for {} tokens",
-        batch.loss_mask.len(),
-        t.ids.len()
-    );
+    check_loss_mask(batch)?;
     let targets = next_token_targets(t, Some(&batch.loss_mask));
     let rows: Vec<i32> = (0..targets.len() as i32)
         .filter(|&i| targets[i as usize] != -100)

@@ -22,12 +22,7 @@ pub fn lora_linear(
     trans_b: bool,
     dropout: Option<LoraDropout>,
 ) -> Result<Var> {
-    let spec = LoraSpec {
-        dropout,
-        ..LoraSpec::new(scale, trans_b)
-    };
-    let base = LoraBase::dense(w.tensor(), spec.trans_b);
-    lora_linear_on(tape, &spec, &base, Some(w), x, bias, a, b)
+    dense(tape, x, w, bias, [a, b], (scale, trans_b, dropout), None)
 }
 
 /// QLoRA: the LoRA linear over a frozen int8 / NF4 weight `[N, K]`, fused
@@ -78,12 +73,33 @@ pub fn lora_linear_onto(
     dropout: Option<LoraDropout>,
     onto: &Var,
 ) -> Result<Var> {
+    dense(
+        tape,
+        x,
+        w,
+        bias,
+        [a, b],
+        (scale, trans_b, dropout),
+        Some(onto),
+    )
+}
+
+/// The LoRA linear over an f32 base weight `w` (a tape variable).
+fn dense(
+    tape: &Tape,
+    x: &Var,
+    w: &Var,
+    bias: Option<&Var>,
+    ab: [&Var; 2],
+    (scale, trans_b, dropout): (f32, bool, Option<LoraDropout>),
+    onto: Option<&Var>,
+) -> Result<Var> {
     let spec = LoraSpec {
         dropout,
         ..LoraSpec::new(scale, trans_b)
     };
     let base = LoraBase::dense(w.tensor(), spec.trans_b);
-    record(tape, &spec, &base, Some(w), x, bias, [a, b], Some(onto))
+    record(tape, &spec, &base, Some(w), x, bias, ab, onto)
 }
 
 #[allow(clippy::too_many_arguments)]
