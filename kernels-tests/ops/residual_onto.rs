@@ -57,7 +57,7 @@ fn check(gpu: &Arc<Gpu>, (b, t, k, n, r): (usize, usize, usize, usize, usize), o
         let dense = |tape: &Tape, v: &[Var], fused: bool| {
             let bias = v.get(5);
             if fused {
-                matmul_onto(tape, &v[0], &v[1], bias, false, out_in, &v[2]).unwrap()
+                matmul_onto(tape, &v[0], &v[1], bias, false, out_in, Some(&v[2])).unwrap()
             } else {
                 let h = matmul(tape, &v[0], &v[1], bias, false, out_in).unwrap();
                 add(tape, &v[2], &h).unwrap()
@@ -66,7 +66,7 @@ fn check(gpu: &Arc<Gpu>, (b, t, k, n, r): (usize, usize, usize, usize, usize), o
         let lora = |tape: &Tape, v: &[Var], fused: bool| {
             let (x, w, onto, a, bb, bias) = (&v[0], &v[1], &v[2], &v[3], &v[4], v.get(5));
             if fused {
-                lora_linear_onto(tape, x, w, bias, a, bb, 1.7, out_in, None, onto).unwrap()
+                lora_linear_onto(tape, x, w, bias, a, bb, 1.7, out_in, None, Some(onto)).unwrap()
             } else {
                 let h = lora_linear(tape, x, w, bias, a, bb, 1.7, out_in, None).unwrap();
                 add(tape, onto, &h).unwrap()
@@ -113,9 +113,10 @@ fn a_residual_of_another_shape_is_refused() {
     let tape = Tape::new(&gpu);
     let p = |s: &[usize]| tape.param(&Tensor::zeros(&gpu, s, engine::tensor::DType::F32).unwrap());
     let (x, w, onto) = (p(&[2, 3]), p(&[4, 3]), p(&[2, 5]));
-    let e = matmul_onto(&tape, &x, &w, None, false, true, &onto).unwrap_err();
+    let e = matmul_onto(&tape, &x, &w, None, false, true, Some(&onto)).unwrap_err();
     assert!(e.to_string().contains("matmul_onto"), "{e}");
     let (a, b) = (p(&[2, 3]), p(&[4, 2]));
-    let e = lora_linear_onto(&tape, &x, &w, None, &a, &b, 1.0, true, None, &onto).unwrap_err();
+    let e =
+        lora_linear_onto(&tape, &x, &w, None, &a, &b, 1.0, true, None, Some(&onto)).unwrap_err();
     assert!(e.to_string().contains("cannot add"), "{e}");
 }

@@ -11,9 +11,9 @@ use crate::ops::attention::{attention, AttnOptions};
 use crate::ops::elementwise::add;
 use crate::ops::embedding::embedding;
 use crate::ops::layernorm::layernorm;
-use crate::ops::lora::{lora_linear, lora_linear_onto};
+use crate::ops::lora::lora_linear_onto;
 use crate::ops::lora::{qlora_linear, LoraSpec};
-use crate::ops::matmul::{matmul, matmul_onto};
+use crate::ops::matmul::matmul_onto;
 use crate::ops::qmatmul::qlinear;
 use crate::ops::rmsnorm::rmsnorm;
 use crate::ops::row_gather::keep_rows;
@@ -199,16 +199,7 @@ impl<'a> Fwd<'a> {
     /// A module with a LoRA adapter (while adapters are on) runs the fused
     /// LoRA op instead: `+ s·(dropout(x)·Aᵀ)·Bᵀ` in the same pass.
     pub fn linear(&self, x: &Var, prefix: &str, out_in: bool) -> Result<Var> {
-        let b = self.vars.get(&format!("{prefix}.bias")).ok();
-        // A quantized base (QLoRA) runs the dequantizing kernels.
-        if let Some(q) = self.vars.quantized.get(prefix) {
-            return quantized_linear(self.tape, x, q, b, self.vars.lora_for(prefix)?);
-        }
-        let w = self.p(&format!("{prefix}.weight"))?;
-        if let Some(l) = self.vars.lora_for(prefix)? {
-            return lora_linear(self.tape, x, w, b, l.a, l.b, l.scale, out_in, l.dropout);
-        }
-        matmul(self.tape, x, w, b, false, out_in)
+        self.linear_onto_opt(x, prefix, out_in, None)
     }
 
     /// `onto + linear(x)`: a residual connection, with the add done by the
@@ -217,9 +208,25 @@ impl<'a> Fwd<'a> {
     /// linear's output added to `onto` once, the numbers of
     /// `add(onto, linear(x))`.
     pub fn linear_onto(&self, x: &Var, prefix: &str, out_in: bool, onto: &Var) -> Result<Var> {
+        self.linear_onto_opt(x, prefix, out_in, Some(onto))
+    }
+
+    fn linear_onto_opt(
+        &self,
+        x: &Var,
+        prefix: &str,
+        out_in: bool,
+        onto: Option<&Var>,
+    ) -> Result<Var> {
         let b = self.vars.get(&format!("{prefix}.bias")).ok();
-        if self.vars.quantized.contains_key(prefix) {
-            return add(self.tape, onto, &self.linear(x, prefix, out_in)?);
+        // A quantized base (QLoRA) runs the dequantizing kernels, which do
+        // not accumulate into their output: the residual is added after.
+        if let Some(q) = self.vars.quantized.get(prefix) {
+            let y = quantized_linear(self.tape, x, q, b, self.vars.lora_for(prefix)?)?;
+            return match onto {
+                Some(o) => add(self.tape, o, &y),
+                None => Ok(y),
+            };
         }
         let w = self.p(&format!("{prefix}.weight"))?;
         if let Some(l) = self.vars.lora_for(prefix)? {

@@ -30,13 +30,18 @@ const WG: usize = 64;
 
 /// The global L2 norm of `grads` ([1]) and the clipping scale for
 /// `max_norm` ([1]: `min(1, max_norm / (norm + 1e-6))`, 1 when the norm is
-/// not finite), both on the GPU; nothing is modified. The optimizer reads
-/// the norm and hands the scale to `adamw_step_scaled`.
+/// not finite), both on the GPU; nothing is modified (`max_norm` must be
+/// positive; infinity never clips). The optimizer reads the norm and hands
+/// the scale to `adamw_step_scaled`.
 pub fn norm_and_scale(
     gpu: &Arc<Gpu>,
     grads: &[&Tensor],
     max_norm: f32,
 ) -> Result<(Tensor, Tensor)> {
+    ensure!(
+        max_norm > 0.0,
+        "grad_clip: max_norm must be positive, got {max_norm}"
+    );
     let mut launches = Vec::new();
     for g in grads {
         ensure!(
@@ -95,10 +100,6 @@ pub fn grad_norm(gpu: &Arc<Gpu>, grads: &[&Tensor]) -> Result<Tensor> {
 /// Scales every gradient in place by `min(1, max_norm / (norm + 1e-6))` and
 /// returns the pre-clipping global norm (`[1]`, on the GPU).
 pub fn clip_grad_norm(gpu: &Arc<Gpu>, grads: &[&Tensor], max_norm: f32) -> Result<Tensor> {
-    ensure!(
-        max_norm > 0.0,
-        "clip_grad_norm: max_norm must be positive, got {max_norm}"
-    );
     let (norm, scale) = norm_and_scale(gpu, grads, max_norm)?;
     for g in grads {
         for (lo, hi) in elem_chunks(gpu, g.numel()) {

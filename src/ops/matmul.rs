@@ -290,24 +290,12 @@ pub fn matmul(
     trans_a: bool,
     trans_b: bool,
 ) -> Result<Var> {
-    let (at, bt) = (a.tensor().clone(), b.tensor().clone());
-    let out = matmul_forward(&at, &bt, bias.map(|v| v.tensor()), trans_a, trans_b)?;
-    let mut inputs = vec![a, b];
-    inputs.extend(bias);
-    Ok(tape.record("matmul", &inputs, out, move |dc, needs| {
-        let want = [needs[0], needs[1], needs.get(2) == Some(&true)];
-        let g = matmul_backward(dc, &at, &bt, trans_a, trans_b, want)?;
-        let mut grads = vec![g.da, g.db];
-        if needs.len() > 2 {
-            grads.push(g.dbias);
-        }
-        Ok(grads)
-    }))
+    matmul_onto(tape, a, b, bias, trans_a, trans_b, None)
 }
 
-/// `onto + (op(A)·op(B) (+ bias))` as one tape node: a residual connection
-/// whose add is the product's store (`accumulate` onto a copy of `onto`)
-/// rather than a separate pass. The same numbers as
+/// [`matmul`], plus `onto` when given, as one tape node: a residual
+/// connection whose add is the product's store (`accumulate` onto a copy of
+/// `onto`) rather than a separate pass. The same numbers as
 /// `add(onto, matmul(a, b, bias))`: the product is rounded as alone, then
 /// added to `onto` once (IEEE addition commutes); the backward gives `onto`
 /// the output gradient itself, as the add's does.
@@ -318,33 +306,32 @@ pub fn matmul_onto(
     bias: Option<&Var>,
     trans_a: bool,
     trans_b: bool,
-    onto: &Var,
+    onto: Option<&Var>,
 ) -> Result<Var> {
     let (at, bt) = (a.tensor().clone(), b.tensor().clone());
-    let d = dims(&at, &bt, bias.map(|v| v.tensor()), trans_a, trans_b)?;
-    ensure!(
-        onto.shape() == d.out,
-        "matmul_onto: {:?} cannot take a product of shape {:?}",
-        onto.tensor(),
-        d.out
-    );
-    let out = onto.tensor().deep_copy()?;
     let bias_t = bias.map(|v| v.tensor());
-    matmul_into(
-        MatmulVariant::Auto,
-        &out,
-        &at,
-        &bt,
-        bias_t,
-        trans_a,
-        trans_b,
-        true,
-    )?;
+    let out = match onto {
+        None => matmul_forward(&at, &bt, bias_t, trans_a, trans_b)?,
+        Some(o) => {
+            let d = dims(&at, &bt, bias_t, trans_a, trans_b)?;
+            ensure!(
+                o.shape() == d.out,
+                "matmul_onto: {:?} cannot take a product of shape {:?}",
+                o.tensor(),
+                d.out
+            );
+            let out = o.tensor().deep_copy()?;
+            let (ta, tb) = (trans_a, trans_b);
+            matmul_into(MatmulVariant::Auto, &out, &at, &bt, bias_t, ta, tb, true)?;
+            out
+        }
+    };
     let mut inputs = vec![a, b];
     inputs.extend(bias);
-    inputs.push(onto);
-    let has_bias = bias.is_some();
-    Ok(tape.record("matmul_onto", &inputs, out, move |dc, needs| {
+    inputs.extend(onto);
+    let (has_bias, has_onto) = (bias.is_some(), onto.is_some());
+    let name = if has_onto { "matmul_onto" } else { "matmul" };
+    Ok(tape.record(name, &inputs, out, move |dc, needs| {
         let want = [needs[0], needs[1], has_bias && needs[2]];
         let mut grads = if want.contains(&true) {
             let g = matmul_backward(dc, &at, &bt, trans_a, trans_b, want)?;
@@ -353,7 +340,9 @@ pub fn matmul_onto(
             vec![None, None, None]
         };
         grads.truncate(2 + has_bias as usize);
-        grads.push(Some(dc.clone()));
+        if has_onto {
+            grads.push(Some(dc.clone()));
+        }
         Ok(grads)
     }))
 }

@@ -82,7 +82,8 @@ pub struct DeviceSampler {
 
 /// The sampler's invocations per row on `gpu`: one SIMD row (8) on a CPU
 /// adapter, where llvmpipe switches every invocation's coroutine at each
-/// of the kernel's barriers (64 took about twice as long), 64 on a GPU.
+/// of the kernel's barriers (64 took about a third longer in the demo), 64
+/// on a GPU.
 fn default_workgroup_size(gpu: &Gpu) -> u32 {
     if gpu.is_cpu() {
         8

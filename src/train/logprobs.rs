@@ -102,6 +102,16 @@ impl LogitSums {
     }
 }
 
+/// [`completion_tokens`], refusing a batch with a row that has none.
+fn scored_counts(batch: &LmBatch) -> Result<Vec<usize>> {
+    let counts = completion_tokens(batch);
+    ensure!(
+        counts.iter().all(|&n| n > 0),
+        "a row has no completion token to score (completion tokens per row: {counts:?})"
+    );
+    Ok(counts)
+}
+
 fn check_loss_mask(batch: &LmBatch) -> Result<()> {
     let t = &batch.tokens;
     ensure!(
@@ -163,11 +173,7 @@ pub fn sequence_logps_and_logits(
     batch: &LmBatch,
     reduce: LogpReduce,
 ) -> Result<(Var, LogitSums)> {
-    let counts = completion_tokens(batch);
-    ensure!(
-        counts.iter().all(|&n| n > 0),
-        "a row has no completion token to score (completion tokens per row: {counts:?})"
-    );
+    let counts = scored_counts(batch)?;
     let (lp, logits) = token_logps_and_logits(model, tape, vars, batch)?;
     let sums = sum_last(tape, &lp)?;
     let reduced = match reduce {
@@ -240,11 +246,7 @@ fn completion_logp_sums(
     let rows: Vec<i32> = (0..targets.len() as i32)
         .filter(|&i| targets[i as usize] != -100)
         .collect();
-    let counts = completion_tokens(batch);
-    ensure!(
-        counts.iter().all(|&n| n > 0),
-        "a row has no completion token to score (completion tokens per row: {counts:?})"
-    );
+    scored_counts(batch)?;
     let picked_targets: Vec<i32> = rows.iter().map(|&i| targets[i as usize]).collect();
     let f = Fwd::new(tape, vars, t, None)?;
     let h = model.hidden(&f, None)?;

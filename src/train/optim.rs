@@ -7,7 +7,7 @@
 //! records what was non-finite ([`Optimizer::fault`]), which the
 //! divergence guard (`train::divergence`) reads to stop a diverged run.
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -119,9 +119,6 @@ impl Optimizer {
             Some(p) => p.tensor.gpu().clone(),
             None => bail!("no trainable parameter received a gradient"),
         };
-        if let Some(max) = self.max_grad_norm {
-            ensure!(max > 0.0, "max_grad_norm must be positive, got {max}");
-        }
         // The norm is read before clipping so a non-finite one can veto the
         // step; the clipping scale comes from the same pass.
         let max_norm = self.max_grad_norm.unwrap_or(f32::INFINITY);

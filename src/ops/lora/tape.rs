@@ -56,10 +56,11 @@ pub fn lora_linear_on(
     record(tape, spec, base, w_var, x, bias, [a, b], None)
 }
 
-/// `onto + lora_linear(..)` as one node (a residual connection whose add is
-/// the product's store; see [`super::lora_forward_onto`]): the same numbers
-/// as adding the output to `onto`, and the backward gives `onto` the output
-/// gradient itself, as the add's does.
+/// [`lora_linear`], plus `onto` when given, as one node (a residual
+/// connection whose add is the product's store; see
+/// [`super::lora_forward_onto`]): the same numbers as adding the output to
+/// `onto`, and the backward gives `onto` the output gradient itself, as the
+/// add's does.
 #[allow(clippy::too_many_arguments)]
 pub fn lora_linear_onto(
     tape: &Tape,
@@ -71,17 +72,9 @@ pub fn lora_linear_onto(
     scale: f32,
     trans_b: bool,
     dropout: Option<LoraDropout>,
-    onto: &Var,
+    onto: Option<&Var>,
 ) -> Result<Var> {
-    dense(
-        tape,
-        x,
-        w,
-        bias,
-        [a, b],
-        (scale, trans_b, dropout),
-        Some(onto),
-    )
+    dense(tape, x, w, bias, [a, b], (scale, trans_b, dropout), onto)
 }
 
 /// The LoRA linear over an f32 base weight `w` (a tape variable).
