@@ -15,6 +15,7 @@ mod lora;
 mod lora_quantized;
 mod matmul;
 mod profile;
+mod qkv_heads;
 mod qmatmul;
 mod reduce;
 mod residual_onto;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 /// f64 rotation of x [BT, H, D]; `sign` -1 gives the transposed rotation.
 /// Angles are transformers' f32 ones (f32 inv_freq, f32 product); cos/sin and
 /// the rotation itself are in f64. Positions are clamped like the kernel.
-fn reference(
+pub(crate) fn reference(
     x: &[f32],
     pos: &[i32],
     h: usize,
@@ -45,7 +45,7 @@ fn reference(
 
 /// Left-padded positions: sequence b has `pads[b]` pads (given `pad_pos`)
 /// followed by real tokens at 0, 1, 2...
-fn left_padded(t: usize, pads: &[usize], pad_pos: i32) -> Vec<i32> {
+pub(crate) fn left_padded(t: usize, pads: &[usize], pad_pos: i32) -> Vec<i32> {
     pads.iter()
         .flat_map(|&np| (0..t).map(move |j| if j < np { pad_pos } else { (j - np) as i32 }))
         .collect()

@@ -20,7 +20,7 @@ use super::layers::Fwd;
 use crate::ops::elementwise::add;
 use crate::ops::embedding::embedding;
 use crate::ops::gelu::{gelu, GeluKind};
-use crate::ops::head_slice::{split_qkv, QkvLayout};
+use crate::ops::head_slice::QkvLayout;
 use crate::ops::matmul::matmul;
 use crate::tape::Var;
 
@@ -156,8 +156,8 @@ impl Architecture for Gpt2 {
             let a = f.layernorm(&x, &format!("{b}ln_1"), cfg.layer_norm_eps)?;
             let qkv = f.linear(&a, &format!("{b}attn.c_attn"), false)?;
             // c_attn's output is [q | k | v] over all heads, each block split into heads.
-            let [q, k, v] = split_qkv(tape, &qkv, QkvLayout::Blocked, h, d)?;
-            let a = f.attention(&q, &k, &v, cache.as_deref_mut().map(|c| (c, l)))?;
+            let cache_l = cache.as_deref_mut().map(|c| (c, l));
+            let a = f.qkv_attention(&qkv, QkvLayout::Blocked, (h, d), None, cache_l)?;
             x = f.linear_onto(&a, &format!("{b}attn.c_proj"), false, &x)?;
             let m = f.layernorm(&x, &format!("{b}ln_2"), cfg.layer_norm_eps)?;
             let m = gelu(

@@ -22,9 +22,9 @@ use super::config::{ModelConfig, ModelShape};
 use super::layers::Fwd;
 use crate::device::Gpu;
 use crate::ops::gelu::gelu;
-use crate::ops::head_slice::{head_slice, QkvLayout, Slice};
+use crate::ops::head_slice::QkvLayout;
 use crate::ops::matmul::matmul;
-use crate::ops::rotary::{rotary_slice, RopeScaling};
+use crate::ops::rotary::RopeScaling;
 use crate::tape::Var;
 
 const P: &str = "gpt_neox.";
@@ -177,16 +177,8 @@ impl Architecture for GptNeox {
             // q, k and v contiguous inside each head (not [q | k | v]).
             // Partial rotary: only the first rotary_pct·D dims of q and k
             // rotate, read straight out of the projection.
-            let slice = |which| Slice {
-                layout: QkvLayout::PerHead,
-                which,
-                heads: h,
-                head_dim: d,
-            };
-            let q = rotary_slice(tape, &qkv, slice(0), &f.positions, rope)?;
-            let k = rotary_slice(tape, &qkv, slice(1), &f.positions, rope)?;
-            let v = head_slice(tape, &qkv, slice(2))?;
-            let a = f.attention(&q, &k, &v, cache.as_deref_mut().map(|c| (c, l)))?;
+            let cache_l = cache.as_deref_mut().map(|c| (c, l));
+            let a = f.qkv_attention(&qkv, QkvLayout::PerHead, (h, d), Some(rope), cache_l)?;
             // The MLP up to its output projection, which adds onto the
             // residual stream in its store (Fwd::linear_onto).
             let mlp_hidden = |input: &Var| -> Result<Var> {

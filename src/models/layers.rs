@@ -2,7 +2,7 @@
 //! named layer norms, RMS norms and projections (dense, LoRA-adapted or over a
 //! quantized base), and self-attention with a KV cache.
 
-use anyhow::{ensure, Result};
+use anyhow::Result;
 use std::sync::Arc;
 
 use super::params::{LoraSite, ParamVars};
@@ -10,123 +10,21 @@ use crate::device::Gpu;
 use crate::ops::attention::{attention, AttnOptions};
 use crate::ops::elementwise::add;
 use crate::ops::embedding::embedding;
+use crate::ops::head_slice::{head_slice, QkvLayout, Slice};
 use crate::ops::layernorm::layernorm;
 use crate::ops::lora::lora_linear_onto;
 use crate::ops::lora::{qlora_linear, LoraSpec};
 use crate::ops::matmul::matmul_onto;
+use crate::ops::qkv_heads::{qkv_heads_forward, qkv_heads_into, Dest, QkvShape};
 use crate::ops::qmatmul::qlinear;
 use crate::ops::rmsnorm::rmsnorm;
-use crate::ops::row_gather::keep_rows;
+use crate::ops::rotary::{rotary_slice, RotaryTable};
 use crate::quant::QuantizedWeight;
 use crate::tape::{Tape, Var};
 use crate::tensor::{DType, Tensor};
 
+pub use super::kv_cache::KvCache;
 pub use super::tokens::Tokens;
-
-/// Keys and values of every layer for incremental decoding.
-pub struct KvCache {
-    /// Per layer, [B, capacity, H, D].
-    pub k: Vec<Tensor>,
-    pub v: Vec<Tensor>,
-    /// Positions filled so far.
-    pub len: usize,
-    pub capacity: usize,
-    /// [B, capacity] i32: 1 where a real token was cached.
-    pub key_mask: Tensor,
-    host_mask: Vec<i32>,
-    /// Real tokens seen per sequence (the next token's position).
-    pub next_position: Vec<i32>,
-}
-
-impl KvCache {
-    pub fn new(
-        gpu: &Arc<Gpu>,
-        layers: usize,
-        batch: usize,
-        capacity: usize,
-        heads: usize,
-        head_dim: usize,
-    ) -> Result<KvCache> {
-        let shape = [batch, capacity, heads, head_dim];
-        let mut k = Vec::with_capacity(layers);
-        let mut v = Vec::with_capacity(layers);
-        for _ in 0..layers {
-            k.push(Tensor::zeros(gpu, &shape, DType::F32)?);
-            v.push(Tensor::zeros(gpu, &shape, DType::F32)?);
-        }
-        Ok(KvCache {
-            k,
-            v,
-            len: 0,
-            capacity,
-            key_mask: Tensor::zeros(gpu, &[batch, capacity], DType::I32)?,
-            host_mask: vec![0; batch * capacity],
-            next_position: vec![0; batch],
-        })
-    }
-
-    /// Records `tokens`' padding in the key mask (before the layers run).
-    fn admit(&mut self, tokens: &Tokens) -> Result<()> {
-        ensure!(
-            self.len + tokens.seq <= self.capacity,
-            "KV cache full: {} + {} tokens exceed its capacity of {}",
-            self.len,
-            tokens.seq,
-            self.capacity
-        );
-        for b in 0..tokens.batch {
-            for t in 0..tokens.seq {
-                self.host_mask[b * self.capacity + self.len + t] = tokens.mask[b * tokens.seq + t];
-            }
-        }
-        self.key_mask.write_i32(&self.host_mask)
-    }
-
-    /// Positions for `new_ids` appended to each sequence, all real tokens.
-    pub fn next_tokens(&self, new_ids: &[i32]) -> Tokens {
-        Tokens {
-            batch: new_ids.len(),
-            seq: 1,
-            ids: new_ids.to_vec(),
-            positions: self.next_position.clone(),
-            mask: vec![1; new_ids.len()],
-        }
-    }
-
-    /// Keeps only the sequences `rows` (in that order; indices into the
-    /// current batch), dropping the others: keys, values, masks and
-    /// positions move on the device by buffer copies (bit-exact), so a kept
-    /// sequence continues exactly as it would have in the full batch.
-    /// Generation calls this to stop computing rows that have finished.
-    pub fn keep_rows(&mut self, rows: &[usize]) -> Result<()> {
-        let batch = self.next_position.len();
-        ensure!(
-            !rows.is_empty() && rows.iter().all(|&r| r < batch),
-            "KV cache: cannot keep rows {rows:?} of a batch of {batch}"
-        );
-        for t in self.k.iter_mut().chain(self.v.iter_mut()) {
-            *t = keep_rows(t, rows)?;
-        }
-        self.key_mask = keep_rows(&self.key_mask, rows)?;
-        let cap = self.capacity;
-        self.host_mask = rows
-            .iter()
-            .flat_map(|&r| self.host_mask[r * cap..(r + 1) * cap].iter().copied())
-            .collect();
-        self.next_position = rows.iter().map(|&r| self.next_position[r]).collect();
-        Ok(())
-    }
-
-    /// Advances past `tokens` once every layer has appended its keys.
-    fn commit(&mut self, tokens: &Tokens) {
-        for b in 0..tokens.batch {
-            self.next_position[b] += tokens.mask[b * tokens.seq..(b + 1) * tokens.seq]
-                .iter()
-                .sum::<i32>();
-        }
-        self.len += tokens.seq;
-    }
-}
 
 /// One forward pass: the tape, the parameters on it, and the token layout.
 pub struct Fwd<'a> {
@@ -263,15 +161,74 @@ impl<'a> Fwd<'a> {
                     c.k[layer].copy_elems_from(dst, k.tensor(), bi * t * row, t * row)?;
                     c.v[layer].copy_elems_from(dst, v.tensor(), bi * t * row, t * row)?;
                 }
-                let kc = self.tape.constant(c.k[layer].clone());
-                let vc = self.tape.constant(c.v[layer].clone());
-                let opts = AttnOptions {
-                    kv_len: Some(c.len + t),
-                    ..Default::default()
-                };
-                attention(self.tape, q, &kc, &vc, Some(&c.key_mask), &opts)?
+                self.attend_cached(q, c, layer)?
             }
         };
+        self.merge_heads(&out)
+    }
+
+    /// q [B, T, H, D] attending to layer `layer`'s cached keys and values,
+    /// this pass's already appended.
+    fn attend_cached(&self, q: &Var, c: &KvCache, layer: usize) -> Result<Var> {
+        let kc = self.tape.constant(c.k[layer].clone());
+        let vc = self.tape.constant(c.v[layer].clone());
+        let opts = AttnOptions {
+            kv_len: Some(c.len + self.tokens.seq),
+            ..Default::default()
+        };
+        attention(self.tape, q, &kc, &vc, Some(&c.key_mask), &opts)
+    }
+
+    /// [`attention`](Self::attention) over a fused QKV projection [B, T,
+    /// 3·H·D] in `layout`, q and k rotated by `rope` (GPT-NeoX; None for
+    /// GPT-2). Where no gradient is wanted (generation, scoring, reference
+    /// passes) one `qkv_heads` pass splits and rotates the three parts and,
+    /// with a cache, writes k and v straight into it; otherwise the
+    /// differentiable `rotary_slice` and `head_slice`, whose values it
+    /// reproduces bit for bit.
+    pub fn qkv_attention(
+        &self,
+        qkv: &Var,
+        layout: QkvLayout,
+        (heads, head_dim): (usize, usize),
+        rope: Option<&RotaryTable>,
+        cache: Option<(&mut KvCache, usize)>,
+    ) -> Result<Var> {
+        let slice = |which| Slice {
+            layout,
+            which,
+            heads,
+            head_dim,
+        };
+        let part = |which| match rope {
+            Some(r) if which < 2 => rotary_slice(self.tape, qkv, slice(which), &self.positions, r),
+            _ => head_slice(self.tape, qkv, slice(which)),
+        };
+        if qkv.requires_grad() {
+            return self.attention(&part(0)?, &part(1)?, &part(2)?, cache);
+        }
+        let s = QkvShape {
+            layout,
+            batch: self.tokens.batch,
+            seq: self.tokens.seq,
+            heads,
+            head_dim,
+        };
+        let Some((c, layer)) = cache else {
+            let [q, k, v] = qkv_heads_forward(qkv.tensor(), &s, &self.positions, rope)?;
+            let [q, k, v] = [q, k, v].map(|t| self.tape.constant(t));
+            return self.attention(&q, &k, &v, None);
+        };
+        let q = Tensor::empty(self.gpu, &[s.batch, s.seq, heads, head_dim], DType::F32)?;
+        let [k, v] = c.slots(layer);
+        qkv_heads_into(
+            qkv.tensor(),
+            &s,
+            &self.positions,
+            rope,
+            [Dest::contiguous(&q, &s), k, v],
+        )?;
+        let out = self.attend_cached(&self.tape.constant(q), c, layer)?;
         self.merge_heads(&out)
     }
 

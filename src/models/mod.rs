@@ -26,6 +26,7 @@ pub mod gpt2;
 pub mod gpt_neox;
 pub mod hf_files;
 pub mod init;
+pub mod kv_cache;
 pub mod layers;
 pub mod llama;
 pub mod lm;

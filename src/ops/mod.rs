@@ -55,6 +55,7 @@ pub mod head_slice;
 pub mod layernorm;
 pub mod lora;
 pub mod matmul;
+pub mod qkv_heads;
 pub mod qmatmul;
 pub mod reduce;
 pub mod rmsnorm;

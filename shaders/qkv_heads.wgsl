@@ -1,0 +1,156 @@
+// qkv_heads: q, k and v out of a fused QKV projection in one pass, q and k
+// rotated, each written into its own [B, T, H, D] destination. Inference
+// only (no backward): it stands for rotary_slice(q), rotary_slice(k) and
+// head_slice(v) where no gradient is wanted, and lets decoding write k and
+// v straight into the KV cache instead of copying them there row by row.
+//
+// Source: qkv [B·T, S]; head h of part p (0 = q, 1 = k, 2 = v) starts at
+// column col[p] + h·x_head_stride of its token's row (GPT-2's [q | k | v]
+// or GPT-NeoX's per-head [q k v], see ops/head_slice.rs).
+// Destination: token r = (b, t) = (r / seq, r % seq) of part p, head h,
+// starts at off[p] + b·seq_stride[p] + t·H·D + h·D (a contiguous [B, T, H, D]
+// tensor, or rows len .. len+T of a [B, capacity, H, D] cache).
+// Rotation (q and k): rotary.wgsl's rotate_half form and arithmetic,
+//   out1 = x1*cos - x2*sin,  out2 = x2*cos + x1*sin
+// over dims j < rot_half (paired with j + rot_half), the other dims copied;
+// rot_half = 0 copies everything (GPT-2). Positions are clamped to [0, P)
+// like rotary.wgsl. Every element is the value of the passes it replaces,
+// bit for bit (the same reads and the same arithmetic).
+//
+// One invocation per (token, head) takes q, k and v of that head in turn:
+// the loops' bounds are uniform, so no lane runs another part's branch
+// under a mask (llvmpipe would pay for every side).
+//#include common/grid
+
+struct QkvHeadsParams {
+    rows: u32,          // tokens·heads in this dispatch
+    heads: u32,         // H
+    d: u32,             // D
+    rot_half: u32,      // rot_dim / 2 (0: no rotation)
+    seq: u32,           // T, tokens per sequence
+    x_stride: u32,      // elements between consecutive tokens of qkv
+    x_head_stride: u32, // elements between consecutive heads of one part
+    x_off: u32,         // element of the first token's row in the x binding
+    pos_off: u32,       // element of the first token in the positions binding
+    max_pos: u32,       // P, rows of cos_sin
+    q_col: u32,
+    k_col: u32,
+    v_col: u32,
+    q_off: u32,         // element of the first token's destination in each binding
+    k_off: u32,
+    v_off: u32,
+    q_seq_stride: u32,  // elements between consecutive sequences of each destination
+    k_seq_stride: u32,
+    v_seq_stride: u32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: QkvHeadsParams;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> positions: array<i32>;
+@group(0) @binding(3) var<storage, read> cos_sin: array<f32>;
+@group(0) @binding(4) var<storage, read_write> q: array<f32>;
+@group(0) @binding(5) var<storage, read_write> k: array<f32>;
+@group(0) @binding(6) var<storage, read_write> v: array<f32>;
+// The same ranges as vec4s (qkv_heads4).
+@group(0) @binding(7) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(8) var<storage, read> cos_sin4: array<vec4<f32>>;
+@group(0) @binding(9) var<storage, read_write> q4: array<vec4<f32>>;
+@group(0) @binding(10) var<storage, read_write> k4: array<vec4<f32>>;
+@group(0) @binding(11) var<storage, read_write> v4: array<vec4<f32>>;
+
+// Where (token, head) `row` reads and writes: where its head starts in x's
+// token row (before a part's column is added), its sequence b, its offset
+// inside one sequence of any destination (t·H·D + h·D), and where its
+// position's row starts in cos_sin.
+struct Row {
+    x: u32,
+    b: u32,
+    t_h: u32,
+    table: u32,
+}
+
+fn row_at(row: u32) -> Row {
+    let token = row / p.heads;
+    let head = row % p.heads;
+    let pos = u32(clamp(positions[p.pos_off + token], 0, i32(p.max_pos) - 1));
+    var r: Row;
+    r.x = p.x_off + token * p.x_stride + head * p.x_head_stride;
+    r.b = token / p.seq;
+    r.t_h = ((token % p.seq) * p.heads + head) * p.d;
+    r.table = pos * 2u * p.rot_half;
+    return r;
+}
+
+@compute @workgroup_size(64)
+fn qkv_heads(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) lid: u32) {
+    let i = linear_group(wg, nwg) * 64u + lid;
+    if (i >= p.rows) {
+        return;
+    }
+    let r = row_at(i);
+    let xq = r.x + p.q_col;
+    let xk = r.x + p.k_col;
+    let oq = p.q_off + r.b * p.q_seq_stride + r.t_h;
+    let ok = p.k_off + r.b * p.k_seq_stride + r.t_h;
+    for (var j = 0u; j < p.rot_half; j++) {
+        let c = cos_sin[r.table + j];
+        let s = cos_sin[r.table + p.rot_half + j];
+        let q1 = x[xq + j];
+        let q2 = x[xq + j + p.rot_half];
+        q[oq + j] = q1 * c - q2 * s;
+        q[oq + j + p.rot_half] = q2 * c + q1 * s;
+        let k1 = x[xk + j];
+        let k2 = x[xk + j + p.rot_half];
+        k[ok + j] = k1 * c - k2 * s;
+        k[ok + j + p.rot_half] = k2 * c + k1 * s;
+    }
+    for (var j = 2u * p.rot_half; j < p.d; j++) {
+        q[oq + j] = x[xq + j];
+        k[ok + j] = x[xk + j];
+    }
+    let xv = r.x + p.v_col;
+    let ov = p.v_off + r.b * p.v_seq_stride + r.t_h;
+    for (var j = 0u; j < p.d; j++) {
+        v[ov + j] = x[xv + j];
+    }
+}
+
+// The same four dims at a time (rot_half, D, every stride, column and offset
+// multiples of 4; the host decides): one vec4 load or store where the
+// scalar entry makes four, each a loop over the SIMD lanes on llvmpipe.
+@compute @workgroup_size(64)
+fn qkv_heads4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+    let i = linear_group(wg, nwg) * 64u + lid;
+    if (i >= p.rows) {
+        return;
+    }
+    let r = row_at(i);
+    let xq = r.x + p.q_col;
+    let xk = r.x + p.k_col;
+    let oq = p.q_off + r.b * p.q_seq_stride + r.t_h;
+    let ok = p.k_off + r.b * p.k_seq_stride + r.t_h;
+    for (var j = 0u; j < p.rot_half; j += 4u) {
+        let c = cos_sin4[(r.table + j) >> 2u];
+        let s = cos_sin4[(r.table + p.rot_half + j) >> 2u];
+        let q1 = x4[(xq + j) >> 2u];
+        let q2 = x4[(xq + j + p.rot_half) >> 2u];
+        q4[(oq + j) >> 2u] = q1 * c - q2 * s;
+        q4[(oq + j + p.rot_half) >> 2u] = q2 * c + q1 * s;
+        let k1 = x4[(xk + j) >> 2u];
+        let k2 = x4[(xk + j + p.rot_half) >> 2u];
+        k4[(ok + j) >> 2u] = k1 * c - k2 * s;
+        k4[(ok + j + p.rot_half) >> 2u] = k2 * c + k1 * s;
+    }
+    for (var j = 2u * p.rot_half; j < p.d; j += 4u) {
+        q4[(oq + j) >> 2u] = x4[(xq + j) >> 2u];
+        k4[(ok + j) >> 2u] = x4[(xk + j) >> 2u];
+    }
+    let xv = r.x + p.v_col;
+    let ov = p.v_off + r.b * p.v_seq_stride + r.t_h;
+    for (var j = 0u; j < p.d; j += 4u) {
+        v4[(ov + j) >> 2u] = x4[(xv + j) >> 2u];
+    }
+}
