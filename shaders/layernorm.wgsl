@@ -14,6 +14,9 @@
 // in four interleaved f32 accumulators, which keeps C up to thousands well
 // inside 1e-6 relative without Welford's per-element division.
 //
+// layernorm_pair_forward4 (inference only) normalises each row twice, with
+// two weight/bias pairs, from one pass over its statistics.
+//
 // dγ/dβ need sums over rows, done race-free without atomics in two kernels
 // shared by both variants: `layernorm_backward_weight_partial` (one invocation
 // per column and block of `blk_rows` rows) writes per-block partial sums, and
@@ -124,6 +127,25 @@ fn layernorm_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgro
     }
 }
 
+// Mean and rstd of the row starting at vec4 `o` (n = C): the scalar
+// entry's sums, with its (empty) tail kept so the expressions are its own.
+fn row_stats4(o: u32, n: u32) -> vec2<f32> {
+    let n4 = n >> 2u;
+    var s4 = vec4<f32>(0.0);
+    for (var c = 0u; c < n4; c++) {
+        s4 += x4[o + c];
+    }
+    var s1 = 0.0;
+    let mean = row_mean(s4, s1, n);
+    var q4 = vec4<f32>(0.0);
+    for (var c = 0u; c < n4; c++) {
+        let d = x4[o + c] - mean;
+        q4 += d * d;
+    }
+    var q1 = 0.0;
+    return vec2<f32>(mean, row_rstd(q4, q1, n));
+}
+
 @compute @workgroup_size(32)
 fn layernorm_forward4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                       @builtin(local_invocation_index) lid: u32) {
@@ -134,25 +156,41 @@ fn layernorm_forward4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgro
     let n = p.cols;
     let o = (p.x_base + r * n) >> 2u;
     let n4 = n >> 2u;
-    var s4 = vec4<f32>(0.0);
-    for (var c = 0u; c < n4; c++) {
-        s4 += x4[o + c];
-    }
-    // The scalar entry's (empty) tail sum, kept so the expression is its own.
-    var s1 = 0.0;
-    let mean = row_mean(s4, s1, n);
-    var q4 = vec4<f32>(0.0);
-    for (var c = 0u; c < n4; c++) {
-        let d = x4[o + c] - mean;
-        q4 += d * d;
-    }
-    var q1 = 0.0;
-    let rstd = row_rstd(q4, q1, n);
+    let stats = row_stats4(o, n);
+    let mean = stats.x;
+    let rstd = stats.y;
     for (var c = 0u; c < n4; c++) {
         y4[o + c] = (x4[o + c] - mean) * rstd * w4[c] + b4[c];
     }
     mean_out[p.r_base + r] = mean;
     rstd_out[p.r_base + r] = rstd;
+}
+
+// Two layer norms of the same rows, inference only (GPT-NeoX's parallel
+// residual normalises each block input twice, for attention and for the
+// MLP): the statistics once, then y with (w, b) and y2 with (w2, b2), each
+// element layernorm_forward4's value bit for bit. Nothing is saved.
+@group(0) @binding(21) var<storage, read> w2_4: array<vec4<f32>>;
+@group(0) @binding(22) var<storage, read> b2_4: array<vec4<f32>>;
+@group(0) @binding(23) var<storage, read_write> y2_4: array<vec4<f32>>;
+
+@compute @workgroup_size(32)
+fn layernorm_pair_forward4(@builtin(workgroup_id) wg: vec3<u32>,
+                           @builtin(num_workgroups) nwg: vec3<u32>,
+                           @builtin(local_invocation_index) lid: u32) {
+    let r = linear_group(wg, nwg) * ROW_WG + lid;
+    if (r >= p.rows) {
+        return;
+    }
+    let n = p.cols;
+    let o = (p.x_base + r * n) >> 2u;
+    let n4 = n >> 2u;
+    let stats = row_stats4(o, n);
+    for (var c = 0u; c < n4; c++) {
+        let xh = x4[o + c] - stats.x;
+        y4[o + c] = xh * stats.y * w4[c] + b4[c];
+        y2_4[o + c] = xh * stats.y * w2_4[c] + b2_4[c];
+    }
 }
 
 @compute @workgroup_size(32)

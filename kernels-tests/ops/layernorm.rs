@@ -20,8 +20,8 @@ fn variants(gpu: &Gpu) -> Vec<LayerNormVariant> {
     v
 }
 
-struct Reference {
-    y: Vec<f64>,
+pub(crate) struct Reference {
+    pub(crate) y: Vec<f64>,
     mean: Vec<f64>,
     rstd: Vec<f64>,
     dx: Vec<f64>,
@@ -30,7 +30,14 @@ struct Reference {
 }
 
 /// f64 forward and backward (mean/var two-pass, as in the kernels).
-fn reference(x: &[f32], w: &[f32], b: &[f32], dy: &[f32], c: usize, eps: f32) -> Reference {
+pub(crate) fn reference(
+    x: &[f32],
+    w: &[f32],
+    b: &[f32],
+    dy: &[f32],
+    c: usize,
+    eps: f32,
+) -> Reference {
     let n = x.len() / c;
     let mut r = Reference {
         y: vec![0.0; n * c],
@@ -61,7 +68,7 @@ fn reference(x: &[f32], w: &[f32], b: &[f32], dy: &[f32], c: usize, eps: f32) ->
     r
 }
 
-fn poisoned_on(gpu: &Arc<Gpu>, shape: &[usize]) -> Tensor {
+pub(crate) fn poisoned_on(gpu: &Arc<Gpu>, shape: &[usize]) -> Tensor {
     let t = Tensor::empty(gpu, shape, DType::F32).unwrap();
     t.poison();
     t

@@ -11,6 +11,7 @@ mod gelu;
 mod grad_clip;
 mod head_slice;
 mod layernorm;
+mod layernorm_pair;
 mod lora;
 mod lora_quantized;
 mod matmul;

@@ -171,7 +171,21 @@ impl Architecture for GptNeox {
         let mut x = f.embed(&format!("{P}embed_in.weight"))?;
         for l in 0..cfg.n_layer {
             let b = format!("{P}layers.{l}.");
-            let a = f.layernorm(&x, &format!("{b}input_layernorm"), eps)?;
+            let (ln1, ln2) = (
+                format!("{b}input_layernorm"),
+                format!("{b}post_attention_layernorm"),
+            );
+            // With a parallel residual both norms read x: one pass where no
+            // gradient is wanted.
+            let paired = if cfg.parallel_residual {
+                f.layernorm_pair(&x, [&ln1, &ln2], eps)?
+            } else {
+                None
+            };
+            let (a, m_in) = match paired {
+                Some([a, m]) => (a, Some(m)),
+                None => (f.layernorm(&x, &ln1, eps)?, None),
+            };
             let qkv = f.linear(&a, &format!("{b}attention.query_key_value"), true)?;
             // query_key_value is fused per head: its output is [..., H, 3·D] with
             // q, k and v contiguous inside each head (not [q | k | v]).
@@ -180,18 +194,25 @@ impl Architecture for GptNeox {
             let cache_l = cache.as_deref_mut().map(|c| (c, l));
             let a = f.qkv_attention(&qkv, QkvLayout::PerHead, (h, d), Some(rope), cache_l)?;
             // The MLP up to its output projection, which adds onto the
-            // residual stream in its store (Fwd::linear_onto).
-            let mlp_hidden = |input: &Var| -> Result<Var> {
-                let m = f.layernorm(input, &format!("{b}post_attention_layernorm"), eps)?;
-                let m = f.linear(&m, &format!("{b}mlp.dense_h_to_4h"), true)?;
+            // residual stream in its store (Fwd::linear_onto), from its
+            // normed input or from the stream.
+            let mlp_up = |normed: &Var| -> Result<Var> {
+                let m = f.linear(normed, &format!("{b}mlp.dense_h_to_4h"), true)?;
                 gelu(tape, &m, cfg.activation.gelu_kind())
+            };
+            let mlp_hidden = |input: &Var| -> Result<Var> {
+                let m = f.layernorm(input, &ln2, eps)?;
+                mlp_up(&m)
             };
             let dense = format!("{b}attention.dense");
             let down = format!("{b}mlp.dense_4h_to_h");
             x = if cfg.parallel_residual {
                 // use_parallel_residual: attention and MLP both read the block
                 // input; transformers adds (x + attn) + mlp, in that order.
-                let m = mlp_hidden(&x)?;
+                let m = match &m_in {
+                    Some(normed) => mlp_up(normed)?,
+                    None => mlp_hidden(&x)?,
+                };
                 let x1 = f.linear_onto(&a, &dense, true, &x)?;
                 f.linear_onto(&m, &down, true, &x1)?
             } else {

@@ -11,7 +11,7 @@ use crate::ops::attention::{attention, AttnOptions};
 use crate::ops::elementwise::add;
 use crate::ops::embedding::embedding;
 use crate::ops::head_slice::{head_slice, QkvLayout, Slice};
-use crate::ops::layernorm::layernorm;
+use crate::ops::layernorm::{layernorm, layernorm_pair_forward};
 use crate::ops::lora::lora_linear_onto;
 use crate::ops::lora::{qlora_linear, LoraSpec};
 use crate::ops::matmul::matmul_onto;
@@ -85,6 +85,26 @@ impl<'a> Fwd<'a> {
             self.p(&format!("{prefix}.bias"))?,
             eps,
         )
+    }
+
+    /// Both layer norms of `x` (prefixes as for [`layernorm`](Self::layernorm))
+    /// in one pass where no gradient is wanted, else None: the caller runs
+    /// them one at a time, where the tape expects them.
+    pub fn layernorm_pair(
+        &self,
+        x: &Var,
+        prefixes: [&str; 2],
+        eps: f32,
+    ) -> Result<Option<[Var; 2]>> {
+        let [w1, b1, w2, b2] = [(0, "weight"), (0, "bias"), (1, "weight"), (1, "bias")]
+            .map(|(i, what)| self.p(&format!("{}.{what}", prefixes[i])));
+        let (w1, b1, w2, b2) = (w1?, b1?, w2?, b2?);
+        if [x, w1, b1, w2, b2].iter().any(|v| v.requires_grad()) {
+            return Ok(None);
+        }
+        let (w1, b1, w2, b2) = (w1.tensor(), b1.tensor(), w2.tensor(), b2.tensor());
+        let ys = layernorm_pair_forward(x.tensor(), (w1, b1), (w2, b2), eps)?;
+        Ok(Some(ys.map(|y| self.tape.constant(y))))
     }
 
     /// RMSNorm with `<prefix>.weight` (no bias; Llama's `LlamaRMSNorm`).

@@ -16,8 +16,10 @@
 use anyhow::{bail, ensure, Result};
 
 mod backward;
+mod pair;
 pub(crate) use backward::{check_backward_inputs, column_sums, empty_f32_if};
 pub use backward::{layernorm_backward, layernorm_backward_into, layernorm_backward_with};
+pub use pair::{layernorm_pair_forward, layernorm_pair_forward_into};
 
 use crate::device::Gpu;
 use crate::kernel::{groups_1d, with_vec4_twins, Kernel};
