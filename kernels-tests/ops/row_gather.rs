@@ -76,3 +76,62 @@ fn row_gather_tape_matches_finite_differences() {
         |tape, v| row_gather(tape, &v[0], &idx).unwrap(),
     );
 }
+
+/// row_scatter places rows among exact zeros (the bits of x, -0.0 aside,
+/// which the placement's 0 + x makes +0.0), and its backward gathers them.
+#[test]
+fn row_scatter_places_rows_among_zeros_and_gathers_back() {
+    let gpu = gpu();
+    let mut rng = Rng::new(33);
+    for (m, c, n) in [(1, 1, 1), (3, 5, 7), (9, 17, 40), (4, 1, 4)] {
+        let what = format!("M={m} C={c} N={n}");
+        let mut rows: Vec<i32> = (0..n as i32).collect();
+        for i in (1..n).rev() {
+            rows.swap(i, rng.below(i + 1));
+        }
+        let idx = rows[..m].to_vec();
+        let x = rng.vec(m * c, 1.0);
+        let tape = engine::Tape::new(&gpu);
+        let v = tape.param(&upload(&[m, c], &x));
+        let out = row_scatter(&tape, &v, &idx, n).unwrap();
+        assert_eq!(out.shape(), &[n, c]);
+        let mut want = vec![0f32; n * c];
+        for (i, &r) in idx.iter().enumerate() {
+            want[r as usize * c..][..c].copy_from_slice(&x[i * c..][..c]);
+        }
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&out.tensor().to_vec().unwrap()), bits(&want), "{what}");
+        let dy = rng.vec(n * c, 1.0);
+        let grads = tape.backward_with(&out, upload(&[n, c], &dy)).unwrap();
+        let dx = grads.get(&v).unwrap().to_vec().unwrap();
+        let want: Vec<f32> = idx
+            .iter()
+            .flat_map(|&r| dy[r as usize * c..][..c].to_vec())
+            .collect();
+        assert_eq!(bits(&dx), bits(&want), "d{what}");
+    }
+}
+
+#[test]
+fn row_scatter_rejects_repeated_and_out_of_range_rows() {
+    let gpu = gpu();
+    let tape = engine::Tape::new(&gpu);
+    let v = tape.param(&upload(&[2, 3], &[1.0; 6]));
+    let e = format!("{:#}", row_scatter(&tape, &v, &[1, 1], 4).unwrap_err());
+    assert!(e.contains("row 1 is named twice"), "{e}");
+    let e = format!("{:#}", row_scatter(&tape, &v, &[0, 4], 4).unwrap_err());
+    assert!(e.contains("id 4 at position 1"), "{e}");
+}
+
+#[test]
+fn row_scatter_tape_matches_finite_differences() {
+    let mut rng = Rng::new(34);
+    let idx = vec![5, 0, 2];
+    check_grads(
+        "row_scatter",
+        &[(vec![3, 2], rng.vec(6, 1.0))],
+        1e-2,
+        2e-3,
+        |tape, v| row_scatter(tape, &v[0], &idx, 6).unwrap(),
+    );
+}

@@ -99,7 +99,8 @@ impl<'a> Fwd<'a> {
         let [w1, b1, w2, b2] = [(0, "weight"), (0, "bias"), (1, "weight"), (1, "bias")]
             .map(|(i, what)| self.p(&format!("{}.{what}", prefixes[i])));
         let (w1, b1, w2, b2) = (w1?, b1?, w2?, b2?);
-        if [x, w1, b1, w2, b2].iter().any(|v| v.requires_grad()) {
+        let wanted = [x, w1, b1, w2, b2].iter().any(|v| v.requires_grad());
+        if wanted && self.tape.is_recording() {
             return Ok(None);
         }
         let (w1, b1, w2, b2) = (w1.tensor(), b1.tensor(), w2.tensor(), b2.tensor());

@@ -75,6 +75,31 @@ pub fn row_gather(tape: &Tape, x: &Var, idx: &[i32]) -> Result<Var> {
     }))
 }
 
+/// Tape version of the inverse placement: the rows of `x` [M, C] put at
+/// rows `idx` (distinct, in `[0, n)`) of an [n, C] of zeros, the forward of
+/// [`row_gather_backward`]; the backward gathers dy's rows `idx`. For work
+/// done only on the rows that matter (the LM head on the positions that
+/// predict a response token), scattered back among exact zeros so that
+/// everything after it sees the shapes and sums it saw before.
+pub fn row_scatter(tape: &Tape, x: &Var, idx: &[i32], n: usize) -> Result<Var> {
+    validate_ids(idx, n).context("row_scatter")?;
+    let mut seen = vec![false; n];
+    for (i, &r) in idx.iter().enumerate() {
+        ensure!(
+            !std::mem::replace(&mut seen[r as usize], true),
+            "row_scatter: row {r} is named twice (at index {i})"
+        );
+    }
+    let c = as_rows(x.tensor())?.cols();
+    let out = row_gather_backward(x.tensor(), idx, &[n, c])?;
+    let t = Tensor::from_i32(tape.gpu(), &[idx.len()], idx)?;
+    let (host, x_shape) = (idx.to_vec(), x.shape().to_vec());
+    Ok(tape.record("row_scatter", &[x], out, move |dy, _| {
+        let picked = row_gather_forward(dy, &t, Some(&host))?;
+        Ok(vec![Some(picked.reshape(&x_shape)?)])
+    }))
+}
+
 /// Rows `rows` of `x` (its first dimension; any dtype that
 /// [`Tensor::copy_elems_from`] takes, i32 included) into a new tensor of
 /// `rows.len()` rows: one buffer copy per run of consecutive rows, so the

@@ -224,3 +224,59 @@ fn reward_functions() {
     let got = s.score(&[sample(&[1], &[2], "p", "abc", true)]).unwrap();
     assert_eq!(got, vec![3.0]);
 }
+
+/// The update's entropy: the LM head and softmax run only on the positions
+/// that predict a response token; each matches the distribution of the
+/// sequence alone, and the masked positions read exact zeros.
+#[test]
+fn response_entropy_covers_response_positions_only() {
+    use engine::ops::entropy::entropy;
+    use engine::train::ppo::rollout::{response_forward, ResponseBatch};
+    let model = policy("gpt2-tiny");
+    let qs: Vec<Vec<i32>> = prompts(&model).into_iter().take(4).collect();
+    let rs: Vec<Vec<u32>> = [
+        vec![5, 9, 38],
+        vec![7],
+        vec![11, 12, 13, 14, 15],
+        vec![2, 3],
+    ]
+    .into_iter()
+    .collect();
+    let t = 6;
+    let batch = ResponseBatch::new(&qs, &rs, t, 0).unwrap();
+    let tape = Tape::new(&gpu());
+    let vars = model.vars(&tape);
+    let out = response_forward(&model, &tape, &vars, &batch, false).unwrap();
+    let ent = out.entropy(&tape).unwrap();
+    assert_eq!(ent.shape(), &[4, t]);
+    let ent = ent.tensor().to_vec().unwrap();
+    for (b, (q, r)) in qs.iter().zip(&rs).enumerate() {
+        let seq: Vec<i32> = q
+            .iter()
+            .copied()
+            .chain(r.iter().map(|&x| x as i32))
+            .collect();
+        let tokens = Tokens::new(seq.clone(), 1).unwrap();
+        let f = Fwd::new(&tape, &vars, &tokens, None).unwrap();
+        let logits = model.logits(&f, &model.hidden(&f, None).unwrap()).unwrap();
+        let v = logits.shape()[2];
+        let rows = tape.reshape(&logits, &[seq.len(), v]).unwrap();
+        let direct = entropy(&tape, &rows, 1.0)
+            .unwrap()
+            .tensor()
+            .to_vec()
+            .unwrap();
+        for k in 0..t {
+            let got = ent[b * t + k];
+            if k < r.len() {
+                let want = direct[q.len() - 1 + k];
+                assert!(
+                    (got - want).abs() < 1e-4,
+                    "row {b} token {k}: {got} vs {want}"
+                );
+            } else {
+                assert_eq!(got.to_bits(), 0, "row {b} token {k} is masked");
+            }
+        }
+    }
+}

@@ -21,7 +21,8 @@ use crate::models::layers::{Fwd, Tokens};
 use crate::models::lm::CausalLm;
 use crate::models::params::ParamVars;
 use crate::ops::cross_entropy::{token_logprobs, IGNORE_INDEX};
-use crate::ops::row_gather::row_gather;
+use crate::ops::entropy::entropy;
+use crate::ops::row_gather::{row_gather, row_scatter};
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
 
@@ -111,12 +112,36 @@ pub struct ResponseOut {
     pub logp: Var,
     /// [rows, R] values, when asked for.
     pub values: Option<Var>,
-    /// [rows·R, V] logits of the gathered rows (for the entropy).
-    pub logits: Var,
+    /// [live, V] logits of the rows that predict a response token.
+    logits: Var,
+    /// Where those rows sit among the [rows·R] entries.
+    live: Vec<i32>,
+    shape: [usize; 2],
+}
+
+impl ResponseOut {
+    /// [rows, R] entropies of the response positions' distributions (0
+    /// where masked).
+    pub fn entropy(&self, tape: &Tape) -> Result<Var> {
+        let ent = entropy(tape, &self.logits, 1.0)?;
+        let [n, t] = self.shape;
+        let placed = row_scatter(
+            tape,
+            &tape.reshape(&ent, &[self.live.len(), 1])?,
+            &self.live,
+            n * t,
+        )?;
+        tape.reshape(&placed, &self.shape)
+    }
 }
 
 /// One forward pass of `model` with `vars` (adapters on or off, with or
-/// without gradients, as the caller set them up).
+/// without gradients, as the caller set them up). The LM head and the
+/// log-softmax run only on the rows that predict a response token (those
+/// after a shorter response has ended are masked anyway, about a quarter of
+/// the [rows, R] grid); their log-probs are scattered back among exact
+/// zeros, the values the masked rows used to get, so everything after this
+/// sees the same numbers.
 pub fn response_forward(
     model: &CausalLm,
     tape: &Tape,
@@ -128,11 +153,19 @@ pub fn response_forward(
     let h = model.hidden(&f, None)?;
     let (n, l, c) = (batch.rows, batch.tokens.seq, model.cfg.hidden);
     let flat = tape.reshape(&h, &[n * l, c])?;
-    let picked = row_gather(tape, &flat, &batch.gather)?;
-    let logits = model.logits(&f, &picked)?;
-    let targets = Tensor::from_i32(tape.gpu(), &[n * batch.t], &batch.targets)?;
+    let live: Vec<i32> = (0..batch.mask.len() as i32)
+        .filter(|&i| batch.mask[i as usize] != 0.0)
+        .collect();
+    ensure!(!live.is_empty(), "a PPO batch with no response tokens");
+    let pick = |v: &[i32]| -> Vec<i32> { live.iter().map(|&i| v[i as usize]).collect() };
+    let logits = model.logits(&f, &row_gather(tape, &flat, &pick(&batch.gather))?)?;
+    let targets = Tensor::from_i32(tape.gpu(), &[live.len()], &pick(&batch.targets))?;
     let logp = token_logprobs(tape, &logits, &targets, 1.0)?;
-    let logp = tape.reshape(&logp, &[n, batch.t])?;
+    let logp = tape.reshape(&logp, &[live.len(), 1])?;
+    let logp = tape.reshape(
+        &row_scatter(tape, &logp, &live, n * batch.t)?,
+        &[n, batch.t],
+    )?;
     let values = if with_values {
         let v = tape.reshape(&model.values(&f, &h)?, &[n * l, 1])?;
         let v = row_gather(tape, &v, &batch.gather)?;
@@ -144,5 +177,7 @@ pub fn response_forward(
         logp,
         values,
         logits,
+        live,
+        shape: [n, batch.t],
     })
 }

@@ -50,7 +50,6 @@ use super::seeds::{derive_seed, SALT_DROPOUT, SALT_SHUFFLE};
 use crate::data::shuffled;
 use crate::models::lm::CausalLm;
 use crate::ops::elementwise as ew;
-use crate::ops::entropy::entropy;
 use crate::ops::reduce;
 use crate::rl::{self, Advantages, PpoLossStats, PpoMinibatch};
 use crate::tape::Tape;
@@ -254,7 +253,7 @@ impl UpdatePhase<'_> {
         let mut vars = self.policy.vars(&tape);
         vars.set_lora_dropout_seed(Some(dropout_seed));
         let out = response_forward(self.policy, &tape, &vars, &batch, true)?;
-        let v_new = out.values.expect("asked for values");
+        let v_new = out.values.clone().expect("asked for values");
         let mb = PpoMinibatch {
             logp_old: &logp_old,
             values: &values,
@@ -271,7 +270,7 @@ impl UpdatePhase<'_> {
             p.cliprange_value,
             p.vf_coef,
         )?;
-        let ent = tape.reshape(&entropy(&tape, &out.logits, 1.0)?, &shape)?;
+        let ent = out.entropy(&tape)?;
         let ent = reduce::masked_mean(&tape, &ent, &tape.constant(mask.clone()))?;
         let coef = self.cfg.ent_coef;
         if coef != 0.0 {
