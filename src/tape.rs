@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::device::Gpu;
-use crate::tensor::axpy::axpy;
+use crate::tensor::axpy::{axpy, axpy_into_new};
 use crate::tensor::Tensor;
 
 /// A tensor that lives on a tape.
@@ -216,7 +216,8 @@ impl Tape {
         let produced: std::collections::HashSet<usize> = nodes.iter().map(|n| n.output).collect();
         // Gradient per var id, and whether we own its buffer. Backward closures
         // may return aliases (a residual add passes `dy` straight through), so a
-        // gradient is copied before its first in-place accumulation.
+        // gradient's first accumulation writes a new buffer (axpy_into_new);
+        // later ones add in place.
         let mut grads: HashMap<usize, (Tensor, bool)> = HashMap::new();
         grads.insert(out.id, (seed, false));
         for node in nodes.into_iter().rev() {
@@ -247,8 +248,12 @@ impl Tape {
                             g.shape(),
                             acc.shape()
                         );
-                        let acc = if owned { acc } else { acc.deep_copy()? };
-                        axpy(&acc, 1.0, &g)?;
+                        let acc = if owned {
+                            axpy(&acc, 1.0, &g)?;
+                            acc
+                        } else {
+                            axpy_into_new(&acc, 1.0, &g)?
+                        };
                         (acc, true)
                     }
                 };

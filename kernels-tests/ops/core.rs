@@ -2,7 +2,7 @@
 //! binding-limit chunking, and the tape's bookkeeping.
 
 use crate::common::*;
-use engine::tensor::axpy::{axpy, AxpyParams};
+use engine::tensor::axpy::{axpy, axpy_into_new, AxpyParams};
 use engine::{DType, Gpu, GpuOptions, Tape, Tensor};
 
 #[test]
@@ -29,6 +29,27 @@ fn axpy_matches_reference_at_odd_sizes() {
             &want,
             1e-6,
             1e-6,
+        );
+    }
+}
+
+/// Out of place: in-place axpy's bits in a new tensor, y untouched (odd
+/// sizes run the scalar entry, multiples of 4 the vec4 one).
+#[test]
+fn axpy_into_new_is_axpy_out_of_place() {
+    let mut rng = Rng::new(2);
+    for n in [1usize, 7, 256, 257, 1000] {
+        let (x, y) = (rng.vec(n, 2.0), rng.vec(n, 2.0));
+        let (tx, ty) = (upload(&[n], &x), upload(&[n], &y));
+        let got = axpy_into_new(&ty, -0.75, &tx).unwrap();
+        assert_eq!(got.shape(), &[n]);
+        assert_eq!(ty.to_vec().unwrap(), y, "y changed, n={n}");
+        axpy(&ty, -0.75, &tx).unwrap();
+        let bits = |v: Vec<f32>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(
+            bits(got.to_vec().unwrap()),
+            bits(ty.to_vec().unwrap()),
+            "n={n}"
         );
     }
 }

@@ -19,6 +19,19 @@ pub struct AxpyParams {
 }
 
 pub fn axpy(y: &Tensor, alpha: f32, x: &Tensor) -> Result<()> {
+    run(y, alpha, x, None)
+}
+
+/// `y + alpha * x` as a new tensor shaped like `y`, which is left as it was:
+/// the bits [`axpy`] would leave in `y`, without copying it first.
+pub fn axpy_into_new(y: &Tensor, alpha: f32, x: &Tensor) -> Result<Tensor> {
+    let out = Tensor::empty(y.gpu(), y.shape(), DType::F32)?;
+    run(y, alpha, x, Some(&out))?;
+    Ok(out)
+}
+
+/// In place, or into `out` (same element count) when given.
+fn run(y: &Tensor, alpha: f32, x: &Tensor, out: Option<&Tensor>) -> Result<()> {
     ensure!(x.numel() == y.numel(), "axpy: {:?} into {:?}", x, y);
     ensure!(
         x.dtype() == DType::F32 && y.dtype() == DType::F32,
@@ -33,12 +46,22 @@ pub fn axpy(y: &Tensor, alpha: f32, x: &Tensor) -> Result<()> {
             _pad: [0; 2],
         };
         // Chunks start binding-aligned: a multiple of 4 elements runs axpy4.
-        let (xb, yb) = (x.bind_elems(1, lo, hi).0, y.bind_elems(2, lo, hi).0);
-        let binds = [xb, yb, as_vec4(xb, 3), as_vec4(yb, 4)];
-        let (entry, per) = if n.is_multiple_of(4) {
-            ("axpy4", 4)
-        } else {
-            ("axpy", 1)
+        let xb = x.bind_elems(1, lo, hi).0;
+        let binds = match out {
+            None => {
+                let yb = y.bind_elems(2, lo, hi).0;
+                vec![xb, yb, as_vec4(xb, 3), as_vec4(yb, 4)]
+            }
+            Some(o) => {
+                let (yb, ob) = (y.bind_elems(5, lo, hi).0, o.bind_elems(6, lo, hi).0);
+                vec![xb, yb, ob, as_vec4(xb, 3), as_vec4(yb, 7), as_vec4(ob, 8)]
+            }
+        };
+        let (entry, per) = match (n.is_multiple_of(4), out.is_some()) {
+            (true, false) => ("axpy4", 4),
+            (false, false) => ("axpy", 1),
+            (true, true) => ("axpy4_into", 4),
+            (false, true) => ("axpy_into", 1),
         };
         gpu.dispatch(
             &Kernel::new("axpy", entry),
