@@ -13,7 +13,8 @@
 // 4 steps of k for 1024 FMAs (16 rows: 2 + 8 loads for 512). Uniform loads
 // (every lane reading A's panel itself) measured ~35% slower than the
 // broadcasts; 64 rows per invocation was slower again (spills).
-// Products at most 16 rows tall take the one-Block form (BLOCKS below).
+// Products at most 16 rows tall, or 33 to 48, take the one-Block form
+// (BLOCKS below).
 // Needs one workgroup = lanes of one subgroup (8 invocations, subgroup size
 // >= 8), so no invocation returns before the K loop: lanes past N compute on
 // clamped addresses and store nothing.
@@ -21,7 +22,8 @@
 
 // Blocks per invocation: 2 (32 rows per workgroup), or 1 (16 rows) for
 // products at most 16 rows tall -- a LoRA rank, or a narrow product the host
-// transposed -- where the second would be all clamped rows. A constant, not
+// transposed -- where the second would be all clamped rows, and for 33 to 48
+// rows (decoding), where two would compute 64. A constant, not
 // a param: llvmpipe runs a uniform branch under a mask, at full cost.
 // matmul/gemm.rs dispatches TM · BLOCKS rows per workgroup.
 override BLOCKS: u32 = 2u;
