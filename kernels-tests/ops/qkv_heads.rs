@@ -167,46 +167,51 @@ fn qkv_heads_writes_k_and_v_into_a_cache_and_nothing_else() {
     }
 }
 
-/// Sequences in several chunks when qkv and a cache exceed one binding.
+/// Several chunks when qkv and a cache exceed one binding: whole sequences
+/// at a time, or one long sequence's tokens a binding at a time.
 #[test]
 fn qkv_heads_chunks_sequences_larger_than_one_binding() {
     let mut opts = GpuOptions::from_env().unwrap();
     opts.max_binding_override = Some(4096);
     let small: Arc<Gpu> = Gpu::new(&opts).unwrap();
     let mut rng = Rng::new(43);
-    let (b, t, h, d, cap) = (5, 3, 3, 16, 4); // qkv 2160 elements, cache 960
-    let s = shape(QkvLayout::Blocked, b, t, h, d);
-    let table = RotaryTable::new(&small, d, 0.25, 10000.0, 16).unwrap();
-    let qkv = Tensor::from_f32(
-        &small,
-        &[b * t, 3 * h * d],
-        &rng.vec(b * t * 3 * h * d, 1.0),
-    );
-    let qkv = qkv.unwrap();
-    let pos: Vec<i32> = (0..b * t).map(|i| (i % 7) as i32).collect();
-    let tpos = Tensor::from_i32(&small, &[b, t], &pos).unwrap();
-    let q = Tensor::zeros(&small, &[b, t, h, d], engine::DType::F32).unwrap();
-    let [kc, vc] =
-        [0, 1].map(|_| Tensor::zeros(&small, &[b, cap, h, d], engine::DType::F32).unwrap());
-    let cached = |c| Dest {
-        tensor: c,
-        offset: h * d,
-        seq_stride: cap * h * d,
-    };
-    let dests = [Dest::contiguous(&q, &s), cached(&kc), cached(&vc)];
-    qkv_heads_into(&qkv, &s, &tpos, Some(&table), dests).unwrap();
-    let want = two_pass(&qkv, &s, &tpos, Some(&table));
-    assert_eq!(q.to_vec().unwrap(), want[0]);
-    let row = h * d;
-    for (cache, new) in [(&kc, &want[1]), (&vc, &want[2])] {
-        let got = cache.to_vec().unwrap();
-        for bi in 0..b {
-            let at = (bi * cap + 1) * row;
-            assert_eq!(
-                got[at..at + t * row],
-                new[bi * t * row..][..t * row],
-                "sequence {bi}"
-            );
+    // qkv 2160 elements in 3-token sequences; then 20-token sequences of
+    // 2880 elements each, more than one 1024-element binding.
+    for (b, t, h, d, cap) in [(5, 3, 3, 16, 4), (2, 20, 3, 16, 24)] {
+        let s = shape(QkvLayout::Blocked, b, t, h, d);
+        let table = RotaryTable::new(&small, d, 0.25, 10000.0, 32).unwrap();
+        let width = 3 * h * d;
+        let data = rng.vec(b * t * width, 1.0);
+        let qkv = Tensor::from_f32(&small, &[b * t, width], &data).unwrap();
+        let pos: Vec<i32> = (0..b * t).map(|i| (i % 7) as i32).collect();
+        let tpos = Tensor::from_i32(&small, &[b, t], &pos).unwrap();
+        let q = Tensor::zeros(&small, &[b, t, h, d], engine::DType::F32).unwrap();
+        let zeros = || Tensor::zeros(&small, &[b, cap, h, d], engine::DType::F32).unwrap();
+        let (kc, vc) = (zeros(), zeros());
+        let cached = |c| Dest {
+            tensor: c,
+            offset: h * d,
+            seq_stride: cap * h * d,
+        };
+        let dests = [Dest::contiguous(&q, &s), cached(&kc), cached(&vc)];
+        qkv_heads_into(&qkv, &s, &tpos, Some(&table), dests).unwrap();
+        let want = two_pass(&qkv, &s, &tpos, Some(&table));
+        assert_eq!(q.to_vec().unwrap(), want[0], "q, T = {t}");
+        let row = h * d;
+        for (cache, new) in [(&kc, &want[1]), (&vc, &want[2])] {
+            let got = cache.to_vec().unwrap();
+            for bi in 0..b {
+                let at = (bi * cap + 1) * row;
+                assert_eq!(
+                    got[at..at + t * row],
+                    new[bi * t * row..][..t * row],
+                    "sequence {bi}, T = {t}"
+                );
+                assert!(got[bi * cap * row..at].iter().all(|&x| x == 0.0));
+                assert!(got[at + t * row..(bi + 1) * cap * row]
+                    .iter()
+                    .all(|&x| x == 0.0));
+            }
         }
     }
 }

@@ -117,10 +117,33 @@ impl<'a> Dest<'a> {
         Ok(())
     }
 
-    /// Elements `[lo, hi)` that sequences `b0..b1` cover.
-    fn span(&self, b0: usize, b1: usize, run: usize) -> (usize, usize) {
-        let lo = self.offset + b0 * self.seq_stride;
-        (lo, lo + (b1 - b0 - 1) * self.seq_stride + run)
+    /// Elements `[lo, hi)` that a chunk's tokens cover (rows of `width`).
+    fn span(&self, c: &Chunk, width: usize) -> (usize, usize) {
+        let lo = self.offset + c.b0 * self.seq_stride + c.t0 * width;
+        (
+            lo,
+            lo + (c.b1 - c.b0 - 1) * self.seq_stride + (c.t1 - c.t0) * width,
+        )
+    }
+}
+
+/// Tokens `t0..t1` of sequences `b0..b1`: whole sequences (t0 = 0, t1 = T),
+/// or part of one sequence when one alone does not fit a binding. Either
+/// way its tokens are consecutive rows of qkv and positions.
+struct Chunk {
+    b0: usize,
+    b1: usize,
+    t0: usize,
+    t1: usize,
+}
+
+impl Chunk {
+    /// Its first token and its token count (b1 - b0 sequences of t1 - t0).
+    fn tokens(&self, seq: usize) -> (usize, usize) {
+        (
+            self.b0 * seq + self.t0,
+            (self.b1 - self.b0) * (self.t1 - self.t0),
+        )
     }
 }
 
@@ -184,11 +207,11 @@ pub fn qkv_heads_into(
     let entry = if quads { "qkv_heads4" } else { "qkv_heads" };
     let kernel = Kernel::new("qkv_heads", entry);
     let gpu = qkv.gpu();
-    let run = s.seq * width;
-    for (b0, b1) in sequence_chunks(qkv, s, &dests)? {
-        let (x_b, x_off) = qkv.bind_elems(1, b0 * s.seq * x_stride, b1 * s.seq * x_stride);
+    for c in chunks(qkv, s, &dests)? {
+        let (first, count) = c.tokens(s.seq);
+        let (x_b, x_off) = qkv.bind_elems(1, first * x_stride, (first + count) * x_stride);
         let (pos_b, pos_off) = match rope {
-            Some(_) => positions.bind_elems(2, b0 * s.seq, b1 * s.seq),
+            Some(_) => positions.bind_elems(2, first, first + count),
             // Unread without a rotation (any i32 binding will do).
             None => (Bind { binding: 2, ..x_b }, 0),
         };
@@ -196,20 +219,20 @@ pub fn qkv_heads_into(
         let mut binds = vec![x_b, pos_b, table_b];
         let mut offs = [0u32; 3];
         for (i, d) in dests.iter().enumerate() {
-            let (lo, hi) = d.span(b0, b1, run);
+            let (lo, hi) = d.span(&c, width);
             let (b, off) = d.tensor.bind_elems(4 + i as u32, lo, hi);
             binds.push(b);
             offs[i] = off;
         }
         // x, the table and the three destinations again as vec4s.
         let vec4s = [(0, 7), (2, 8), (3, 9), (4, 10), (5, 11)].map(|(i, at)| as_vec4(binds[i], at));
-        let rows = ((b1 - b0) * s.seq * s.heads) as u32;
+        let rows = (count * s.heads) as u32;
         let params = QkvHeadsParams {
             rows,
             heads: s.heads as u32,
             d: s.head_dim as u32,
             rot_half: rot_half as u32,
-            seq: s.seq as u32,
+            seq: (c.t1 - c.t0) as u32,
             x_stride: x_stride as u32,
             x_head_stride: cols[0].1 as u32,
             x_off,
@@ -232,27 +255,47 @@ pub fn qkv_heads_into(
     Ok(())
 }
 
-/// Sequence ranges whose qkv rows and destination spans each fit one
-/// storage binding (with room for the binding's alignment).
-fn sequence_chunks(qkv: &Tensor, s: &QkvShape, dests: &[Dest; 3]) -> Result<Vec<(usize, usize)>> {
+/// Chunks whose qkv rows and destination spans each fit one storage binding
+/// (with room for the binding's alignment): as many whole sequences as fit,
+/// else one sequence's tokens a binding at a time.
+fn chunks(qkv: &Tensor, s: &QkvShape, dests: &[Dest; 3]) -> Result<Vec<Chunk>> {
     let gpu = qkv.gpu();
     let align = (gpu.binding_alignment() / 4).max(1) as usize;
     let usable = ((gpu.max_binding() / 4) as usize).saturating_sub(align);
+    let x_stride = 3 * s.width();
     let per_seq = dests
         .iter()
-        .map(|d| d.seq_stride.max(s.seq * s.width()))
-        .chain([s.seq * 3 * s.width()])
+        .map(|d| d.seq_stride)
+        .chain([s.seq * x_stride])
         .max()
         .unwrap_or(1)
         .max(1);
-    let step = usable / per_seq;
+    let whole = usable / per_seq;
+    if whole >= 1 {
+        return Ok((0..s.batch)
+            .step_by(whole)
+            .map(|b0| Chunk {
+                b0,
+                b1: (b0 + whole).min(s.batch),
+                t0: 0,
+                t1: s.seq,
+            })
+            .collect());
+    }
+    let step = usable / x_stride.max(1);
     ensure!(
         step >= 1,
-        "qkv_heads: one sequence ({per_seq} elements) does not fit one storage binding of {} bytes",
+        "qkv_heads: one token ({x_stride} elements) does not fit one storage binding of {} bytes",
         gpu.max_binding()
     );
     Ok((0..s.batch)
-        .step_by(step)
-        .map(|b| (b, (b + step).min(s.batch)))
+        .flat_map(|b| {
+            (0..s.seq).step_by(step).map(move |t0| Chunk {
+                b0: b,
+                b1: b + 1,
+                t0,
+                t1: (t0 + step).min(s.seq),
+            })
+        })
         .collect())
 }
