@@ -107,7 +107,8 @@ impl KvCache {
     /// Where this pass's keys and values of `layer` go: rows `len ..` of
     /// every sequence ([`qkv_heads`](crate::ops::qkv_heads) writes them there).
     pub fn slots(&self, layer: usize) -> [Dest<'_>; 2] {
-        let row = self.k[layer].numel() / (self.next_position.len() * self.capacity).max(1);
+        // [B, capacity, H, D]: a cached row is H·D.
+        let row: usize = self.k[layer].shape()[2..].iter().product();
         [&self.k[layer], &self.v[layer]].map(|tensor| Dest {
             tensor,
             offset: self.len * row,

@@ -92,9 +92,9 @@ pub fn row_scatter(tape: &Tape, x: &Var, idx: &[i32], n: usize) -> Result<Var> {
     }
     let c = as_rows(x.tensor())?.cols();
     let out = row_gather_backward(x.tensor(), idx, &[n, c])?;
-    let t = Tensor::from_i32(tape.gpu(), &[idx.len()], idx)?;
     let (host, x_shape) = (idx.to_vec(), x.shape().to_vec());
     Ok(tape.record("row_scatter", &[x], out, move |dy, _| {
+        let t = Tensor::from_i32(dy.gpu(), &[host.len()], &host)?;
         let picked = row_gather_forward(dy, &t, Some(&host))?;
         Ok(vec![Some(picked.reshape(&x_shape)?)])
     }))

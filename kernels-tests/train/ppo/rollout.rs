@@ -280,3 +280,22 @@ fn response_entropy_covers_response_positions_only() {
         }
     }
 }
+
+/// A minibatch whose responses are all empty has nothing to score: zeros,
+/// not an error from an LM head over no rows.
+#[test]
+fn a_batch_of_empty_responses_gives_zeros() {
+    use engine::train::ppo::rollout::{response_forward, ResponseBatch};
+    let model = policy("gpt2-tiny");
+    let qs: Vec<Vec<i32>> = prompts(&model).into_iter().take(2).collect();
+    let batch = ResponseBatch::new(&qs, &[vec![], vec![]], 3, 0).unwrap();
+    let tape = Tape::new(&gpu());
+    let vars = model.vars(&tape);
+    let out = response_forward(&model, &tape, &vars, &batch, true).unwrap();
+    assert_eq!(out.logp.tensor().to_vec().unwrap(), vec![0.0; 6]);
+    assert_eq!(
+        out.entropy(&tape).unwrap().tensor().to_vec().unwrap(),
+        vec![0.0; 6]
+    );
+    assert_eq!(out.values.unwrap().shape(), &[2, 3]);
+}

@@ -24,7 +24,7 @@ use crate::ops::cross_entropy::{token_logprobs, IGNORE_INDEX};
 use crate::ops::entropy::entropy;
 use crate::ops::row_gather::{row_gather, row_scatter};
 use crate::tape::{Tape, Var};
-use crate::tensor::Tensor;
+use crate::tensor::{DType, Tensor};
 
 /// The pad id the trainer uses for `model`'s sequences (pads are masked).
 pub fn pad_of(model: &CausalLm) -> i32 {
@@ -112,8 +112,9 @@ pub struct ResponseOut {
     pub logp: Var,
     /// [rows, R] values, when asked for.
     pub values: Option<Var>,
-    /// [live, V] logits of the rows that predict a response token.
-    logits: Var,
+    /// [live, V] logits of the rows that predict a response token (None
+    /// when no row does: every response is empty).
+    logits: Option<Var>,
     /// Where those rows sit among the [rows·R] entries.
     live: Vec<i32>,
     shape: [usize; 2],
@@ -123,8 +124,11 @@ impl ResponseOut {
     /// [rows, R] entropies of the response positions' distributions (0
     /// where masked).
     pub fn entropy(&self, tape: &Tape) -> Result<Var> {
-        let ent = entropy(tape, &self.logits, 1.0)?;
         let [n, t] = self.shape;
+        let Some(logits) = &self.logits else {
+            return Ok(tape.constant(Tensor::zeros(tape.gpu(), &self.shape, DType::F32)?));
+        };
+        let ent = entropy(tape, logits, 1.0)?;
         let placed = row_scatter(
             tape,
             &tape.reshape(&ent, &[self.live.len(), 1])?,
@@ -156,16 +160,19 @@ pub fn response_forward(
     let live: Vec<i32> = (0..batch.mask.len() as i32)
         .filter(|&i| batch.mask[i as usize] != 0.0)
         .collect();
-    ensure!(!live.is_empty(), "a PPO batch with no response tokens");
-    let pick = |v: &[i32]| -> Vec<i32> { live.iter().map(|&i| v[i as usize]).collect() };
-    let logits = model.logits(&f, &row_gather(tape, &flat, &pick(&batch.gather))?)?;
-    let targets = Tensor::from_i32(tape.gpu(), &[live.len()], &pick(&batch.targets))?;
-    let logp = token_logprobs(tape, &logits, &targets, 1.0)?;
-    let logp = tape.reshape(&logp, &[live.len(), 1])?;
-    let logp = tape.reshape(
-        &row_scatter(tape, &logp, &live, n * batch.t)?,
-        &[n, batch.t],
-    )?;
+    let shape = [n, batch.t];
+    let (logp, logits) = if live.is_empty() {
+        let zeros = Tensor::zeros(tape.gpu(), &shape, DType::F32)?;
+        (tape.constant(zeros), None)
+    } else {
+        let pick = |v: &[i32]| -> Vec<i32> { live.iter().map(|&i| v[i as usize]).collect() };
+        let logits = model.logits(&f, &row_gather(tape, &flat, &pick(&batch.gather))?)?;
+        let targets = Tensor::from_i32(tape.gpu(), &[live.len()], &pick(&batch.targets))?;
+        let logp = token_logprobs(tape, &logits, &targets, 1.0)?;
+        let logp = tape.reshape(&logp, &[live.len(), 1])?;
+        let logp = tape.reshape(&row_scatter(tape, &logp, &live, n * batch.t)?, &shape)?;
+        (logp, Some(logits))
+    };
     let values = if with_values {
         let v = tape.reshape(&model.values(&f, &h)?, &[n * l, 1])?;
         let v = row_gather(tape, &v, &batch.gather)?;
@@ -178,6 +185,6 @@ pub fn response_forward(
         values,
         logits,
         live,
-        shape: [n, batch.t],
+        shape,
     })
 }
