@@ -194,30 +194,26 @@ impl Architecture for GptNeox {
             let cache_l = cache.as_deref_mut().map(|c| (c, l));
             let a = f.qkv_attention(&qkv, QkvLayout::PerHead, (h, d), Some(rope), cache_l)?;
             // The MLP up to its output projection, which adds onto the
-            // residual stream in its store (Fwd::linear_onto), from its
-            // normed input or from the stream.
+            // residual stream in its store (Fwd::linear_onto).
             let mlp_up = |normed: &Var| -> Result<Var> {
                 let m = f.linear(normed, &format!("{b}mlp.dense_h_to_4h"), true)?;
                 gelu(tape, &m, cfg.activation.gelu_kind())
-            };
-            let mlp_hidden = |input: &Var| -> Result<Var> {
-                let m = f.layernorm(input, &ln2, eps)?;
-                mlp_up(&m)
             };
             let dense = format!("{b}attention.dense");
             let down = format!("{b}mlp.dense_4h_to_h");
             x = if cfg.parallel_residual {
                 // use_parallel_residual: attention and MLP both read the block
                 // input; transformers adds (x + attn) + mlp, in that order.
-                let m = match &m_in {
-                    Some(normed) => mlp_up(normed)?,
-                    None => mlp_hidden(&x)?,
+                let normed = match m_in {
+                    Some(normed) => normed,
+                    None => f.layernorm(&x, &ln2, eps)?,
                 };
+                let m = mlp_up(&normed)?;
                 let x1 = f.linear_onto(&a, &dense, true, &x)?;
                 f.linear_onto(&m, &down, true, &x1)?
             } else {
                 let x1 = f.linear_onto(&a, &dense, true, &x)?;
-                let m = mlp_hidden(&x1)?;
+                let m = mlp_up(&f.layernorm(&x1, &ln2, eps)?)?;
                 f.linear_onto(&m, &down, true, &x1)?
             };
         }

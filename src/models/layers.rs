@@ -165,7 +165,7 @@ impl<'a> Fwd<'a> {
         v: &Var,
         cache: Option<(&mut KvCache, usize)>,
     ) -> Result<Var> {
-        let (b, t) = (self.tokens.batch, self.tokens.seq);
+        let t = self.tokens.seq;
         let out = match cache {
             None => attention(
                 self.tape,
@@ -177,10 +177,12 @@ impl<'a> Fwd<'a> {
             )?,
             Some((c, layer)) => {
                 let row = k.shape()[2] * k.shape()[3];
-                for bi in 0..b {
-                    let dst = (bi * c.capacity + c.len) * row;
-                    c.k[layer].copy_elems_from(dst, k.tensor(), bi * t * row, t * row)?;
-                    c.v[layer].copy_elems_from(dst, v.tensor(), bi * t * row, t * row)?;
+                for (slot, new) in c.slots(layer).iter().zip([k, v]) {
+                    for bi in 0..self.tokens.batch {
+                        let dst = slot.offset + bi * slot.seq_stride;
+                        slot.tensor
+                            .copy_elems_from(dst, new.tensor(), bi * t * row, t * row)?;
+                    }
                 }
                 self.attend_cached(q, c, layer)?
             }

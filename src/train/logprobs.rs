@@ -23,7 +23,7 @@ use crate::models::CausalLm;
 use crate::ops::cross_entropy::token_logprobs;
 use crate::ops::elementwise as ew;
 use crate::ops::reduce::{reduce_forward, sum_last, Axis, ReduceOp};
-use crate::ops::row_gather::{row_gather, row_gather_backward};
+use crate::ops::row_gather::{row_gather, row_scatter};
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
 
@@ -254,8 +254,9 @@ fn completion_logp_sums(
     let logits = model.logits(&f, &row_gather(tape, &flat, &rows)?)?;
     let picked_targets = Tensor::from_i32(model.gpu(), &[rows.len()], &picked_targets)?;
     let lp = token_logprobs(tape, &logits, &picked_targets, 1.0)?;
-    let placed = row_gather_backward(lp.tensor(), &rows, &[t.batch * t.seq, 1])?;
-    sum_last(tape, &tape.constant(placed.reshape(&[t.batch, t.seq])?))
+    let lp = tape.reshape(&lp, &[rows.len(), 1])?;
+    let placed = row_scatter(tape, &lp, &rows, t.batch * t.seq)?;
+    sum_last(tape, &tape.reshape(&placed, &[t.batch, t.seq])?)
 }
 
 /// Sequence log-prob sums under `reference`, without gradient (a fresh tape
