@@ -34,6 +34,8 @@ pub struct Gpu {
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
     max_binding: u64,
+    /// See [`GpuOptions::poison_allocations`].
+    poison: bool,
     pub(crate) pipelines: PipelineCache,
     batch: Mutex<Batch>,
     pool: Mutex<BufferPool>,
@@ -83,6 +85,7 @@ impl Gpu {
             limits,
             features,
             max_binding,
+            poison: opts.poison_allocations,
             pipelines: PipelineCache::default(),
             batch: Mutex::new(Batch::default()),
             pool: Mutex::new(BufferPool::default()),
@@ -244,7 +247,8 @@ impl Gpu {
     }
 
     /// A storage buffer of at least `bytes`, reused from the pool when possible.
-    /// Contents are undefined.
+    /// Contents are undefined: whatever the last tensor left (NaN everywhere
+    /// on a poisoning device).
     pub(crate) fn alloc(&self, bytes: u64) -> Result<wgpu::Buffer> {
         let cap = size_class(bytes.max(4));
         if cap > self.limits.max_buffer_size {
@@ -253,17 +257,22 @@ impl Gpu {
                 self.limits.max_buffer_size
             );
         }
-        if let Some(buf) = self.pool.lock().unwrap().take(cap) {
-            return Ok(buf);
+        let pooled = self.pool.lock().unwrap().take(cap);
+        let buf = match pooled {
+            Some(buf) => buf,
+            None => self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: None,
+                size: cap,
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }),
+        };
+        if self.poison {
+            self.upload(&buf, 0, &vec![0xFF; cap as usize]);
         }
-        Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: None,
-            size: cap,
-            usage: wgpu::BufferUsages::STORAGE
-                | wgpu::BufferUsages::COPY_SRC
-                | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        }))
+        Ok(buf)
     }
 
     /// Returns a buffer to the pool. Safe while commands that use it are still

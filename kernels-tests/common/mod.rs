@@ -16,6 +16,23 @@ pub fn gpu() -> Arc<Gpu> {
     })
 }
 
+/// A second device, shared per test binary, that fills every buffer it
+/// hands out with NaN (`GpuOptions::poison_allocations`): what a kernel reads
+/// without anything having written it shows up as NaN instead of whatever
+/// an earlier tensor left there.
+pub fn poisoning_gpu() -> Arc<Gpu> {
+    static POISONING: std::sync::OnceLock<Arc<Gpu>> = std::sync::OnceLock::new();
+    POISONING
+        .get_or_init(|| {
+            let opts = engine::GpuOptions {
+                poison_allocations: true,
+                ..engine::GpuOptions::from_env().unwrap()
+            };
+            Gpu::new(&opts).unwrap()
+        })
+        .clone()
+}
+
 pub use engine::rng::Rng;
 
 pub fn upload(shape: &[usize], data: &[f32]) -> Tensor {

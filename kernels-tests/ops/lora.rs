@@ -3,6 +3,7 @@
 //! (Conv1D `[in, out]` and nn.Linear `[out, in]`), odd sizes, ranks 1/4/16,
 //! M = 1, with and without bias and dropout; fused == unfused; the epilogue
 //! directly on poisoned outputs (with accumulation and both V layouts);
+//! ranks that are not a multiple of 4 over storage full of NaN;
 //! chunking on a small-binding device; the tape against finite differences.
 
 use crate::common::*;
@@ -247,6 +248,22 @@ fn fused_forward_and_backward_match_reference() {
                     10 * vi as u64 + i as u64 + 100 * trans_b as u64,
                 );
             }
+        }
+    }
+}
+
+/// Ranks that are not a multiple of 4, on a device whose every new buffer
+/// holds NaN: the epilogue reads U and V in whole 4-wide panels, and the
+/// lanes at or past the rank (the next row's elements, or storage past the
+/// tensor's end that nothing wrote) must not reach the output, not even as
+/// 0·NaN. A reused buffer once made a PPO LoRA rollout's logits NaN this way.
+#[test]
+fn lanes_past_the_rank_never_reach_the_output() {
+    let gpu = poisoning_gpu();
+    for (vi, variant) in VARIANTS.into_iter().enumerate() {
+        for (i, r) in [1, 2, 3, 5, 6].into_iter().enumerate() {
+            let c = case(7 + i, 9, 11 + 2 * i, r, i % 2 == 0);
+            check(&gpu, variant, c, 300 + 10 * vi as u64 + i as u64);
         }
     }
 }

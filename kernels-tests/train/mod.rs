@@ -13,6 +13,7 @@ mod encoder_reward;
 mod examples;
 mod export_run;
 mod llama_e2e;
+mod poisoned_storage;
 mod ppo;
 mod report_to;
 mod reward;

@@ -51,9 +51,12 @@ fn lora_v_at(i: u32) -> f32 {
     return lora_v[w][i & 3u];
 }
 
-// 1.0 for components j .. j+3 that are below rank, else 0.0.
-fn lora_rank_mask(e: LoraEpilogue, j: u32) -> vec4<f32> {
-    return select(vec4<f32>(0.0), vec4<f32>(1.0), vec4<u32>(j, j + 1u, j + 2u, j + 3u) < vec4<u32>(e.rank));
+// v with its components j .. j+3 at or past rank set to 0. Selected, not
+// multiplied by a 0/1 mask: those lanes were read from the next row or past
+// the tensor's end, storage that may hold anything, NaN included (0·NaN is
+// NaN; a reused buffer made a LoRA forward NaN this way).
+fn lora_below_rank(e: LoraEpilogue, j: u32, v: vec4<f32>) -> vec4<f32> {
+    return select(vec4<f32>(0.0), v, vec4<u32>(j, j + 1u, j + 2u, j + 3u) < vec4<u32>(e.rank));
 }
 
 // U[m, j .. j+3] (contiguous in storage).
@@ -63,7 +66,7 @@ fn lora_u4(e: LoraEpilogue, m: u32, j: u32) -> vec4<f32> {
         return lora_u[min(i >> 2u, arrayLength(&lora_u) - 1u)];
     }
     let v = vec4<f32>(lora_u_at(i), lora_u_at(i + 1u), lora_u_at(i + 2u), lora_u_at(i + 3u));
-    return v * lora_rank_mask(e, j);
+    return lora_below_rank(e, j, v);
 }
 
 // V[n, j .. j+3]: contiguous unless LORA_V_T.
@@ -72,14 +75,14 @@ fn lora_v4(e: LoraEpilogue, n: u32, j: u32) -> vec4<f32> {
         let i = e.v_off + j * e.ldv + n;
         let v = vec4<f32>(lora_v_at(i), lora_v_at(i + e.ldv), lora_v_at(i + 2u * e.ldv),
                           lora_v_at(i + 3u * e.ldv));
-        return v * lora_rank_mask(e, j);
+        return lora_below_rank(e, j, v);
     }
     let i = e.v_off + n * e.ldv + j;
     if (LORA_VEC) {
         return lora_v[min(i >> 2u, arrayLength(&lora_v) - 1u)];
     }
     let v = vec4<f32>(lora_v_at(i), lora_v_at(i + 1u), lora_v_at(i + 2u), lora_v_at(i + 3u));
-    return v * lora_rank_mask(e, j);
+    return lora_below_rank(e, j, v);
 }
 
 // V[n .. n+3, j]: contiguous when LORA_V_T. Zero when j >= rank.

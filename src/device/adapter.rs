@@ -13,10 +13,17 @@ pub struct GpuOptions {
     /// Pretend the device's max storage binding is this many bytes. Tests use it
     /// to prove that ops chunk tensors that exceed one binding.
     pub max_binding_override: Option<u64>,
+    /// Fill every tensor's storage with all-ones bits (NaN as f32 and f16,
+    /// -1 as i32) when it is handed out, fresh or reused (`ENGINE_POISON=1`).
+    /// A kernel that reads storage nothing wrote, even only to multiply it by
+    /// zero, then gives NaN instead of whatever the buffer last held; the
+    /// tests run trainers this way against an unpoisoned device.
+    pub poison_allocations: bool,
 }
 
 impl GpuOptions {
-    /// Options from `ENGINE_DEVICE`, `WGPU_BACKEND` and `ENGINE_MAX_BINDING`.
+    /// Options from `ENGINE_DEVICE`, `WGPU_BACKEND`, `ENGINE_MAX_BINDING` and
+    /// `ENGINE_POISON`.
     pub fn from_env() -> Result<Self> {
         let backends = match std::env::var("WGPU_BACKEND") {
             Ok(s) if !s.trim().is_empty() => Some(parse_backends(&s)?),
@@ -36,6 +43,8 @@ impl GpuOptions {
                 .filter(|s| !s.is_empty()),
             backends,
             max_binding_override,
+            poison_allocations: std::env::var("ENGINE_POISON")
+                .is_ok_and(|v| !v.is_empty() && v != "0"),
         })
     }
 }
