@@ -59,14 +59,16 @@ struct QkvHeadsParams {
 @group(0) @binding(10) var<storage, read_write> k4: array<vec4<f32>>;
 @group(0) @binding(11) var<storage, read_write> v4: array<vec4<f32>>;
 
-// Where (token, head) `row` reads and writes: where its head starts in x's
-// token row (before a part's column is added), its sequence b, its offset
-// inside one sequence of any destination (t·H·D + h·D), and where its
-// position's row starts in cos_sin.
+// Where (token, head) `row` reads and writes: where each part of its head
+// starts in x (xq, xk, xv) and in its destination (oq, ok, ov), and where
+// its position's row starts in cos_sin.
 struct Row {
-    x: u32,
-    b: u32,
-    t_h: u32,
+    xq: u32,
+    xk: u32,
+    xv: u32,
+    oq: u32,
+    ok: u32,
+    ov: u32,
     table: u32,
 }
 
@@ -74,10 +76,18 @@ fn row_at(row: u32) -> Row {
     let token = row / p.heads;
     let head = row % p.heads;
     let pos = u32(clamp(positions[p.pos_off + token], 0, i32(p.max_pos) - 1));
+    // The head's start in x's token row, its sequence, and its offset inside
+    // one sequence of any destination (t·H·D + h·D).
+    let x = p.x_off + token * p.x_stride + head * p.x_head_stride;
+    let b = token / p.seq;
+    let t_h = ((token % p.seq) * p.heads + head) * p.d;
     var r: Row;
-    r.x = p.x_off + token * p.x_stride + head * p.x_head_stride;
-    r.b = token / p.seq;
-    r.t_h = ((token % p.seq) * p.heads + head) * p.d;
+    r.xq = x + p.q_col;
+    r.xk = x + p.k_col;
+    r.xv = x + p.v_col;
+    r.oq = p.q_off + b * p.q_seq_stride + t_h;
+    r.ok = p.k_off + b * p.k_seq_stride + t_h;
+    r.ov = p.v_off + b * p.v_seq_stride + t_h;
     r.table = pos * 2u * p.rot_half;
     return r;
 }
@@ -90,30 +100,24 @@ fn qkv_heads(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg:
         return;
     }
     let r = row_at(i);
-    let xq = r.x + p.q_col;
-    let xk = r.x + p.k_col;
-    let oq = p.q_off + r.b * p.q_seq_stride + r.t_h;
-    let ok = p.k_off + r.b * p.k_seq_stride + r.t_h;
     for (var j = 0u; j < p.rot_half; j++) {
         let c = cos_sin[r.table + j];
         let s = cos_sin[r.table + p.rot_half + j];
-        let q1 = x[xq + j];
-        let q2 = x[xq + j + p.rot_half];
-        q[oq + j] = q1 * c - q2 * s;
-        q[oq + j + p.rot_half] = q2 * c + q1 * s;
-        let k1 = x[xk + j];
-        let k2 = x[xk + j + p.rot_half];
-        k[ok + j] = k1 * c - k2 * s;
-        k[ok + j + p.rot_half] = k2 * c + k1 * s;
+        let q1 = x[r.xq + j];
+        let q2 = x[r.xq + j + p.rot_half];
+        q[r.oq + j] = q1 * c - q2 * s;
+        q[r.oq + j + p.rot_half] = q2 * c + q1 * s;
+        let k1 = x[r.xk + j];
+        let k2 = x[r.xk + j + p.rot_half];
+        k[r.ok + j] = k1 * c - k2 * s;
+        k[r.ok + j + p.rot_half] = k2 * c + k1 * s;
     }
     for (var j = 2u * p.rot_half; j < p.d; j++) {
-        q[oq + j] = x[xq + j];
-        k[ok + j] = x[xk + j];
+        q[r.oq + j] = x[r.xq + j];
+        k[r.ok + j] = x[r.xk + j];
     }
-    let xv = r.x + p.v_col;
-    let ov = p.v_off + r.b * p.v_seq_stride + r.t_h;
     for (var j = 0u; j < p.d; j++) {
-        v[ov + j] = x[xv + j];
+        v[r.ov + j] = x[r.xv + j];
     }
 }
 
@@ -128,29 +132,23 @@ fn qkv_heads4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
         return;
     }
     let r = row_at(i);
-    let xq = r.x + p.q_col;
-    let xk = r.x + p.k_col;
-    let oq = p.q_off + r.b * p.q_seq_stride + r.t_h;
-    let ok = p.k_off + r.b * p.k_seq_stride + r.t_h;
     for (var j = 0u; j < p.rot_half; j += 4u) {
         let c = cos_sin4[(r.table + j) >> 2u];
         let s = cos_sin4[(r.table + p.rot_half + j) >> 2u];
-        let q1 = x4[(xq + j) >> 2u];
-        let q2 = x4[(xq + j + p.rot_half) >> 2u];
-        q4[(oq + j) >> 2u] = q1 * c - q2 * s;
-        q4[(oq + j + p.rot_half) >> 2u] = q2 * c + q1 * s;
-        let k1 = x4[(xk + j) >> 2u];
-        let k2 = x4[(xk + j + p.rot_half) >> 2u];
-        k4[(ok + j) >> 2u] = k1 * c - k2 * s;
-        k4[(ok + j + p.rot_half) >> 2u] = k2 * c + k1 * s;
+        let q1 = x4[(r.xq + j) >> 2u];
+        let q2 = x4[(r.xq + j + p.rot_half) >> 2u];
+        q4[(r.oq + j) >> 2u] = q1 * c - q2 * s;
+        q4[(r.oq + j + p.rot_half) >> 2u] = q2 * c + q1 * s;
+        let k1 = x4[(r.xk + j) >> 2u];
+        let k2 = x4[(r.xk + j + p.rot_half) >> 2u];
+        k4[(r.ok + j) >> 2u] = k1 * c - k2 * s;
+        k4[(r.ok + j + p.rot_half) >> 2u] = k2 * c + k1 * s;
     }
     for (var j = 2u * p.rot_half; j < p.d; j += 4u) {
-        q4[(oq + j) >> 2u] = x4[(xq + j) >> 2u];
-        k4[(ok + j) >> 2u] = x4[(xk + j) >> 2u];
+        q4[(r.oq + j) >> 2u] = x4[(r.xq + j) >> 2u];
+        k4[(r.ok + j) >> 2u] = x4[(r.xk + j) >> 2u];
     }
-    let xv = r.x + p.v_col;
-    let ov = p.v_off + r.b * p.v_seq_stride + r.t_h;
     for (var j = 0u; j < p.d; j += 4u) {
-        v4[(ov + j) >> 2u] = x4[(xv + j) >> 2u];
+        v4[(r.ov + j) >> 2u] = x4[(r.xv + j) >> 2u];
     }
 }
