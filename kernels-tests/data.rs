@@ -4,6 +4,9 @@
 //! tokenisation with the real GPT-2 tokenizer, padding, splits and epochs.
 //! CPU only: `cargo test --release --test data`.
 
+#[path = "common/scratch.rs"]
+mod scratch;
+
 mod data {
     pub mod batching;
     pub mod chat_templates;

@@ -10,6 +10,9 @@
 //! adapters, outputs that must not be overwritten, I/O errors, data rows.
 //! `fuzz.rs` adds property tests over the parsers.
 
+#[path = "common/scratch.rs"]
+mod scratch;
+
 #[path = "robustness/harness.rs"]
 mod harness;
 

@@ -5,6 +5,10 @@
 use engine::{Gpu, Tape, Tensor, Var};
 use std::sync::Arc;
 
+mod scratch;
+#[allow(unused_imports)] // the kernel tests write no files
+pub use scratch::Scratch;
+
 /// The shared device. Tests never skip: no adapter is a failure that says why.
 pub fn gpu() -> Arc<Gpu> {
     Gpu::shared().unwrap_or_else(|e| {

@@ -199,8 +199,7 @@ fn engine_templates_have_exact_jinja_equivalents() {
 
 #[test]
 fn model_dirs_give_their_template_and_special_tokens() {
-    let dir = std::env::temp_dir().join(format!("engine-tmpl-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = super::helpers::Scratch::new("tmpl");
     let doc = style("zephyr");
     let cfg = serde_json::json!({
         "chat_template": doc["chat_template"],

@@ -1,7 +1,7 @@
 //! Bad rows: errors name the file, the 1-based line and what is wrong;
 //! `skip_bad_rows` counts them and keeps the first reasons.
 
-use super::helpers::{err_text, fixture, temp_file};
+use super::helpers::{err_text, fixture, Scratch};
 use engine::data::*;
 
 #[test]
@@ -45,7 +45,8 @@ fn check<T: std::fmt::Debug>(
     line: &str,
     want: &str,
 ) {
-    let p = temp_file("rows", "bad.jsonl", &format!("{line}\n"));
+    let dir = Scratch::new("rows");
+    let p = dir.write("bad.jsonl", &format!("{line}\n"));
     let e = err_text(load(&p, &LoadOptions::default()));
     assert!(e.contains(&format!("bad.jsonl:1: {want}")), "{line} -> {e}");
 }
@@ -145,7 +146,8 @@ fn kto_bad_labels_skipped_with_reasons() {
 
 #[test]
 fn invalid_utf8_and_missing_files() {
-    let p = temp_file("utf8", "u.jsonl", "");
+    let dir = Scratch::new("utf8");
+    let p = dir.path("u.jsonl");
     std::fs::write(&p, b"{\"text\": \"ok\"}\n{\"text\": \"\xff\"}\n").unwrap();
     let e = err_text(load_sft(&p, &LoadOptions::default()));
     assert!(e.contains("u.jsonl:2: not valid UTF-8"), "{e}");

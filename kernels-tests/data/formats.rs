@@ -1,7 +1,7 @@
 //! Every accepted format from the small fixtures, gzip by magic bytes, CSV
 //! with a column mapping.
 
-use super::helpers::{err_text, fixture, temp_file};
+use super::helpers::{err_text, fixture, Scratch};
 use engine::data::*;
 
 fn lines<T>(d: &Dataset<T>) -> Vec<usize> {
@@ -159,7 +159,8 @@ fn classifier_skips_unlabelled_rows_with_a_count() {
     assert_eq!(d.report.skipped_unlabelled, 1);
     assert_eq!(d.report.skipped_bad, 0);
     // More classes when asked for.
-    let three = temp_file("classes", "c.jsonl", "{\"text\": \"x\", \"label\": 2}\n");
+    let dir = Scratch::new("classes");
+    let three = dir.write("c.jsonl", "{\"text\": \"x\", \"label\": 2}\n");
     assert!(err_text(load_classifier(&three, &LoadOptions::default()))
         .contains("c.jsonl:1: field \"label\""));
     let opts = LoadOptions {
@@ -221,8 +222,8 @@ fn csv_with_a_column_mapping() {
 
 #[test]
 fn column_maps_apply_to_jsonl_and_parse_strictly() {
-    let p = temp_file(
-        "colmap",
+    let dir = Scratch::new("colmap");
+    let p = dir.write(
         "d.jsonl",
         "{\"q\": \"hi\", \"a\": \" there\"}\n{\"q\": \"x\"}\n",
     );
@@ -257,7 +258,8 @@ fn csv_line_numbers_with_crlf_line_ends() {
     let text = std::fs::read_to_string(fixture("qa.csv"))
         .unwrap()
         .replace('\n', "\r\n");
-    let p = temp_file("crlf", "qa_crlf.csv", &text);
+    let dir = Scratch::new("crlf");
+    let p = dir.write("qa_crlf.csv", &text);
     let opts = LoadOptions {
         columns: "prompt=question,completion=answer".parse().unwrap(),
         skip_bad_rows: true,
@@ -274,16 +276,18 @@ fn csv_line_numbers_with_crlf_line_ends() {
 
 #[test]
 fn a_byte_order_mark_is_ignored() {
-    let j = temp_file("bom", "b.jsonl", "\u{feff}{\"prompt\": \"p\"}\n");
+    let dir = Scratch::new("bom");
+    let j = dir.write("b.jsonl", "\u{feff}{\"prompt\": \"p\"}\n");
     assert_eq!(load_prompts(&j, &LoadOptions::default()).unwrap().len(), 1);
-    let c = temp_file("bom", "b.csv", "\u{feff}prompt,x\nhello,1\n");
+    let c = dir.write("b.csv", "\u{feff}prompt,x\nhello,1\n");
     let d = load_prompts(&c, &LoadOptions::default()).unwrap();
     assert_eq!(d.rows[0].record.prompt, "hello".into());
 }
 
 #[test]
 fn tsv_and_format_override() {
-    let p = temp_file("tsv", "rows.txt", "prompt\tcompletion\nHi\t Hello\n");
+    let dir = Scratch::new("tsv");
+    let p = dir.write("rows.txt", "prompt\tcompletion\nHi\t Hello\n");
     let e = err_text(load_sft(&p, &LoadOptions::default()));
     assert!(e.contains("rows.txt:1: invalid JSON"), "{e}");
     let opts = LoadOptions {

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use tokenizers::Tokenizer;
 
+pub use crate::scratch::Scratch;
+
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("kernels-tests/fixtures/data")
@@ -41,15 +43,6 @@ pub fn ids(text: &str) -> Vec<i32> {
 pub fn decode(ids: &[i32]) -> String {
     let ids: Vec<u32> = ids.iter().map(|&i| i as u32).collect();
     gpt2().decode(&ids, false).unwrap()
-}
-
-/// Writes `text` to a fresh file named `name` in a per-test temp folder.
-pub fn temp_file(test: &str, name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("engine-data-{}-{test}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
 }
 
 /// The error's whole message chain.

@@ -146,9 +146,8 @@ fn hh_rlhf_cut_to_its_last_600_characters_loads_as_whole_texts() {
     flate2::read::GzDecoder::new(std::fs::File::open(&path).unwrap())
         .read_to_string(&mut text)
         .unwrap();
-    let dir = std::env::temp_dir().join(format!("engine-hh600-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("hh600.jsonl");
+    let dir = super::helpers::Scratch::new("hh600");
+    let file = dir.path("hh600.jsonl");
     let mut out = String::new();
     for line in text.lines().take(12) {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
@@ -185,7 +184,8 @@ fn conversations_without_a_shared_prefix_are_whole_for_reward_only() {
     let chatml = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' \
                   + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}\
                   {% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
-    let jinja = super::helpers::temp_file("no-prefix-chat", "chatml.jinja", chatml);
+    let scratch = super::helpers::Scratch::new("no-prefix-chat");
+    let jinja = scratch.write("chatml.jinja", chatml);
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels-tests/fixtures/tokenizers/gpt2");
     let t = ChatTemplate::resolve(jinja.to_str(), Ok(dir.as_path())).unwrap();
     let turn = |role: &str, text: &str| format!(r#"{{"role": "{role}", "content": "{text}"}}"#);
@@ -196,7 +196,7 @@ fn conversations_without_a_shared_prefix_are_whole_for_reward_only() {
         turn("user", "Dogs?"),
         turn("assistant", "They bark.")
     );
-    let file = super::helpers::temp_file("no-prefix-chat", "prefs.jsonl", &format!("{line}\n"));
+    let file = scratch.write("prefs.jsonl", &format!("{line}\n"));
     let ds = load_preferences(&file, &LoadOptions::default()).unwrap();
     let row = &ds.rows[0];
     assert!(row.record.prompt.is_empty(), "{:?}", row.record);

@@ -1,7 +1,7 @@
 //! engine's own templates: presets, rendering, conversation segments, their
 //! JSON file in a model directory, and their Jinja equivalents.
 
-use super::helpers::{err_text, temp_file};
+use super::helpers::{err_text, Scratch};
 use engine::data::*;
 
 fn convo() -> Vec<Message> {
@@ -101,11 +101,7 @@ fn template_file_and_presets() {
     assert_eq!(json["assistant_prefix"], "Assistant:");
     assert_eq!(json["eos"], serde_json::Value::Null);
     assert_eq!(json["wrap_plain"], true);
-    let dir = temp_file("template", "x", "")
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    std::fs::remove_file(dir.join(TEMPLATE_FILE)).ok();
+    let dir = Scratch::new("template");
     // Without the file, the model's own tokenizer template (none here).
     assert!(matches!(
         ChatTemplate::for_model_dir(&dir).unwrap(),

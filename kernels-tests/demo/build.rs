@@ -7,7 +7,7 @@ use engine::models::fresh::{fresh_model, ModelShape};
 use engine::models::{Arch, CausalLm};
 use std::process::Command;
 
-use crate::common::gpu;
+use crate::common::{gpu, Scratch};
 
 fn corpus() -> Vec<String> {
     let words = [
@@ -63,7 +63,7 @@ fn fresh_neox_and_gpt2_models_save_and_load_with_their_shape() {
             context: 48,
         };
         let model = fresh_model(&gpu, &shape, tok.clone(), 7).unwrap();
-        let dir = tempdir(&format!("fresh-{arch:?}"));
+        let dir = Scratch::new(&format!("fresh-{arch:?}"));
         model.save(&dir, SaveDtype::F32).unwrap();
         let back = CausalLm::load(&gpu, &dir).unwrap();
         assert_eq!(back.cfg.arch, arch);
@@ -102,16 +102,9 @@ fn fresh_model_refuses_a_vocab_smaller_than_the_tokenizer() {
     assert!(err.contains("tokenizer has"), "{err}");
 }
 
-pub fn tempdir(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("engine-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 #[test]
 fn cli_trains_a_tokenizer_then_inits_a_model() {
-    let dir = tempdir("cli-build");
+    let dir = Scratch::new("cli-build");
     let data = dir.join("texts.jsonl");
     let rows: Vec<String> = corpus()
         .iter()

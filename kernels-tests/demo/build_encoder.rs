@@ -10,8 +10,8 @@ use engine::models::fresh::{fresh_classifier, ModelShape};
 use engine::models::{Arch, CausalLm};
 use std::process::Command;
 
-use super::build::tempdir;
 use crate::common::gpu;
+use crate::common::Scratch;
 
 fn reviews() -> Vec<String> {
     let words = [
@@ -82,7 +82,7 @@ fn fresh_distilbert_and_bert_classifiers_save_load_and_classify() {
             context: 40,
         };
         let model = fresh_classifier(&gpu, &shape, tok.clone(), &labels(), 3).unwrap();
-        let dir = tempdir(&format!("fresh-cls-{arch:?}"));
+        let dir = Scratch::new(&format!("fresh-cls-{arch:?}"));
         model.save(&dir, SaveDtype::F32).unwrap();
         let raw: serde_json::Value =
             serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
@@ -150,7 +150,7 @@ fn fresh_classifier_refuses_a_causal_lm_and_a_tokenizer_without_pad() {
 
 #[test]
 fn cli_trains_a_wordpiece_then_inits_and_runs_a_distilbert_classifier() {
-    let dir = tempdir("cli-build-encoder");
+    let dir = Scratch::new("cli-build-encoder");
     let data = dir.join("reviews.jsonl");
     let rows: Vec<String> = reviews()
         .iter()
@@ -256,7 +256,7 @@ fn a_roberta_tokenizer_and_classifier_from_scratch() {
         context: 12,
     };
     let model = fresh_classifier(&gpu, &shape, tok, &labels(), 3).unwrap();
-    let dir = tempdir("fresh-cls-roberta");
+    let dir = Scratch::new("fresh-cls-roberta");
     model.save(&dir, SaveDtype::F32).unwrap();
     let read = |f: &str| -> serde_json::Value {
         serde_json::from_slice(&std::fs::read(dir.join(f)).unwrap()).unwrap()

@@ -10,8 +10,8 @@ use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
 
-use super::build::tempdir;
 use crate::common::gpu;
+use crate::common::Scratch;
 
 fn ppo_args(argv: &[&str]) -> (PpoArgs, clap::ArgMatches) {
     let cmd = PpoArgs::augment_args(clap::Command::new("engine"));
@@ -63,7 +63,7 @@ fn check_report(path: &Path, cwd: &Path, steps: u64) -> Value {
 #[test]
 fn pipeline_smoke_then_demo_on_its_output() {
     let gpu = gpu();
-    let dir = tempdir("pipeline");
+    let dir = Scratch::new("pipeline");
     let args = PipelineArgs {
         preset: "support-tiny".into(),
         out: Some(dir.join("defaults")),
@@ -143,7 +143,7 @@ fn binary_runs_the_embedded_demo_and_ends_with_the_report_path() {
         "the binary has no embedded defaults: run `{}`",
         engine::demo::embedded::MAKE_DEFAULTS
     );
-    let dir = tempdir("demo-cli");
+    let dir = Scratch::new("demo-cli");
     let out = Command::new(env!("CARGO_BIN_EXE_engine"))
         .current_dir(&dir)
         .args([
@@ -200,7 +200,7 @@ fn committed_demo_toml_is_the_pipelines_demo_config() {
 /// `--model` on the command line: the missing model is the error.
 #[test]
 fn a_config_naming_a_model_does_not_start_the_demo() {
-    let dir = tempdir("demo-config-model");
+    let dir = Scratch::new("demo-config-model");
     let missing = dir.join("no-such-model");
     let config = dir.join("run.toml");
     let toml = format!(

@@ -1,16 +1,10 @@
 //! safetensors reading and writing: dtypes, shards, atomic writes, and errors
 //! that name the file and tensor.
 
+use crate::common::Scratch;
 use engine::models::checkpoint::{save_safetensors, SaveDtype};
 use engine::models::{Checkpoint, HostTensor};
 use std::collections::BTreeMap;
-
-fn tmpdir(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("engine-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 fn sample() -> BTreeMap<String, HostTensor> {
     BTreeMap::from([
@@ -28,7 +22,7 @@ fn sample() -> BTreeMap<String, HostTensor> {
 #[test]
 fn round_trips_in_every_float_dtype() {
     for dtype in [SaveDtype::F32, SaveDtype::F16, SaveDtype::BF16] {
-        let dir = tmpdir(&format!("rt{dtype:?}"));
+        let dir = Scratch::new(&format!("rt{dtype:?}"));
         save_safetensors(&dir.join("model.safetensors"), &sample(), dtype).unwrap();
         let ck = Checkpoint::open(&dir).unwrap();
         for (name, t) in sample() {
@@ -49,7 +43,7 @@ fn round_trips_in_every_float_dtype() {
 
 #[test]
 fn reads_sharded_checkpoints() {
-    let dir = tmpdir("shards");
+    let dir = Scratch::new("shards");
     let mut s = sample();
     let b = s.split_off("b");
     save_safetensors(
@@ -74,7 +68,7 @@ fn reads_sharded_checkpoints() {
 
 #[test]
 fn bad_files_and_tensors_are_named() {
-    let dir = tmpdir("bad");
+    let dir = Scratch::new("bad");
     std::fs::write(
         dir.join("model.safetensors"),
         b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}",
@@ -99,7 +93,7 @@ fn bad_files_and_tensors_are_named() {
         "{e}"
     );
 
-    let empty = tmpdir("empty");
+    let empty = Scratch::new("empty");
     let e = Checkpoint::open(&empty).err().unwrap().to_string();
     assert!(e.contains("no model.safetensors"), "{e}");
 }

@@ -53,8 +53,8 @@ fn generate_json_gives_transformers_greedy_tokens() {
 fn perplexity_json_matches_transformers_loss() {
     for name in ["gpt2-tiny", "neox-parallel"] {
         let (_, json, _) = fixture(name);
-        let path =
-            std::env::temp_dir().join(format!("engine-ppl-{name}-{}.txt", std::process::id()));
+        let scratch = crate::common::Scratch::new(&format!("ppl-{name}"));
+        let path = scratch.path("text.txt");
         std::fs::write(&path, json["ppl_text"].as_str().unwrap()).unwrap();
         let (ok, out, err) = engine(&[
             "perplexity",
@@ -118,8 +118,7 @@ fn bad_inputs_are_clear_errors() {
     ]);
     assert!(!ok && err.contains("--greedy"), "{err}");
     // A checkpoint whose config disagrees with its tensors names the file and tensor.
-    let dir = std::env::temp_dir().join(format!("engine-bad-model-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::common::Scratch::new("bad-model");
     let src = root().join("models/fixtures/gpt2-tiny");
     std::fs::copy(src.join("model.safetensors"), dir.join("model.safetensors")).unwrap();
     let cfg = std::fs::read_to_string(src.join("config.json"))

@@ -165,12 +165,12 @@ fn configs_labels_and_heads() {
 fn saved_classifiers_load_back_identically() {
     for name in NAMES {
         let (m, json, _) = fixture(name);
-        let dir = std::env::temp_dir().join(format!("engine-enc-{name}-{}", std::process::id()));
+        let scratch = crate::common::Scratch::new(&format!("enc-{name}"));
+        let dir = scratch.path("model");
         m.save(&dir, engine::models::checkpoint::SaveDtype::F32)
             .unwrap();
         assert!(!dir.join("generation_config.json").exists());
         let back = CausalLm::load(&gpu(), &dir).unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
         let text = json["classify"][0]["text"].as_str().unwrap();
         let a = m.classify_texts(&[text], None).unwrap();
         let b = back.classify_texts(&[text], None).unwrap();
@@ -187,10 +187,8 @@ fn classify_command_matches_transformers() {
     for name in ["distilbert-tiny-cls", "roberta-tiny-cls"] {
         let (_, json, _) = fixture(name);
         let cases = json["classify"].as_array().unwrap();
-        let file = std::env::temp_dir().join(format!(
-            "engine-classify-{name}-{}.jsonl",
-            std::process::id()
-        ));
+        let scratch = crate::common::Scratch::new(&format!("classify-{name}"));
+        let file = scratch.path("rows.jsonl");
         let rows: Vec<String> = cases
             .iter()
             .filter(|c| c["max_length"].is_null())
@@ -233,6 +231,5 @@ fn classify_command_matches_transformers() {
                 }
             }
         }
-        std::fs::remove_file(&file).unwrap();
     }
 }

@@ -260,8 +260,8 @@ fn save_and_reload_round_trips() {
     for name in ["llama-gqa", "qwen2-bias"] {
         let (m, json, _) = fixture(name);
         let tokens = batch_tokens(&json);
-        let dir =
-            std::env::temp_dir().join(format!("engine-llama-save-{name}-{}", std::process::id()));
+        let scratch = crate::common::Scratch::new(&format!("llama-save-{name}"));
+        let dir = scratch.path("model");
         m.save(&dir, engine::models::checkpoint::SaveDtype::F32)
             .unwrap();
         let ck = Checkpoint::open(&dir).unwrap();
@@ -272,7 +272,6 @@ fn save_and_reload_round_trips() {
         );
         let back = CausalLm::load(&gpu(), &dir).unwrap();
         assert_eq!(logits(&back, &tokens), logits(&m, &tokens), "{name}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
 

@@ -23,12 +23,11 @@ fn json_line(out: &str) -> Value {
 fn perplexity_is_transformers_loss() {
     for name in BAR {
         let (_, json, _) = fixture(name);
-        let text =
-            std::env::temp_dir().join(format!("engine-ppl-{name}-{}.txt", std::process::id()));
+        let scratch = crate::common::Scratch::new(&format!("ppl-{name}"));
+        let text = scratch.path("text.txt");
         std::fs::write(&text, json["ppl_text"].as_str().unwrap()).unwrap();
         let args = ["perplexity", "--model", &model_dir(name), "--json"];
         let (ok, out, err) = engine(&[&args[..], &["--text", text.to_str().unwrap()]].concat());
-        std::fs::remove_file(&text).unwrap();
         assert!(ok, "{name}: {err}");
         let v = json_line(&out);
         assert_eq!(
@@ -110,7 +109,8 @@ fn tokenizers_encode_as_auto_tokenizer() {
 #[test]
 fn save_keeps_eos_list_and_family_class_names() {
     let (m, _, _) = fixture("llama3-sp-bf16");
-    let dir = std::env::temp_dir().join(format!("engine-llama-hf-save-{}", std::process::id()));
+    let scratch = crate::common::Scratch::new("llama-hf-save");
+    let dir = scratch.path("model");
     m.save(&dir, SaveDtype::BF16).unwrap();
     let back = CausalLm::load(&gpu(), &dir).unwrap();
     assert_eq!(back.cfg.eos_token_ids, vec![2, 3]);
@@ -124,7 +124,6 @@ fn save_keeps_eos_list_and_family_class_names() {
         rm.cfg.raw["architectures"][0],
         "Qwen2ForSequenceClassification"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// SFT examples as TRL's SFTTrainer tokenizes them: standard (string) rows
@@ -200,8 +199,8 @@ fn sft_rows_get_bos_as_the_tokenizer_adds_it() {
 /// loads back and encodes with BOS.
 #[test]
 fn init_llama_takes_bos_and_eos_from_a_sentencepiece_tokenizer() {
-    let out = std::env::temp_dir().join(format!("engine-init-llama-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
+    let scratch = crate::common::Scratch::new("init-llama");
+    let out = scratch.path("model");
     let tok = format!("{}/tokenizer.json", model_dir("llama3-sp-bf16"));
     let (ok, _, err) = engine(&[
         "init",
@@ -230,5 +229,4 @@ fn init_llama_takes_bos_and_eos_from_a_sentencepiece_tokenizer() {
         (Some("<s>"), Some("</s>"))
     );
     assert_eq!(m.encode("The river").unwrap()[0], 1);
-    std::fs::remove_dir_all(&out).unwrap();
 }

@@ -52,10 +52,12 @@ fn logits(m: &CausalLm, tokens: &Tokens, adapters: bool) -> Vec<f32> {
         .unwrap()
 }
 
-fn tmp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("engine-lora-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+/// A scratch directory (removed when the test passes) and an adapter path in it
+/// that does not exist yet.
+fn tmp_dir(tag: &str) -> (crate::common::Scratch, PathBuf) {
+    let s = crate::common::Scratch::new(&format!("lora-{tag}"));
+    let adapter = s.path("adapter");
+    (s, adapter)
 }
 
 fn check_peft_parity(name: &str) {
@@ -150,7 +152,7 @@ fn save_load_round_trip_is_identical() {
     for name in ["gpt2-tiny", "neox-parallel"] {
         let mut m = model(name);
         m.load_adapter(&adapter_dir(name)).unwrap();
-        let dir = tmp_dir(name);
+        let (_scratch, dir) = tmp_dir(name);
         m.save_adapter(&dir).unwrap();
         // Same keys, shapes and values as PEFT's own file.
         let theirs = Checkpoint::open_file(&adapter_dir(name).join(peft::WEIGHTS_FILE)).unwrap();
@@ -177,14 +179,13 @@ fn save_load_round_trip_is_identical() {
                 p.name
             );
         }
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
 
 #[test]
 fn config_without_task_type_loads_and_bad_files_name_file_and_key() {
     let name = "gpt2-tiny";
-    let dir = tmp_dir("bad");
+    let (_scratch, dir) = tmp_dir("bad");
     std::fs::create_dir_all(&dir).unwrap();
     let src = adapter_dir(name);
     let text = std::fs::read_to_string(src.join(peft::CONFIG_FILE)).unwrap();
@@ -217,7 +218,6 @@ fn config_without_task_type_loads_and_bad_files_name_file_and_key() {
         err.contains(peft::CONFIG_FILE) && err.contains("use_dora"),
         "{err}"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

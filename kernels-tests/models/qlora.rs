@@ -243,9 +243,10 @@ fn lora_trains_on_an_nf4_base_which_stays_frozen() {
         .to_vec()
         .unwrap();
     assert_eq!(off, base_logits);
+    let dir = crate::common::Scratch::new("qsave");
     assert!(model
         .save(
-            &std::env::temp_dir().join("engine-qsave"),
+            &dir.path("model"),
             engine::models::checkpoint::SaveDtype::F32
         )
         .is_err());

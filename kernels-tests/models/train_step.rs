@@ -80,7 +80,8 @@ fn training_lowers_the_loss_and_skips_non_finite_steps() {
     assert_eq!((opt.step, opt.skipped), (12, 1));
 
     // Moments round-trip.
-    let path = std::env::temp_dir().join(format!("engine-opt-{}.safetensors", std::process::id()));
+    let scratch = crate::common::Scratch::new("opt");
+    let path = scratch.path("optimizer.safetensors");
     opt.save(&path).unwrap();
     let mut again = Optimizer::new(opt.cfg, opt.schedule, opt.max_grad_norm);
     again.load(&path, &model.params, opt.step).unwrap();

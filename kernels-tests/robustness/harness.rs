@@ -2,13 +2,13 @@
 //! checks what a user would see: the exit code, a message that names the
 //! culprit (file, tensor, row or flag), and the run's peak memory.
 
+pub use crate::scratch::{copy_dir, Scratch};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Peak resident memory any single bad-input run may reach. A good run of the
 /// tiny fixtures stays near 200 MB on llvmpipe; the unbounded cases this suite
@@ -25,63 +25,6 @@ pub fn fixture_model(name: &str) -> PathBuf {
 
 pub fn fixture_data(name: &str) -> PathBuf {
     root().join("kernels-tests/fixtures/data").join(name)
-}
-
-/// A fresh, empty directory for one case (removed when dropped).
-pub struct Scratch(pub PathBuf);
-
-impl Scratch {
-    pub fn new(case: &str) -> Scratch {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "engine-robustness-{}-{}-{case}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-
-    pub fn path(&self, rel: &str) -> PathBuf {
-        self.0.join(rel)
-    }
-
-    /// A copy of a fixture model directory at `rel`.
-    pub fn model(&self, fixture: &str, rel: &str) -> PathBuf {
-        let dst = self.path(rel);
-        copy_dir(&fixture_model(fixture), &dst);
-        dst
-    }
-
-    pub fn write(&self, rel: &str, text: &str) -> PathBuf {
-        let p = self.path(rel);
-        if let Some(d) = p.parent() {
-            std::fs::create_dir_all(d).unwrap();
-        }
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
-pub fn copy_dir(src: &Path, dst: &Path) {
-    std::fs::create_dir_all(dst).unwrap();
-    for e in std::fs::read_dir(src).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            copy_dir(&p, &dst.join(e.file_name()));
-        } else {
-            std::fs::copy(&p, dst.join(e.file_name())).unwrap();
-        }
-    }
 }
 
 /// What one run of the binary did.

@@ -4,7 +4,7 @@
 //! and the last good checkpoint; the summary counts skipped steps; nothing
 //! non-finite is saved; a non-finite reward is an error.
 
-use super::{fixture, model_dir, parse, scratch};
+use super::{fixture, model_dir, parse, scratch, Scratch};
 use engine::models::checkpoint::{save_safetensors, HostTensor, SaveDtype};
 use engine::models::CausalLm;
 use engine::ops::adamw::AdamwConfig;
@@ -137,10 +137,7 @@ fn run_poisoned(
     name: &str,
     extra: &[&str],
     poisoned: &[u64],
-) -> (
-    Result<engine::train::session::RunSummary, String>,
-    std::path::PathBuf,
-) {
+) -> (Result<engine::train::session::RunSummary, String>, Scratch) {
     let gpu = crate::common::gpu();
     let out = scratch(name);
     let mut args = sft_session_args(&out, extra);

@@ -86,7 +86,7 @@ fn a_dpo_run_exports_as_dpo_config_with_lora_and_a_launch_line() {
     let dir = scratch("export-run-dpo");
     let cfg = json!({
         "model": "runs/sft/model", "data": "prefs.jsonl", "eval-data": "prefs_eval.jsonl",
-        "eval-fraction": 0.0, "out": dir, "force": false, "steps": 300, "epochs": null,
+        "eval-fraction": 0.0, "out": *dir, "force": false, "steps": 300, "epochs": null,
         "batch-size": 4, "lr": 5e-7, "seed": 7, "resume": null, "config": null, "grad-accum": 2,
         "warmup-steps": 10, "schedule": null, "max-grad-norm": 1.0, "weight-decay": 0.0,
         "eval-every": 50, "save-every": 100, "keep-checkpoints": false, "report-to": ["tensorboard"],

@@ -25,8 +25,9 @@ mod sft;
 mod trl_parity;
 mod trl_parity_kto;
 
+pub use crate::common::Scratch;
 use serde_json::{Map, Value};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 pub fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -48,12 +49,9 @@ pub fn model_dir(name: &str) -> String {
         .to_string()
 }
 
-/// A fresh, empty scratch directory for one test.
-pub fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("engine-train-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh, empty scratch directory for one test, removed when it passes.
+pub fn scratch(name: &str) -> Scratch {
+    Scratch::new(&format!("train-{name}"))
 }
 
 /// `metrics.jsonl` rows without timing metrics.

@@ -234,7 +234,8 @@ fn reward_labels_pair_with_reward_models_by_position() {
         label("POSITIVE", RewardKind::Prob),
     ];
     assert_eq!(args.reward.labels().unwrap(), want);
-    let cfg = scratch("reward-labels-config").join("run.toml");
+    let dir = scratch("reward-labels-config");
+    let cfg = dir.join("run.toml");
     let toml = format!(
         "[ppo]\nreward-model = [\"{bert}\", \"{bert}\"]\nreward-label = [\"NEGATIVE\", \"POSITIVE\"]\n\
          reward-kind = [\"prob\", \"logit\"]\n"

@@ -6,7 +6,7 @@
 //! fine-tuning; DPO: full fine-tuning (precomputed reference cache) with
 //! eval, and LoRA IPO.
 
-use super::{metric_rows, model_dir, parse, root, scratch};
+use super::{metric_rows, model_dir, parse, root, scratch, Scratch};
 use engine::train::dpo::{train_dpo, DpoArgs};
 use engine::train::ppo::{train_ppo, PpoArgs};
 use std::path::Path;
@@ -62,7 +62,8 @@ fn has_tensor(path: &Path, name: &str) -> bool {
 }
 
 /// Straight run of `steps` vs stopped after `stop` and resumed.
-fn check_ppo(name: &str, extra: &[&str], weights: &[&str]) {
+/// Returns the stopped-and-resumed run's directory.
+fn check_ppo(name: &str, extra: &[&str], weights: &[&str]) -> Scratch {
     let gpu = crate::common::gpu();
     let (a, b) = (scratch(&format!("{name}-a")), scratch(&format!("{name}-b")));
     let prompts = data("dpo/prompts.jsonl");
@@ -133,11 +134,12 @@ fn check_ppo(name: &str, extra: &[&str], weights: &[&str]) {
         same_file(&a, &b, w);
     }
     same_file(&a, &b, "checkpoint/optimizer.safetensors");
+    b
 }
 
 #[test]
 fn ppo_lora_resumes_exactly() {
-    check_ppo(
+    let b = check_ppo(
         "ppo-resume-lora",
         &[
             "--lora-r",
@@ -155,10 +157,6 @@ fn ppo_lora_resumes_exactly() {
         ],
     );
     // The value head sits beside the adapter, in checkpoints too.
-    let b = std::env::temp_dir().join(format!(
-        "engine-train-{}-ppo-resume-lora-b",
-        std::process::id()
-    ));
     assert!(has_tensor(
         &b.join("checkpoint/heads.safetensors"),
         "v_head.summary.weight"
@@ -167,11 +165,7 @@ fn ppo_lora_resumes_exactly() {
 
 #[test]
 fn ppo_full_fine_tuning_resumes_exactly() {
-    check_ppo("ppo-resume-full", &[], &["model/model.safetensors"]);
-    let b = std::env::temp_dir().join(format!(
-        "engine-train-{}-ppo-resume-full-b",
-        std::process::id()
-    ));
+    let b = check_ppo("ppo-resume-full", &[], &["model/model.safetensors"]);
     assert!(has_tensor(
         &b.join("checkpoint/model/model.safetensors"),
         "v_head.summary.weight"

@@ -255,7 +255,7 @@ fn check_resume(name: &str, extra: &[&str], weights: &str) {
     // Only --resume: every other setting comes from the checkpoint.
     let ckpt = b.join("checkpoint").display().to_string();
     let resumed: SftArgs = parse(&["--resume", &ckpt, "--progress", "silent"]);
-    assert_eq!(resumed.common.out.as_deref(), Some(b.as_path()));
+    assert_eq!(resumed.common.out.as_deref(), Some(&*b));
     let (_, s) = train_sft(&gpu, resumed).unwrap();
     assert!(s.finished && s.steps == 6);
 

@@ -2,6 +2,7 @@
 //! counts, the trainers' loaders, held-out eval, the unsafe fraction, intent
 //! coverage, length limits and variety.
 
+use crate::data::helpers::Scratch;
 use engine::data::support::{
     generate, write_splits, ReplyKind, SupportData, SupportOptions, INTENTS, MAX_MESSAGE_WORDS,
     MAX_MIXED_REPLY_WORDS, MAX_REPLY_WORDS, SPLIT_FILES, TONE_FILE,
@@ -11,18 +12,11 @@ use engine::data::{
 };
 use engine::train::sample::text_metrics::distinct_n;
 use std::collections::{BTreeSet, HashSet};
-use std::path::PathBuf;
 use std::sync::OnceLock;
 
 fn default_data() -> &'static SupportData {
     static DATA: OnceLock<SupportData> = OnceLock::new();
     DATA.get_or_init(|| generate(&SupportOptions::default()).unwrap())
-}
-
-fn temp_dir(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("engine-support-{}-{test}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
 }
 
 fn small(seed: u64) -> SupportOptions {
@@ -52,7 +46,7 @@ fn plain(c: &Content) -> &str {
 
 #[test]
 fn support_same_seed_same_bytes() {
-    let (a, b) = (temp_dir("det-a"), temp_dir("det-b"));
+    let (a, b) = (Scratch::new("support-det-a"), Scratch::new("support-det-b"));
     write_splits(&a, &generate(&small(7)).unwrap()).unwrap();
     write_splits(&b, &generate(&small(7)).unwrap()).unwrap();
     for f in SPLIT_FILES.iter().chain(&["manifest.json", "README.md"]) {
@@ -279,7 +273,7 @@ fn support_good_replies_are_varied() {
 
 #[test]
 fn support_splits_load_through_the_trainers_loaders() {
-    let dir = temp_dir("load");
+    let dir = Scratch::new("support-load");
     let d = generate(&small(2)).unwrap();
     let written = write_splits(&dir, &d).unwrap();
     assert_eq!(written.len(), 7);
@@ -332,7 +326,7 @@ fn support_splits_load_through_the_trainers_loaders() {
 
 #[test]
 fn support_cli_writes_the_files() {
-    let dir = temp_dir("cli");
+    let dir = Scratch::new("support-cli");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_engine"))
         .args([
             "data", "support", "--seed", "5", "--sft", "50", "--pairs", "30",
@@ -375,7 +369,7 @@ fn support_cli_writes_the_files() {
         tone: 30,
     })
     .unwrap();
-    let lib_dir = temp_dir("cli-lib");
+    let lib_dir = Scratch::new("support-cli-lib");
     write_splits(&lib_dir, &want).unwrap();
     for f in SPLIT_FILES.iter().chain(&[TONE_FILE]) {
         assert_eq!(

@@ -44,7 +44,7 @@ fn dpo_step_zero_is_ln2_with_zero_rewards() {
 
 #[test]
 fn dpo_raises_accuracy_and_margins() {
-    let dir = std::env::temp_dir().join(format!("engine-dpo-{}", std::process::id()));
+    let dir = crate::common::Scratch::new("dpo");
     let mut t = trainer(DirectLoss::Dpo, "prefs.jsonl", cfg(DirectLoss::Dpo))
         .with_metrics_log(MetricsLog::open(&dir, false).unwrap());
     let before = t.evaluate().unwrap();
@@ -65,7 +65,6 @@ fn dpo_raises_accuracy_and_margins() {
     assert_eq!(log.series("loss").len(), 20);
     assert_eq!(log.series("eval_rewards/accuracies").len(), 2);
     assert_eq!(log.series("rewards/margins").len(), 20);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Eval loss on the training data falls over a few steps.

@@ -50,7 +50,7 @@ fn ppo_raises_target_token_rate_with_bounded_kl() {
     cfg.ppo.init_kl_coef = 0.05;
     cfg.ppo.ppo_epochs = 4;
     let mut tr = PpoTrainer::new(model, reference, scorer, cfg).unwrap();
-    let dir = std::env::temp_dir().join(format!("engine-ppo-e2e-{}", std::process::id()));
+    let dir = crate::common::Scratch::new("ppo-e2e");
     let mut log = MetricsLog::open(&dir, false).unwrap();
     let mut src = PromptCycle {
         prompts: ps,
@@ -104,7 +104,6 @@ fn ppo_raises_target_token_rate_with_bounded_kl() {
     }
     // The no-EOS-in-4-tokens responses trip the never-ending check.
     assert!(summary.iter().any(|l| l.starts_with("NeverEnding")));
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]

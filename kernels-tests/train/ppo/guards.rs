@@ -121,7 +121,8 @@ fn state_restore_continues_exactly() {
     // Checkpoint: scalar state (through text), moments, weights.
     let state: serde_json::Value =
         serde_json::from_str(&serde_json::to_string(&a.state()).unwrap()).unwrap();
-    let opt = std::env::temp_dir().join(format!("engine-ppo-opt-{}.st", std::process::id()));
+    let dir = crate::common::Scratch::new("ppo-opt");
+    let opt = dir.path("optimizer.safetensors");
     a.optimizer.save(&opt).unwrap();
     let saved = weights(&a.policy);
 
@@ -137,7 +138,6 @@ fn state_restore_continues_exactly() {
     b.restore(&state).unwrap();
     assert_eq!((b.steps_done(), b.kl_coef()), (2, a.kl_coef()));
     assert_eq!(b.cfg.seed, 4);
-    std::fs::remove_file(&opt).ok();
 
     let batch = src.batch(3, 8).unwrap();
     let (ra, rb) = (a.step(&batch).unwrap(), b.step(&batch).unwrap());

@@ -70,7 +70,8 @@ fn best_of_n_keeps_the_reward_models_best_and_writes_sft_jsonl() {
     assert!((report.mean_score - mean).abs() < 1e-9);
     assert!(report.mean_best >= report.mean_score);
 
-    let path = std::env::temp_dir().join(format!("engine-bon-{}.jsonl", std::process::id()));
+    let dir = crate::common::Scratch::new("bon");
+    let path = dir.path("best.jsonl");
     let written = report.write_jsonl(&path).unwrap();
     assert_eq!(written, 3 - report.blank);
     let back = load_sft(&path, &LoadOptions::default()).unwrap();
@@ -95,7 +96,6 @@ fn best_of_n_keeps_the_reward_models_best_and_writes_sft_jsonl() {
     .unwrap();
     assert_eq!(line["candidates"].as_array().unwrap().len(), 4);
     assert!(line["score"].is_number());
-    let _ = std::fs::remove_file(&path);
 }
 
 #[test]
