@@ -24,12 +24,15 @@
 // SIMD row) on llvmpipe, where each barrier switches every invocation's
 // coroutine (256 made this kernel 3x slower than 64).
 //
-// Randomness: the host's `Rng` (SplitMix64) stream is continued here. The
-// state lives in rng[0..2] (lo, hi); this step's draws go, in row order, to
-// the rows not yet finished (as the CPU sampler draws them), so row b uses
-// state + (k_b + 1)·γ with k_b = unfinished rows before b; `sample_advance`
-// then moves the state past them. Finished rows count in neither, so
-// dropping them from the batch (DeviceSampler::keep_rows) changes no draw.
+// Randomness: the host's `Rng` (SplitMix64) streams are continued here, one
+// per seed; row b draws from stream s = stream[b], whose state lives in
+// rng[2s..2s+2] (lo, hi). A step's draws of one stream go, in row order, to
+// its rows not yet finished (as the CPU sampler draws them), so row b uses
+// state_s + (k_b + 1)·γ with k_b = unfinished rows of stream s before b;
+// `sample_advance` then moves each state past its rows. Finished rows count
+// in neither, so dropping them from the batch (DeviceSampler::keep_rows)
+// changes no draw, and a batch of chunks with a stream each draws what the
+// chunks draw one at a time.
 // The draws are the CPU sampler's, but u keeps 24 of its 53 bits and the
 // CDF is summed in f32, so an id differs from the f64 reference whenever a
 // draw falls within f32 resolution of any of the V CDF boundaries: about
@@ -64,7 +67,7 @@ struct SampleParams {
 @group(0) @binding(0) var<uniform> p: SampleParams;
 @group(0) @binding(1) var<storage, read> logits: array<f32>;
 @group(0) @binding(2) var<storage, read> stop: array<u32>;
-// [lo, hi] of the SplitMix64 state.
+// [lo, hi] of each stream's SplitMix64 state.
 @group(0) @binding(3) var<storage, read_write> rng: array<u32>;
 // [B] 1 once a row has ended.
 @group(0) @binding(4) var<storage, read_write> finished: array<u32>;
@@ -72,6 +75,8 @@ struct SampleParams {
 @group(0) @binding(5) var<storage, read_write> chosen: array<u32>;
 // [B, seen_words] bit i set when token i is in the row's context.
 @group(0) @binding(6) var<storage, read_write> seen: array<u32>;
+// [B] the RNG stream each row draws from.
+@group(0) @binding(7) var<storage, read> stream: array<u32>;
 
 override WG: u32 = 64u;
 const CHUNKS: u32 = 256u;
@@ -239,11 +244,12 @@ fn sample_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
     if (row >= p.batch) {
         return;
     }
+    let s = stream[row];
     if (lid == 0u) {
-        // The draw index: rows still running before this one.
+        // The draw index: rows of this stream still running before this one.
         var k = 0u;
         for (var b = 0u; b < row; b++) {
-            k += u32(finished[b] == 0u);
+            k += u32(finished[b] == 0u && stream[b] == s);
         }
         one_u = select(k, 0xffffffffu, finished[row] != 0u);
         atomicStore(&pick, 0u);
@@ -259,7 +265,7 @@ fn sample_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
     if (p.greedy != 0u) {
         id = choose_greedy(row, lid);
     } else {
-        let u = splitmix_unit(vec2<u32>(rng[0], rng[1]), draw);
+        let u = splitmix_unit(vec2<u32>(rng[2u * s], rng[2u * s + 1u]), draw);
         id = choose_sampled(row, lid, u);
     }
     if (lid == 0u) {
@@ -268,15 +274,20 @@ fn sample_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
 }
 
 // One invocation: finish rows that chose a stop id, note the ids in `seen`
-// and move the RNG past this step's draws.
+// and move each row's stream past its draw (γ per draw: the same state as
+// one step of draws·γ, sums being mod 2^64).
 @compute @workgroup_size(1)
 fn sample_advance() {
-    var draws = 0u;
     for (var b = 0u; b < p.batch; b++) {
         if (finished[b] != 0u) {
             continue;
         }
-        draws += 1u;
+        if (p.greedy == 0u) {
+            let i = 2u * stream[b];
+            let st = add64(vec2<u32>(rng[i], rng[i + 1u]), GAMMA);
+            rng[i] = st.x;
+            rng[i + 1u] = st.y;
+        }
         let id = chosen[b];
         if (p.seen_words > 0u && id < p.valid) {
             let w = b * p.seen_words + (id >> 5u);
@@ -287,10 +298,5 @@ fn sample_advance() {
                 finished[b] = 1u;
             }
         }
-    }
-    if (p.greedy == 0u) {
-        let st = add64(vec2<u32>(rng[0], rng[1]), mul64(GAMMA, vec2<u32>(draws, 0u)));
-        rng[0] = st.x;
-        rng[1] = st.y;
     }
 }

@@ -9,6 +9,8 @@ use crate::common::*;
 use engine::models::sampling::{apply_top_k, apply_top_p, choose, softmax, SamplingConfig};
 use engine::ops::sample::{DeviceSampler, SampleParams};
 
+mod draws;
+
 #[test]
 fn params_match_the_shader() {
     crate::assert_params_layout!(
@@ -69,7 +71,7 @@ fn check_against_reference(
             &cfg.spec(),
             stop,
             u32::MAX - 1,
-            seed,
+            &vec![seed; batch],
             &ctx,
         )
         .unwrap();
@@ -139,7 +141,7 @@ fn repetition_penalty_is_transformers_processor() {
     };
     let logits = [2.0f32, -2.0, 1.5, -0.5];
     let pick = |ctx: Vec<u32>| {
-        let mut s = DeviceSampler::new(&gpu, 1, 4, 4, &cfg.spec(), &[], 0, 0, &[ctx]).unwrap();
+        let mut s = DeviceSampler::new(&gpu, 1, 4, 4, &cfg.spec(), &[], 0, &[0], &[ctx]).unwrap();
         s.step(&upload(&[1, 4], &logits)).unwrap()[0]
     };
     assert_eq!(pick(vec![]), Some(0));
@@ -264,8 +266,18 @@ fn draws_follow_the_truncated_distribution() {
     let probs = softmax(&want);
     let gpu = gpu();
     let ctx = vec![Vec::new(); batch];
-    let mut s =
-        DeviceSampler::new(&gpu, batch, vocab, vocab, &cfg.spec(), &[], 0, 9, &ctx).unwrap();
+    let mut s = DeviceSampler::new(
+        &gpu,
+        batch,
+        vocab,
+        vocab,
+        &cfg.spec(),
+        &[],
+        0,
+        &vec![9; batch],
+        &ctx,
+    )
+    .unwrap();
     let ids = s.step(&upload(&[batch, vocab], &logits)).unwrap();
     let mut counts = vec![0usize; vocab];
     for id in ids {
@@ -284,68 +296,12 @@ fn draws_follow_the_truncated_distribution() {
     }
 }
 
-/// `keep_rows` with only finished rows dropped changes no id: two samplers
-/// on the same logits, one shrunk to its running rows after every step that
-/// ends one (with a host-side `finish` too), give the same ids for every
-/// kept row, with the repetition penalty's bitmaps carried along.
-#[test]
-fn keeping_running_rows_changes_no_draw() {
-    let (batch, vocab, steps) = (11, 37, 12);
-    let mut rng = Rng::new(8);
-    let cfg = SamplingConfig {
-        repetition_penalty: 1.4,
-        top_k: 9,
-        top_p: 0.95,
-        ..SamplingConfig::sample()
-    };
-    let ctx: Vec<Vec<u32>> = (0..batch).map(|b| vec![b as u32, 5]).collect();
-    let gpu = gpu();
-    let make = || DeviceSampler::new(&gpu, batch, vocab, vocab, &cfg.spec(), &[3, 7], 0, 4, &ctx);
-    let (mut full, mut kept) = (make().unwrap(), make().unwrap());
-    // kept's row r is full's row running[r].
-    let mut running: Vec<usize> = (0..batch).collect();
-    let mut shrinks = 0;
-    for step in 0..steps {
-        let mut logits = grid_logits(&mut rng, batch * vocab);
-        for b in 0..batch {
-            logits[b * vocab + 3] = 1.5;
-        }
-        let sub: Vec<f32> = running
-            .iter()
-            .flat_map(|&b| logits[b * vocab..(b + 1) * vocab].to_vec())
-            .collect();
-        let want = full.step(&upload(&[batch, vocab], &logits)).unwrap();
-        let got = kept.step(&upload(&[running.len(), vocab], &sub)).unwrap();
-        for (r, &b) in running.iter().enumerate() {
-            assert_eq!(got[r], want[b], "step {step}: row {b} (kept as {r})");
-        }
-        if step == 2 {
-            // A stop string ends row 4 on the host.
-            let r = running.iter().position(|&b| b == 4).unwrap();
-            full.finish(4);
-            kept.finish(r);
-        }
-        let live: Vec<usize> = (0..running.len())
-            .filter(|&r| !kept.finished()[r])
-            .collect();
-        if live.is_empty() {
-            break;
-        }
-        if live.len() < running.len() {
-            kept.keep_rows(&live).unwrap();
-            running = live.iter().map(|&r| running[r]).collect();
-            shrinks += 1;
-        }
-    }
-    assert!(shrinks >= 3, "rows should end at several steps ({shrinks})");
-}
-
 #[test]
 fn workgroup_sizes_outside_the_shaders_range_are_refused() {
     let gpu = gpu();
     let cfg = SamplingConfig::sample();
     let ctx = vec![Vec::new(); 2];
-    let mut s = DeviceSampler::new(&gpu, 2, 9, 9, &cfg.spec(), &[], 0, 1, &ctx).unwrap();
+    let mut s = DeviceSampler::new(&gpu, 2, 9, 9, &cfg.spec(), &[], 0, &[1, 1], &ctx).unwrap();
     for wg in [0, 4, 48, 512] {
         let e = s.set_workgroup_size(wg).unwrap_err().to_string();
         assert!(e.contains("power of two in 8..=256"), "{wg}: {e}");

@@ -2,8 +2,11 @@
 //!
 //! Prompts of different lengths are left-padded into one batch; positions
 //! count real tokens only and pads are masked out of attention, so every row
-//! gives the tokens it would give alone. One prefill pass fills the cache,
-//! then each step feeds one token per row.
+//! gives the tokens it would give alone, up to rounding: the attention
+//! kernels sum a row's keys in blocks counted from the first cache slot, so
+//! the number of pads before a prompt can move its logits by an ulp (on
+//! llvmpipe, any number but a multiple of 8 does). One prefill pass fills
+//! the cache, then each step feeds one token per row.
 //!
 //! Tokens are chosen on the device ([`DeviceSampler`]): per token the host
 //! reads back only the B chosen ids, and stop ids end rows there too; stop
@@ -128,6 +131,27 @@ pub fn generate_with(
     cfg: &GenerateConfig,
     compaction: Compaction,
 ) -> Result<Generation> {
+    generate_seeded(
+        model,
+        prompts,
+        cfg,
+        &vec![cfg.seed; prompts.len()],
+        compaction,
+    )
+}
+
+/// [`generate_with`] with a seed per row instead of `cfg.seed`: rows that
+/// share a seed draw from its stream in row order. One batch made of chunks
+/// with a seed each, whose longest prompts are equally long (so each row is
+/// padded as in its own chunk, see above), gives exactly what generating the
+/// chunks one at a time gives, in fewer, fuller dispatches.
+pub fn generate_seeded(
+    model: &CausalLm,
+    prompts: &[Vec<i32>],
+    cfg: &GenerateConfig,
+    seeds: &[u64],
+    compaction: Compaction,
+) -> Result<Generation> {
     cfg.sampling.validate()?;
     if model.arch().is_encoder() {
         bail!(
@@ -136,6 +160,12 @@ pub fn generate_with(
         );
     }
     ensure!(!prompts.is_empty(), "no prompts to generate from");
+    ensure!(
+        seeds.len() == prompts.len(),
+        "{} seeds for {} prompts",
+        seeds.len(),
+        prompts.len()
+    );
     let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
     for (i, p) in prompts.iter().enumerate() {
         ensure!(!p.is_empty(), "prompt {i} is empty");
@@ -188,7 +218,7 @@ pub fn generate_with(
                 &cfg.sampling.spec(),
                 &stop_ids,
                 pad as u32,
-                cfg.seed,
+                seeds,
                 &contexts,
             )?);
         }

@@ -70,9 +70,12 @@ pub struct DeviceSampler {
     /// on stop strings).
     host_finished: Vec<bool>,
     stop: Tensor,
+    /// [2 · streams] SplitMix64 states (lo, hi), one stream per seed.
     rng: Tensor,
     /// [B, seen_words] bitmaps (one unused word without a penalty).
     seen: Tensor,
+    /// [B] the stream each row draws from.
+    stream: Tensor,
     params: SampleParams,
     /// Invocations per row (the shader's WG; see [`DeviceSampler::set_workgroup_size`]).
     wg: u32,
@@ -95,8 +98,10 @@ fn default_workgroup_size(gpu: &Gpu) -> u32 {
 impl DeviceSampler {
     /// A sampler for `batch` rows of `vocab` logits, of which the first
     /// `valid` may be chosen. `contexts` (one per row, ids < `valid` count)
-    /// seed the repetition penalty; `seed` starts the same stream as
-    /// `Rng::new(seed)`. Finished rows emit `pad`.
+    /// seed the repetition penalty. Row b draws from the stream that
+    /// `Rng::new(seeds[b])` starts; rows with the same seed share its
+    /// stream, in row order, so one batch of chunks with a seed each draws
+    /// what the chunks would draw one at a time. Finished rows emit `pad`.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         gpu: &Arc<Gpu>,
@@ -106,7 +111,7 @@ impl DeviceSampler {
         spec: &SampleSpec,
         stop_ids: &[u32],
         pad: u32,
-        seed: u64,
+        seeds: &[u64],
         contexts: &[Vec<u32>],
     ) -> Result<DeviceSampler> {
         ensure!(
@@ -118,9 +123,10 @@ impl DeviceSampler {
             "{valid} sampled ids exceed a vocab of {vocab}"
         );
         ensure!(
-            contexts.len() == batch,
-            "{} contexts for {batch} rows",
-            contexts.len()
+            contexts.len() == batch && seeds.len() == batch,
+            "{} contexts and {} seeds for {batch} rows",
+            contexts.len(),
+            seeds.len()
         );
         ensure!(
             spec.greedy || spec.temperature > 0.0,
@@ -157,7 +163,26 @@ impl DeviceSampler {
             let ints: Vec<i32> = data.iter().map(|&x| x as i32).collect();
             Tensor::from_i32(gpu, &[data.len()], &ints)
         };
-        let state = Rng::new(seed).state();
+        // The streams in order of first use, and each row's.
+        let mut streams: Vec<u64> = Vec::new();
+        let mut row_stream = Vec::with_capacity(batch);
+        for &seed in seeds {
+            let s = match streams.iter().position(|&x| x == seed) {
+                Some(s) => s,
+                None => {
+                    streams.push(seed);
+                    streams.len() - 1
+                }
+            };
+            row_stream.push(s as u32);
+        }
+        let states: Vec<u32> = streams
+            .iter()
+            .flat_map(|&seed| {
+                let state = Rng::new(seed).state();
+                [state as u32, (state >> 32) as u32]
+            })
+            .collect();
         let stop_list: Vec<u32> = if stop_ids.is_empty() {
             vec![u32::MAX]
         } else {
@@ -167,7 +192,8 @@ impl DeviceSampler {
         let chosen = Tensor::zeros(gpu, &[batch], DType::I32)?;
         let finished = Tensor::zeros(gpu, &[batch], DType::I32)?;
         let stop = u32_tensor(&stop_list)?;
-        let rng = u32_tensor(&[state as u32, (state >> 32) as u32])?;
+        let rng = u32_tensor(&states)?;
+        let stream = u32_tensor(&row_stream)?;
         let seen = u32_tensor(&bits)?;
         let seen = if words > 0 {
             seen.reshape(&[batch, words])?
@@ -192,7 +218,7 @@ impl DeviceSampler {
         let [rows, advance] = Self::prepare(
             gpu,
             &params,
-            [&logits, &stop, &rng, &finished, &chosen, &seen],
+            [&logits, &stop, &rng, &finished, &chosen, &seen, &stream],
             wg,
         )?;
         Ok(DeviceSampler {
@@ -207,6 +233,7 @@ impl DeviceSampler {
             stop,
             rng,
             seen,
+            stream,
             params,
             wg,
             rows,
@@ -215,11 +242,11 @@ impl DeviceSampler {
     }
 
     /// Compiles (or finds) both kernels for `wg` invocations per row and
-    /// binds the sampler's buffers (bindings 1-6 in order).
+    /// binds the sampler's buffers (bindings 1-7 in order).
     fn prepare(
         gpu: &Arc<Gpu>,
         params: &SampleParams,
-        bufs: [&Tensor; 6],
+        bufs: [&Tensor; 7],
         wg: u32,
     ) -> Result<[Prepared; 2]> {
         let binds: Vec<_> = (1..).zip(bufs).map(|(i, t)| t.bind(i)).collect();
@@ -232,7 +259,7 @@ impl DeviceSampler {
         Ok([kernel("sample_rows")?, kernel("sample_advance")?])
     }
 
-    fn buffers(&self) -> [&Tensor; 6] {
+    fn buffers(&self) -> [&Tensor; 7] {
         [
             &self.logits,
             &self.stop,
@@ -240,6 +267,7 @@ impl DeviceSampler {
             &self.finished,
             &self.chosen,
             &self.seen,
+            &self.stream,
         ]
     }
 
@@ -261,8 +289,8 @@ impl DeviceSampler {
     /// the next [`step`](Self::step) takes `rows.len()` rows of logits.
     ///
     /// The draws stay the same when every dropped row has finished: row b
-    /// draws with index k_b = unfinished rows before b, and
-    /// `sample_advance` moves the shared RNG past the unfinished rows, so
+    /// draws with index k_b = unfinished rows of its stream before b, and
+    /// `sample_advance` moves each stream past its unfinished rows, so
     /// finished rows count in neither (see `shaders/sample.wgsl`). Dropping
     /// an unfinished row shifts the draws of the rows after it.
     ///
@@ -280,6 +308,7 @@ impl DeviceSampler {
         self.logits = Tensor::empty(&self.gpu, &[batch, vocab], DType::F32)?;
         self.chosen = Tensor::zeros(&self.gpu, &[batch], DType::I32)?;
         self.finished = keep_rows(&self.finished, rows)?;
+        self.stream = keep_rows(&self.stream, rows)?;
         if self.params.seen_words > 0 {
             self.seen = keep_rows(&self.seen, rows)?;
         }

@@ -3,8 +3,9 @@
 //!
 //! Every model evaluated with the same [`EvalConfig`] samples with the same
 //! settings and seeds (batch `k` of `batch_size` prompts uses
-//! [`batch_seed`]`(seed, k)`), so reports of different checkpoints compare
-//! like with like.
+//! [`batch_seed`]`(seed, k)`, whichever generation pass it shares:
+//! [`generate_all`]), so reports of different checkpoints compare like with
+//! like.
 //!
 //! - **reward**: a [`Scorer`] (a reward model or function) on each (prompt,
 //!   response) [`Sample`](crate::train::scoring::Sample), as PPO scores rollouts.
@@ -25,60 +26,15 @@ use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
+pub use super::passes::{batch_seed, generate_all, pass_plan, Response};
 use super::text_metrics::{distinct_n, rouge, Rouge};
 use crate::data::support::fluency::WellFormed;
 use crate::data::support::safety::{rude_rate, unsafe_rate};
 use crate::data::{right_padded, Content, Encoder, LmBatch, PromptRecord, Role, Row, SftRecord};
-use crate::models::generate::{generate, GenerateConfig};
+use crate::models::generate::GenerateConfig;
 use crate::models::CausalLm;
 use crate::train::logprobs::{pad_token, reference_logps, RefPass};
 use crate::train::scoring::{score_checked_parts, OwnedSample, Scorer};
-
-/// The seed of generation batch `k` under base seed `seed`.
-pub fn batch_seed(seed: u64, k: usize) -> u64 {
-    seed ^ (k as u64 + 1).wrapping_mul(0xD6E8_FEB8_6659_FD93)
-}
-
-/// One sampled response.
-#[derive(Clone, Debug, Serialize)]
-pub struct Response {
-    /// New token ids, including the EOS that ended the row (if any).
-    pub ids: Vec<u32>,
-    /// The decoded text without a final EOS.
-    pub text: String,
-    /// Tokens without a final EOS.
-    pub length: usize,
-    /// Stopped on EOS or a stop string (not the length cap).
-    pub finished: bool,
-}
-
-/// Samples one response per prompt, `batch_size` prompts per pass.
-pub fn generate_all(
-    model: &CausalLm,
-    prompts: &[Vec<i32>],
-    cfg: &GenerateConfig,
-    batch_size: usize,
-) -> Result<Vec<Response>> {
-    let mut out = Vec::with_capacity(prompts.len());
-    for (k, chunk) in prompts.chunks(batch_size.max(1)).enumerate() {
-        let cfg = GenerateConfig {
-            seed: batch_seed(cfg.seed, k),
-            ..cfg.clone()
-        };
-        let g = generate(model, chunk, &cfg)?;
-        for (ids, finished) in g.new_ids.into_iter().zip(g.finished) {
-            let ended = cfg.eos.is_some() && ids.last().copied() == cfg.eos;
-            let body = &ids[..ids.len() - ended as usize];
-            out.push(Response {
-                text: model.decode(body)?,
-                length: body.len(),
-                ids,
-                finished,
-            });
-        }
-    }
-    Ok(out)
-}
 
 /// A prompt (token ids, template applied) and its reference completions.
 #[derive(Clone, Debug)]

@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 pub mod best_of_n;
 pub mod eval;
+pub mod passes;
 pub mod text_metrics;
 
 use self::best_of_n::{best_of_n, BestOfNConfig, BestOfNPrompt, BestOfNReport};
