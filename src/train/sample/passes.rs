@@ -49,9 +49,10 @@ pub fn generate_all(
 ) -> Result<Vec<Response>> {
     let batch_size = batch_size.max(1);
     let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
-    let rows = pass_rows(model, batch_size, longest + cfg.max_new_tokens);
+    let max_rows = pass_rows(model, batch_size, longest + cfg.max_new_tokens);
     let mut out: Vec<Option<Response>> = (0..prompts.len()).map(|_| None).collect();
-    for pass in pass_plan(prompts, batch_size, rows) {
+    for pass in pass_plan(prompts, batch_size, max_rows) {
+        // The pass's prompts, each one's seed, and where its reply goes.
         let (mut rows, mut seeds, mut at) = (Vec::new(), Vec::new(), Vec::new());
         for k in pass {
             let first = k * batch_size;
