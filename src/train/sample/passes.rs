@@ -99,12 +99,18 @@ pub fn pass_plan(prompts: &[Vec<i32>], batch_size: usize, rows: usize) -> Vec<Ve
 }
 
 /// Rows per generation pass: as many as fit [`PASS_BYTES`] of KV cache and
-/// logits (a pass's largest buffers) and [`PASS_ROWS`].
+/// logits (a pass's largest buffers), [`PASS_ROWS`], and the sampler's
+/// `[rows, vocab]` logits in one storage binding; never fewer than one
+/// batch (what a pass held before batches shared them).
 fn pass_rows(model: &CausalLm, batch_size: usize, capacity: usize) -> usize {
     let c = &model.cfg;
     let kv = 2 * c.n_layer * capacity * c.n_kv_head * c.head_dim();
     let per_row = 4 * (kv + c.vocab_size);
-    (PASS_BYTES / per_row.max(1)).min(PASS_ROWS).max(batch_size)
+    let binding = model.gpu().max_binding() as usize / (4 * c.vocab_size).max(1);
+    (PASS_BYTES / per_row.max(1))
+        .min(PASS_ROWS)
+        .min(binding)
+        .max(batch_size)
 }
 
 /// Bounds of one generation pass of [`generate_all`].
