@@ -140,7 +140,7 @@ fn eval_prompts(
 /// bar is a quarter of that measured rate; after PPO a set's rate carries
 /// σ ≈ 2 points at 6%. Four replies per prompt (512 in all) halve both
 /// errors against one reply; each of the demo's two measures then takes
-/// about 7-9 s on Vulkan here (two generation passes of 256 rows).
+/// about 7-9 s on Vulkan here (at most two generation passes of 256 rows).
 pub const EVAL_SAMPLES_PER_PROMPT: usize = 4;
 
 /// Samples [`EVAL_SAMPLES_PER_PROMPT`] responses per eval prompt
