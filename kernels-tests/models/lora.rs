@@ -52,14 +52,6 @@ fn logits(m: &CausalLm, tokens: &Tokens, adapters: bool) -> Vec<f32> {
         .unwrap()
 }
 
-/// A scratch directory (removed when the test passes) and an adapter path in it
-/// that does not exist yet.
-fn tmp_dir(tag: &str) -> (crate::common::Scratch, PathBuf) {
-    let s = crate::common::Scratch::new(&format!("lora-{tag}"));
-    let adapter = s.path("adapter");
-    (s, adapter)
-}
-
 fn check_peft_parity(name: &str) {
     let (tokens, json, st) = refs(name);
     let mut m = model(name);
@@ -152,7 +144,8 @@ fn save_load_round_trip_is_identical() {
     for name in ["gpt2-tiny", "neox-parallel"] {
         let mut m = model(name);
         m.load_adapter(&adapter_dir(name)).unwrap();
-        let (_scratch, dir) = tmp_dir(name);
+        let scratch = crate::common::Scratch::new(&format!("lora-{name}"));
+        let dir = scratch.path("adapter");
         m.save_adapter(&dir).unwrap();
         // Same keys, shapes and values as PEFT's own file.
         let theirs = Checkpoint::open_file(&adapter_dir(name).join(peft::WEIGHTS_FILE)).unwrap();
@@ -185,7 +178,8 @@ fn save_load_round_trip_is_identical() {
 #[test]
 fn config_without_task_type_loads_and_bad_files_name_file_and_key() {
     let name = "gpt2-tiny";
-    let (_scratch, dir) = tmp_dir("bad");
+    let scratch = crate::common::Scratch::new("lora-bad");
+    let dir = scratch.path("adapter");
     std::fs::create_dir_all(&dir).unwrap();
     let src = adapter_dir(name);
     let text = std::fs::read_to_string(src.join(peft::CONFIG_FILE)).unwrap();
